@@ -1,3 +1,33 @@
 """CovetPy: Python handlers served by a Go gateway through shared-memory rings."""
 
-__all__: list[str] = []
+from ._app import Covet
+from ._datastructures import Address, Headers, MutableHeaders, QueryParams
+from ._exceptions import HTTPException
+from ._forms import FormData, UploadFile
+from ._request import Request
+from ._responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+
+__all__ = [
+    "Address",
+    "Covet",
+    "FormData",
+    "HTMLResponse",
+    "HTTPException",
+    "Headers",
+    "JSONResponse",
+    "MutableHeaders",
+    "PlainTextResponse",
+    "QueryParams",
+    "RedirectResponse",
+    "Request",
+    "Response",
+    "StreamingResponse",
+    "UploadFile",
+]

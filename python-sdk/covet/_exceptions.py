@@ -1,0 +1,47 @@
+"""HTTPException: the one exception a handler raises to answer with an error status."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["HTTPException"]
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase for ``status``, or ``""`` for an unregistered code."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class HTTPException(Exception):
+    """Raise from a handler to answer with ``status``.
+
+    The response body is JSON ``{"detail": detail}``; ``detail`` defaults to the status's
+    reason phrase and may be any JSON-serialisable value. ``headers`` are added to the
+    response (for example ``{"www-authenticate": "Bearer"}``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"HTTPException status must be an int in 400..599, got {status!r}")
+        if detail is None:
+            detail = reason_phrase(status)
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.headers: dict[str, str] = dict(headers) if headers else {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, detail={self.detail!r})"
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.detail}"

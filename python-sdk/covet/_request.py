@@ -1,0 +1,179 @@
+"""Request: what a handler receives as its first argument."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from ._datastructures import Address, Headers, QueryParams
+from ._exceptions import HTTPException
+from ._forms import FormData, parse_form
+from ._head import BodySource, RequestHead
+
+__all__ = ["Request", "parse_cookie_header"]
+
+
+def parse_cookie_header(value: str) -> dict[str, str]:
+    """Parse a Cookie header leniently: ``a=1; b="2"``; nameless or empty pieces are
+    skipped, a quoted value is unquoted, and the first cookie of a name wins."""
+    cookies: dict[str, str] = {}
+    for piece in value.split(";"):
+        name, eq, val = piece.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] == '"':
+            val = val[1:-1]
+        cookies.setdefault(name, val)
+    return cookies
+
+
+class Request:
+    """One HTTP request, already parsed and routed by the gateway.
+
+    Attributes derived from the head are computed on first use and cached. The body is
+    read at most once from the transport: ``await req.body()`` buffers it (and later calls
+    return the same bytes), ``req.stream()`` hands chunks on as they arrive without
+    buffering (the body cannot be read again after that).
+    """
+
+    def __init__(
+        self,
+        head: RequestHead,
+        body: BodySource,
+        path_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.head = head
+        self._source = body
+        self._body: bytes | None = None
+        self._streamed = False
+        self._json: Any = _UNSET
+        self._form: FormData | None = None
+        self.path_params: dict[str, Any] = dict(path_params or {})
+        """Path parameters, converted to their declared types (int, uuid.UUID, str)."""
+
+    # -- head ---------------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        return self.head.method
+
+    @property
+    def raw_path(self) -> str:
+        """The path as sent by the client, percent-encoding kept."""
+        return self.head.path
+
+    @cached_property
+    def path(self) -> str:
+        """The percent-decoded path (UTF-8; undecodable bytes become U+FFFD)."""
+        return unquote(self.head.path, encoding="utf-8", errors="replace")
+
+    @property
+    def query_string(self) -> str:
+        """The raw query string, without ``?``."""
+        return self.head.query
+
+    @cached_property
+    def query_params(self) -> QueryParams:
+        return QueryParams(
+            parse_qsl(self.head.query, keep_blank_values=True, encoding="utf-8", errors="replace")
+        )
+
+    @cached_property
+    def headers(self) -> Headers:
+        return Headers(self.head.headers)
+
+    @cached_property
+    def cookies(self) -> dict[str, str]:
+        cookies: dict[str, str] = {}
+        for value in self.headers.getlist("cookie"):
+            for name, val in parse_cookie_header(value).items():
+                cookies.setdefault(name, val)
+        return cookies
+
+    @cached_property
+    def client(self) -> Address | None:
+        """The peer's address, or None if the gateway did not give one."""
+        return Address.parse(self.head.client) if self.head.client else None
+
+    @property
+    def scheme(self) -> str:
+        return self.head.scheme
+
+    @property
+    def http_version(self) -> str:
+        return self.head.http_version
+
+    @property
+    def request_id(self) -> str:
+        return self.head.request_id
+
+    @property
+    def route(self) -> str:
+        """The route pattern that matched, e.g. ``/users/{id:int}``."""
+        return self.head.route
+
+    @cached_property
+    def url(self) -> str:
+        """The full request URL as the client addressed it."""
+        host = self.headers.get("host", "")
+        query = f"?{self.head.query}" if self.head.query else ""
+        return f"{self.head.scheme}://{host}{self.head.path}{query}"
+
+    @cached_property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    # -- body ---------------------------------------------------------------------------
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body's chunks as they arrive (or the buffered body, if already read)."""
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
+        if self._streamed:
+            raise RuntimeError("the request body has already been streamed")
+        self._streamed = True
+        if self.head.body_length == 0:
+            return
+        async for chunk in self._source:
+            if chunk:
+                yield chunk
+
+    async def body(self) -> bytes:
+        """The whole body, read once and cached."""
+        if self._body is None:
+            self._body = b"".join([chunk async for chunk in self.stream()])
+        return self._body
+
+    async def json(self) -> Any:
+        """The body decoded as JSON; a body that is not JSON answers 400."""
+        if self._json is _UNSET:
+            data = await self.body()
+            try:
+                self._json = json.loads(data)
+            except ValueError:
+                raise HTTPException(400, "malformed JSON body") from None
+        return self._json
+
+    async def form(self) -> FormData:
+        """The body decoded as a form (urlencoded or multipart); malformed answers 400,
+        another content type 415."""
+        if self._form is None:
+            self._form = parse_form(self.content_type, await self.body())
+        return self._form
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.raw_path} id={self.request_id}>"
+
+
+class _Unset:
+    pass
+
+
+_UNSET: Any = _Unset()

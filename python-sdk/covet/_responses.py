@@ -1,0 +1,311 @@
+"""Response classes and the conversion of handler return values into responses.
+
+What the worker puts on the wire comes from three members of every response:
+``status`` (int), ``raw_headers`` (``(lower-case name, bytes)`` pairs; never
+Content-Length, which the gateway derives from ``body_length``), ``body_length`` (bytes,
+or -1 when streamed) and ``body_chunks()`` (an async iterator of the body's bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+from ._datastructures import MutableHeaders
+
+__all__ = [
+    "Response",
+    "JSONResponse",
+    "HTMLResponse",
+    "PlainTextResponse",
+    "RedirectResponse",
+    "StreamingResponse",
+    "HeadersLike",
+    "to_response",
+]
+
+HeadersLike = Mapping[str, "str | bytes"] | Iterable[tuple[str, "str | bytes"]]
+
+_COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_COOKIE_VALUE_RE = re.compile(r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*')
+_ATTR_BAD_RE = re.compile(r"[;\x00-\x1f\x7f]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _check_status(status: int) -> int:
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise ValueError(f"response status must be an int in 200..599, got {status!r}")
+    return status
+
+
+class Response:
+    """A response with a body known in full. A ``str`` body is encoded as UTF-8.
+
+    ``media_type`` sets Content-Type unless ``headers`` already do; a ``text/*`` media
+    type without a charset gets ``; charset=utf-8``.
+    """
+
+    media_type: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.status = _check_status(status)
+        self.body = self.render(body)
+        self.headers = MutableHeaders()
+        if headers is not None:
+            items = headers.items() if isinstance(headers, Mapping) else headers
+            for name, value in items:
+                self.headers.append(name, value)
+        media_type = media_type if media_type is not None else type(self).media_type
+        if media_type and "content-type" not in self.headers:
+            if media_type.startswith("text/") and "charset=" not in media_type.lower():
+                media_type += "; charset=utf-8"
+            self.headers["content-type"] = media_type
+
+    def render(self, body: Any) -> bytes:
+        if isinstance(body, bytes):
+            return body
+        if isinstance(body, (bytearray, memoryview)):
+            return bytes(body)
+        if isinstance(body, str):
+            return body.encode("utf-8")
+        raise TypeError(f"{type(self).__name__} body must be bytes or str, got {type(body).__name__}")
+
+    @property
+    def raw_headers(self) -> list[tuple[str, bytes]]:
+        """Header fields for the wire: ``(lower-case name, value bytes)``, in order."""
+        return self.headers.raw
+
+    @property
+    def body_length(self) -> int:
+        """Body size in bytes, or -1 when the body is streamed."""
+        return len(self.body)
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        """The body as an async iterator of non-empty byte chunks."""
+        if self.body:
+            yield self.body
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        max_age: int | None = None,
+        expires: datetime | int | str | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Add a Set-Cookie header.
+
+        ``expires`` is an aware datetime, a number of seconds from now, or a ready HTTP
+        date string. ``samesite="none"`` requires ``secure=True`` (browsers drop it
+        otherwise). A value outside the RFC 6265 cookie-octet set raises ValueError:
+        encode it (for example with base64 or percent-encoding) first.
+        """
+        if not _COOKIE_NAME_RE.fullmatch(key):
+            raise ValueError(f"invalid cookie name {key!r}")
+        if not _COOKIE_VALUE_RE.fullmatch(value):
+            raise ValueError(
+                f"cookie {key!r} value has characters outside RFC 6265 cookie-octet "
+                "(space, comma, semicolon, quote, backslash, control or non-ASCII); encode it"
+            )
+        parts = [f"{key}={value}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={int(max_age)}")
+        if expires is not None:
+            parts.append(f"Expires={_http_date(expires)}")
+        for attr, text in (("Path", path), ("Domain", domain)):
+            if text is not None:
+                if _ATTR_BAD_RE.search(text):
+                    raise ValueError(f"cookie {attr} {text!r} contains ';' or a control character")
+                parts.append(f"{attr}={text}")
+        if secure:
+            parts.append("Secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite is not None:
+            if samesite not in ("lax", "strict", "none"):
+                raise ValueError(f"samesite must be 'lax', 'strict', 'none' or None, got {samesite!r}")
+            if samesite == "none" and not secure:
+                raise ValueError("samesite='none' requires secure=True")
+            parts.append(f"SameSite={samesite.capitalize()}")
+        self.headers.append("set-cookie", "; ".join(parts))
+
+    def delete_cookie(
+        self,
+        key: str,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Tell the client to drop cookie ``key`` (path and domain must match its setting)."""
+        self.set_cookie(key, "", max_age=0, expires=_EPOCH, path=path, domain=domain,
+                        secure=secure, httponly=httponly, samesite=samesite)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.status} length={self.body_length}>"
+
+
+def _http_date(expires: datetime | int | str) -> str:
+    if isinstance(expires, str):
+        if _ATTR_BAD_RE.search(expires):
+            raise ValueError(f"cookie Expires {expires!r} contains ';' or a control character")
+        return expires
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None:
+            raise ValueError("cookie expires datetime must be timezone-aware")
+        when = expires
+    else:
+        when = datetime.now(timezone.utc).replace(microsecond=0)
+        when = datetime.fromtimestamp(when.timestamp() + int(expires), timezone.utc)
+    return format_datetime(when.astimezone(timezone.utc), usegmt=True)
+
+
+class JSONResponse(Response):
+    """``content`` serialised as compact UTF-8 JSON (non-ASCII kept, NaN refused)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self,
+        content: Any,
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        super().__init__(content, status, headers, media_type)
+
+    def render(self, body: Any) -> bytes:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+class HTMLResponse(Response):
+    media_type = "text/html; charset=utf-8"
+
+
+class PlainTextResponse(Response):
+    media_type = "text/plain; charset=utf-8"
+
+
+class RedirectResponse(Response):
+    """Redirect to ``url`` (non-ASCII and spaces are percent-encoded); status 3xx."""
+
+    def __init__(self, url: str, status: int = 307, headers: HeadersLike | None = None) -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status <= 399:
+            raise ValueError(f"redirect status must be an int in 300..399, got {status!r}")
+        super().__init__(b"", status, headers)
+        self.headers["location"] = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
+
+
+ChunkSource = Iterable["bytes | str"] | AsyncIterable["bytes | str"]
+
+
+class StreamingResponse(Response):
+    """A body produced piece by piece by a sync or async iterable of bytes or str.
+
+    A sync iterable (for example a generator) is advanced in the event loop's thread
+    pool, so blocking work inside it never stalls the loop. The iterable is closed when
+    the body ends or the consumer stops early (``aclose()`` on ``body_chunks()``).
+    """
+
+    def __init__(
+        self,
+        content: ChunkSource,
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        super().__init__(b"", status, headers, media_type)
+        if not isinstance(content, (Iterable, AsyncIterable)) or isinstance(content, (str, bytes)):
+            raise TypeError("StreamingResponse content must be a (sync or async) iterable of chunks")
+        self.content = content
+
+    @property
+    def body_length(self) -> int:
+        return -1
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        if isinstance(self.content, AsyncIterable):
+            iterator = aiter(self.content)
+            try:
+                async for chunk in iterator:
+                    if data := _chunk(chunk):
+                        yield data
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            return
+        loop = asyncio.get_running_loop()
+        sync_iter: Iterator[bytes | str] = iter(self.content)
+        try:
+            while True:
+                item = await loop.run_in_executor(None, _advance, sync_iter)
+                if item is None:
+                    break
+                if data := _chunk(item):
+                    yield data
+        finally:
+            close = getattr(sync_iter, "close", None)
+            if close is not None:
+                await loop.run_in_executor(None, close)
+
+
+def _advance(iterator: Iterator[bytes | str]) -> bytes | str | None:
+    try:
+        return next(iterator)
+    except StopIteration:
+        return None
+
+
+def _chunk(chunk: bytes | str) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError(f"streamed chunks must be bytes or str, got {type(chunk).__name__}")
+
+
+def to_response(value: Any) -> Response:
+    """Turn a handler's return value into a Response.
+
+    Response → itself; dict or list → JSON; str → text/plain; bytes →
+    application/octet-stream; None → 204 No Content; ``(body, status)`` → the body
+    converted as above with that status. Anything else raises TypeError.
+    """
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, (dict, list)):
+        return JSONResponse(value)
+    if isinstance(value, str):
+        return PlainTextResponse(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return Response(value, media_type="application/octet-stream")  # type: ignore[arg-type]
+    if value is None:
+        return Response(status=204)
+    if isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], (Response, tuple)):
+        response = to_response(value[0])
+        response.status = _check_status(value[1])
+        return response
+    raise TypeError(
+        f"handler returned {type(value).__name__}; return a Response, dict, list, str, "
+        "bytes, None or a (body, status) tuple"
+    )

@@ -1,0 +1,162 @@
+"""Routes, the route table, and a Python-side matcher equal to the gateway's router.
+
+In production the gateway routes each request and names the matched pattern; the
+matcher here serves covet.testing (and any tool that must route without a gateway).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._patterns import ParamKind, Pattern
+
+__all__ = ["HTTP_METHODS", "MAX_ROUTES", "Route", "Router", "Match", "is_async_callable"]
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_ROUTES = 4096
+
+
+def is_async_callable(fn: Any) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    )
+
+
+def timeout_to_ms(timeout: float | None) -> int | None:
+    """A per-route timeout in seconds, as whole milliseconds (rounded up)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"route timeout must be a positive number of seconds, got {timeout!r}")
+    if math.isinf(timeout):
+        raise ValueError("route timeout must be finite; use None for no per-route timeout")
+    return math.ceil(timeout * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One registered (method, pattern) -> handler binding."""
+
+    method: str
+    pattern: Pattern
+    endpoint: Callable[..., Any]
+    name: str | None
+    timeout_ms: int | None
+    is_async: bool
+    kinds: dict[str, ParamKind]
+
+    def manifest_entry(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.name is not None:
+            options["name"] = self.name
+        if self.timeout_ms is not None:
+            options["timeout_ms"] = self.timeout_ms
+        return {"method": self.method, "path": self.pattern.canonical, "kind": "http",
+                "options": options}  # fmt: skip
+
+
+def check_signature(endpoint: Callable[..., Any], pattern: Pattern) -> None:
+    """Reject, at registration, a handler that cannot be called as ``f(req, **params)``."""
+    try:
+        sig = inspect.signature(endpoint)
+    except (TypeError, ValueError):
+        return  # not introspectable (some builtins): trust the caller
+    where = f"handler {getattr(endpoint, '__qualname__', endpoint)!r} for {pattern.source!r}"
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    has_var_pos = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if not positional and not has_var_pos:
+        raise TypeError(f"{where} must take the request as its first positional argument")
+    first = positional[0] if positional else None
+    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    by_name = {p.name: p for p in params}
+    for name in pattern.param_names:
+        p = by_name.get(name)
+        if p is first or (p is not None and p.kind is p.POSITIONAL_ONLY):
+            raise TypeError(f"{where}: path parameter {name!r} clashes with the request argument")
+        if p is None and not has_var_kw:
+            raise TypeError(f"{where} has no parameter named {name!r} (nor **kwargs)")
+    for p in params:
+        if p is first or p.default is not p.empty:
+            continue
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in pattern.param_names:
+            continue
+        raise TypeError(f"{where}: required parameter {p.name!r} is not a path parameter")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A matcher outcome: a route and its raw params, or a status (404, or 405 + allow)."""
+
+    route: Route | None
+    params: list[tuple[str, str]]
+    status: int = 200
+    allow: tuple[str, ...] = ()
+
+
+class Router:
+    """The route table: registration with conflict checks, lookup by (method, pattern)."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+        self._by_key: dict[tuple[str, str], Route] = {}
+        self._by_shape: dict[tuple[str, str], Route] = {}
+
+    def add(self, route: Route) -> None:
+        shape_key = (route.method, route.pattern.shape)
+        existing = self._by_shape.get(shape_key)
+        if existing is not None:
+            same = existing.pattern.canonical == route.pattern.canonical
+            raise ValueError(
+                f"route {route.method} {route.pattern.source!r} "
+                + ("is already registered" if same else
+                   f"conflicts with {existing.method} {existing.pattern.source!r} "
+                   "(same path shape; a request could match either)")  # fmt: skip
+            )
+        if len(self.routes) >= MAX_ROUTES:
+            raise ValueError(f"an app may register at most {MAX_ROUTES} routes")
+        self.routes.append(route)
+        self._by_shape[shape_key] = route
+        self._by_key[(route.method, route.pattern.canonical)] = route
+        self._by_key.setdefault((route.method, route.pattern.source), route)
+
+    def lookup(self, method: str, pattern: str) -> Route | None:
+        """The route the gateway matched; HEAD falls back to the GET route."""
+        route = self._by_key.get((method, pattern))
+        if route is None and method == "HEAD":
+            route = self._by_key.get(("GET", pattern))
+        return route
+
+    def match(self, method: str, raw_path: str) -> Match:
+        """Route a raw request path like the gateway's router: static > typed > str >
+        catch-all per segment; HEAD may use a GET route; an unrouted OPTIONS gets 204 and
+        another method 405, both with Allow (the path's methods, HEAD with GET, and
+        OPTIONS, sorted); 404 if no pattern matches."""
+        if not raw_path.startswith("/"):
+            return Match(None, [], 404)
+        segments = raw_path[1:].split("/")
+        best: dict[str, tuple[tuple[int, ...], Route, list[tuple[str, str]]]] = {}
+        for route in self.routes:
+            found = route.pattern.match(segments)
+            if found is None:
+                continue
+            key, params = found
+            current = best.get(route.method)
+            if current is None or key < current[0]:
+                best[route.method] = (key, route, params)
+        chosen = best.get(method) or (best.get("GET") if method == "HEAD" else None)
+        if chosen is not None:
+            return Match(chosen[1], chosen[2])
+        if not best:
+            return Match(None, [], 404)
+        allowed = set(best) | {"OPTIONS"}
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        return Match(None, [], 204 if method == "OPTIONS" else 405, tuple(sorted(allowed)))
