@@ -1,0 +1,424 @@
+"""Tests of covet._proto against the golden vectors and the spec."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import struct
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+import pytest
+
+from covet import _proto as p
+
+TESTDATA = pathlib.Path(__file__).resolve().parents[2] / "workerproto" / "testdata"
+
+
+def read_hex(path: pathlib.Path) -> bytes:
+    digits = []
+    for line in path.read_text().splitlines():
+        if line.strip().startswith("#"):
+            continue
+        chunk = "".join(line.split())
+        assert chunk == chunk.lower(), f"{path.name}: upper-case hex"
+        digits.append(chunk)
+    return bytes.fromhex("".join(digits))
+
+
+def load_vectors() -> list[dict[str, Any]]:
+    data = json.loads((TESTDATA / "vectors.json").read_text())
+    assert data["format"] == 1
+    vectors: list[dict[str, Any]] = data["vectors"]
+    return vectors
+
+
+VECTORS = load_vectors()
+
+
+def test_vectors_cover_every_message() -> None:
+    kinds = {(v["kind"], v["fields"].get("type")) for v in VECTORS}
+    for t in ("hello", "welcome", "ping", "pong", "drain", "bye", "error"):
+        assert ("frame", t) in kinds
+    for k in ("req_head", "resp_head", "error_payload"):
+        assert (k, None) in kinds
+
+
+def _head_json(h: p.RequestHead) -> dict[str, Any]:
+    hs = h.headers
+    ps = h.params
+    return {
+        "method": h.method,
+        "path": h.path,
+        "query": h.query,
+        "headers": [[hs[i], hs[i + 1].hex()] for i in range(0, len(hs), 2)],
+        "route": h.route,
+        "params": [[ps[i], ps[i + 1]] for i in range(0, len(ps), 2)],
+        "http_version": h.http_version,
+        "scheme": h.scheme,
+        "client": h.client,
+        "request_id": h.request_id,
+        "body": h.body,
+        "timeout_ms": h.timeout_ms,
+    }
+
+
+@pytest.mark.parametrize("vec", VECTORS, ids=[v["file"] for v in VECTORS])
+def test_golden_vector(vec: dict[str, Any]) -> None:
+    raw = read_hex(TESTDATA / vec["file"])
+    want = vec["fields"]
+    kind = vec["kind"]
+    if kind == "frame":
+        msg, n = p.parse_frame(raw)
+        assert n == len(raw)
+        assert msg == want
+        assert list(msg) == list(want)  # key order
+        assert p.encode_frame(msg) == raw
+        # And from the JSON fields alone.
+        assert p.encode_frame(want) == raw
+    elif kind == "req_head":
+        h = p.decode_request_head(raw)
+        assert _head_json(h) == want
+        assert p.encode_request_head(h) == raw
+    elif kind == "resp_head":
+        status, headers, body = p.decode_response_head(raw)
+        assert {"status": status, "headers": [[n, v.hex()] for n, v in headers], "body": body} == want
+        assert p.encode_response_head(status, headers, body) == raw
+        assert p.encode_response_head(want["status"], [(n, bytes.fromhex(v)) for n, v in want["headers"]], want["body"]) == raw
+    else:
+        status, message = p.decode_error_payload(raw)
+        assert {"status": status, "message": message} == want
+        assert p.encode_error_payload(status, message) == raw
+
+
+def test_request_head_non_ascii_value() -> None:
+    h = p.decode_request_head(read_hex(TESTDATA / "req_head.hex"))
+    assert dict(h.header_pairs())["x-name"] == "café".encode() + b" \xff\xfe"
+    assert h.params == ["id", "42", "name", "café"]
+
+
+def frame(m: bytes) -> bytes:
+    return struct.pack("<I", len(m)) + m
+
+
+def pk(obj: Any) -> bytes:
+    b: bytes = msgpack.packb(obj, use_bin_type=True)
+    return b
+
+
+@pytest.mark.parametrize(
+    "data,text",
+    [
+        (b"\x00\x00\x00\x00", "length is zero"),
+        (struct.pack("<I", (1 << 20) + 1), "over 1 MiB"),
+        (frame(pk([1])), "want map, got array"),
+        (frame(pk({"type": "hug"})), "unknown message type 'hug'"),
+        (frame(pk({"seq": 1})), 'missing key "type"'),
+        (frame(pk({"type": b"ping", "seq": 1})), '"type": want str, got bin'),
+        (frame(pk({"type": "ping"})), 'ping: missing key "seq"'),
+        (frame(pk({"type": "ping", "seq": "1"})), '"seq": want int, got str'),
+        (frame(pk({"type": "ping", "seq": True})), '"seq": want int, got bool'),
+        (frame(pk({"type": "ping", "seq": 1.0})), '"seq": want int, got float'),
+        (frame(pk({"type": "pong", "seq": -1})), "-1 not in 0.."),
+        (frame(pk({"type": "drain", "deadline_ms": -5})), "-5 not in 0.."),
+        (frame(pk({"type": "ping", "seq": 1}) + b"\xc0"), "trailing bytes"),
+        (frame(b"\x82\xa4type\xa4ping\xa3seq\x01\xa3seq\x02"[:0] + b"\x83\xa4type\xa4ping\xa3seq\x01\xa3seq\x02"), "same key twice"),
+        (frame(b"\x82\xa4type\xa3bye\xa6reason\xa1\xff"), "malformed"),
+        (frame(pk({"type": "hello", "version": 2})), "hello version 2"),
+        (frame(pk({"type": "error", "code": "auth"})), '"message"'),
+        (frame(b"\x82\xa4type\xa4ping\xa1x\xc1"), "malformed"),
+        (frame(pk({"type": "welcome", "version": 1, "worker_id": 1, "epoch": 0, "segment_size": 1,
+                   "req_capacity": 1, "resp_capacity": 1, "heartbeat_ms": 1})), '"epoch": zero'),
+    ],
+)
+def test_malformed_control(data: bytes, text: str) -> None:
+    with pytest.raises(p.ProtocolError) as ei:
+        p.parse_frame(data)
+    assert text in str(ei.value)
+
+
+def test_every_prefix_is_truncated() -> None:
+    for v in VECTORS:
+        if v["kind"] != "frame":
+            continue
+        raw = read_hex(TESTDATA / v["file"])
+        for i in range(len(raw)):
+            with pytest.raises(p.TruncatedError):
+                p.parse_frame(raw[:i])
+
+
+def test_unknown_keys_ignored() -> None:
+    m, _ = p.parse_frame(frame(pk({"future": {"a": [1, None]}, "seq": 9, "type": "pong"})))
+    assert m == {"type": "pong", "seq": 9}
+    assert list(m) == ["type", "seq"]
+
+
+def test_hello_manifest_errors() -> None:
+    base = {"type": "hello", "version": 1, "pid": 1, "app": "a", "token": ""}
+    bad_route = {"method": 1, "path": "/", "kind": "http", "options": {}}
+    with pytest.raises(p.ProtocolError) as ei:
+        p.decode_message(pk({**base, "routes": [{"method": "GET", "path": "/", "kind": "http", "options": {}}, bad_route]}))
+    assert ei.value.code == "manifest" and 'route 1: key "method": want str, got int' in str(ei.value)
+    with pytest.raises(p.ProtocolError) as ei:
+        p.decode_message(pk({**base, "routes": [{"method": "GET", "path": "/", "kind": "http"}]}))
+    assert ei.value.code == "manifest" and 'missing key "options"' in str(ei.value)
+    with pytest.raises(p.ProtocolError) as ei:
+        p.decode_message(pk({**base, "routes": [None] * 4097}))
+    assert ei.value.code == "manifest"
+
+
+@pytest.mark.parametrize(
+    "routes,text",
+    [
+        ([{"method": "GET", "path": "/a", "kind": "http"}, {"method": "GET", "path": "/a", "kind": "ws"}],
+         "route 1 (GET /a): duplicate of route 0"),
+        ([{"method": "get", "path": "/a", "kind": "http"}], "route 0 (get /a): method 'get'"),
+        ([{"method": "GET", "path": "a", "kind": "http"}], "route 0 (GET a): path does not start with '/'"),
+        ([{"method": "GET", "path": "/" + "a" * 2048, "kind": "http"}], "path of 2049 bytes"),
+        ([{"method": "GET", "path": "/a", "kind": "udp"}], "kind 'udp'"),
+        ([{"method": "GET", "path": "/a", "kind": "http", "options": {"roles": ["x", 1]}}], "roles"),
+        ([{"method": "GET", "path": "/a", "kind": "http", "options": {"timeout_ms": "5"}}], "timeout_ms"),
+        ([{"method": "GET", "path": "/a", "kind": "http", "options": {"name": 5}}], "option name"),
+    ],
+)
+def test_validate_routes(routes: list[dict[str, Any]], text: str) -> None:
+    with pytest.raises(p.ProtocolError) as ei:
+        p.validate_routes(routes)
+    assert text in str(ei.value) and ei.value.code == "manifest"
+
+
+def test_welcome_validation() -> None:
+    good = json.loads(json.dumps(next(v["fields"] for v in VECTORS if v["fields"].get("type") == "welcome")))
+    p.Welcome.from_message(good)
+    for key, val in [("req_capacity", 5000), ("resp_capacity", 2048), ("segment_size", 1), ("heartbeat_ms", 0), ("version", 2)]:
+        with pytest.raises(p.ProtocolError):
+            p.Welcome.from_message({**good, key: val})
+
+
+REQ = [
+    "GET", "/", "", [], "/", [], "1.1", "http", "1.2.3.4:5", "id", 0, 0,
+]
+
+
+@pytest.mark.parametrize(
+    "index,value,text",
+    [
+        (0, 1, 'element 0 "method": want str, got int'),
+        (3, ["a"], '"headers": odd length 1'),
+        (3, ["a", "b"], '"headers" item 1: want bin, got str'),
+        (3, [b"a", b"b"], '"headers" item 0: want str, got bin'),
+        (5, ["a", b"b"], '"params" item 1: want str, got bin'),
+        (10, -2, '"body": -2 < -1'),
+        (10, True, '"body": want int, got bool'),
+        (11, -1, '"timeout_ms": negative'),
+        (9, None, 'element 9 "request_id": want str, got nil'),
+    ],
+)
+def test_request_head_errors(index: int, value: Any, text: str) -> None:
+    a = list(REQ)
+    a[index] = value
+    with pytest.raises(p.ProtocolError) as ei:
+        p.decode_request_head(pk(a))
+    assert text in str(ei.value)
+
+
+def test_request_head_shape_errors() -> None:
+    for data, text in [
+        (pk(REQ[:11]), "want array of 12, got array of 11"),
+        (pk({"a": 1}), "want array of 12, got map"),
+        (pk(REQ) + b"\x00", "trailing bytes"),
+        (pk(REQ)[:-1], "truncated"),
+        (b"\x91\xa1\xff", "malformed"),
+    ]:
+        with pytest.raises(p.ProtocolError) as ei:
+            p.decode_request_head(data)
+        assert text in str(ei.value), (data, ei.value)
+    assert p.decode_request_head(pk(REQ)).client == "1.2.3.4:5"
+
+
+def test_response_head_encode_checks() -> None:
+    assert p.decode_response_head(p.encode_response_head(200, [("Content-Type", b"x")], 0)) == (200, [("content-type", b"x")], 0)
+    for args in [
+        (101, [], 0),
+        (600, [], 0),
+        (200, [], -2),
+        (200, [("a b", b"x")], 0),
+        (200, [("", b"x")], 0),
+        (200, [("é", b"x")], 0),
+        (200, [("a", b"x\r\ny: z")], 0),
+        (200, [("a", b"\x00")], 0),
+        (200, [("a", b"x" * (64 * 1024 + 1))], 0),
+        (200, [("a", b"x")] * 1025, 0),
+    ]:
+        with pytest.raises(ValueError):
+            p.encode_response_head(*args)
+
+
+def test_error_payload() -> None:
+    assert p.decode_error_payload(p.encode_error_payload(499, "cancelled")) == (499, "cancelled")
+    with pytest.raises(ValueError):
+        p.encode_error_payload(200, "x")
+    for data in [pk([500]), pk([200, "x"]), pk([500, b"x"]), pk(["500", "x"])]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_error_payload(data)
+
+
+# ------------------------------------------------------------------ sockets
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _make_fds() -> list[int]:
+    mfd = os.memfd_create("covet-test", os.MFD_CLOEXEC)
+    os.ftruncate(mfd, 4096)
+    return [mfd, os.eventfd(0, os.EFD_CLOEXEC), os.eventfd(0, os.EFD_CLOEXEC)]
+
+
+def _welcome_frame() -> bytes:
+    return read_hex(TESTDATA / "welcome.hex")
+
+
+def test_socketpair_handshake_real_fds() -> None:
+    before = _fd_count()
+    gw, wk = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds = _make_fds()
+    try:
+        with p.ControlChannel(wk) as ch:
+            ch.hello("shop-api", [{"method": "GET", "path": "/x", "kind": "http", "options": {"name": "x"}}], token="t")
+            gwch = p.ControlChannel(gw)
+            hello = gwch.read_message()
+            assert hello["app"] == "shop-api" and hello["pid"] == os.getpid() and hello["token"] == "t"
+            assert hello["routes"][0]["options"] == {"name": "x"}
+            socket.send_fds(gw, [_welcome_frame()], fds)
+            welcome, got = ch.recv_welcome()
+            assert welcome.epoch == 0x1122334455667788 and welcome.req_capacity == 1 << 20
+            for sent, recvd in zip(fds, got):
+                assert recvd != sent
+                a, b = os.fstat(sent), os.fstat(recvd)
+                assert (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+                assert not os.get_inheritable(recvd)
+            os.eventfd_write(fds[1], 5)
+            assert os.eventfd_read(got[1]) == 5
+            p.ControlChannel(gw).write_message({"type": "ping", "seq": 300})
+            assert ch.read_message() == {"type": "ping", "seq": 300}
+            ch.write_message({"type": "bye", "reason": "done"})
+            assert gwch.read_message() == {"type": "bye", "reason": "done"}
+            for fd in got:
+                os.close(fd)
+            gw.close()
+            with pytest.raises(EOFError):
+                ch.read_message()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        gw.close()
+    assert _fd_count() == before
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 4, 7])
+def test_wrong_fd_count_closes_fds(count: int) -> None:
+    before = _fd_count()
+    gw, wk = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds = _make_fds() + _make_fds() + _make_fds()
+    try:
+        socket.send_fds(gw, [_welcome_frame()], fds[:count])
+        with p.ControlChannel(wk) as ch, pytest.raises(p.ProtocolError, match="exactly 3 descriptors"):
+            ch.recv_welcome()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        gw.close()
+    assert _fd_count() == before
+
+
+def test_fds_with_other_frame_are_closed() -> None:
+    before = _fd_count()
+    gw, wk = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds = _make_fds()
+    try:
+        socket.send_fds(gw, [p.encode_frame({"type": "ping", "seq": 1})], fds[:2])
+        with p.ControlChannel(wk) as ch, pytest.raises(p.ProtocolError, match="other than welcome"):
+            ch.read_message()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        gw.close()
+    assert _fd_count() == before
+
+
+def test_error_frame_instead_of_welcome() -> None:
+    gw, wk = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with gw, p.ControlChannel(wk) as ch:
+        gw.sendall(read_hex(TESTDATA / "error.hex"))
+        with pytest.raises(p.PeerError) as ei:
+            ch.recv_welcome()
+        assert ei.value.code == "manifest" and "duplicate of route 0" in ei.value.message
+
+
+def test_truncated_stream() -> None:
+    gw, wk = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with p.ControlChannel(wk) as ch:
+        gw.sendall(_welcome_frame()[:10])
+        gw.close()
+        with pytest.raises(p.TruncatedError):
+            ch.read_message()
+
+
+def test_from_env(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(LookupError):
+        p.ControlChannel.from_env({})
+    path = str(tmp_path / "c.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen()
+    with srv, p.ControlChannel.from_env({p.ENV_CONTROL_SOCKET: path}, timeout=5) as ch:
+        conn, _ = srv.accept()
+        with conn:
+            ch.write_message({"type": "ping", "seq": 2})
+            assert p.ControlChannel(conn).read_message()["seq"] == 2
+    a, b = socket.socketpair()
+    with a, p.ControlChannel.from_env({p.ENV_CONTROL_FD: str(b.detach())}) as ch:
+        a.sendall(read_hex(TESTDATA / "pong.hex"))
+        assert ch.read_message() == {"type": "pong", "seq": 300}
+    with pytest.raises(ValueError):
+        p.ControlChannel.from_env({p.ENV_CONTROL_FD: "x"})
+
+
+# ------------------------------------------------------------------ properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+GOLDEN = [read_hex(TESTDATA / v["file"]) for v in VECTORS]
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    """Random bytes, and golden vectors with a few bytes flipped or cut."""
+
+    def mutate(t: tuple[int, list[tuple[int, int]], int]) -> bytes:
+        idx, flips, cut = t
+        b = bytearray(GOLDEN[idx % len(GOLDEN)])
+        for pos, val in flips:
+            b[pos % len(b)] = val
+        return bytes(b[: max(0, len(b) - cut)])
+
+    muts = st.tuples(st.integers(0, 100), st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 255)), max_size=4), st.integers(0, 3)).map(mutate)
+    return st.one_of(st.binary(max_size=300), muts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_mutations())
+def test_decoders_raise_only_protocol_error(data: bytes) -> None:
+    for fn in (p.parse_frame, p.decode_request_head, p.decode_error_payload, p.decode_response_head):
+        try:
+            fn(data)
+        except p.ProtocolError:
+            pass
+    try:
+        p.decode_message(data[4:])
+    except p.ProtocolError:
+        pass

@@ -1,0 +1,97 @@
+package workerproto
+
+import "strconv"
+
+// FrameType is the type field of a data-plane record (PROTOCOL.md 2.3). It is an i32
+// on the wire.
+type FrameType int32
+
+// Frame types. The numbering leaves room by family: 1 is padding, 16-31 requests,
+// 32-47 responses, 48-63 cancellation and errors, 64-79 ring-level control, 80-95 are
+// reserved for WebSocket and 96-111 for gRPC. Any other number is unknown, and a
+// receiver treats it as a violation (PROTOCOL.md 5).
+const (
+	FramePad      FrameType = 1  // padding up to the wrap point; no frame header
+	FrameReqHead  FrameType = 16 // gateway -> worker: RequestHead (MessagePack array)
+	FrameReqBody  FrameType = 17 // gateway -> worker: raw request body bytes
+	FrameRespHead FrameType = 32 // worker -> gateway: ResponseHead (MessagePack array)
+	FrameRespBody FrameType = 33 // worker -> gateway: raw response body bytes
+	FrameCancel   FrameType = 48 // gateway -> worker: empty; the request is abandoned
+	FrameError    FrameType = 49 // either way: ErrorPayload (MessagePack array)
+	FrameControl  FrameType = 64 // either way: reserved for ring-level control (map)
+
+	// FrameWebSocketFirst ..= FrameWebSocketLast are reserved for WebSocket frames
+	// (open, message, close, ...). None is defined by protocol version 1.
+	FrameWebSocketFirst FrameType = 80
+	FrameWebSocketLast  FrameType = 95
+	// FrameGRPCFirst ..= FrameGRPCLast are reserved for gRPC (message, trailers, ...).
+	// None is defined by protocol version 1.
+	FrameGRPCFirst FrameType = 96
+	FrameGRPCLast  FrameType = 111
+)
+
+// Frame flags (PROTOCOL.md 2.3), a u32 in the frame header.
+const (
+	FlagBegin  uint32 = 0x1 // first fragment of a message
+	FlagEnd    uint32 = 0x2 // last fragment of a message
+	FlagCancel uint32 = 0x4 // set on every CANCEL frame
+	FlagErr    uint32 = 0x8 // set on every ERROR frame and on a body fragment that aborts its stream
+
+	// FlagsKnown is the union of the flags of protocol version 1; a frame with any
+	// other bit set is a violation.
+	FlagsKnown = FlagBegin | FlagEnd | FlagCancel | FlagErr
+)
+
+// Known reports whether t is a frame type defined by protocol version 1 (the reserved
+// WebSocket and gRPC ranges are not).
+func (t FrameType) Known() bool {
+	switch t {
+	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody,
+		FrameCancel, FrameError, FrameControl:
+		return true
+	}
+	return false
+}
+
+// FromGateway reports whether the gateway may send frames of type t (on the request
+// ring).
+func (t FrameType) FromGateway() bool {
+	switch t {
+	case FramePad, FrameReqHead, FrameReqBody, FrameCancel, FrameError, FrameControl:
+		return true
+	}
+	return false
+}
+
+// FromWorker reports whether a worker may send frames of type t (on the response
+// ring).
+func (t FrameType) FromWorker() bool {
+	switch t {
+	case FramePad, FrameRespHead, FrameRespBody, FrameError, FrameControl:
+		return true
+	}
+	return false
+}
+
+// String returns the spec's name for t (REQ_HEAD, ...), or a number for others.
+func (t FrameType) String() string {
+	switch t {
+	case FramePad:
+		return "PAD"
+	case FrameReqHead:
+		return "REQ_HEAD"
+	case FrameReqBody:
+		return "REQ_BODY"
+	case FrameRespHead:
+		return "RESP_HEAD"
+	case FrameRespBody:
+		return "RESP_BODY"
+	case FrameCancel:
+		return "CANCEL"
+	case FrameError:
+		return "ERROR"
+	case FrameControl:
+		return "CONTROL"
+	}
+	return "FrameType(" + strconv.Itoa(int(t)) + ")"
+}

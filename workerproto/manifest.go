@@ -1,0 +1,160 @@
+package workerproto
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Manifest limits (PROTOCOL.md 1.3 and 4).
+const (
+	MaxRoutes    = 4096 // routes in one hello
+	MaxRoutePath = 2048 // bytes of one route path
+	MaxAppName   = 64   // bytes of a hello's app name
+)
+
+var routeMethods = map[string]bool{
+	"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true,
+	"HEAD": true, "OPTIONS": true, "*": true,
+}
+
+var routeKinds = map[string]bool{"http": true, "ws": true, "grpc": true}
+
+// Validate checks a hello against PROTOCOL.md 1.3: the version (an error wrapping
+// ErrVersion), the pid, the app name, and the manifest (a *ManifestError naming the
+// first bad route). It does not check the token; the gateway does that (CheckToken).
+func (h *Hello) Validate() error {
+	if h.Version != Version {
+		return fmt.Errorf("%w: hello version %d (this gateway speaks %d)", ErrVersion, h.Version, Version)
+	}
+	if h.PID <= 0 || h.PID > math.MaxInt32 {
+		return fmt.Errorf("%w: hello pid %d out of range", ErrProtocol, h.PID)
+	}
+	if err := ValidAppName(h.App); err != nil {
+		return err
+	}
+	return ValidateRoutes(h.Routes)
+}
+
+// ValidAppName checks an app name: 1..64 bytes of [A-Za-z0-9_.-].
+func ValidAppName(app string) error {
+	if len(app) == 0 || len(app) > MaxAppName {
+		return fmt.Errorf("%w: app name of %d bytes (want 1..%d)", ErrProtocol, len(app), MaxAppName)
+	}
+	for i := 0; i < len(app); i++ {
+		c := app[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("%w: app name %s: byte %d is not one of [A-Za-z0-9_.-]", ErrProtocol, strconv.Quote(app), i)
+		}
+	}
+	return nil
+}
+
+type routeKey struct{ method, path string }
+
+// ValidateRoutes checks a manifest: at most MaxRoutes routes; each with a known
+// method, a path that starts with '/' and is at most MaxRoutePath bytes, a known
+// kind, well-typed known options; no (method, path) pair twice. The error is a
+// *ManifestError for the first problem found.
+func ValidateRoutes(routes []Route) error {
+	if len(routes) > MaxRoutes {
+		return &ManifestError{Index: -1, Problem: fmt.Sprintf("%d routes, at most %d allowed", len(routes), MaxRoutes)}
+	}
+	seen := make(map[routeKey]int, len(routes))
+	for i := range routes {
+		r := &routes[i]
+		bad := func(format string, args ...any) error {
+			return &ManifestError{Index: i, Method: r.Method, Path: r.Path, Problem: fmt.Sprintf(format, args...)}
+		}
+		switch {
+		case !routeMethods[r.Method]:
+			return bad("method %s is not one of GET POST PUT PATCH DELETE HEAD OPTIONS *", strconv.Quote(r.Method))
+		case len(r.Path) == 0 || r.Path[0] != '/':
+			return bad("path does not start with '/'")
+		case len(r.Path) > MaxRoutePath:
+			return bad("path of %d bytes, at most %d allowed", len(r.Path), MaxRoutePath)
+		case !routeKinds[r.Kind]:
+			return bad("kind %s is not one of http ws grpc", strconv.Quote(r.Kind))
+		}
+		if err := checkOptions(r.Options); err != "" {
+			return bad("%s", err)
+		}
+		k := routeKey{r.Method, r.Path}
+		if j, dup := seen[k]; dup {
+			return bad("duplicate of route %d", j)
+		}
+		seen[k] = i
+	}
+	return nil
+}
+
+// checkOptions checks the types of the known option keys.
+func checkOptions(o map[string]any) string {
+	if v, ok := o["name"]; ok {
+		if _, ok := v.(string); !ok {
+			return fmt.Sprintf("option name is %T, want string", v)
+		}
+	}
+	if v, ok := o["timeout_ms"]; ok {
+		switch n := v.(type) {
+		case int64:
+			if n < 0 {
+				return "option timeout_ms is negative"
+			}
+		case int:
+			if n < 0 {
+				return "option timeout_ms is negative"
+			}
+		case uint64:
+		default:
+			return fmt.Sprintf("option timeout_ms is %T, want integer", v)
+		}
+	}
+	if v, ok := o["roles"]; ok {
+		switch rs := v.(type) {
+		case []string:
+		case []any:
+			for j, x := range rs {
+				if _, ok := x.(string); !ok {
+					return fmt.Sprintf("option roles[%d] is %T, want string", j, x)
+				}
+			}
+		default:
+			return fmt.Sprintf("option roles is %T, want array of strings", v)
+		}
+	}
+	return ""
+}
+
+// Name returns the route's "name" option, or "".
+func (r *Route) Name() string { s, _ := r.Options["name"].(string); return s }
+
+// TimeoutMS returns the route's "timeout_ms" option, or 0.
+func (r *Route) TimeoutMS() int64 {
+	switch n := r.Options["timeout_ms"].(type) {
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case uint64:
+		return math.MaxInt64
+	}
+	return 0
+}
+
+// Roles returns the route's "roles" option, or nil.
+func (r *Route) Roles() []string {
+	switch rs := r.Options["roles"].(type) {
+	case []string:
+		return rs
+	case []any:
+		out := make([]string, 0, len(rs))
+		for _, x := range rs {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package workerproto
+
+import (
+	"encoding/binary"
+	"math"
+	"unicode/utf8"
+)
+
+// This file holds the small, hand-written MessagePack reader and appenders used for
+// the data-plane payloads (PROTOCOL.md 3). They exist because the request path must
+// not allocate: the appenders write straight into a caller's buffer, and the reader
+// walks a byte slice without copying. They produce canonical MessagePack (smallest
+// encodings, str for text, bin for bytes), byte-identical to what
+// vmihailenco/msgpack and Python's msgpack produce for the same values. The control
+// plane uses vmihailenco/msgpack (control.go).
+
+// mpKind is a MessagePack value family, for type checks and error messages.
+type mpKind uint8
+
+const (
+	kindInvalid mpKind = iota // 0xc1 (never used)
+	kindNil
+	kindBool
+	kindInt
+	kindFloat
+	kindStr
+	kindBin
+	kindArray
+	kindMap
+	kindExt
+)
+
+var kindNames = [...]string{"invalid", "nil", "bool", "int", "float", "str", "bin", "array", "map", "ext"}
+
+func (k mpKind) String() string { return kindNames[k] }
+
+// kindOf classifies a MessagePack type byte.
+func kindOf(c byte) mpKind {
+	switch {
+	case c <= 0x7f, c >= 0xe0:
+		return kindInt
+	case c <= 0x8f:
+		return kindMap
+	case c <= 0x9f:
+		return kindArray
+	case c <= 0xbf:
+		return kindStr
+	}
+	switch c {
+	case 0xc0:
+		return kindNil
+	case 0xc2, 0xc3:
+		return kindBool
+	case 0xc4, 0xc5, 0xc6:
+		return kindBin
+	case 0xc7, 0xc8, 0xc9, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
+		return kindExt
+	case 0xca, 0xcb:
+		return kindFloat
+	case 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
+		return kindInt
+	case 0xd9, 0xda, 0xdb:
+		return kindStr
+	case 0xdc, 0xdd:
+		return kindArray
+	case 0xde, 0xdf:
+		return kindMap
+	}
+	return kindInvalid
+}
+
+// mpReader walks MessagePack values in b. It never panics and never allocates; on
+// error it returns a sentinel-wrapped error (ErrTruncated, ErrWrongType, ...), which
+// callers wrap with the field it concerns.
+type mpReader struct {
+	b   []byte
+	off int
+}
+
+// kindErr is the error for a value of the wrong family; detail reads "want X, got Y".
+type kindErr struct{ want, got mpKind }
+
+func (e kindErr) Error() string { return "want " + e.want.String() + ", got " + e.got.String() }
+
+func (r *mpReader) peek() (mpKind, error) {
+	if r.off >= len(r.b) {
+		return 0, ErrTruncated
+	}
+	return kindOf(r.b[r.off]), nil
+}
+
+// take returns the next n bytes.
+func (r *mpReader) take(n uint64) ([]byte, error) {
+	if n > uint64(len(r.b)-r.off) {
+		return nil, ErrTruncated
+	}
+	s := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return s, nil
+}
+
+// lenPrefixed reads the length that follows a 1/2/4-byte length prefix code.
+func (r *mpReader) lenN(size int) (uint64, error) {
+	p, err := r.take(uint64(size))
+	if err != nil {
+		return 0, err
+	}
+	switch size {
+	case 1:
+		return uint64(p[0]), nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(p)), nil
+	default:
+		return uint64(binary.BigEndian.Uint32(p)), nil
+	}
+}
+
+// header reads a type byte and returns its kind and, for str/bin/array/map/ext, the
+// length it announces (element count for containers, byte count otherwise).
+func (r *mpReader) header() (mpKind, uint64, error) {
+	if r.off >= len(r.b) {
+		return 0, 0, ErrTruncated
+	}
+	c := r.b[r.off]
+	r.off++
+	k := kindOf(c)
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		return k, uint64(c & 0x0f), nil
+	case c >= 0x90 && c <= 0x9f:
+		return k, uint64(c & 0x0f), nil
+	case c >= 0xa0 && c <= 0xbf:
+		return k, uint64(c & 0x1f), nil
+	}
+	var n uint64
+	var err error
+	switch c {
+	case 0xc4, 0xd9, 0xc7:
+		n, err = r.lenN(1)
+	case 0xc5, 0xda, 0xdc, 0xde, 0xc8:
+		n, err = r.lenN(2)
+	case 0xc6, 0xdb, 0xdd, 0xdf, 0xc9:
+		n, err = r.lenN(4)
+	case 0xd4:
+		n = 1
+	case 0xd5:
+		n = 2
+	case 0xd6:
+		n = 4
+	case 0xd7:
+		n = 8
+	case 0xd8:
+		n = 16
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if c >= 0xc7 && c <= 0xc9 || c >= 0xd4 && c <= 0xd8 {
+		n++ // ext: the type byte precedes the data
+	}
+	return k, n, nil
+}
+
+// container reads an array or map header of kind want, and checks the announced
+// count against the bytes left (each element takes at least one byte), so that no
+// caller can be made to allocate for elements that are not there.
+func (r *mpReader) container(want mpKind) (int, error) {
+	k, n, err := r.header()
+	if err != nil {
+		return 0, err
+	}
+	if k != want {
+		return 0, kindErr{want, k}
+	}
+	per := uint64(1)
+	if want == kindMap {
+		per = 2
+	}
+	if n*per > uint64(len(r.b)-r.off) {
+		return 0, ErrTruncated
+	}
+	return int(n), nil
+}
+
+func (r *mpReader) arrayLen() (int, error) { return r.container(kindArray) }
+func (r *mpReader) mapLen() (int, error)   { return r.container(kindMap) }
+
+// bytesOf reads a str or bin (want) and returns its bytes, aliasing r.b. A str must
+// be valid UTF-8.
+func (r *mpReader) bytesOf(want mpKind) ([]byte, error) {
+	start := r.off
+	k, n, err := r.header()
+	if err != nil {
+		return nil, err
+	}
+	if k != want {
+		r.off = start
+		return nil, kindErr{want, k}
+	}
+	p, err := r.take(n)
+	if err != nil {
+		return nil, err
+	}
+	if want == kindStr && !utf8.Valid(p) {
+		return nil, errInvalidUTF8
+	}
+	return p, nil
+}
+
+func (r *mpReader) str() ([]byte, error) { return r.bytesOf(kindStr) }
+func (r *mpReader) bin() ([]byte, error) { return r.bytesOf(kindBin) }
+
+// int reads an integer that fits an int64.
+func (r *mpReader) int() (int64, error) {
+	if r.off >= len(r.b) {
+		return 0, ErrTruncated
+	}
+	c := r.b[r.off]
+	if c <= 0x7f {
+		r.off++
+		return int64(c), nil
+	}
+	if c >= 0xe0 {
+		r.off++
+		return int64(int8(c)), nil
+	}
+	var size int
+	switch c {
+	case 0xcc, 0xd0:
+		size = 1
+	case 0xcd, 0xd1:
+		size = 2
+	case 0xce, 0xd2:
+		size = 4
+	case 0xcf, 0xd3:
+		size = 8
+	default:
+		return 0, kindErr{kindInt, kindOf(c)}
+	}
+	if len(r.b)-r.off-1 < size {
+		return 0, ErrTruncated
+	}
+	p := r.b[r.off+1 : r.off+1+size]
+	r.off += 1 + size
+	switch c {
+	case 0xcc:
+		return int64(p[0]), nil
+	case 0xcd:
+		return int64(binary.BigEndian.Uint16(p)), nil
+	case 0xce:
+		return int64(binary.BigEndian.Uint32(p)), nil
+	case 0xcf:
+		u := binary.BigEndian.Uint64(p)
+		if u > math.MaxInt64 {
+			return 0, errIntRange
+		}
+		return int64(u), nil
+	case 0xd0:
+		return int64(int8(p[0])), nil
+	case 0xd1:
+		return int64(int16(binary.BigEndian.Uint16(p))), nil
+	case 0xd2:
+		return int64(int32(binary.BigEndian.Uint32(p))), nil
+	default:
+		return int64(binary.BigEndian.Uint64(p)), nil
+	}
+}
+
+// maxSkipDepth bounds the nesting skip will follow, so that a hostile payload of
+// nested one-element arrays cannot exhaust the stack.
+const maxSkipDepth = 32
+
+// skip steps over one value of any type.
+func (r *mpReader) skip(depth int) error {
+	if depth > maxSkipDepth {
+		return errTooDeep
+	}
+	k, n, err := r.header()
+	if err != nil {
+		return err
+	}
+	switch k {
+	case kindInvalid:
+		return errInvalidCode
+	case kindNil, kindBool:
+		return nil
+	case kindInt, kindFloat:
+		c := r.b[r.off-1]
+		if c <= 0x7f || c >= 0xe0 {
+			return nil
+		}
+		_, err = r.take(numSize(c))
+		return err
+	case kindStr, kindBin, kindExt:
+		_, err = r.take(n)
+		return err
+	case kindMap:
+		n *= 2
+	}
+	if n > uint64(len(r.b)-r.off) {
+		return ErrTruncated
+	}
+	for i := uint64(0); i < n; i++ {
+		if err := r.skip(depth + 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// numSize is the number of bytes after a fixed-width number's type byte.
+func numSize(c byte) uint64 {
+	switch c {
+	case 0xcc, 0xd0:
+		return 1
+	case 0xcd, 0xd1:
+		return 2
+	case 0xca, 0xce, 0xd2:
+		return 4
+	}
+	return 8 // 0xcb, 0xcf, 0xd3
+}
+
+// detailErr is a low-level decoding error: a sentinel plus a detail for FieldError.
+type detailErr struct {
+	err    error
+	detail string
+}
+
+func (e detailErr) Error() string { return e.err.Error() + ": " + e.detail }
+func (e detailErr) Unwrap() error { return e.err }
+
+var (
+	errInvalidUTF8 = detailErr{ErrBadValue, "str is not valid UTF-8"}
+	errIntRange    = detailErr{ErrBadValue, "integer out of range"}
+	errTooDeep     = detailErr{ErrLimit, "values nested too deeply"}
+	errInvalidCode = detailErr{ErrMalformed, "reserved type byte 0xc1"}
+)
+
+// wrapField turns a low-level decoding error into a *FieldError naming the field.
+func wrapField(where, field string, err error) error {
+	switch e := err.(type) {
+	case kindErr:
+		return &FieldError{Where: where, Field: field, Err: ErrWrongType, Detail: e.Error()}
+	case detailErr:
+		return &FieldError{Where: where, Field: field, Err: e.err, Detail: e.detail}
+	case *FieldError, *ManifestError:
+		return err
+	}
+	return &FieldError{Where: where, Field: field, Err: err}
+}
+
+// Appenders. All produce the smallest encoding.
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xdc, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendStrLen(b []byte, n int) []byte {
+	switch {
+	case n < 32:
+		return append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		return append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xda, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendStr(b []byte, s string) []byte { return append(appendStrLen(b, len(s)), s...) }
+
+func appendBin(b []byte, v []byte) []byte {
+	n := len(v)
+	switch {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = append(b, 0xc5, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, v...)
+}
+
+func appendInt(b []byte, n int64) []byte {
+	if n >= 0 {
+		return appendUint(b, uint64(n))
+	}
+	switch {
+	case n >= -32:
+		return append(b, byte(n))
+	case n >= math.MinInt8:
+		return append(b, 0xd0, byte(n))
+	case n >= math.MinInt16:
+		return append(b, 0xd1, byte(n>>8), byte(n))
+	case n >= math.MinInt32:
+		return append(b, 0xd2, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, 0xd3, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendUint(b []byte, n uint64) []byte {
+	switch {
+	case n <= 0x7f:
+		return append(b, byte(n))
+	case n <= math.MaxUint8:
+		return append(b, 0xcc, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xcd, byte(n>>8), byte(n))
+	case n <= math.MaxUint32:
+		return append(b, 0xce, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, 0xcf, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}

@@ -1,0 +1,432 @@
+package workerproto
+
+import (
+	"unicode/utf8"
+)
+
+// Limits on what a worker may put in a RESP_HEAD (PROTOCOL.md 3.2 and 4). The
+// assembled head is already bounded by MaxHead; these bound the work and memory one
+// head can cost the gateway.
+const (
+	MaxHead             = 1 << 20 // assembled REQ_HEAD / RESP_HEAD / ERROR payload, bytes
+	MaxResponseHeaders  = 1024    // header fields (name/value pairs) in one RESP_HEAD
+	MaxHeaderNameLen    = 256     // bytes of one header name
+	MaxHeaderValueLen   = 64 << 10
+	minResponseStatus   = 200 // 1xx are not sent by workers (PROTOCOL.md 3.2)
+	maxStatus           = 599
+	requestHeadElements = 12
+)
+
+// Header is one HTTP field: a lower-case name and the value's raw bytes.
+type Header struct {
+	Name  []byte
+	Value []byte
+}
+
+// Param is one path parameter: the pattern's name and the percent-decoded value.
+type Param struct {
+	Name  string
+	Value string
+}
+
+// RequestHead is the REQ_HEAD payload (PROTOCOL.md 3.1), written by the gateway.
+type RequestHead struct {
+	Method      string   // GET, POST, ...
+	Path        string   // raw path as sent, percent-encoding kept
+	Query       string   // raw query without '?', may be empty
+	Headers     []Header // in arrival order; names are lower-cased by Append
+	Route       string   // matched route pattern, e.g. /users/{id:int}
+	Params      []Param  // path parameters, percent-decoded, not converted
+	HTTPVersion string   // 1.0, 1.1, 2, 3
+	Scheme      string   // http or https
+	Client      string   // peer address ip:port
+	RequestID   string   // X-Request-ID
+	Body        int64    // body length if known, -1 if unknown length follows, 0 if none
+	TimeoutMS   int64    // time the handler has left in ms; 0 = none
+}
+
+// tokenLower maps a byte to its lower-case form if it is an RFC 9110 tchar, and to 0
+// otherwise.
+var tokenLower = func() (t [256]byte) {
+	const extra = "!#$%&'*+-.^_`|~"
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c)
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = byte(c)
+		t[c-'a'+'A'] = byte(c)
+	}
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = extra[i]
+	}
+	return t
+}()
+
+// Append appends h's MessagePack encoding (a 12-element array) to b. It does not
+// allocate when b has room. Header names are written lower-cased; a header name that
+// is empty or not an HTTP token, or a str field that is not valid UTF-8, is an error
+// (wrapping ErrBadValue), so that the gateway answers the client 400 rather than send
+// the worker a payload it must refuse.
+func (h *RequestHead) Append(b []byte) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0x9c) // fixarray of 12
+	b = appendStr(b, h.Method)
+	b = appendStr(b, h.Path)
+	b = appendStr(b, h.Query)
+	b = appendArrayLen(b, 2*len(h.Headers))
+	for i := range h.Headers {
+		f := &h.Headers[i]
+		if len(f.Name) == 0 {
+			return b[:start], &FieldError{Where: "req_head", Field: "headers", Err: ErrBadValue, Detail: "empty header name"}
+		}
+		b = appendStrLen(b, len(f.Name))
+		n := len(b)
+		b = append(b, f.Name...)
+		for j := n; j < len(b); j++ {
+			c := tokenLower[b[j]]
+			if c == 0 {
+				return b[:start], &FieldError{Where: "req_head", Field: "headers", Err: ErrBadValue, Detail: "header name is not an HTTP token"}
+			}
+			b[j] = c
+		}
+		b = appendBin(b, f.Value)
+	}
+	b = appendStr(b, h.Route)
+	b = appendArrayLen(b, 2*len(h.Params))
+	for i := range h.Params {
+		b = appendStr(b, h.Params[i].Name)
+		b = appendStr(b, h.Params[i].Value)
+	}
+	b = appendStr(b, h.HTTPVersion)
+	b = appendStr(b, h.Scheme)
+	b = appendStr(b, h.Client)
+	b = appendStr(b, h.RequestID)
+	b = appendInt(b, h.Body)
+	b = appendInt(b, h.TimeoutMS)
+	if !h.validUTF8() {
+		return b[:start], &FieldError{Where: "req_head", Field: "str", Err: ErrBadValue, Detail: "a str field is not valid UTF-8"}
+	}
+	return b, nil
+}
+
+func (h *RequestHead) validUTF8() bool {
+	ok := utf8.ValidString(h.Method) && utf8.ValidString(h.Path) && utf8.ValidString(h.Query) &&
+		utf8.ValidString(h.Route) && utf8.ValidString(h.HTTPVersion) && utf8.ValidString(h.Scheme) &&
+		utf8.ValidString(h.Client) && utf8.ValidString(h.RequestID)
+	for i := 0; ok && i < len(h.Params); i++ {
+		ok = utf8.ValidString(h.Params[i].Name) && utf8.ValidString(h.Params[i].Value)
+	}
+	return ok
+}
+
+// Len returns the length of h's encoding.
+func (h *RequestHead) Len() int {
+	n := 1 + strSize(len(h.Method)) + strSize(len(h.Path)) + strSize(len(h.Query)) +
+		arraySize(2*len(h.Headers)) + strSize(len(h.Route)) + arraySize(2*len(h.Params)) +
+		strSize(len(h.HTTPVersion)) + strSize(len(h.Scheme)) + strSize(len(h.Client)) +
+		strSize(len(h.RequestID)) + intSize(h.Body) + intSize(h.TimeoutMS)
+	for i := range h.Headers {
+		n += strSize(len(h.Headers[i].Name)) + binSize(len(h.Headers[i].Value))
+	}
+	for i := range h.Params {
+		n += strSize(len(h.Params[i].Name)) + strSize(len(h.Params[i].Value))
+	}
+	return n
+}
+
+func strSize(n int) int {
+	switch {
+	case n < 32:
+		return 1 + n
+	case n <= 0xff:
+		return 2 + n
+	case n <= 0xffff:
+		return 3 + n
+	}
+	return 5 + n
+}
+
+func binSize(n int) int {
+	switch {
+	case n <= 0xff:
+		return 2 + n
+	case n <= 0xffff:
+		return 3 + n
+	}
+	return 5 + n
+}
+
+func arraySize(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n <= 0xffff:
+		return 3
+	}
+	return 5
+}
+
+func intSize(v int64) int { return len(appendInt(make([]byte, 0, 9), v)) }
+
+// DecodeRequestHead decodes a REQ_HEAD payload. The result does not alias b. It is
+// strict: exactly 12 elements of the listed types, flat pairs of even length, body
+// >= -1, timeout_ms >= 0; anything else is an error naming the element.
+func DecodeRequestHead(b []byte) (RequestHead, error) {
+	const where = "req_head"
+	var h RequestHead
+	r := mpReader{b: b}
+	n, err := r.arrayLen()
+	if err != nil {
+		return h, wrapField(where, "array", err)
+	}
+	if n != requestHeadElements {
+		return h, fieldErr(where, "array", ErrBadValue, "want 12 elements, got %d", n)
+	}
+	strs := [...]struct {
+		name string
+		dst  *string
+	}{{"method", &h.Method}, {"path", &h.Path}, {"query", &h.Query}}
+	for _, s := range strs {
+		v, err := r.str()
+		if err != nil {
+			return h, wrapField(where, s.name, err)
+		}
+		*s.dst = string(v)
+	}
+	n, err = r.arrayLen()
+	if err != nil {
+		return h, wrapField(where, "headers", err)
+	}
+	if n%2 != 0 {
+		return h, fieldErr(where, "headers", ErrBadValue, "odd length %d", n)
+	}
+	if n > 0 {
+		h.Headers = make([]Header, n/2)
+	}
+	for i := range h.Headers {
+		name, err := r.str()
+		if err != nil {
+			return h, wrapField(where, "headers", err)
+		}
+		val, err := r.bin()
+		if err != nil {
+			return h, wrapField(where, "headers", err)
+		}
+		buf := make([]byte, len(name)+len(val))
+		copy(buf, name)
+		copy(buf[len(name):], val)
+		h.Headers[i] = Header{Name: buf[:len(name):len(name)], Value: buf[len(name):]}
+	}
+	v, err := r.str()
+	if err != nil {
+		return h, wrapField(where, "route", err)
+	}
+	h.Route = string(v)
+	n, err = r.arrayLen()
+	if err != nil {
+		return h, wrapField(where, "params", err)
+	}
+	if n%2 != 0 {
+		return h, fieldErr(where, "params", ErrBadValue, "odd length %d", n)
+	}
+	if n > 0 {
+		h.Params = make([]Param, n/2)
+	}
+	for i := range h.Params {
+		name, err := r.str()
+		if err != nil {
+			return h, wrapField(where, "params", err)
+		}
+		val, err := r.str()
+		if err != nil {
+			return h, wrapField(where, "params", err)
+		}
+		h.Params[i] = Param{Name: string(name), Value: string(val)}
+	}
+	strs2 := [...]struct {
+		name string
+		dst  *string
+	}{{"http_version", &h.HTTPVersion}, {"scheme", &h.Scheme}, {"client", &h.Client}, {"request_id", &h.RequestID}}
+	for _, s := range strs2 {
+		v, err := r.str()
+		if err != nil {
+			return h, wrapField(where, s.name, err)
+		}
+		*s.dst = string(v)
+	}
+	if h.Body, err = r.int(); err != nil {
+		return h, wrapField(where, "body", err)
+	}
+	if h.Body < -1 {
+		return h, fieldErr(where, "body", ErrBadValue, "%d < -1", h.Body)
+	}
+	if h.TimeoutMS, err = r.int(); err != nil {
+		return h, wrapField(where, "timeout_ms", err)
+	}
+	if h.TimeoutMS < 0 {
+		return h, fieldErr(where, "timeout_ms", ErrBadValue, "negative (%d)", h.TimeoutMS)
+	}
+	if r.off != len(b) {
+		return h, ErrTrailingBytes
+	}
+	return h, nil
+}
+
+// ResponseHead is the RESP_HEAD payload (PROTOCOL.md 3.2), written by a worker.
+//
+// Decode fills a ResponseHead in place and reuses its memory: after it returns,
+// Headers' names and values point into the ResponseHead's own arena (a copy of the
+// payload), never into the caller's buffer, and stay valid until the next Decode.
+type ResponseHead struct {
+	Status  int
+	Headers []Header
+	Body    int64 // body length if known, -1 if streamed, 0 if none
+
+	arena []byte
+}
+
+// Append appends h's MessagePack encoding (a 3-element array) to b.
+func (h *ResponseHead) Append(b []byte) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0x93)
+	b = appendInt(b, int64(h.Status))
+	b = appendArrayLen(b, 2*len(h.Headers))
+	for i := range h.Headers {
+		if !utf8.Valid(h.Headers[i].Name) {
+			return b[:start], &FieldError{Where: "resp_head", Field: "headers", Err: ErrBadValue, Detail: "header name is not valid UTF-8"}
+		}
+		b = appendStrLen(b, len(h.Headers[i].Name))
+		b = append(b, h.Headers[i].Name...)
+		b = appendBin(b, h.Headers[i].Value)
+	}
+	b = appendInt(b, h.Body)
+	return b, nil
+}
+
+// Decode decodes a RESP_HEAD payload into h, replacing its contents. The payload is
+// untrusted and checked strictly: exactly 3 elements; status 200 ..= 599; at most
+// MaxResponseHeaders headers, each a non-empty lower-case HTTP token of at most
+// MaxHeaderNameLen bytes with a value of at most MaxHeaderValueLen bytes containing
+// no NUL, CR or LF; body >= -1. It never panics and, once h's memory has grown to
+// fit, does not allocate.
+func (h *ResponseHead) Decode(b []byte) error {
+	const where = "resp_head"
+	h.Status, h.Headers, h.Body = 0, h.Headers[:0], 0
+	if len(b) > MaxHead {
+		return fieldErr(where, "payload", ErrLimit, "%d bytes > %d", len(b), MaxHead)
+	}
+	h.arena = append(h.arena[:0], b...)
+	r := mpReader{b: h.arena}
+	n, err := r.arrayLen()
+	if err != nil {
+		return wrapField(where, "array", err)
+	}
+	if n != 3 {
+		return fieldErr(where, "array", ErrBadValue, "want 3 elements, got %d", n)
+	}
+	st, err := r.int()
+	if err != nil {
+		return wrapField(where, "status", err)
+	}
+	if st < minResponseStatus || st > maxStatus {
+		return fieldErr(where, "status", ErrBadValue, "%d not in 200..599", st)
+	}
+	n, err = r.arrayLen()
+	if err != nil {
+		return wrapField(where, "headers", err)
+	}
+	if n%2 != 0 {
+		return fieldErr(where, "headers", ErrBadValue, "odd length %d", n)
+	}
+	if n/2 > MaxResponseHeaders {
+		return fieldErr(where, "headers", ErrLimit, "%d fields > %d", n/2, MaxResponseHeaders)
+	}
+	for i := 0; i < n/2; i++ {
+		name, err := r.str()
+		if err != nil {
+			return wrapField(where, "headers", err)
+		}
+		if len(name) == 0 || len(name) > MaxHeaderNameLen {
+			return fieldErr(where, "headers", ErrBadValue, "field %d: name length %d not in 1..%d", i, len(name), MaxHeaderNameLen)
+		}
+		for _, c := range name {
+			if tokenLower[c] != c {
+				return fieldErr(where, "headers", ErrBadValue, "field %d: name is not a lower-case HTTP token", i)
+			}
+		}
+		val, err := r.bin()
+		if err != nil {
+			return wrapField(where, "headers", err)
+		}
+		if len(val) > MaxHeaderValueLen {
+			return fieldErr(where, "headers", ErrLimit, "field %d: value of %d bytes > %d", i, len(val), MaxHeaderValueLen)
+		}
+		for _, c := range val {
+			if c == 0 || c == '\r' || c == '\n' {
+				return fieldErr(where, "headers", ErrBadValue, "field %d: value contains NUL, CR or LF", i)
+			}
+		}
+		h.Headers = append(h.Headers, Header{Name: name[:len(name):len(name)], Value: val[:len(val):len(val)]})
+	}
+	if h.Body, err = r.int(); err != nil {
+		return wrapField(where, "body", err)
+	}
+	if h.Body < -1 {
+		return fieldErr(where, "body", ErrBadValue, "%d < -1", h.Body)
+	}
+	if r.off != len(h.arena) {
+		return ErrTrailingBytes
+	}
+	h.Status = int(st)
+	return nil
+}
+
+// ErrorPayload is the ERROR frame payload (PROTOCOL.md 3.3).
+type ErrorPayload struct {
+	Status  int    // status the gateway should answer with, 400 ..= 599 (499 = cancelled)
+	Message string // for the gateway's log; never sent to the client
+}
+
+// Append appends e's MessagePack encoding (a 2-element array) to b.
+func (e *ErrorPayload) Append(b []byte) ([]byte, error) {
+	if !utf8.ValidString(e.Message) {
+		return b, &FieldError{Where: "error", Field: "message", Err: ErrBadValue, Detail: "not valid UTF-8"}
+	}
+	b = append(b, 0x92)
+	b = appendInt(b, int64(e.Status))
+	return appendStr(b, e.Message), nil
+}
+
+// DecodeErrorPayload decodes an ERROR frame payload: exactly 2 elements, status in
+// 400 ..= 599, message a str. The result does not alias b.
+func DecodeErrorPayload(b []byte) (ErrorPayload, error) {
+	const where = "error"
+	var e ErrorPayload
+	if len(b) > MaxHead {
+		return e, fieldErr(where, "payload", ErrLimit, "%d bytes > %d", len(b), MaxHead)
+	}
+	r := mpReader{b: b}
+	n, err := r.arrayLen()
+	if err != nil {
+		return e, wrapField(where, "array", err)
+	}
+	if n != 2 {
+		return e, fieldErr(where, "array", ErrBadValue, "want 2 elements, got %d", n)
+	}
+	st, err := r.int()
+	if err != nil {
+		return e, wrapField(where, "status", err)
+	}
+	if st < 400 || st > maxStatus {
+		return e, fieldErr(where, "status", ErrBadValue, "%d not in 400..599", st)
+	}
+	msg, err := r.str()
+	if err != nil {
+		return e, wrapField(where, "message", err)
+	}
+	if r.off != len(b) {
+		return e, ErrTrailingBytes
+	}
+	e.Status, e.Message = int(st), string(msg)
+	return e, nil
+}

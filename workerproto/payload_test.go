@@ -1,0 +1,336 @@
+package workerproto
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func sampleRequestHead() *RequestHead { return goldenVectors()[7].req }
+
+func TestRequestHeadAppendAllocs(t *testing.T) {
+	h := sampleRequestHead()
+	buf := make([]byte, 0, 4096)
+	allocs := testing.AllocsPerRun(1000, func() {
+		var err error
+		buf, err = h.Append(buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("RequestHead.Append allocates %v times per call, want 0", allocs)
+	}
+}
+
+func TestResponseHeadDecodeAllocs(t *testing.T) {
+	b, _ := goldenVectors()[8].resp.Append(nil)
+	var h ResponseHead
+	if err := h.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := h.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("ResponseHead.Decode allocates %v times per call on a reused head, want 0", allocs)
+	}
+}
+
+// The hand-written encoder agrees with vmihailenco/msgpack, value for value and byte
+// for byte, and Len is exact.
+func TestRequestHeadMatchesLibrary(t *testing.T) {
+	long := strings.Repeat("p", 70000)
+	heads := []*RequestHead{
+		sampleRequestHead(),
+		{},
+		{Method: "GET", Path: "/" + long, Query: strings.Repeat("q", 300), Body: -1, TimeoutMS: 1 << 40,
+			Headers: make([]Header, 40), Params: make([]Param, 9)},
+	}
+	for i := range heads[2].Headers {
+		heads[2].Headers[i] = Header{Name: []byte("x-big"), Value: bytes.Repeat([]byte{0xfe}, 70000*(i%2))}
+	}
+	for i, h := range heads {
+		b, err := h.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != h.Len() {
+			t.Fatalf("head %d: Len %d, encoding %d bytes", i, h.Len(), len(b))
+		}
+		var generic []any
+		if err := msgpack.Unmarshal(b, &generic); err != nil {
+			t.Fatal(err)
+		}
+		hs := make([]any, 0)
+		for _, f := range h.Headers {
+			hs = append(hs, string(f.Name), f.Value)
+		}
+		ps := make([]any, 0)
+		for _, p := range h.Params {
+			ps = append(ps, p.Name, p.Value)
+		}
+		want := []any{h.Method, h.Path, h.Query, hs, h.Route, ps, h.HTTPVersion, h.Scheme, h.Client, h.RequestID, h.Body, h.TimeoutMS}
+		var lib bytes.Buffer
+		enc := msgpack.NewEncoder(&lib)
+		enc.UseCompactInts(true)
+		if err := enc.Encode(want); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(lib.Bytes(), b) {
+			t.Fatalf("head %d: differs from vmihailenco/msgpack's encoding", i)
+		}
+		got, err := DecodeRequestHead(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normHead(&got), normHead(h)) {
+			t.Fatalf("head %d: round trip\n got %#v\nwant %#v", i, got, *h)
+		}
+	}
+}
+
+func normHead(h *RequestHead) RequestHead {
+	c := *h
+	if len(c.Headers) == 0 {
+		c.Headers = nil
+	}
+	if len(c.Params) == 0 {
+		c.Params = nil
+	}
+	for i := range c.Headers {
+		if len(c.Headers[i].Value) == 0 {
+			c.Headers[i].Value = nil
+		}
+	}
+	return c
+}
+
+func TestRequestHeadAppendLowercases(t *testing.T) {
+	h := RequestHead{Headers: []Header{{Name: []byte("Content-Type"), Value: []byte("x")}}}
+	name := string(h.Headers[0].Name)
+	b, err := h.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := DecodeRequestHead(b)
+	if string(got.Headers[0].Name) != "content-type" || string(h.Headers[0].Name) != name {
+		t.Fatalf("got %q; input changed to %q", got.Headers[0].Name, h.Headers[0].Name)
+	}
+	for _, bad := range []RequestHead{
+		{Headers: []Header{{Name: []byte("a b")}}},
+		{Headers: []Header{{Name: nil}}},
+		{Path: "/\xff"},
+		{Params: []Param{{Name: "x", Value: "\xc3"}}},
+	} {
+		if out, err := bad.Append([]byte("keep")); !errors.Is(err, ErrBadValue) || string(out) != "keep" {
+			t.Fatalf("%+v: got %v, %q", bad, err, out)
+		}
+	}
+}
+
+func TestPayloadTruncated(t *testing.T) {
+	for _, v := range goldenVectors() {
+		if v.msg != nil {
+			continue
+		}
+		b, _ := v.encode()
+		for i := 0; i < len(b); i++ {
+			var err error
+			switch v.kind() {
+			case "req_head":
+				_, err = DecodeRequestHead(b[:i])
+			case "resp_head":
+				var h ResponseHead
+				err = h.Decode(b[:i])
+			default:
+				_, err = DecodeErrorPayload(b[:i])
+			}
+			if !errors.Is(err, ErrTruncated) {
+				t.Fatalf("%s: prefix %d: got %v, want ErrTruncated", v.file, i, err)
+			}
+		}
+		if _, err := reencode(v.kind(), append(b, 0)); !errors.Is(err, ErrTrailingBytes) {
+			t.Fatalf("%s: trailing byte: %v", v.file, err)
+		}
+	}
+}
+
+func respBytes(t *testing.T, v ...any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestResponseHeadDecodeErrors(t *testing.T) {
+	many := make([]any, 0, 2*(MaxResponseHeaders+1))
+	for i := 0; i <= MaxResponseHeaders; i++ {
+		many = append(many, "x", []byte("y"))
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		want error
+		text string
+	}{
+		{"not array", []byte{0x80}, ErrWrongType, "want array, got map"},
+		{"4 elements", respBytes(t, 200, []any{}, 0, 0), ErrBadValue, "want 3 elements, got 4"},
+		{"status str", respBytes(t, "200", []any{}, 0), ErrWrongType, `"status": want int, got str`},
+		{"status 1xx", respBytes(t, 101, []any{}, 0), ErrBadValue, "101 not in 200..599"},
+		{"status 600", respBytes(t, 600, []any{}, 0), ErrBadValue, "600"},
+		{"status huge", []byte{0x93, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x90, 0x00}, ErrBadValue, "out of range"},
+		{"odd headers", respBytes(t, 200, []any{"a"}, 0), ErrBadValue, "odd length 1"},
+		{"value str", respBytes(t, 200, []any{"a", "b"}, 0), ErrWrongType, "want bin, got str"},
+		{"name bin", respBytes(t, 200, []any{[]byte("a"), []byte("b")}, 0), ErrWrongType, "want str, got bin"},
+		{"name upper", respBytes(t, 200, []any{"Content-Type", []byte("b")}, 0), ErrBadValue, "lower-case HTTP token"},
+		{"name space", respBytes(t, 200, []any{"a b", []byte("b")}, 0), ErrBadValue, "lower-case HTTP token"},
+		{"name empty", respBytes(t, 200, []any{"", []byte("b")}, 0), ErrBadValue, "name length 0"},
+		{"name long", respBytes(t, 200, []any{strings.Repeat("a", 257), []byte("b")}, 0), ErrBadValue, "name length 257"},
+		{"value CRLF", respBytes(t, 200, []any{"a", []byte("x\r\nset-cookie: y")}, 0), ErrBadValue, "NUL, CR or LF"},
+		{"value long", respBytes(t, 200, []any{"a", make([]byte, MaxHeaderValueLen+1)}, 0), ErrLimit, "value of 65537 bytes"},
+		{"too many", respBytes(t, 200, many, 0), ErrLimit, "1025 fields > 1024"},
+		{"body -2", respBytes(t, 200, []any{}, -2), ErrBadValue, "-2 < -1"},
+		{"body float", respBytes(t, 200, []any{}, 1.0), ErrWrongType, "want int, got float"},
+		{"huge array", []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, ErrTruncated, ""},
+		{"too large", make([]byte, MaxHead+1), ErrLimit, "bytes >"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var h ResponseHead
+			h.Headers = append(h.Headers, Header{Name: []byte("stale")})
+			err := h.Decode(c.b)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) || !strings.HasPrefix(err.Error(), "workerproto: ") {
+				t.Fatalf("got %v, want %v containing %q", err, c.want, c.text)
+			}
+			if h.Status != 0 || len(h.Headers) > 0 && string(h.Headers[0].Name) == "stale" {
+				t.Fatal("a failed Decode left stale contents")
+			}
+		})
+	}
+}
+
+// Decode copies: the caller's buffer may be overwritten at once.
+func TestResponseHeadOwnsMemory(t *testing.T) {
+	b, _ := goldenVectors()[8].resp.Append(nil)
+	var h ResponseHead
+	if err := h.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = 0
+	}
+	if string(h.Headers[0].Value) != "application/json" {
+		t.Fatal("ResponseHead aliases the input")
+	}
+}
+
+func TestErrorPayloadErrors(t *testing.T) {
+	for _, c := range []struct {
+		b    []byte
+		text string
+	}{
+		{respBytes(t, 500), "want 2 elements, got 1"},
+		{respBytes(t, 200, "x"), "200 not in 400..599"},
+		{respBytes(t, 500, []byte("x")), "want str, got bin"},
+		{respBytes(t, "500", "x"), "want int, got str"},
+		{respBytes(t, 500, "\xff"), "UTF-8"},
+	} {
+		if _, err := DecodeErrorPayload(c.b); err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("%x: got %v, want %q", c.b, err, c.text)
+		}
+	}
+	e := ErrorPayload{Status: 499, Message: "cancelled"}
+	b, _ := e.Append(nil)
+	if got, err := DecodeErrorPayload(b); err != nil || got != e {
+		t.Fatal(got, err)
+	}
+}
+
+func TestRequestHeadDecodeErrors(t *testing.T) {
+	base := func() []any {
+		return []any{"GET", "/", "", []any{}, "/", []any{}, "1.1", "http", "1.2.3.4:5", "id", 0, 0}
+	}
+	for _, c := range []struct {
+		i    int
+		v    any
+		text string
+	}{
+		{0, 1, `"method": want str, got int`},
+		{3, []any{"a"}, `"headers": odd length 1`},
+		{3, []any{"a", "b"}, "want bin, got str"},
+		{5, []any{"a", []byte("b")}, "want str, got bin"},
+		{10, -2, "-2 < -1"},
+		{11, -1, "negative"},
+		{9, nil, "want str, got nil"},
+	} {
+		v := base()
+		v[c.i] = c.v
+		if _, err := DecodeRequestHead(respBytes(t, v...)); err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("element %d = %v: got %v, want %q", c.i, c.v, err, c.text)
+		}
+	}
+	if _, err := DecodeRequestHead(respBytes(t, base()[:11]...)); err == nil || !strings.Contains(err.Error(), "want 12 elements, got 11") {
+		t.Error(err)
+	}
+}
+
+func TestFrameTypes(t *testing.T) {
+	for _, ft := range []FrameType{FrameReqHead, FrameReqBody, FrameCancel} {
+		if !ft.Known() || !ft.FromGateway() || ft.FromWorker() {
+			t.Errorf("%v", ft)
+		}
+	}
+	for _, ft := range []FrameType{FrameRespHead, FrameRespBody} {
+		if !ft.Known() || ft.FromGateway() || !ft.FromWorker() {
+			t.Errorf("%v", ft)
+		}
+	}
+	for _, ft := range []FrameType{0, 2, 15, 80, 95, 96, 111, 65} {
+		if ft.Known() || ft.FromGateway() || ft.FromWorker() {
+			t.Errorf("%v should be unknown", ft)
+		}
+	}
+	if FrameError.String() != "ERROR" || FrameType(200).String() != "FrameType(200)" {
+		t.Error("String")
+	}
+}
+
+func BenchmarkRequestHeadAppend(b *testing.B) {
+	h := sampleRequestHead()
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf, _ = h.Append(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkResponseHeadDecode(b *testing.B) {
+	p, _ := goldenVectors()[8].resp.Append(nil)
+	var h ResponseHead
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := h.Decode(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRequestHeadDecode(b *testing.B) {
+	p, _ := sampleRequestHead().Append(nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := DecodeRequestHead(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
