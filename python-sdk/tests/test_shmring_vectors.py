@@ -1,0 +1,117 @@
+"""Golden ring-record vectors shared with Go (workerproto/testdata/records/).
+
+Each ``*.hex`` holds the bytes of one or more consecutive records (lower-case hex,
+whitespace ignored, ``#`` lines are comments). The reader decodes them, the writer
+re-encodes what it read, and the two byte strings must be equal. If ``records.json``
+has an entry named after the file (without ``.hex``), the decoded records are checked
+against it. The entry is either a list of records or a map with ``records`` and
+optionally ``capacity`` and ``index`` (where the bytes start in the ring; needed for
+vectors with a PAD). A record is a map with any of ``type``, ``id``, ``flags`` and
+``payload`` (hex string).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from covet import _shmring as sr
+
+try:  # tests/ may or may not be a package
+    from .shmring_gateway import (  # type: ignore[import-not-found,unused-ignore]
+        make_bell, make_memfd)
+except ImportError:
+    from shmring_gateway import (  # type: ignore[no-redef,unused-ignore]
+        make_bell, make_memfd)
+
+RECORDS_DIR = Path(__file__).resolve().parents[2] / "workerproto" / "testdata" / "records"
+ALL_TYPES = frozenset({sr.REQ_HEAD, sr.REQ_BODY, sr.RESP_HEAD, sr.RESP_BODY, sr.CANCEL,
+                       sr.ERROR, sr.CONTROL, *range(80, 112)})
+
+pytestmark = pytest.mark.skipif(
+    not RECORDS_DIR.is_dir() or not any(RECORDS_DIR.glob("*.hex")),
+    reason=f"no golden record vectors yet: {RECORDS_DIR} is missing or has no *.hex",
+)
+
+
+def parse_hex(path: Path) -> bytes:
+    lines = [ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    return bytes.fromhex("".join("".join(lines).split()))
+
+
+def expectations() -> dict[str, object]:
+    f = RECORDS_DIR / "records.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def vectors() -> list[Path]:
+    return sorted(RECORDS_DIR.glob("*.hex")) if RECORDS_DIR.is_dir() else []
+
+
+def capacity_for(raw: bytes) -> int:
+    cap = 4096
+    while cap // 8 < len(raw) and cap < (1 << 30):  # every record is <= len(raw)
+        cap *= 2
+    return cap
+
+
+def segment(cap: int) -> tuple[sr.Segment, sr.Doorbell, sr.Doorbell]:
+    seg = sr.Segment.open(make_memfd(cap, 4096))
+    return seg, sr.Doorbell(make_bell()), sr.Doorbell(make_bell())
+
+
+@pytest.mark.parametrize("path", vectors(), ids=lambda p: p.name)
+def test_vector_decodes_and_reencodes_byte_for_byte(path: Path) -> None:
+    raw = parse_hex(path)
+    entry = expectations().get(path.stem)
+    meta = entry if isinstance(entry, dict) else {}
+    want = meta.get("records", entry if isinstance(entry, list) else None)
+    cap = int(meta.get("capacity", capacity_for(raw)))
+    index = int(meta.get("index", 0))
+    assert index % 8 == 0 and index + len(raw) <= cap + capacity_for(raw)
+
+    seg, b1, b2 = segment(cap)
+    try:
+        data = seg.req_offset + sr.CONTROL_SIZE
+        u64 = seg._u64
+        first = min(len(raw), cap - index)
+        seg._mv[data + index:data + index + first] = raw[:first]
+        seg._mv[data:data + len(raw) - first] = raw[first:]
+        u64[(seg.req_offset + sr.CB_HEAD) >> 3] = index
+        u64[(seg.req_offset + sr.CB_TAIL) >> 3] = index + ((len(raw) + 7) & -8)
+        reader = sr.RingReader(seg, sr.REQUEST_RING, b2, allowed_types=ALL_TYPES)
+        got = reader.read(limit=1 << 20)
+        assert reader.head == index + ((len(raw) + 7) & -8), "vector not fully consumed"
+    finally:
+        seg.close()
+        b1.close()
+        b2.close()
+
+    if want is not None:
+        assert isinstance(want, list) and len(want) == len(got)
+        for w, (t, i, f, p) in zip(want, got, strict=True):
+            assert w.get("type", t) == t
+            assert w.get("id", i) == i
+            assert w.get("flags", f) == f
+            assert bytes.fromhex(w.get("payload", p.hex())) == p
+
+    seg, b1, b2 = segment(cap)
+    try:
+        data = seg.req_offset + sr.CONTROL_SIZE
+        seg._u64[(seg.req_offset + sr.CB_HEAD) >> 3] = index
+        seg._u64[(seg.req_offset + sr.CB_HEAD_CACHE) >> 3] = index
+        seg._u64[(seg.req_offset + sr.CB_TAIL) >> 3] = index
+        writer = sr.RingWriter(seg, sr.REQUEST_RING, own=b1, peer=b2)
+        for t, i, f, p in got:
+            assert writer.try_write(t, i, f, p)
+        first = min(len(raw), cap - index)
+        out = (seg._mm[data + index:data + index + first]
+               + seg._mm[data:data + len(raw) - first])
+        assert out == raw
+    finally:
+        seg.close()
+        b1.close()
+        b2.close()
+
