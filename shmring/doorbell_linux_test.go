@@ -1,0 +1,185 @@
+package shmring
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func newTestDoorbell(tb testing.TB) *Doorbell {
+	tb.Helper()
+	d, err := NewDoorbell()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestDoorbell(t *testing.T) {
+	d := newTestDoorbell(t)
+	ctx := context.Background()
+
+	// A ring before Wait is kept by the counter.
+	if err := d.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	d.Ring()
+	start := time.Now()
+	if err := d.Wait(ctx, 5*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("Wait did not see an earlier Ring")
+	}
+	// The read reset the counter: the next Wait times out.
+	start = time.Now()
+	if err := d.Wait(ctx, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 15*time.Millisecond {
+		t.Fatalf("Wait returned after %v without a ring", el)
+	}
+	// recheck returning true skips the wait.
+	start = time.Now()
+	if err := d.Wait(ctx, 5*time.Second, func() bool { return true }); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("recheck ignored: %v", err)
+	}
+	// A ring from another goroutine wakes a blocked Wait.
+	go func() { time.Sleep(10 * time.Millisecond); d.Ring() }()
+	start = time.Now()
+	if err := d.Wait(ctx, 5*time.Second, nil); err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("not woken: %v", err)
+	}
+	// A ctx deadline shorter than timeout ends the wait with ctx's error.
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if err := d.Wait(dctx, 5*time.Second, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ctx deadline: %v", err)
+	}
+	// Close interrupts a blocked Wait.
+	go func() { time.Sleep(10 * time.Millisecond); d.Close() }()
+	start = time.Now()
+	if err := d.Wait(ctx, 5*time.Second, nil); err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Close did not interrupt Wait: %v", err)
+	}
+}
+
+func TestDoorbellFdIsNonblockingEventfd(t *testing.T) {
+	d := newTestDoorbell(t)
+	fd := d.Fd()
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Fatalf("fd %d not non-blocking (%v)", fd, err)
+	}
+	// The other side writes the fd directly, as the Python worker does.
+	if _, err := unix.Write(fd, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := OpenDoorbell(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	start := time.Now()
+	if err := o.Wait(context.Background(), 5*time.Second, nil); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("ring through the duplicated fd not seen: %v", err)
+	}
+}
+
+func TestSignal(t *testing.T) {
+	var s Signal
+	ctx := context.Background()
+	s.Broadcast() // nobody armed: no-op
+	done := make(chan error, 3)
+	armed := make(chan struct{}, 3)
+	for range 3 {
+		go func() {
+			done <- s.Wait(ctx, 10*time.Second, func() bool { armed <- struct{}{}; return false })
+		}()
+	}
+	for range 3 {
+		<-armed
+	}
+	// Armed before recheck: a Broadcast any time after arming is not lost.
+	s.Broadcast()
+	for range 3 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Broadcast did not wake all waiters")
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Wait(cctx, time.Second, nil); err != context.Canceled {
+		t.Fatalf("cancelled ctx: %v", err)
+	}
+}
+
+// BenchmarkDoorbellPingPong measures one Ring -> wakeup -> Ring back round trip
+// through two doorbells (two goroutines). Compare BenchmarkEventfdPollPingPong,
+// the alternative design (blocking poll(2) on an OS thread).
+func BenchmarkDoorbellPingPong(b *testing.B) {
+	a, c := newTestDoorbell(b), newTestDoorbell(b)
+	ctx := context.Background()
+	go func() {
+		for {
+			if a.Wait(ctx, time.Second, nil) != nil {
+				return
+			}
+			c.Ring()
+		}
+	}()
+	for b.Loop() {
+		a.Ring()
+		c.Wait(ctx, time.Second, nil)
+	}
+}
+
+func BenchmarkEventfdPollPingPong(b *testing.B) {
+	mk := func() int {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { unix.Close(fd) })
+		return fd
+	}
+	a, c := mk(), mk()
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	wait := func(fd int) {
+		var buf [8]byte
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Read(fd, buf[:]); err == nil {
+				return
+			}
+			unix.Poll(pfd, 1000)
+		}
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			wait(a)
+			unix.Write(c, one)
+		}
+	}()
+	for b.Loop() {
+		unix.Write(a, one)
+		wait(c)
+	}
+	unix.Write(a, one) // let the helper see stop
+}
