@@ -1,0 +1,68 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/covetpy/covetpy/workerproto"
+)
+
+// Route is what the route table maps a (method, pattern) to.
+type Route struct {
+	App     string        // the app whose workers serve it
+	Pattern string        // e.g. /users/{id:int}
+	Timeout time.Duration // handler deadline; 0 means Config.Timeout
+
+	app *app
+}
+
+// Request is one routed request, ready to go to a worker. The front end fills it;
+// Serve does not keep it after it returns.
+type Request struct {
+	// Head is sent as the REQ_HEAD payload. Head.Body must be len(Body) (0 for none).
+	Head workerproto.RequestHead
+	// Body is the whole request body (the front end has read it, within its limit).
+	Body []byte
+	// Timeout overrides the route's deadline when non-zero.
+	Timeout time.Duration
+}
+
+// ResponseWriter receives a worker's answer, on the goroutine that called Serve.
+type ResponseWriter interface {
+	// WriteHead is called once, first. bodyLen is the body length when known, -1
+	// when the worker streams it. headers are valid only during the call.
+	WriteHead(status int, headers []workerproto.Header, bodyLen int64) error
+	// WriteBody is called for each piece of the body, in order; p is valid only
+	// during the call. Flush decisions are the writer's.
+	WriteBody(p []byte) error
+}
+
+// StatusError is a failure the front end answers with Status itself: it happened
+// before any of the response reached the ResponseWriter.
+type StatusError struct {
+	Status     int    // 502, 503 or 504
+	Reason     string // a fixed phrase, usable as a metric label
+	RetryAfter int    // seconds, for 503; 0 for none
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("dispatch: %d %s", e.Status, e.Reason)
+}
+
+// Errors Serve returns. Each is a *StatusError, or ErrAborted.
+var (
+	ErrNoWorker     = &StatusError{Status: 503, Reason: "no live worker", RetryAfter: 1}
+	ErrQueueFull    = &StatusError{Status: 503, Reason: "queue full", RetryAfter: 1}
+	ErrQueueTimeout = &StatusError{Status: 503, Reason: "queue deadline passed", RetryAfter: 1}
+	ErrWorkerDied   = &StatusError{Status: 502, Reason: "worker died"}
+	ErrBadResponse  = &StatusError{Status: 502, Reason: "invalid worker response"}
+	ErrDeadline     = &StatusError{Status: 504, Reason: "handler deadline passed"}
+	// ErrAborted: the response broke off after its head reached the writer (the
+	// worker died, failed mid-stream or passed its deadline). The front end must
+	// close the connection so the client sees an incomplete response.
+	ErrAborted = errors.New("dispatch: response aborted mid-body")
+	// ErrCanceled: the request's context ended (the client went away); the worker
+	// was sent CANCEL.
+	ErrCanceled = errors.New("dispatch: request canceled")
+)

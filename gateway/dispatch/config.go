@@ -1,0 +1,84 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/covetpy/covetpy/shmring"
+)
+
+// Config tunes the dispatcher. The zero value is valid: every field documents its
+// default.
+type Config struct {
+	// MaxInflight is the number of requests one worker may have at once (its
+	// credits). Default 64.
+	MaxInflight int
+	// QueueSize is the number of requests of one app that may wait for a worker
+	// with credit. Beyond it requests get 503. Default 1024.
+	QueueSize int
+	// QueueTimeout is how long a request may wait in the queue before it gets 503.
+	// Default 5s.
+	QueueTimeout time.Duration
+	// Timeout is the handler deadline for routes that set none. Past it the
+	// request gets 504 and the worker a CANCEL. Default 30s.
+	Timeout time.Duration
+	// HandshakeTimeout bounds the wait for a worker to map its segment and report
+	// ready after WELCOME. Default 10s.
+	HandshakeTimeout time.Duration
+	// Heartbeat is the interval the worker is told to refresh its heartbeat at
+	// (WELCOME heartbeat_ms). Default 1s.
+	Heartbeat time.Duration
+	// Geometry sizes each worker's rings. Default 1 MiB each.
+	Geometry shmring.Geometry
+	// Retries is how many other workers a request is tried on when a worker dies
+	// before taking it off its ring. Default 2.
+	Retries int
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	dur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxInflight, 64)
+	def(&c.QueueSize, 1024)
+	def(&c.Retries, 2)
+	dur(&c.QueueTimeout, 5*time.Second)
+	dur(&c.Timeout, 30*time.Second)
+	dur(&c.HandshakeTimeout, 10*time.Second)
+	dur(&c.Heartbeat, time.Second)
+	c.Geometry = c.Geometry.WithDefaults()
+	return c
+}
+
+// Validate reports the first field that is out of range, by name.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxInflight < 0 || c.MaxInflight > 1<<20 {
+		errs = append(errs, fmt.Errorf("dispatch: max_inflight %d out of range 1..%d", c.MaxInflight, 1<<20))
+	}
+	if c.QueueSize < 0 {
+		errs = append(errs, fmt.Errorf("dispatch: queue_size %d is negative", c.QueueSize))
+	}
+	for name, d := range map[string]time.Duration{"queue_timeout": c.QueueTimeout, "timeout": c.Timeout,
+		"handshake_timeout": c.HandshakeTimeout, "heartbeat": c.Heartbeat} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("dispatch: %s %v is negative", name, d))
+		}
+	}
+	if c.Retries < 0 {
+		errs = append(errs, fmt.Errorf("dispatch: retries %d is negative", c.Retries))
+	}
+	if err := c.Geometry.WithDefaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("dispatch: geometry: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,361 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/covetpy/covetpy/router"
+	"github.com/covetpy/covetpy/workerproto"
+)
+
+// Dispatcher owns the live route table and one worker pool per app.
+type Dispatcher struct {
+	cfg    Config
+	log    *slog.Logger
+	routes router.Router[*Route]
+
+	mu   sync.Mutex // guards apps
+	apps map[string]*app
+
+	nextID atomic.Int64
+	epoch  atomic.Uint64
+	heads  sync.Pool // *[]byte buffers for encoded REQ_HEADs
+}
+
+// New returns a Dispatcher. A nil logger discards.
+func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{cfg: cfg, log: log, apps: map[string]*app{}}, nil
+}
+
+// app is one application's worker pool and route manifest.
+type app struct {
+	name     string
+	manifest string // canonical form of the routes, to compare later workers'
+
+	mu       sync.Mutex
+	sessions []*Session
+	waiting  int
+	wake     chan struct{} // closed when a credit frees or a session leaves; nil if nobody waits
+}
+
+// Attach registers a worker that has sent hello on conn: it checks the manifest
+// against the live route table, sends WELCOME with a new segment and, once the worker
+// reports ready, adds it to its app's pool. pid is the worker's process id (the exec
+// pid for a spawned worker, SO_PEERCRED for an external one). On failure the worker
+// is sent an error frame and conn is closed.
+func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int) (*Session, error) {
+	a, err := d.register(hello)
+	if err != nil {
+		workerproto.Refuse(conn, err)
+		return nil, err
+	}
+	s := &Session{
+		ID: d.nextID.Add(1), App: hello.App, PID: pid, d: d, conn: conn,
+		readerDone: make(chan struct{}), done: make(chan struct{}),
+	}
+	s.a = a
+	s.log = d.log.With("app", hello.App, "worker", s.ID, "pid", pid)
+	if err := s.start(d.epoch.Add(1)); err != nil {
+		if s.ctx == nil { // failed before any goroutine started
+			workerproto.Refuse(conn, &workerproto.Error{Code: workerproto.CodeInternal, Message: err.Error()})
+		}
+		return nil, err
+	}
+	a.mu.Lock()
+	a.sessions = append(a.sessions, s)
+	a.wakeLocked()
+	a.mu.Unlock()
+	s.log.Info("worker attached")
+	return s, nil
+}
+
+// register adds the app's routes to the route table, or checks them against the
+// routes its earlier workers registered.
+func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
+	key := manifestKey(h.Routes)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := d.apps[h.App]
+	if a != nil && a.manifest == key {
+		return a, nil
+	}
+	if a != nil && a.live() > 0 {
+		return nil, &workerproto.Error{Code: workerproto.CodeConflict,
+			Message: fmt.Sprintf("app %q is running with a different route manifest; stop its workers first", h.App)}
+	}
+	if a == nil {
+		a = &app{name: h.App}
+	}
+	var routes []router.Route[*Route]
+	for _, r := range h.Routes {
+		if r.Kind != "http" {
+			continue // WebSocket and gRPC routes are served by later front ends
+		}
+		routes = append(routes, router.Route[*Route]{Method: r.Method, Pattern: r.Path, Value: &Route{
+			App: h.App, Pattern: r.Path, Timeout: time.Duration(r.TimeoutMS()) * time.Millisecond, app: a,
+		}})
+	}
+	err := d.routes.Replace(func(r router.Route[*Route]) bool { return r.Value.App == h.App }, routes...)
+	if err != nil {
+		return nil, &workerproto.Error{Code: workerproto.CodeConflict, Message: err.Error()}
+	}
+	a.manifest = key
+	d.apps[h.App] = a
+	return a, nil
+}
+
+func manifestKey(routes []workerproto.Route) string {
+	keys := make([]string, 0, len(routes))
+	for _, r := range routes {
+		keys = append(keys, fmt.Sprintf("%s %s %s %d", r.Method, r.Path, r.Kind, r.TimeoutMS()))
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, "\n")
+}
+
+// Lookup finds the route for a request. It is lock-free and allocates nothing.
+func (d *Dispatcher) Lookup(method, path string, ps *router.Params) (router.Match[*Route], router.Status) {
+	return d.routes.Lookup(method, path, ps)
+}
+
+// Live reports the number of live workers of each app that has registered.
+func (d *Dispatcher) Live() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := make(map[string]int, len(d.apps))
+	for name, a := range d.apps {
+		m[name] = a.live()
+	}
+	return m
+}
+
+// Serve sends req to a worker of rt's app and writes the answer to w. It returns nil
+// when the whole response reached w, or one of the errors in api.go.
+func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w ResponseWriter) error {
+	timeout := req.Timeout
+	if timeout == 0 {
+		timeout = rt.Timeout
+	}
+	if timeout == 0 {
+		timeout = d.cfg.Timeout
+	}
+	req.Head.TimeoutMS = timeout.Milliseconds()
+	req.Head.Body = int64(len(req.Body))
+	bp, _ := d.heads.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer d.heads.Put(bp)
+	head, err := req.Head.Append((*bp)[:0])
+	if err != nil {
+		return &StatusError{Status: 400, Reason: "request head not encodable"}
+	}
+	*bp = head
+	deadline := time.Now().Add(timeout)
+	for attempt := 0; ; attempt++ {
+		s, err := rt.app.acquire(ctx, d.cfg)
+		if err != nil {
+			return err
+		}
+		err = s.do(ctx, deadline, head, req.Body, w)
+		rt.app.release(s)
+		if err != errRetry {
+			return err
+		}
+		if attempt >= d.cfg.Retries {
+			return ErrWorkerDied
+		}
+		s.log.Info("retrying a request the dead worker never took")
+	}
+}
+
+// do runs one exchange on s.
+func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte, w ResponseWriter) error {
+	c := s.begin()
+	id := c.id
+	err := s.write(workerproto.FrameReqHead, id, 0, head)
+	if err == nil && len(body) > 0 {
+		err = s.write(workerproto.FrameReqBody, id, 0, body)
+	}
+	if err != nil && s.ctx.Err() == nil {
+		s.end(c)
+		s.close(fmt.Errorf("request ring: %w", err))
+		return ErrWorkerDied
+	}
+	// If the session ended during the write, teardown fails c with the right error.
+	c.timer.Reset(time.Until(deadline))
+	wroteHead := false
+	for {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			s.abandon(c)
+			return ErrCanceled
+		case <-c.timer.C:
+			s.abandon(c)
+			if wroteHead {
+				return ErrAborted
+			}
+			return ErrDeadline
+		}
+		c.mu.Lock()
+		gotHead, done, cerr := c.gotHead, c.done, c.err
+		chunk := c.body
+		c.body = c.spare[:0]
+		c.mu.Unlock()
+		c.spare = chunk
+		if cerr != nil && !wroteHead {
+			s.end(c)
+			return cerr
+		}
+		if gotHead && !wroteHead {
+			// c.head is immutable once gotHead is set.
+			if err := w.WriteHead(c.head.Status, c.head.Headers, c.head.Body); err != nil {
+				s.abandon(c)
+				return err
+			}
+			wroteHead = true
+		}
+		if len(chunk) > 0 {
+			if err := w.WriteBody(chunk); err != nil {
+				s.abandon(c)
+				return err
+			}
+		}
+		if done {
+			s.end(c)
+			if cerr != nil {
+				return ErrAborted
+			}
+			return nil
+		}
+	}
+}
+
+// abandon sends CANCEL for c (the client went away or the deadline passed) and frees
+// its slot; the worker's late frames for it are dropped.
+func (s *Session) abandon(c *call) {
+	if err := s.write(workerproto.FrameCancel, c.id, workerproto.FlagCancel, nil); err != nil && !errors.Is(err, errRetry) {
+		s.log.Warn("sending CANCEL failed", "err", err)
+	}
+	s.end(c)
+}
+
+// acquire picks the least-loaded live session with credit, waiting in the app's
+// bounded queue when all are busy.
+func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		a.mu.Lock()
+		var best *Session
+		for _, s := range a.sessions {
+			if s.inflight < cfg.MaxInflight && (best == nil || s.inflight < best.inflight) {
+				best = s
+			}
+		}
+		if best != nil {
+			best.inflight++
+			a.mu.Unlock()
+			return best, nil
+		}
+		if len(a.sessions) == 0 {
+			a.mu.Unlock()
+			return nil, ErrNoWorker
+		}
+		if a.waiting >= cfg.QueueSize {
+			a.mu.Unlock()
+			return nil, ErrQueueFull
+		}
+		a.waiting++
+		if a.wake == nil {
+			a.wake = make(chan struct{})
+		}
+		wake := a.wake
+		a.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(cfg.QueueTimeout)
+		}
+		var err error
+		select {
+		case <-wake:
+		case <-timer.C:
+			err = ErrQueueTimeout
+		case <-ctx.Done():
+			err = ErrCanceled
+		}
+		a.mu.Lock()
+		a.waiting--
+		a.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (a *app) release(s *Session) {
+	a.mu.Lock()
+	s.inflight--
+	a.wakeLocked()
+	a.mu.Unlock()
+}
+
+func (a *app) wakeLocked() {
+	if a.wake != nil {
+		close(a.wake)
+		a.wake = nil
+	}
+}
+
+// remove takes s out of the pool: it gets no new work.
+func (a *app) remove(s *Session) {
+	a.mu.Lock()
+	if i := slices.Index(a.sessions, s); i >= 0 {
+		a.sessions = slices.Delete(a.sessions, i, i+1)
+	}
+	a.wakeLocked()
+	a.mu.Unlock()
+}
+
+func (a *app) live() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.sessions)
+}
+
+// Drain asks every worker to finish its work and leave: they get no new requests.
+func (d *Dispatcher) Drain(deadline time.Duration) {
+	d.mu.Lock()
+	var all []*Session
+	for _, a := range d.apps {
+		a.mu.Lock()
+		all = append(all, a.sessions...)
+		a.mu.Unlock()
+	}
+	d.mu.Unlock()
+	for _, s := range all {
+		s.a.remove(s)
+		if err := s.send(workerproto.Drain{DeadlineMS: deadline.Milliseconds()}); err != nil {
+			s.close(err)
+		}
+	}
+}

@@ -1,0 +1,23 @@
+// Package dispatch connects the gateway's front ends to the Python workers.
+//
+// A [Dispatcher] holds, per app, a pool of worker [Session]s, and the live route
+// table built from the manifests the workers sent in their HELLO. A front end looks a
+// request up with [Dispatcher.Lookup] and hands it to [Dispatcher.Serve], which
+// picks the least-loaded worker that has credit, waits in a bounded per-app queue if
+// every worker is busy, writes the request into that worker's request ring and
+// streams the answer from the response ring back to a [ResponseWriter].
+//
+// Status conventions (ARCHITECTURE.md section 3): a worker that dies after it took
+// the request off the ring gives 502; no live worker, a full queue or a queue wait
+// past its deadline gives 503 (the front end adds Retry-After); a handler past its
+// deadline gives 504 and a CANCEL frame. A request is retried on another worker only
+// when the dead worker never took it off the ring. A cancelled context (the client
+// went away) sends CANCEL to the worker.
+//
+// Ownership: each Session has one goroutine that reads its response ring (the only
+// consumer) and one that reads its control socket. Request frames are written by the
+// goroutines serving requests (the ring is many-producer). A call's response is
+// copied out of shared memory by the ring reader into the call's buffer and written
+// to the client by the goroutine that called Serve, so a slow client never stalls
+// the ring.
+package dispatch

@@ -1,0 +1,250 @@
+// Package supervisor starts and keeps alive the gateway's Python workers.
+//
+// For each configured app it spawns Count worker processes, each with one end of a
+// socketpair as fd 3 (COVET_CONTROL_FD=3), reads the worker's HELLO and attaches it
+// to the dispatcher. A worker that exits is started again, after a backoff that
+// doubles (from MinBackoff up to MaxBackoff) while workers keep dying young and
+// resets once one has lived for a while. A worker whose session ends while its
+// process lives on (a protocol violation) is killed. Workers started elsewhere
+// register through a control socket (see Listen).
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/workerproto"
+)
+
+// Spec describes the workers of one app.
+type Spec struct {
+	App     string   // app name, as the workers send it in HELLO
+	Command []string // argv of a worker process
+	Dir     string   // working directory; "" means the gateway's
+	Env     []string // extra environment, KEY=VALUE
+	Count   int      // worker processes; default 1
+}
+
+// Config tunes restarts. Zero values mean the defaults.
+type Config struct {
+	MinBackoff time.Duration // first restart delay after a young death; default 100ms
+	MaxBackoff time.Duration // longest restart delay; default 5s
+	Stable     time.Duration // a worker that lived this long resets the backoff; default 10s
+	Handshake  time.Duration // time a new worker has to send HELLO; default 30s (imports can be slow)
+}
+
+func (c Config) withDefaults() Config {
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Stable == 0 {
+		c.Stable = 10 * time.Second
+	}
+	if c.Handshake == 0 {
+		c.Handshake = 30 * time.Second
+	}
+	return c
+}
+
+// Supervisor runs the worker processes of a set of apps.
+type Supervisor struct {
+	cfg Config
+	d   *dispatch.Dispatcher
+	log *slog.Logger
+
+	mu       sync.Mutex
+	procs    map[*os.Process]struct{}
+	starts   int // processes started, for tests and metrics
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+// New returns a Supervisor attaching workers to d. A nil logger discards.
+func New(cfg Config, d *dispatch.Dispatcher, log *slog.Logger) *Supervisor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Supervisor{cfg: cfg.withDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{}}
+}
+
+// Start spawns every spec's workers and keeps them running until ctx ends or Stop
+// is called. It returns at once.
+func (s *Supervisor) Start(ctx context.Context, specs []Spec) error {
+	for _, sp := range specs {
+		if len(sp.Command) == 0 {
+			return fmt.Errorf("supervisor: app %q: empty worker command", sp.App)
+		}
+		n := sp.Count
+		if n <= 0 {
+			n = 1
+		}
+		for i := 0; i < n; i++ {
+			s.wg.Add(1)
+			go s.keep(ctx, sp, i)
+		}
+	}
+	return nil
+}
+
+// Starts reports how many worker processes have been started so far.
+func (s *Supervisor) Starts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.starts
+}
+
+// Stop drains the workers (they finish in-flight requests and leave) and waits for
+// every process to exit; those still running when timeout passes are killed.
+func (s *Supervisor) Stop(timeout time.Duration) {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.d.Drain(timeout)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(timeout):
+	}
+	s.mu.Lock()
+	for p := range s.procs {
+		p.Kill()
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+// keep runs one worker slot: start, wait for exit, back off, start again.
+func (s *Supervisor) keep(ctx context.Context, sp Spec, slot int) {
+	defer s.wg.Done()
+	backoff := s.cfg.MinBackoff
+	for {
+		started := time.Now()
+		err := s.runOnce(ctx, sp)
+		if s.isStopping() || ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) >= s.cfg.Stable {
+			backoff = s.cfg.MinBackoff
+		}
+		s.log.Warn("worker exited; restarting", "app", sp.App, "slot", slot, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.cfg.MaxBackoff)
+	}
+}
+
+func (s *Supervisor) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// runOnce starts one worker process and returns when it has exited.
+func (s *Supervisor) runOnce(ctx context.Context, sp Spec) error {
+	conn, child, err := workerproto.SpawnSocketpair()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cmd := exec.Command(sp.Command[0], sp.Command[1:]...)
+	cmd.Dir = sp.Dir
+	cmd.Env = append(append(os.Environ(), sp.Env...), workerproto.EnvControlFD+"=3")
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// Workers die with the gateway, whatever way it goes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		child.Close()
+		return errors.New("stopping")
+	}
+	err = cmd.Start()
+	child.Close()
+	if err == nil {
+		s.procs[cmd.Process] = struct{}{}
+		s.starts++
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("supervisor: start %v: %w", sp.Command, err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		exited <- cmd.Wait()
+		s.mu.Lock()
+		delete(s.procs, cmd.Process)
+		s.mu.Unlock()
+	}()
+
+	conn.SetReadDeadline(time.Now().Add(s.cfg.Handshake))
+	hello, err := workerproto.RecvHello(conn, "")
+	conn.SetReadDeadline(time.Time{})
+	if err == nil && hello.App != sp.App {
+		err = &workerproto.Error{Code: workerproto.CodeManifest,
+			Message: fmt.Sprintf("worker says app %q, the gateway expects %q", hello.App, sp.App)}
+		workerproto.Refuse(conn, err)
+	}
+	var sess *dispatch.Session
+	if err == nil {
+		sess, err = s.d.Attach(conn, hello, cmd.Process.Pid)
+	}
+	if err != nil {
+		s.log.Error("worker refused", "app", sp.App, "pid", cmd.Process.Pid, "err", err)
+		cmd.Process.Kill()
+		return <-exited
+	}
+	select {
+	case err := <-exited:
+		<-sess.Done()
+		return err
+	case <-sess.Done():
+		// The session ended (violation, or its control socket failed) while the
+		// process lives: it must not keep running half-attached.
+		cmd.Process.Kill()
+		<-exited
+		return sess.Err()
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-exited
+		return ctx.Err()
+	}
+}
+
+// Listen accepts workers started elsewhere (sidecar mode) on l until it is closed.
+func (s *Supervisor) Listen(l *workerproto.Listener) error {
+	for {
+		conn, cred, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			conn.SetReadDeadline(time.Now().Add(s.cfg.Handshake))
+			hello, err := l.RecvHello(conn)
+			conn.SetReadDeadline(time.Time{})
+			if err != nil {
+				s.log.Warn("external worker refused", "pid", cred.PID, "err", err)
+				return
+			}
+			if _, err := s.d.Attach(conn, hello, int(cred.PID)); err != nil {
+				s.log.Warn("external worker refused", "pid", cred.PID, "err", err)
+			}
+		}()
+	}
+}
