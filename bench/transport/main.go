@@ -15,8 +15,11 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/covetpy/covetpy/integration/harness"
@@ -28,6 +31,7 @@ import (
 type echoer interface {
 	send(id uint64, payload []byte) error
 	close() error
+	pid() int // the worker process, for its CPU time
 }
 
 // pending routes echoes to the goroutine waiting for them: id's low bits are the slot.
@@ -53,6 +57,8 @@ type result struct {
 	msgs      int
 	elapsed   time.Duration
 	lat       []time.Duration
+	goCPU     time.Duration // CPU time of this (the gateway-side) process during the run
+	pyCPU     time.Duration // CPU time of the worker process during the run
 }
 
 func (r result) pct(q float64) time.Duration {
@@ -63,6 +69,7 @@ func (r result) pct(q float64) time.Duration {
 func drive(name string, e echoer, p *pending, inflight, msgs int, payload []byte) (result, error) {
 	per := msgs / inflight
 	lats := make([][]time.Duration, inflight)
+	go0, py0 := selfCPU(), procCPU(e.pid())
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -89,7 +96,8 @@ func drive(name string, e echoer, p *pending, inflight, msgs int, payload []byte
 		}(g)
 	}
 	wg.Wait()
-	r := result{transport: name, inflight: inflight, msgs: per * inflight, elapsed: time.Since(start)}
+	r := result{transport: name, inflight: inflight, msgs: per * inflight, elapsed: time.Since(start),
+		goCPU: selfCPU() - go0, pyCPU: procCPU(e.pid()) - py0}
 	if err, _ := firstErr.Load().(error); err != nil {
 		return r, err
 	}
@@ -169,15 +177,17 @@ func main() {
 		}
 	}
 
-	fmt.Printf("\n%-10s %9s %12s %10s %10s %10s   %s\n", "transport", "in-flight", "msgs/s", "p50", "p99", "p99.9", "msgs/s min..max")
+	fmt.Printf("\n%-10s %9s %12s %10s %10s %10s %10s %10s   %s\n", "transport", "in-flight", "msgs/s", "p50", "p99", "p99.9",
+		"go cpu/msg", "py cpu/msg", "msgs/s min..max")
 	for _, cfgIn := range []int{1, *inflight} {
 		for _, t := range transports {
 			rs := all[key{t.name, cfgIn}]
 			slices.SortFunc(rs, func(a, b result) int { return int(a.rate() - b.rate()) })
 			med := rs[len(rs)/2]
-			fmt.Printf("%-10s %9d %12.0f %10s %10s %10s   %.0f..%.0f\n", t.name, cfgIn, med.rate(),
+			fmt.Printf("%-10s %9d %12.0f %10s %10s %10s %10s %10s   %.0f..%.0f\n", t.name, cfgIn, med.rate(),
 				med.pct(0.50).Round(100*time.Nanosecond), med.pct(0.99).Round(100*time.Nanosecond),
-				med.pct(0.999).Round(100*time.Nanosecond), rs[0].rate(), rs[len(rs)-1].rate())
+				med.pct(0.999).Round(100*time.Nanosecond), perMsg(med.goCPU, med.msgs), perMsg(med.pyCPU, med.msgs),
+				rs[0].rate(), rs[len(rs)-1].rate())
 		}
 	}
 }
@@ -192,4 +202,32 @@ type transportDef struct {
 var transports = []transportDef{
 	{"shm", startShm},
 	{"unix", startUDS},
+}
+
+func perMsg(d time.Duration, n int) string {
+	return (d / time.Duration(n)).Round(10 * time.Nanosecond).String()
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is another process's user+system CPU time, from /proc (clock ticks of 10ms).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command: state is field 3; utime 14, stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }

@@ -33,3 +33,5 @@ func (e *shmEchoer) send(id uint64, payload []byte) error {
 }
 
 func (e *shmEchoer) close() error { return e.w.Close() }
+
+func (e *shmEchoer) pid() int { return e.w.Cmd.Process.Pid }

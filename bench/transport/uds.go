@@ -99,3 +99,5 @@ func (e *udsEchoer) close() error {
 	}
 	return nil
 }
+
+func (e *udsEchoer) pid() int { return e.cmd.Process.Pid }

@@ -71,11 +71,17 @@ def main() -> int:
     while True:
         n = poll(on_frame)
         if out:
+            # Wake the gateway after the first answer, so it consumes while we write
+            # the rest of the batch, and once more at the end.
+            first = True
             for rid, payload in out:
                 if transform is not None:
                     payload = transform(payload)
                 if len(payload) > max_payload or not try_write(RESP_BODY, rid, flags_one, payload, False):
                     write_message(RESP_BODY, rid, payload)
+                if first:
+                    writer.wake()
+                    first = False
             out.clear()
             writer.wake()
         if n:
@@ -94,6 +100,16 @@ def msgpack_echo(payload: bytes) -> bytes:
 
 
 if __name__ == "__main__":
+    if os.environ.get("COVET_ECHO_PROFILE"):  # write a cProfile of the run there
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            main()
+        finally:
+            prof.disable()
+            prof.dump_stats(os.environ["COVET_ECHO_PROFILE"])
+        sys.exit(0)
     try:
         sys.exit(main())
     except (BrokenPipeError, ConnectionResetError, KeyboardInterrupt):

@@ -1,0 +1,735 @@
+"""The worker process: one asyncio loop serving the gateway's requests from shared memory.
+
+Lifecycle (workerproto/PROTOCOL.md 1.4): connect the control channel as the environment
+says, freeze the app, run its startup hooks, send hello, receive the welcome and its
+three descriptors, map and check the segment, store ``worker_state = ready``, then serve
+until the gateway drains us (or goes away).
+
+Inside the loop (all callbacks, no threads):
+
+- the **worker doorbell** is an ``add_reader`` callback. It wakes tasks waiting for
+  response-ring space and, if the consumer was asleep, restarts the **pump**;
+- the **pump** polls the request ring in batches and reschedules itself with
+  ``call_soon`` while records keep coming; when the ring is empty it keeps re-polling
+  once per loop turn for ``spin_ns`` (PROTOCOL 2.5 step 1, cooperatively, so handlers
+  keep running), then goes through ``prepare_sleep`` and lets the doorbell (or the
+  heartbeat timer, which bounds a lost wakeup to ``heartbeat_ms / 2``) wake it;
+- each REQ_HEAD starts one task running ``app._handle`` and writing RESP_HEAD plus the
+  RESP_BODY stream; REQ_BODY fragments feed that request's body iterator; CANCEL
+  cancels the task, after which nothing more is sent for its id;
+- the **control socket** is another ``add_reader`` callback: ping -> pong, drain ->
+  graceful stop, EOF -> exit 1.
+
+Ownership: the ``_Worker`` owns the channel, segment, doorbells, the in-flight table and
+every task it creates; everything runs on the loop thread, so nothing is locked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgpack  # type: ignore[import-untyped]
+
+from ._app import Covet
+from ._head import RequestHead
+from ._proto import (
+    CODE_INTERNAL,
+    CODE_PROTOCOL,
+    ENV_CONTROL_FD,
+    FLAG_BEGIN,
+    FLAG_END,
+    FLAG_ERR,
+    FRAME_CANCEL,
+    FRAME_ERROR,
+    FRAME_REQ_BODY,
+    FRAME_REQ_HEAD,
+    FRAME_RESP_BODY,
+    FRAME_RESP_HEAD,
+    MAX_HEAD,
+    ControlChannel,
+    PeerError,
+    ProtocolError,
+    TruncatedError,
+    Welcome,
+    encode_error_payload,
+    encode_response_head,
+    parse_frame,
+)
+from ._responses import Response
+from ._shmring import (
+    DEFAULT_BATCH,
+    DEFAULT_SPIN_NS,
+    FRAME_HEADER,
+    STATE_CLOSED,
+    STATE_DRAINING,
+    STATE_READY,
+    Doorbell,
+    RingCorrupt,
+    RingReader,
+    RingWriter,
+    Segment,
+    SegmentError,
+)
+
+__all__ = ["BodyAborted", "run_worker"]
+
+log = logging.getLogger("covet.worker")
+
+ENV_CONTROL_TOKEN: Final = "COVET_CONTROL_TOKEN"
+#: Seconds a SIGTERM/SIGINT drain waits for in-flight requests (env overrides).
+ENV_DRAIN_TIMEOUT: Final = "COVET_DRAIN_TIMEOUT"
+DEFAULT_DRAIN_TIMEOUT: Final = 30.0
+#: How long hello -> welcome may take before the worker gives up.
+HANDSHAKE_TIMEOUT: Final = 60.0
+#: Grace for cancelled tasks to unwind, and the cap on shutdown hooks after the
+#: gateway vanished.
+CANCEL_GRACE: Final = 1.0
+SHUTDOWN_TIMEOUT_ON_EXIT: Final = 5.0
+#: Longest single wait for response-ring space before re-checking (PROTOCOL 2.5).
+SPACE_WAIT_MAX: Final = 0.1
+
+_BE: Final = FLAG_BEGIN | FLAG_END
+_BE_ERR: Final = FLAG_BEGIN | FLAG_END | FLAG_ERR  # every ERROR frame carries ERR (2.3)
+_PLAIN_BODY_CHUNKS: Final = Response.body_chunks
+_unpackb = msgpack.unpackb
+_from_wire = RequestHead.from_wire
+
+
+class BodyAborted(Exception):
+    """The gateway aborted the request body (a REQ_BODY fragment flagged ERR)."""
+
+
+class _RequestBody:
+    """One request's body as it arrives: an async iterator over a small queue that the
+    pump feeds with REQ_BODY fragments. Read once, by the handler, if at all."""
+
+    __slots__ = ("_chunks", "_done", "_error", "_waiter")
+
+    def __init__(self) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __aiter__(self) -> _RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunks = self._chunks
+        while not chunks:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                raise StopAsyncIteration
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = fut
+            try:
+                await fut
+            finally:
+                self._waiter = None
+        return chunks.popleft()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def feed(self, data: bytes, end: int) -> None:
+        if self._done:
+            return
+        if data:
+            self._chunks.append(data)
+        if end:
+            self._done = True
+        self._wake()
+
+    def abort(self, exc: BaseException) -> None:
+        if self._done:
+            return
+        self._error = exc
+        self._done = True
+        self._wake()
+
+    def discard(self) -> None:
+        self._chunks.clear()
+        self._done = True
+
+
+_NO_BODY: Final = _RequestBody()
+_NO_BODY._done = True
+
+
+class _Exchange:
+    """One request in flight. ``sent``: 0 nothing written yet, 1 RESP_HEAD written,
+    2 a body frame written (BEGIN used). ``by_gateway``: cancelled by CANCEL."""
+
+    __slots__ = ("body", "by_gateway", "sent", "task")
+
+    task: asyncio.Task[None]
+
+    def __init__(self, body: _RequestBody) -> None:
+        self.body = body
+        self.sent = 0
+        self.by_gateway = False
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Worker:
+    def __init__(
+        self,
+        app: Covet,
+        channel: ControlChannel,
+        *,
+        app_name: str,
+        token: str,
+        spawned: bool,
+        drain_timeout: float,
+        spin_ns: int = DEFAULT_SPIN_NS,
+    ) -> None:
+        # Immutable after __init__ / the handshake.
+        self._app = app
+        self._ch = channel
+        self._app_name = app_name
+        self._token = token
+        self._spawned = spawned
+        self._drain_timeout = drain_timeout
+        self._spin_ns = spin_ns
+        # Set by the handshake.
+        self._seg: Segment | None = None
+        self._bell: Doorbell | None = None
+        self._gw_bell: Doorbell | None = None
+        self._reader: RingReader
+        self._writer: RingWriter
+        self._max_payload = 0
+        self._beat_s = 0.5
+        self._space_timeout = SPACE_WAIT_MAX
+        # Owned by the loop.
+        self._loop: asyncio.AbstractEventLoop
+        self._done: asyncio.Future[int]
+        self._inflight: dict[int, _Exchange] = {}
+        self._partial: dict[int, list[bytes]] = {}
+        self._aux: set[asyncio.Task[None]] = set()
+        self._space_waiters: list[asyncio.Future[None]] = []
+        self._cbuf = bytearray()
+        self._sleeping = False
+        self._wake_pending = False
+        self._idle_since = 0
+        self._draining = False
+        self._stopped = False
+        self._shutdown_ran = False
+        self._signals = 0
+        self._beat_handle: asyncio.TimerHandle | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        app = self._app
+        app.freeze()
+        try:
+            await app.startup()
+        except Exception as e:
+            log.exception("startup hook failed; the worker exits")
+            self._send_error(CODE_INTERNAL, f"startup failed: {type(e).__name__}: {e}")
+            return 1
+        try:
+            if not self._handshake():
+                return 1
+            return await self._serve()
+        finally:
+            await self._cleanup()
+
+    def _handshake(self) -> bool:
+        """Hello, welcome, segment check. Blocking: nothing else runs yet."""
+        ch = self._ch
+        try:
+            ch.sock.settimeout(HANDSHAKE_TIMEOUT)
+            ch.hello(self._app_name, self._app.manifest(), self._token)
+            welcome, fds = ch.recv_welcome()
+            ch.sock.settimeout(None)
+        except PeerError as e:
+            log.error("the gateway refused this worker: %s", e)
+            return False
+        except ProtocolError as e:
+            log.error("handshake failed: %s", e)
+            self._send_error(e.code, str(e))
+            return False
+        except (OSError, EOFError) as e:
+            log.error("handshake failed: control socket: %s", e)
+            return False
+        seg_fd, bell_fd, gw_fd = fds
+        try:
+            self._bell = Doorbell(bell_fd)
+            self._gw_bell = Doorbell(gw_fd)
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            self._send_error(CODE_PROTOCOL, f"doorbell descriptors unusable: {e}")
+            return False
+        try:
+            self._seg = seg = Segment.open(seg_fd, self._expected(welcome), heartbeat_ms=welcome.heartbeat_ms)
+            pid = os.getpid()
+            if seg.worker_pid != pid and (self._spawned or seg.worker_pid != 0):
+                raise SegmentError("worker_pid", f"header has {seg.worker_pid}, this worker is {pid}")
+            self._reader = seg.request_reader(self._gw_bell)
+            self._writer = seg.response_writer(self._bell, self._gw_bell)
+        except (SegmentError, RingCorrupt, OSError, ValueError) as e:
+            log.error("segment rejected: %s", e)
+            self._send_error(CODE_PROTOCOL, f"segment rejected: {e}")
+            return False
+        self._max_payload = self._writer.max_payload
+        self._beat_s = welcome.heartbeat_ms / 2000
+        self._space_timeout = min(SPACE_WAIT_MAX, welcome.heartbeat_ms / 1000)
+        log.info(
+            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes",
+            welcome.worker_id, os.getpid(), self._app_name, len(self._app.manifest()),
+            welcome.req_capacity, welcome.resp_capacity,
+        )  # fmt: skip
+        return True
+
+    @staticmethod
+    def _expected(w: Welcome) -> dict[str, object]:
+        return {
+            "version": w.version,
+            "segment_size": w.segment_size,
+            "req_capacity": w.req_capacity,
+            "resp_capacity": w.resp_capacity,
+            "epoch": w.epoch,
+        }
+
+    async def _serve(self) -> int:
+        loop = self._loop
+        seg = self._seg
+        bell = self._bell
+        assert seg is not None and bell is not None
+        self._done = loop.create_future()
+        loop.add_reader(bell.fd, self._on_bell)
+        loop.add_reader(self._ch.fileno(), self._on_control)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        seg.set_heartbeat()
+        seg.set_state(STATE_READY)
+        self._beat_handle = loop.call_later(self._beat_s, self._beat)
+        loop.call_soon(self._pump)
+        return await self._done
+
+    def _finish(self, code: int) -> None:
+        if not self._done.done():
+            self._done.set_result(code)
+
+    async def _cleanup(self) -> None:
+        self._stopped = True
+        loop = self._loop
+        if self._beat_handle is not None:
+            self._beat_handle.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if self._bell is not None:
+            loop.remove_reader(self._bell.fd)
+        if self._ch.sock.fileno() >= 0:
+            loop.remove_reader(self._ch.fileno())
+        tasks = [ex.task for ex in self._inflight.values()] + list(self._aux)
+        if self._drain_task is not None and not self._drain_task.done():
+            tasks.append(self._drain_task)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        if not self._shutdown_ran:
+            self._shutdown_ran = True
+            try:
+                await asyncio.wait_for(self._app.shutdown(), SHUTDOWN_TIMEOUT_ON_EXIT)
+            except TimeoutError:
+                log.error("shutdown hooks took over %.0f s; abandoned", SHUTDOWN_TIMEOUT_ON_EXIT)
+        for fut in self._space_waiters:
+            fut.cancel()
+        if self._wake_pending:
+            self._wake_pending = False
+            self._writer.wake()
+        if self._seg is not None:
+            self._seg.close()
+        for b in (self._bell, self._gw_bell):
+            if b is not None:
+                b.close()
+        self._ch.close()
+
+    def _send_error(self, code: str, message: str) -> None:
+        """Best-effort ``error`` frame (the caller then exits)."""
+        try:
+            self._ch.send_error(code, message[:4096])
+        except (OSError, ProtocolError):
+            pass
+
+    def _fatal(self, message: str) -> None:
+        """The gateway broke the protocol: report it and exit (PROTOCOL 5)."""
+        log.error("protocol violation by the gateway: %s", message)
+        self._send_error(CODE_PROTOCOL, message)
+        self._finish(1)
+
+    # -- control plane ------------------------------------------------------------------
+
+    def _on_control(self) -> None:
+        try:
+            data = self._ch.sock.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log.error("control socket failed: %s; exiting", e)
+            self._loop.remove_reader(self._ch.fileno())
+            self._finish(1)
+            return
+        if not data:
+            log.warning("the gateway closed the control socket; exiting")
+            self._loop.remove_reader(self._ch.fileno())
+            self._finish(1)
+            return
+        buf = self._cbuf
+        buf += data
+        while buf:
+            try:
+                msg, n = parse_frame(buf)
+            except TruncatedError:
+                return
+            except ProtocolError as e:
+                self._loop.remove_reader(self._ch.fileno())
+                self._fatal(f"control frame: {e}")
+                return
+            del buf[:n]
+            self._on_message(msg)
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        typ = msg["type"]
+        if typ == "ping":
+            self._write_control({"type": "pong", "seq": msg["seq"]})
+        elif typ == "drain":
+            self._begin_drain(msg["deadline_ms"] / 1000, "drain requested by the gateway")
+        elif typ == "pong":
+            pass
+        elif typ == "error":
+            log.error("the gateway sent error %s: %s; exiting", msg["code"], msg["message"])
+            self._finish(1)
+        else:
+            self._fatal(f"unexpected control message {typ!r}")
+
+    def _write_control(self, msg: Mapping[str, Any]) -> None:
+        try:
+            self._ch.write_message(msg)
+        except OSError as e:
+            log.error("control socket write failed: %s; exiting", e)
+            self._finish(1)
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self._begin_drain(self._drain_timeout, f"{signal.Signals(sig).name} received")
+        else:
+            log.warning("%s received again: exiting now", signal.Signals(sig).name)
+            self._finish(1)
+
+    def _begin_drain(self, deadline_s: float, why: str) -> None:
+        if self._draining:
+            return
+        log.info("%s: draining %d in-flight requests (deadline %.3f s)", why, len(self._inflight), deadline_s)
+        self._draining = True
+        assert self._seg is not None
+        self._seg.set_state(STATE_DRAINING)
+        self._drain_task = self._loop.create_task(self._drain(deadline_s))
+
+    async def _drain(self, deadline_s: float) -> None:
+        tasks = [ex.task for ex in self._inflight.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=deadline_s)
+            if pending:
+                log.warning("drain deadline passed: cancelling %d requests", len(pending))
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=CANCEL_GRACE)
+        if self._aux:
+            await asyncio.wait(list(self._aux), timeout=CANCEL_GRACE)
+        self._shutdown_ran = True
+        await self._app.shutdown()
+        assert self._seg is not None
+        self._seg.set_state(STATE_CLOSED)
+        self._write_control({"type": "bye", "reason": "drained"})
+        log.info("drained; bye")
+        self._finish(0)
+
+    def _beat(self) -> None:
+        seg = self._seg
+        if self._stopped or seg is None:
+            return
+        seg.set_heartbeat()
+        if self._sleeping:
+            # The doorbell wait's timeout (PROTOCOL 2.5 step 3): re-poll.
+            self._sleeping = False
+            self._reader.end_sleep()
+            self._pump()
+        self._beat_handle = self._loop.call_later(self._beat_s, self._beat)
+
+    # -- request ring -------------------------------------------------------------------
+
+    def _on_bell(self) -> None:
+        assert self._bell is not None
+        self._bell.drain()
+        if self._space_waiters:
+            waiters, self._space_waiters = self._space_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        if self._sleeping:
+            self._sleeping = False
+            self._reader.end_sleep()
+            self._pump()
+
+    def _pump(self) -> None:
+        if self._stopped:
+            return
+        try:
+            n = self._reader.poll(self._on_record, DEFAULT_BATCH)
+        except (RingCorrupt, ProtocolError) as e:
+            self._stopped = True
+            self._fatal(str(e))
+            return
+        except Exception:
+            log.exception("internal error while reading the request ring; exiting")
+            self._stopped = True
+            self._send_error(CODE_INTERNAL, "worker failed reading the request ring")
+            self._finish(1)
+            return
+        if n:
+            self._idle_since = 0
+            self._loop.call_soon(self._pump)
+            return
+        now = time.perf_counter_ns()
+        if not self._idle_since:
+            self._idle_since = now
+        if now - self._idle_since < self._spin_ns or not self._reader.prepare_sleep():
+            self._loop.call_soon(self._pump)
+            return
+        self._idle_since = 0
+        self._sleeping = True
+
+    def _on_record(self, typ: int, rid: int, flags: int, payload: bytes) -> None:
+        if typ == FRAME_REQ_HEAD:
+            if flags & _BE == _BE:
+                self._start(rid, payload)
+            else:
+                self._head_fragment(rid, flags, payload)
+        elif typ == FRAME_REQ_BODY:
+            ex = self._inflight.get(rid)
+            if ex is not None:
+                if flags & FLAG_ERR:
+                    ex.body.abort(BodyAborted("the gateway aborted the request body"))
+                else:
+                    ex.body.feed(payload, flags & FLAG_END)
+        elif typ == FRAME_CANCEL or typ == FRAME_ERROR:
+            self._partial.pop(rid, None)
+            ex = self._inflight.pop(rid, None)
+            if ex is not None:
+                ex.by_gateway = True
+                ex.task.cancel()
+        # CONTROL frames are reserved; unknown ids and types are ignored.
+
+    def _head_fragment(self, rid: int, flags: int, payload: bytes) -> None:
+        parts = self._partial.get(rid)
+        if flags & FLAG_BEGIN:
+            if parts is not None:
+                raise ProtocolError(f"REQ_HEAD of request {rid:#x}: BEGIN inside a message")
+            self._partial[rid] = [payload]
+            return
+        if parts is None:
+            raise ProtocolError(f"REQ_HEAD of request {rid:#x}: fragment without BEGIN")
+        parts.append(payload)
+        if sum(map(len, parts)) > MAX_HEAD:
+            raise ProtocolError(f"REQ_HEAD of request {rid:#x}: over {MAX_HEAD} bytes")
+        if flags & FLAG_END:
+            del self._partial[rid]
+            self._start(rid, b"".join(parts))
+
+    def _start(self, rid: int, payload: bytes) -> None:
+        if self._draining:
+            self._refuse(rid)
+            return
+        if rid in self._inflight:
+            raise ProtocolError(f"REQ_HEAD for request {rid:#x}, which is in flight")
+        try:
+            head = _from_wire(_unpackb(payload, raw=False))
+        except Exception as e:
+            raise ProtocolError(f"REQ_HEAD of request {rid:#x}: {e}") from None
+        ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY)
+        ex.task = self._loop.create_task(self._exchange(rid, head, ex))
+        self._inflight[rid] = ex
+
+    def _refuse(self, rid: int) -> None:
+        payload = encode_error_payload(503, "worker is draining")
+        if self._writer.try_write(FRAME_ERROR, rid, _BE_ERR, payload):
+            return
+        t = self._loop.create_task(self._send(FRAME_ERROR, rid, payload, True, True, flags=FLAG_ERR))
+        self._aux.add(t)
+        t.add_done_callback(self._aux.discard)
+
+    # -- responses ----------------------------------------------------------------------
+
+    async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange) -> None:
+        try:
+            response = await self._app._handle(head, ex.body)
+            await self._respond(rid, response, ex)
+        except asyncio.CancelledError:
+            if not ex.by_gateway:
+                self._abort_exchange(rid, ex, "request cancelled: the worker is stopping")
+            raise
+        except RingCorrupt as e:
+            self._stopped = True
+            self._fatal(str(e))
+        except Exception:
+            log.exception("request %#x (%s %s): failed to send the response", rid, head.method, head.path)
+            self._abort_exchange(rid, ex, "worker failed to send the response")
+        finally:
+            if self._inflight.get(rid) is ex:
+                del self._inflight[rid]
+            ex.body.discard()
+
+    async def _respond(self, rid: int, response: Response, ex: _Exchange) -> None:
+        w = self._writer
+        maxp = self._max_payload
+        try:
+            head = encode_response_head(response.status, response.raw_headers, response.body_length)
+        except ValueError as e:
+            log.error("request %#x: response head refused: %s", rid, e)
+            payload = encode_error_payload(500, f"bad response head: {e}")
+            await self._send(FRAME_ERROR, rid, payload, True, True, flags=FLAG_ERR)
+            self._wake_soon()
+            return
+        if len(head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, head, False):
+            await self._send(FRAME_RESP_HEAD, rid, head, True, True)
+        ex.sent = 1
+        if type(response).body_chunks is _PLAIN_BODY_CHUNKS:
+            body = response.body
+            if len(body) <= maxp and w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
+                ex.sent = 2
+            else:
+                await self._send(FRAME_RESP_BODY, rid, body, True, True, ex)
+            self._wake_soon()
+            return
+        chunks = response.body_chunks()
+        try:
+            async for chunk in chunks:
+                await self._send(FRAME_RESP_BODY, rid, chunk, ex.sent == 1, False, ex)
+                self._wake_soon()
+        except (asyncio.CancelledError, RingCorrupt):
+            raise
+        except Exception:
+            log.exception("request %#x: the response body failed mid-stream", rid)
+            self._abort_exchange(rid, ex, "response body failed")
+            return
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await self._send(FRAME_RESP_BODY, rid, b"", ex.sent == 1, True)
+        self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        """Wake the gateway once per loop turn, after every response finished in this
+        turn was committed: one fence and at most one doorbell write per batch."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon(self._flush_wake)
+
+    def _flush_wake(self) -> None:
+        self._wake_pending = False
+        if not self._stopped:
+            self._writer.wake()
+
+    def _abort_exchange(self, rid: int, ex: _Exchange, why: str) -> None:
+        """End a response we cannot finish: ERROR before the head, else a body frame
+        flagged ERR|END. Never waits: if the ring is full the gateway's own failure
+        handling (a 502 when we leave) covers it."""
+        w = self._writer
+        try:
+            if ex.sent == 0:
+                w.try_write(FRAME_ERROR, rid, _BE_ERR, encode_error_payload(503 if self._draining else 500, why))
+            else:
+                flags = FLAG_ERR | FLAG_END | (FLAG_BEGIN if ex.sent == 1 else 0)
+                w.try_write(FRAME_RESP_BODY, rid, flags, b"")
+        except (ValueError, RingCorrupt) as e:  # segment already closed, or corrupt
+            log.debug("request %#x: could not abort the response: %s", rid, e)
+
+    async def _send(
+        self,
+        typ: int,
+        rid: int,
+        payload: bytes,
+        begin: bool,
+        end: bool,
+        ex: _Exchange | None = None,
+        flags: int = 0,
+    ) -> None:
+        """Write one message (fragmented to max_payload), awaiting ring space. With
+        ``ex``, a body: ``ex.sent`` becomes 2 once its first fragment is written."""
+        w = self._writer
+        for f, chunk in w.fragments(payload, begin, end, flags):
+            while not w.try_write(typ, rid, f, chunk, False):
+                await self._wait_space(FRAME_HEADER + len(chunk))
+            if ex is not None:
+                ex.sent = 2
+
+    async def _wait_space(self, length: int) -> None:
+        """Response ring full (PROTOCOL 2.5): wake the gateway, flag producer_waiting,
+        and wait for the worker doorbell (or the timeout) without blocking the loop."""
+        w = self._writer
+        w.wake()
+        if not w.prepare_wait(length):
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._space_waiters.append(fut)
+        timer = self._loop.call_later(self._space_timeout, _resolve, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+
+
+def run_worker(app: Covet, *, app_name: str, environ: Mapping[str, str] = os.environ) -> int:
+    """Serve ``app`` as one worker of the gateway named by ``environ``; returns the
+    process exit status: 0 after a drain, 1 if the gateway went away or broke the
+    protocol, 2 if the environment names no gateway."""
+    if not isinstance(app, Covet):
+        raise TypeError(f"run_worker needs a Covet app, got {type(app).__name__}")
+    try:
+        channel = ControlChannel.from_env(environ, timeout=HANDSHAKE_TIMEOUT)
+    except (LookupError, ValueError, ProtocolError) as e:
+        log.error("no gateway to serve: %s", e)
+        return 2
+    except OSError as e:
+        log.error("cannot reach the gateway's control socket: %s", e)
+        return 1
+    try:
+        drain_timeout = float(environ.get(ENV_DRAIN_TIMEOUT, DEFAULT_DRAIN_TIMEOUT))
+    except ValueError:
+        drain_timeout = DEFAULT_DRAIN_TIMEOUT
+    worker = _Worker(
+        app,
+        channel,
+        app_name=app_name,
+        token=environ.get(ENV_CONTROL_TOKEN, ""),
+        spawned=bool(environ.get(ENV_CONTROL_FD)),
+        drain_timeout=drain_timeout,
+    )
+    try:
+        return asyncio.run(worker.run())
+    finally:
+        channel.close()

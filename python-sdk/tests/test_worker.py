@@ -1,0 +1,427 @@
+"""The real worker (``python -m covet worker worker_app:app``) in a subprocess, with
+this test playing the gateway: control socket, segment, doorbells and both rings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from covet import _proto
+from covet import _shmring as sr
+
+try:  # tests/ may or may not be a package
+    from .shmring_gateway import make_bell, make_memfd  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    from shmring_gateway import make_bell, make_memfd  # type: ignore[no-redef,unused-ignore]
+
+TESTS_DIR = Path(__file__).resolve().parent
+TIMEOUT = 10.0
+GEN = 7 << 32  # request ids: generation 7, slot numbers from 1
+
+
+@dataclass
+class Answer:
+    """Everything the worker sent for one request id, checked frame by frame."""
+
+    head_parts: list[bytes] = field(default_factory=list)
+    status: int | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    body_length: int | None = None
+    body: bytearray = field(default_factory=bytearray)
+    body_frames: int = 0
+    body_begun: bool = False
+    done: bool = False
+    aborted: bool = False  # a RESP_BODY flagged ERR
+    error: tuple[int, str] | None = None
+    late: list[tuple[int, int]] = field(default_factory=list)  # frames after the end
+
+    def header(self, name: str) -> bytes | None:
+        return next((v for n, v in self.headers if n == name), None)
+
+    def json(self) -> Any:
+        return json.loads(bytes(self.body))
+
+
+class FakeGateway:
+    """The gateway's side of PROTOCOL.md, just enough to drive one worker."""
+
+    def __init__(self, tmp_path: Path, *, req_cap: int = 1 << 16, resp_cap: int = 1 << 16,
+                 heartbeat_ms: int = 200, app: str = "worker_app:app",
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.req_cap = req_cap
+        self.resp_cap = resp_cap
+        self.heartbeat_ms = heartbeat_ms
+        self.log_path = tmp_path / "app.log"
+        self.stderr_path = tmp_path / "worker.stderr"
+        self.answers: dict[int, Answer] = {}
+        self.seg: sr.Segment | None = None
+        self.sock, child = socket.socketpair()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
+        env.update({_proto.ENV_CONTROL_FD: str(child.fileno()), "WORKER_TEST_LOG": str(self.log_path),
+                    "COVET_LOG_LEVEL": "DEBUG"})
+        env.update(extra_env or {})
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "covet", "worker", app], cwd=TESTS_DIR, env=env,
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        child.close()
+        self.sock.settimeout(TIMEOUT)
+        self.channel = _proto.ControlChannel(self.sock)
+
+    # -- control plane
+
+    def read_msg(self) -> dict[str, Any]:
+        return self.channel.read_message()
+
+    def send_msg(self, msg: dict[str, Any]) -> None:
+        self.channel.write_message(msg)
+
+    def handshake(self, **override: object) -> dict[str, Any]:
+        hello = self.read_msg()
+        assert hello["type"] == "hello", hello
+        fields: dict[str, object] = {"worker_pid": self.proc.pid, "epoch": 99}
+        fields.update(override)
+        memfd = make_memfd(self.req_cap, self.resp_cap, **fields)
+        wbell, gbell = make_bell(), make_bell()
+        welcome = {"type": "welcome", "version": 1, "worker_id": 3, "epoch": 99,
+                   "segment_size": 4096 + 2048 + self.req_cap + self.resp_cap,
+                   "req_capacity": self.req_cap, "resp_capacity": self.resp_cap,
+                   "heartbeat_ms": self.heartbeat_ms}
+        socket.send_fds(self.sock, [_proto.encode_frame(welcome)], [memfd, wbell, gbell])
+        self.seg = sr.Segment.open(memfd)
+        self.worker_bell = sr.Doorbell(wbell)
+        self.gw_bell = sr.Doorbell(gbell)
+        self.writer = sr.RingWriter(self.seg, sr.REQUEST_RING, own=self.gw_bell,
+                                    peer=self.worker_bell, wait_timeout=0.05)
+        self.reader = sr.RingReader(self.seg, sr.RESPONSE_RING, self.worker_bell)
+        return hello
+
+    def wait_state(self, state: int) -> None:
+        assert self.seg is not None
+        self.until(lambda: self.seg is not None and self.seg.state == state, f"worker_state {state}")
+
+    def start(self) -> dict[str, Any]:
+        hello = self.handshake()
+        self.wait_state(sr.STATE_READY)
+        return hello
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(TIMEOUT)
+        self.sock.close()
+        if self.seg is not None:
+            self.seg.close()
+            self.worker_bell.close()
+            self.gw_bell.close()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def app_log(self) -> list[str]:
+        return self.log_path.read_text().splitlines() if self.log_path.exists() else []
+
+    # -- data plane
+
+    def send_frames(self, typ: int, rid: int, payload: bytes, flags: int = 0) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        for f, chunk in self.writer.fragments(payload, True, True, flags):
+            while not self.writer.try_write(typ, rid, f, chunk):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("request ring stayed full\n" + self.stderr())
+                self.collect()
+                self.gw_bell.wait(0.005)
+
+    def request(self, rid: int, method: str, path: str, route: str | None = None,
+                params: list[str] | None = None, body: bytes = b"", query: str = "",
+                headers: list[tuple[str, bytes]] | None = None) -> None:
+        h = _proto.RequestHead.__new__(_proto.RequestHead)
+        h.method, h.path, h.query = method, path, query
+        h.headers = [x for pair in (headers or []) for x in pair]
+        h.route, h.params = route or path, params or []
+        h.http_version, h.scheme, h.client = "1.1", "http", "127.0.0.1:5555"
+        h.request_id, h.body, h.timeout_ms = f"req-{rid:x}", len(body), 0
+        self.send_frames(sr.REQ_HEAD, rid, _proto.encode_request_head(h))
+        if body:
+            self.send_frames(sr.REQ_BODY, rid, body)
+
+    def cancel(self, rid: int) -> None:
+        self.send_frames(sr.CANCEL, rid, b"", sr.FLAG_CANCEL)
+
+    def _on_frame(self, typ: int, rid: int, flags: int, payload: bytes) -> None:
+        a = self.answers.setdefault(rid, Answer())
+        if a.done:
+            a.late.append((typ, flags))
+            return
+        if typ == sr.RESP_HEAD:
+            assert a.status is None and bool(flags & sr.BEGIN) == (not a.head_parts), (rid, flags)
+            a.head_parts.append(payload)
+            if flags & sr.END:
+                a.status, a.headers, a.body_length = _proto.decode_response_head(b"".join(a.head_parts))
+        elif typ == sr.RESP_BODY:
+            assert a.status is not None, f"body before head for {rid:#x}"
+            assert bool(flags & sr.BEGIN) == (not a.body_begun), (rid, flags)
+            a.body_begun = True
+            a.body_frames += 1
+            a.body += payload
+            if flags & sr.FLAG_ERR:
+                a.aborted = True
+            if flags & sr.END:
+                a.done = True
+        elif typ == sr.ERROR:
+            assert flags & sr.FLAG_ERR and flags & sr.BEGIN and flags & sr.END, flags
+            a.error = _proto.decode_error_payload(payload)
+            a.done = True
+        else:
+            raise AssertionError(f"unexpected frame type {typ}")
+
+    def collect(self) -> None:
+        while self.reader.poll(self._on_frame):
+            pass
+
+    def until(self, pred: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.collect()
+            if pred():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; worker stderr:\n{self.stderr()}")
+            if self.proc.poll() is not None and not pred():
+                self.collect()
+                if not pred():
+                    raise AssertionError(f"worker exited ({self.proc.returncode}) while waiting for "
+                                         f"{what}; stderr:\n{self.stderr()}")
+            self.reader.wait(self.gw_bell, 0.02, spin_ns=0)
+
+    def answer(self, rid: int, timeout: float = TIMEOUT) -> Answer:
+        self.until(lambda: rid in self.answers and self.answers[rid].done, f"answer to {rid:#x}", timeout)
+        return self.answers[rid]
+
+    def exchange(self, rid: int, method: str, path: str, route: str | None = None, **kw: Any) -> Answer:
+        self.request(rid, method, path, route, **kw)
+        return self.answer(rid)
+
+    def wait_exit(self, timeout: float = TIMEOUT) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit; stderr:\n{self.stderr()}") from None
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[FakeGateway]:
+    g = FakeGateway(tmp_path)
+    try:
+        g.start()
+        yield g
+    finally:
+        g.close()
+
+
+def test_hello_carries_the_manifest(tmp_path: Path) -> None:
+    g = FakeGateway(tmp_path)
+    try:
+        hello = g.start()
+        assert hello["app"] == "worker-test" and hello["pid"] == g.proc.pid
+        routes = {(r["method"], r["path"]): r["options"] for r in hello["routes"]}
+        assert routes[("GET", "/json")] == {"name": "json", "timeout_ms": 2500}
+        assert ("GET", "/item/{id:int}") in routes
+        assert g.app_log() == ["startup"]
+        assert g.seg is not None and g.seg.heartbeat > 0
+    finally:
+        g.close()
+
+
+def test_json_get(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 1, "GET", "/json", query="q=abc")
+    assert a.status == 200 and a.error is None and not a.aborted
+    assert a.header("content-type") == b"application/json"
+    assert a.json() == {"hello": "world", "query": "abc"}
+    assert a.body_length == len(a.body) and a.body_frames == 1
+
+
+def test_heartbeat_advances(gw: FakeGateway) -> None:
+    assert gw.seg is not None
+    first = gw.seg.heartbeat
+    gw.until(lambda: gw.seg is not None and gw.seg.heartbeat > first, "a newer heartbeat", 2.0)
+
+
+def test_post_body_spanning_many_fragments_is_echoed(gw: FakeGateway) -> None:
+    body = os.urandom(200_000)  # 64 KiB rings: ~25 fragments each way, several wraps
+    assert len(body) > 3 * gw.writer.max_payload
+    a = gw.exchange(GEN | 2, "POST", "/echo", body=body)
+    assert a.status == 200 and a.body_length == len(body)
+    assert bytes(a.body) == body and a.body_frames > 3
+
+
+def test_request_body_is_streamed_in_fragments(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 3, "POST", "/count", body=b"x" * 50_000)
+    got = a.json()
+    assert got["bytes"] == 50_000 and got["chunks"] >= 50_000 // gw.writer.max_payload
+
+
+def test_fragmented_request_head(gw: FakeGateway) -> None:
+    big = b"v" * 20_000  # head over one record: REQ_HEAD arrives in fragments
+    a = gw.exchange(GEN | 4, "GET", "/json", headers=[("x-big", big)])
+    assert a.status == 200 and a.json()["hello"] == "world"
+
+
+def test_large_response_waits_for_ring_space(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 5, "GET", "/big/300000", "/big/{id:int}".replace("id", "n"), params=["n", "300000"])
+    assert a.status == 200 and a.body_length == 300_000
+    assert bytes(a.body) == bytes(i % 251 for i in range(300_000))
+
+
+def test_streaming_response(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 6, "GET", "/stream/20", "/stream/{n:int}", params=["n", "20"])
+    assert a.status == 200 and a.body_length == -1
+    assert bytes(a.body) == b"".join(f"chunk {i};".encode() for i in range(20))
+    assert a.body_frames == 21  # one per chunk, then the empty END frame
+
+
+def test_fifty_concurrent_requests(gw: FakeGateway) -> None:
+    rids = [GEN | (100 + i) for i in range(50)]
+    for i, rid in enumerate(rids):
+        gw.request(rid, "GET", f"/item/{i}", "/item/{id:int}", params=["id", str(i)])
+    gw.until(lambda: all(r in gw.answers and gw.answers[r].done for r in rids), "50 answers")
+    for i, rid in enumerate(rids):
+        a = gw.answers[rid]
+        assert a.status == 200 and a.json() == {"id": i} and not a.late
+    assert set(gw.answers) == set(rids)
+
+
+def test_empty_body_and_404(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 7, "GET", "/nope")
+    assert a.status == 404 and a.json() == {"detail": "Not Found"}
+    h = gw.exchange(GEN | 8, "HEAD", "/json", "/json")
+    assert h.status == 200 and h.body_length == 0 and h.body == b"" and h.body_frames == 1
+
+
+def test_cancel_reaches_the_handler(gw: FakeGateway) -> None:
+    rid = GEN | 9
+    gw.request(rid, "GET", "/slow")
+    gw.until(lambda: f"slow started req-{rid:x}" in gw.app_log(), "the handler to start")
+    gw.cancel(rid)
+    gw.until(lambda: f"slow cancelled req-{rid:x}" in gw.app_log(), "the handler to see CancelledError")
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        gw.collect()
+        time.sleep(0.01)
+    assert rid not in gw.answers  # nothing at all was sent for it
+    assert gw.exchange(GEN | 10, "GET", "/json").status == 200  # the worker goes on
+
+
+def test_cancel_of_unknown_id_and_stray_body_are_ignored(gw: FakeGateway) -> None:
+    gw.cancel(GEN | 999)
+    gw.send_frames(sr.REQ_BODY, GEN | 998, b"stray")
+    assert gw.exchange(GEN | 11, "GET", "/json").status == 200
+    assert set(gw.answers) == {GEN | 11}
+
+
+def test_handler_exception_is_500_with_traceback(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 12, "GET", "/boom")
+    assert a.status == 500 and bytes(a.body) == b"Internal Server Error"
+    gw.until(lambda: "boom-marker-1234" in gw.stderr(), "the traceback on stderr")
+    err = gw.stderr()
+    assert "Traceback (most recent call last)" in err and "RuntimeError: boom-marker-1234" in err
+
+
+def test_stream_failing_midway_ends_with_err(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 13, "GET", "/badstream")
+    assert a.status == 200 and a.body_length == -1
+    assert bytes(a.body) == b"first;" and a.aborted
+    gw.until(lambda: "stream-broke-5678" in gw.stderr(), "the traceback on stderr")
+
+
+def test_ping_pong(gw: FakeGateway) -> None:
+    gw.send_msg({"type": "ping", "seq": 41})
+    assert gw.read_msg() == {"type": "pong", "seq": 41}
+
+
+def test_drain_finishes_in_flight_refuses_new_then_bye(gw: FakeGateway) -> None:
+    slow = GEN | 20
+    gw.request(slow, "GET", "/sleep/400", "/sleep/{ms:int}", params=["ms", "400"])
+    gw.send_msg({"type": "drain", "deadline_ms": 5000})
+    gw.wait_state(sr.STATE_DRAINING)
+    late = GEN | 21
+    gw.request(late, "GET", "/json")
+    assert gw.answer(late).error == (503, "worker is draining")
+    a = gw.answer(slow)
+    assert a.status == 200 and bytes(a.body) == b"slept 400"
+    assert gw.read_msg() == {"type": "bye", "reason": "drained"}
+    assert gw.wait_exit() == 0
+    assert gw.seg is not None and gw.seg.state == sr.STATE_CLOSED
+    assert gw.app_log() == ["startup", "shutdown"]
+
+
+def test_drain_deadline_cancels_the_rest(gw: FakeGateway) -> None:
+    rid = GEN | 22
+    gw.request(rid, "GET", "/slow")
+    gw.until(lambda: any("slow started" in x for x in gw.app_log()), "the handler to start")
+    gw.send_msg({"type": "drain", "deadline_ms": 200})
+    assert gw.read_msg()["type"] == "bye"
+    assert gw.wait_exit() == 0
+    assert f"slow cancelled req-{rid:x}" in gw.app_log()
+    gw.collect()
+    err = gw.answers[rid].error
+    assert err is not None and err[0] == 503
+
+
+def test_sigterm_drains(gw: FakeGateway) -> None:
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.read_msg()["type"] == "bye"
+    assert gw.wait_exit() == 0
+
+
+def test_gateway_eof_exits_promptly(gw: FakeGateway) -> None:
+    gw.request(GEN | 30, "GET", "/slow")
+    gw.until(lambda: any("slow started" in x for x in gw.app_log()), "the handler to start")
+    started = time.monotonic()
+    gw.sock.shutdown(socket.SHUT_RDWR)
+    assert gw.wait_exit(5.0) == 1
+    assert time.monotonic() - started < 3.0
+    assert "closed the control socket" in gw.stderr()
+    assert gw.app_log()[-1] == "shutdown"
+
+
+def test_segment_for_another_pid_is_refused(tmp_path: Path) -> None:
+    g = FakeGateway(tmp_path)
+    try:
+        g.handshake(worker_pid=1)
+        msg = g.read_msg()
+        assert msg["type"] == "error" and msg["code"] == "protocol" and "worker_pid" in msg["message"]
+        assert g.wait_exit() == 1
+    finally:
+        g.close()
+
+
+def test_bad_request_head_is_a_protocol_error(gw: FakeGateway) -> None:
+    gw.send_frames(sr.REQ_HEAD, GEN | 40, b"\x93\x01\x02\x03")  # an array of 3, not 12
+    msg = gw.read_msg()
+    assert msg["type"] == "error" and msg["code"] == "protocol" and "REQ_HEAD" in msg["message"]
+    assert gw.wait_exit() == 1
+
+
+def test_no_gateway_in_environment() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
+    r = subprocess.run([sys.executable, "-m", "covet", "worker", "worker_app:app"], cwd=TESTS_DIR,
+                       env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 2 and "COVET_CONTROL_FD" in r.stderr
+
+
+def test_struct_sanity() -> None:
+    # The harness's welcome geometry matches PROTOCOL 2.1.
+    assert struct.calcsize("<8sIIQQQQQIIQ") == 72

@@ -1,0 +1,113 @@
+"""``python -m covet``: app loading, ``routes``, and the gateway command ``run`` execs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from covet import _cli
+
+TESTS_DIR = Path(__file__).resolve().parent
+TIMEOUT = 20.0
+
+
+def covet(*args: str, cwd: Path = TESTS_DIR, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "covet", *args], cwd=cwd, env=base,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_routes_prints_the_table() -> None:
+    r = covet("routes", "worker_app:app")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["METHOD", "PATH", "NAME", "TIMEOUT"]
+    rows = [line.split() for line in lines[1:]]
+    assert ["GET", "/json", "json", "2.5s"] in rows
+    assert ["GET", "/item/{id:int}", "-", "-"] in rows
+    assert ["POST", "/echo", "-", "-"] in rows
+
+
+def test_routes_from_another_directory_via_pythonpath(tmp_path: Path) -> None:
+    r = covet("routes", "worker_app:app", cwd=tmp_path, env={"PYTHONPATH": str(TESTS_DIR)})
+    assert r.returncode == 0 and "/stream/{n:int}" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module_xyz:app", "could not import module 'no_such_module_xyz'"),
+        ("worker_app:missing", "attribute 'missing' not found in module 'worker_app'"),
+        ("worker_app:not_an_app", "is a object, not a covet.Covet app"),
+        ("worker_app", 'must be given as "module:attribute"'),
+    ],
+)
+def test_bad_app_spec_is_a_clear_error(spec: str, message: str) -> None:
+    r = covet("routes", spec)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_import_error_inside_the_app_keeps_its_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text("import no_such_dependency_xyz\n")
+    r = covet("routes", "broken_app:app", cwd=tmp_path)
+    assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr and "no_such_dependency_xyz" in r.stderr
+
+
+def fake_gateway(tmp_path: Path) -> tuple[Path, Path]:
+    out = tmp_path / "argv.json"
+    gw = tmp_path / "fake-gateway"
+    gw.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                  f"json.dump({{'argv': sys.argv, 'cwd': os.getcwd()}}, open({str(out)!r}, 'w'))\n")
+    gw.chmod(0o755)
+    return gw, out
+
+
+def test_run_execs_the_gateway_with_the_agreed_flags(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--workers", "3", "--host", "0.0.0.0", "--port", "8123",
+              "--gateway", str(gw))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "CovetPy serving worker_app:app on http://0.0.0.0:8123 (3 workers)"
+    got = json.loads(out.read_text())
+    argv = got["argv"]
+    assert argv[1:9] == ["--listen", "0.0.0.0:8123", "--app", "worker-test", "--workers", "3",
+                         "--worker-cmd", f"{shlex.quote(sys.executable)} -m covet worker worker_app:app"]
+    assert argv[9:] == ["--worker-dir", str(TESTS_DIR)]
+    assert shlex.split(argv[8]) == [sys.executable, "-m", "covet", "worker", "worker_app:app"]
+
+
+def test_run_finds_the_gateway_through_the_environment(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--workers", "1", "--port", "9000", env={"COVET_GATEWAY": str(gw)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["argv"][1:3] == ["--listen", "127.0.0.1:9000"]
+
+
+def test_run_without_a_gateway_says_where_it_looked(tmp_path: Path) -> None:
+    r = covet("run", "worker_app:app", "--gateway", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "is not an executable file" in r.stderr
+
+
+def test_find_gateway_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gw, _ = fake_gateway(tmp_path)
+    assert _cli.find_gateway(str(gw), {}) == str(gw)
+    assert _cli.find_gateway(None, {"COVET_GATEWAY": str(gw)}) == str(gw)
+    checkout = Path(_cli.__file__).resolve().parent.parent.parent / "bin" / "covet-gateway"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if checkout.is_file():
+        assert _cli.find_gateway(None, {}) == str(checkout)
+    else:
+        (tmp_path / "covet-gateway").symlink_to(gw)
+        assert _cli.find_gateway(None, {}) == str(tmp_path / "covet-gateway")
+
+
+def test_ipv6_listen_address_is_bracketed() -> None:
+    argv = _cli.gateway_argv("/gw", "m:app", "name", 2, "::1", 80)
+    assert argv[1:3] == ["--listen", "[::1]:80"]

@@ -1,0 +1,104 @@
+"""The app the worker tests serve (imported by a real ``python -m covet worker``).
+
+Handlers that must report something the gateway cannot see (a cancellation, a hook)
+append a line to the file named by $WORKER_TEST_LOG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+from covet import Covet, Request, Response, StreamingResponse
+
+app = Covet("worker-test")
+not_an_app = object()
+
+
+def note(line: str) -> None:
+    path = os.environ.get("WORKER_TEST_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+@app.on_startup
+def started() -> None:
+    note("startup")
+
+
+@app.on_shutdown
+async def stopped() -> None:
+    note("shutdown")
+
+
+@app.get("/json", name="json", timeout=2.5)
+async def json_hello(req: Request) -> dict[str, object]:
+    return {"hello": "world", "query": req.query_params.get("q")}
+
+
+@app.get("/item/{id:int}")
+async def item(req: Request, id: int) -> dict[str, int]:
+    await asyncio.sleep(0.001 * (id % 5))  # finish out of order
+    return {"id": id}
+
+
+@app.post("/echo")
+async def echo(req: Request) -> Response:
+    return Response(await req.body(), media_type="application/octet-stream")
+
+
+@app.post("/count")
+async def count(req: Request) -> dict[str, int]:
+    n = chunks = 0
+    async for chunk in req.stream():
+        n += len(chunk)
+        chunks += 1
+    return {"bytes": n, "chunks": chunks}
+
+
+@app.get("/stream/{n:int}")
+async def stream(req: Request, n: int) -> StreamingResponse:
+    async def gen() -> AsyncIterator[bytes]:
+        for i in range(n):
+            yield f"chunk {i};".encode()
+            await asyncio.sleep(0)
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/big/{n:int}")
+def big(req: Request, n: int) -> bytes:
+    return bytes(i % 251 for i in range(n))
+
+
+@app.get("/slow")
+async def slow(req: Request) -> str:
+    note(f"slow started {req.request_id}")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        note(f"slow cancelled {req.request_id}")
+        raise
+    return "late"
+
+
+@app.get("/sleep/{ms:int}")
+async def sleep(req: Request, ms: int) -> str:
+    await asyncio.sleep(ms / 1000)
+    return f"slept {ms}"
+
+
+@app.get("/boom")
+async def boom(req: Request) -> str:
+    raise RuntimeError("boom-marker-1234")
+
+
+@app.get("/badstream")
+async def badstream(req: Request) -> StreamingResponse:
+    async def gen() -> AsyncIterator[bytes]:
+        yield b"first;"
+        raise ValueError("stream-broke-5678")
+
+    return StreamingResponse(gen())
