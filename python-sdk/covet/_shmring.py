@@ -121,7 +121,9 @@ DEFAULT_SPIN_NS: Final = 50_000
 #: Size of the zero buffer used to wipe consumed bytes (slice assignment).
 _ZERO_CHUNK: Final = 1 << 16
 
-_HEADER = struct.Struct("<8sIIQQQQQIIQ")  # offsets 0..72, the gateway-written fields
+_HEADER = struct.Struct("<8sIIQQQQQIIQ")
+#: A record's type, id and flags + reserved word, stored at record offset 4 in one go.
+_TYPE_ID_FLAGS = struct.Struct("<iQQ")  # offsets 0..72, the gateway-written fields
 
 
 class SegmentError(ValueError):
@@ -778,36 +780,34 @@ class RingWriter(_Ring):
         batch."""
         n = len(payload)
         length = FRAME_HEADER + n
-        if length > self._max_record:
-            raise ValueError(f"payload of {n} bytes exceeds max_payload {self.max_payload}")
-        if typ == PAD or not 0 < typ < 1 << 31:
-            raise ValueError(f"frame type {typ} cannot be written")
-        if flags & ~KNOWN_FLAGS:
-            raise ValueError(f"unknown flag bits in {flags:#x}")
-        size = self._claim(length)
-        if not size:
-            return False
-        i32 = self._i32
-        u64 = self._u64
+        if length > self._max_record or typ == PAD or not 0 < typ < 1 << 31 or flags & ~KNOWN_FLAGS:
+            self._refuse(typ, flags, n)
         tail = self._tail
         idx = tail & self._mask
+        aligned = (length + 7) & -8
+        size = aligned
+        # Fast path: fits before the wrap and within the cached head.
+        if aligned > self._capacity - idx or tail + aligned - self._head_cache > self._capacity:
+            size = self._claim(length)
+            if not size:
+                return False
         new_tail = tail + size
         self._tail = new_tail
-        u64[self._w_tail] = new_tail
-        aligned = (length + 7) & -8
+        self._u64[self._w_tail] = new_tail  # tail before the commit (PROTOCOL.md 2.2)
         if size != aligned:
             # PAD to the end of the buffer, then the record at index 0.
+            i32 = self._i32
             pad = self._data + idx
             i32[(pad >> 2) + 1] = PAD
             i32[pad >> 2] = self._capacity - idx
             idx = 0
         off = self._data + idx
+        mv = self._mv
         if n:
-            self._mv[off + FRAME_HEADER:off + length] = payload
-        u64[(off + 8) >> 3] = rid
-        u64[(off + 16) >> 3] = flags  # flags and the zero reserved word
-        i32[(off >> 2) + 1] = typ
-        i32[off >> 2] = length  # the commit
+            mv[off + FRAME_HEADER:off + length] = payload
+        # type, id, flags and the zero reserved word in one store, then the commit.
+        _TYPE_ID_FLAGS.pack_into(mv, off + 4, typ, rid, flags)
+        self._i32[off >> 2] = length
         if wake:
             _fence_acquire()
             _fence_release()
@@ -817,6 +817,13 @@ class RingWriter(_Ring):
                 u32[w] = 0
                 self._peer.ring()
         return True
+
+    def _refuse(self, typ: int, flags: int, n: int) -> None:
+        if FRAME_HEADER + n > self._max_record:
+            raise ValueError(f"payload of {n} bytes exceeds max_payload {self.max_payload}")
+        if flags & ~KNOWN_FLAGS:
+            raise ValueError(f"unknown flag bits in {flags:#x}")
+        raise ValueError(f"frame type {typ} cannot be written")
 
     def wake(self) -> None:
         """Full fence, then ring the consumer if it sleeps (PROTOCOL.md 2.5)."""

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+)
+
+// keepAliveLoop sends one request at a time on one keep-alive connection
+// and reads each fixed-size response.
+func keepAliveLoop(tb testing.TB) (step func(), stop func()) {
+	b := newFakeBackend()
+	body := []byte("hello, world")
+	b.handle(tb, "GET", "/users/{id}/posts/{post:int}", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		if err := w.WriteHead(200, nil, int64(len(body))); err != nil {
+			return err
+		}
+		return w.WriteBody(body)
+	})
+	ts := startServer(tb, Config{}, b)
+	nc := ts.dial(tb).nc
+	req := []byte("GET /users/bob/posts/42?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	if _, err := nc.Write(req); err != nil {
+		tb.Fatal(err)
+	}
+	// Learn the response size from the first one (it is constant: fixed
+	// Date width, 16-digit request ids).
+	first := make([]byte, 4096)
+	n, err := nc.Read(first)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp := make([]byte, n)
+	step = func() {
+		if _, err := nc.Write(req); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := io.ReadFull(nc, resp); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return step, func() { nc.Close() }
+}
+
+// TestSteadyStateAllocs: a routed keep-alive request with path parameters
+// costs the front end no allocation once the connection is warm.
+func TestSteadyStateAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: allocation count skipped")
+	}
+	step, stop := keepAliveLoop(t)
+	defer stop()
+	for i := 0; i < 100; i++ {
+		step()
+	}
+	allocs := testing.AllocsPerRun(500, step)
+	t.Logf("%.2f allocations per request (client and server)", allocs)
+	if allocs > 0.1 {
+		t.Fatalf("%.2f allocations per keep-alive request, want 0", allocs)
+	}
+}
+
+func BenchmarkKeepAlive(b *testing.B) {
+	step, stop := keepAliveLoop(b)
+	defer stop()
+	b.ReportAllocs()
+	for b.Loop() {
+		step()
+	}
+}

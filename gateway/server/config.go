@@ -1,0 +1,147 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/http1"
+)
+
+// Defaults for the Config fields left at zero.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultBodyReadTimeout   = 10 * time.Second
+	DefaultMinBodyRate       = 64 << 10 // bytes per second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultMaxPipelined      = 16
+)
+
+// maxMinBodyRate caps MinBodyRate so that the body deadline arithmetic
+// cannot overflow.
+const maxMinBodyRate = 1 << 30
+
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("server: invalid config")
+
+// Config tunes a Server. The zero value is ready to use: every field left
+// at zero takes the documented default. Negative values are invalid.
+// The Server reads its Config once, when Serve is first called.
+type Config struct {
+	// Limits bounds what a client may send (request line, header section,
+	// fields, body, chunk extensions, trailers); zero fields take the
+	// http1 defaults (8 KiB, 64 KiB, 100, 10 MiB, 4 KiB, 16 KiB). The whole
+	// request body is buffered in memory before it is dispatched, so
+	// Limits.MaxBodyBytes is also the per-connection body memory bound.
+	Limits http1.Limits
+
+	// ReadHeaderTimeout is how long a request head may take to arrive,
+	// counted from its first byte. A head still incomplete then is
+	// answered 408 and the connection closed. Default 10s.
+	ReadHeaderTimeout time.Duration
+
+	// IdleTimeout is how long a keep-alive connection may wait for the
+	// first byte of its next request once every response has been
+	// written. It is then closed without a response. Default 60s.
+	IdleTimeout time.Duration
+
+	// BodyReadTimeout and MinBodyRate bound how slowly a request body may
+	// arrive. The body of a request must keep up with the rule
+	//
+	//	received(t) >= MinBodyRate * (t - start - BodyReadTimeout)
+	//
+	// where start is the end of its head (for a request that asked for
+	// 100 Continue, the moment that was sent) and received counts decoded
+	// body bytes: the client has BodyReadTimeout of grace, and every
+	// MinBodyRate bytes it sends buy one more second. A client falling
+	// behind is answered 408 and the connection closed.
+	// BodyReadTimeout defaults to 10s; MinBodyRate, in bytes per second,
+	// defaults to 64 KiB/s and may not exceed 1 GiB/s.
+	BodyReadTimeout time.Duration
+	MinBodyRate     int64
+
+	// WriteTimeout bounds each write to the client (one flush of buffered
+	// response bytes, or one streamed piece): a client that does not read
+	// for that long loses its connection. It is not a limit on the whole
+	// response, so long streams are fine. Default 30s.
+	WriteTimeout time.Duration
+
+	// MaxPipelined is how many requests (and 100-continue answers) a
+	// connection parses ahead of the one being answered. When the queue is
+	// full the connection stops reading until a response is done.
+	// Default 16.
+	MaxPipelined int
+
+	// Logger receives connection and dispatch errors, mostly at Debug
+	// level. nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field, naming it. A nil result means
+// the Config can be served (after defaults are applied).
+func (c *Config) Validate() error {
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("%w: Limits: %v", ErrInvalidConfig, err)
+	}
+	durations := [...]struct {
+		name string
+		v    time.Duration
+	}{
+		{"ReadHeaderTimeout", c.ReadHeaderTimeout},
+		{"IdleTimeout", c.IdleTimeout},
+		{"BodyReadTimeout", c.BodyReadTimeout},
+		{"WriteTimeout", c.WriteTimeout},
+	}
+	for _, d := range durations {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, d.v)
+		}
+	}
+	if c.MinBodyRate < 0 || c.MinBodyRate > maxMinBodyRate {
+		return fmt.Errorf("%w: MinBodyRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinBodyRate, maxMinBodyRate)
+	}
+	if c.MaxPipelined < 0 || c.MaxPipelined > 1<<16 {
+		return fmt.Errorf("%w: MaxPipelined %d is outside 0..65536", ErrInvalidConfig, c.MaxPipelined)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	c.Limits = c.Limits.WithDefaults()
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.MinBodyRate == 0 {
+		c.MinBodyRate = DefaultMinBodyRate
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxPipelined == 0 {
+		c.MaxPipelined = DefaultMaxPipelined
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// bodyDeadline is the read deadline for a body that began at start and of
+// which received bytes have arrived (see Config.BodyReadTimeout).
+func (c *Config) bodyDeadline(start time.Time, received int64) time.Time {
+	r := c.MinBodyRate
+	if received/r > 1<<30 { // about 34 years: no deadline worth computing
+		return time.Time{}
+	}
+	credit := time.Duration(received/r)*time.Second + time.Duration(received%r)*time.Second/time.Duration(r)
+	return start.Add(c.BodyReadTimeout + credit)
+}

@@ -1,0 +1,407 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/http1"
+)
+
+const (
+	// initialReadBuf is a connection's first read buffer; it grows, up to
+	// MaxRequestLine+MaxHeaderBytes+2, only for a head that needs it.
+	initialReadBuf = 8 << 10
+	// lingerTimeout is how long a connection keeps reading (and dropping)
+	// input after it has sent its last response and half-closed, so that
+	// unread client bytes do not turn the close into a reset that could
+	// destroy the response in flight.
+	lingerTimeout = 500 * time.Millisecond
+	// maxKeptBody is the largest body buffer an exchange keeps for reuse.
+	maxKeptBody = 1 << 20
+)
+
+// conn is one client connection: a reader goroutine (serve/readLoop) that
+// parses requests and queues them, and a writer goroutine (writeLoop) that
+// answers them one at a time, in order.
+type conn struct {
+	// Immutable after newConn.
+	srv    *Server
+	cfg    *Config
+	nc     net.Conn
+	remote string
+	ctx    context.Context // cancelled when the client is gone or the Server closes
+	cancel context.CancelFunc
+
+	queue      chan item      // reader -> writer, cap MaxPipelined
+	free       chan *exchange // writer -> reader, recycled exchanges
+	writerDone chan struct{}  // closed when writeLoop returns
+
+	// Owned by the reader goroutine.
+	p         *http1.Parser
+	buf       []byte
+	r, w      int       // buf[r:w] is read but not consumed by the parser
+	maxBuf    int       // MaxRequestLine + MaxHeaderBytes + 2
+	cur       *exchange // the exchange the parser is filling
+	discard   bool      // cur's body is read and dropped (the gateway answers cur)
+	lastRead  time.Time // when the last bytes arrived
+	headStart time.Time // first byte of the head being read; zero when none
+	bodyStart time.Time // end of the head whose body is being read
+	bodyRead  int64     // decoded body bytes of the current message
+	curExpect bool      // the current message awaits 100 Continue
+	ridSeed   uint64
+	ridN      uint64
+
+	// Guarded by mu; shared by reader, writer and Server.Shutdown.
+	mu         sync.Mutex
+	inflight   int  // items queued and not yet answered
+	readerIdle bool // reader is waiting for the first byte of a request
+	closing    bool // the writer (or Shutdown) is closing the connection
+	// contPending counts queued 100 Continue answers not yet written, and
+	// contSent is when the last was. A body the client was asked for with
+	// 100 Continue is timed from then, and not at all before: bodyWait says
+	// the reader is blocked on such a body with no deadline, for the
+	// writer to arm one when it sends the 100.
+	contPending int
+	contSent    time.Time
+	bodyWait    bool
+
+	// Owned by the writer goroutine.
+	wbuf   []byte
+	werr   error // sticky write error
+	sent   bool  // some byte of the current response reached the socket
+	bufs   net.Buffers
+	bufArr [3][]byte
+	// lingering: the writer half-closed after a complete last response;
+	// read by serve after writerDone.
+	lingering bool
+	rw        respWriter
+	dreq      dispatch.Request
+	rhdrs     []http1.Header
+	num       [20]byte // scratch for Retry-After
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	cfg := &s.cfg
+	c := &conn{
+		srv:        s,
+		cfg:        cfg,
+		nc:         nc,
+		queue:      make(chan item, cfg.MaxPipelined),
+		free:       make(chan *exchange, cfg.MaxPipelined+2),
+		writerDone: make(chan struct{}),
+		p:          http1.NewParser(cfg.Limits),
+		maxBuf:     cfg.Limits.MaxRequestLine + cfg.Limits.MaxHeaderBytes + 2,
+		ridSeed:    rand.Uint64(),
+	}
+	if a := nc.RemoteAddr(); a != nil {
+		c.remote = a.String()
+	}
+	c.buf = make([]byte, min(initialReadBuf, c.maxBuf))
+	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	c.rw.c = c
+	return c
+}
+
+// serve runs the connection: it reads on this goroutine and answers on
+// another, then closes the socket once both are done.
+func (c *conn) serve() {
+	defer c.srv.trackConn(c, false)
+	go c.writeLoop()
+	clientGone := c.readLoop()
+	if clientGone {
+		// Cancel whatever is being served so the dispatcher sends CANCEL
+		// to the worker.
+		c.cancel()
+	}
+	close(c.queue)
+	<-c.writerDone
+	if c.lingering && !clientGone {
+		// The last response is out and the write side half-closed: drop
+		// what the client still sends until it closes or the linger
+		// deadline (set by closeWrite) passes, so the close is no reset.
+		for {
+			if _, err := c.nc.Read(c.buf); err != nil {
+				break
+			}
+		}
+	}
+	c.cancel()
+	c.nc.Close()
+}
+
+type parseResult uint8
+
+const (
+	parseMore  parseResult = iota // read more bytes
+	parseDrain                    // no more requests: watch the socket until close
+	parseStop                     // the writer is gone: stop reading
+)
+
+// readLoop reads and parses until the connection ends. It reports whether
+// the client went away (EOF or a socket error), as opposed to a timeout or
+// the connection being closed from this side after its last response.
+func (c *conn) readLoop() (clientGone bool) {
+	draining := false
+	for {
+		if !draining {
+			switch c.parseBuffered() {
+			case parseDrain:
+				draining = true
+			case parseStop:
+				return false
+			}
+		}
+		if draining {
+			c.r, c.w = 0, 0
+		} else if !c.makeRoom() {
+			// Cannot happen with a correct parser: it rejects a head
+			// before it outgrows the buffer.
+			c.enqueue(item{perr: &http1.Error{Status: 431, Reason: "head_too_large", Close: true}})
+			draining = true
+			c.r, c.w = 0, 0
+		}
+		idle := c.setReadDeadline(draining)
+		n, err := c.nc.Read(c.buf[c.w:])
+		if n > 0 {
+			c.w += n
+			c.lastRead = time.Now()
+			if idle { // no longer idle: Shutdown must wait for this request
+				c.mu.Lock()
+				c.readerIdle = false
+				c.mu.Unlock()
+			}
+			continue // a later Read reports err again, if it persists
+		}
+		if err == nil {
+			continue
+		}
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			return false
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			c.debug("read", err)
+			return true
+		}
+		if draining {
+			return false
+		}
+		if st := c.p.State(); st == http1.StateHead || st == http1.StateBody {
+			c.enqueue(item{perr: errTimeout})
+		}
+		return false
+	}
+}
+
+// makeRoom makes space at the end of buf for the next read, keeping the
+// unconsumed bytes. It reports false when buf is full at its largest size.
+func (c *conn) makeRoom() bool {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	}
+	if c.w < len(c.buf) {
+		return true
+	}
+	if c.r > 0 {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+		return true
+	}
+	if len(c.buf) >= c.maxBuf {
+		return false
+	}
+	nb := make([]byte, min(2*len(c.buf), c.maxBuf))
+	c.w = copy(nb, c.buf[c.r:c.w])
+	c.r = 0
+	c.buf = nb
+	return true
+}
+
+// setReadDeadline arms the timer that applies to the parser's state: idle
+// (only once every queued request has been answered; the writer arms it
+// when the last answer is done), head (from its first byte) or body (the
+// minimum-rate rule). While the writer is closing it owns the deadline.
+// It reports whether the reader is now idle.
+func (c *conn) setReadDeadline(draining bool) bool {
+	st := c.p.State()
+	if st == http1.StateHead {
+		if c.headStart.IsZero() {
+			c.headStart = c.lastRead
+		}
+	} else {
+		c.headStart = time.Time{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.readerIdle = !draining && st == http1.StateIdle && c.r == c.w
+	c.bodyWait = false
+	var dl time.Time
+	switch {
+	case draining:
+		if c.inflight == 0 {
+			dl = time.Now().Add(lingerTimeout)
+		}
+	case st == http1.StateIdle:
+		if c.inflight == 0 {
+			dl = time.Now().Add(c.cfg.IdleTimeout)
+		}
+	case st == http1.StateHead:
+		dl = c.headStart.Add(c.cfg.ReadHeaderTimeout)
+	case c.curExpect && c.contPending > 0:
+		c.bodyWait = true // not asked for yet: no deadline
+	default:
+		if c.curExpect && c.contSent.After(c.bodyStart) {
+			c.bodyStart = c.contSent
+		}
+		dl = c.cfg.bodyDeadline(c.bodyStart, c.bodyRead)
+	}
+	c.nc.SetReadDeadline(dl)
+	return c.readerIdle
+}
+
+// parseBuffered runs the parser over the buffered bytes until it needs
+// more, queueing what it finds.
+func (c *conn) parseBuffered() parseResult {
+	for {
+		if c.cur == nil {
+			c.cur = c.getExchange()
+		}
+		x := c.cur
+		ev, n, err := c.p.Next(c.buf[c.r:c.w], &x.req)
+		c.r += n
+		if err != nil {
+			if err == http1.ErrNeedMore {
+				return parseMore
+			}
+			if err == http1.ErrClosed {
+				return parseDrain
+			}
+			pe, ok := err.(*http1.Error)
+			if !ok { // not part of the parser's contract
+				pe = &http1.Error{Status: 400, Reason: "parse_error", Close: true}
+			}
+			c.debug("reject", pe)
+			if !c.enqueue(item{perr: pe}) {
+				return parseStop
+			}
+			if pe.Close {
+				return parseDrain
+			}
+			continue
+		}
+		switch ev.Kind {
+		case http1.EventHead:
+			c.headStart = time.Time{}
+			c.bodyStart, c.bodyRead = time.Now(), 0
+			c.classify(x)
+			c.discard = x.answer != 0
+			c.curExpect = false
+			x.body = x.body[:0]
+			if x.req.ExpectContinue && x.req.HasBody() {
+				if x.answer != 0 {
+					// Rejected before the body was asked for: answer,
+					// never read the body, close (RFC 9110 §10.1.1).
+					x.closeAfter = true
+					c.cur = nil
+					if !c.enqueue(item{x: x}) {
+						return parseStop
+					}
+					return parseDrain
+				}
+				c.curExpect = true
+				if !c.enqueue(item{cont: true}) {
+					return parseStop
+				}
+			}
+			if !c.discard && x.req.ContentLength > 0 {
+				x.body = growBody(x.body, x.req.ContentLength)
+			}
+		case http1.EventBody:
+			c.bodyRead += int64(len(ev.Data))
+			if !c.discard {
+				x.body = append(x.body, ev.Data...)
+			}
+		case http1.EventEnd:
+			c.cur = nil
+			if !c.enqueue(item{x: x}) {
+				return parseStop
+			}
+		}
+	}
+}
+
+// growBody makes room for a Content-Length body, up to 64 KiB ahead: the
+// rest grows as bytes arrive, so a false length costs no memory.
+func growBody(b []byte, n int64) []byte {
+	n = min(n, 64<<10)
+	if int64(cap(b)) >= n {
+		return b
+	}
+	return make([]byte, 0, n)
+}
+
+// enqueue hands it to the writer, waiting while the queue is full. It
+// reports false when the writer has stopped.
+func (c *conn) enqueue(it item) bool {
+	c.mu.Lock()
+	c.inflight++
+	c.readerIdle = false
+	if it.cont {
+		c.contPending++
+	}
+	c.mu.Unlock()
+	select {
+	case c.queue <- it:
+		return true
+	case <-c.writerDone:
+		return false
+	}
+}
+
+func (c *conn) getExchange() *exchange {
+	select {
+	case x := <-c.free:
+		return x
+	default:
+		return new(exchange)
+	}
+}
+
+func (c *conn) recycle(x *exchange) {
+	if cap(x.body) > maxKeptBody {
+		x.body = nil
+	}
+	select {
+	case c.free <- x:
+	default:
+	}
+}
+
+// closeIfIdle closes the connection if it is waiting for a request with
+// nothing left to answer (Shutdown).
+func (c *conn) closeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inflight == 0 && c.readerIdle && !c.closing {
+		c.closing = true
+		c.nc.Close()
+	}
+}
+
+func (c *conn) debug(what string, err error) {
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.srv.log.Debug("http1 connection", "op", what, "remote", c.remote, "err", err)
+	}
+}

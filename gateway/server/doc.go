@@ -1,0 +1,117 @@
+// Package server is CovetPy's HTTP/1.1 front end on Go's netpoll engine: it
+// accepts connections, parses requests with the sans-IO gateway/http1 codec,
+// routes them through a Backend (the dispatcher, which hands them to Python
+// workers) and writes the answers back.
+//
+// # Connection model
+//
+// Each connection has two goroutines. The reader owns the socket's read
+// side, the read buffer and the http1.Parser: it reads, parses, looks each
+// request head up in the route table at once, buffers the body (within
+// Limits.MaxBodyBytes) and queues the complete request. The writer takes
+// the queue in order and answers one request at a time: it calls
+// Backend.Serve, which streams the worker's answer into the connection's
+// ResponseWriter. Pipelined requests are therefore parsed ahead (up to
+// Config.MaxPipelined; then the reader stops reading) and answered
+// strictly in request order.
+//
+// The reader keeps reading while a request is served, so it notices a
+// client that goes away: on EOF or a socket error it cancels the
+// connection's context, which is the context every request on it is served
+// with; the dispatcher then sends CANCEL to the worker. Requests parsed
+// ahead behind it are dropped. (A client that half-closes its side after
+// sending a request is treated as gone, as net/http does.)
+//
+// The read buffer starts at 8 KiB and grows, only for a head that needs
+// it, to MaxRequestLine+MaxHeaderBytes+2, the most a head can occupy.
+// Request objects, parameter arrays, body buffers and worker head storage
+// are reused from request to request, so a keep-alive request costs no
+// allocation in steady state beyond what the backend does. The strings in
+// the dispatch.Request (path, query, request id, parameters without
+// escapes) alias that reused storage; they are valid until Serve returns,
+// which is what the dispatch contract allows.
+//
+// # Timeouts
+//
+// Deadlines are read deadlines on the socket, chosen from the parser's
+// state before each read: IdleTimeout once every response has been
+// written and no byte of a next request has arrived (the connection is
+// closed silently); ReadHeaderTimeout from the first byte of a head (408,
+// close); for a body, BodyReadTimeout of grace plus one second per
+// MinBodyRate bytes received (408, close), counted from the end of the head
+// or, for a request that asked for 100 Continue, from when that was sent
+// (with no deadline before). While a request is being served
+// and nothing else has arrived, no read deadline applies: a slow handler is
+// bounded by the dispatcher's deadline, not by the idle timer. Each write
+// to the client is bounded by WriteTimeout.
+//
+// A connection that must close after a response half-closes (FIN), then
+// reads and discards input for up to half a second before closing, so that
+// bytes the client already sent do not turn the close into a reset that
+// could destroy the response.
+//
+// # Responses
+//
+// Backend answers go through http1.ResponseHead: Content-Length when the
+// worker gives the length, else chunked (HTTP/1.1) or close-delimited
+// (HTTP/1.0); Date, "Server: covetpy" and X-Request-ID are added when the
+// worker did not set them; the worker's Content-Length, Transfer-Encoding,
+// Connection and Keep-Alive fields are dropped, since framing is the
+// gateway's. A head with a body of known length is buffered with the body
+// and written in one call when small, in 32 KiB writes (writev) when large;
+// a streamed body is written as each piece arrives. A HEAD response carries
+// no body bytes even if the worker sends some, but keeps the Content-Length
+// the worker declared (its header, or the length of the body it sent).
+//
+// The worker gets the request's header fields as received, hop-by-hop
+// ones included; a chunked body arrives decoded and whole, Head.Body
+// giving its length. Each request carries a request id: the client's X-Request-ID when it is
+// 1 to 128 visible ASCII characters, otherwise a generated 16-hex-digit id.
+// It goes to the worker in the request head and back in the response.
+//
+// When Serve fails before any byte of the response was written, the
+// gateway answers: a *dispatch.StatusError with its status (502, 503 with
+// Retry-After, 504) and a one-line text body; any other error 502 (a panic
+// in the backend is recovered, logged and answered 502 with Connection:
+// close). When the response broke off after its head (dispatch.ErrAborted,
+// a short body, a write error) the connection is closed without completing
+// the response — for chunked, without the last chunk — so the client sees
+// it incomplete.
+// dispatch.ErrCanceled (the client is gone) just closes.
+//
+// # Answered by the gateway
+//
+//	400  a malformed request (see the http1 rule table; close), a path
+//	     not starting with '/' or holding a dot segment ("." or "..",
+//	     also as %2e: the router matches raw paths and never resolves
+//	     them, and a worker must never see a path whose meaning depends on
+//	     who normalises it), a path parameter with a bad %-escape or not
+//	     UTF-8 once decoded, a missing or invalid Host
+//	404  no route for the path (text body)
+//	405  a route for the path, not for the method; Allow lists the methods
+//	204  OPTIONS for a routed path with no OPTIONS route; Allow as above.
+//	     OPTIONS * gets 204 without Allow
+//	408  head or body too slow (close)
+//	413  body over Limits.MaxBodyBytes (close)
+//	414  request line too long (close)
+//	417  an Expect other than 100-continue
+//	431  header or trailer section too large (close)
+//	501  CONNECT (this is not a proxy), or a transfer coding other than
+//	     chunked (close)
+//	505  HTTP major version other than 1 (close)
+//	502, 503, 504  dispatcher failures, as above
+//
+// Expect: 100-continue (HTTP/1.1) is answered with 100 Continue, in
+// response order, before the body is read — unless the request is
+// rejected from its head (404, 405, 413...), in which case the final
+// answer is sent, the body is never read and the connection closes. A
+// rejected request whose body is on its way is read to its end and
+// dropped, keeping the connection.
+//
+// # Shutdown
+//
+// Server.Shutdown closes the listeners, closes idle keep-alive connections
+// at once and lets busy ones finish the response being written, sent with
+// Connection: close; when its context ends it closes the rest, cancelling
+// their requests. Server.Close does that at once.
+package server

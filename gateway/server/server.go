@@ -1,0 +1,232 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/http1"
+	"github.com/covetpy/covetpy/router"
+)
+
+// Backend routes and serves requests. *dispatch.Dispatcher implements it.
+//
+// Lookup is called on a connection's reader goroutine as soon as a request
+// head is parsed (before its body is read, so that 404, 405 and OPTIONS are
+// answered without waiting for a body and 100-continue is only sent for a
+// routed request). It must be safe for concurrent use and should not block.
+//
+// Serve is called on the connection's writer goroutine, one request at a
+// time per connection, in request order; it must return only when it has
+// finished with req and w (see dispatch.ResponseWriter). ctx is cancelled
+// when the client goes away or the Server is closed.
+type Backend interface {
+	Lookup(method, path string, ps *router.Params) (router.Match[*dispatch.Route], router.Status)
+	Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server: closed")
+
+// Server is the HTTP/1.1 front end. Set Config and Backend, then call Serve
+// with one or more listeners. Config must not change once Serve has been
+// called. A Server must not be copied after first use.
+type Server struct {
+	Config  Config
+	Backend Backend
+
+	initOnce sync.Once
+	initErr  error
+	cfg      Config // Config with defaults, fixed at the first Serve
+	log      *slog.Logger
+	date     http1.DateCache
+
+	baseCtx    context.Context // parent of every connection's context
+	cancelBase context.CancelFunc
+
+	inShutdown atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+}
+
+func (s *Server) init() error {
+	s.initOnce.Do(func() {
+		if s.Backend == nil {
+			s.initErr = errors.New("server: nil Backend")
+			return
+		}
+		if err := s.Config.Validate(); err != nil {
+			s.initErr = err
+			return
+		}
+		s.cfg = s.Config.withDefaults()
+		s.log = s.cfg.Logger
+		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+	})
+	return s.initErr
+}
+
+// Serve accepts connections on l and serves each on its own goroutines
+// until l fails or the Server is shut down; it then returns ErrServerClosed
+// (after Shutdown or Close) or the accept error. l is closed on return.
+// Serve may be called for several listeners at once.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.init(); err != nil {
+		l.Close()
+		return err
+	}
+	if !s.trackListener(l, true) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(l, false)
+	defer l.Close()
+
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				// EMFILE, ENFILE and the like: back off and retry.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept error; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("server: accept: %w", err)
+		}
+		delay = 0
+		c := newConn(s, nc)
+		if !s.trackConn(c, true) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) trackListener(l net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	return true
+}
+
+// numConns is the number of connections not yet closed.
+func (s *Server) numConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// closeListeners stops every Serve loop. Caller holds s.mu.
+func (s *Server) closeListenersLocked() {
+	for l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Shutdown stops the Server gracefully: it closes the listeners, closes
+// idle keep-alive connections at once, and lets each busy connection finish
+// the response it is writing (sent with Connection: close) and then close;
+// requests parsed ahead behind it are dropped unanswered, as a client of a
+// closing keep-alive connection expects. Shutdown returns nil when every
+// connection is closed, or, if ctx ends first, closes the remaining
+// connections (their requests' contexts are cancelled) and returns
+// ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.init() != nil {
+		return nil // never served
+	}
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	s.closeListenersLocked()
+	s.mu.Unlock()
+
+	const maxPoll = 100 * time.Millisecond
+	poll := time.Millisecond
+	t := time.NewTimer(poll)
+	defer t.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.closeAll()
+			return ctx.Err()
+		case <-t.C:
+			poll = min(2*poll, maxPoll)
+			t.Reset(poll)
+		}
+	}
+}
+
+// closeIdle closes the idle connections and returns how many remain open.
+func (s *Server) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.closeIfIdle()
+	}
+	return len(s.conns)
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+}
+
+// Close stops the Server at once: listeners and connections are closed and
+// every in-flight request's context is cancelled. It does not wait for the
+// connection goroutines to exit.
+func (s *Server) Close() error {
+	if s.init() != nil {
+		return nil // never served
+	}
+	s.inShutdown.Store(true)
+	s.cancelBase()
+	s.mu.Lock()
+	s.closeListenersLocked()
+	s.mu.Unlock()
+	s.closeAll()
+	return nil
+}
