@@ -50,6 +50,7 @@ type app struct {
 	mu       sync.Mutex
 	sessions []*Session
 	waiting  int
+	next     int           // round-robin start of the least-loaded scan
 	wake     chan struct{} // closed when a credit frees or a session leaves; nil if nobody waits
 }
 
@@ -267,8 +268,12 @@ func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 	}()
 	for {
 		a.mu.Lock()
+		// Least loaded; ties go round-robin, so idle workers share the work.
 		var best *Session
-		for _, s := range a.sessions {
+		n := len(a.sessions)
+		a.next++
+		for i := range n {
+			s := a.sessions[(a.next+i)%n]
 			if s.inflight < cfg.MaxInflight && (best == nil || s.inflight < best.inflight) {
 				best = s
 			}

@@ -57,7 +57,8 @@ func run(args []string, stderr io.Writer) error {
 	sup := supervisor.New(cfg.Supervisor, d, log.With("component", "supervisor"))
 	if cfg.Workers > 0 {
 		spec := supervisor.Spec{App: cfg.App, Command: cfg.WorkerCmd, Dir: cfg.WorkerDir, Count: cfg.Workers}
-		if err := sup.Start(ctx, []supervisor.Spec{spec}); err != nil {
+		// Not ctx: on SIGTERM the workers must outlive the HTTP drain; Stop ends them.
+		if err := sup.Start(context.Background(), []supervisor.Spec{spec}); err != nil {
 			ln.Close()
 			return err
 		}

@@ -1,0 +1,58 @@
+"""App served by the gateway integration tests (integration/gateway_test.go)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from covet import Covet, Request
+
+app = Covet("gwapp")
+STATE = Path(os.environ.get("COVET_TEST_DIR", "/tmp"))
+
+
+@app.get("/hello")
+async def hello(req: Request) -> str:
+    return "hello"
+
+
+@app.get("/pid")
+async def pid(req: Request) -> str:
+    return str(os.getpid())
+
+
+@app.get("/slow")
+async def slow(req: Request) -> str:
+    ms = int(req.query_params.get("ms", "100"))
+    await asyncio.sleep(ms / 1000)
+    return f"slept {ms}"
+
+
+@app.get("/doomed")
+async def doomed(req: Request) -> str:
+    """Records its worker's pid, then waits: the test SIGKILLs this worker."""
+    (STATE / "doomed.pid").write_text(str(os.getpid()))
+    await asyncio.sleep(30)
+    return "survived"
+
+
+@app.get("/cancellable/{tag}")
+async def cancellable(req: Request, tag: str) -> str:
+    """Waits; records a CANCEL from the gateway as a file named after tag."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        (STATE / f"cancelled-{tag}").write_text("cancelled")
+        raise
+    return "not cancelled"
+
+
+@app.get("/deadline", timeout=0.3)
+async def deadline(req: Request) -> str:
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        (STATE / "cancelled-deadline").write_text("cancelled")
+        raise
+    return "too late"

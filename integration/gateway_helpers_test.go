@@ -1,0 +1,166 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/covetpy/covetpy/integration/harness"
+)
+
+// gateway is a running bin/covet-gateway serving integration/apps/<module> with real
+// Python workers.
+type gateway struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string
+	state  string // COVET_TEST_DIR: where the test app leaves its marks
+	out    *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func gatewayBinary(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("COVET_BIN")
+	if dir == "" {
+		root, err := harness.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, "bin")
+	}
+	bin := filepath.Join(dir, "covet-gateway")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no gateway binary at %s: run `make build` first", bin)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startGateway runs the gateway with workers for app "module:app" and extra flags,
+// and waits until it answers /hello.
+func startGateway(t *testing.T, module string, workers int, flags ...string) *gateway {
+	t.Helper()
+	py, err := harness.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
+	args := append([]string{"--listen", g.addr, "--app", module, "--workers", fmt.Sprint(workers),
+		"--worker-cmd", py + " -m covet worker " + module + ":app", "--worker-dir", filepath.Join(root, "integration", "apps")}, flags...)
+	g.cmd = exec.Command(gatewayBinary(t), args...)
+	g.cmd.Env = append(os.Environ(), "COVET_TEST_DIR="+g.state)
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { g.exited <- g.cmd.Wait() }()
+	t.Cleanup(g.stop)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + g.addr + "/hello")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not serving after 30s (last error %v); output:\n%s", err, g.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every worker attached, not just the first.
+	for strings.Count(g.out.String(), "worker attached") < workers {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d workers attached; output:\n%s", strings.Count(g.out.String(), "worker attached"), workers, g.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return g
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (g *gateway) stop() {
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-g.exited:
+		if err != nil {
+			g.t.Errorf("gateway exited with %v after SIGTERM; output:\n%s", err, g.out)
+		}
+	case <-time.After(20 * time.Second):
+		g.cmd.Process.Kill()
+		g.t.Errorf("gateway did not exit within 20s of SIGTERM; output:\n%s", g.out)
+	}
+}
+
+func (g *gateway) url(path string) string { return "http://" + g.addr + path }
+
+// get returns status, body and headers of GET path (a fresh connection each time).
+func (g *gateway) get(path string) (int, string, http.Header) {
+	g.t.Helper()
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(g.url(path))
+	if err != nil {
+		g.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		g.t.Fatalf("GET %s: reading body: %v", path, err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// waitFile waits for name to appear in the app's state directory.
+func (g *gateway) waitFile(name string, within time.Duration) (string, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(filepath.Join(g.state, name)); err == nil && len(b) > 0 {
+			return string(b), true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "", false
+}

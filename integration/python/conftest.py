@@ -1,0 +1,130 @@
+"""Fixtures for the SDK end-to-end tests: a real bin/covet-gateway serving sdk_app:app
+with real Python workers, on a free loopback port.
+
+Run with ``.venv/bin/python -m pytest integration/python`` after ``make build``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+GATEWAY = REPO / "bin" / "covet-gateway"
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+
+STARTUP_TIMEOUT_S = 20.0
+SHUTDOWN_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Gateway:
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log_text(self) -> str:
+        """Everything the gateway and its workers wrote to stdout and stderr so far."""
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def wait_for_log(self, *needles: str, timeout: float = 5.0) -> str:
+        """The log once it holds every needle; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text()
+            if all(n in text for n in needles):
+                return text
+            if time.monotonic() >= deadline:
+                missing = [n for n in needles if n not in text]
+                pytest.fail(f"gateway log lacks {missing!r} after {timeout}s; log tail:\n{text[-3000:]}")
+            time.sleep(0.05)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _python() -> str:
+    return str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
+
+
+def _ready(host: str, port: int) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("GET", "/r/plain")
+        resp = conn.getresponse()
+        return resp.status == 200 and resp.read() == b"just text"
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
+        pytest.skip(f"{GATEWAY} does not exist: run `make build` first")
+    host, port = "127.0.0.1", _free_port()
+    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    worker_cmd = f"{shlex.quote(_python())} -m covet worker sdk_app:app"
+    argv = [
+        str(GATEWAY),
+        "--listen", f"{host}:{port}",
+        "--app", "sdkapp",
+        "--workers", "2",
+        "--worker-cmd", worker_cmd,
+        "--worker-dir", str(HERE),
+        "--drain-timeout", "5s",
+    ]  # fmt: skip
+    env = dict(os.environ, COVET_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=REPO, env=env)  # fmt: skip
+    gw = Gateway(host, port, proc, log_path)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not _ready(host, port):
+            if proc.poll() is not None:
+                pytest.fail(f"gateway exited with {proc.returncode} during startup:\n{gw.log_text()[-3000:]}")
+            if time.monotonic() >= deadline:
+                pytest.fail(f"gateway not answering after {STARTUP_TIMEOUT_S}s:\n{gw.log_text()[-3000:]}")
+            time.sleep(0.1)
+        yield gw
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(SHUTDOWN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                pytest.fail(f"gateway did not exit within {SHUTDOWN_TIMEOUT_S}s of SIGTERM:\n{gw.log_text()[-3000:]}")
+    assert proc.returncode == 0, f"gateway exited with {proc.returncode} after SIGTERM:\n{gw.log_text()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def curl() -> str:
+    path = shutil.which("curl")
+    if path is None:
+        pytest.skip("curl is not installed")
+    return path
