@@ -42,8 +42,8 @@ func putCall(c *call) {
 	c.mu.Lock()
 	c.id, c.gotHead, c.done, c.err = 0, false, false, nil
 	c.mu.Unlock()
-	c.body = c.body[:0]
-	c.spare = c.spare[:0]
+	// Keep small buffers for the next call; let a large response's go.
+	c.body, c.spare = reuse(c.body), reuse(c.spare)
 	select { // drop a stale wakeup
 	case <-c.ready:
 	default:
@@ -102,4 +102,14 @@ func (c *call) fail(id uint64, err error) {
 		c.notify()
 	}
 	c.mu.Unlock()
+}
+
+// maxPooledBody is the largest body buffer a pooled call keeps.
+const maxPooledBody = 256 << 10
+
+func reuse(b []byte) []byte {
+	if cap(b) > maxPooledBody {
+		return nil
+	}
+	return b[:0]
 }

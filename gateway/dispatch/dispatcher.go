@@ -189,16 +189,24 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte, w ResponseWriter) error {
 	c := s.begin()
 	id := c.id
-	err := s.write(workerproto.FrameReqHead, id, 0, head)
-	if err == nil && len(body) > 0 {
-		err = s.write(workerproto.FrameReqBody, id, 0, body)
-	}
-	if err != nil && s.ctx.Err() == nil {
+	if err := s.write(workerproto.FrameReqHead, id, 0, head); err != nil {
+		// The head did not reach the ring whole, so no handler can have started:
+		// another worker may take the request.
 		s.end(c)
-		s.close(fmt.Errorf("request ring: %w", err))
-		return ErrWorkerDied
+		if s.ctx.Err() == nil {
+			s.close(fmt.Errorf("request ring: %w", err))
+		}
+		return errRetry
 	}
-	// If the session ended during the write, teardown fails c with the right error.
+	if len(body) > 0 {
+		if err := s.write(workerproto.FrameReqBody, id, 0, body); err != nil && s.ctx.Err() == nil {
+			s.end(c)
+			s.close(fmt.Errorf("request ring: %w", err))
+			return ErrWorkerDied
+		}
+		// If the session ended during the write, teardown fails c with the right
+		// error: retryable only if the head is still on the ring.
+	}
 	c.timer.Reset(time.Until(deadline))
 	wroteHead := false
 	for {
