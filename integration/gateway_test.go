@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -360,5 +361,60 @@ func TestGatewayExternalWorker(t *testing.T) {
 	// The gateway knows the worker's pid from SO_PEERCRED.
 	if st, body, _ := g.get("/pid"); st != 200 || body != strconv.Itoa(good.Process.Pid) {
 		t.Errorf("/pid = %d %q, want the external worker's pid %d", st, body, good.Process.Pid)
+	}
+}
+
+// TestGatewayCorruptWorkerEndsOnlyItsSession: a worker that writes an invalid record
+// into its response ring loses its session (its request gets 502), while the gateway
+// and the other worker of the app keep serving.
+func TestGatewayCorruptWorkerEndsOnlyItsSession(t *testing.T) {
+	py, err := harness.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	sock := t.TempDir() + "/control.sock"
+	g := startGateway(t, "gwapp", 1, "--control-socket", sock)
+	root, _ := harness.RepoRoot()
+	evil := exec.Command(py, root+"/integration/workers/evil_shm.py")
+	evil.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
+	evil.Stdout, evil.Stderr = g.out, g.out
+	if err := evil.Start(); err != nil {
+		t.Fatal(err)
+	}
+	evilDone := make(chan error, 1)
+	go func() { evilDone <- evil.Wait() }()
+	for strings.Count(g.out.String(), "worker attached") < 2 {
+		select {
+		case err := <-evilDone:
+			t.Fatalf("evil worker exited early: %v; output:\n%s", err, g.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// Requests alternate between the two workers; the evil one answers its first
+	// with garbage.
+	var statuses []int
+	for i := 0; i < 6; i++ {
+		st, _, _ := g.get("/hello")
+		statuses = append(statuses, st)
+	}
+	if n := strings.Count(fmt.Sprint(statuses), "502"); n != 1 {
+		t.Errorf("statuses %v: want exactly one 502 (the evil worker's request)", statuses)
+	}
+	select {
+	case err := <-evilDone:
+		if err != nil {
+			t.Errorf("evil worker: %v (it exits 0 when the gateway hangs up)", err)
+		}
+	case <-time.After(10 * time.Second):
+		evil.Process.Kill()
+		t.Fatal("the gateway did not end the corrupt worker's session")
+	}
+	if !strings.Contains(g.out.String(), "shmring: response ring corrupt") {
+		t.Errorf("the session did not end on ErrCorrupt; output:\n%s", g.out)
+	}
+	for i := 0; i < 10; i++ {
+		if st, body, _ := g.get("/hello"); st != 200 || body != "hello" {
+			t.Fatalf("after the corrupt worker left: %d %q", st, body)
+		}
 	}
 }

@@ -305,3 +305,21 @@ async def teapot(req: Request) -> None:
 @app.get("/bad-return")
 def bad_return(req: Request) -> object:
     return object()
+
+
+@app.get("/stream/broken")
+async def stream_broken(req: Request) -> StreamingResponse:
+    """A body that fails after its first chunk: the client must see it incomplete."""
+
+    async def gen():
+        yield b"partial\n"
+        await asyncio.sleep(0.05)
+        raise RuntimeError(BOOM_TEXT + "-stream")
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/too-slow", timeout=0.3)
+async def too_slow(req: Request) -> str:
+    await asyncio.sleep(3)
+    return "late"
