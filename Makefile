@@ -65,6 +65,8 @@ test-integration: build
 	@echo "==> integration: real gateway, real Python workers, real clients"
 	COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
+	@echo "==> integration: the Python SDK through the real gateway (http.client, curl)"
+	COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(PY) -m pytest -q -p no:cacheprovider integration/python
 
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s

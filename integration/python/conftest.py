@@ -23,8 +23,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-GATEWAY = REPO / "bin" / "covet-gateway"
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+# The Makefile's test-integration sets COVET_BIN and COVET_PYTHON; the defaults are what
+# `make build` produces.
+GATEWAY = Path(os.environ.get("COVET_BIN") or REPO / "bin") / "covet-gateway"
+VENV_PYTHON = Path(os.environ.get("COVET_PYTHON") or REPO / ".venv" / "bin" / "python")
 
 STARTUP_TIMEOUT_S = 20.0
 SHUTDOWN_TIMEOUT_S = 15.0
@@ -83,7 +85,7 @@ def _ready(host: str, port: int) -> bool:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
-        pytest.skip(f"{GATEWAY} does not exist: run `make build` first")
+        pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
     host, port = "127.0.0.1", _free_port()
     log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
     worker_cmd = f"{shlex.quote(_python())} -m covet worker sdk_app:app"

@@ -20,11 +20,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import sdk_app
-from conftest import Gateway
+
+if TYPE_CHECKING:
+    from conftest import Gateway
 
 MIB = 1 << 20
 BIG = 8 * MIB
@@ -665,24 +668,24 @@ def test_streaming_with_curl(gateway: Gateway, curl: str) -> None:
     assert out == "".join(sdk_app.ASYNC_CHUNKS).encode()
     raw = run_curl(curl, "-N", "--raw", f"{gateway.base_url}/stream/sync").stdout
     wire_chunks, rest = decode_chunked(raw)
+    assert rest == b""
     assert b"".join(wire_chunks) == "".join(sdk_app.SYNC_CHUNKS).encode()
 
 
 def test_streaming_is_incremental(gateway: Gateway, curl: str) -> None:
     # the first chunk reaches curl -N while the handler still sleeps before the second
     start = time.monotonic()
-    proc = subprocess.Popen([curl, "-sS", "-N", f"{gateway.base_url}/stream/slow"], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        t_first = time.monotonic() - start
-        second = proc.stdout.readline()
-        t_second = time.monotonic() - start
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with subprocess.Popen([curl, "-sS", "-N", f"{gateway.base_url}/stream/slow"], stdout=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            t_first = time.monotonic() - start
+            second = proc.stdout.readline()
+            t_second = time.monotonic() - start
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert (first, second) == (b"first\n", b"second\n")
     assert t_second - t_first >= 0.4, (t_first, t_second)
 

@@ -586,7 +586,7 @@ class _Worker:
     async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange) -> None:
         try:
             response = await self._app._handle(head, ex.body)
-            await self._respond(rid, response, ex)
+            await self._respond(rid, head, response, ex)
         except asyncio.CancelledError:
             if not ex.by_gateway:
                 self._abort_exchange(rid, ex, "request cancelled: the worker is stopping")
@@ -595,26 +595,30 @@ class _Worker:
             self._stopped = True
             self._fatal(str(e))
         except Exception:
-            log.exception("request %#x (%s %s): failed to send the response", rid, head.method, head.path)
+            log.exception("request %#x (%s %s, request_id=%s): failed to send the response",
+                          rid, head.method, head.path, head.request_id,
+                          extra={"request_id": head.request_id})  # fmt: skip
             self._abort_exchange(rid, ex, "worker failed to send the response")
         finally:
             if self._inflight.get(rid) is ex:
                 del self._inflight[rid]
             ex.body.discard()
 
-    async def _respond(self, rid: int, response: Response, ex: _Exchange) -> None:
+    async def _respond(self, rid: int, head: RequestHead, response: Response, ex: _Exchange) -> None:
         w = self._writer
         maxp = self._max_payload
         try:
-            head = encode_response_head(response.status, response.raw_headers, response.body_length)
+            resp_head = encode_response_head(response.status, response.raw_headers, response.body_length)
         except ValueError as e:
-            log.error("request %#x: response head refused: %s", rid, e)
+            log.error("request %#x (%s %s, request_id=%s): response head refused: %s",
+                      rid, head.method, head.path, head.request_id, e,
+                      extra={"request_id": head.request_id})  # fmt: skip
             payload = encode_error_payload(500, f"bad response head: {e}")
             await self._send(FRAME_ERROR, rid, payload, True, True, flags=FLAG_ERR)
             self._wake_soon()
             return
-        if len(head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, head, False):
-            await self._send(FRAME_RESP_HEAD, rid, head, True, True)
+        if len(resp_head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, resp_head, False):
+            await self._send(FRAME_RESP_HEAD, rid, resp_head, True, True)
         ex.sent = 1
         if type(response).body_chunks is _PLAIN_BODY_CHUNKS:
             body = response.body
@@ -632,7 +636,9 @@ class _Worker:
         except (asyncio.CancelledError, RingCorrupt):
             raise
         except Exception:
-            log.exception("request %#x: the response body failed mid-stream", rid)
+            log.exception("request %#x (%s %s, request_id=%s): the response body failed mid-stream",
+                          rid, head.method, head.path, head.request_id,
+                          extra={"request_id": head.request_id})  # fmt: skip
             self._abort_exchange(rid, ex, "response body failed")
             return
         finally:
