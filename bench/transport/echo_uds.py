@@ -24,7 +24,7 @@ def main() -> None:
     sock = socket.socket(fileno=fd)
     rfile = sock.makefile("rb", buffering=65536)
     unpackb = msgpack.unpackb
-    packb = msgpack.packb
+    packb = msgpack.Packer(use_bin_type=True).pack  # as the shm echo worker does
     unpack_hdr = _HDR.unpack
     pack_hdr = _HDR.pack
     send = sock.sendall
@@ -35,7 +35,7 @@ def main() -> None:
             return
         length, rid = unpack_hdr(hdr)
         payload = read(length)
-        out = packb(unpackb(payload), use_bin_type=True)
+        out = packb(unpackb(payload))
         send(pack_hdr(len(out), rid) + out)
 
 

@@ -95,8 +95,11 @@ def main() -> int:
         reader.wait(worker_bell, 0.05)
 
 
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
 def msgpack_echo(payload: bytes) -> bytes:
-    return msgpack.packb(msgpack.unpackb(payload), use_bin_type=True)
+    return _pack(msgpack.unpackb(payload))  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":
