@@ -3,6 +3,7 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (with -race), Python, integration
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
 #
@@ -22,7 +23,7 @@ WORKERS ?= 2
 # workers and are run without it (they exercise the same Go code under load).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build venv run test test-go test-python test-integration fuzz bench-transport clean
+.PHONY: all build venv run test test-go test-python test-integration fuzz bench bench-transport clean
 
 all: build
 
@@ -76,6 +77,12 @@ fuzz:
 	    echo "==> fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# Comparative HTTP benchmark: every server on loopback under wrk; rewrites
+# bench/RESULTS.md. BENCH_QUICK=1 for a smoke run; BENCH_DURATION, BENCH_ROUNDS,
+# BENCH_SERVERS, BENCH_WORKLOADS (see bench/run.py --list).
+bench: build
+	python3 bench/run.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport

@@ -138,8 +138,9 @@ func main() {
 	nN := flag.Int("n", 256000, "round trips with -inflight messages in flight")
 	inflight := flag.Int("inflight", 64, "messages in flight for the throughput run")
 	rounds := flag.Int("rounds", 3, "interleaved rounds; the median round is reported")
+	procs := flag.Int("procs", runtime.NumCPU(), "GOMAXPROCS of the gateway side")
 	flag.Parse()
-	runtime.GOMAXPROCS(runtime.NumCPU())
+	runtime.GOMAXPROCS(*procs)
 
 	payload := samplePayload()
 	fmt.Printf("transport benchmark: payload %d bytes of msgpack, python %s, GOMAXPROCS %d, %d rounds\n",

@@ -1,0 +1,46 @@
+"""CovetPy native API: the bench workloads (served by bin/covet-gateway + workers)."""
+
+import asyncio
+
+from covet import Covet, PlainTextResponse, Request, Response
+from common import BODY_1M, BODY_10K, JSON_MESSAGE, PLAINTEXT, SLEEP_S, SLEPT
+
+app = Covet("bench")
+
+OCTET = "application/octet-stream"
+
+
+@app.get("/plaintext")
+async def plaintext(req: Request):
+    return PlainTextResponse(PLAINTEXT)
+
+
+@app.get("/json")
+async def json_(req: Request):
+    return JSON_MESSAGE
+
+
+@app.get("/users/{id:int}")
+async def user(req: Request, id: int):
+    return {"id": id}
+
+
+@app.get("/10k")
+async def ten_k(req: Request):
+    return Response(BODY_10K, media_type=OCTET)
+
+
+@app.get("/1m")
+async def one_m(req: Request):
+    return Response(BODY_1M, media_type=OCTET)
+
+
+@app.post("/echo")
+async def echo(req: Request):
+    return Response(await req.body(), media_type=OCTET)
+
+
+@app.get("/sleep")
+async def sleep(req: Request):
+    await asyncio.sleep(SLEEP_S)
+    return PlainTextResponse(SLEPT)

@@ -1,0 +1,51 @@
+"""Starlette (served by uvicorn): the bench workloads."""
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from common import BODY_1M, BODY_10K, JSON_MESSAGE, PLAINTEXT, SLEEP_S, SLEPT
+
+OCTET = "application/octet-stream"
+
+
+async def plaintext(request):
+    return PlainTextResponse(PLAINTEXT)
+
+
+async def json_(request):
+    return JSONResponse(JSON_MESSAGE)
+
+
+async def user(request):
+    return JSONResponse({"id": request.path_params["id"]})
+
+
+async def ten_k(request):
+    return Response(BODY_10K, media_type=OCTET)
+
+
+async def one_m(request):
+    return Response(BODY_1M, media_type=OCTET)
+
+
+async def echo(request):
+    return Response(await request.body(), media_type=OCTET)
+
+
+async def sleep(request):
+    await asyncio.sleep(SLEEP_S)
+    return PlainTextResponse(SLEPT)
+
+
+app = Starlette(routes=[
+    Route("/plaintext", plaintext),
+    Route("/json", json_),
+    Route("/users/{id:int}", user),
+    Route("/10k", ten_k),
+    Route("/1m", one_m),
+    Route("/echo", echo, methods=["POST"]),
+    Route("/sleep", sleep),
+])

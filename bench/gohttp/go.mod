@@ -1,0 +1,3 @@
+module covetbench/gohttp
+
+go 1.22
