@@ -122,8 +122,13 @@ DEFAULT_SPIN_NS: Final = 50_000
 _ZERO_CHUNK: Final = 1 << 16
 
 _HEADER = struct.Struct("<8sIIQQQQQIIQ")
-#: A record's type, id and flags + reserved word, stored at record offset 4 in one go.
-_TYPE_ID_FLAGS = struct.Struct("<iQQ")  # offsets 0..72, the gateway-written fields
+#: A record's type, id and flags + reserved word, stored at record offset 4 in one go
+#: (before the commit, so the order of its byte stores does not matter).
+_TYPE_ID_FLAGS = struct.Struct("<iQQ")
+#: A whole record header read in one call: length, type, id, flags + reserved word.
+#: Native format ("@"), so each field is copied with one aligned load, in order.
+_RECORD_HEADER = struct.Struct("@iiQQ")
+assert _RECORD_HEADER.size == FRAME_HEADER  # offsets 0..72, the gateway-written fields
 
 
 class SegmentError(ValueError):
@@ -573,15 +578,16 @@ class RingReader(_Ring):
         ``handler``. Raises RingCorrupt on a malformed record (records before it are
         still released). A handler exception propagates after releasing every record
         handed out, the failing one included."""
-        i32 = self._i32
-        u64 = self._u64
         mm = self._mm
+        i32 = self._i32
+        unpack = _RECORD_HEADER.unpack_from
         data = self._data
         mask = self._mask
         cap = self._capacity
         max_record = self._max_record
         allowed = self._allowed
         tail = self._tail_seen
+        tail_room = cap - FRAME_HEADER  # last index a whole record header fits at
         head = pos = self._head
         # A batch covers at most one capacity: at head + capacity sit this batch's own
         # records, still unzeroed, which would read as committed.
@@ -591,45 +597,55 @@ class RingReader(_Ring):
             while n < limit and pos < stop:
                 idx = pos & mask
                 off = data + idx
-                length = i32[off >> 2]
+                # One native read of the 24-byte header: the fields are copied in
+                # order, each with one aligned load, so the length (the commit word)
+                # is loaded first and, x86 keeping loads in order, the rest is at least
+                # as new as the commit it saw.
+                if idx <= tail_room:
+                    length, typ, rid, flags = unpack(mm, off)
+                else:  # fewer than 24 bytes to the end: only a PAD fits here
+                    length = i32[off >> 2]
+                    typ = i32[(off >> 2) + 1]
+                    rid = flags = 0
                 if length == 0:
                     break
-                typ = i32[(off >> 2) + 1]
-                if typ == PAD:
+                size = (length + 7) & -8
+                if (length < FRAME_HEADER or length > max_record or idx + size > cap
+                        or typ not in allowed or flags & ~KNOWN_FLAGS):
+                    if typ != PAD:
+                        self._reject(length, typ, flags, idx, off)
                     if length != cap - idx or length > max_record:
                         raise RingCorrupt(f"PAD length {length} at index {idx} does not "
                                           f"end the buffer", off)
                     size = length
-                else:
-                    if length < FRAME_HEADER or length > max_record:
-                        raise RingCorrupt(f"record length {length} outside 24..{max_record}",
-                                          off)
-                    size = (length + 7) & -8
-                    if idx + size > cap:
-                        raise RingCorrupt(f"record of {size} bytes at index {idx} crosses "
-                                          f"the end of the buffer", off)
-                    if typ not in allowed:
-                        raise RingCorrupt(f"frame type {typ} not allowed on this ring", off)
                 if pos + size > tail:
-                    tail = u64[self._w_tail]
+                    tail = self._u64[self._w_tail]
+                    self._tail_seen = tail
                     if pos + size > tail or tail - head > cap:
-                        self._tail_seen = tail
                         raise RingCorrupt(f"committed record ends at {pos + size}, beyond "
                                           f"tail {tail}", off)
-                    self._tail_seen = tail
                 pos += size
                 if typ == PAD:
                     continue
-                flags = u64[(off + 16) >> 3]
-                if flags & ~KNOWN_FLAGS:
-                    raise RingCorrupt(f"flags/reserved word {flags:#x} has unknown bits",
-                                      off + 16)
                 n += 1
-                handler(typ, u64[(off + 8) >> 3], flags, mm[off + FRAME_HEADER:off + length])
+                handler(typ, rid, flags, mm[off + FRAME_HEADER:off + length])
         finally:
             if pos != head:
                 self._release(head, pos)
         return n
+
+    def _reject(self, length: int, typ: int, flags: int, idx: int, off: int) -> None:
+        """Raise RingCorrupt for a non-PAD record header that fails a check."""
+        max_record = self._max_record
+        if length < FRAME_HEADER or length > max_record:
+            raise RingCorrupt(f"record length {length} outside 24..{max_record}", off)
+        size = (length + 7) & -8
+        if idx + size > self._capacity:
+            raise RingCorrupt(f"record of {size} bytes at index {idx} crosses "
+                              f"the end of the buffer", off)
+        if typ not in self._allowed:
+            raise RingCorrupt(f"frame type {typ} not allowed on this ring", off)
+        raise RingCorrupt(f"flags/reserved word {flags:#x} has unknown bits", off + 16)
 
     def read(self, limit: int = DEFAULT_BATCH) -> list[tuple[int, int, int, bytes]]:
         """``poll`` into a list of ``(type, id, flags, payload)``."""

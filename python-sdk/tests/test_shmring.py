@@ -542,3 +542,30 @@ def test_reassembler_streams_and_cancel() -> None:
     assert len(a) == 2
     assert a.feed(sr.CANCEL, 6, sr.FLAG_CANCEL | sr.BEGIN | sr.END, b"") == b""
     assert len(a) == 0
+
+
+@pytest.mark.parametrize("which", [sr.REQUEST_RING, sr.RESPONSE_RING])
+def test_short_pad_at_the_very_end_of_the_segment(which: int) -> None:
+    """A PAD of 8 bytes in the last 8 bytes of a ring, the response ring being the
+    end of the mapping: the reader must not read a 24-byte header there."""
+    seg = sr.Segment.open(make_memfd(4096, 4096))
+    own, peer = sr.Doorbell(make_bell()), sr.Doorbell(make_bell())
+    try:
+        w = sr.RingWriter(seg, which, own=own, peer=peer)
+        r = sr.RingReader(seg, which, peer, allowed_types=frozenset({sr.REQ_BODY}))
+        got: list[bytes] = []
+        # 4088 bytes of records: 8 bytes left before the wrap.
+        for size in (504,) * 8 + (56,):
+            assert w.try_write(sr.REQ_BODY, 1, sr.BEGIN | sr.END, bytes(size - 24))
+        assert w.tail == 4088
+        while r.poll(lambda t, i, f, p: got.append(p)):
+            pass
+        assert w.try_write(sr.REQ_BODY, 2, sr.BEGIN | sr.END, b"after the wrap")
+        while r.poll(lambda t, i, f, p: got.append(p)):
+            pass
+        assert got[-1] == b"after the wrap" and len(got) == 10
+        assert r.head == w.tail == 4096 + 40
+    finally:
+        seg.close()
+        own.close()
+        peer.close()
