@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+#
+# CovetPy worker image: the Python SDK and the example app (examples/hello/app.py),
+# run as an external worker that registers with a gateway over its control socket.
+# Build from the repository root:
+#
+#   docker build -f deploy/worker.Dockerfile -t covetpy/worker:dev .
+#
+# COVET_UID/COVET_GID must be the same in gateway.Dockerfile (see there why).
+# To serve your own app, copy it to /app instead of the example and change CMD.
+
+ARG PYTHON_VERSION=3.11
+ARG COVET_UID=10001
+ARG COVET_GID=10001
+
+FROM python:${PYTHON_VERSION}-slim
+ARG COVET_UID
+ARG COVET_GID
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN groupadd --system --gid "${COVET_GID}" covet \
+ && useradd --system --uid "${COVET_UID}" --gid "${COVET_GID}" --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin covet \
+ && mkdir -p /run/covet \
+ && chown "${COVET_UID}:${COVET_GID}" /run/covet \
+ && chmod 0770 /run/covet
+COPY python-sdk /tmp/python-sdk
+RUN pip install /tmp/python-sdk && rm -rf /tmp/python-sdk
+COPY deploy/worker-entrypoint.sh /usr/local/bin/covet-worker-entrypoint
+RUN chmod 0755 /usr/local/bin/covet-worker-entrypoint
+WORKDIR /app
+COPY examples/hello/app.py /app/app.py
+# The gateway's control socket, on the volume shared with the gateway container.
+ENV COVET_CONTROL_SOCKET=/run/covet/control.sock
+USER ${COVET_UID}:${COVET_GID}
+# The entrypoint waits for the control socket to appear (the gateway may start after
+# the worker), then execs CMD.
+ENTRYPOINT ["covet-worker-entrypoint"]
+CMD ["python", "-m", "covet", "worker", "app:app"]
