@@ -55,6 +55,18 @@ func (r *Ring) Capacity() uint64 { return r.capacity }
 // MaxPayload is the largest payload one frame can carry in this ring.
 func (r *Ring) MaxPayload() int { return MaxPayload(r.capacity) }
 
+// Used is the number of bytes between head and tail: records written and not yet
+// released, with their padding. It is a racy snapshot for monitoring, clamped to
+// 0..Capacity (a misbehaving peer may store anything in the control block).
+func (r *Ring) Used() uint64 {
+	h := atomic.LoadUint64(r.head())
+	t := atomic.LoadUint64(r.tail())
+	if t <= h {
+		return 0
+	}
+	return min(t-h, r.capacity)
+}
+
 func (r *Ring) u64(off uintptr) *uint64 { return (*uint64)(unsafe.Add(r.ctl, off)) }
 func (r *Ring) u32(off uintptr) *uint32 { return (*uint32)(unsafe.Add(r.ctl, off)) }
 

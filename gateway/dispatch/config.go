@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/shmring"
 )
 
@@ -34,6 +35,11 @@ type Config struct {
 	// Retries is how many other workers a request is tried on when a worker dies
 	// before taking it off its ring. Default 2.
 	Retries int
+	// Metrics, when set, receives the queue wait of every dispatched request and
+	// is given the dispatcher's pool snapshot (PoolStats) to read in-flight
+	// requests, queue depth, workers by state and ring occupancy from at scrape
+	// time. nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // WithDefaults returns c with every zero field set to its default.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/router"
 	"github.com/covetpy/covetpy/workerproto"
 )
@@ -39,17 +40,22 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{cfg: cfg, log: log, apps: map[string]*app{}}, nil
+	d := &Dispatcher{cfg: cfg, log: log, apps: map[string]*app{}}
+	cfg.Metrics.SetPoolSource(d.PoolStats) // no-op without metrics
+	return d, nil
 }
 
 // app is one application's worker pool and route manifest.
 type app struct {
 	name     string
-	manifest string // canonical form of the routes, to compare later workers'
+	manifest string       // canonical form of the routes, to compare later workers'
+	m        *metrics.App // nil without metrics
 
 	mu       sync.Mutex
 	sessions []*Session
 	waiting  int
+	inflight int           // requests handed to a worker, not yet released
+	states   [3]int        // sessions starting, ready, draining (observe.go)
 	next     int           // round-robin start of the least-loaded scan
 	wake     chan struct{} // closed when a credit frees or a session leaves; nil if nobody waits
 }
@@ -71,14 +77,24 @@ func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int
 	}
 	s.a = a
 	s.log = d.log.With("app", hello.App, "worker", s.ID, "pid", pid)
+	a.setState(s, stateStarting)
 	if err := s.start(d.epoch.Add(1)); err != nil {
 		if s.ctx == nil { // failed before any goroutine started
 			workerproto.Refuse(conn, &workerproto.Error{Code: workerproto.CodeInternal, Message: err.Error()})
 		}
+		a.setState(s, stateGone)
 		return nil, err
 	}
 	a.mu.Lock()
+	if s.ctx.Err() != nil {
+		// The worker died between reporting ready and here: close has already
+		// run its remove, so pooling it now would keep a dead session forever.
+		a.mu.Unlock()
+		<-s.done
+		return nil, fmt.Errorf("dispatch: worker %d left right after the handshake: %w", s.PID, s.err)
+	}
 	a.sessions = append(a.sessions, s)
+	a.setStateLocked(s, stateReady)
 	a.wakeLocked()
 	a.mu.Unlock()
 	s.log.Info("worker attached")
@@ -100,7 +116,7 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 			Message: fmt.Sprintf("app %q is running with a different route manifest; stop its workers first", h.App)}
 	}
 	if a == nil {
-		a = &app{name: h.App}
+		a = &app{name: h.App, m: d.cfg.Metrics.App(h.App)}
 	}
 	var routes []router.Route[*Route]
 	for _, r := range h.Routes {
@@ -269,6 +285,7 @@ func (s *Session) abandon(c *call) {
 // bounded queue when all are busy.
 func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 	var timer *time.Timer
+	var queued time.Time // when the request first had to wait
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -288,7 +305,11 @@ func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		if best != nil {
 			best.inflight++
+			a.inflight++
 			a.mu.Unlock()
+			if a.m != nil {
+				a.m.QueueWait(sinceOrZero(queued))
+			}
 			return best, nil
 		}
 		if len(a.sessions) == 0 {
@@ -307,6 +328,9 @@ func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 		a.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(cfg.QueueTimeout)
+			if a.m != nil {
+				queued = time.Now()
+			}
 		}
 		var err error
 		select {
@@ -320,6 +344,9 @@ func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 		a.waiting--
 		a.mu.Unlock()
 		if err != nil {
+			if a.m != nil {
+				a.m.QueueWait(sinceOrZero(queued))
+			}
 			return nil, err
 		}
 	}
@@ -328,6 +355,8 @@ func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 func (a *app) release(s *Session) {
 	a.mu.Lock()
 	s.inflight--
+	a.inflight--
+	s.served++ // lifecycle.go: Served, for max_requests recycling
 	a.wakeLocked()
 	a.mu.Unlock()
 }
@@ -339,14 +368,24 @@ func (a *app) wakeLocked() {
 	}
 }
 
-// remove takes s out of the pool: it gets no new work.
+// remove takes s out of the pool: it gets no new work. Its state becomes
+// draining (it may still finish what it has), unless it has ended.
 func (a *app) remove(s *Session) {
 	a.mu.Lock()
+	a.removeLocked(s, stateDraining)
+	a.mu.Unlock()
+}
+
+// removeLocked takes s out of the pool and moves it to state st (draining or
+// gone; a gone session stays gone). Caller holds a.mu.
+func (a *app) removeLocked(s *Session, st sessState) {
 	if i := slices.Index(a.sessions, s); i >= 0 {
 		a.sessions = slices.Delete(a.sessions, i, i+1)
 	}
+	if s.state != stateGone {
+		a.setStateLocked(s, st)
+	}
 	a.wakeLocked()
-	a.mu.Unlock()
 }
 
 func (a *app) live() int {

@@ -62,7 +62,9 @@ type Session struct {
 	gens  []uint32
 	free  []uint32
 
-	inflight int // guarded by a.mu
+	inflight int       // guarded by a.mu
+	served   int       // requests finished, guarded by a.mu (recycling after max_requests)
+	state    sessState // guarded by a.mu (observe.go)
 
 	closeOnce  sync.Once
 	err        error         // why the session ended; set before done closes
@@ -279,7 +281,9 @@ func (s *Session) close(err error) {
 		s.cancel()
 		s.conn.Close()
 		if s.a != nil {
-			s.a.remove(s)
+			s.a.mu.Lock()
+			s.a.removeLocked(s, stateGone)
+			s.a.mu.Unlock()
 		}
 		go s.teardown()
 	})

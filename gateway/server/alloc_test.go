@@ -11,6 +11,10 @@ import (
 // keepAliveLoop sends one request at a time on one keep-alive connection
 // and reads each fixed-size response.
 func keepAliveLoop(tb testing.TB) (step func(), stop func()) {
+	return keepAliveLoopConfig(tb, Config{})
+}
+
+func keepAliveLoopConfig(tb testing.TB, cfg Config) (step func(), stop func()) {
 	b := newFakeBackend()
 	body := []byte("hello, world")
 	b.handle(tb, "GET", "/users/{id}/posts/{post:int}", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
@@ -19,7 +23,7 @@ func keepAliveLoop(tb testing.TB) (step func(), stop func()) {
 		}
 		return w.WriteBody(body)
 	})
-	ts := startServer(tb, Config{}, b)
+	ts := startServer(tb, cfg, b)
 	nc := ts.dial(tb).nc
 	req := []byte("GET /users/bob/posts/42?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	if _, err := nc.Write(req); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/http1"
+	"github.com/covetpy/covetpy/ops/metrics"
 )
 
 // Defaults for the Config fields left at zero.
@@ -77,6 +78,19 @@ type Config struct {
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.
 	Logger *slog.Logger
+
+	// Metrics, when set, records every response (count by app, route
+	// pattern, method and status; latency from the head being parsed to the
+	// response being written), connections accepted and open, and bytes
+	// read and written. Requests no route served are labelled app "" and
+	// route metrics.Unmatched; a request whose client left before any
+	// response byte was written counts as status 499. nil records nothing.
+	Metrics *metrics.Metrics
+
+	// AccessLog, when set, gets one Info record ("request") per response:
+	// method, path, status, bytes (written to the client, head included),
+	// duration, request_id, app, route and client. nil logs nothing.
+	AccessLog *slog.Logger
 }
 
 // Validate reports the first invalid field, naming it. A nil result means

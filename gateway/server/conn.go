@@ -85,6 +85,9 @@ type conn struct {
 	dreq      dispatch.Request
 	rhdrs     []http1.Header
 	num       [20]byte // scratch for Retry-After
+	status    int      // status of the response being written; 0: none yet
+	wrote     int64    // bytes of it written to the socket
+	obs       obsCache // metrics handle of the last (route, method): observe.go
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -113,6 +116,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 // another, then closes the socket once both are done.
 func (c *conn) serve() {
 	defer c.srv.trackConn(c, false)
+	defer c.srv.metrics.ConnClosed()
 	go c.writeLoop()
 	clientGone := c.readLoop()
 	if clientGone {
@@ -171,6 +175,7 @@ func (c *conn) readLoop() (clientGone bool) {
 		n, err := c.nc.Read(c.buf[c.w:])
 		if n > 0 {
 			c.w += n
+			c.srv.metrics.BytesIn(n)
 			c.lastRead = time.Now()
 			if idle { // no longer idle: Shutdown must wait for this request
 				c.mu.Lock()
@@ -305,6 +310,7 @@ func (c *conn) parseBuffered() parseResult {
 		case http1.EventHead:
 			c.headStart = time.Time{}
 			c.bodyStart, c.bodyRead = time.Now(), 0
+			x.start = c.bodyStart
 			c.classify(x)
 			c.discard = x.answer != 0
 			c.curExpect = false
@@ -355,6 +361,9 @@ func growBody(b []byte, n int64) []byte {
 // enqueue hands it to the writer, waiting while the queue is full. It
 // reports false when the writer has stopped.
 func (c *conn) enqueue(it item) bool {
+	if it.perr != nil && c.srv.timed {
+		it.start = time.Now()
+	}
 	c.mu.Lock()
 	c.inflight++
 	c.readerIdle = false

@@ -2,6 +2,7 @@ package server
 
 import (
 	"strings"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -38,14 +39,16 @@ type exchange struct {
 	params  router.Params
 	wparams []workerproto.Param // params percent-decoded for the worker
 	ridBuf  [16]byte
+	start   time.Time // head parsed: the start of the request's latency
 }
 
 // item is one entry of a connection's answer queue: a request, an interim
 // 100 Continue, or a parse error to answer.
 type item struct {
-	x    *exchange
-	perr *http1.Error
-	cont bool
+	x     *exchange
+	perr  *http1.Error
+	cont  bool
+	start time.Time // perr: when it was queued (metrics or access log only)
 }
 
 // errTimeout is answered when a head or body arrives too slowly.

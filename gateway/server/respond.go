@@ -56,7 +56,11 @@ const (
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	for it := range c.queue {
+		c.status, c.wrote = 0, 0
 		end := c.handle(it)
+		if c.srv.timed {
+			c.observe(it)
+		}
 		if it.x != nil {
 			c.recycle(it.x)
 		}
@@ -117,6 +121,7 @@ func (c *conn) handle(it item) ending {
 		if !e.Close && c.srv.inShutdown.Load() {
 			e = &http1.Error{Status: e.Status, Reason: e.Reason, Close: true}
 		}
+		c.status = e.Status
 		c.wbuf = http1.AppendError(c.wbuf, e, c.srv.date.Value(time.Now()))
 		if c.flush() != nil {
 			return closeHard
@@ -173,6 +178,7 @@ func (c *conn) answer(x *exchange, status int, allow string, retryAfter int) end
 		return closeHard
 	}
 	c.wbuf = b
+	c.status = status
 	if framing == http1.FramingLength {
 		c.wbuf = append(c.wbuf, text...)
 		c.wbuf = append(c.wbuf, '\n')
@@ -255,7 +261,8 @@ func (c *conn) flush() error {
 	}
 	c.sent = true
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	_, err := c.nc.Write(c.wbuf)
+	n, err := c.nc.Write(c.wbuf)
+	c.wrote += int64(n)
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
 		c.werr = err
@@ -273,7 +280,8 @@ func (c *conn) writev(p, tail []byte) error {
 	c.bufArr = [3][]byte{c.wbuf, p, tail}
 	c.bufs = c.bufArr[:]
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	_, err := c.bufs.WriteTo(c.nc)
+	n, err := c.bufs.WriteTo(c.nc)
+	c.wrote += n
 	c.bufArr = [3][]byte{}
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
@@ -370,6 +378,7 @@ func (w *respWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 		return err
 	}
 	c.wbuf = b
+	c.status = status
 	w.started, w.framing, w.closeConn = true, framing, rh.Close
 	if framing == http1.FramingLength {
 		w.remaining = length

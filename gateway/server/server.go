@@ -12,6 +12,7 @@ import (
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/gateway/http1"
+	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/router"
 )
 
@@ -45,7 +46,12 @@ type Server struct {
 	initErr  error
 	cfg      Config // Config with defaults, fixed at the first Serve
 	log      *slog.Logger
-	date     http1.DateCache
+	// metrics and access are cfg.Metrics and cfg.AccessLog; timed says
+	// either is set, so requests are timed.
+	metrics *metrics.Metrics
+	access  *slog.Logger
+	timed   bool
+	date    http1.DateCache
 
 	baseCtx    context.Context // parent of every connection's context
 	cancelBase context.CancelFunc
@@ -69,6 +75,8 @@ func (s *Server) init() error {
 		}
 		s.cfg = s.Config.withDefaults()
 		s.log = s.cfg.Logger
+		s.metrics, s.access = s.cfg.Metrics, s.cfg.AccessLog
+		s.timed = s.metrics != nil || s.access != nil
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
@@ -115,6 +123,7 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
+		s.metrics.ConnOpened()
 		go c.serve()
 	}
 }

@@ -39,6 +39,11 @@ type Config struct {
 	MaxBackoff time.Duration // longest restart delay; default 5s
 	Stable     time.Duration // a worker that lived this long resets the backoff; default 10s
 	Handshake  time.Duration // time a new worker has to send HELLO; default 30s (imports can be slow)
+	// OnRestart, if set, is called each time a worker process is restarted after
+	// it exited, with its app and a reason (restart.go). It must not block.
+	OnRestart func(app, reason string)
+
+	Lifecycle // recycling (max requests, max RSS), the heartbeat watchdog: lifecycle.go
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +59,7 @@ func (c Config) withDefaults() Config {
 	if c.Handshake == 0 {
 		c.Handshake = 30 * time.Second
 	}
+	c.Lifecycle = c.Lifecycle.withDefaults()
 	return c
 }
 
@@ -68,6 +74,8 @@ type Supervisor struct {
 	starts   int // processes started, for tests and metrics
 	stopping bool
 	wg       sync.WaitGroup
+
+	lc lifecycle // slots, recycling, rolling restarts, watchdog: lifecycle.go
 }
 
 // New returns a Supervisor attaching workers to d. A nil logger discards.
@@ -89,9 +97,10 @@ func (s *Supervisor) Start(ctx context.Context, specs []Spec) error {
 		if n <= 0 {
 			n = 1
 		}
+		s.startLifecycle(ctx, sp)
 		for i := 0; i < n; i++ {
 			s.wg.Add(1)
-			go s.keep(ctx, sp, i)
+			go s.keep(ctx, sp, s.newSlot(sp, i))
 		}
 	}
 	return nil
@@ -127,19 +136,23 @@ func (s *Supervisor) Stop(timeout time.Duration) {
 }
 
 // keep runs one worker slot: start, wait for exit, back off, start again.
-func (s *Supervisor) keep(ctx context.Context, sp Spec, slot int) {
+func (s *Supervisor) keep(ctx context.Context, sp Spec, sl *slot) {
 	defer s.wg.Done()
+	defer sl.finish() // lifecycle.go
 	backoff := s.cfg.MinBackoff
 	for {
 		started := time.Now()
-		err := s.runOnce(ctx, sp)
-		if s.isStopping() || ctx.Err() != nil {
+		err := s.runOnce(ctx, sp, sl)
+		if sl.ran(err) || s.isStopping() || ctx.Err() != nil { // ran: true once the slot is retired
 			return
 		}
 		if time.Since(started) >= s.cfg.Stable {
 			backoff = s.cfg.MinBackoff
 		}
-		s.log.Warn("worker exited; restarting", "app", sp.App, "slot", slot, "err", err, "backoff", backoff)
+		s.log.Warn("worker exited; restarting", "app", sp.App, "slot", sl.n, "err", err, "backoff", backoff)
+		if s.cfg.OnRestart != nil {
+			s.cfg.OnRestart(sp.App, RestartReason(err))
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -156,7 +169,7 @@ func (s *Supervisor) isStopping() bool {
 }
 
 // runOnce starts one worker process and returns when it has exited.
-func (s *Supervisor) runOnce(ctx context.Context, sp Spec) error {
+func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 	conn, child, err := workerproto.SpawnSocketpair()
 	if err != nil {
 		return err
@@ -170,7 +183,7 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec) error {
 	// Workers die with the gateway, whatever way it goes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	s.mu.Lock()
-	if s.stopping {
+	if s.stopping || sl.retired.Load() {
 		s.mu.Unlock()
 		child.Close()
 		return errors.New("stopping")
@@ -205,6 +218,7 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec) error {
 	if err == nil {
 		sess, err = s.d.Attach(conn, hello, cmd.Process.Pid)
 	}
+	sl.attach(sess, cmd.Process, err) // lifecycle.go: recycling, watchdog, Roll
 	if err != nil {
 		s.log.Error("worker refused", "app", sp.App, "pid", cmd.Process.Pid, "err", err)
 		cmd.Process.Kill()
@@ -242,9 +256,12 @@ func (s *Supervisor) Listen(l *workerproto.Listener) error {
 				s.log.Warn("external worker refused", "pid", cred.PID, "err", err)
 				return
 			}
-			if _, err := s.d.Attach(conn, hello, int(cred.PID)); err != nil {
+			sess, err := s.d.Attach(conn, hello, int(cred.PID))
+			if err != nil {
 				s.log.Warn("external worker refused", "pid", cred.PID, "err", err)
+				return
 			}
+			s.watchExternal(sess) // lifecycle.go: the heartbeat watchdog
 		}()
 	}
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from covet import Covet, Request
@@ -56,3 +57,21 @@ async def deadline(req: Request) -> str:
         (STATE / "cancelled-deadline").write_text("cancelled")
         raise
     return "too late"
+
+
+@app.get("/block")
+async def block(req: Request) -> str:
+    """Blocks the worker's event loop (a sync sleep in an async handler): no heartbeat,
+    no other request, until it returns. Records its pid first (the watchdog test)."""
+    ms = int(req.query_params.get("ms", "5000"))
+    (STATE / "blocked.pid").write_text(str(os.getpid()))
+    time.sleep(ms / 1000)
+    return "unblocked"
+
+
+if (STATE / "extra-route").exists():
+    # Present only in workers started after the test created the file: a different
+    # route manifest (the rolling-restart test of a changed app).
+    @app.get("/extra")
+    async def extra(req: Request) -> str:
+        return "extra"

@@ -4,8 +4,10 @@
 
     covet worker MODULE:ATTR [--app-name NAME]   serve as one worker of a gateway
     covet routes MODULE:ATTR                     print the route table
-    covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--gateway PATH]
+    covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--gateway PATH] [--reload]
                                                  exec the gateway, which spawns workers
+                                                 (--reload: run it as a child and SIGHUP it
+                                                 when a *.py file changes: new workers)
 
 ``MODULE:ATTR`` is imported the way uvicorn does it: the current directory goes first
 on ``sys.path``, ``MODULE`` is imported, and ``ATTR`` (dots allowed) looked up in it.
@@ -146,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000, help="listen port (default 8000)")
     run.add_argument("--gateway", help=f"gateway binary (default: ${ENV_GATEWAY}, bin/{GATEWAY_NAME}, PATH)")
     run.add_argument("--app-name", help="app name for the gateway (default: the app's name)")
+    run.add_argument("--reload", action="store_true",
+                     help="development: restart the workers when a *.py file under the current directory changes")
     return p
 
 
@@ -178,6 +182,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"CovetPy serving {args.app} on http://{_host_port(args.host, args.port)} ({args.workers} workers)",
           flush=True)  # fmt: skip
     sys.stderr.flush()
+    if args.reload:
+        from ._reload import run_with_reload
+
+        return run_with_reload(argv, [Path.cwd()])
     os.execv(gateway, argv)
     return 1  # not reached
 

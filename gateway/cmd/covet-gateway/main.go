@@ -42,11 +42,24 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	// ops (ops.go): metrics, access log, restart backoff. BEGIN
+	reg, err := setupOps(cfg, log)
+	if err != nil {
+		return err
+	}
+	// ops END
 
 	d, err := dispatch.New(cfg.Dispatch, log.With("component", "dispatch"))
 	if err != nil {
 		return err
 	}
+	// ops (ops.go): the admin listener, /metrics /healthz /readyz. BEGIN
+	stopAdmin, err := serveAdmin(cfg, reg, d.Ready, log.With("component", "admin"))
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	// ops END
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -63,6 +76,8 @@ func run(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
+	// SIGHUP: restart the workers one at a time, no request failing (reload.go).
+	defer reloadOnSIGHUP(log, sup, cfg)()
 	if cfg.ControlSocket != "" {
 		cl, err := workerproto.Listen(cfg.ControlSocket, workerproto.ListenConfig{Mode: 0o660, Token: cfg.ControlToken})
 		if err != nil {
@@ -122,6 +137,7 @@ type Config struct {
 	Dispatch   dispatch.Config
 	Server     server.Config
 	Supervisor supervisor.Config
+	Ops        opsConfig // ops.go: admin listener, access log, restart backoff
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
@@ -142,6 +158,15 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&cfg.Dispatch.QueueSize, "queue-size", 0, "requests that may wait for a worker, per app (default 1024)")
 	fs.DurationVar(&cfg.Dispatch.QueueTimeout, "queue-timeout", 0, "longest wait for a worker before 503 (default 5s)")
 	fs.DurationVar(&cfg.Dispatch.Timeout, "timeout", 0, "handler deadline for routes without one, then 504 (default 30s)")
+	// Worker lifecycle (gateway/supervisor/lifecycle.go): recycling and the watchdog.
+	fs.IntVar(&cfg.Supervisor.MaxRequests, "max-requests", 0, "recycle a worker after it has served `n` requests (0: never)")
+	fs.IntVar(&cfg.Supervisor.MaxRequestsJitter, "max-requests-jitter", 0, "add a random 0..`n` to each worker's --max-requests")
+	fs.Func("max-rss", "recycle a worker whose resident memory passes this `size` (bytes, or with K, M, G; 0: never)", func(v string) (err error) {
+		cfg.Supervisor.MaxRSS, err = parseSize(v)
+		return err
+	})
+	fs.DurationVar(&cfg.Supervisor.WatchdogTimeout, "watchdog-timeout", 0, "kill a worker whose heartbeat stalls this long with requests in flight (default 10 heartbeats; negative: off)")
+	cfg.Ops.register(fs) // ops.go: --admin-listen, --access-log, --restart-backoff
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

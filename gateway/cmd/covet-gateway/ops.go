@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/covetpy/covetpy/ops/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// opsConfig is the operations part of the configuration: the admin listener
+// (/metrics, /healthz, /readyz), the access log, the restart backoff.
+type opsConfig struct {
+	AdminListen    string        // TCP address of the admin endpoints; "" = none, and no metrics
+	AccessLog      bool          // one log record per request, on the gateway's logger
+	RestartBackoff time.Duration // first restart delay of a worker that died young; 0 = supervisor default
+}
+
+func (o *opsConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.AdminListen, "admin-listen", "", "TCP `address` for /metrics, /healthz and /readyz (default none: no metrics)")
+	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request (method, path, status, bytes, duration, request_id, app, route, client)")
+	fs.DurationVar(&o.RestartBackoff, "restart-backoff", 0, "first delay before restarting a worker that died young; doubles up to 5s (default 100ms)")
+}
+
+// setupOps applies the ops flags to cfg: metrics on a fresh registry handed to the
+// dispatcher, HTTP server and supervisor (only with --admin-listen), the access
+// log, the restart backoff. It returns the registry, nil without metrics.
+func setupOps(cfg *Config, log *slog.Logger) (*prometheus.Registry, error) {
+	if cfg.Ops.RestartBackoff < 0 {
+		return nil, errors.New("--restart-backoff is negative")
+	}
+	if cfg.Ops.RestartBackoff > 0 {
+		cfg.Supervisor.MinBackoff = cfg.Ops.RestartBackoff
+	}
+	if cfg.Ops.AccessLog {
+		cfg.Server.AccessLog = log.With("component", "access")
+	}
+	if cfg.Ops.AdminListen == "" {
+		return nil, nil
+	}
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dispatch.Metrics = m
+	cfg.Server.Metrics = m
+	cfg.Supervisor.OnRestart = m.WorkerRestarted
+	cfg.Supervisor.OnRecycle = m.WorkerRecycled
+	return reg, nil
+}
+
+// serveAdmin serves the admin endpoints on --admin-listen, if set. ready is the
+// readiness check (every app has a live worker). stop closes the listener.
+func serveAdmin(cfg *Config, reg *prometheus.Registry, ready func() error, log *slog.Logger) (stop func(), err error) {
+	if cfg.Ops.AdminListen == "" || reg == nil {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Ops.AdminListen)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{
+		Handler:           metrics.Handler(reg, ready),
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener failed", "err", err)
+		}
+	}()
+	log.Info("admin endpoints", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
+}

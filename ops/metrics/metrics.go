@@ -1,0 +1,323 @@
+// Package metrics holds the gateway's Prometheus metrics and its admin HTTP
+// handler (/metrics, /healthz, /readyz).
+//
+// Everything is registered on a registry the caller passes in; nothing here
+// touches prometheus.DefaultRegisterer. The package is a leaf: it imports the
+// standard library and client_golang only, so every gateway package may use
+// it. A nil *Metrics is valid and records nothing, as are the nil handles its
+// methods return, so instrumented code needs no "metrics enabled?" checks of
+// its own.
+//
+// The hot path (one call per HTTP request) goes through a *Route handle that
+// caches the resolved label children: once a route has seen a status code,
+// Route.Observe allocates nothing.
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "covet"
+
+// Unmatched is the route label of requests no route served: 400, 404, 405,
+// automatic OPTIONS, parse errors. Their app label is "".
+const Unmatched = "unmatched"
+
+// LatencyBuckets are the upper bounds, in seconds, of the request latency
+// and queue wait histograms: 1-2.5-5 steps per decade from 100us to 10s,
+// then 30s, so that p50, p95 and p99 interpolate within a factor of 2.5.
+var LatencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005,
+	0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5,
+	1, 2.5, 5,
+	10, 30,
+}
+
+// Metrics is the gateway's set of metrics. Create it with New; a nil
+// *Metrics records nothing.
+type Metrics struct {
+	requests  *prometheus.CounterVec   // app, route, method, status
+	latency   *prometheus.HistogramVec // app, route, method
+	queueWait *prometheus.HistogramVec // app
+	restarts  *prometheus.CounterVec   // app, reason
+	recycles  *prometheus.CounterVec   // app, reason
+
+	connsOpen     prometheus.Gauge
+	connsAccepted prometheus.Counter
+	bytesIn       prometheus.Counter
+	bytesOut      prometheus.Counter
+
+	pool poolCollector
+
+	mu     sync.Mutex                          // serialises route and app inserts
+	routes atomic.Pointer[map[routeKey]*Route] // copy on write: lock-free reads
+	apps   atomic.Pointer[map[string]*App]
+}
+
+type routeKey struct{ app, route, method string }
+
+// New creates the metrics and registers them, with the Go runtime and process
+// collectors, on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "HTTP requests answered, by app, route pattern, method and status (499: the client left before a response).",
+		}, []string{"app", "route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "request_duration_seconds",
+			Help:    "Time from a request's head being parsed to its response being written, by app, route pattern and method.",
+			Buckets: LatencyBuckets,
+		}, []string{"app", "route", "method"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "queue_wait_seconds",
+			Help:    "Time each dispatched request waited for a worker with free capacity (0 when one was free), by app.",
+			Buckets: LatencyBuckets,
+		}, []string{"app"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "worker", Name: "restarts_total",
+			Help: "Worker processes restarted by the supervisor, by app and reason.",
+		}, []string{"app", "reason"}),
+		recycles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "worker", Name: "recycles_total",
+			Help: "Workers replaced on purpose (not after a failure), by app and reason.",
+		}, []string{"app", "reason"}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "connections_open",
+			Help: "Client connections currently open.",
+		}),
+		connsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "connections_accepted_total",
+			Help: "Client connections accepted.",
+		}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "bytes_received_total",
+			Help: "Bytes read from client connections.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "bytes_sent_total",
+			Help: "Bytes written to client connections.",
+		}),
+	}
+	m.pool.init()
+	routes, apps := map[routeKey]*Route{}, map[string]*App{}
+	m.routes.Store(&routes)
+	m.apps.Store(&apps)
+	for _, c := range []prometheus.Collector{
+		m.requests, m.latency, m.queueWait, m.restarts, m.recycles,
+		m.connsOpen, m.connsAccepted, m.bytesIn, m.bytesOut, &m.pool,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Route is the pre-resolved handle of one (app, route, method): Observe
+// records a request without resolving labels again. A nil *Route records
+// nothing.
+type Route struct {
+	app, route, method string
+
+	latency prometheus.Observer
+	vec     *prometheus.CounterVec
+
+	mu     sync.Mutex                      // serialises status inserts
+	status atomic.Pointer[[]statusCounter] // copy on write
+}
+
+type statusCounter struct {
+	code int
+	c    prometheus.Counter
+}
+
+// Route returns the handle for requests of app matched by the route pattern
+// route with method. Use app "" and route Unmatched for requests no route
+// served. Methods other than the nine registered ones are labelled "OTHER",
+// so a client cannot make up label values. Handles are created once and
+// shared: callers may cache them. Looking one up does not allocate once it
+// exists.
+func (m *Metrics) Route(app, route, method string) *Route {
+	if m == nil {
+		return nil
+	}
+	k := routeKey{app, route, methodLabel(method)}
+	if r := (*m.routes.Load())[k]; r != nil {
+		return r
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.routes.Load()
+	if r := old[k]; r != nil {
+		return r
+	}
+	r := &Route{
+		app: k.app, route: k.route, method: k.method,
+		latency: m.latency.WithLabelValues(k.app, k.route, k.method),
+		vec:     m.requests,
+	}
+	empty := []statusCounter{}
+	r.status.Store(&empty)
+	next := make(map[routeKey]*Route, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = r
+	m.routes.Store(&next)
+	return r
+}
+
+// Observe records one request answered with status after d.
+func (r *Route) Observe(status int, d time.Duration) {
+	if r == nil {
+		return
+	}
+	r.counter(status).Inc()
+	r.latency.Observe(d.Seconds())
+}
+
+func (r *Route) counter(status int) prometheus.Counter {
+	for _, s := range *r.status.Load() {
+		if s.code == status {
+			return s.c
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.status.Load()
+	for _, s := range old {
+		if s.code == status {
+			return s.c
+		}
+	}
+	c := r.vec.WithLabelValues(r.app, r.route, r.method, strconv.Itoa(status))
+	next := append(append(make([]statusCounter, 0, len(old)+1), old...), statusCounter{status, c})
+	r.status.Store(&next)
+	return c
+}
+
+// methodLabel keeps the registered methods and folds every other token into
+// "OTHER". The returned strings are constants, safe to keep.
+func methodLabel(m string) string {
+	switch m {
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "PATCH":
+		return "PATCH"
+	case "DELETE":
+		return "DELETE"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "CONNECT":
+		return "CONNECT"
+	case "TRACE":
+		return "TRACE"
+	}
+	return "OTHER"
+}
+
+// App is the pre-resolved handle of one app's dispatcher metrics. A nil *App
+// records nothing.
+type App struct {
+	queueWait prometheus.Observer
+}
+
+// App returns the handle for app; handles are created once and shared.
+func (m *Metrics) App(app string) *App {
+	if m == nil {
+		return nil
+	}
+	if a := (*m.apps.Load())[app]; a != nil {
+		return a
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.apps.Load()
+	if a := old[app]; a != nil {
+		return a
+	}
+	a := &App{queueWait: m.queueWait.WithLabelValues(app)}
+	next := make(map[string]*App, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[app] = a
+	m.apps.Store(&next)
+	return a
+}
+
+// QueueWait records how long one request waited for a worker (0: none).
+func (a *App) QueueWait(d time.Duration) {
+	if a == nil {
+		return
+	}
+	a.queueWait.Observe(d.Seconds())
+}
+
+// WorkerRestarted counts one restart of a worker of app, for reason (a
+// fixed word such as "exited", "killed", "protocol", "handshake", "spawn").
+func (m *Metrics) WorkerRestarted(app, reason string) {
+	if m == nil {
+		return
+	}
+	m.restarts.WithLabelValues(app, reason).Inc()
+}
+
+// WorkerRecycled counts one worker of app replaced on purpose, for reason (a
+// fixed word such as "max_requests" or "memory").
+func (m *Metrics) WorkerRecycled(app, reason string) {
+	if m == nil {
+		return
+	}
+	m.recycles.WithLabelValues(app, reason).Inc()
+}
+
+// ConnOpened counts an accepted client connection, now open.
+func (m *Metrics) ConnOpened() {
+	if m == nil {
+		return
+	}
+	m.connsAccepted.Inc()
+	m.connsOpen.Inc()
+}
+
+// ConnClosed counts a client connection closed.
+func (m *Metrics) ConnClosed() {
+	if m == nil {
+		return
+	}
+	m.connsOpen.Dec()
+}
+
+// BytesIn counts n bytes read from clients.
+func (m *Metrics) BytesIn(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.bytesIn.Add(float64(n))
+}
+
+// BytesOut counts n bytes written to clients.
+func (m *Metrics) BytesOut(n int64) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.bytesOut.Add(float64(n))
+}
