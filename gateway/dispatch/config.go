@@ -14,27 +14,27 @@ import (
 type Config struct {
 	// MaxInflight is the number of requests one worker may have at once (its
 	// credits). Default 64.
-	MaxInflight int
+	MaxInflight int `config:"max_inflight" help:"requests one worker may have in flight (its credits); 0 = 64"`
 	// QueueSize is the number of requests of one app that may wait for a worker
 	// with credit. Beyond it requests get 503. Default 1024.
-	QueueSize int
+	QueueSize int `config:"queue_size" help:"requests of one app that may wait for a worker, then 503; 0 = 1024"`
 	// QueueTimeout is how long a request may wait in the queue before it gets 503.
 	// Default 5s.
-	QueueTimeout time.Duration
+	QueueTimeout time.Duration `config:"queue_timeout" help:"longest wait for a worker, then 503 with Retry-After; 0 = 5s"`
 	// Timeout is the handler deadline for routes that set none. Past it the
 	// request gets 504 and the worker a CANCEL. Default 30s.
-	Timeout time.Duration
+	Timeout time.Duration `config:"timeout" help:"handler deadline for routes that set none, then 504 and CANCEL; 0 = 30s"`
 	// HandshakeTimeout bounds the wait for a worker to map its segment and report
 	// ready after WELCOME. Default 10s.
-	HandshakeTimeout time.Duration
+	HandshakeTimeout time.Duration `config:"handshake_timeout" help:"time a worker has to map its segment and report ready; 0 = 10s"`
 	// Heartbeat is the interval the worker is told to refresh its heartbeat at
 	// (WELCOME heartbeat_ms). Default 1s.
-	Heartbeat time.Duration
+	Heartbeat time.Duration `config:"heartbeat" help:"interval workers refresh their heartbeat at; 0 = 1s"`
 	// Geometry sizes each worker's rings. Default 1 MiB each.
 	Geometry shmring.Geometry
 	// Retries is how many other workers a request is tried on when a worker dies
 	// before taking it off its ring. Default 2.
-	Retries int
+	Retries int `config:"retries" help:"other workers a request is tried on when its worker died before taking it; 0 = 2"`
 	// Metrics, when set, receives the queue wait of every dispatched request and
 	// is given the dispatcher's pool snapshot (PoolStats) to read in-flight
 	// requests, queue depth, workers by state and ring occupancy from at scrape

@@ -21,26 +21,26 @@ type Limits struct {
 	// MaxRequestLine is the longest request line in bytes, CRLF excluded,
 	// counting any empty lines ignored before it. Longer: 414.
 	// Default 8 KiB.
-	MaxRequestLine int
+	MaxRequestLine int `config:"max_request_line" help:"longest request line in bytes, then 414; 0 = 8 KiB"`
 	// MaxHeaderBytes bounds the header section: every byte after the
 	// request line's LF up to and including the final empty line.
 	// Larger: 431. Default 64 KiB.
-	MaxHeaderBytes int
+	MaxHeaderBytes int `config:"max_header_bytes" help:"largest header section in bytes, then 431; 0 = 64 KiB"`
 	// MaxHeaderFields is the most field lines in the header section, and
 	// separately in the trailer section. More: 431. Default 100.
-	MaxHeaderFields int
+	MaxHeaderFields int `config:"max_header_fields" help:"most header fields, then 431; 0 = 100"`
 	// MaxBodyBytes is the largest request body in bytes: a larger
 	// Content-Length, or a chunked body whose decoded size would exceed
 	// it: 413. Default 10 MiB.
-	MaxBodyBytes int64
+	MaxBodyBytes int64 `config:"max_body_bytes" help:"largest request body in bytes, then 413; 0 = 10 MiB"`
 	// MaxChunkExtBytes bounds the chunk-extension bytes (everything after
 	// the chunk size on a chunk-size line) summed over one message. The
 	// extensions are validated and ignored. More: 400. Default 4 KiB.
-	MaxChunkExtBytes int
+	MaxChunkExtBytes int `config:"max_chunk_ext_bytes" help:"chunk-extension bytes per message; 0 = 4 KiB"`
 	// MaxTrailerBytes bounds the trailer section of a chunked body, from
 	// the byte after the last-chunk line to the final CRLF inclusive.
 	// Larger: 431. Default 16 KiB.
-	MaxTrailerBytes int
+	MaxTrailerBytes int `config:"max_trailer_bytes" help:"largest trailer section in bytes; 0 = 16 KiB"`
 }
 
 // ErrInvalidLimits is returned by Limits.Validate.

@@ -41,12 +41,12 @@ type Config struct {
 	// ReadHeaderTimeout is how long a request head may take to arrive,
 	// counted from its first byte. A head still incomplete then is
 	// answered 408 and the connection closed. Default 10s.
-	ReadHeaderTimeout time.Duration
+	ReadHeaderTimeout time.Duration `config:"read_header_timeout" help:"time a request head may take from its first byte, then 408; 0 = 10s"`
 
 	// IdleTimeout is how long a keep-alive connection may wait for the
 	// first byte of its next request once every response has been
 	// written. It is then closed without a response. Default 60s.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `config:"idle_timeout" help:"keep-alive wait for the next request; 0 = 60s"`
 
 	// BodyReadTimeout and MinBodyRate bound how slowly a request body may
 	// arrive. The body of a request must keep up with the rule
@@ -60,20 +60,20 @@ type Config struct {
 	// behind is answered 408 and the connection closed.
 	// BodyReadTimeout defaults to 10s; MinBodyRate, in bytes per second,
 	// defaults to 64 KiB/s and may not exceed 1 GiB/s.
-	BodyReadTimeout time.Duration
-	MinBodyRate     int64
+	BodyReadTimeout time.Duration `config:"body_read_timeout" help:"grace before a request body must keep up with min_body_rate; 0 = 10s"`
+	MinBodyRate     int64         `config:"min_body_rate" help:"bytes per second a request body must keep up, after its grace; 0 = 65536"`
 
 	// WriteTimeout bounds each write to the client (one flush of buffered
 	// response bytes, or one streamed piece): a client that does not read
 	// for that long loses its connection. It is not a limit on the whole
 	// response, so long streams are fine. Default 30s.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `config:"write_timeout" help:"longest single write to a client; 0 = 30s"`
 
 	// MaxPipelined is how many requests (and 100-continue answers) a
 	// connection parses ahead of the one being answered. When the queue is
 	// full the connection stops reading until a response is done.
 	// Default 16.
-	MaxPipelined int
+	MaxPipelined int `config:"max_pipelined" help:"requests parsed ahead of the one being answered, per connection; 0 = 16"`
 
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.
@@ -122,8 +122,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// withDefaults returns c with every zero field replaced by its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero field replaced by its default.
+func (c Config) WithDefaults() Config {
 	c.Limits = c.Limits.WithDefaults()
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = DefaultReadHeaderTimeout

@@ -73,7 +73,7 @@ func (s *Server) init() error {
 			s.initErr = err
 			return
 		}
-		s.cfg = s.Config.withDefaults()
+		s.cfg = s.Config.WithDefaults()
 		s.log = s.cfg.Logger
 		s.metrics, s.access = s.cfg.Metrics, s.cfg.AccessLog
 		s.timed = s.metrics != nil || s.access != nil

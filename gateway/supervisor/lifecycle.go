@@ -33,25 +33,25 @@ import (
 type Lifecycle struct {
 	// MaxRequests recycles a worker once it has finished this many requests (plus
 	// its jitter). 0 (the default) = never.
-	MaxRequests int
+	MaxRequests int `config:"max_requests" help:"recycle a worker after this many requests; 0 = never"`
 	// MaxRequestsJitter adds a random 0..MaxRequestsJitter requests to each
 	// worker's MaxRequests, so that workers started together do not all recycle
 	// together. Default 0.
-	MaxRequestsJitter int
+	MaxRequestsJitter int `config:"max_requests_jitter" help:"add a random 0..n to each worker's max_requests"`
 	// MaxRSS recycles a worker whose resident set size (from /proc/PID/statm),
 	// checked every RSSInterval, is above this many bytes. 0 (the default) = never.
 	MaxRSS int64
 	// RSSInterval is how often MaxRSS is checked. Default 1s.
-	RSSInterval time.Duration
+	RSSInterval time.Duration `config:"rss_interval" help:"how often worker memory is checked against max_rss; 0 = 1s"`
 	// WatchdogTimeout: a worker whose heartbeat (segment header) has not advanced
 	// for longer than this while it has requests in flight is killed (SIGKILL for
 	// a spawned worker, which is then restarted; its session closed for an external
 	// one); its in-flight requests get 502, or go to another worker if it never
 	// took them. 0 = the default, 10 heartbeat intervals (10s); negative = off.
-	WatchdogTimeout time.Duration
+	WatchdogTimeout time.Duration `config:"watchdog_timeout" help:"kill a worker whose heartbeat stalls this long with requests in flight; 0 = 10 heartbeats, negative = off"`
 	// RetireTimeout is the time a recycled or rolled-out worker gets to finish its
 	// in-flight requests before it is told to cancel them. Default 30s.
-	RetireTimeout time.Duration
+	RetireTimeout time.Duration `config:"retire_timeout" help:"time a recycled worker gets to finish its requests; 0 = 30s"`
 	// OnRecycle, if set, is called once for every worker replaced or killed, with
 	// its app and the reason: "max_requests", "max_rss", "reload" or "watchdog".
 	// It must not block.

@@ -21,7 +21,7 @@ func TestReadRSS(t *testing.T) {
 }
 
 func TestLifecycleDefaults(t *testing.T) {
-	c := Config{}.withDefaults()
+	c := Config{}.WithDefaults()
 	if c.MaxRequests != 0 || c.MaxRSS != 0 || c.WatchdogTimeout != 0 {
 		t.Errorf("recycling must be off by default: %+v", c.Lifecycle)
 	}

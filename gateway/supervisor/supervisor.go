@@ -35,10 +35,10 @@ type Spec struct {
 
 // Config tunes restarts. Zero values mean the defaults.
 type Config struct {
-	MinBackoff time.Duration // first restart delay after a young death; default 100ms
-	MaxBackoff time.Duration // longest restart delay; default 5s
-	Stable     time.Duration // a worker that lived this long resets the backoff; default 10s
-	Handshake  time.Duration // time a new worker has to send HELLO; default 30s (imports can be slow)
+	MinBackoff time.Duration `config:"restart_backoff" help:"first restart delay of a worker that died young; doubles up to max_backoff; 0 = 100ms"` // first restart delay after a young death; default 100ms
+	MaxBackoff time.Duration `config:"max_backoff" help:"longest restart delay; 0 = 5s"`                                                             // longest restart delay; default 5s
+	Stable     time.Duration `config:"restart_stable" help:"a worker that lived this long resets the backoff; 0 = 10s"`                              // a worker that lived this long resets the backoff; default 10s
+	Handshake  time.Duration `config:"worker_handshake_timeout" help:"time a new worker has to send HELLO; 0 = 30s"`                                 // time a new worker has to send HELLO; default 30s (imports can be slow)
 	// OnRestart, if set, is called each time a worker process is restarted after
 	// it exited, with its app and a reason (restart.go). It must not block.
 	OnRestart func(app, reason string)
@@ -46,7 +46,8 @@ type Config struct {
 	Lifecycle // recycling (max requests, max RSS), the heartbeat watchdog: lifecycle.go
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 100 * time.Millisecond
 	}
@@ -83,7 +84,7 @@ func New(cfg Config, d *dispatch.Dispatcher, log *slog.Logger) *Supervisor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Supervisor{cfg: cfg.withDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{}}
+	return &Supervisor{cfg: cfg.WithDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{}}
 }
 
 // Start spawns every spec's workers and keeps them running until ctx ends or Stop

@@ -256,7 +256,14 @@ func (v boolValue) String() string { return v.value.String() }
 // help as a comment), in the syntax LoadYAML reads.
 func Print(w io.Writer, src any) error {
 	for _, f := range Fields(src) {
-		val, err := yaml.Marshal(f.String())
+		var v any = f.String()
+		switch f.v.Kind() { // numbers and booleans unquoted, as a person writes them
+		case reflect.Bool, reflect.Int, reflect.Int64, reflect.Uint64, reflect.Float64:
+			if _, ok := f.v.Interface().(encoding.TextMarshaler); !ok && f.v.Type() != reflect.TypeFor[time.Duration]() {
+				v = f.v.Interface()
+			}
+		}
+		val, err := yaml.Marshal(v)
 		if err != nil {
 			return err
 		}
@@ -325,8 +332,9 @@ var ErrHelp = flag.ErrHelp
 
 // Load applies, in order, the file named by the --config flag (or, without it, the
 // environment variable PREFIX+"CONFIG"), the environment and the flags in args.
-// It returns the remaining arguments.
-func Load(dst any, name, prefix string, environ, args []string, output io.Writer) ([]string, error) {
+// extra may define flags that are not settings (say, --print-config). It returns
+// the remaining arguments.
+func Load(dst any, name, prefix string, environ, args []string, output io.Writer, extra ...func(*flag.FlagSet)) ([]string, error) {
 	path := ""
 	if i := slices.IndexFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, prefix+"CONFIG=") }); i >= 0 {
 		path = environ[i][len(prefix+"CONFIG="):]
@@ -353,6 +361,9 @@ func Load(dst any, name, prefix string, environ, args []string, output io.Writer
 	}
 	fs := FlagSet(dst, name, output)
 	fs.String("config", path, "YAML `file` of settings (flags and environment override it)")
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -20,24 +20,36 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/gateway/server"
 	"github.com/covetpy/covetpy/gateway/supervisor"
+	"github.com/covetpy/covetpy/ops/config"
 	"github.com/covetpy/covetpy/workerproto"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "covet-gateway:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stderr io.Writer) error {
-	cfg, err := parseFlags(args, stderr)
+func run(args []string, stdout, stderr io.Writer) error {
+	cfg, printConfig, err := parseFlags(args, os.Environ(), stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if printConfig && cfg != nil {
+		if perr := config.Print(stdout, cfg); perr != nil {
+			return perr
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -69,15 +81,19 @@ func run(args []string, stderr io.Writer) error {
 	}
 	sup := supervisor.New(cfg.Supervisor, d, log.With("component", "supervisor"))
 	if cfg.Workers > 0 {
-		spec := supervisor.Spec{App: cfg.App, Command: cfg.WorkerCmd, Dir: cfg.WorkerDir, Count: cfg.Workers}
+		spec := supervisor.Spec{App: cfg.App, Command: []string(cfg.WorkerCmd), Dir: cfg.WorkerDir, Count: cfg.Workers}
 		// Not ctx: on SIGTERM the workers must outlive the HTTP drain; Stop ends them.
 		if err := sup.Start(context.Background(), []supervisor.Spec{spec}); err != nil {
 			ln.Close()
 			return err
 		}
 	}
-	// SIGHUP: restart the workers one at a time, no request failing (reload.go).
-	defer reloadOnSIGHUP(log, sup, cfg)()
+	// SIGHUP: reload the configuration and restart the workers one at a time, no
+	// request failing (reload.go).
+	defer reloadOnSIGHUP(log, sup, cfg, func() (*Config, error) {
+		c, _, err := parseFlags(args, os.Environ(), io.Discard)
+		return c, err
+	})()
 	if cfg.ControlSocket != "" {
 		cl, err := workerproto.Listen(cfg.ControlSocket, workerproto.ListenConfig{Mode: 0o660, Token: cfg.ControlToken})
 		if err != nil {
@@ -114,89 +130,133 @@ func run(args []string, stderr io.Writer) error {
 }
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// Config is the gateway's configuration; every flag maps onto one field.
+// Config is the gateway's configuration: the one place each setting is declared.
+// Every tagged field (here and in the nested package configs) is a key of the YAML
+// file given with --config (or COVET_CONFIG), an environment variable COVET_<KEY>
+// and a flag --<key> with '_' as '-' (ops/config); flags override the environment,
+// which overrides the file. Zero values of the nested configs mean their defaults.
 type Config struct {
-	Listen        string        // TCP address for HTTP; default 127.0.0.1:8000
-	App           string        // app name the spawned workers register as; default "app"
-	Workers       int           // worker processes to spawn; default 1; 0 = external workers only
-	WorkerCmd     []string      // worker argv (a shell-style string on the command line)
-	WorkerDir     string        // worker working directory; default the gateway's
-	ControlSocket string        // Unix socket path for external workers; "" = none
-	ControlToken  string        // shared token external workers must send; env COVET_CONTROL_TOKEN
-	DrainTimeout  time.Duration // SIGTERM: time in-flight requests get to finish; default 30s
-	LogFormat     string        // text or json; default text
-	LogLevel      slog.Level    // default info
+	Listen        string        `config:"listen" help:"TCP address to serve HTTP on"`
+	App           string        `config:"app" help:"app name the spawned workers register as"`
+	Workers       int           `config:"workers" help:"worker processes to spawn; 0 = external workers only"`
+	WorkerCmd     command       `config:"worker_cmd" help:"worker command line, split as a shell would, e.g. python -m covet worker app:app"`
+	WorkerDir     string        `config:"worker_dir" help:"working directory of the workers; empty = the gateway's"`
+	ControlSocket string        `config:"control_socket" help:"Unix socket path on which external workers register; empty = none"`
+	ControlToken  string        `config:"control_token" help:"shared token external workers must present; empty = none"`
+	DrainTimeout  time.Duration `config:"drain_timeout" help:"on SIGTERM, time in-flight requests get to finish"`
+	LogFormat     string        `config:"log_format" help:"log format: text or json"`
+	LogLevel      logLevel      `config:"log_level" help:"log level: debug, info, warn, error"`
+	MaxRSS        byteSize      `config:"max_rss" help:"recycle a worker whose resident memory passes this size (bytes, or with K, M, G); 0 = never"`
 
 	Dispatch   dispatch.Config
 	Server     server.Config
 	Supervisor supervisor.Config
-	Ops        opsConfig // ops.go: admin listener, access log, restart backoff
+	Ops        opsConfig // ops.go: admin listener, access log
 }
 
-func parseFlags(args []string, stderr io.Writer) (*Config, error) {
-	cfg := &Config{}
-	fs := flag.NewFlagSet("covet-gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8000", "TCP `address` to serve HTTP on")
-	fs.StringVar(&cfg.App, "app", "app", "app `name` the spawned workers register as")
-	fs.IntVar(&cfg.Workers, "workers", 1, "worker processes to spawn (0: external workers only)")
-	workerCmd := fs.String("worker-cmd", "", "worker `command` line, e.g. \"python -m covet worker app:app\"")
-	fs.StringVar(&cfg.WorkerDir, "worker-dir", "", "working `directory` of the workers")
-	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "Unix socket `path` on which external workers register")
-	fs.StringVar(&cfg.ControlToken, "control-token", os.Getenv("COVET_CONTROL_TOKEN"), "shared `token` external workers must present")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
-	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	fs.IntVar(&cfg.Dispatch.MaxInflight, "max-inflight", 0, "requests in flight per worker (default 64)")
-	fs.IntVar(&cfg.Dispatch.QueueSize, "queue-size", 0, "requests that may wait for a worker, per app (default 1024)")
-	fs.DurationVar(&cfg.Dispatch.QueueTimeout, "queue-timeout", 0, "longest wait for a worker before 503 (default 5s)")
-	fs.DurationVar(&cfg.Dispatch.Timeout, "timeout", 0, "handler deadline for routes without one, then 504 (default 30s)")
-	// Worker lifecycle (gateway/supervisor/lifecycle.go): recycling and the watchdog.
-	fs.IntVar(&cfg.Supervisor.MaxRequests, "max-requests", 0, "recycle a worker after it has served `n` requests (0: never)")
-	fs.IntVar(&cfg.Supervisor.MaxRequestsJitter, "max-requests-jitter", 0, "add a random 0..`n` to each worker's --max-requests")
-	fs.Func("max-rss", "recycle a worker whose resident memory passes this `size` (bytes, or with K, M, G; 0: never)", func(v string) (err error) {
-		cfg.Supervisor.MaxRSS, err = parseSize(v)
-		return err
+// defaultConfig is the configuration before the file, the environment and the flags.
+func defaultConfig() *Config {
+	return &Config{
+		Listen: "127.0.0.1:8000", App: "app", Workers: 1, DrainTimeout: 30 * time.Second,
+		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo),
+		Dispatch:   dispatch.Config{}.WithDefaults(),
+		Server:     server.Config{}.WithDefaults(),
+		Supervisor: supervisor.Config{}.WithDefaults(),
+	}
+}
+
+// parseFlags builds the configuration from the defaults, the file named by --config
+// or COVET_CONFIG, the environment and the flags, and checks it. printConfig reports
+// --print-config.
+func parseFlags(args, environ []string, stderr io.Writer) (cfg *Config, printConfig bool, err error) {
+	cfg = defaultConfig()
+	rest, err := config.Load(cfg, "covet-gateway", "COVET_", environ, args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&printConfig, "print-config", false, "print the effective configuration (YAML, loadable with --config) and exit")
 	})
-	fs.DurationVar(&cfg.Supervisor.WatchdogTimeout, "watchdog-timeout", 0, "kill a worker whose heartbeat stalls this long with requests in flight (default 10 heartbeats; negative: off)")
-	cfg.Ops.register(fs) // ops.go: --admin-listen, --access-log, --restart-backoff
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	if err != nil {
+		return nil, false, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if len(rest) > 0 {
+		return nil, false, fmt.Errorf("unexpected argument %q", rest[0])
 	}
-	if err := cfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
-		return nil, fmt.Errorf("--log-format: %q is neither text nor json", cfg.LogFormat)
-	}
-	var err error
-	if cfg.WorkerCmd, err = splitCommand(*workerCmd); err != nil {
-		return nil, fmt.Errorf("--worker-cmd: %w", err)
-	}
-	if cfg.Workers < 0 {
-		return nil, fmt.Errorf("--workers: %d is negative", cfg.Workers)
-	}
-	if cfg.Workers > 0 && len(cfg.WorkerCmd) == 0 {
-		return nil, errors.New("--worker-cmd is required when --workers > 0")
+	cfg.Supervisor.MaxRSS = int64(cfg.MaxRSS)
+	// With --print-config the configuration comes back even when it is invalid, so
+	// that it can be shown next to the problem.
+	return cfg, printConfig, cfg.validate()
+}
+
+// validate reports the first setting that is out of range, by name.
+func (cfg *Config) validate() error {
+	switch {
+	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
+		return fmt.Errorf("log_format: %q is neither text nor json", cfg.LogFormat)
+	case cfg.Workers < 0:
+		return fmt.Errorf("workers: %d is negative", cfg.Workers)
+	case cfg.Workers > 0 && len(cfg.WorkerCmd) == 0:
+		return errors.New("worker_cmd: required when workers > 0")
+	case cfg.DrainTimeout < 0:
+		return fmt.Errorf("drain_timeout: %v is negative", cfg.DrainTimeout)
 	}
 	if err := workerproto.ValidAppName(cfg.App); err != nil {
-		return nil, fmt.Errorf("--app: %w", err)
+		return fmt.Errorf("app: %w", err)
 	}
 	if err := cfg.Dispatch.Validate(); err != nil {
-		return nil, err
+		return err
 	}
-	return cfg, nil
+	return cfg.Server.Validate()
 }
+
+// command is a worker command line: argv, written and read as one shell-style
+// string.
+type command []string
+
+func (c *command) UnmarshalText(b []byte) error {
+	words, err := splitCommand(string(b))
+	*c = words
+	return err
+}
+
+func (c command) MarshalText() ([]byte, error) {
+	quoted := make([]string, len(c))
+	for i, w := range c {
+		quoted[i] = w
+		if w == "" || strings.ContainsAny(w, " \t\n'\"\\$`") {
+			quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+	}
+	return []byte(strings.Join(quoted, " ")), nil
+}
+
+// logLevel is a slog.Level that also reads Python's spelling "warning", since the
+// gateway and its workers share COVET_LOG_LEVEL.
+type logLevel slog.Level
+
+func (l *logLevel) UnmarshalText(b []byte) error {
+	if strings.EqualFold(string(b), "warning") {
+		b = []byte("warn")
+	}
+	return (*slog.Level)(l).UnmarshalText(b)
+}
+
+func (l logLevel) MarshalText() ([]byte, error) { return slog.Level(l).MarshalText() }
+
+// byteSize is a byte count, read with parseSize (K, M, G suffixes).
+type byteSize int64
+
+func (b *byteSize) UnmarshalText(t []byte) error {
+	n, err := parseSize(string(t))
+	*b = byteSize(n)
+	return err
+}
+
+func (b byteSize) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(b), 10)), nil }
 
 // splitCommand splits a command line the way a POSIX shell splits words: blanks
 // separate words; single quotes keep everything literally; double quotes keep

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/covetpy/covetpy/ops/config"
 )
 
 func TestSplitCommand(t *testing.T) {
@@ -36,30 +43,81 @@ func TestSplitCommand(t *testing.T) {
 	}
 }
 
-func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
+func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
+		env  []string
 		want string
 	}{
-		{[]string{"--workers", "2"}, "--worker-cmd is required"},
-		{[]string{"--workers", "-1"}, "--workers"},
-		{[]string{"--worker-cmd", "x", "--app", "bad name"}, "--app"},
-		{[]string{"--worker-cmd", "x", "--log-format", "xml"}, "--log-format"},
-		{[]string{"--worker-cmd", "x", "--log-level", "loud"}, "--log-level"},
-		{[]string{"--worker-cmd", "'x"}, "--worker-cmd"},
-		{[]string{"--worker-cmd", "x", "--max-inflight", "-3"}, "max_inflight"},
-		{[]string{"--worker-cmd", "x", "stray"}, "unexpected argument"},
+		{[]string{"--workers", "2"}, nil, "worker_cmd: required when workers > 0"},
+		{[]string{"--workers", "-1"}, nil, "workers: -1 is negative"},
+		{[]string{"--worker-cmd", "x", "--app", "bad name"}, nil, "app:"},
+		{[]string{"--worker-cmd", "x", "--log-format", "xml"}, nil, "log_format"},
+		{[]string{"--worker-cmd", "x", "--log-level", "loud"}, nil, "log-level"},
+		{[]string{"--worker-cmd", "'x"}, nil, "unterminated single quote"},
+		{[]string{"--worker-cmd", "x", "--max-inflight", "-3"}, nil, "max_inflight"},
+		{[]string{"--worker-cmd", "x", "--idle-timeout", "-1s"}, nil, "IdleTimeout"},
+		{[]string{"--worker-cmd", "x", "stray"}, nil, "unexpected argument"},
+		{[]string{"--worker-cmd", "x"}, []string{"COVET_QUEUE_TIMEOUT=soon"}, "COVET_QUEUE_TIMEOUT: cannot parse"},
 	} {
-		_, err := parseFlags(tc.args, io.Discard)
+		_, _, err := parseFlags(tc.args, tc.env, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("parseFlags(%q) error = %v, want it to mention %q", tc.args, err, tc.want)
+			t.Errorf("parseFlags(%q, %q) error = %v, want it to mention %q", tc.args, tc.env, err, tc.want)
 		}
 	}
-	cfg, err := parseFlags([]string{"--workers", "3", "--worker-cmd", "python -m covet worker app:app", "--app", "shop"}, io.Discard)
+	cfg, _, err := parseFlags([]string{"--workers", "3", "--worker-cmd", "python -m covet worker app:app", "--app", "shop"},
+		[]string{"COVET_LOG_LEVEL=WARNING"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Workers != 3 || cfg.App != "shop" || len(cfg.WorkerCmd) != 5 || cfg.Listen != "127.0.0.1:8000" {
+	if cfg.Workers != 3 || cfg.App != "shop" || len(cfg.WorkerCmd) != 5 || cfg.Listen != "127.0.0.1:8000" ||
+		slog.Level(cfg.LogLevel) != slog.LevelWarn || cfg.Dispatch.MaxInflight != 64 {
 		t.Errorf("unexpected config %+v", cfg)
+	}
+}
+
+// TestConfigFileAndPrintConfig: a file sets the same settings as the flags; a bad
+// file stops startup with a message naming the setting and its line; the printed
+// configuration loads back to the same configuration.
+func TestConfigFileAndPrintConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "covet.yaml")
+	os.WriteFile(file, []byte("workers: 4\nworker_cmd: python -m covet worker 'my app:app'\nmax_inflight: 8\n"+
+		"idle_timeout: 90s\nmax_body_bytes: 1048576\nmax_rss: 512M\nadmin_listen: 127.0.0.1:9090\n"), 0o600)
+	cfg, _, err := parseFlags([]string{"--config", file, "--workers", "2"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Workers != 2 || cfg.WorkerCmd[4] != "my app:app" || cfg.Dispatch.MaxInflight != 8 ||
+		cfg.Server.IdleTimeout != 90*time.Second || cfg.Server.Limits.MaxBodyBytes != 1<<20 ||
+		cfg.Supervisor.MaxRSS != 512<<20 || cfg.Ops.AdminListen != "127.0.0.1:9090" {
+		t.Errorf("config from file + flags: %+v", cfg)
+	}
+
+	var out bytes.Buffer
+	if err := run([]string{"--config", file, "--print-config"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	printed := filepath.Join(dir, "printed.yaml")
+	os.WriteFile(printed, out.Bytes(), 0o600)
+	back, _, err := parseFlags([]string{"--config", printed}, nil, io.Discard)
+	if err != nil {
+		t.Fatalf("printed configuration does not load: %v\n%s", err, out.String())
+	}
+	var reprinted bytes.Buffer
+	config.Print(&reprinted, back)
+	if reprinted.String() != out.String() {
+		t.Errorf("print-config round trip differs:\n%s\n---\n%s", out.String(), reprinted.String())
+	}
+	for _, want := range []string{"max_inflight: 8\n", "idle_timeout: 1m30s\n", "workers: 4\n", "# log level"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--print-config output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	os.WriteFile(file, []byte("workers: 2\nqueue_timeout: forever\n"), 0o600)
+	err = run([]string{"--config", file}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "covet.yaml:2: queue_timeout: cannot parse \"forever\" as a duration") {
+		t.Errorf("bad file: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,27 +14,14 @@ import (
 // opsConfig is the operations part of the configuration: the admin listener
 // (/metrics, /healthz, /readyz), the access log, the restart backoff.
 type opsConfig struct {
-	AdminListen    string        // TCP address of the admin endpoints; "" = none, and no metrics
-	AccessLog      bool          // one log record per request, on the gateway's logger
-	RestartBackoff time.Duration // first restart delay of a worker that died young; 0 = supervisor default
+	AdminListen string `config:"admin_listen" help:"TCP address for /metrics, /healthz and /readyz; empty = none, and no metrics"`
+	AccessLog   bool   `config:"access_log" help:"log one line per request: method, path, status, bytes, duration, request_id, app, route, client"`
 }
 
-func (o *opsConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.AdminListen, "admin-listen", "", "TCP `address` for /metrics, /healthz and /readyz (default none: no metrics)")
-	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request (method, path, status, bytes, duration, request_id, app, route, client)")
-	fs.DurationVar(&o.RestartBackoff, "restart-backoff", 0, "first delay before restarting a worker that died young; doubles up to 5s (default 100ms)")
-}
-
-// setupOps applies the ops flags to cfg: metrics on a fresh registry handed to the
-// dispatcher, HTTP server and supervisor (only with --admin-listen), the access
-// log, the restart backoff. It returns the registry, nil without metrics.
+// setupOps applies the ops settings to cfg: metrics on a fresh registry handed to
+// the dispatcher, HTTP server and supervisor (only with admin_listen), the access
+// log. It returns the registry, nil without metrics.
 func setupOps(cfg *Config, log *slog.Logger) (*prometheus.Registry, error) {
-	if cfg.Ops.RestartBackoff < 0 {
-		return nil, errors.New("--restart-backoff is negative")
-	}
-	if cfg.Ops.RestartBackoff > 0 {
-		cfg.Supervisor.MinBackoff = cfg.Ops.RestartBackoff
-	}
 	if cfg.Ops.AccessLog {
 		cfg.Server.AccessLog = log.With("component", "access")
 	}

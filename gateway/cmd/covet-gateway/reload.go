@@ -19,7 +19,12 @@ import (
 // request fails and no connection is dropped; the gateway itself keeps running.
 // `covet run --reload` sends it when the app's files change. Signals arriving during
 // a roll are coalesced into one more roll. The returned function stops listening.
-func reloadOnSIGHUP(log *slog.Logger, sup *supervisor.Supervisor, cfg *Config) (stop func()) {
+//
+// Before each roll the configuration is read again (reload: the file, the
+// environment and the original flags) and the worker command, count and directory
+// are taken from it; the other settings apply at the next start. A configuration
+// that no longer loads is logged and the running one kept, with no restart.
+func reloadOnSIGHUP(log *slog.Logger, sup *supervisor.Supervisor, cfg *Config, reload func() (*Config, error)) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -32,11 +37,20 @@ func reloadOnSIGHUP(log *slog.Logger, sup *supervisor.Supervisor, cfg *Config) (
 				return
 			case <-hup:
 			}
+			next, err := reload()
+			if err != nil {
+				log.Error("SIGHUP: the configuration does not load; keeping the running one", "err", err)
+				continue
+			}
+			if next.App != cfg.App {
+				log.Warn("SIGHUP: app cannot change without a restart of the gateway", "app", cfg.App, "new", next.App)
+				next.App = cfg.App
+			}
+			cfg = next
 			if cfg.Workers == 0 {
 				log.Info("SIGHUP: no spawned workers to restart")
 				continue
 			}
-			// The worker spec; re-reading a configuration file would replace it here.
 			spec := supervisor.Spec{App: cfg.App, Command: cfg.WorkerCmd, Dir: cfg.WorkerDir, Count: cfg.Workers}
 			log.Info("SIGHUP: restarting the workers one at a time", "app", spec.App, "workers", spec.Count)
 			if err := sup.Roll(ctx, spec); err != nil {

@@ -21,8 +21,8 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestLifecycleFlags(t *testing.T) {
-	cfg, err := parseFlags([]string{"--worker-cmd", "x", "--max-requests", "1000", "--max-requests-jitter", "50",
-		"--max-rss", "256MiB", "--watchdog-timeout", "3s"}, io.Discard)
+	cfg, _, err := parseFlags([]string{"--worker-cmd", "x", "--max-requests", "1000", "--max-requests-jitter", "50",
+		"--max-rss", "256MiB", "--watchdog-timeout", "3s"}, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestLifecycleFlags(t *testing.T) {
 	if s.MaxRequests != 1000 || s.MaxRequestsJitter != 50 || s.MaxRSS != 256<<20 || s.WatchdogTimeout != 3*time.Second {
 		t.Errorf("lifecycle flags not mapped: %+v", s.Lifecycle)
 	}
-	if _, err := parseFlags([]string{"--worker-cmd", "x", "--max-rss", "lots"}, io.Discard); err == nil {
+	if _, _, err := parseFlags([]string{"--worker-cmd", "x", "--max-rss", "lots"}, nil, io.Discard); err == nil {
 		t.Error("--max-rss lots accepted")
 	}
 }
