@@ -29,6 +29,8 @@ from typing import Any, Final, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 
+from covet import _shmring
+
 #: One packer reused for response heads: msgpack.packb builds a Packer per call, which
 #: costs about 1 us of the ~1.3 us a head takes to encode. Packer.pack resets its buffer
 #: each call; it is used only from the worker's event-loop thread.
@@ -67,25 +69,25 @@ WELCOME_FDS: Final = 3
 ENV_CONTROL_FD: Final = "COVET_CONTROL_FD"
 ENV_CONTROL_SOCKET: Final = "COVET_CONTROL_SOCKET"
 
-# Frame types (2.3). 80-95 are reserved for WebSocket, 96-111 for gRPC.
-FRAME_PAD: Final = 1
-FRAME_REQ_HEAD: Final = 16
-FRAME_REQ_BODY: Final = 17
-FRAME_RESP_HEAD: Final = 32
-FRAME_RESP_BODY: Final = 33
-FRAME_CANCEL: Final = 48
-FRAME_ERROR: Final = 49
-FRAME_CONTROL: Final = 64
+# Frame types and flags (2.3): the ring layer's numbers, under this module's names.
+# 80-95 are reserved for WebSocket, 96-111 for gRPC.
+FRAME_PAD: Final = _shmring.PAD
+FRAME_REQ_HEAD: Final = _shmring.REQ_HEAD
+FRAME_REQ_BODY: Final = _shmring.REQ_BODY
+FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
+FRAME_RESP_BODY: Final = _shmring.RESP_BODY
+FRAME_CANCEL: Final = _shmring.CANCEL
+FRAME_ERROR: Final = _shmring.ERROR
+FRAME_CONTROL: Final = _shmring.CONTROL
 FRAME_WS_FIRST: Final = 80
 FRAME_WS_LAST: Final = 95
 FRAME_GRPC_FIRST: Final = 96
 FRAME_GRPC_LAST: Final = 111
 
-# Frame flags (2.3).
-FLAG_BEGIN: Final = 0x1
-FLAG_END: Final = 0x2
-FLAG_CANCEL: Final = 0x4
-FLAG_ERR: Final = 0x8
+FLAG_BEGIN: Final = _shmring.BEGIN
+FLAG_END: Final = _shmring.END
+FLAG_CANCEL: Final = _shmring.FLAG_CANCEL
+FLAG_ERR: Final = _shmring.FLAG_ERR
 
 # Error-frame codes (1.3).
 CODE_VERSION: Final = "version"

@@ -825,13 +825,7 @@ class RingWriter(_Ring):
         _TYPE_ID_FLAGS.pack_into(mv, off + 4, typ, rid, flags)
         self._i32[off >> 2] = length
         if wake:
-            _fence_acquire()
-            _fence_release()
-            u32 = self._u32
-            w = self._w_sleeping
-            if u32[w]:
-                u32[w] = 0
-                self._peer.ring()
+            self.wake()
         return True
 
     def _refuse(self, typ: int, flags: int, n: int) -> None:
