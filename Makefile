@@ -64,7 +64,7 @@ test-python: venv
 
 test-integration: build
 	@echo "==> integration: real gateway, real Python workers, real clients"
-	COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
+	@COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
 	@echo "==> integration: the Python SDK through the real gateway (http.client, curl)"
 	COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(PY) -m pytest -q -p no:cacheprovider integration/python

@@ -72,7 +72,6 @@ type Supervisor struct {
 
 	mu       sync.Mutex
 	procs    map[*os.Process]struct{}
-	starts   int // processes started, for tests and metrics
 	stopping bool
 	wg       sync.WaitGroup
 
@@ -105,13 +104,6 @@ func (s *Supervisor) Start(ctx context.Context, specs []Spec) error {
 		}
 	}
 	return nil
-}
-
-// Starts reports how many worker processes have been started so far.
-func (s *Supervisor) Starts() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.starts
 }
 
 // Stop drains the workers (they finish in-flight requests and leave) and waits for
@@ -193,7 +185,6 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 	child.Close()
 	if err == nil {
 		s.procs[cmd.Process] = struct{}{}
-		s.starts++
 	}
 	s.mu.Unlock()
 	if err != nil {
