@@ -209,7 +209,11 @@ func (c *conn) serveRouted(x *exchange) ending {
 		// The response began: it can only be broken off. Drop what is
 		// still buffered: the client must see a broken response, never
 		// one that merely looks complete.
-		if !errors.Is(err, dispatch.ErrAborted) {
+		switch {
+		case errors.Is(err, dispatch.ErrAborted):
+		case w.writeErr && errors.Is(err, w.err):
+			c.debug("client went away mid-response", err)
+		default:
 			c.srv.log.Warn("backend failed mid-response", "remote", c.remote, "request_id", x.rid, "err", err)
 		}
 		c.wbuf = c.wbuf[:0]
@@ -302,6 +306,7 @@ type respWriter struct {
 	remaining int64 // FramingLength: body bytes still expected
 	closeConn bool  // the head says Connection: close
 	err       error // sticky: misuse or write failure
+	writeErr  bool  // err is a failed write to the client, not the backend's misuse
 }
 
 var _ dispatch.ResponseWriter = (*respWriter)(nil)
@@ -430,9 +435,10 @@ func (w *respWriter) WriteBody(p []byte) error {
 	}
 }
 
+// fail records a failed write to the client.
 func (w *respWriter) fail(err error) error {
 	if err != nil && w.err == nil {
-		w.err = err
+		w.err, w.writeErr = err, true
 	}
 	return err
 }

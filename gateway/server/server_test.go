@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -888,6 +889,50 @@ func TestConcurrentClients(t *testing.T) {
 	for i := 0; i < 24; i++ {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestClientGoneMidStreamIsNotABackendFailure: when the client leaves while a long
+// response streams, the failed socket write is the client's doing and must not be
+// logged as a backend failure.
+func TestClientGoneMidStreamIsNotABackendFailure(t *testing.T) {
+	var logs lockedBuffer
+	b := newFakeBackend()
+	writes := make(chan error, 1)
+	b.handle(t, "GET", "/forever", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		if err := w.WriteHead(200, nil, -1); err != nil {
+			return err
+		}
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for i := 0; i < 10000; i++ {
+			if err := w.WriteBody(chunk); err != nil {
+				writes <- err
+				return err // what the dispatcher returns when the writer fails
+			}
+		}
+		writes <- nil
+		return nil
+	})
+	ts := startServer(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, b)
+	rc := ts.dial(t)
+	rc.send(get("x", "/forever"))
+	if _, err := rc.br.Peek(1); err != nil {
+		t.Fatal(err)
+	}
+	rc.nc.Close()
+	select {
+	case err := <-writes:
+		if err == nil {
+			t.Fatal("640 MiB written to a closed connection")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream never failed after the client left")
+	}
+	waitFor(t, "connection cleanup", func() bool { return ts.srv.numConns() == 0 })
+	for _, l := range logs.lines() {
+		if strings.Contains(l, "backend failed mid-response") {
+			t.Errorf("client disconnect logged as a backend failure: %s", l)
 		}
 	}
 }
