@@ -82,13 +82,6 @@ type kindErr struct{ want, got mpKind }
 
 func (e kindErr) Error() string { return "want " + e.want.String() + ", got " + e.got.String() }
 
-func (r *mpReader) peek() (mpKind, error) {
-	if r.off >= len(r.b) {
-		return 0, ErrTruncated
-	}
-	return kindOf(r.b[r.off]), nil
-}
-
 // take returns the next n bytes.
 func (r *mpReader) take(n uint64) ([]byte, error) {
 	if n > uint64(len(r.b)-r.off) {
@@ -183,7 +176,6 @@ func (r *mpReader) container(want mpKind) (int, error) {
 }
 
 func (r *mpReader) arrayLen() (int, error) { return r.container(kindArray) }
-func (r *mpReader) mapLen() (int, error)   { return r.container(kindMap) }
 
 // bytesOf reads a str or bin (want) and returns its bytes, aliasing r.b. A str must
 // be valid UTF-8.
@@ -269,57 +261,6 @@ func (r *mpReader) int() (int64, error) {
 // maxSkipDepth bounds the nesting skip will follow, so that a hostile payload of
 // nested one-element arrays cannot exhaust the stack.
 const maxSkipDepth = 32
-
-// skip steps over one value of any type.
-func (r *mpReader) skip(depth int) error {
-	if depth > maxSkipDepth {
-		return errTooDeep
-	}
-	k, n, err := r.header()
-	if err != nil {
-		return err
-	}
-	switch k {
-	case kindInvalid:
-		return errInvalidCode
-	case kindNil, kindBool:
-		return nil
-	case kindInt, kindFloat:
-		c := r.b[r.off-1]
-		if c <= 0x7f || c >= 0xe0 {
-			return nil
-		}
-		_, err = r.take(numSize(c))
-		return err
-	case kindStr, kindBin, kindExt:
-		_, err = r.take(n)
-		return err
-	case kindMap:
-		n *= 2
-	}
-	if n > uint64(len(r.b)-r.off) {
-		return ErrTruncated
-	}
-	for i := uint64(0); i < n; i++ {
-		if err := r.skip(depth + 1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// numSize is the number of bytes after a fixed-width number's type byte.
-func numSize(c byte) uint64 {
-	switch c {
-	case 0xcc, 0xd0:
-		return 1
-	case 0xcd, 0xd1:
-		return 2
-	case 0xca, 0xce, 0xd2:
-		return 4
-	}
-	return 8 // 0xcb, 0xcf, 0xd3
-}
 
 // detailErr is a low-level decoding error: a sentinel plus a detail for FieldError.
 type detailErr struct {

@@ -143,7 +143,7 @@ func (s *Session) controlLoop() {
 		}
 		switch m := m.(type) {
 		case workerproto.Ping:
-			if err := s.send(workerproto.Pong{Seq: m.Seq}); err != nil {
+			if err := s.send(workerproto.Pong(m)); err != nil {
 				s.close(err)
 				return
 			}

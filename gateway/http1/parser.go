@@ -649,7 +649,7 @@ func (p *Parser) finishHead(b []byte, end int, req *Request) (Event, int, error)
 	a := append(req.arena, b[:end]...)
 	var abs, absRest []byte
 	if p.form == FormAbsolute {
-		abs, absRest, _ = splitAbsolute(a[p.tS:p.tE])
+		_, absRest, _ = splitAbsolute(a[p.tS:p.tE])
 		if len(absRest) == 0 || absRest[0] == '?' {
 			a = append(a, '/') // path-abempty is empty: the path is "/"
 		}
