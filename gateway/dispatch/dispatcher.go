@@ -171,8 +171,7 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 	if timeout == 0 {
 		timeout = d.cfg.Timeout
 	}
-	req.Head.TimeoutMS = timeout.Milliseconds()
-	req.Head.Body = int64(len(req.Body))
+	req.Head.TimeoutMS = timeout.Milliseconds() // the effective deadline, default applied
 	bp, _ := d.heads.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)

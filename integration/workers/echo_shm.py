@@ -21,8 +21,8 @@ import sys
 
 import msgpack
 
-from covet import _proto, _shmring
 from covet._shmring import BEGIN, END, RESP_BODY
+from shmworker import attach
 
 
 def main() -> int:
@@ -30,16 +30,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=("raw", "msgpack"), default="raw")
     args = ap.parse_args()
 
-    ctl = _proto.ControlChannel.from_env()
-    ctl.hello("echo", [])
-    welcome, (memfd, wfd, gfd) = ctl.recv_welcome()
-    seg = _shmring.Segment.open(memfd, welcome._asdict())
-    worker_bell = _shmring.Doorbell(wfd)
-    gateway_bell = _shmring.Doorbell(gfd)
-    reader = seg.request_reader(gateway_bell)
-    writer = seg.response_writer(worker_bell, gateway_bell)
-    seg.set_heartbeat()
-    seg.set_state(_shmring.STATE_READY)
+    ctl, seg, worker_bell, _, reader, writer = attach("echo", [])
 
     # Gateway EOF ends the loop: poll the control socket along with the doorbell.
     ctl_poll = select.poll()

@@ -17,19 +17,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apps"))
 
 from gwapp import app  # noqa: E402
 
-from covet import _proto, _shmring  # noqa: E402
+from covet import _shmring  # noqa: E402
+from shmworker import attach  # noqa: E402
 
 
 def main() -> int:
-    ctl = _proto.ControlChannel.from_env()
-    ctl.hello("gwapp", app.manifest())
-    welcome, (memfd, wfd, gfd) = ctl.recv_welcome()
-    seg = _shmring.Segment.open(memfd, welcome._asdict())
-    worker_bell = _shmring.Doorbell(wfd)
-    gateway_bell = _shmring.Doorbell(gfd)
-    reader = seg.request_reader(gateway_bell)
-    writer = seg.response_writer(worker_bell, gateway_bell)
-    seg.set_state(_shmring.STATE_READY)
+    ctl, seg, worker_bell, gateway_bell, reader, writer = attach("gwapp", app.manifest())
 
     got: list[int] = []
     while not got:

@@ -164,6 +164,16 @@ def _full_fence() -> None:
     _fence_release()
 
 
+def _fence_and_ring(u32: memoryview, flag: int, bell: Doorbell) -> None:
+    """PROTOCOL.md 2.5, the waker's side: full fence, then, if the other side's flag
+    (u32 word index ``flag``) is set, clear it and ring its doorbell."""
+    _fence_acquire()
+    _fence_release()
+    if u32[flag]:
+        u32[flag] = 0
+        bell.ring()
+
+
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -588,16 +598,10 @@ class RingReader(_Ring):
             idx = (idx + n) & self._mask
         self._head = pos
         self._u64[self._w_head] = pos
-        _fence_acquire()
-        _fence_release()
-        u32 = self._u32
-        w = self._w_prod_waiting
-        if u32[w]:
-            # The Go producers only ever set this flag and only the consumer clears it,
-            # so load-then-store is the swap: a producer that sets it again after our
-            # load rechecks the space after its fence and sees the head we stored.
-            u32[w] = 0
-            self._peer.ring()
+        # The Go producers only ever set producer_waiting and only the consumer clears
+        # it, so load-then-store is the swap: a producer that sets it again after our
+        # load rechecks the space after its fence and sees the head we stored.
+        _fence_and_ring(self._u32, self._w_prod_waiting, self._peer)
 
     # Sleeping (PROTOCOL.md 2.5, consumer side).
 
@@ -756,16 +760,10 @@ class RingWriter(_Ring):
 
     def wake(self) -> None:
         """Full fence, then ring the consumer if it sleeps (PROTOCOL.md 2.5)."""
-        _fence_acquire()
-        _fence_release()
-        u32 = self._u32
-        w = self._w_sleeping
-        if u32[w]:
-            # Only producers clear this flag and we are the only producer, so a plain
-            # store is the swap; a consumer that set it after our load re-polls after
-            # its fence and finds our commit.
-            u32[w] = 0
-            self._peer.ring()
+        # Only producers clear consumer_sleeping and we are the only producer, so a
+        # plain store is the swap; a consumer that set it after our load re-polls
+        # after its fence and finds our commit.
+        _fence_and_ring(self._u32, self._w_sleeping, self._peer)
 
     def prepare_wait(self, length: int) -> bool:
         """Ring full: store producer_waiting = 1, full fence, recheck. True if a record
