@@ -33,7 +33,7 @@ $(VENV)/.stamp: python-sdk/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PYDEPS)
-	$(PY) -m pip install -q -e python-sdk
+	$(PY) -m pip install -q -e 'python-sdk[uvloop]'
 	touch $@
 
 venv: $(VENV)/.stamp

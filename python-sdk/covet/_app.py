@@ -220,20 +220,26 @@ class Covet:
         route = self.router.lookup(head.method, head.route)
         if route is None:
             raise HTTPException(404)
+        kinds = route.kinds
+        flat = head.params
+        if not flat and not kinds:
+            if route.is_async:
+                return to_response(await route.endpoint(request))
+            return to_response(await _call(route.endpoint, False, request))
         params: dict[str, Any] = {}
-        for name, raw in head.params:
-            kind = route.kinds.get(name)
+        for i in range(0, len(flat), 2):
+            name = flat[i]
+            kind = kinds.get(name)
             if kind is None:
                 raise HTTPException(404)
             try:
-                params[name] = convert(kind, raw)
+                params[name] = convert(kind, flat[i + 1])
             except ConversionError:
                 raise HTTPException(404) from None
-        if len(params) != len(route.kinds):
+        if len(params) != len(kinds):
             raise HTTPException(404)
         request.path_params = params
-        result = await _call(route.endpoint, route.is_async, request, **params)
-        return to_response(result)
+        return to_response(await _call(route.endpoint, route.is_async, request, **params))
 
     async def _handle_exception(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):

@@ -103,6 +103,14 @@ class Headers(Mapping[str, str]):
     def __init__(self, raw: Iterable[tuple[str, bytes]] = ()) -> None:
         self._raw: list[tuple[str, bytes]] = [(name.lower(), value) for name, value in raw]
 
+    @classmethod
+    def from_flat(cls, flat: list[str | bytes]) -> Headers:
+        """From a flat ``[name, value, ...]`` list whose names are already lower-case
+        (a REQ_HEAD's header list): no copy-and-lower pass."""
+        h = cls.__new__(cls)
+        h._raw = list(zip(flat[0::2], flat[1::2]))  # type: ignore[arg-type]
+        return h
+
     @property
     def raw(self) -> list[tuple[str, bytes]]:
         return self._raw
@@ -168,6 +176,13 @@ class MutableHeaders(Headers):
     """Response headers: ``h[name] = v`` replaces, ``append`` adds, ``del h[name]`` removes."""
 
     __slots__ = ()
+
+    @classmethod
+    def from_pairs(cls, raw: list[tuple[str, bytes]]) -> MutableHeaders:
+        """Adopt ``raw``, already-encoded ``(lower-case name, bytes)`` pairs, as is."""
+        h = cls.__new__(cls)
+        h._raw = raw
+        return h
 
     def __setitem__(self, key: str, value: str | bytes) -> None:
         name, data = encode_header(key, value)

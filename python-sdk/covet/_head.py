@@ -20,11 +20,10 @@ def _check(value: Any, kind: type, index: int, name: str) -> None:
         )
 
 
-def _pairs(flat: Any, index: int, name: str, value_type: type) -> list[tuple[str, Any]]:
+def _check_flat(flat: Any, index: int, name: str, value_type: type) -> None:
     _check(flat, list, index, name)
     if len(flat) % 2:
         raise ValueError(f"REQ_HEAD[{index}] ({name}) has an odd number of elements")
-    pairs: list[tuple[str, Any]] = []
     for i in range(0, len(flat), 2):
         key, value = flat[i], flat[i + 1]
         if not isinstance(key, str) or not isinstance(value, value_type):
@@ -32,26 +31,26 @@ def _pairs(flat: Any, index: int, name: str, value_type: type) -> list[tuple[str
                 f"REQ_HEAD[{index}] ({name}) element {i // 2} must be "
                 f"(str, {value_type.__name__}), got ({type(key).__name__}, {type(value).__name__})"
             )
-        pairs.append((key, value))
-    return pairs
 
 
 class RequestHead(NamedTuple):
-    """One request's head, as decoded from REQ_HEAD.
+    """One request's head, as decoded from REQ_HEAD: the wire array itself, checked.
 
-    ``headers`` are ``(lower-case name, raw value bytes)`` in arrival order; ``route`` is
-    the pattern the gateway matched (for a HEAD request it may be a GET route's pattern);
-    ``params`` are ``(name, percent-decoded value)`` not yet converted; ``body_length`` is
-    the body size if known, -1 if a body of unknown length follows, 0 if none;
-    ``timeout_ms`` is the time the handler has left (0 = no deadline).
+    ``headers`` is the flat wire list ``[name, value, name, value, ...]`` (lower-case
+    ``str`` names, raw ``bytes`` values, arrival order); ``Request.headers`` pairs it up
+    on first use. ``route`` is the pattern the gateway matched (for a HEAD request it may
+    be a GET route's pattern); ``params`` is flat too, ``[name, percent-decoded value,
+    ...]``, not yet converted; ``body_length`` is the body size if known, -1 if a body
+    of unknown length follows, 0 if none; ``timeout_ms`` is the time the handler has
+    left (0 = no deadline).
     """
 
     method: str
     path: str
     query: str
-    headers: list[tuple[str, bytes]]
+    headers: list[str | bytes]
     route: str
-    params: list[tuple[str, str]]
+    params: list[str]
     http_version: str
     scheme: str
     client: str
@@ -65,23 +64,46 @@ class RequestHead(NamedTuple):
 
         Raises ValueError, naming the element, if the array breaks PROTOCOL 3.1.
         """
+        # Every request takes this path, so a well-formed head is recognised with a few
+        # whole-list type comparisons; anything else goes to the element-by-element
+        # checks, which name what is wrong.
+        if type(arr) is list and list(map(type, arr)) == _WIRE_TYPES and arr[10] >= -1 and arr[11] >= 0:
+            headers, params = arr[3], arr[5]
+            if (
+                list(map(type, headers)) == _STR_BYTES * (len(headers) >> 1)
+                and list(map(type, params)) == _STR * len(params)
+                and not len(params) & 1
+            ):
+                return _new_head(cls, arr)
+        return cls._checked(arr)
+
+    @classmethod
+    def _checked(cls, arr: Sequence[Any]) -> RequestHead:
         if not isinstance(arr, (list, tuple)) or len(arr) != REQ_HEAD_FIELDS:
             size = len(arr) if isinstance(arr, (list, tuple)) else type(arr).__name__
             raise ValueError(f"REQ_HEAD must be an array of {REQ_HEAD_FIELDS} elements, got {size}")
-        (method, path, query, headers, route, params,
-         http_version, scheme, client, request_id, body, timeout_ms) = arr  # fmt: skip
         for index, name in ((0, "method"), (1, "path"), (2, "query"), (4, "route"),
                             (6, "http_version"), (7, "scheme"), (8, "client"),
                             (9, "request_id")):  # fmt: skip
             _check(arr[index], str, index, name)
+        _check_flat(arr[3], 3, "headers", bytes)
+        _check_flat(arr[5], 5, "params", str)
+        body, timeout_ms = arr[10], arr[11]
         _check(body, int, 10, "body")
         _check(timeout_ms, int, 11, "timeout_ms")
         if body < -1:
             raise ValueError(f"REQ_HEAD[10] (body) must be >= -1, got {body}")
         if timeout_ms < 0:
             raise ValueError(f"REQ_HEAD[11] (timeout_ms) must be >= 0, got {timeout_ms}")
+        # Well-typed after all (a tuple, or str/bytes subclasses): normalise.
         return cls(
-            method, path, query, _pairs(headers, 3, "headers", bytes), route,
-            _pairs(params, 5, "params", str), http_version, scheme, client, request_id,
-            body, timeout_ms,
+            str(arr[0]), str(arr[1]), str(arr[2]), [bytes(x) if i & 1 else str(x) for i, x in enumerate(arr[3])],
+            str(arr[4]), [str(x) for x in arr[5]], str(arr[6]), str(arr[7]), str(arr[8]), str(arr[9]),
+            int(body), int(timeout_ms),
         )  # fmt: skip
+
+
+_WIRE_TYPES: list[type] = [str, str, str, list, str, list, str, str, str, str, int, int]
+_STR_BYTES: list[type] = [str, bytes]
+_STR: list[type] = [str]
+_new_head = tuple.__new__

@@ -53,7 +53,7 @@ class Request:
         self._streamed = False
         self._json: Any = _UNSET
         self._form: FormData | None = None
-        self.path_params: dict[str, Any] = dict(path_params or {})
+        self.path_params: dict[str, Any] = dict(path_params) if path_params else {}
         """Path parameters, converted to their declared types (int, uuid.UUID, str)."""
 
     # -- head ---------------------------------------------------------------------------
@@ -85,7 +85,7 @@ class Request:
 
     @cached_property
     def headers(self) -> Headers:
-        return Headers(self.head.headers)
+        return Headers.from_flat(self.head.headers)
 
     @cached_property
     def cookies(self) -> dict[str, str]:

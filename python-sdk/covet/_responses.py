@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json.encoder
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from ._datastructures import MutableHeaders
+from ._datastructures import MutableHeaders, encode_header
 
 __all__ = [
     "Response",
@@ -36,6 +37,49 @@ _COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COOKIE_VALUE_RE = re.compile(r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*')
 _ATTR_BAD_RE = re.compile(r"[;\x00-\x1f\x7f]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _json_default(o: object) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _make_json_encode() -> Callable[[Any], str]:
+    """Compact UTF-8 JSON, NaN refused. json.dumps with options builds an encoder per
+    call (half the cost for small bodies), so build CPython's C encoder once. It runs
+    without a circular-reference table (a shared one is unsafe across the thread pool's
+    sync handlers), so a cycle raises RecursionError instead of ValueError."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    basestring = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # no C accelerator: the library's own path
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    chunks = make(None, _json_default, basestring, None, ":", ",", False, False, False)
+    join = "".join
+
+    def encode(o: Any) -> str:
+        return join(chunks(o, 0))
+
+    return encode
+
+
+_json_encode = _make_json_encode()
+
+
+_CONTENT_TYPES: dict[str, tuple[str, bytes]] = {}
+_CONTENT_TYPES_MAX = 64
+
+
+def _content_type(media_type: str) -> tuple[str, bytes]:
+    """The Content-Type field for ``media_type`` (``text/*`` gains ``; charset=utf-8``
+    unless it names a charset), validated; the first few distinct types are cached."""
+    field = _CONTENT_TYPES.get(media_type)
+    if field is None:
+        value = media_type
+        if value.startswith("text/") and "charset=" not in value.lower():
+            value += "; charset=utf-8"
+        field = encode_header("content-type", value)
+        if len(_CONTENT_TYPES) < _CONTENT_TYPES_MAX:
+            _CONTENT_TYPES[media_type] = field
+    return field
 
 
 def _check_status(status: int) -> int:
@@ -60,18 +104,18 @@ class Response:
         headers: HeadersLike | None = None,
         media_type: str | None = None,
     ) -> None:
-        self.status = _check_status(status)
+        self.status = status if type(status) is int and 200 <= status <= 599 else _check_status(status)
         self.body = self.render(body)
-        self.headers = MutableHeaders()
-        if headers is not None:
-            items = headers.items() if isinstance(headers, Mapping) else headers
-            for name, value in items:
-                self.headers.append(name, value)
         media_type = media_type if media_type is not None else type(self).media_type
+        if headers is None:  # the common case: at most a Content-Type, validated once per type
+            self.headers = MutableHeaders.from_pairs([_content_type(media_type)] if media_type else [])
+            return
+        self.headers = MutableHeaders()
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            self.headers.append(name, value)
         if media_type and "content-type" not in self.headers:
-            if media_type.startswith("text/") and "charset=" not in media_type.lower():
-                media_type += "; charset=utf-8"
-            self.headers["content-type"] = media_type
+            self.headers.raw.append(_content_type(media_type))
 
     def render(self, body: Any) -> bytes:
         if isinstance(body, bytes):
@@ -192,7 +236,7 @@ class JSONResponse(Response):
         super().__init__(content, status, headers, media_type)
 
     def render(self, body: Any) -> bytes:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return _json_encode(body).encode()
 
 
 class HTMLResponse(Response):

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
@@ -84,6 +85,8 @@ __all__ = ["BodyAborted", "run_worker"]
 log = logging.getLogger("covet.worker")
 
 ENV_CONTROL_TOKEN: Final = "COVET_CONTROL_TOKEN"
+#: Event loop: ``auto`` (uvloop when installed, else asyncio), ``asyncio`` or ``uvloop``.
+ENV_LOOP: Final = "COVET_LOOP"
 #: Seconds a SIGTERM/SIGINT drain waits for in-flight requests (env overrides).
 ENV_DRAIN_TIMEOUT: Final = "COVET_DRAIN_TIMEOUT"
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
@@ -197,6 +200,7 @@ class _Worker:
         spawned: bool,
         drain_timeout: float,
         spin_ns: int = DEFAULT_SPIN_NS,
+        loop_name: str = "asyncio",
     ) -> None:
         # Immutable after __init__ / the handshake.
         self._app = app
@@ -206,6 +210,7 @@ class _Worker:
         self._spawned = spawned
         self._drain_timeout = drain_timeout
         self._spin_ns = spin_ns
+        self._loop_name = loop_name
         # Set by the handshake.
         self._seg: Segment | None = None
         self._bell: Doorbell | None = None
@@ -294,9 +299,9 @@ class _Worker:
         self._beat_s = welcome.heartbeat_ms / 2000
         self._space_timeout = min(SPACE_WAIT_MAX, welcome.heartbeat_ms / 1000)
         log.info(
-            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes",
+            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes, %s loop",
             welcome.worker_id, os.getpid(), self._app_name, len(self._app.manifest()),
-            welcome.req_capacity, welcome.resp_capacity,
+            welcome.req_capacity, welcome.resp_capacity, self._loop_name,
         )  # fmt: skip
         return True
 
@@ -709,12 +714,34 @@ class _Worker:
             timer.cancel()
 
 
+def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop named by ``COVET_LOOP``: ``(name, factory)``. ``auto`` takes uvloop
+    when it is installed (``pip install 'covet[uvloop]'``) and asyncio's own loop
+    otherwise; ValueError for an unknown name or a missing uvloop that was asked for."""
+    if choice not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"{ENV_LOOP}={choice!r}: want auto, asyncio or uvloop")
+    if choice != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            if choice == "uvloop":
+                raise ValueError(f"{ENV_LOOP}=uvloop, but uvloop is not installed (pip install 'covet[uvloop]')") from None
+        else:
+            return "uvloop", uvloop.new_event_loop  # type: ignore[no-any-return]
+    return "asyncio", asyncio.new_event_loop
+
+
 def run_worker(app: Covet, *, app_name: str, environ: Mapping[str, str] = os.environ) -> int:
     """Serve ``app`` as one worker of the gateway named by ``environ``; returns the
     process exit status: 0 after a drain, 1 if the gateway went away or broke the
     protocol, 2 if the environment names no gateway."""
     if not isinstance(app, Covet):
         raise TypeError(f"run_worker needs a Covet app, got {type(app).__name__}")
+    try:
+        loop_name, new_loop = loop_factory(environ.get(ENV_LOOP, "auto").strip().lower() or "auto")
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
     try:
         channel = ControlChannel.from_env(environ, timeout=HANDSHAKE_TIMEOUT)
     except (LookupError, ValueError, ProtocolError) as e:
@@ -734,8 +761,10 @@ def run_worker(app: Covet, *, app_name: str, environ: Mapping[str, str] = os.env
         token=environ.get(ENV_CONTROL_TOKEN, ""),
         spawned=bool(environ.get(ENV_CONTROL_FD)),
         drain_timeout=drain_timeout,
+        loop_name=loop_name,
     )
     try:
-        return asyncio.run(worker.run())
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            return runner.run(worker.run())
     finally:
         channel.close()

@@ -174,10 +174,11 @@ class TestClient:
                 response = JSONResponse({"detail": detail}, match.status, extra_headers)
             return self._finish(method, response, response.body if method != "HEAD" else b"", request_id)
 
-        head = RequestHead(
-            method, raw_path, query, raw_headers, match.route.pattern.canonical, match.params,
+        head = RequestHead.from_wire([
+            method, raw_path, query, [x for pair in raw_headers for x in pair],
+            match.route.pattern.canonical, [x for pair in match.params for x in pair],
             "1.1", scheme, f"{self.client[0]}:{self.client[1]}", request_id, len(body), 0,
-        )  # fmt: skip
+        ])  # fmt: skip
 
         async def exchange() -> tuple[Response, bytes]:
             resp = await self.app._handle(head, self._chunks(body))

@@ -19,14 +19,22 @@ async def collect(response: Response) -> bytes:
     return b"".join([c async for c in response.body_chunks()])
 
 
-def test_from_wire_builds_pairs() -> None:
+def test_from_wire_keeps_flat_lists() -> None:
     head = RequestHead.from_wire(
         ["POST", "/u/7", "a=1", ["host", b"x", "x-y", b"\xff"], "/u/{id:int}", ["id", "7"],
          "2", "https", "[::1]:9", "rid", 3, 250]  # fmt: skip
     )
-    assert head.headers == [("host", b"x"), ("x-y", b"\xff")]
-    assert head.params == [("id", "7")]
+    assert head.headers == ["host", b"x", "x-y", b"\xff"]
+    assert head.params == ["id", "7"]
     assert (head.body_length, head.timeout_ms, head.http_version) == (3, 250, "2")
+    assert Request(head, chunks()).headers.raw == [("host", b"x"), ("x-y", b"\xff")]
+
+
+def test_from_wire_accepts_a_tuple_and_normalises_it() -> None:
+    head = RequestHead.from_wire(
+        ("GET", "/", "", ["host", b"x"], "/", [], "1.1", "http", "", "r", 0, 0)  # fmt: skip
+    )
+    assert head.headers == ["host", b"x"] and head.path == "/"
 
 
 @pytest.mark.parametrize(
@@ -39,6 +47,10 @@ def test_from_wire_builds_pairs() -> None:
         (["GET", "/", "", [], "/", ["id", 1], "1.1", "http", "", "r", 0, 0], r"must be \(str, str\)"),
         (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", -2, 0], "must be >= -1"),
         (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", True, 0], "must be int"),
+        (["GET", "/", "", [], "/", ["id"], "1.1", "http", "", "r", 0, 0], r"\(params\) has an odd number"),
+        (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, -1], "must be >= 0"),
+        (["GET", "/", "", [b"a", b"b"], "/", [], "1.1", "http", "", "r", 0, 0], r"must be \(str, bytes\)"),
+        (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, 0], "array of 12 elements"),
     ],
 )
 def test_from_wire_rejects_malformed(arr: list[object], message: str) -> None:

@@ -302,3 +302,32 @@ def test_early_close_of_async_stream_closes_generator() -> None:
 
     asyncio.run(consume())
     assert events == ["closed"]
+
+
+def test_json_encoding_matches_the_standard_library() -> None:
+    import json
+
+    values = [{"message": "Hello, World!"}, [1, 2.5, None, True, "café ☕", {"k": [{}]}], {"big": 2**70},
+              {"esc": "quote\" back\\ nl\n tab\t \x01"}, []]  # fmt: skip
+    for value in values:
+        want = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        assert JSONResponse(value).body == want
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        JSONResponse([float("inf")])
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        JSONResponse({"s": {1}})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(RecursionError):
+        JSONResponse(loop)
+
+
+def test_media_type_becomes_content_type_once_validated() -> None:
+    assert Response(b"x", media_type="text/csv").raw_headers == [("content-type", b"text/csv; charset=utf-8")]
+    assert Response(b"x", media_type="text/csv; Charset=latin-1").raw_headers == [
+        ("content-type", b"text/csv; Charset=latin-1")
+    ]
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        Response(b"x", media_type="text/plain\r\nx-evil: 1")
+    assert Response(b"x", headers={"Content-Type": "a/b"}, media_type="c/d").raw_headers == [("content-type", b"a/b")]
+    assert Response(status=204).raw_headers == []

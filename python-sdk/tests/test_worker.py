@@ -3,6 +3,7 @@ this test playing the gateway: control socket, segment, doorbells and both rings
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -221,14 +222,28 @@ class FakeGateway:
             raise AssertionError(f"worker did not exit; stderr:\n{self.stderr()}") from None
 
 
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    g = FakeGateway(tmp_path)
+# Every worker test runs on both event loops the worker supports (COVET_LOOP).
+LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
+    importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed (make venv installs it)"))]
+
+
+@pytest.fixture(params=LOOPS)
+def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
+    g = FakeGateway(tmp_path, extra_env={"COVET_LOOP": request.param})
     try:
         g.start()
+        assert f"{request.param} loop" in g.stderr()
         yield g
     finally:
         g.close()
+
+
+def test_unknown_event_loop_is_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
+    env.update({"COVET_LOOP": "trio", _proto.ENV_CONTROL_FD: "99"})
+    r = subprocess.run([sys.executable, "-m", "covet", "worker", "worker_app:app"], cwd=TESTS_DIR,
+                       env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 2 and "COVET_LOOP='trio': want auto, asyncio or uvloop" in r.stderr
 
 
 def test_hello_carries_the_manifest(tmp_path: Path) -> None:
