@@ -222,3 +222,21 @@ func TestGatewayMetrics(t *testing.T) {
 		fmt.Println(text)
 	}
 }
+
+// TestAdminPprof: --pprof adds Go's profiler to the admin listener, and only then.
+func TestAdminPprof(t *testing.T) {
+	_, a := startGatewayWithAdmin(t, "gwapp", 1, "--pprof")
+	if st, body := a.get("/debug/pprof/cmdline"); st != 200 || !strings.Contains(body, "--pprof") {
+		t.Fatalf("/debug/pprof/cmdline: %d %q", st, body)
+	}
+	if st, body := a.get("/debug/pprof/profile?seconds=1"); st != 200 || len(body) == 0 {
+		t.Fatalf("/debug/pprof/profile: %d, %d bytes", st, len(body))
+	}
+	if st, _ := a.get("/healthz"); st != 200 {
+		t.Fatalf("/healthz beside pprof: %d", st)
+	}
+	_, plain := startGatewayWithAdmin(t, "gwapp", 1)
+	if st, _ := plain.get("/debug/pprof/cmdline"); st != 404 {
+		t.Fatalf("/debug/pprof/ without --pprof: %d, want 404", st)
+	}
+}

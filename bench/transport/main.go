@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,7 +140,29 @@ func main() {
 	inflight := flag.Int("inflight", 64, "messages in flight for the throughput run")
 	rounds := flag.Int("rounds", 3, "interleaved rounds; the median round is reported")
 	procs := flag.Int("procs", runtime.NumCPU(), "GOMAXPROCS of the gateway side")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway side to this file")
+	only := flag.String("only", "", "run only this transport (shm or unix)")
+	flag.DurationVar(&harness.Spin, "spin", harness.Spin, "how long the shm response reader spin-polls before sleeping")
 	flag.Parse()
+	if *only != "" {
+		transports = slices.DeleteFunc(transports, func(t transportDef) bool { return t.name != *only })
+		if len(transports) == 0 {
+			fmt.Fprintf(os.Stderr, "transport: -only %q: want shm or unix\n", *only)
+			os.Exit(2)
+		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "transport:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "transport:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	runtime.GOMAXPROCS(*procs)
 
 	payload := samplePayload()

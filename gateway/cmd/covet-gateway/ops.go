@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/covetpy/covetpy/ops/metrics"
@@ -12,10 +13,11 @@ import (
 )
 
 // opsConfig is the operations part of the configuration: the admin listener
-// (/metrics, /healthz, /readyz), the access log, the restart backoff.
+// (/metrics, /healthz, /readyz, optionally /debug/pprof/), the access log.
 type opsConfig struct {
 	AdminListen string `config:"admin_listen" help:"TCP address for /metrics, /healthz and /readyz; empty = none, and no metrics"`
 	AccessLog   bool   `config:"access_log" help:"log one line per request: method, path, status, bytes, duration, request_id, app, route, client"`
+	Pprof       bool   `config:"pprof" help:"also serve Go's /debug/pprof/ (CPU, heap, goroutine profiles) on admin_listen"`
 }
 
 // setupOps applies the ops settings to cfg: metrics on a fresh registry handed to
@@ -50,10 +52,21 @@ func serveAdmin(cfg *Config, reg *prometheus.Registry, ready func() error, log *
 	if err != nil {
 		return nil, err
 	}
+	var handler http.Handler = metrics.Handler(reg, ready)
+	if cfg.Ops.Pprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		handler = mux
+	}
 	srv := &http.Server{
-		Handler:           metrics.Handler(reg, ready),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      2 * time.Minute, // a CPU profile streams for ?seconds= (default 30)
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() {
