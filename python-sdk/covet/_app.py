@@ -203,9 +203,23 @@ class Covet:
         other exception a registered handler's answer or a logged 500.
         """
         request = Request(head, body)
+        # One coroutine frame for the whole request: routing and the handler call are
+        # inline (every await of a helper coroutine costs a frame per request).
         try:
             try:
-                response = await self._dispatch(request)
+                route = self.router.lookup(head.method, head.route)
+                if route is None:
+                    raise HTTPException(404)
+                if not head.params and not route.kinds:
+                    if route.is_async:
+                        result = await route.endpoint(request)
+                    else:
+                        result = await _call(route.endpoint, False, request)
+                else:
+                    params = self._params(route, head.params)
+                    request.path_params = params
+                    result = await _call(route.endpoint, route.is_async, request, **params)
+                response = to_response(result)
             except Exception as exc:
                 response = await self._handle_exception(request, exc)
         except Exception as exc:  # an exception handler itself failed
@@ -215,17 +229,11 @@ class Covet:
             response = _without_body(response)
         return response
 
-    async def _dispatch(self, request: Request) -> Response:
-        head = request.head
-        route = self.router.lookup(head.method, head.route)
-        if route is None:
-            raise HTTPException(404)
+    @staticmethod
+    def _params(route: Route, flat: list[str]) -> dict[str, Any]:
+        """The gateway's raw path parameters converted to the route's types; 404 if one
+        does not convert or they do not match the route's parameters."""
         kinds = route.kinds
-        flat = head.params
-        if not flat and not kinds:
-            if route.is_async:
-                return to_response(await route.endpoint(request))
-            return to_response(await _call(route.endpoint, False, request))
         params: dict[str, Any] = {}
         for i in range(0, len(flat), 2):
             name = flat[i]
@@ -238,8 +246,7 @@ class Covet:
                 raise HTTPException(404) from None
         if len(params) != len(kinds):
             raise HTTPException(404)
-        request.path_params = params
-        return to_response(await _call(route.endpoint, route.is_async, request, **params))
+        return params
 
     async def _handle_exception(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):

@@ -756,10 +756,32 @@ def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body
     200..599; body >= -1. These are the gateway's checks: a head it would refuse ends
     the worker's session, so it is refused here instead (ValueError).
     """
-    if type(status) is not int or not 200 <= status <= 599:
-        raise ValueError(f"status {status!r} not in 200..599")
     if type(body) is not int or body < -1:
         raise ValueError(f"body {body!r} is not an int >= -1")
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"status {status!r} not in 200..599")
+    # Most responses repeat a few status + header combinations: their checked and
+    # encoded prefix ([status, headers, ...) is cached; only the body length varies.
+    pairs = tuple(headers)
+    key = (status, pairs)
+    try:
+        prefix = _head_prefixes.get(key)
+    except TypeError:  # an unhashable value (a bytearray): encode it, do not cache
+        return _encode_head_prefix(status, pairs) + _packer.pack(body)  # type: ignore[no-any-return]
+    if prefix is None:
+        prefix = _encode_head_prefix(status, pairs)
+        if len(_head_prefixes) < _HEAD_PREFIX_CACHE:
+            _head_prefixes[key] = prefix
+    return prefix + _packer.pack(body)  # type: ignore[no-any-return]
+
+
+# Checked, encoded RESP_HEAD prefixes by (status, header pairs); bounded like the names.
+_head_prefixes: dict[tuple[int, tuple[tuple[str, bytes], ...]], bytes] = {}
+_HEAD_PREFIX_CACHE: Final = 512
+
+
+def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> bytes:
+    """``fixarray(3), status, [name, value, ...]``: the RESP_HEAD up to its body length."""
     flat: list[str | bytes] = []
     names = _header_names
     for name, value in headers:
@@ -774,7 +796,7 @@ def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body
         flat.append(value)
     if len(flat) > 2 * MAX_RESPONSE_HEADERS:
         raise ValueError(f"{len(flat) // 2} headers, at most {MAX_RESPONSE_HEADERS}")
-    return _packer.pack([status, flat, body])  # type: ignore[no-any-return]
+    return b"\x93" + _packer.pack(status) + _packer.pack(flat)  # type: ignore[no-any-return]
 
 
 def decode_response_head(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int]:

@@ -591,7 +591,8 @@ class _Worker:
     async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange) -> None:
         try:
             response = await self._app._handle(head, ex.body)
-            await self._respond(rid, head, response, ex)
+            if not self._respond_now(rid, response, ex):
+                await self._respond(rid, head, response, ex)
         except asyncio.CancelledError:
             if not ex.by_gateway:
                 self._abort_exchange(rid, ex, "request cancelled: the worker is stopping")
@@ -609,22 +610,45 @@ class _Worker:
                 del self._inflight[rid]
             ex.body.discard()
 
+    def _respond_now(self, rid: int, response: Response, ex: _Exchange) -> bool:
+        """The common response, written without awaiting: a complete body, and the head
+        and the body each fit one record with ring space free now. False leaves the rest
+        to _respond, from ``ex.sent`` on (a refused head is reported there)."""
+        if type(response).body_chunks is not _PLAIN_BODY_CHUNKS:
+            return False
+        body = response.body
+        try:
+            resp_head = encode_response_head(response.status, response.raw_headers, response.body_length)
+        except ValueError:
+            return False
+        w = self._writer
+        maxp = self._max_payload
+        if len(resp_head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, resp_head, False):
+            return False
+        ex.sent = 1
+        if len(body) > maxp or not w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
+            return False
+        ex.sent = 2
+        self._wake_soon()
+        return True
+
     async def _respond(self, rid: int, head: RequestHead, response: Response, ex: _Exchange) -> None:
         w = self._writer
         maxp = self._max_payload
-        try:
-            resp_head = encode_response_head(response.status, response.raw_headers, response.body_length)
-        except ValueError as e:
-            log.error("request %#x (%s %s, request_id=%s): response head refused: %s",
-                      rid, head.method, head.path, head.request_id, e,
-                      extra={"request_id": head.request_id})  # fmt: skip
-            payload = encode_error_payload(500, f"bad response head: {e}")
-            await self._send(FRAME_ERROR, rid, payload, True, True, flags=FLAG_ERR)
-            self._wake_soon()
-            return
-        if len(resp_head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, resp_head, False):
-            await self._send(FRAME_RESP_HEAD, rid, resp_head, True, True)
-        ex.sent = 1
+        if ex.sent == 0:
+            try:
+                resp_head = encode_response_head(response.status, response.raw_headers, response.body_length)
+            except ValueError as e:
+                log.error("request %#x (%s %s, request_id=%s): response head refused: %s",
+                          rid, head.method, head.path, head.request_id, e,
+                          extra={"request_id": head.request_id})  # fmt: skip
+                payload = encode_error_payload(500, f"bad response head: {e}")
+                await self._send(FRAME_ERROR, rid, payload, True, True, flags=FLAG_ERR)
+                self._wake_soon()
+                return
+            if len(resp_head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, resp_head, False):
+                await self._send(FRAME_RESP_HEAD, rid, resp_head, True, True)
+            ex.sent = 1
         if type(response).body_chunks is _PLAIN_BODY_CHUNKS:
             body = response.body
             if len(body) <= maxp and w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
@@ -727,7 +751,7 @@ def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLo
             if choice == "uvloop":
                 raise ValueError(f"{ENV_LOOP}=uvloop, but uvloop is not installed (pip install 'covet[uvloop]')") from None
         else:
-            return "uvloop", uvloop.new_event_loop  # type: ignore[no-any-return]
+            return "uvloop", uvloop.new_event_loop
     return "asyncio", asyncio.new_event_loop
 
 

@@ -254,6 +254,23 @@ def test_response_head_encode_checks() -> None:
     ]:
         with pytest.raises(ValueError):
             p.encode_response_head(*args)
+        with pytest.raises(ValueError):  # a second time: nothing refused is cached
+            p.encode_response_head(*args)
+
+
+def test_response_head_prefix_cache() -> None:
+    """Repeated status + headers come from the prefix cache, byte for byte what a fresh
+    encoding gives, whatever the body length; odd but valid inputs still encode."""
+    headers = [("content-type", b"text/plain; charset=utf-8"), ("X-Up", b"1")]
+    fresh = msgpack.packb([201, ["content-type", b"text/plain; charset=utf-8", "x-up", b"1"], 70000], use_bin_type=True)
+    for _ in range(3):
+        assert p.encode_response_head(201, headers, 70000) == fresh
+        assert p.decode_response_head(p.encode_response_head(201, iter(headers), -1))[2] == -1
+    assert p.encode_response_head(200, [("a", bytearray(b"v"))], 5) == msgpack.packb([200, ["a", b"v"], 5])
+    with pytest.raises(ValueError):
+        p.encode_response_head(200.0, headers, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        p.encode_response_head(True, headers, 0)  # type: ignore[arg-type]
 
 
 def test_error_payload() -> None:
