@@ -17,10 +17,26 @@ type call struct {
 	id      uint64                   // generation<<32 | slot, as sent on the ring; 0 when pooled
 	head    workerproto.ResponseHead // valid once gotHead
 	gotHead bool
-	body    []byte // response body bytes not yet handed to the writer
-	done    bool   // END seen, or failed
-	err     error  // set with done: a *StatusError or ErrAborted
-	spare   []byte // the writer's previous body buffer, swapped in on drain
+	body    [][]byte // response body not yet handed to the writer: pooled chunks, all but the last full
+	done    bool     // END seen, or failed
+	err     error    // set with done: a *StatusError or ErrAborted
+	spare   [][]byte // the writer's emptied chunk list, swapped in on drain
+}
+
+// bodyChunk is the size of the pooled buffers that hold response body bytes between
+// the ring reader and the writer, so that a large body costs no buffer growth, no
+// copying on growth and no garbage.
+const bodyChunk = 64 << 10
+
+var chunkPool = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
+
+// putChunks returns the chunks to the pool and empties the list.
+func putChunks(chunks [][]byte) [][]byte {
+	for i, b := range chunks {
+		chunkPool.Put((*[bodyChunk]byte)(b[:bodyChunk]))
+		chunks[i] = nil
+	}
+	return chunks[:0]
 }
 
 var callPool = sync.Pool{New: func() any {
@@ -42,8 +58,7 @@ func putCall(c *call) {
 	c.mu.Lock()
 	c.id, c.gotHead, c.done, c.err = 0, false, false, nil
 	c.mu.Unlock()
-	// Keep small buffers for the next call; let a large response's go.
-	c.body, c.spare = reuse(c.body), reuse(c.spare)
+	c.body, c.spare = putChunks(c.body), putChunks(c.spare)
 	select { // drop a stale wakeup
 	case <-c.ready:
 	default:
@@ -87,7 +102,17 @@ func (c *call) addBody(id uint64, p []byte, end bool) error {
 	if !c.gotHead || c.done {
 		return errSequence
 	}
-	c.body = append(c.body, p...)
+	for len(p) > 0 {
+		n := len(c.body)
+		if n == 0 || len(c.body[n-1]) == bodyChunk {
+			c.body = append(c.body, chunkPool.Get().(*[bodyChunk]byte)[:0])
+			n++
+		}
+		b := c.body[n-1]
+		k := copy(b[len(b):bodyChunk], p)
+		c.body[n-1] = b[:len(b)+k]
+		p = p[k:]
+	}
 	if end {
 		c.done = true
 	}
@@ -102,14 +127,4 @@ func (c *call) fail(id uint64, err error) {
 		c.notify()
 	}
 	c.mu.Unlock()
-}
-
-// maxPooledBody is the largest body buffer a pooled call keeps.
-const maxPooledBody = 256 << 10
-
-func reuse(b []byte) []byte {
-	if cap(b) > maxPooledBody {
-		return nil
-	}
-	return b[:0]
 }

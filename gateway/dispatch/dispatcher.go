@@ -239,10 +239,10 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		}
 		c.mu.Lock()
 		gotHead, done, cerr := c.gotHead, c.done, c.err
-		chunk := c.body
-		c.body = c.spare[:0]
+		chunks := c.body
+		c.body = c.spare
 		c.mu.Unlock()
-		c.spare = chunk
+		c.spare = chunks // the writer's until drained below; putCall frees them on an early end
 		if cerr != nil && !wroteHead {
 			s.end(c)
 			return cerr
@@ -255,12 +255,13 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			}
 			wroteHead = true
 		}
-		if len(chunk) > 0 {
-			if err := w.WriteBody(chunk); err != nil {
+		for _, b := range chunks {
+			if err := w.WriteBody(b); err != nil {
 				s.abandon(c)
 				return err
 			}
 		}
+		c.spare = putChunks(chunks)
 		if done {
 			s.end(c)
 			if cerr != nil {
