@@ -143,6 +143,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway side to this file")
 	only := flag.String("only", "", "run only this transport (shm or unix)")
 	flag.DurationVar(&harness.Spin, "spin", harness.Spin, "how long the shm response reader spin-polls before sleeping")
+	flag.IntVar(&harness.SpinMaxOutstanding, "spin-max", harness.SpinMaxOutstanding, "the shm response reader spins only with at most this many messages unanswered")
 	flag.Parse()
 	if *only != "" {
 		transports = slices.DeleteFunc(transports, func(t transportDef) bool { return t.name != *only })

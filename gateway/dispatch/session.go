@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/covetpy/covetpy/shmring"
@@ -22,9 +23,15 @@ var errSequence = errors.New("dispatch: worker frames out of sequence")
 var errRetry = &StatusError{Status: 502, Reason: "worker died before taking the request"}
 
 // readerSpin is how long the response-ring reader spin-polls before sleeping on its
-// doorbell. Measured with bench/transport on 2 cores: 20us keeps a one-in-flight
-// round trip on the no-syscall path without starving the worker of CPU under load.
-const readerSpin = 20 * time.Microsecond
+// doorbell while at most spinMaxActive calls are open on the session: 20us keeps a
+// one-in-flight round trip on the no-syscall path (bench/transport, 2 cores). With
+// more calls open the worker is busy, and spinning would only take CPU from it and
+// hand answers over one at a time; the reader sleeps at once and its wakeup collects
+// a batch.
+const (
+	readerSpin    = 20 * time.Microsecond
+	spinMaxActive = 1
+)
 
 // gatewayWait bounds one sleep of the response-ring reader (PROTOCOL.md 2.5).
 const gatewayWait = 10 * time.Millisecond
@@ -57,10 +64,11 @@ type Session struct {
 	ringMu sync.RWMutex
 	gone   bool // guarded by ringMu (write) / read under RLock
 
-	mu    sync.Mutex // guards slots, gens, free
-	slots []*call
-	gens  []uint32
-	free  []uint32
+	mu     sync.Mutex // guards slots, gens, free
+	slots  []*call
+	gens   []uint32
+	free   []uint32
+	active atomic.Int32 // calls between begin and end (the reader's spin policy)
 
 	inflight int       // guarded by a.mu
 	served   int       // requests finished, guarded by a.mu (recycling after max_requests)
@@ -176,6 +184,11 @@ func (s *Session) readLoop() {
 		if n > 0 {
 			continue
 		}
+		if s.active.Load() > spinMaxActive {
+			s.cons.SetSpin(0)
+		} else {
+			s.cons.SetSpin(readerSpin)
+		}
 		if err := s.cons.Wait(s.ctx, s.gbell, gatewayWait); err != nil {
 			if s.ctx.Err() == nil {
 				s.close(err)
@@ -248,6 +261,7 @@ func (s *Session) begin() *call {
 	c := getCall(uint64(s.gens[slot])<<32 | uint64(slot))
 	s.slots[slot] = c
 	s.mu.Unlock()
+	s.active.Add(1)
 	return c
 }
 
@@ -259,6 +273,7 @@ func (s *Session) end(c *call) {
 	s.gens[slot]++
 	s.free = append(s.free, slot)
 	s.mu.Unlock()
+	s.active.Add(-1)
 	putCall(c)
 }
 

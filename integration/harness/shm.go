@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/covetpy/covetpy/shmring"
@@ -54,8 +55,13 @@ func RepoRoot() (string, error) {
 }
 
 // Spin is how long the response-ring reader spin-polls before it sleeps on its
-// doorbell (shmring.Consumer.SetSpin).
-var Spin = 20 * time.Microsecond
+// doorbell (shmring.Consumer.SetSpin), when at most SpinMaxOutstanding messages are
+// unanswered. With more outstanding it sleeps at once, as the gateway's reader does
+// (gateway/dispatch): the worker is busy, and a wakeup then collects a batch.
+var (
+	Spin               = 20 * time.Microsecond
+	SpinMaxOutstanding = 1
+)
 
 // EchoWorker is one Python echo worker (integration/workers/echo_shm.py) attached
 // through a real handshake: its own segment, doorbells and rings.
@@ -71,6 +77,7 @@ type EchoWorker struct {
 	readerDone   chan error
 	cancel       context.CancelFunc
 	ctx          context.Context
+	outstanding  atomic.Int64 // messages sent (BEGIN) whose last response frame (END) has not come
 }
 
 // StartEchoWorker spawns the echo worker in mode ("raw" or "msgpack"), runs the
@@ -105,7 +112,12 @@ func StartEchoWorker(g shmring.Geometry, mode string, onFrame func(shmring.Frame
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	go e.readLoop(onFrame)
+	go e.readLoop(func(f shmring.Frame) error {
+		if f.Flags&shmring.FlagEnd != 0 {
+			e.outstanding.Add(-1)
+		}
+		return onFrame(f)
+	})
 	return e, nil
 }
 
@@ -158,6 +170,11 @@ func (e *EchoWorker) readLoop(onFrame func(shmring.Frame) error) {
 		if n > 0 {
 			continue
 		}
+		if e.outstanding.Load() > int64(SpinMaxOutstanding) {
+			e.cons.SetSpin(0)
+		} else {
+			e.cons.SetSpin(Spin)
+		}
 		if err := e.cons.Wait(e.ctx, e.gbell, 10*time.Millisecond); err != nil {
 			e.readerDone <- nil
 			return
@@ -168,7 +185,12 @@ func (e *EchoWorker) readLoop(onFrame func(shmring.Frame) error) {
 // Send writes one message (fragmented if large) of type typ on the request ring.
 // Safe for concurrent use.
 func (e *EchoWorker) Send(ctx context.Context, typ workerproto.FrameType, id uint64, payload []byte) error {
-	return e.w.WriteMessage(ctx, int32(typ), id, 0, payload)
+	e.outstanding.Add(1)
+	err := e.w.WriteMessage(ctx, int32(typ), id, 0, payload)
+	if err != nil {
+		e.outstanding.Add(-1)
+	}
+	return err
 }
 
 // Close ends the worker (EOF on its control socket), waits for it to exit and
