@@ -33,9 +33,12 @@ type ResponseWriter interface {
 	// WriteHead is called once, first. bodyLen is the body length when known, -1
 	// when the worker streams it. headers are valid only during the call.
 	WriteHead(status int, headers []workerproto.Header, bodyLen int64) error
-	// WriteBody is called for each piece of the body, in order; p is valid only
-	// during the call. Flush decisions are the writer's.
+	// WriteBody and WriteBodyv are called for the pieces of the body, in order;
+	// the bytes are valid only during the call. WriteBodyv hands over several
+	// pieces at once, to be written together where possible (one vectored
+	// write). Flush decisions are the writer's.
 	WriteBody(p []byte) error
+	WriteBodyv(ps [][]byte) error
 }
 
 // StatusError is a failure the front end answers with Status itself: it happened

@@ -255,8 +255,8 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			}
 			wroteHead = true
 		}
-		for _, b := range chunks {
-			if err := w.WriteBody(b); err != nil {
+		if len(chunks) > 0 {
+			if err := w.WriteBodyv(chunks); err != nil {
 				s.abandon(c)
 				return err
 			}

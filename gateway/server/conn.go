@@ -73,11 +73,11 @@ type conn struct {
 	bodyWait    bool
 
 	// Owned by the writer goroutine.
-	wbuf   []byte
-	werr   error // sticky write error
-	sent   bool  // some byte of the current response reached the socket
-	bufs   net.Buffers
-	bufArr [3][]byte
+	wbuf     []byte
+	werr     error       // sticky write error
+	sent     bool        // some byte of the current response reached the socket
+	bufs     net.Buffers // writev's argument, consumed by WriteTo
+	bufStore [][]byte    // the backing array of bufs, kept between writes
 	// lingering: the writer half-closed after a complete last response;
 	// read by serve after writerDone.
 	lingering bool

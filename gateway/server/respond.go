@@ -275,18 +275,24 @@ func (c *conn) flush() error {
 	return err
 }
 
-// writev writes the buffered bytes, then p, then tail, in one call.
-func (c *conn) writev(p, tail []byte) error {
+// writev writes the buffered bytes, then each of ps, then tail, in one call.
+func (c *conn) writev(tail []byte, ps ...[]byte) error {
 	if c.werr != nil {
 		return c.werr
 	}
 	c.sent = true
-	c.bufArr = [3][]byte{c.wbuf, p, tail}
-	c.bufs = c.bufArr[:]
+	bufs := append(c.bufStore[:0], c.wbuf)
+	bufs = append(bufs, ps...)
+	if len(tail) > 0 {
+		bufs = append(bufs, tail)
+	}
+	c.bufStore = bufs
+	c.bufs = bufs // WriteTo consumes c.bufs, not c.bufStore
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 	n, err := c.bufs.WriteTo(c.nc)
 	c.wrote += n
-	c.bufArr = [3][]byte{}
+	clear(bufs)
+	c.bufs = nil
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
 		c.werr = err
@@ -303,10 +309,11 @@ type respWriter struct {
 	x         *exchange
 	started   bool // WriteHead succeeded
 	framing   http1.Framing
-	remaining int64 // FramingLength: body bytes still expected
-	closeConn bool  // the head says Connection: close
-	err       error // sticky: misuse or write failure
-	writeErr  bool  // err is a failed write to the client, not the backend's misuse
+	remaining int64     // FramingLength: body bytes still expected
+	closeConn bool      // the head says Connection: close
+	err       error     // sticky: misuse or write failure
+	writeErr  bool      // err is a failed write to the client, not the backend's misuse
+	one       [1][]byte // WriteBody's piece, as WriteBodyv's argument without allocating
 }
 
 var _ dispatch.ResponseWriter = (*respWriter)(nil)
@@ -391,12 +398,21 @@ func (w *respWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 	return nil
 }
 
-// WriteBody implements dispatch.ResponseWriter. A known-length body is
-// buffered and written in large pieces; a streamed body (chunked, or
-// close-delimited for HTTP/1.0) is written piece by piece as it comes, so
-// that a client sees each piece at once. For HEAD, 204 and 304 the bytes
-// are dropped.
+// WriteBody implements dispatch.ResponseWriter: WriteBodyv of one piece.
 func (w *respWriter) WriteBody(p []byte) error {
+	w.one[0] = p
+	err := w.WriteBodyv(w.one[:])
+	w.one[0] = nil
+	return err
+}
+
+// WriteBodyv implements dispatch.ResponseWriter. A known-length body is
+// buffered and written in large pieces; a streamed body (chunked, or
+// close-delimited for HTTP/1.0) is written as it comes, so that a client
+// sees each call's bytes at once (as one chunk when chunked). Several
+// pieces go out in one vectored write. For HEAD, 204 and 304 the bytes are
+// dropped.
+func (w *respWriter) WriteBodyv(ps [][]byte) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -405,33 +421,41 @@ func (w *respWriter) WriteBody(p []byte) error {
 		return w.err
 	}
 	c := w.c
+	total := 0
+	for _, p := range ps {
+		total += len(p)
+	}
 	switch w.framing {
 	case http1.FramingNone:
 		return nil
 	case http1.FramingLength:
-		if int64(len(p)) > w.remaining {
+		if int64(total) > w.remaining {
 			w.err = errBodyTooLong
 			return w.err
 		}
-		w.remaining -= int64(len(p))
-		if len(c.wbuf)+len(p) <= flushAt {
-			c.wbuf = append(c.wbuf, p...)
+		w.remaining -= int64(total)
+		if len(c.wbuf)+total <= flushAt {
+			for _, p := range ps {
+				c.wbuf = append(c.wbuf, p...)
+			}
 			return nil
 		}
-		return w.fail(c.writev(p, nil))
+		return w.fail(c.writev(nil, ps...))
 	case http1.FramingChunked:
-		if len(p) == 0 {
+		if total == 0 {
 			return nil
 		}
-		c.wbuf = http1.AppendChunkHeader(c.wbuf, len(p))
-		if len(p) <= smallChunk {
-			c.wbuf = append(c.wbuf, p...)
+		c.wbuf = http1.AppendChunkHeader(c.wbuf, total)
+		if total <= smallChunk {
+			for _, p := range ps {
+				c.wbuf = append(c.wbuf, p...)
+			}
 			c.wbuf = http1.AppendChunkEnd(c.wbuf)
 			return w.fail(c.flush())
 		}
-		return w.fail(c.writev(p, crlf))
+		return w.fail(c.writev(crlf, ps...))
 	default: // FramingClose
-		return w.fail(c.writev(p, nil))
+		return w.fail(c.writev(nil, ps...))
 	}
 }
 

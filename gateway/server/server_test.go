@@ -24,6 +24,10 @@ import (
 	"github.com/covetpy/covetpy/workerproto"
 )
 
+// vecPieces is what /vec/{framing} sends: two WriteBodyv calls, a small one and one
+// over flushAt, each of several pieces.
+var vecPieces = [][]string{{"ab", "", "cd"}, {strings.Repeat("x", 20000), strings.Repeat("y", 20000), "z"}}
+
 // streamPieces is what /stream sends, piece by piece, with unknown length.
 var streamPieces = []string{"first piece\n", strings.Repeat("B", 10000), "\nlast piece\n"}
 
@@ -66,6 +70,25 @@ func testBackend(t *testing.T) (*fakeBackend, *recorder, *probe) {
 		}
 		for _, p := range streamPieces {
 			if err := w.WriteBody([]byte(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	b.handle(t, "GET", "/vec/{framing}", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		length := int64(-1)
+		if req.Head.Params[0].Value == "length" {
+			length = int64(len(strings.Join(vecPieces[0], "") + strings.Join(vecPieces[1], "")))
+		}
+		if err := w.WriteHead(200, nil, length); err != nil {
+			return err
+		}
+		for _, ps := range vecPieces {
+			bs := make([][]byte, len(ps))
+			for i, p := range ps {
+				bs[i] = []byte(p)
+			}
+			if err := w.WriteBodyv(bs); err != nil {
 				return err
 			}
 		}
@@ -277,6 +300,51 @@ func TestStreamedResponse(t *testing.T) {
 	out, err := exec.Command(curl, "-sS", "--max-time", "10", "-i", ts.url("/stream")).Output()
 	if err != nil || !strings.Contains(strings.ToLower(string(out)), "transfer-encoding: chunked") {
 		t.Fatalf("curl -i: %v, %q", err, out)
+	}
+}
+
+// TestWriteBodyv: several pieces handed over at once arrive whole and in order, as
+// one chunk per call when the body is chunked.
+func TestWriteBodyv(t *testing.T) {
+	b, _, _ := testBackend(t)
+	ts := startServer(t, Config{}, b)
+	var want string
+	for _, ps := range vecPieces {
+		want += strings.Join(ps, "")
+	}
+	for _, framing := range []string{"length", "chunked"} {
+		rc := ts.dial(t)
+		rc.send("GET /vec/" + framing + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		raw, err := io.ReadAll(rc.br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, body, ok := strings.Cut(string(raw), "\r\n\r\n")
+		if !ok {
+			t.Fatalf("%s: no head in %q", framing, raw)
+		}
+		if framing == "length" {
+			if !strings.Contains(head, fmt.Sprintf("Content-Length: %d", len(want))) || body != want {
+				t.Fatalf("length: head %q, body %d bytes, want %d", head, len(body), len(want))
+			}
+			continue
+		}
+		var chunks []string
+		for {
+			size, rest, _ := strings.Cut(body, "\r\n")
+			n, err := strconv.ParseInt(size, 16, 64)
+			if err != nil {
+				t.Fatalf("chunked: bad chunk size %q", size)
+			}
+			if n == 0 {
+				break
+			}
+			chunks = append(chunks, rest[:n])
+			body = strings.TrimPrefix(rest[n:], "\r\n")
+		}
+		if len(chunks) != len(vecPieces) || strings.Join(chunks, "") != want {
+			t.Fatalf("chunked: %d chunks (want one per call, %d), %d bytes", len(chunks), len(vecPieces), len(strings.Join(chunks, "")))
+		}
 	}
 }
 
