@@ -252,7 +252,7 @@ def all_servers() -> list[Server]:
         servers.append(Server(f"covet-{n}", f"CovetPy native, {n} worker{'s' * (n > 1)}", covet_argv(n),
                               env={"COVET_LOG_LEVEL": "WARNING"}, needs=need_covet,
                               note="bin/covet-gateway + N workers run by the repo's .venv python; gateway flags at their defaults, "
-                                   "so -max-inflight 64 per worker caps /sleep near 64 x N / 10 ms"))
+                                   "so at most 256 requests (max_inflight) are in flight per worker"))
     for n in (1, 2):
         servers.append(Server(f"granian-rsgi-{n}", f"Granian RSGI, {n} worker{'s' * (n > 1)}",
                               granian_argv("rsgi", "rsgi_app", n), needs=need_module("granian")))

@@ -13,8 +13,10 @@ import (
 // default.
 type Config struct {
 	// MaxInflight is the number of requests one worker may have at once (its
-	// credits). Default 64.
-	MaxInflight int `config:"max_inflight" help:"requests one worker may have in flight (its credits); 0 = 64"`
+	// credits). Default 256: an asyncio worker serves I/O-bound handlers
+	// concurrently, and 256 keeps one worker busy behind a few hundred
+	// connections waiting on I/O while still bounding what a slow worker takes.
+	MaxInflight int `config:"max_inflight" help:"requests one worker may have in flight (its credits); 0 = 256"`
 	// QueueSize is the number of requests of one app that may wait for a worker
 	// with credit. Beyond it requests get 503. Default 1024.
 	QueueSize int `config:"queue_size" help:"requests of one app that may wait for a worker, then 503; 0 = 1024"`
@@ -54,7 +56,7 @@ func (c Config) WithDefaults() Config {
 			*v = d
 		}
 	}
-	def(&c.MaxInflight, 64)
+	def(&c.MaxInflight, 256)
 	def(&c.QueueSize, 1024)
 	def(&c.Retries, 2)
 	dur(&c.QueueTimeout, 5*time.Second)

@@ -71,7 +71,7 @@ func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Workers != 3 || cfg.App != "shop" || len(cfg.WorkerCmd) != 5 || cfg.Listen != "127.0.0.1:8000" ||
-		slog.Level(cfg.LogLevel) != slog.LevelWarn || cfg.Dispatch.MaxInflight != 64 {
+		slog.Level(cfg.LogLevel) != slog.LevelWarn || cfg.Dispatch.MaxInflight != 256 {
 		t.Errorf("unexpected config %+v", cfg)
 	}
 }
