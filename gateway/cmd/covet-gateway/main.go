@@ -29,6 +29,7 @@ import (
 	"github.com/covetpy/covetpy/gateway/server"
 	"github.com/covetpy/covetpy/gateway/supervisor"
 	"github.com/covetpy/covetpy/ops/config"
+	"github.com/covetpy/covetpy/shmring"
 	"github.com/covetpy/covetpy/workerproto"
 )
 
@@ -154,6 +155,8 @@ type Config struct {
 	LogFormat     string        `config:"log_format" help:"log format: text or json"`
 	LogLevel      logLevel      `config:"log_level" help:"log level: debug, info, warn, error"`
 	MaxRSS        byteSize      `config:"max_rss" help:"recycle a worker whose resident memory passes this size (bytes, or with K, M, G); 0 = never"`
+	RingRequest   byteSize      `config:"ring_request_bytes" help:"each worker's request ring: a power of two from 4K to 1G"`
+	RingResponse  byteSize      `config:"ring_response_bytes" help:"each worker's response ring: a power of two from 4K to 1G"`
 
 	Dispatch   dispatch.Config
 	Server     server.Config
@@ -163,10 +166,12 @@ type Config struct {
 
 // defaultConfig is the configuration before the file, the environment and the flags.
 func defaultConfig() *Config {
+	d := dispatch.Config{}.WithDefaults()
 	return &Config{
 		Listen: "127.0.0.1:8000", App: "app", Workers: 1, DrainTimeout: 30 * time.Second,
 		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo),
-		Dispatch:   dispatch.Config{}.WithDefaults(),
+		RingRequest: byteSize(d.Geometry.ReqCapacity), RingResponse: byteSize(d.Geometry.RespCapacity),
+		Dispatch:   d,
 		Server:     server.Config{}.WithDefaults(),
 		Supervisor: supervisor.Config{}.WithDefaults(),
 	}
@@ -187,6 +192,7 @@ func parseFlags(args, environ []string, stderr io.Writer) (cfg *Config, printCon
 		return nil, false, fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	cfg.Supervisor.MaxRSS = int64(cfg.MaxRSS)
+	cfg.Dispatch.Geometry = shmring.Geometry{ReqCapacity: uint64(cfg.RingRequest), RespCapacity: uint64(cfg.RingResponse)}
 	// With --print-config the configuration comes back even when it is invalid, so
 	// that it can be shown next to the problem.
 	return cfg, printConfig, cfg.validate()
@@ -206,6 +212,14 @@ func (cfg *Config) validate() error {
 	}
 	if err := workerproto.ValidAppName(cfg.App); err != nil {
 		return fmt.Errorf("app: %w", err)
+	}
+	for _, r := range []struct {
+		name string
+		size byteSize
+	}{{"ring_request_bytes", cfg.RingRequest}, {"ring_response_bytes", cfg.RingResponse}} {
+		if (shmring.Geometry{ReqCapacity: uint64(r.size), RespCapacity: uint64(r.size)}).Validate() != nil {
+			return fmt.Errorf("%s: %d is not a power of two from 4K to 1G", r.name, r.size)
+		}
 	}
 	if err := cfg.Dispatch.Validate(); err != nil {
 		return err

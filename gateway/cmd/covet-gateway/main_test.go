@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/ops/config"
+
+	"github.com/covetpy/covetpy/shmring"
 )
 
 func TestSplitCommand(t *testing.T) {
@@ -56,6 +58,8 @@ func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--worker-cmd", "x", "--log-level", "loud"}, nil, "log-level"},
 		{[]string{"--worker-cmd", "'x"}, nil, "unterminated single quote"},
 		{[]string{"--worker-cmd", "x", "--max-inflight", "-3"}, nil, "max_inflight"},
+		{[]string{"--worker-cmd", "x", "--ring-response-bytes", "3M"}, nil, "ring_response_bytes: 3145728 is not a power of two"},
+		{[]string{"--worker-cmd", "x"}, []string{"COVET_RING_REQUEST_BYTES=2K"}, "ring_request_bytes: 2048 is not a power of two"},
 		{[]string{"--worker-cmd", "x", "--idle-timeout", "-1s"}, nil, "IdleTimeout"},
 		{[]string{"--worker-cmd", "x", "stray"}, nil, "unexpected argument"},
 		{[]string{"--worker-cmd", "x"}, []string{"COVET_QUEUE_TIMEOUT=soon"}, "COVET_QUEUE_TIMEOUT: cannot parse"},
@@ -71,8 +75,13 @@ func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Workers != 3 || cfg.App != "shop" || len(cfg.WorkerCmd) != 5 || cfg.Listen != "127.0.0.1:8000" ||
-		slog.Level(cfg.LogLevel) != slog.LevelWarn || cfg.Dispatch.MaxInflight != 256 {
+		slog.Level(cfg.LogLevel) != slog.LevelWarn || cfg.Dispatch.MaxInflight != 256 ||
+		cfg.Dispatch.Geometry != (shmring.Geometry{ReqCapacity: 1 << 20, RespCapacity: 4 << 20}) {
 		t.Errorf("unexpected config %+v", cfg)
+	}
+	cfg, _, err = parseFlags([]string{"--worker-cmd", "x", "--ring-response-bytes", "16M", "--ring-request-bytes", "64K"}, nil, io.Discard)
+	if err != nil || cfg.Dispatch.Geometry != (shmring.Geometry{ReqCapacity: 64 << 10, RespCapacity: 16 << 20}) {
+		t.Errorf("ring sizes from flags: %v, %+v", err, cfg.Dispatch.Geometry)
 	}
 }
 
