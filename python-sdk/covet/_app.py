@@ -218,7 +218,10 @@ class Covet:
                 else:
                     params = self._params(route, head.params)
                     request.path_params = params
-                    result = await _call(route.endpoint, route.is_async, request, **params)
+                    if route.is_async:
+                        result = await route.endpoint(request, **params)
+                    else:
+                        result = await _call(route.endpoint, False, request, **params)
                 response = to_response(result)
             except Exception as exc:
                 response = await self._handle_exception(request, exc)

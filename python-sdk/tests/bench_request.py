@@ -1,0 +1,114 @@
+"""Micro-benchmarks of the worker's per-request Python path (not a test; run it directly).
+
+    .venv/bin/python python-sdk/tests/bench_request.py
+
+Times, one at a time and without the rings or the event loop, each step a worker takes
+for a request: decoding and checking the REQ_HEAD, running the app (routing, the
+handler, building the response) for a text, a JSON and a path-parameter route, and
+encoding the RESP_HEAD; then the cost of an asyncio Task per request, which the worker
+pays on top (docs/performance.md). The figures are the best of five runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+
+from covet import Covet, PlainTextResponse, Request
+from covet._head import RequestHead
+from covet._proto import encode_response_head
+from covet._responses import Response
+
+app = Covet("bench")
+
+
+@app.get("/plaintext")
+async def plaintext(req: Request) -> Response:
+    return PlainTextResponse(b"Hello, World!")
+
+
+@app.get("/json")
+async def json_(req: Request) -> dict[str, str]:
+    return {"message": "Hello, World!"}
+
+
+@app.get("/users/{id:int}")
+async def user(req: Request, id: int) -> dict[str, int]:
+    return {"id": id}
+
+
+app.freeze()
+
+
+async def _no_body() -> Any:
+    if False:
+        yield b""
+
+
+def wire(path: str, route: str, params: list[str]) -> bytes:
+    """A REQ_HEAD as the gateway sends it for a wrk request."""
+    return msgpack.packb(  # type: ignore[no-any-return]
+        ["GET", path, "", ["host", b"127.0.0.1:8000"], route, params, "1.1", "http",
+         "127.0.0.1:50000", "", 0, 0],
+        use_bin_type=True,
+    )  # fmt: skip
+
+
+def per_call_us(fn: Callable[[], object], number: int = 100_000) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+
+def run_sync(head: RequestHead) -> Response:
+    """app._handle driven to completion without a loop (the handlers never wait)."""
+    coro = app._handle(head, _no_body())
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise RuntimeError("the handler waited")
+
+
+def main() -> None:
+    unpackb = msgpack.unpackb
+    for path, route, params in [("/plaintext", "/plaintext", []), ("/json", "/json", []),
+                                ("/users/42", "/users/{id:int}", ["id", "42"])]:  # fmt: skip
+        payload = wire(path, route, params)
+        arr = unpackb(payload, raw=False)
+        head = RequestHead.from_wire(arr)
+        resp = run_sync(head)
+        print(f"{path}:")
+        print(f"  msgpack decode        {per_call_us(lambda: unpackb(payload, raw=False)):6.2f} us")
+        print(f"  RequestHead.from_wire {per_call_us(lambda: RequestHead.from_wire(arr)):6.2f} us")
+        print(f"  app._handle           {per_call_us(lambda: run_sync(head)):6.2f} us")
+        print(f"  encode_response_head  "
+              f"{per_call_us(lambda: encode_response_head(resp.status, resp.raw_headers, resp.body_length)):6.2f} us")
+
+    async def tasks(n: int) -> float:
+        loop = asyncio.get_running_loop()
+
+        async def nothing() -> None:
+            pass
+
+        start = timeit.default_timer()
+        for i in range(n):
+            loop.create_task(nothing())
+            if i % 64 == 63:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return (timeit.default_timer() - start) / n * 1e6
+
+    print(f"asyncio Task create + run: {asyncio.run(tasks(200_000)):6.2f} us (standard loop)")
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        print(f"asyncio Task create + run: {runner.run(tasks(200_000)):6.2f} us (uvloop)")
+
+
+if __name__ == "__main__":
+    main()
