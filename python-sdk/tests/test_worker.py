@@ -238,6 +238,31 @@ def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
         g.close()
 
 
+def test_bad_spin_setting_is_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
+    env.update({"COVET_WORKER_SPIN_US": "fast", _proto.ENV_CONTROL_FD: "99"})
+    r = subprocess.run([sys.executable, "-m", "covet", "worker", "worker_app:app"], cwd=TESTS_DIR,
+                       env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 2 and "COVET_WORKER_SPIN_US='fast': want microseconds" in r.stderr
+
+
+def test_worker_that_never_spins_is_woken_by_the_doorbell(tmp_path: Path) -> None:
+    """COVET_WORKER_SPIN_US=0: the pump sleeps as soon as the ring is empty, so every
+    request below needs the doorbell (PROTOCOL 2.5) to be noticed: with a 20 s
+    heartbeat, the heartbeat's re-poll (every 10 s) cannot stand in for it."""
+    g = FakeGateway(tmp_path, heartbeat_ms=20_000, extra_env={"COVET_WORKER_SPIN_US": "0"})
+    try:
+        g.start()
+        for i in range(1, 6):
+            time.sleep(0.02)  # the worker is asleep on its doorbell
+            start = time.monotonic()
+            a = g.exchange(GEN | i, "GET", "/json", query=f"q={i}")
+            assert a.status == 200 and a.json() == {"hello": "world", "query": str(i)}
+            assert time.monotonic() - start < 5, "answered only by the heartbeat's re-poll"
+    finally:
+        g.close()
+
+
 def test_unknown_event_loop_is_refused() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
     env.update({"COVET_LOOP": "trio", _proto.ENV_CONTROL_FD: "99"})
