@@ -17,7 +17,9 @@
 // Ownership: each Session has one goroutine that reads its response ring (the only
 // consumer) and one that reads its control socket. Request frames are written by the
 // goroutines serving requests (the ring is many-producer). A call's response is
-// copied out of shared memory by the ring reader into the call's buffer and written
-// to the client by the goroutine that called Serve, so a slow client never stalls
-// the ring.
+// copied out of shared memory by the ring reader into pooled 64 KiB chunks and
+// written to the client by the goroutine that called Serve, all collected chunks in
+// one vectored write, so a slow client never stalls the ring. The reader spins
+// before sleeping only while at most one call is open: under load the worker is the
+// busy side, and a wakeup then collects a batch.
 package dispatch
