@@ -766,7 +766,8 @@ def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLo
 def run_worker(app: Covet, *, app_name: str, environ: Mapping[str, str] = os.environ) -> int:
     """Serve ``app`` as one worker of the gateway named by ``environ``; returns the
     process exit status: 0 after a drain, 1 if the gateway went away or broke the
-    protocol, 2 if the environment names no gateway."""
+    protocol, 2 if the environment is unusable (it names no gateway, or COVET_LOOP or
+    COVET_WORKER_SPIN_US is bad)."""
     if not isinstance(app, Covet):
         raise TypeError(f"run_worker needs a Covet app, got {type(app).__name__}")
     try:
