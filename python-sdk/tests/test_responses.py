@@ -308,7 +308,8 @@ def test_json_encoding_matches_the_standard_library() -> None:
     import json
 
     values = [{"message": "Hello, World!"}, [1, 2.5, None, True, "café ☕", {"k": [{}]}], {"big": 2**70},
-              {"esc": "quote\" back\\ nl\n tab\t \x01"}, []]  # fmt: skip
+              {"esc": "quote\" back\\ nl\n tab\t \x01"}, [], {1: "a", True: 2, None: 3, 2.5: 4},
+              {"t": (1, 2)}, [1e300, -0.0]]  # fmt: skip
     for value in values:
         want = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         assert JSONResponse(value).body == want
