@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
-__all__ = ["RequestHead", "BodySource", "REQ_HEAD_FIELDS"]
+__all__ = ["RequestHead", "BodySource", "REQ_HEAD_FIELDS", "well_formed"]
 
 BodySource: TypeAlias = AsyncIterable[bytes]
 """The request body as it arrives: an async iterable of chunks (fragments), consumed once."""
@@ -64,17 +64,8 @@ class RequestHead(NamedTuple):
 
         Raises ValueError, naming the element, if the array breaks PROTOCOL 3.1.
         """
-        # Every request takes this path, so a well-formed head is recognised with a few
-        # whole-list type comparisons; anything else goes to the element-by-element
-        # checks, which name what is wrong.
-        if type(arr) is list and list(map(type, arr)) == _WIRE_TYPES and arr[10] >= -1 and arr[11] >= 0:
-            headers, params = arr[3], arr[5]
-            if (
-                list(map(type, headers)) == _STR_BYTES * (len(headers) >> 1)
-                and list(map(type, params)) == _STR * len(params)
-                and not len(params) & 1
-            ):
-                return _new_head(cls, arr)
+        if well_formed(arr):
+            return _new_head(cls, arr)
         return cls._checked(arr)
 
     @classmethod
@@ -101,6 +92,21 @@ class RequestHead(NamedTuple):
             str(arr[4]), [str(x) for x in arr[5]], str(arr[6]), str(arr[7]), str(arr[8]), str(arr[9]),
             int(body), int(timeout_ms),
         )  # fmt: skip
+
+
+def well_formed(arr: Any) -> bool:
+    """Whether ``arr``, a decoded REQ_HEAD, is well formed (PROTOCOL 3.1) in the exact
+    types msgpack decodes to. Every request is checked, so this is a few whole-list
+    type comparisons; False sends the caller to element-by-element checks that name
+    what is wrong."""
+    if type(arr) is not list or list(map(type, arr)) != _WIRE_TYPES or arr[10] < -1 or arr[11] < 0:
+        return False
+    headers, params = arr[3], arr[5]
+    return (
+        list(map(type, headers)) == _STR_BYTES * (len(headers) >> 1)
+        and list(map(type, params)) == _STR * len(params)
+        and not len(params) & 1
+    )
 
 
 _WIRE_TYPES: list[type] = [str, str, str, list, str, list, str, str, str, str, int, int]

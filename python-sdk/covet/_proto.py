@@ -30,6 +30,7 @@ from typing import Any, Final, NamedTuple
 import msgpack  # type: ignore[import-untyped]
 
 from covet import _shmring
+from covet._head import well_formed
 
 #: One packer reused for response heads: msgpack.packb builds a Packer per call, which
 #: costs about 1 us of the ~1.3 us a head takes to encode. Packer.pack resets its buffer
@@ -656,8 +657,6 @@ class RequestHead:
 
 
 _REQ_FIELDS: Final = RequestHead.__slots__
-_STR_BYTES: Final[list[type]] = [str, bytes]
-_STR: Final[list[type]] = [str]
 _new_head = RequestHead.__new__
 
 
@@ -668,18 +667,7 @@ def decode_request_head(payload: bytes) -> RequestHead:
     except Exception as e:  # rare: fall back to the precise error path
         _unpack(payload, "req_head")
         raise ProtocolError(f"req_head: {e}") from None
-    if type(a) is not list or list(map(type, a)) != _REQ_TYPES_LIST:
-        _req_head_error(a)
-    headers = a[3]
-    params = a[5]
-    # One combined check for the common case; a precise message only on failure.
-    if not (
-        a[10] >= -1
-        and a[11] >= 0
-        and list(map(type, headers)) == _STR_BYTES * (len(headers) >> 1)
-        and list(map(type, params)) == _STR * len(params)
-        and not len(params) & 1
-    ):
+    if not well_formed(a):  # the worker's own check; a precise message only on failure
         _req_head_error(a)
     h = _new_head(RequestHead)
     (
@@ -700,7 +688,6 @@ def decode_request_head(payload: bytes) -> RequestHead:
 
 
 _REQ_TYPES: Final = (str, str, str, list, str, list, str, str, str, str, int, int)
-_REQ_TYPES_LIST: Final[list[type]] = list(_REQ_TYPES)
 
 
 def _req_head_error(a: Any) -> None:

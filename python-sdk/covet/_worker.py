@@ -67,7 +67,6 @@ from ._proto import (
 from ._responses import Response
 from ._shmring import (
     DEFAULT_BATCH,
-    DEFAULT_SPIN_NS,
     FRAME_HEADER,
     STATE_CLOSED,
     STATE_DRAINING,
@@ -207,8 +206,8 @@ class _Worker:
         token: str,
         spawned: bool,
         drain_timeout: float,
-        spin_ns: int = DEFAULT_SPIN_NS,
-        loop_name: str = "asyncio",
+        spin_ns: int,
+        loop_name: str,
     ) -> None:
         # Immutable after __init__ / the handshake.
         self._app = app
