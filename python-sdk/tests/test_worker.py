@@ -238,12 +238,16 @@ def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
         g.close()
 
 
-def test_bad_spin_setting_is_refused() -> None:
+@pytest.mark.parametrize(("setting", "text"), [
+    (("COVET_WORKER_SPIN_US", "fast"), "COVET_WORKER_SPIN_US='fast': want microseconds"),
+    (("COVET_LOOP", "trio"), "COVET_LOOP='trio': want auto, asyncio or uvloop"),
+])  # fmt: skip
+def test_bad_worker_setting_is_refused(setting: tuple[str, str], text: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
-    env.update({"COVET_WORKER_SPIN_US": "fast", _proto.ENV_CONTROL_FD: "99"})
+    env.update({setting[0]: setting[1], _proto.ENV_CONTROL_FD: "99"})
     r = subprocess.run([sys.executable, "-m", "covet", "worker", "worker_app:app"], cwd=TESTS_DIR,
                        env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert r.returncode == 2 and "COVET_WORKER_SPIN_US='fast': want microseconds" in r.stderr
+    assert r.returncode == 2 and text in r.stderr
 
 
 def test_worker_that_never_spins_is_woken_by_the_doorbell(tmp_path: Path) -> None:
@@ -261,14 +265,6 @@ def test_worker_that_never_spins_is_woken_by_the_doorbell(tmp_path: Path) -> Non
             assert time.monotonic() - start < 5, "answered only by the heartbeat's re-poll"
     finally:
         g.close()
-
-
-def test_unknown_event_loop_is_refused() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
-    env.update({"COVET_LOOP": "trio", _proto.ENV_CONTROL_FD: "99"})
-    r = subprocess.run([sys.executable, "-m", "covet", "worker", "worker_app:app"], cwd=TESTS_DIR,
-                       env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert r.returncode == 2 and "COVET_LOOP='trio': want auto, asyncio or uvloop" in r.stderr
 
 
 def test_hello_carries_the_manifest(tmp_path: Path) -> None:
