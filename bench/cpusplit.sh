@@ -9,27 +9,31 @@
 # .venv Python on 127.0.0.1:${PORT:-18800}, warms up for 1 s, then runs wrk with one
 # thread and prints req/s, p50, p99 and the CPU time (utime + stime from /proc) each
 # process used per request. The environment reaches the workers (COVET_LOOP,
-# COVET_WORKER_SPIN_US); GATEWAY_FLAGS adds gateway flags. make bench gives the
-# same CPU figure for the whole process tree; this splits it.
+# COVET_WORKER_SPIN_US); GATEWAY_FLAGS adds gateway flags, GATEWAY names another binary. make bench gives the
+# same CPU figure for the whole process tree; this splits it. SERVER_CPUS and WRK_CPUS
+# (taskset -c lists) pin the gateway with its workers and wrk; WRK_THREADS sets wrk -t.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 path=${1:-/plaintext} conns=${2:-64} secs=${3:-5} workers=${4:-1}
 port=${PORT:-18800}
 url="http://127.0.0.1:$port$path"
 
+srv_pin=() wrk_pin=()
+[ -n "${SERVER_CPUS:-}" ] && srv_pin=(taskset -c "$SERVER_CPUS")
+[ -n "${WRK_CPUS:-}" ] && wrk_pin=(taskset -c "$WRK_CPUS")
 # shellcheck disable=SC2086
-bin/covet-gateway --listen "127.0.0.1:$port" --app bench --workers "$workers" \
+"${srv_pin[@]}" "${GATEWAY:-bin/covet-gateway}" --listen "127.0.0.1:$port" --app bench --workers "$workers" \
 	--worker-cmd "$PWD/.venv/bin/python -m covet worker covet_app:app" --worker-dir bench/apps \
 	--log-level warn ${GATEWAY_FLAGS:-} &
 gw=$!
 trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
-wrk -t1 -c"$conns" -d1s "$url" >/dev/null
+"${wrk_pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$conns" -d1s "$url" >/dev/null
 
 pids="$gw $(pgrep -P "$gw" | tr '\n' ' ')"
 cpu() { for p in $pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | tr '\n' ' '; }
 before=$(cpu)
-out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
+out=$("${wrk_pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$conns" -d"${secs}s" --latency "$url")
 after=$(cpu)
 
 python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'

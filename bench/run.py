@@ -336,6 +336,9 @@ def ensure_venv() -> dict[str, str]:
 def build_go() -> str | None:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
     if not go:
+        if (OUT / "gohttp").exists():
+            log("    no go toolchain: using the bench/out/gohttp already built")
+            return None
         return "go toolchain not found"
     OUT.mkdir(exist_ok=True)
     env = {**os.environ, "GOFLAGS": "", "CGO_ENABLED": "0"}
@@ -385,8 +388,8 @@ def machine_info(notes: dict[str, str]) -> dict[str, object]:
             versions = {}
     for k, v in notes.items():
         versions[k] = f"{versions.get(k, 'not installed')} ({v})"
-    covet_ver = cmd_out([str(REPO_PY), "-c", "import importlib.metadata as m; print(m.version('covet'))"]) \
-        if REPO_PY.exists() else "n/a"
+    covet_ver = cmd_out([str(REPO_PY), "-c", "import importlib.metadata as m\ntry: print(m.version('covet'))\n"
+                         "except m.PackageNotFoundError: print('source tree')"]) if REPO_PY.exists() else "n/a"
     rev = cmd_out(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT)
     dirty = cmd_out(["git", "status", "--porcelain", "--", "gateway", "python-sdk", "router", "shmring",
                      "workerproto"], cwd=ROOT)
@@ -402,7 +405,9 @@ def machine_info(notes: dict[str, str]) -> dict[str, object]:
         "versions": versions,
         "wrk": cmd_out(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else "n/a",
         "nginx": cmd_out([nginx_bin(), "-v"]) if nginx_bin() else "n/a",
-        "go": cmd_out(["go", "version"]) if shutil.which("go") else cmd_out(["/usr/local/go/bin/go", "version"]),
+        "go": cmd_out(["go", "version"]) if shutil.which("go") else
+              cmd_out(["/usr/local/go/bin/go", "version"]) if os.path.exists("/usr/local/go/bin/go") else
+              "no go toolchain (bench/out/gohttp prebuilt)",
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
 
