@@ -8,10 +8,11 @@
 # Serves bench/apps/covet_app.py with bin/covet-gateway (make build) and the repo's
 # .venv Python on 127.0.0.1:${PORT:-18800}, warms up for 1 s, then runs wrk with one
 # thread and prints req/s, p50, p99 and the CPU time (utime + stime from /proc) each
-# process used per request. The environment reaches the workers (COVET_LOOP,
-# COVET_WORKER_SPIN_US); GATEWAY_FLAGS adds gateway flags, GATEWAY names another binary. make bench gives the
-# same CPU figure for the whole process tree; this splits it. SERVER_CPUS and WRK_CPUS
-# (taskset -c lists) pin the gateway with its workers and wrk; WRK_THREADS sets wrk -t.
+# process used per request. make bench gives the same CPU figure for the whole process
+# tree; this splits it. The environment reaches the workers (COVET_LOOP,
+# COVET_WORKER_SPIN_US) and the gateway (GOMAXPROCS). GATEWAY_FLAGS adds gateway flags,
+# GATEWAY names another gateway binary (for A/B runs), SERVER_CPUS and WRK_CPUS
+# (taskset -c lists) pin the gateway with its workers and wrk, WRK_THREADS sets wrk -t.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 path=${1:-/plaintext} conns=${2:-64} secs=${3:-5} workers=${4:-1}
