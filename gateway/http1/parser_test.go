@@ -381,3 +381,16 @@ func TestReasonsAndLimits(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 }
+
+func TestKnownMethod(t *testing.T) {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"} {
+		if name, ok := KnownMethod(m); !ok || name != m {
+			t.Errorf("KnownMethod(%q) = %q, %v; want %q, true", m, name, ok, m)
+		}
+	}
+	for _, m := range []string{"get", "PROPFIND", "GETX", ""} { // methods are case-sensitive
+		if name, ok := KnownMethod(m); ok {
+			t.Errorf("KnownMethod(%q) = %q, true; want false", m, name)
+		}
+	}
+}

@@ -82,6 +82,34 @@ func (r *Request) Reset() {
 // IsHead reports whether the method is HEAD.
 func (r *Request) IsHead() bool { return string(r.Method) == "HEAD" }
 
+// KnownMethod returns m as a constant string if it is one of the methods RFC 9110
+// and RFC 5789 register (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT,
+// TRACE). A constant is safe to keep (a metric label, a log field) and costs no
+// allocation; ok is false for any other token.
+func KnownMethod(m string) (name string, ok bool) {
+	switch m {
+	case "GET":
+		return "GET", true
+	case "HEAD":
+		return "HEAD", true
+	case "POST":
+		return "POST", true
+	case "PUT":
+		return "PUT", true
+	case "PATCH":
+		return "PATCH", true
+	case "DELETE":
+		return "DELETE", true
+	case "OPTIONS":
+		return "OPTIONS", true
+	case "CONNECT":
+		return "CONNECT", true
+	case "TRACE":
+		return "TRACE", true
+	}
+	return "", false
+}
+
 // HasBody reports whether a body follows the head.
 func (r *Request) HasBody() bool { return r.Chunked || r.ContentLength > 0 }
 

@@ -148,29 +148,12 @@ func bytesString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// methodString returns the method as a string: an interned constant for
-// the registered methods (no allocation, and safe to keep, e.g. as a metric
-// label), a fresh copy for any other token.
+// methodString returns the method as a string: the interned constant of
+// http1.KnownMethod for the registered methods (no allocation, and safe to keep,
+// e.g. as a metric label), a fresh copy for any other token.
 func methodString(m []byte) string {
-	switch string(m) {
-	case "GET":
-		return "GET"
-	case "HEAD":
-		return "HEAD"
-	case "POST":
-		return "POST"
-	case "PUT":
-		return "PUT"
-	case "PATCH":
-		return "PATCH"
-	case "DELETE":
-		return "DELETE"
-	case "OPTIONS":
-		return "OPTIONS"
-	case "CONNECT":
-		return "CONNECT"
-	case "TRACE":
-		return "TRACE"
+	if name, ok := http1.KnownMethod(string(m)); ok {
+		return name
 	}
 	return string(m)
 }

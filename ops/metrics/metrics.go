@@ -2,9 +2,9 @@
 // handler (/metrics, /healthz, /readyz).
 //
 // Everything is registered on a registry the caller passes in; nothing here
-// touches prometheus.DefaultRegisterer. The package is a leaf: it imports the
-// standard library and client_golang only, so every gateway package may use
-// it. A nil *Metrics is valid and records nothing, as are the nil handles its
+// touches prometheus.DefaultRegisterer. The package is a leaf: besides the
+// standard library and client_golang it imports only gateway/http1 (itself a
+// leaf) for the registered method names, so every gateway package may use it. A nil *Metrics is valid and records nothing, as are the nil handles its
 // methods return, so instrumented code needs no "metrics enabled?" checks of
 // its own.
 //
@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/covetpy/covetpy/gateway/http1"
 )
 
 const namespace = "covet"
@@ -207,28 +209,12 @@ func (r *Route) counter(status int) prometheus.Counter {
 	return c
 }
 
-// methodLabel keeps the registered methods and folds every other token into
-// "OTHER". The returned strings are constants, safe to keep.
+// methodLabel keeps the registered methods (http1.KnownMethod) and folds every
+// other token into "OTHER", so that the label's values stay bounded. The returned
+// strings are constants, safe to keep.
 func methodLabel(m string) string {
-	switch m {
-	case "GET":
-		return "GET"
-	case "HEAD":
-		return "HEAD"
-	case "POST":
-		return "POST"
-	case "PUT":
-		return "PUT"
-	case "PATCH":
-		return "PATCH"
-	case "DELETE":
-		return "DELETE"
-	case "OPTIONS":
-		return "OPTIONS"
-	case "CONNECT":
-		return "CONNECT"
-	case "TRACE":
-		return "TRACE"
+	if name, ok := http1.KnownMethod(m); ok {
+		return name
 	}
 	return "OTHER"
 }
