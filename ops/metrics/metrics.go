@@ -59,12 +59,45 @@ type Metrics struct {
 
 	pool poolCollector
 
-	mu     sync.Mutex                          // serialises route and app inserts
-	routes atomic.Pointer[map[routeKey]*Route] // copy on write: lock-free reads
-	apps   atomic.Pointer[map[string]*App]
+	routes cowMap[routeKey, *Route]
+	apps   cowMap[string, *App]
 }
 
 type routeKey struct{ app, route, method string }
+
+// cowMap is a map read without locks and grown by copying: a lookup of a key
+// that exists (once per request) takes no lock and allocates nothing, and an
+// insert (once per new key) copies the map.
+type cowMap[K comparable, V any] struct {
+	mu sync.Mutex // serialises inserts
+	p  atomic.Pointer[map[K]V]
+}
+
+// get returns k's value, creating it with mk on first use.
+func (c *cowMap[K, V]) get(k K, mk func() V) V {
+	if p := c.p.Load(); p != nil {
+		if v, ok := (*p)[k]; ok {
+			return v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var old map[K]V
+	if p := c.p.Load(); p != nil {
+		old = *p
+	}
+	if v, ok := old[k]; ok {
+		return v
+	}
+	v := mk()
+	next := make(map[K]V, len(old)+1)
+	for kk, vv := range old {
+		next[kk] = vv
+	}
+	next[k] = v
+	c.p.Store(&next)
+	return v
+}
 
 // New creates the metrics and registers them, with the Go runtime and process
 // collectors, on reg.
@@ -110,9 +143,6 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	m.pool.init()
-	routes, apps := map[routeKey]*Route{}, map[string]*App{}
-	m.routes.Store(&routes)
-	m.apps.Store(&apps)
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.queueWait, m.restarts, m.recycles,
 		m.connsOpen, m.connsAccepted, m.bytesIn, m.bytesOut, &m.pool,
@@ -155,29 +185,16 @@ func (m *Metrics) Route(app, route, method string) *Route {
 		return nil
 	}
 	k := routeKey{app, route, methodLabel(method)}
-	if r := (*m.routes.Load())[k]; r != nil {
+	return m.routes.get(k, func() *Route {
+		r := &Route{
+			app: k.app, route: k.route, method: k.method,
+			latency: m.latency.WithLabelValues(k.app, k.route, k.method),
+			vec:     m.requests,
+		}
+		empty := []statusCounter{}
+		r.status.Store(&empty)
 		return r
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := *m.routes.Load()
-	if r := old[k]; r != nil {
-		return r
-	}
-	r := &Route{
-		app: k.app, route: k.route, method: k.method,
-		latency: m.latency.WithLabelValues(k.app, k.route, k.method),
-		vec:     m.requests,
-	}
-	empty := []statusCounter{}
-	r.status.Store(&empty)
-	next := make(map[routeKey]*Route, len(old)+1)
-	for kk, v := range old {
-		next[kk] = v
-	}
-	next[k] = r
-	m.routes.Store(&next)
-	return r
+	})
 }
 
 // Observe records one request answered with status after d.
@@ -230,23 +247,9 @@ func (m *Metrics) App(app string) *App {
 	if m == nil {
 		return nil
 	}
-	if a := (*m.apps.Load())[app]; a != nil {
-		return a
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := *m.apps.Load()
-	if a := old[app]; a != nil {
-		return a
-	}
-	a := &App{queueWait: m.queueWait.WithLabelValues(app)}
-	next := make(map[string]*App, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[app] = a
-	m.apps.Store(&next)
-	return a
+	return m.apps.get(app, func() *App {
+		return &App{queueWait: m.queueWait.WithLabelValues(app)}
+	})
 }
 
 // QueueWait records how long one request waited for a worker (0: none).
