@@ -162,6 +162,18 @@ func (rc *rawConn) read(method string) (*http.Response, string) {
 	return resp, string(body)
 }
 
+// expect100 reads an interim "100 Continue" response, exactly.
+func (rc *rawConn) expect100() {
+	rc.t.Helper()
+	line, err := rc.br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		rc.t.Fatalf("want 100 Continue, got %q %v", line, err)
+	}
+	if blank, _ := rc.br.ReadString('\n'); blank != "\r\n" {
+		rc.t.Fatalf("100 Continue not terminated: %q", blank)
+	}
+}
+
 // expectEOF checks that the server closes the connection within 3s.
 func (rc *rawConn) expectEOF() {
 	rc.t.Helper()

@@ -380,13 +380,7 @@ func TestExpectContinue(t *testing.T) {
 	ts := startServer(t, Config{}, b)
 	rc := ts.dial(t)
 	rc.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-	line, err := rc.br.ReadString('\n')
-	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("want 100 Continue before the body, got %q %v", line, err)
-	}
-	if blank, _ := rc.br.ReadString('\n'); blank != "\r\n" {
-		t.Fatalf("100 Continue not terminated: %q", blank)
-	}
+	rc.expect100() // before the body
 	rc.send("hello")
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "hello" {
 		t.Fatalf("after 100: %d %q", resp.StatusCode, body)
@@ -427,10 +421,7 @@ func TestExpectContinueBehindSlowRequest(t *testing.T) {
 	if resp, body := rc.read("GET"); body != "delay 400" {
 		t.Fatalf("first: %d %q", resp.StatusCode, body)
 	}
-	if line, _ := rc.br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("want 100 Continue, got %q", line)
-	}
-	rc.br.ReadString('\n')
+	rc.expect100()
 	time.Sleep(50 * time.Millisecond) // within the grace, counted from the 100
 	rc.send("body")
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "body" {
