@@ -6,11 +6,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/covetpy/covetpy/integration/harness"
 )
 
 // admin is the gateway's admin listener (--admin-listen).
@@ -238,5 +241,52 @@ func TestAdminPprof(t *testing.T) {
 	_, plain := startGatewayWithAdmin(t, "gwapp", 1)
 	if st, _ := plain.get("/debug/pprof/cmdline"); st != 404 {
 		t.Fatalf("/debug/pprof/ without --pprof: %d, want 404", st)
+	}
+}
+
+// TestLateWakeupsCounted: a worker that commits its answers but never rings the
+// gateway's doorbell (integration/workers/mute_shm.py) is still answered, because the
+// response-ring reader's sleep is bounded, and every such answer is counted in
+// covet_worker_late_wakeups_total.
+func TestLateWakeupsCounted(t *testing.T) {
+	py, err := harness.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	sock := t.TempDir() + "/control.sock"
+	g, a := startGatewayWithAdmin(t, "gwapp", 1, "--control-socket", sock)
+	root, _ := harness.RepoRoot()
+	mute := exec.Command(py, root+"/integration/workers/mute_shm.py")
+	mute.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
+	mute.Stdout, mute.Stderr = g.out, g.out
+	if err := mute.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { mute.Process.Kill(); mute.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(g.out.String(), "worker attached") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the mute worker never attached; output:\n%s", g.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Requests alternate between the app's two workers.
+	muted := 0
+	for i := 0; i < 12; i++ {
+		st, body, _ := g.get("/hello")
+		switch {
+		case st == 200 && body == "mute":
+			muted++
+		case st == 200 && body == "hello":
+		default:
+			t.Fatalf("request %d: %d %q", i, st, body)
+		}
+	}
+	if muted == 0 {
+		t.Fatal("the mute worker got no request")
+	}
+	series := `covet_worker_late_wakeups_total{app="gwapp"}`
+	if late := a.scrape()[series]; late < float64(muted) {
+		t.Errorf("%s = %v, want at least %d (one per answer of the mute worker)", series, late, muted)
 	}
 }

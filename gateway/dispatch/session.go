@@ -191,11 +191,18 @@ func (s *Session) readLoop() {
 		} else {
 			s.cons.SetSpin(readerSpin)
 		}
+		slept := time.Now()
 		if err := s.cons.Wait(s.ctx, s.gbell, gatewayWait); err != nil {
 			if s.ctx.Err() == nil {
 				s.close(err)
 			}
 			return
+		}
+		if time.Since(slept) >= gatewayWait && s.cons.Ready() && s.a != nil {
+			// The whole timeout with an answer waiting: the doorbell (PROTOCOL.md
+			// 2.5) came late or not at all. The timeout bounds the cost; the
+			// counter makes it visible.
+			s.a.m.LateWakeup()
 		}
 	}
 }

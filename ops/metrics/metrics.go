@@ -50,6 +50,7 @@ type Metrics struct {
 	latency   *prometheus.HistogramVec // app, route, method
 	queueWait *prometheus.HistogramVec // app
 	restarts  *prometheus.CounterVec   // app, reason
+	missed    *prometheus.CounterVec   // app
 	recycles  *prometheus.CounterVec   // app, reason
 
 	connsOpen     prometheus.Gauge
@@ -117,6 +118,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time each dispatched request waited for a worker with free capacity (0 when one was free), by app.",
 			Buckets: LatencyBuckets,
 		}, []string{"app"}),
+		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "worker", Name: "late_wakeups_total",
+			Help: "Times the gateway's response-ring reader slept its whole timeout (10ms) and then found an answer waiting: the worker did not ring its doorbell in time, or the gateway did not get to run. 0 in a healthy system; by app.",
+		}, []string{"app"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "worker", Name: "restarts_total",
 			Help: "Worker processes restarted by the supervisor, by app and reason.",
@@ -144,7 +149,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m.pool.init()
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.queueWait, m.restarts, m.recycles,
+		m.requests, m.latency, m.queueWait, m.missed, m.restarts, m.recycles,
 		m.connsOpen, m.connsAccepted, m.bytesIn, m.bytesOut, &m.pool,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -240,6 +245,7 @@ func methodLabel(m string) string {
 // records nothing.
 type App struct {
 	queueWait prometheus.Observer
+	late      prometheus.Counter
 }
 
 // App returns the handle for app; handles are created once and shared.
@@ -248,8 +254,17 @@ func (m *Metrics) App(app string) *App {
 		return nil
 	}
 	return m.apps.get(app, func() *App {
-		return &App{queueWait: m.queueWait.WithLabelValues(app)}
+		return &App{queueWait: m.queueWait.WithLabelValues(app), late: m.missed.WithLabelValues(app)}
 	})
+}
+
+// LateWakeup counts one response-ring sleep that lasted its whole timeout while
+// an answer was waiting (covet_worker_late_wakeups_total).
+func (a *App) LateWakeup() {
+	if a == nil {
+		return
+	}
+	a.late.Inc()
 }
 
 // QueueWait records how long one request waited for a worker (0: none).
