@@ -75,9 +75,6 @@ func (c *call) notify() {
 
 // Methods called by the ring reader, with the session's slot lock NOT held. Each
 // takes the id the frame carried and ignores the call if it has been reused since.
-// setHead and addBody do not wake the Serve goroutine: the reader queues the call and
-// wakes it once per batch of frames (Session.flushWakes), so that a head and a body
-// read together cost one wakeup, not two.
 
 func (c *call) setHead(id uint64, b []byte) error {
 	c.mu.Lock()
@@ -92,6 +89,7 @@ func (c *call) setHead(id uint64, b []byte) error {
 		return err
 	}
 	c.gotHead = true
+	c.notify()
 	return nil
 }
 
@@ -118,6 +116,7 @@ func (c *call) addBody(id uint64, p []byte, end bool) error {
 	if end {
 		c.done = true
 	}
+	c.notify()
 	return nil
 }
 

@@ -19,9 +19,7 @@
 // goroutines serving requests (the ring is many-producer). A call's response is
 // copied out of shared memory by the ring reader into pooled 64 KiB chunks and
 // written to the client by the goroutine that called Serve, all collected chunks in
-// one vectored write, so a slow client never stalls the ring. The reader wakes each
-// serving goroutine once per batch of frames it read, so a head and a body that
-// arrive together cost one wakeup. The reader spins
+// one vectored write, so a slow client never stalls the ring. The reader spins
 // before sleeping only while at most one call is open: under load the worker is the
 // busy side, and a wakeup then collects a batch.
 package dispatch

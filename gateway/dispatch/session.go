@@ -55,7 +55,6 @@ type Session struct {
 	w      shmring.Writer    // request ring, many producers
 	cons   *shmring.Consumer // response ring; owned by readLoop
 	asm    shmring.Assembler // owned by readLoop
-	wakes  []*call           // owned by readLoop: calls that got frames in this batch
 
 	ctx    context.Context // ends when the session closes
 	cancel context.CancelFunc
@@ -177,7 +176,6 @@ func (s *Session) readLoop() {
 	defer close(s.readerDone)
 	for {
 		n, err := s.cons.Poll(s.onFrame)
-		s.flushWakes()
 		if err != nil {
 			s.close(err)
 			return
@@ -207,26 +205,6 @@ func (s *Session) readLoop() {
 	}
 }
 
-// flushWakes wakes the Serve goroutine of every call that got frames in the batch
-// just read. A call may have been ended and reused since its frame was read; the
-// wakeup is then spurious, and do's loop treats it as one (nothing changed).
-func (s *Session) flushWakes() {
-	for i, c := range s.wakes {
-		c.notify()
-		s.wakes[i] = nil
-	}
-	s.wakes = s.wakes[:0]
-}
-
-// queueWake queues c for flushWakes once; a call's frames arrive together, so
-// comparing with the last queued call is enough to queue it once per batch in
-// practice (a second entry costs only a spurious wakeup).
-func (s *Session) queueWake(c *call) {
-	if n := len(s.wakes); n == 0 || s.wakes[n-1] != c {
-		s.wakes = append(s.wakes, c)
-	}
-}
-
 // onFrame handles one response-ring frame. An error ends the session.
 func (s *Session) onFrame(f shmring.Frame) error {
 	c := s.lookup(f.ID)
@@ -236,7 +214,6 @@ func (s *Session) onFrame(f shmring.Frame) error {
 		if err != nil || !done || c == nil {
 			return err
 		}
-		s.queueWake(c)
 		return c.setHead(f.ID, msg)
 	case workerproto.FrameRespBody:
 		if c == nil {
@@ -246,7 +223,6 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			c.fail(f.ID, ErrAborted)
 			return nil
 		}
-		s.queueWake(c)
 		return c.addBody(f.ID, f.Payload, f.Flags&workerproto.FlagEnd != 0)
 	case workerproto.FrameError:
 		msg, done, err := s.asm.Add(f)
