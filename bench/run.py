@@ -24,6 +24,8 @@ Environment (all optional):
     BENCH_WRK_CPUS      pin wrk with taskset -c (default: unpinned)
     BENCH_SERVER_CPUS   pin every server with taskset -c (default: unpinned)
     BENCH_UPGRADE=1     re-resolve bench/.venv against PyPI's current releases
+    BENCH_NO_INSTALL=1  install nothing (no apt-get, no pip): use wrk from PATH and
+                        bench/.venv as they are (bench/offline/run.sh sets it)
     BENCH_RESULTS       where to write the report (default bench/RESULTS.md)
 """
 
@@ -72,6 +74,7 @@ def env_num(name: str, default: float) -> float:
 
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+NO_INSTALL = os.environ.get("BENCH_NO_INSTALL", "") not in ("", "0")
 DURATION = int(env_num("BENCH_DURATION", 2 if QUICK else 10))
 ROUNDS = int(env_num("BENCH_ROUNDS", 1 if QUICK else 3))
 WARMUP = int(env_num("BENCH_WARMUP", 1 if QUICK else 2))
@@ -295,7 +298,7 @@ def log(msg: str) -> None:
 
 def ensure_tools() -> None:
     missing = [t for t in ("wrk", "nginx") if not (shutil.which(t) or (t == "nginx" and nginx_bin()))]
-    if missing:
+    if missing and not NO_INSTALL:
         log(f"==> installing {' '.join(missing)} with apt-get (missing)")
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         subprocess.run(sudo + ["apt-get", "update", "-q"], check=False)
@@ -311,6 +314,8 @@ def ensure_venv() -> dict[str, str]:
     want = " ".join(CORE_PACKAGES + OPTIONAL_PACKAGES)
     notes: dict[str, str] = {}
     upgrade = os.environ.get("BENCH_UPGRADE", "") not in ("", "0")
+    if NO_INSTALL:
+        return notes  # servers missing from bench/.venv are reported as not run
     if VPY.exists() and stamp.exists() and stamp.read_text().splitlines()[0] == want and not upgrade:
         for line in stamp.read_text().splitlines()[1:]:
             k, _, v = line.partition("=")

@@ -35,12 +35,6 @@ cp bench/.venv/bin/python .venv/bin/python
 printf '#!/bin/sh\nexec %s -m granian "$@"\n' "$PY" > bench/.venv/bin/granian
 printf '#!/bin/sh\nexec %s -m uvicorn "$@"\n' "$PY" > bench/.venv/bin/uvicorn
 chmod +x bench/.venv/bin/* .venv/bin/python
-"$PY" - <<'PY' > bench/.venv/.bench-stamp
-import re
-src = open("bench/run.py").read()
-pk = lambda n: re.findall(r'"([a-z]+)"', re.search(n + r" = \[(.*?)\]", src).group(1))
-print(" ".join(pk("CORE_PACKAGES") + pk("OPTIONAL_PACKAGES")))
-PY
 cp "$KIT/gohttp" bench/out/gohttp
 printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$KIT/lib" "$KIT/wrk" > /tmp/covet-offline-bin/wrk
 command -v curl >/dev/null || printf '#!/bin/sh\nfor a; do u=$a; done\nexec %s -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$u"\n' "$PY" > /tmp/covet-offline-bin/curl
@@ -51,7 +45,7 @@ export PATH=/tmp/covet-offline-bin:$PATH
 	2>&1 | tee "$OUTDIR/machine.txt"
 
 export BENCH_SERVERS=${BENCH_SERVERS:-covet-1,covet-2,uvicorn-starlette-1,uvicorn-asgi-1,granian-rsgi-1,granian-asgi-1,go-nethttp}
-export BENCH_WORKLOADS=${BENCH_WORKLOADS:-plaintext,json} PYTHONUNBUFFERED=1
+export BENCH_WORKLOADS=${BENCH_WORKLOADS:-plaintext,json} PYTHONUNBUFFERED=1 BENCH_NO_INSTALL=1
 bench_pass() { # name server-cpus wrk-cpus
 	env BENCH_SERVER_CPUS="$2" BENCH_WRK_CPUS="$3" BENCH_THREADS=4 BENCH_RESULTS="$OUTDIR/results-$1.md" \
 		timeout "${PASS_TIMEOUT:-600}" "$PY" bench/run.py > "$OUTDIR/log-$1.txt" 2>&1
