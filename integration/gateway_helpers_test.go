@@ -121,6 +121,40 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 	return g
 }
 
+// startShmWorker runs integration/workers/<script> as an external worker that
+// connects to g's control socket sock, and waits until g reports `attached`
+// workers in all. The channel gets the script's exit status; the script is killed
+// at cleanup if it still runs.
+func startShmWorker(t *testing.T, g *gateway, script, sock string, attached int) <-chan error {
+	t.Helper()
+	py, err := harness.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	root, _ := harness.RepoRoot()
+	cmd := exec.Command(py, filepath.Join(root, "integration", "workers", script))
+	cmd.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
+	cmd.Stdout, cmd.Stderr = g.out, g.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(g.out.String(), "worker attached") < attached {
+		select {
+		case err := <-done:
+			t.Fatalf("%s exited before attaching: %v; output:\n%s", script, err, g.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never attached; output:\n%s", script, g.out)
+		}
+	}
+	return done
+}
+
 // stop sends SIGTERM and expects a clean exit.
 func (g *gateway) stop() {
 	g.cmd.Process.Signal(syscall.SIGTERM)

@@ -368,28 +368,9 @@ func TestGatewayExternalWorker(t *testing.T) {
 // into its response ring loses its session (its request gets 502), while the gateway
 // and the other worker of the app keep serving.
 func TestGatewayCorruptWorkerEndsOnlyItsSession(t *testing.T) {
-	py, err := harness.Python()
-	if err != nil {
-		t.Skip(err)
-	}
 	sock := t.TempDir() + "/control.sock"
 	g := startGateway(t, "gwapp", 1, "--control-socket", sock)
-	root, _ := harness.RepoRoot()
-	evil := exec.Command(py, root+"/integration/workers/evil_shm.py")
-	evil.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
-	evil.Stdout, evil.Stderr = g.out, g.out
-	if err := evil.Start(); err != nil {
-		t.Fatal(err)
-	}
-	evilDone := make(chan error, 1)
-	go func() { evilDone <- evil.Wait() }()
-	for strings.Count(g.out.String(), "worker attached") < 2 {
-		select {
-		case err := <-evilDone:
-			t.Fatalf("evil worker exited early: %v; output:\n%s", err, g.out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	evilDone := startShmWorker(t, g, "evil_shm.py", sock, 2)
 	// Requests alternate between the two workers; the evil one answers its first
 	// with garbage.
 	var statuses []int
@@ -406,7 +387,6 @@ func TestGatewayCorruptWorkerEndsOnlyItsSession(t *testing.T) {
 			t.Errorf("evil worker: %v (it exits 0 when the gateway hangs up)", err)
 		}
 	case <-time.After(10 * time.Second):
-		evil.Process.Kill()
 		t.Fatal("the gateway did not end the corrupt worker's session")
 	}
 	if !strings.Contains(g.out.String(), "shmring: response ring corrupt") {

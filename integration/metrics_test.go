@@ -6,14 +6,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/covetpy/covetpy/integration/harness"
 )
 
 // admin is the gateway's admin listener (--admin-listen).
@@ -249,27 +246,9 @@ func TestAdminPprof(t *testing.T) {
 // response-ring reader's sleep is bounded, and every such answer is counted in
 // covet_worker_late_wakeups_total.
 func TestLateWakeupsCounted(t *testing.T) {
-	py, err := harness.Python()
-	if err != nil {
-		t.Skip(err)
-	}
 	sock := t.TempDir() + "/control.sock"
 	g, a := startGatewayWithAdmin(t, "gwapp", 1, "--control-socket", sock)
-	root, _ := harness.RepoRoot()
-	mute := exec.Command(py, root+"/integration/workers/mute_shm.py")
-	mute.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
-	mute.Stdout, mute.Stderr = g.out, g.out
-	if err := mute.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { mute.Process.Kill(); mute.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(g.out.String(), "worker attached") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the mute worker never attached; output:\n%s", g.out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startShmWorker(t, g, "mute_shm.py", sock, 2)
 	// Requests alternate between the app's two workers.
 	muted := 0
 	for i := 0; i < 12; i++ {
