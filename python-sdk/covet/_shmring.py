@@ -452,6 +452,12 @@ class _Ring:
         """Largest payload of one record: ``capacity / 8 - 24``."""
         return self._max_record - FRAME_HEADER
 
+    @property
+    def consumer_sleeping(self) -> bool:
+        """The ring's consumer_sleeping flag: its consumer is (about to be) asleep on
+        its doorbell (PROTOCOL.md 2.5)."""
+        return bool(self._u32[self._w_sleeping])
+
     def _check_counters(self, head: int, tail: int) -> None:
         if not head <= tail <= head + self._capacity:
             raise RingCorrupt(f"head {head} / tail {tail} break head <= tail <= head + "

@@ -12,8 +12,9 @@ Inside the loop (all callbacks, no threads):
 - the **pump** polls the request ring in batches and reschedules itself with
   ``call_soon`` while records keep coming; when the ring is empty it keeps re-polling
   once per loop turn for ``spin_ns`` (PROTOCOL 2.5 step 1, cooperatively, so handlers
-  keep running), then goes through ``prepare_sleep`` and lets the doorbell (or the
-  heartbeat timer, which bounds a lost wakeup to ``heartbeat_ms / 2``) wake it;
+  keep running) if the burst of records it just read was short (``SPIN_MAX_BURST``),
+  then goes through ``prepare_sleep`` and lets the doorbell (or the heartbeat timer,
+  which bounds a lost wakeup to ``heartbeat_ms / 2``) wake it;
 - each REQ_HEAD starts one task running ``app._handle`` and writing RESP_HEAD plus the
   RESP_BODY stream; REQ_BODY fragments feed that request's body iterator; CANCEL
   cancels the task, after which nothing more is sent for its id;
@@ -94,6 +95,9 @@ ENV_LOOP: Final = "COVET_LOOP"
 #: trickle in. 0 sleeps at once.
 ENV_SPIN: Final = "COVET_WORKER_SPIN_US"
 DEFAULT_WORKER_SPIN_US: Final = 150
+# The worker spins on an empty request ring only after a burst of at most this many
+# records (docs/performance.md, "Latency at light load").
+SPIN_MAX_BURST: Final = 8
 #: Seconds a SIGTERM/SIGINT drain waits for in-flight requests (env overrides).
 ENV_DRAIN_TIMEOUT: Final = "COVET_DRAIN_TIMEOUT"
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
@@ -238,6 +242,8 @@ class _Worker:
         self._sleeping = False
         self._wake_pending = False
         self._idle_since = 0
+        self._burst = 0  # records read since the ring was last found empty
+        self._spin_now = 0  # this idle spell's spin: spin_ns or 0
         self._draining = False
         self._stopped = False
         self._shutdown_ran = False
@@ -523,12 +529,19 @@ class _Worker:
             return
         if n:
             self._idle_since = 0
+            self._burst += n
             self._loop.call_soon(self._pump)
             return
         now = time.perf_counter_ns()
         if not self._idle_since:
+            # The ring just ran dry. Spin only after a short burst: a long one means
+            # many requests in flight, whose next burst comes after the gateway has
+            # answered this one, later than any spin; spinning then only takes CPU
+            # from the gateway, and a wakeup costs little per request.
             self._idle_since = now
-        if now - self._idle_since < self._spin_ns or not self._reader.prepare_sleep():
+            self._spin_now = self._spin_ns if self._burst <= SPIN_MAX_BURST else 0
+            self._burst = 0
+        if now - self._idle_since < self._spin_now or not self._reader.prepare_sleep():
             self._loop.call_soon(self._pump)
             return
         self._idle_since = 0

@@ -21,6 +21,7 @@ import pytest
 
 from covet import _proto
 from covet import _shmring as sr
+from covet._worker import SPIN_MAX_BURST
 
 try:  # tests/ may or may not be a package
     from .shmring_gateway import make_bell, make_memfd  # type: ignore[import-not-found,unused-ignore]
@@ -136,10 +137,10 @@ class FakeGateway:
 
     # -- data plane
 
-    def send_frames(self, typ: int, rid: int, payload: bytes, flags: int = 0) -> None:
+    def send_frames(self, typ: int, rid: int, payload: bytes, flags: int = 0, wake: bool = True) -> None:
         deadline = time.monotonic() + TIMEOUT
         for f, chunk in self.writer.fragments(payload, True, True, flags):
-            while not self.writer.try_write(typ, rid, f, chunk):
+            while not self.writer.try_write(typ, rid, f, chunk, wake):
                 if time.monotonic() > deadline:
                     raise TimeoutError("request ring stayed full\n" + self.stderr())
                 self.collect()
@@ -147,16 +148,16 @@ class FakeGateway:
 
     def request(self, rid: int, method: str, path: str, route: str | None = None,
                 params: list[str] | None = None, body: bytes = b"", query: str = "",
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+                headers: list[tuple[str, bytes]] | None = None, wake: bool = True) -> None:
         h = _proto.RequestHead.__new__(_proto.RequestHead)
         h.method, h.path, h.query = method, path, query
         h.headers = [x for pair in (headers or []) for x in pair]
         h.route, h.params = route or path, params or []
         h.http_version, h.scheme, h.client = "1.1", "http", "127.0.0.1:5555"
         h.request_id, h.body, h.timeout_ms = f"req-{rid:x}", len(body), 0
-        self.send_frames(sr.REQ_HEAD, rid, _proto.encode_request_head(h))
+        self.send_frames(sr.REQ_HEAD, rid, _proto.encode_request_head(h), wake=wake)
         if body:
-            self.send_frames(sr.REQ_BODY, rid, body)
+            self.send_frames(sr.REQ_BODY, rid, body, wake=wake)
 
     def cancel(self, rid: int) -> None:
         self.send_frames(sr.CANCEL, rid, b"", sr.FLAG_CANCEL)
@@ -263,6 +264,31 @@ def test_worker_that_never_spins_is_woken_by_the_doorbell(tmp_path: Path) -> Non
             a = g.exchange(GEN | i, "GET", "/json", query=f"q={i}")
             assert a.status == 200 and a.json() == {"hello": "world", "query": str(i)}
             assert time.monotonic() - start < 5, "answered only by the heartbeat's re-poll"
+    finally:
+        g.close()
+
+
+def test_worker_spins_only_after_a_short_burst(tmp_path: Path) -> None:
+    """With a 1 s spin: after a burst of more than SPIN_MAX_BURST requests the worker
+    sleeps on its doorbell at once (at 64 connections spinning only took CPU from the
+    gateway); after a single request it spins."""
+    g = FakeGateway(tmp_path, heartbeat_ms=20_000, extra_env={"COVET_WORKER_SPIN_US": "1000000"})
+    try:
+        g.start()
+        g.until(lambda: g.writer.consumer_sleeping, "the worker to sleep after its start-up spin")
+        n = 3 * SPIN_MAX_BURST
+        for i in range(1, n + 1):  # one burst: written while it sleeps, rung once
+            g.request(GEN | i, "GET", "/json", query=f"q={i}", wake=False)
+        g.writer.wake()
+        for i in range(1, n + 1):
+            assert g.answer(GEN | i).json() == {"hello": "world", "query": str(i)}
+        answered = time.monotonic()
+        g.until(lambda: g.writer.consumer_sleeping, "the worker to sleep after a long burst")
+        assert time.monotonic() - answered < 0.5, "the worker spun after a long burst"
+
+        a = g.exchange(GEN | (n + 1), "GET", "/json", query="q=one")
+        assert a.json() == {"hello": "world", "query": "one"}
+        assert not g.writer.consumer_sleeping, "the worker slept at once after one request"
     finally:
         g.close()
 
