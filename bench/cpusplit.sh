@@ -12,7 +12,9 @@
 # tree; this splits it. The environment reaches the workers (COVET_LOOP,
 # COVET_WORKER_SPIN_US) and the gateway (GOMAXPROCS). GATEWAY_FLAGS adds gateway flags,
 # GATEWAY names another gateway binary (for A/B runs), SERVER_CPUS and WRK_CPUS
-# (taskset -c lists) pin the gateway with its workers and wrk, WRK_THREADS sets wrk -t.
+# (taskset -c lists) pin the gateway with its workers and wrk, WRK_THREADS sets wrk -t,
+# WRK_ARGS adds wrk arguments (e.g. WRK_ARGS="-s bench/out/wrk-echo.lua" for POST /echo;
+# make bench writes those scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 path=${1:-/plaintext} conns=${2:-64} secs=${3:-5} workers=${4:-1}
@@ -28,13 +30,15 @@ srv_pin=() wrk_pin=()
 	--log-level warn ${GATEWAY_FLAGS:-} &
 gw=$!
 trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null' EXIT
-for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
-"${wrk_pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$conns" -d1s "$url" >/dev/null
+for _ in $(seq 100); do curl -s -o /dev/null "$url" && break; sleep 0.1; done # any answer: it is up
+# shellcheck disable=SC2086
+"${wrk_pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$conns" -d1s ${WRK_ARGS:-} "$url" >/dev/null
 
 pids="$gw $(pgrep -P "$gw" | tr '\n' ' ')"
 cpu() { for p in $pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | tr '\n' ' '; }
 before=$(cpu)
-out=$("${wrk_pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$conns" -d"${secs}s" --latency "$url")
+# shellcheck disable=SC2086
+out=$("${wrk_pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$conns" -d"${secs}s" --latency ${WRK_ARGS:-} "$url")
 after=$(cpu)
 
 python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
