@@ -153,6 +153,18 @@ func (p *Parser) State() State {
 	return StateBody
 }
 
+// BodyRemaining reports how many bytes of a Content-Length body are still to
+// come; 0 when the parser is not inside one (a chunked body included). A
+// caller may read up to that many bytes into a buffer of its own and pass
+// them to Next, which then returns them whole as one EventBody: the body
+// need not go through the connection's read buffer.
+func (p *Parser) BodyRemaining() int64 {
+	if p.st == stBodyLength {
+		return p.remaining
+	}
+	return 0
+}
+
 // Next parses the next event from b, the unconsumed bytes received so far,
 // and returns it with n, the number of bytes of b it consumed. The caller
 // drops b[:n] and calls Next again with what is left plus whatever arrives.

@@ -338,6 +338,34 @@ func TestStates(t *testing.T) {
 	}
 }
 
+func TestBodyRemaining(t *testing.T) {
+	var p Parser
+	var req Request
+	in := []byte(crlf("POST / HTTP/1.1\nHost: a\nContent-Length: 5\n\nhel"))
+	if p.BodyRemaining() != 0 {
+		t.Fatal(p.BodyRemaining())
+	}
+	_, n, err := p.Next(in, &req)
+	if err != nil || p.BodyRemaining() != 5 {
+		t.Fatal(err, p.BodyRemaining())
+	}
+	if _, _, _ = p.Next(in[n:], nil); p.BodyRemaining() != 2 {
+		t.Fatal(p.BodyRemaining())
+	}
+	// The rest, read by the caller into its own buffer, comes back whole.
+	own := []byte("lo")
+	ev, k, err := p.Next(own, nil)
+	if err != nil || ev.Kind != EventBody || k != 2 || &ev.Data[0] != &own[0] || p.BodyRemaining() != 0 {
+		t.Fatal(ev, k, err, p.BodyRemaining())
+	}
+	// Chunked bodies have no remaining count.
+	in = []byte(crlf("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n\n5\nhel"))
+	p.Reset()
+	if _, _, err := p.Next(in, &req); err != nil || p.State() != StateBody || p.BodyRemaining() != 0 {
+		t.Fatal(err, p.State(), p.BodyRemaining())
+	}
+}
+
 func TestRequestOwnsItsBytes(t *testing.T) {
 	in := []byte(crlf("GET /x?y HTTP/1.1\nHost: h\nA: b\n\n"))
 	var p Parser

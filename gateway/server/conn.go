@@ -172,9 +172,16 @@ func (c *conn) readLoop() (clientGone bool) {
 			c.r, c.w = 0, 0
 		}
 		idle := c.setReadDeadline(draining)
-		n, err := c.nc.Read(c.buf[c.w:])
-		if n > 0 {
+		var n int
+		var err error
+		if dst := c.bodyDst(draining); dst != nil {
+			n, err = c.nc.Read(dst)
+			c.takeBody(n)
+		} else {
+			n, err = c.nc.Read(c.buf[c.w:])
 			c.w += n
+		}
+		if n > 0 {
 			c.srv.metrics.BytesIn(n)
 			c.lastRead = time.Now()
 			if idle { // no longer idle: Shutdown must wait for this request
@@ -351,11 +358,63 @@ func (c *conn) parseBuffered() parseResult {
 // growBody makes room for a Content-Length body, up to 64 KiB ahead: the
 // rest grows as bytes arrive, so a false length costs no memory.
 func growBody(b []byte, n int64) []byte {
-	n = min(n, 64<<10)
+	n = min(n, bodyStep)
 	if int64(cap(b)) >= n {
 		return b
 	}
 	return make([]byte, 0, n)
+}
+
+const (
+	// bodyStep is how far ahead of the bytes received a request body's
+	// buffer grows.
+	bodyStep = 64 << 10
+	// directBodyMin: with at least this much of a Content-Length body still
+	// to come and nothing buffered, the reader reads it straight into the
+	// body (bodyDst); below it, through buf, which also takes in whatever
+	// the client sent after the body.
+	directBodyMin = 4 << 10
+)
+
+// bodyDst returns where the next read should go when it can skip buf: the
+// free end of the body being read, at most up to that body's end, so that
+// the bytes after it still arrive in buf. nil means buf.
+func (c *conn) bodyDst(draining bool) []byte {
+	if draining || c.r != c.w || c.cur == nil || c.discard {
+		return nil
+	}
+	rem := c.p.BodyRemaining()
+	if rem < directBodyMin {
+		return nil
+	}
+	x := c.cur
+	n := len(x.body)
+	want := int(min(rem, bodyStep))
+	if cap(x.body)-n < want {
+		// Doubling, never past the declared end: a false length costs at
+		// most twice what the client really sent.
+		nb := make([]byte, n, n+max(want, int(min(rem, int64(n)))))
+		copy(nb, x.body)
+		x.body = nb
+	}
+	return x.body[n : n+want]
+}
+
+// takeBody hands the parser the n bytes a read put at the end of the
+// current body (bodyDst); they stay where they are.
+func (c *conn) takeBody(n int) {
+	if n <= 0 {
+		return
+	}
+	x := c.cur
+	start := len(x.body)
+	ev, k, err := c.p.Next(x.body[start:start+n], nil)
+	if err != nil || ev.Kind != http1.EventBody || k != n {
+		// Cannot happen: n is at most BodyRemaining.
+		panic("server: direct body read not taken whole by the parser")
+	}
+	x.body = x.body[:start+n]
+	c.bodyRead += int64(n)
 }
 
 // enqueue hands it to the writer, waiting while the queue is full. It

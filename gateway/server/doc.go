@@ -23,7 +23,11 @@
 // sending a request is treated as gone, as net/http does.)
 //
 // The read buffer starts at 8 KiB and grows, only for a head that needs
-// it, to MaxRequestLine+MaxHeaderBytes+2, the most a head can occupy.
+// it, to MaxRequestLine+MaxHeaderBytes+2, the most a head can occupy. When
+// it runs dry inside a Content-Length body with 4 KiB or more still to
+// come, the reader reads straight into the body buffer, never past the
+// body's end, so a large body is neither copied out of the read buffer nor
+// read 8 KiB at a time.
 // Request objects, parameter arrays, body buffers and worker head storage
 // are reused from request to request, so a keep-alive request costs no
 // allocation in steady state beyond what the backend does. The strings in

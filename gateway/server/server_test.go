@@ -261,6 +261,28 @@ func TestRequestBodies(t *testing.T) {
 	}
 }
 
+// A Content-Length body whose rest arrives after the read buffer ran dry is
+// read straight into the body (bodyDst), never past its end: the request
+// pipelined behind it in the same packet is still parsed and answered.
+func TestDirectBodyReadStopsAtTheBodyEnd(t *testing.T) {
+	b, _, _ := testBackend(t)
+	ts := startServer(t, Config{}, b)
+	body := make([]byte, 100<<10+3)
+	for i := range body {
+		body[i] = byte(rand.IntN(256))
+	}
+	rc := ts.dial(t)
+	rc.send(fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body)) + string(body[:10]))
+	time.Sleep(50 * time.Millisecond) // the reader takes them in and waits for the rest
+	rc.send(string(body[10:]) + get("x", "/hello"))
+	if resp, got := rc.read("POST"); resp.StatusCode != 200 || got != string(body) {
+		t.Fatalf("echo: %d, %d bytes, want %d", resp.StatusCode, len(got), len(body))
+	}
+	if resp, got := rc.read("GET"); resp.StatusCode != 200 || got != "hello" {
+		t.Fatalf("pipelined request after the body: %d %q", resp.StatusCode, got)
+	}
+}
+
 func TestStreamedResponse(t *testing.T) {
 	b, _, _ := testBackend(t)
 	ts := startServer(t, Config{}, b)
