@@ -392,7 +392,7 @@ func (c *conn) bodyDst(draining bool) []byte {
 	want := int(min(rem, bodyStep))
 	if cap(x.body)-n < want {
 		// Doubling, never past the declared end: a false length costs at
-		// most twice what the client really sent.
+		// most twice what the client really sent, or one step.
 		nb := make([]byte, n, n+max(want, int(min(rem, int64(n)))))
 		copy(nb, x.body)
 		x.body = nb
