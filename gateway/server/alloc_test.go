@@ -64,13 +64,20 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 	step, stop := keepAliveLoop(t)
 	defer stop()
+	expectNoAllocs(t, "keep-alive request", 500, step)
+}
+
+// expectNoAllocs runs step 100 times to warm up, then fails the test if
+// it allocates in runs more (client and server together).
+func expectNoAllocs(t *testing.T, what string, runs int, step func()) {
+	t.Helper()
 	for i := 0; i < 100; i++ {
 		step()
 	}
-	allocs := testing.AllocsPerRun(500, step)
-	t.Logf("%.2f allocations per request (client and server)", allocs)
+	allocs := testing.AllocsPerRun(runs, step)
+	t.Logf("%.2f allocations per %s (client and server)", allocs, what)
 	if allocs > 0.1 {
-		t.Fatalf("%.2f allocations per keep-alive request, want 0", allocs)
+		t.Fatalf("%.2f allocations per %s, want 0", allocs, what)
 	}
 }
 
@@ -84,14 +91,7 @@ func TestSteadyStateAllocsPostBody(t *testing.T) {
 		make([]byte, 65536)...)
 	step, stop := requestLoop(t, Config{}, req)
 	defer stop()
-	for i := 0; i < 100; i++ {
-		step()
-	}
-	allocs := testing.AllocsPerRun(300, step)
-	t.Logf("%.2f allocations per request (client and server)", allocs)
-	if allocs > 0.1 {
-		t.Fatalf("%.2f allocations per 64 KiB POST, want 0", allocs)
-	}
+	expectNoAllocs(t, "64 KiB POST", 300, step)
 }
 
 func BenchmarkKeepAlive(b *testing.B) {

@@ -196,14 +196,7 @@ func TestSteadyStateAllocsWithMetrics(t *testing.T) {
 	m, reg := newMetrics(t)
 	step, stop := keepAliveLoopConfig(t, Config{Metrics: m})
 	defer stop()
-	for i := 0; i < 100; i++ {
-		step()
-	}
-	allocs := testing.AllocsPerRun(500, step)
-	t.Logf("%.2f allocations per request with metrics (client and server)", allocs)
-	if allocs > 0.1 {
-		t.Fatalf("%.2f allocations per keep-alive request with metrics, want 0", allocs)
-	}
+	expectNoAllocs(t, "keep-alive request with metrics", 500, step)
 	if n := metricValue(t, reg, "covet_requests_total", map[string]string{"status": "200"}); n != 602 { // first request + 100 warm-up + 1 + 500 (AllocsPerRun warms up once)
 		t.Errorf("requests counted: %v, want 602", n)
 	}
