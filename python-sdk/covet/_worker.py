@@ -91,8 +91,9 @@ ENV_LOOP: Final = "COVET_LOOP"
 #: doorbell, in microseconds. On the 2-core development machine 150 us rather than 50
 #: took the median latency at one connection from about 175 to 135 us and throughput at
 #: four connections up by about a fifth (the next request usually arrives within it, so
-#: no wakeup is needed), within noise at 64 connections; it costs CPU while requests
-#: trickle in. 0 sleeps at once.
+#: no wakeup is needed); it costs CPU while requests trickle in. Only after a burst of
+#: at most SPIN_MAX_BURST requests: under load it took CPU from the gateway. 0 sleeps
+#: at once.
 ENV_SPIN: Final = "COVET_WORKER_SPIN_US"
 DEFAULT_WORKER_SPIN_US: Final = 150
 # The worker spins on an empty request ring only after a burst of at most this many
