@@ -38,10 +38,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import msgpack  # type: ignore[import-untyped]
-
 from ._app import Covet
-from ._head import RequestHead
+from ._head import RequestHead, decode_head
 from ._proto import (
     CODE_INTERNAL,
     CODE_PROTOCOL,
@@ -114,8 +112,6 @@ SPACE_WAIT_MAX: Final = 0.1
 _BE: Final = FLAG_BEGIN | FLAG_END
 _BE_ERR: Final = FLAG_BEGIN | FLAG_END | FLAG_ERR  # every ERROR frame carries ERR (2.3)
 _PLAIN_BODY_CHUNKS: Final = Response.body_chunks
-_unpackb = msgpack.unpackb
-_from_wire = RequestHead.from_wire
 
 
 class BodyAborted(Exception):
@@ -592,7 +588,7 @@ class _Worker:
         if rid in self._inflight:
             raise ProtocolError(f"REQ_HEAD for request {rid:#x}, which is in flight")
         try:
-            head = _from_wire(_unpackb(payload, raw=False))
+            head = decode_head(payload)
         except Exception as e:
             raise ProtocolError(f"REQ_HEAD of request {rid:#x}: {e}") from None
         ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY)

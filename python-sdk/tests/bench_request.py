@@ -3,7 +3,8 @@
     .venv/bin/python python-sdk/tests/bench_request.py
 
 Times, one at a time and without the rings or the event loop, each step a worker takes
-for a request: decoding and checking the REQ_HEAD, running the app (routing, the
+for a request: decoding and checking the REQ_HEAD (``decode_head``, the worker's path,
+beside msgpack plus ``RequestHead.from_wire``, its fallback), running the app (routing, the
 handler, building the response) for a text, a JSON and a path-parameter route, and
 encoding the RESP_HEAD; then the cost of an asyncio Task per request, which the worker
 pays on top (docs/performance.md). The figures are the best of five runs.
@@ -19,7 +20,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from covet import Covet, PlainTextResponse, Request
-from covet._head import RequestHead
+from covet._head import RequestHead, decode_head
 from covet._proto import encode_response_head
 from covet._responses import Response
 
@@ -81,6 +82,7 @@ def main() -> None:
         head = RequestHead.from_wire(arr)
         resp = run_sync(head)
         print(f"{path}:")
+        print(f"  decode_head           {per_call_us(lambda: decode_head(payload)):6.2f} us")
         print(f"  msgpack decode        {per_call_us(lambda: unpackb(payload, raw=False)):6.2f} us")
         print(f"  RequestHead.from_wire {per_call_us(lambda: RequestHead.from_wire(arr)):6.2f} us")
         print(f"  app._handle           {per_call_us(lambda: run_sync(head)):6.2f} us")

@@ -1,4 +1,4 @@
-"""Covet._handle, the worker's entry point, and RequestHead.from_wire."""
+"""Covet._handle, the worker's entry point, RequestHead.from_wire and decode_head."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import logging
 import threading
 import uuid
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from covet import Covet, HTTPException, Request, Response
-from covet._head import RequestHead
+from covet._head import RequestHead, decode_head
 
 from app_helpers import chunks, make_head, run_async
 
@@ -37,9 +40,7 @@ def test_from_wire_accepts_a_tuple_and_normalises_it() -> None:
     assert head.headers == ["host", b"x"] and head.path == "/"
 
 
-@pytest.mark.parametrize(
-    ("arr", "message"),
-    [
+MALFORMED = [
         (["GET"], "array of 12 elements"),
         ([1, "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0], r"REQ_HEAD\[0\] \(method\) must be str"),
         (["GET", "/", "", ["a"], "/", [], "1.1", "http", "", "r", 0, 0], "odd number"),
@@ -51,11 +52,81 @@ def test_from_wire_accepts_a_tuple_and_normalises_it() -> None:
         (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, -1], "must be >= 0"),
         (["GET", "/", "", [b"a", b"b"], "/", [], "1.1", "http", "", "r", 0, 0], r"must be \(str, bytes\)"),
         (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, 0], "array of 12 elements"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("arr", "message"), MALFORMED)
 def test_from_wire_rejects_malformed(arr: list[object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RequestHead.from_wire(arr)
+
+
+@pytest.mark.parametrize(("arr", "message"), MALFORMED)
+def test_decode_head_names_the_malformed_element(arr: list[object], message: str) -> None:
+    # msgspec refuses these; the msgpack fallback must name the element as from_wire does.
+    with pytest.raises(ValueError, match=message):
+        decode_head(msgpack.packb(arr, use_bin_type=True))
+
+
+GOOD = ["POST", "/u/7", "a=1", ["host", b"x", "x-y", b"\xff"], "/u/{id:int}", ["id", "7"],
+        "2", "https", "[::1]:9", "rid", -1, 250]  # fmt: skip
+
+
+def test_decode_head_gives_the_request_head() -> None:
+    head = decode_head(msgpack.packb(GOOD, use_bin_type=True))
+    assert type(head) is RequestHead
+    assert head == RequestHead.from_wire(GOOD)
+    assert head.headers == ["host", b"x", "x-y", b"\xff"] and head.body_length == -1
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (msgpack.packb(GOOD, use_bin_type=True) + b"\x00", "extra data"),
+        (msgpack.packb(GOOD, use_bin_type=True)[:-3], "incomplete"),
+        (msgpack.packb({str(i): v for i, v in enumerate(GOOD)}, use_bin_type=True), "array of 12"),
+        (msgpack.packb(["GET", b"/"] + GOOD[2:], use_bin_type=True), r"REQ_HEAD\[1\] \(path\) must be str"),
+        (msgpack.packb(GOOD[:10] + [1.0, 0], use_bin_type=True), r"REQ_HEAD\[10\] \(body\) must be int"),
+        (msgpack.packb(GOOD[:4] + ["/", ["id", b"7"]] + GOOD[6:], use_bin_type=True), r"must be \(str, str\)"),
+        (b"\x9c\xa3G\xffT" + msgpack.packb(GOOD, use_bin_type=True)[5:], "utf-8"),
+    ],
+)
+def test_decode_head_refuses_bad_payloads(payload: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        decode_head(payload)
+
+
+_wire_value = st.one_of(st.text(max_size=3), st.binary(max_size=3), st.integers(-3, 3), st.booleans(),
+                        st.none(), st.floats(allow_nan=False))  # fmt: skip
+_wire_list = st.lists(_wire_value, max_size=5) | st.lists(st.sampled_from(["k", b"v"]), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_wire_value, max_size=13),
+    st.lists(st.integers(0, 11), max_size=12),
+    _wire_list,
+    _wire_list,
+)
+def test_decode_head_agrees_with_from_wire(mutation: list[object], where: list[int], headers: list[object],
+                                           params: list[object]) -> None:  # fmt: skip
+    # Start from a good head, overwrite some elements with arbitrary msgpack values,
+    # and maybe change the length: msgspec's fast path must accept exactly what
+    # from_wire accepts, and give the same head.
+    arr: list[object] = list(GOOD)
+    arr[3], arr[5] = headers, params
+    for i, value in zip(where, mutation):
+        arr[i] = value
+    if len(mutation) > len(where) + 3:
+        arr = arr[: len(mutation)] if len(mutation) < 12 else arr + mutation[12:]
+    payload = msgpack.packb(arr, use_bin_type=True)
+    try:
+        want = RequestHead.from_wire(msgpack.unpackb(payload, raw=False))
+    except ValueError:
+        with pytest.raises(ValueError):
+            decode_head(payload)
+    else:
+        assert decode_head(payload) == want
 
 
 def build_app() -> Covet:
