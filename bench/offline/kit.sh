@@ -22,8 +22,8 @@ ver() {
 	done
 	return 1
 }
-# The servers, the worker's msgpack and uvloop, and their pure-Python dependencies.
-for pkg in granian uvicorn httptools starlette msgpack uvloop anyio h11 click idna sniffio typing_extensions; do
+# The servers, the worker's msgpack, msgspec and uvloop, and their pure-Python dependencies.
+for pkg in granian uvicorn httptools starlette msgpack msgspec uvloop anyio h11 click idna sniffio typing_extensions; do
 	v=$(ver "$pkg") || { echo "kit: $pkg is in neither venv; skipped"; continue; }
 	python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" \
 		--implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

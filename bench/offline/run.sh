@@ -41,7 +41,7 @@ command -v curl >/dev/null || printf '#!/bin/sh\nfor a; do u=$a; done\nexec %s -
 chmod +x /tmp/covet-offline-bin/*
 export PATH=/tmp/covet-offline-bin:$PATH
 { nproc; "$PY" -V; wrk -v 2>&1 | head -1; uname -r
-  "$PY" -c 'import uvloop, msgpack, granian, uvicorn, starlette; print("uvloop", uvloop.__version__, "granian", granian.__version__)'; } \
+  "$PY" -c 'import uvloop, msgpack, msgspec, granian, uvicorn, starlette; print("uvloop", uvloop.__version__, "granian", granian.__version__)'; } \
 	2>&1 | tee "$OUTDIR/machine.txt"
 
 export BENCH_SERVERS=${BENCH_SERVERS:-covet-1,covet-2,uvicorn-starlette-1,uvicorn-asgi-1,granian-rsgi-1,granian-asgi-1,go-nethttp}
