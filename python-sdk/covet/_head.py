@@ -44,9 +44,9 @@ class RequestHead(NamedTuple):
     msgspec, which decodes it, has no type for alternating elements);
     ``Request.headers`` pairs it up on first use. ``route`` is the pattern the gateway
     matched (for a HEAD request it may be a GET route's pattern); ``params`` is flat
-    too, ``[name, percent-decoded value, ...]``, not yet converted; ``body_length`` is the body size if known, -1 if a body
-    of unknown length follows, 0 if none; ``timeout_ms`` is the time the handler has
-    left (0 = no deadline).
+    too, ``[name, percent-decoded value, ...]``, not yet converted; ``body_length`` is
+    the body size if known, -1 if a body of unknown length follows, 0 if none;
+    ``timeout_ms`` is the time the handler has left (0 = no deadline).
     """
 
     method: str
