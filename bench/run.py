@@ -906,9 +906,9 @@ def tables_text(servers, workloads, status, cell_status, summary) -> str:
     return "\n".join(out) + "\n"
 
 
-def fmt_steal(c: dict) -> str:
-    steal = c.get("steal_pct_max", 0.0)
-    return f"{steal:.1f}" + (" †" if steal > STEAL_MAX else "")
+def stolen_mark(c: dict) -> str:
+    """" †" for a cell whose worst kept round saw more steal than STEAL_MAX, else ""."""
+    return " †" if c.get("steal_pct_max", 0.0) > STEAL_MAX else ""
 
 
 def short(reason: str) -> str:
@@ -1030,8 +1030,7 @@ def render(info, servers, workloads, status, cell_status, summary, shutdown_note
         row = []
         for w in workloads:
             c = cell(summary, status, cell_status, s.name, w.name)
-            row.append(fmt_rps(c["rps_median"]) + (" †" if c.get("steal_pct_max", 0.0) > STEAL_MAX else "")
-                       if isinstance(c, dict) else short(c))
+            row.append(fmt_rps(c["rps_median"]) + stolen_mark(c) if isinstance(c, dict) else short(c))
         L.append(f"| {s.name} | " + " | ".join(row) + " |")
     L.append("")
     for w in workloads:
@@ -1046,7 +1045,8 @@ def render(info, servers, workloads, status, cell_status, summary, shutdown_note
                     errs += ("; " if errs else "") + "; ".join(c["tree_changed"])
                 L.append(f"| {s.name} | {fmt_rps(c['rps_median'])} | {fmt_rps(c['rps_min'])}..{fmt_rps(c['rps_max'])} "
                          f"| {fmt_lat(c['p50_us'])} | {fmt_lat(c['p99_us'])} | {c['cpu_us_per_req']:.1f} "
-                         f"| {c['peak_rss_mib']:.1f} | {fmt_steal(c)} | {errs or '-'} |")
+                         f"| {c['peak_rss_mib']:.1f} | {c.get('steal_pct_max', 0.0):.1f}{stolen_mark(c)} "
+                         f"| {errs or '-'} |")
             else:
                 L.append(f"| {s.name} | {c} | | | | | | | |")
         L.append("")

@@ -9,7 +9,8 @@ This module mirrors the Go package ``workerproto``; both follow
 - :class:`ControlChannel`, the worker's end of the control socket: framing, the
   hello/welcome handshake (welcome brings exactly three descriptors, 1.4), and the two
   ways to connect (inherited fd 3, or the gateway's socket path);
-- the data-plane payloads (3): :func:`decode_request_head` (the worker's hot path),
+- the data-plane payloads (3): :func:`decode_request_head` (the reference decoder the
+  golden vectors check; the worker decodes with ``covet._head.decode_head``),
   :func:`encode_response_head` and :func:`encode_error_payload`, plus their inverses for
   tests.
 

@@ -13,6 +13,7 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from covet import _proto as p
+from covet._head import decode_head
 
 TESTDATA = pathlib.Path(__file__).resolve().parents[2] / "workerproto" / "testdata"
 
@@ -82,6 +83,8 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
         h = p.decode_request_head(raw)
         assert _head_json(h) == want
         assert p.encode_request_head(h) == raw
+        # The worker's own decoder (msgspec) reads the Go-made vector the same way.
+        assert list(decode_head(raw)) == [getattr(h, f) for f in h.__slots__]
     elif kind == "resp_head":
         status, headers, body = p.decode_response_head(raw)
         assert {"status": status, "headers": [[n, v.hex()] for n, v in headers], "body": body} == want
