@@ -50,7 +50,7 @@ type conn struct {
 	maxBuf    int       // MaxRequestLine + MaxHeaderBytes + 2
 	cur       *exchange // the exchange the parser is filling
 	discard   bool      // cur's body is read and dropped (the gateway answers cur)
-	lastRead  time.Time // when the last bytes arrived
+	lastRead  time.Time // when the last bytes arrived (the accept, before any)
 	headStart time.Time // first byte of the head being read; zero when none
 	bodyStart time.Time // end of the head whose body is being read
 	bodyRead  int64     // decoded body bytes of the current message
@@ -71,6 +71,11 @@ type conn struct {
 	contPending int
 	contSent    time.Time
 	bodyWait    bool
+	// readArmed is the read deadline set on the socket (zero: none); it
+	// may be earlier than the one that applies (armReadLocked). idleFrom
+	// is when the writer answered the last queued request.
+	readArmed time.Time
+	idleFrom  time.Time
 
 	// Owned by the writer goroutine.
 	wbuf     []byte
@@ -78,6 +83,9 @@ type conn struct {
 	sent     bool        // some byte of the current response reached the socket
 	bufs     net.Buffers // writev's argument, consumed by WriteTo
 	bufStore [][]byte    // the backing array of bufs, kept between writes
+	// writeArmed is the write deadline set on the socket (zero: none yet);
+	// armWrite leaves it while it has not passed.
+	writeArmed time.Time
 	// lingering: the writer half-closed after a complete last response;
 	// read by serve after writerDone.
 	lingering bool
@@ -102,6 +110,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		p:          http1.NewParser(cfg.Limits),
 		maxBuf:     cfg.Limits.MaxRequestLine + cfg.Limits.MaxHeaderBytes + 2,
 		ridSeed:    rand.Uint64(),
+		lastRead:   time.Now(),
 	}
 	if a := nc.RemoteAddr(); a != nil {
 		c.remote = a.String()
@@ -204,6 +213,9 @@ func (c *conn) readLoop() (clientGone bool) {
 			c.debug("read", err)
 			return true
 		}
+		if !c.readExpired(draining) {
+			continue
+		}
 		if draining {
 			return false
 		}
@@ -238,11 +250,9 @@ func (c *conn) makeRoom() bool {
 	return true
 }
 
-// setReadDeadline arms the timer that applies to the parser's state: idle
-// (only once every queued request has been answered; the writer arms it
-// when the last answer is done), head (from its first byte) or body (the
-// minimum-rate rule). While the writer is closing it owns the deadline.
-// It reports whether the reader is now idle.
+// setReadDeadline keeps the socket's read deadline in step with the
+// parser's state (readDeadlineLocked) before a read. It reports whether the
+// reader is now idle.
 func (c *conn) setReadDeadline(draining bool) bool {
 	st := c.p.State()
 	if st == http1.StateHead {
@@ -257,30 +267,77 @@ func (c *conn) setReadDeadline(draining bool) bool {
 	if c.closing {
 		return false
 	}
+	c.armReadLocked(c.readDeadlineLocked(draining))
+	return c.readerIdle
+}
+
+// readDeadlineLocked returns the deadline that applies to the parser's
+// state, zero for none: idle (only once every queued request has been
+// answered, counted from then or from the last bytes read, whichever is
+// later), head (from its first byte) or body (the minimum-rate rule). Every
+// deadline is anchored to a past event, so asking again after it passed
+// gives the same answer. It also records whether the reader is idle.
+func (c *conn) readDeadlineLocked(draining bool) time.Time {
+	st := c.p.State()
 	c.readerIdle = !draining && st == http1.StateIdle && c.r == c.w
 	c.bodyWait = false
-	var dl time.Time
 	switch {
-	case draining:
-		if c.inflight == 0 {
-			dl = time.Now().Add(lingerTimeout)
+	case draining, st == http1.StateIdle:
+		if c.inflight > 0 {
+			return time.Time{}
 		}
-	case st == http1.StateIdle:
-		if c.inflight == 0 {
-			dl = time.Now().Add(c.cfg.IdleTimeout)
+		from := c.lastRead
+		if c.idleFrom.After(from) {
+			from = c.idleFrom
 		}
+		if draining {
+			return from.Add(lingerTimeout)
+		}
+		return from.Add(c.cfg.IdleTimeout)
 	case st == http1.StateHead:
-		dl = c.headStart.Add(c.cfg.ReadHeaderTimeout)
+		return c.headStart.Add(c.cfg.ReadHeaderTimeout)
 	case c.curExpect && c.contPending > 0:
 		c.bodyWait = true // not asked for yet: no deadline
+		return time.Time{}
 	default:
 		if c.curExpect && c.contSent.After(c.bodyStart) {
 			c.bodyStart = c.contSent
 		}
-		dl = c.cfg.bodyDeadline(c.bodyStart, c.bodyRead)
+		return c.cfg.bodyDeadline(c.bodyStart, c.bodyRead)
 	}
+}
+
+// armReadLocked makes sure a read cannot block past dl (zero: no limit
+// needed). A deadline already armed no later than dl stays: when it passes
+// early, the reader asks readDeadlineLocked again and re-arms (readLoop), so
+// a keep-alive request normally costs no timer operation at all, where
+// arming and clearing the deadline per request cost two.
+func (c *conn) armReadLocked(dl time.Time) {
+	if dl.IsZero() || (!c.readArmed.IsZero() && !c.readArmed.After(dl)) {
+		return
+	}
+	c.readArmed = dl
 	c.nc.SetReadDeadline(dl)
-	return c.readerIdle
+}
+
+// readExpired is called when a read failed with the deadline passed. It
+// reports whether a timeout really applies; if not (the armed deadline was
+// an earlier, stale one), the deadline is cleared for the next pass of the
+// read loop to arm the right one. Once the writer is closing, the deadline
+// is its own (closeWrite) and always applies.
+func (c *conn) readExpired(draining bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return true
+	}
+	dl := c.readDeadlineLocked(draining)
+	if !dl.IsZero() && !time.Now().Before(dl) {
+		return true
+	}
+	c.readArmed = time.Time{}
+	c.nc.SetReadDeadline(time.Time{})
+	return false
 }
 
 // parseBuffered runs the parser over the buffered bytes until it needs
@@ -316,7 +373,7 @@ func (c *conn) parseBuffered() parseResult {
 		switch ev.Kind {
 		case http1.EventHead:
 			c.headStart = time.Time{}
-			c.bodyStart, c.bodyRead = time.Now(), 0
+			c.bodyStart, c.bodyRead = c.lastRead, 0 // when the head's last bytes arrived
 			x.start = c.bodyStart
 			c.classify(x)
 			c.discard = x.answer != 0

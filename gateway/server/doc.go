@@ -39,8 +39,9 @@
 //
 // Deadlines are read deadlines on the socket, chosen from the parser's
 // state before each read: IdleTimeout once every response has been
-// written and no byte of a next request has arrived (the connection is
-// closed silently); ReadHeaderTimeout from the first byte of a head (408,
+// written and no byte of a next request has arrived, counted from the last
+// response or the last bytes read (the connection is closed silently);
+// ReadHeaderTimeout from the first byte of a head (408,
 // close); for a body, BodyReadTimeout of grace plus one second per
 // MinBodyRate bytes received (408, close), counted from the end of the head
 // or, for a request that asked for 100 Continue, from when that was sent
@@ -48,6 +49,14 @@
 // and nothing else has arrived, no read deadline applies: a slow handler is
 // bounded by the dispatcher's deadline, not by the idle timer. Each write
 // to the client is bounded by WriteTimeout.
+//
+// Every deadline is anchored to a past event (a read, a response, the
+// start of a write), and the socket's deadline is changed only when it
+// must move earlier. An earlier one, left from a previous request, stays
+// armed; when it passes, the reader or writer works out the deadline that
+// really applies and, if that has not passed, arms it and goes on. So a
+// keep-alive request normally costs no timer operation, where setting and
+// clearing deadlines per request cost about 8% of the gateway's CPU.
 //
 // A connection that must close after a response half-closes (FIN), then
 // reads and discards input for up to half a second before closing, so that

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -71,8 +72,11 @@ func (c *conn) writeLoop() {
 		c.inflight--
 		if end != keepOpen {
 			c.closing = true
-		} else if c.inflight == 0 && c.readerIdle {
-			c.nc.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
+		} else if c.inflight == 0 {
+			c.idleFrom = time.Now()
+			if c.readerIdle {
+				c.armReadLocked(c.idleFrom.Add(c.cfg.IdleTimeout))
+			}
 		}
 		c.mu.Unlock()
 		switch end {
@@ -109,7 +113,7 @@ func (c *conn) handle(it item) ending {
 		c.contSent = now
 		if c.bodyWait && c.contPending == 0 && !c.closing {
 			c.bodyWait = false
-			c.nc.SetReadDeadline(c.cfg.bodyDeadline(now, 0))
+			c.armReadLocked(c.cfg.bodyDeadline(now, 0))
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -264,15 +268,52 @@ func (c *conn) flush() error {
 		return nil
 	}
 	c.sent = true
-	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	n, err := c.nc.Write(c.wbuf)
-	c.wrote += int64(n)
+	by := c.armWrite()
+	off := 0
+	var err error
+	for {
+		var n int
+		n, err = c.nc.Write(c.wbuf[off:])
+		off += n
+		if !c.writeGoesOn(err, by) {
+			break
+		}
+	}
+	c.wrote += int64(off)
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
 		c.werr = err
 		c.debug("write", err)
 	}
 	return err
+}
+
+// armWrite returns when the write about to start must give up (now plus
+// WriteTimeout) and makes sure the socket's write deadline is no later. A
+// deadline armed by an earlier write and not yet passed stays: it is no later
+// than this one, and if it passes while this write is still within its own
+// bound, writeGoesOn re-arms it and the write goes on. So a response written
+// at once costs no timer operation.
+func (c *conn) armWrite() time.Time {
+	now := time.Now()
+	by := now.Add(c.cfg.WriteTimeout)
+	if c.writeArmed.IsZero() || !now.Before(c.writeArmed) {
+		c.writeArmed = by
+		c.nc.SetWriteDeadline(by)
+	}
+	return by
+}
+
+// writeGoesOn reports whether a write that returned err should go on: only
+// when it failed on a stale, earlier deadline (armWrite) before its own
+// bound by, which is then armed.
+func (c *conn) writeGoesOn(err error, by time.Time) bool {
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(by) {
+		return false
+	}
+	c.writeArmed = by
+	c.nc.SetWriteDeadline(by)
+	return true
 }
 
 // writev writes the buffered bytes, then each of ps, then tail, in one call.
@@ -288,9 +329,16 @@ func (c *conn) writev(tail []byte, ps ...[]byte) error {
 	}
 	c.bufStore = bufs
 	c.bufs = bufs // WriteTo consumes c.bufs, not c.bufStore
-	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	n, err := c.bufs.WriteTo(c.nc)
-	c.wrote += n
+	by := c.armWrite()
+	var err error
+	for {
+		var n int64
+		n, err = c.bufs.WriteTo(c.nc) // consumes what it wrote
+		c.wrote += n
+		if !c.writeGoesOn(err, by) {
+			break
+		}
+	}
 	clear(bufs)
 	c.bufs = nil
 	c.wbuf = c.wbuf[:0]

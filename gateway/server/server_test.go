@@ -13,9 +13,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1015,5 +1018,162 @@ func TestClientGoneMidStreamIsNotABackendFailure(t *testing.T) {
 		if strings.Contains(l, "backend failed mid-response") {
 			t.Errorf("client disconnect logged as a backend failure: %s", l)
 		}
+	}
+}
+
+// TestIdleTimeoutCountsFromTheLastResponse: the idle deadline armed before a
+// request is left in place while it is served (armReadLocked); when it passes
+// it must not close a connection whose real idle time, counted from its last
+// response, has not run out.
+func TestIdleTimeoutCountsFromTheLastResponse(t *testing.T) {
+	const idle = time.Second
+	b, _, _ := testBackend(t)
+	ts := startServer(t, Config{IdleTimeout: idle}, b)
+	rc := ts.dial(t)
+	rc.send(get("x", "/hello")) // the accept armed idle from t=0
+	rc.read("GET")
+	time.Sleep(600 * time.Millisecond)
+	rc.send(get("x", "/hello"))
+	rc.read("GET")
+	answered := time.Now()
+	time.Sleep(600 * time.Millisecond) // past the first deadline, not the second
+	if el := time.Since(answered); el >= idle-150*time.Millisecond {
+		t.Skipf("this machine slept %v instead of 600ms: too slow to tell the two deadlines apart", el)
+	}
+	rc.send(get("x", "/hello"))
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("third request: %d %q", resp.StatusCode, body)
+	}
+	start := time.Now()
+	rc.expectEOF()
+	if el := time.Since(start); el < idle-200*time.Millisecond {
+		t.Fatalf("closed %v after the last response; the idle timeout is %v", el, idle)
+	}
+}
+
+// TestWriteTimeout: a client that stops reading is cut off once a write has
+// blocked for WriteTimeout; the backend's write fails, and the connection closes.
+func TestWriteTimeout(t *testing.T) {
+	const wt = 300 * time.Millisecond
+	piece := make([]byte, 256<<10)
+	werr := make(chan error, 1)
+	b := newFakeBackend()
+	b.handle(t, "GET", "/flood", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		if err := w.WriteHead(200, nil, -1); err != nil {
+			werr <- err
+			return err
+		}
+		for i := 0; i < 1024; i++ { // 256 MiB: far more than socket buffers hold
+			if err := w.WriteBody(piece); err != nil {
+				werr <- err
+				return err
+			}
+		}
+		werr <- nil
+		return nil
+	})
+	ts := startServer(t, Config{WriteTimeout: wt}, b)
+	rc := ts.dial(t)
+	rc.send(get("x", "/flood"))
+	start := time.Now()
+	select {
+	case err := <-werr:
+		if err == nil {
+			t.Fatal("256 MiB went to a client that reads nothing")
+		}
+		if el := time.Since(start); el < wt {
+			t.Fatalf("the write failed after %v, before WriteTimeout (%v): %v", el, wt, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write to a client that reads nothing never timed out")
+	}
+	rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, rc.nc); err != nil && !isReset(err) {
+		t.Fatalf("reading what was sent: %v", err)
+	}
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET)
+}
+
+// staleWriteConn makes its first Write stop halfway with the deadline error,
+// as a write deadline armed for an earlier write and passing during this one
+// does (armWrite leaves such a deadline in place).
+type staleWriteConn struct {
+	net.Conn
+	tripped   atomic.Bool
+	deadlines atomic.Int32 // SetWriteDeadline calls
+}
+
+func (c *staleWriteConn) Write(b []byte) (int, error) {
+	if len(b) > 1 && c.tripped.CompareAndSwap(false, true) {
+		n, err := c.Conn.Write(b[:len(b)/2])
+		if err != nil {
+			return n, err
+		}
+		return n, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *staleWriteConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines.Add(1)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+type staleWriteListener struct {
+	net.Listener
+	conns chan *staleWriteConn
+}
+
+func (l *staleWriteListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &staleWriteConn{Conn: nc}
+	l.conns <- c
+	return c, nil
+}
+
+// TestStaleWriteDeadlineDoesNotCutAWrite: a write that fails on the deadline
+// before its own WriteTimeout has run out goes on, with the deadline re-armed,
+// and the response arrives whole: for a one-write response and for a writev.
+func TestStaleWriteDeadlineDoesNotCutAWrite(t *testing.T) {
+	vec := strings.Join(vecPieces[0], "") + strings.Join(vecPieces[1], "")
+	for path, want := range map[string]string{"/hello": "hello", "/vec/length": vec} {
+		t.Run(path, func(t *testing.T) {
+			b, _, _ := testBackend(t)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sl := &staleWriteListener{Listener: l, conns: make(chan *staleWriteConn, 1)}
+			srv := &Server{Backend: b}
+			go srv.Serve(sl)
+			t.Cleanup(func() { srv.Close() })
+			ts := &testServer{addr: l.Addr().String()}
+			rc := ts.dial(t)
+			sc := <-sl.conns
+
+			rc.send(get("x", path))
+			if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != want {
+				t.Fatalf("after a stale deadline: %d, %d body bytes, want 200 and %d", resp.StatusCode, len(body), len(want))
+			}
+			if !sc.tripped.Load() {
+				t.Fatal("the stale deadline was never simulated")
+			}
+			if n := sc.deadlines.Load(); n != 2 {
+				t.Fatalf("%d SetWriteDeadline calls, want 2 (armed once, re-armed once)", n)
+			}
+			rc.send(get("x", path)) // the connection is still good, and costs no re-arm
+			if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != want {
+				t.Fatalf("next request: %d, %d body bytes", resp.StatusCode, len(body))
+			}
+			if n := sc.deadlines.Load(); n != 2 {
+				t.Fatalf("%d SetWriteDeadline calls after a second response, want still 2", n)
+			}
+		})
 	}
 }
