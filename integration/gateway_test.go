@@ -196,6 +196,32 @@ func TestGatewayHandlerDeadline(t *testing.T) {
 	}
 }
 
+// TestGatewayHandlerTimerReuse: the dispatcher leaves a pooled call's handler timer
+// running from one request to the next when it fires no later than the next deadline.
+// A timer armed by a 300ms route must not cut off a later request with a longer
+// deadline, and one armed by a 30s route must not let a 300ms deadline slip.
+func TestGatewayHandlerTimerReuse(t *testing.T) {
+	g := startGateway(t, "gwapp", 1)
+	for range 20 { // quick requests on the 300ms route: pooled calls with timers due soon
+		if st, body, _ := g.get("/deadline?ms=0"); st != 200 || body != "slept 0" {
+			t.Fatalf("/deadline?ms=0: %d %q", st, body)
+		}
+	}
+	if st, body, _ := g.get("/slow?ms=800"); st != 200 || body != "slept 800" {
+		t.Errorf("a slow request after short-deadline ones: %d %q, want 200", st, body)
+	}
+	for range 20 { // requests with the default deadline: timers due far ahead
+		g.get("/hello")
+	}
+	start := time.Now()
+	if st, _, _ := g.get("/deadline"); st != 504 {
+		t.Errorf("/deadline after default-deadline requests: %d, want 504", st)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("504 took %v; the route's deadline is 300ms", d)
+	}
+}
+
 // TestGatewayClientDisconnectCancels: a client that goes away mid-request makes the
 // gateway send CANCEL, which cancels the handler in the worker.
 func TestGatewayClientDisconnectCancels(t *testing.T) {

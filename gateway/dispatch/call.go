@@ -11,7 +11,10 @@ import (
 // in Serve drains it. Calls are pooled and reused.
 type call struct {
 	ready chan struct{} // capacity 1: "something changed"
-	timer *time.Timer   // the handler deadline; owned by the Serve goroutine
+	// timer bounds the handler; timerAt is when it fires (zero: stopped or
+	// fired and received). Both are owned by the Serve goroutine. See armTimer.
+	timer   *time.Timer
+	timerAt time.Time
 
 	mu      sync.Mutex
 	id      uint64                   // generation<<32 | slot, as sent on the ring; 0 when pooled
@@ -53,8 +56,20 @@ func getCall(id uint64) *call {
 	return c
 }
 
-func putCall(c *call) {
-	c.timer.Stop()
+// armTimer makes sure the timer fires no later than deadline. A timer still
+// pending from an earlier request of this pooled call, due no later than
+// deadline, is left running: when it fires early, Session.do sees that the
+// deadline has not passed and arms it again. So a call normally costs no
+// timer operation, where a Reset and a Stop per request cost two.
+func (c *call) armTimer(now, deadline time.Time) {
+	if !c.timerAt.IsZero() && c.timerAt.After(now) && !c.timerAt.After(deadline) {
+		return
+	}
+	c.timerAt = deadline
+	c.timer.Reset(deadline.Sub(now))
+}
+
+func putCall(c *call) { // the timer keeps running: see armTimer
 	c.mu.Lock()
 	c.id, c.gotHead, c.done, c.err = 0, false, false, nil
 	c.mu.Unlock()

@@ -222,7 +222,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		// If the session ended during the write, teardown fails c with the right
 		// error: retryable only if the head is still on the ring.
 	}
-	c.timer.Reset(time.Until(deadline))
+	c.armTimer(time.Now(), deadline)
 	wroteHead := false
 	for {
 		select {
@@ -231,6 +231,13 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			s.abandon(c)
 			return ErrCanceled
 		case <-c.timer.C:
+			if now := time.Now(); now.Before(deadline) {
+				// Armed for an earlier request of this pooled call.
+				c.timerAt = time.Time{}
+				c.armTimer(now, deadline)
+				continue
+			}
+			c.timerAt = time.Time{}
 			s.abandon(c)
 			if wroteHead {
 				return ErrAborted

@@ -51,12 +51,13 @@ async def cancellable(req: Request, tag: str) -> str:
 
 @app.get("/deadline", timeout=0.3)
 async def deadline(req: Request) -> str:
+    ms = int(req.query_params.get("ms", "5000"))
     try:
-        await asyncio.sleep(5)
+        await asyncio.sleep(ms / 1000)
     except asyncio.CancelledError:
         (STATE / "cancelled-deadline").write_text("cancelled")
         raise
-    return "too late"
+    return f"slept {ms}"
 
 
 @app.get("/block")
