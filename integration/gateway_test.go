@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +220,25 @@ func TestGatewayHandlerTimerReuse(t *testing.T) {
 	}
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("504 took %v; the route's deadline is 300ms", d)
+	}
+}
+
+// TestGatewayProcs: with one spawned worker the gateway runs its Go code on two
+// processors at most, and never on more than the CPUs left after the worker's
+// (gatewayProcs in the command); --procs overrides that.
+func TestGatewayProcs(t *testing.T) {
+	if _, set := os.LookupEnv("GOMAXPROCS"); set {
+		t.Skip("GOMAXPROCS is set in this environment, and the gateway then keeps Go's default")
+	}
+	want := max(1, min(2, runtime.GOMAXPROCS(0)-1))
+	for _, tc := range []struct {
+		flags []string
+		want  int
+	}{{nil, want}, {[]string{"--procs", "3"}, 3}} {
+		g := startGateway(t, "gwapp", 1, tc.flags...)
+		if line := fmt.Sprintf(" procs=%d\n", tc.want); !strings.Contains(g.out.String(), line) {
+			t.Errorf("flags %q: no %q in the gateway's log:\n%s", tc.flags, line, g.out)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	_, envProcs := os.LookupEnv("GOMAXPROCS")
+	runtime.GOMAXPROCS(gatewayProcs(cfg.Procs, cfg.Workers, runtime.GOMAXPROCS(0), envProcs))
 	// ops (ops.go): metrics, access log, restart backoff. BEGIN
 	reg, err := setupOps(cfg, log)
 	if err != nil {
@@ -110,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	srv.Config.Logger = log.With("component", "http")
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers)
+	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0))
 
 	select {
 	case err := <-served:
@@ -128,6 +131,27 @@ func run(args []string, stdout, stderr io.Writer) error {
 		err = nil
 	}
 	return err
+}
+
+// gatewayProcs is the GOMAXPROCS the gateway runs with: procs when set; else the
+// runtime's own choice (avail) when $GOMAXPROCS set it or no workers are spawned
+// (external workers come and go); else two per spawned worker, at most avail less
+// one per worker (a busy worker keeps a CPU to itself), at least 1.
+//
+// A gateway with more Go processors than it keeps busy hands each response from
+// the ring reader to a connection goroutine on a sleeping thread, which costs a
+// wakeup. On 2 CPUs with one worker, one processor instead of two took the
+// gateway from about 17 to about 15 µs of CPU per request; on a 16-core machine
+// one worker served 89,591 requests/s with the gateway on 12 cores and 113,015
+// with gateway and worker on 2 (docs/performance.md, bench/RESULTS-16core.md).
+func gatewayProcs(procs, workers, avail int, envSet bool) int {
+	switch {
+	case procs > 0:
+		return procs
+	case envSet || workers == 0:
+		return avail
+	}
+	return max(1, min(2*workers, avail-workers))
 }
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
@@ -157,6 +181,7 @@ type Config struct {
 	MaxRSS        byteSize      `config:"max_rss" help:"recycle a worker whose resident memory passes this size (bytes, or with K, M, G); 0 = never"`
 	RingRequest   byteSize      `config:"ring_request_bytes" help:"each worker's request ring: a power of two from 4K to 1G"`
 	RingResponse  byteSize      `config:"ring_response_bytes" help:"each worker's response ring: a power of two from 4K to 1G"`
+	Procs         int           `config:"procs" help:"CPUs the gateway's Go code runs on at once (GOMAXPROCS); 0 = two per spawned worker, at most the CPUs available less one per worker, at least 1 ($GOMAXPROCS, when set, and no spawned workers: Go's default)"`
 
 	Dispatch   dispatch.Config
 	Server     server.Config
@@ -209,6 +234,8 @@ func (cfg *Config) validate() error {
 		return errors.New("worker_cmd: required when workers > 0")
 	case cfg.DrainTimeout < 0:
 		return fmt.Errorf("drain_timeout: %v is negative", cfg.DrainTimeout)
+	case cfg.Procs < 0:
+		return fmt.Errorf("procs: %d is negative", cfg.Procs)
 	}
 	if err := workerproto.ValidAppName(cfg.App); err != nil {
 		return fmt.Errorf("app: %w", err)

@@ -45,6 +45,27 @@ func TestSplitCommand(t *testing.T) {
 	}
 }
 
+func TestGatewayProcs(t *testing.T) {
+	for _, tc := range []struct {
+		procs, workers, avail int
+		envSet                bool
+		want                  int
+	}{
+		{0, 1, 2, false, 1},   // 2 CPUs, one worker: one left to the gateway
+		{0, 2, 2, false, 1},   // never below 1
+		{0, 1, 16, false, 2},  // two per worker
+		{0, 4, 16, false, 8},  // two per worker
+		{0, 6, 16, false, 10}, // one CPU kept per worker
+		{0, 0, 8, false, 8},   // external workers only: Go's default
+		{0, 1, 2, true, 2},    // $GOMAXPROCS set: the runtime's value stands
+		{3, 1, 2, true, 3},    // procs wins over everything
+	} {
+		if got := gatewayProcs(tc.procs, tc.workers, tc.avail, tc.envSet); got != tc.want {
+			t.Errorf("gatewayProcs(%d, %d, %d, %v) = %d, want %d", tc.procs, tc.workers, tc.avail, tc.envSet, got, tc.want)
+		}
+	}
+}
+
 func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -53,6 +74,7 @@ func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 	}{
 		{[]string{"--workers", "2"}, nil, "worker_cmd: required when workers > 0"},
 		{[]string{"--workers", "-1"}, nil, "workers: -1 is negative"},
+		{[]string{"--worker-cmd", "x", "--procs", "-2"}, nil, "procs: -2 is negative"},
 		{[]string{"--worker-cmd", "x", "--app", "bad name"}, nil, "app:"},
 		{[]string{"--worker-cmd", "x", "--log-format", "xml"}, nil, "log_format"},
 		{[]string{"--worker-cmd", "x", "--log-level", "loud"}, nil, "log-level"},
