@@ -1177,3 +1177,45 @@ func TestStaleWriteDeadlineDoesNotCutAWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelinedPastMaxPipelined: pipelined requests well past MaxPipelined in
+// one write, a large body among them, are all answered in order (the reader
+// stops at a full queue and goes on as it drains); then a request after a
+// pause, and the idle close.
+func TestPipelinedPastMaxPipelined(t *testing.T) {
+	b, _, _ := testBackend(t)
+	ts := startServer(t, Config{MaxPipelined: 2, IdleTimeout: 300 * time.Millisecond}, b)
+	rc := ts.dial(t)
+	body := strings.Repeat("0123456789abcdef", 200<<10/16)
+	var all string
+	var want []string
+	for i := range 12 {
+		switch i {
+		case 0:
+			all += get("x", "/delay/30") // holds the queue while the rest arrive
+			want = append(want, "delay 30")
+		case 6:
+			all += fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			want = append(want, body)
+		default:
+			all += get("x", fmt.Sprintf("/users/%d", i))
+			want = append(want, "user")
+		}
+	}
+	rc.send(all)
+	for i, w := range want {
+		method := "GET"
+		if i == 6 {
+			method = "POST"
+		}
+		if resp, got := rc.read(method); resp.StatusCode != 200 || got != w {
+			t.Fatalf("response %d: %d, %d bytes, want 200 and %d", i, resp.StatusCode, len(got), len(w))
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the reader is waiting for input
+	rc.send(get("x", "/hello"))
+	if resp, got := rc.read("GET"); resp.StatusCode != 200 || got != "hello" {
+		t.Fatalf("after a pause: %d %q", resp.StatusCode, got)
+	}
+	rc.expectEOF() // idle timeout
+}
