@@ -261,7 +261,8 @@ def all_servers() -> list[Server]:
         servers.append(Server(f"covet-{n}", f"CovetPy native, {n} worker{'s' * (n > 1)}", covet_argv(n),
                               env={"COVET_LOG_LEVEL": "WARNING"}, needs=need_covet,
                               note="bin/covet-gateway + N workers run by the repo's .venv python; gateway flags at their defaults, "
-                                   "so at most 256 requests (max_inflight) are in flight per worker"))
+                                   "so at most 256 requests (max_inflight) are in flight per worker and the gateway runs on "
+                                   "two Go processors per worker within the CPUs left after one per worker (procs)"))
     for n in (1, 2):
         servers.append(Server(f"granian-rsgi-{n}", f"Granian RSGI, {n} worker{'s' * (n > 1)}",
                               granian_argv("rsgi", "rsgi_app", n), needs=need_module("granian")))
