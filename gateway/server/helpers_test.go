@@ -88,6 +88,13 @@ type testServer struct {
 
 func startServer(t testing.TB, cfg Config, b Backend) *testServer {
 	t.Helper()
+	return startServerOn(t, cfg, b, nil)
+}
+
+// startServerOn is startServer with the listener wrapped by wrap (nil: as is),
+// for tests that must see or alter the accepted connections.
+func startServerOn(t testing.TB, cfg Config, b Backend, wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +105,11 @@ func startServer(t testing.TB, cfg Config, b Backend) *testServer {
 		ln:     &countingListener{Listener: l},
 		served: make(chan error, 1),
 	}
-	go func() { ts.served <- ts.srv.Serve(ts.ln) }()
+	var ln net.Listener = ts.ln
+	if wrap != nil {
+		ln = wrap(ln)
+	}
+	go func() { ts.served <- ts.srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ts.srv.Close()
 		select {

@@ -1088,13 +1088,9 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatal("the write to a client that reads nothing never timed out")
 	}
 	rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.Copy(io.Discard, rc.nc); err != nil && !isReset(err) {
+	if _, err := io.Copy(io.Discard, rc.nc); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("reading what was sent: %v", err)
 	}
-}
-
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET)
 }
 
 // staleWriteConn makes its first Write stop halfway with the deadline error,
@@ -1145,15 +1141,8 @@ func TestStaleWriteDeadlineDoesNotCutAWrite(t *testing.T) {
 	for path, want := range map[string]string{"/hello": "hello", "/vec/length": vec} {
 		t.Run(path, func(t *testing.T) {
 			b, _, _ := testBackend(t)
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			sl := &staleWriteListener{Listener: l, conns: make(chan *staleWriteConn, 1)}
-			srv := &Server{Backend: b}
-			go srv.Serve(sl)
-			t.Cleanup(func() { srv.Close() })
-			ts := &testServer{addr: l.Addr().String()}
+			sl := &staleWriteListener{conns: make(chan *staleWriteConn, 1)}
+			ts := startServerOn(t, Config{}, b, func(l net.Listener) net.Listener { sl.Listener = l; return sl })
 			rc := ts.dial(t)
 			sc := <-sl.conns
 
