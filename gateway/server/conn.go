@@ -84,7 +84,7 @@ type conn struct {
 	bufs     net.Buffers // writev's argument, consumed by WriteTo
 	bufStore [][]byte    // the backing array of bufs, kept between writes
 	// writeArmed is the write deadline set on the socket (zero: none yet);
-	// armWrite leaves it while it has not passed.
+	// bounded leaves it while it has not passed.
 	writeArmed time.Time
 	// lingering: the writer half-closed after a complete last response;
 	// read by serve after writerDone.

@@ -268,52 +268,44 @@ func (c *conn) flush() error {
 		return nil
 	}
 	c.sent = true
-	by := c.armWrite()
 	off := 0
-	var err error
-	for {
-		var n int
-		n, err = c.nc.Write(c.wbuf[off:])
+	err := c.bounded(func() (int64, error) {
+		n, err := c.nc.Write(c.wbuf[off:])
 		off += n
-		if !c.writeGoesOn(err, by) {
-			break
-		}
-	}
-	c.wrote += int64(off)
+		return int64(n), err
+	})
 	c.wbuf = c.wbuf[:0]
-	if err != nil {
-		c.werr = err
-		c.debug("write", err)
-	}
 	return err
 }
 
-// armWrite returns when the write about to start must give up (now plus
-// WriteTimeout) and makes sure the socket's write deadline is no later. A
-// deadline armed by an earlier write and not yet passed stays: it is no later
-// than this one, and if it passes while this write is still within its own
-// bound, writeGoesOn re-arms it and the write goes on. So a response written
-// at once costs no timer operation.
-func (c *conn) armWrite() time.Time {
+// bounded runs write (which writes what is left and says how much) until it
+// completes or fails, giving up WriteTimeout after the start; a failure is
+// sticky (werr). The socket's write deadline is changed only when the one
+// armed has passed: one armed by an earlier write and not yet passed is no
+// later than this write's bound, and if it passes while this write is still
+// within that bound, the bound is armed and the write goes on. So a response
+// written at once costs no timer operation.
+func (c *conn) bounded(write func() (int64, error)) error {
 	now := time.Now()
 	by := now.Add(c.cfg.WriteTimeout)
 	if c.writeArmed.IsZero() || !now.Before(c.writeArmed) {
 		c.writeArmed = by
 		c.nc.SetWriteDeadline(by)
 	}
-	return by
-}
-
-// writeGoesOn reports whether a write that returned err should go on: only
-// when it failed on a stale, earlier deadline (armWrite) before its own
-// bound by, which is then armed.
-func (c *conn) writeGoesOn(err error, by time.Time) bool {
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(by) {
-		return false
+	for {
+		n, err := write()
+		c.wrote += n
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(by) {
+			c.werr = err
+			c.debug("write", err)
+			return err
+		}
+		c.writeArmed = by // a stale deadline passed, not this write's own
+		c.nc.SetWriteDeadline(by)
 	}
-	c.writeArmed = by
-	c.nc.SetWriteDeadline(by)
-	return true
 }
 
 // writev writes the buffered bytes, then each of ps, then tail, in one call.
@@ -328,24 +320,11 @@ func (c *conn) writev(tail []byte, ps ...[]byte) error {
 		bufs = append(bufs, tail)
 	}
 	c.bufStore = bufs
-	c.bufs = bufs // WriteTo consumes c.bufs, not c.bufStore
-	by := c.armWrite()
-	var err error
-	for {
-		var n int64
-		n, err = c.bufs.WriteTo(c.nc) // consumes what it wrote
-		c.wrote += n
-		if !c.writeGoesOn(err, by) {
-			break
-		}
-	}
+	c.bufs = bufs                                                           // WriteTo consumes c.bufs, not c.bufStore
+	err := c.bounded(func() (int64, error) { return c.bufs.WriteTo(c.nc) }) // WriteTo consumes what it wrote
 	clear(bufs)
 	c.bufs = nil
 	c.wbuf = c.wbuf[:0]
-	if err != nil {
-		c.werr = err
-		c.debug("write", err)
-	}
 	return err
 }
 

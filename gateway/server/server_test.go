@@ -1095,7 +1095,7 @@ func TestWriteTimeout(t *testing.T) {
 
 // staleWriteConn makes its first Write stop halfway with the deadline error,
 // as a write deadline armed for an earlier write and passing during this one
-// does (armWrite leaves such a deadline in place).
+// does (bounded leaves such a deadline in place).
 type staleWriteConn struct {
 	net.Conn
 	tripped   atomic.Bool
