@@ -60,6 +60,7 @@ func goldenTable() []goldenRecord {
 		[]byte{0x00}, mpUint16(30000))
 	respHead := cat(mpArr(3), mpUint16(200), mpArr(2), mpStr("content-type"), mpBin("text/plain"), []byte{0x05})
 	errPayload := cat(mpArr(2), mpUint16(499), mpStr("cancelled"))
+	window := cat(mpArr(1), []byte{0xce, 0x00, 0x04, 0x00, 0x00}) // [262144]
 	control := cat([]byte{0x81}, mpStr("op"), mpStr("noop")) // fixmap {"op": "noop"}
 	maxBody := pattern(7, MaxPayload(goldenCapacity))
 
@@ -74,6 +75,7 @@ func goldenTable() []goldenRecord {
 		{File: "resp_body_max.hex", Description: "RESP_BODY middle fragment of the largest size a 4096-byte ring allows (record = capacity/8)", Type: 33, ID: 2<<32 | 9, Flags: 0, Payload: hex.EncodeToString(maxBody)},
 		{File: "cancel.hex", Description: "CANCEL: empty, flags BEGIN|END|CANCEL", Type: 48, ID: 3<<32 | 5, Flags: 0x7},
 		{File: "error.hex", Description: "ERROR [499, \"cancelled\"], flags BEGIN|END|ERR", Type: 49, ID: 3<<32 | 5, Flags: 0xb, Payload: hex.EncodeToString(errPayload)},
+		{File: "window.hex", Description: "WINDOW [262144]: 256 KiB more response body, flags BEGIN|END", Type: 50, ID: 3<<32 | 6, Flags: 3, Payload: hex.EncodeToString(window)},
 		{File: "control.hex", Description: "CONTROL {\"op\": \"noop\"}, id 0", Type: 64, ID: 0, Flags: 3, Payload: hex.EncodeToString(control)},
 		{File: "pad.hex", Description: "PAD of 16 bytes at index 4080 of a 4096-byte ring: no frame header; the 8 bytes after the record header are zero (consumed space)", Type: TypePad, Index: goldenCapacity - 16},
 	}

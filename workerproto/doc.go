@@ -2,7 +2,7 @@
 // processes: frame type numbers, the control-plane messages (hello, welcome, ping,
 // pong, drain, bye, error) with their framing and handshake over a Unix stream
 // socket, route-manifest validation, and the MessagePack payloads carried by
-// data-plane frames (REQ_HEAD, RESP_HEAD, ERROR).
+// data-plane frames (REQ_HEAD, RESP_HEAD, ERROR, WINDOW).
 //
 // PROTOCOL.md in this directory is the binding specification; the golden vectors in
 // testdata/ are shared with the Python SDK. Where this code and PROTOCOL.md disagree,

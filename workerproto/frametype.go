@@ -7,7 +7,7 @@ import "strconv"
 type FrameType int32
 
 // Frame types. The numbering leaves room by family: 1 is padding, 16-31 requests,
-// 32-47 responses, 48-63 cancellation and errors, 64-79 ring-level control, 80-95 are
+// 32-47 responses, 48-63 cancellation, errors and flow control, 64-79 ring-level control, 80-95 are
 // reserved for WebSocket and 96-111 for gRPC. Any other number is unknown, and a
 // receiver treats it as a violation (PROTOCOL.md 5).
 const (
@@ -18,6 +18,7 @@ const (
 	FrameRespBody FrameType = 33 // worker -> gateway: raw response body bytes
 	FrameCancel   FrameType = 48 // gateway -> worker: empty; the request is abandoned
 	FrameError    FrameType = 49 // either way: ErrorPayload (MessagePack array)
+	FrameWindow   FrameType = 50 // gateway -> worker: WindowPayload; more response body may be sent
 	FrameControl  FrameType = 64 // either way: reserved for ring-level control (map)
 
 	// FrameWebSocketFirst ..= FrameWebSocketLast are reserved for WebSocket frames
@@ -47,7 +48,7 @@ const (
 func (t FrameType) Known() bool {
 	switch t {
 	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody,
-		FrameCancel, FrameError, FrameControl:
+		FrameCancel, FrameError, FrameWindow, FrameControl:
 		return true
 	}
 	return false
@@ -57,7 +58,7 @@ func (t FrameType) Known() bool {
 // ring).
 func (t FrameType) FromGateway() bool {
 	switch t {
-	case FramePad, FrameReqHead, FrameReqBody, FrameCancel, FrameError, FrameControl:
+	case FramePad, FrameReqHead, FrameReqBody, FrameCancel, FrameError, FrameWindow, FrameControl:
 		return true
 	}
 	return false
@@ -90,6 +91,8 @@ func (t FrameType) String() string {
 		return "CANCEL"
 	case FrameError:
 		return "ERROR"
+	case FrameWindow:
+		return "WINDOW"
 	case FrameControl:
 		return "CONTROL"
 	}

@@ -71,6 +71,8 @@ func payloadSeeds(t testing.TB, kind string) [][]byte {
 		extra = &RequestHead{Body: -1}
 	case "resp_head":
 		extra = &ResponseHead{Status: 599, Body: -1}
+	case "window_payload":
+		extra = WindowPayload{Grant: MaxWindowGrant}
 	default:
 		extra = &ErrorPayload{Status: 499}
 	}
@@ -222,6 +224,26 @@ func FuzzErrorPayload(f *testing.F) {
 	})
 }
 
+func FuzzWindowPayload(f *testing.F) {
+	for _, s := range payloadSeeds(f, "window_payload") {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w, err := DecodeWindowPayload(b)
+		if err != nil {
+			checkErr(t, err)
+			return
+		}
+		re, err := w.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w2, err := DecodeWindowPayload(re); err != nil || w2 != w {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
 func FuzzRequestHead(f *testing.F) {
 	for _, s := range payloadSeeds(f, "req_head") {
 		f.Add(s)
@@ -264,6 +286,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzParseFrame":    frameSeeds(t),
 		"FuzzResponseHead":  payloadSeeds(t, "resp_head"),
 		"FuzzErrorPayload":  payloadSeeds(t, "error_payload"),
+		"FuzzWindowPayload": payloadSeeds(t, "window_payload"),
 		"FuzzRequestHead":   payloadSeeds(t, "req_head"),
 		"FuzzDecodeHello":   controlSeeds(t, TypeHello),
 		"FuzzDecodeWelcome": controlSeeds(t, TypeWelcome),

@@ -24,6 +24,7 @@ type goldenVector struct {
 	req     *RequestHead
 	resp    *ResponseHead
 	errp    *ErrorPayload
+	win     *WindowPayload
 }
 
 // goldenVectors are the source of the files in testdata/ (go test -run TestGolden -update).
@@ -72,6 +73,7 @@ func goldenVectors() []goldenVector {
 		}},
 		{file: "error_payload.hex", comment: "ERROR payload (frame type 49)", errp: &ErrorPayload{
 			Status: 504, Message: "handler timed out"}},
+		{file: "window_payload.hex", comment: "WINDOW payload (frame type 50): 256 KiB more", win: &WindowPayload{Grant: 256 << 10}},
 	}
 }
 
@@ -84,6 +86,8 @@ func (v goldenVector) encode() ([]byte, error) {
 		return v.req.Append(nil)
 	case v.resp != nil:
 		return v.resp.Append(nil)
+	case v.win != nil:
+		return v.win.Append(nil)
 	default:
 		return v.errp.Append(nil)
 	}
@@ -97,6 +101,8 @@ func (v goldenVector) kind() string {
 		return "req_head"
 	case v.resp != nil:
 		return "resp_head"
+	case v.win != nil:
+		return "window_payload"
 	}
 	return "error_payload"
 }
@@ -148,6 +154,12 @@ func jsonFields(kind string, b []byte) (any, error) {
 			return nil, err
 		}
 		return ordered{{"status", e.Status}, {"message", e.Message}}, nil
+	case "window_payload":
+		w, err := DecodeWindowPayload(b)
+		if err != nil {
+			return nil, err
+		}
+		return ordered{{"grant", w.Grant}}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }
@@ -392,6 +404,12 @@ func reencode(kind string, b []byte) ([]byte, error) {
 			return nil, err
 		}
 		return h.Append(nil)
+	case "window_payload":
+		w, err := DecodeWindowPayload(b)
+		if err != nil {
+			return nil, err
+		}
+		return w.Append(nil)
 	}
 	e, err := DecodeErrorPayload(b)
 	if err != nil {

@@ -430,3 +430,51 @@ func DecodeErrorPayload(b []byte) (ErrorPayload, error) {
 	e.Status, e.Message = int(st), string(msg)
 	return e, nil
 }
+
+// ResponseWindow is the response body a worker may send for one request before the
+// gateway grants more (PROTOCOL.md 2.7): the bytes of RESP_BODY payload of one
+// exchange never exceed ResponseWindow plus the sum of the WINDOW grants received for
+// it. MaxWindowGrant bounds one grant.
+const (
+	ResponseWindow = 1 << 20
+	MaxWindowGrant = 1 << 30
+)
+
+// WindowPayload is the WINDOW frame payload (PROTOCOL.md 3.4): the gateway grants the
+// worker Grant more bytes of one request's response body.
+type WindowPayload struct {
+	Grant int64 // 1 ..= MaxWindowGrant
+}
+
+// Append appends w's MessagePack encoding (a 1-element array) to b.
+func (w WindowPayload) Append(b []byte) ([]byte, error) {
+	if w.Grant < 1 || w.Grant > MaxWindowGrant {
+		return b, fieldErr("window", "grant", ErrBadValue, "%d not in 1..%d", w.Grant, MaxWindowGrant)
+	}
+	return appendInt(append(b, 0x91), w.Grant), nil
+}
+
+// DecodeWindowPayload decodes a WINDOW frame payload: exactly 1 element, an int in
+// 1 ..= MaxWindowGrant.
+func DecodeWindowPayload(b []byte) (WindowPayload, error) {
+	const where = "window"
+	r := mpReader{b: b}
+	n, err := r.arrayLen()
+	if err != nil {
+		return WindowPayload{}, wrapField(where, "array", err)
+	}
+	if n != 1 {
+		return WindowPayload{}, fieldErr(where, "array", ErrBadValue, "want 1 element, got %d", n)
+	}
+	g, err := r.int()
+	if err != nil {
+		return WindowPayload{}, wrapField(where, "grant", err)
+	}
+	if g < 1 || g > MaxWindowGrant {
+		return WindowPayload{}, fieldErr(where, "grant", ErrBadValue, "%d not in 1..%d", g, MaxWindowGrant)
+	}
+	if r.off != len(b) {
+		return WindowPayload{}, ErrTrailingBytes
+	}
+	return WindowPayload{Grant: g}, nil
+}

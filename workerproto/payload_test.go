@@ -149,6 +149,8 @@ func TestPayloadTruncated(t *testing.T) {
 			case "resp_head":
 				var h ResponseHead
 				err = h.Decode(b[:i])
+			case "window_payload":
+				_, err = DecodeWindowPayload(b[:i])
 			default:
 				_, err = DecodeErrorPayload(b[:i])
 			}
@@ -158,6 +160,38 @@ func TestPayloadTruncated(t *testing.T) {
 		}
 		if _, err := reencode(v.kind(), append(b, 0)); !errors.Is(err, ErrTrailingBytes) {
 			t.Fatalf("%s: trailing byte: %v", v.file, err)
+		}
+	}
+}
+
+func TestWindowPayload(t *testing.T) {
+	for _, g := range []int64{1, 127, 256 << 10, MaxWindowGrant} {
+		b, err := WindowPayload{Grant: g}.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, err := DecodeWindowPayload(b); err != nil || w.Grant != g {
+			t.Fatalf("grant %d: got %+v, %v", g, w, err)
+		}
+	}
+	for _, g := range []int64{0, -1, MaxWindowGrant + 1} {
+		if out, err := (WindowPayload{Grant: g}).Append([]byte("keep")); !errors.Is(err, ErrBadValue) || string(out) != "keep" {
+			t.Errorf("Append grant %d: got %v, %q", g, err, out)
+		}
+	}
+	for _, c := range []struct {
+		v    []any
+		text string
+	}{
+		{[]any{0}, "0 not in 1..1073741824"},
+		{[]any{-5}, "-5 not in"},
+		{[]any{int64(MaxWindowGrant + 1)}, "not in 1.."},
+		{[]any{"1"}, "want int, got str"},
+		{[]any{1, 2}, "want 1 element, got 2"},
+		{[]any{}, "want 1 element, got 0"},
+	} {
+		if _, err := DecodeWindowPayload(respBytes(t, c.v...)); err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("%v: got %v, want %q", c.v, err, c.text)
 		}
 	}
 }
@@ -284,7 +318,7 @@ func TestRequestHeadDecodeErrors(t *testing.T) {
 }
 
 func TestFrameTypes(t *testing.T) {
-	for _, ft := range []FrameType{FrameReqHead, FrameReqBody, FrameCancel} {
+	for _, ft := range []FrameType{FrameReqHead, FrameReqBody, FrameCancel, FrameWindow} {
 		if !ft.Known() || !ft.FromGateway() || ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}

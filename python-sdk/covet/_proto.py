@@ -12,7 +12,7 @@ This module mirrors the Go package ``workerproto``; both follow
 - the data-plane payloads (3): :func:`decode_request_head` (the reference decoder the
   golden vectors check; the worker decodes with ``covet._head.decode_head``),
   :func:`encode_response_head` and :func:`encode_error_payload`, plus their inverses for
-  tests.
+  tests, and :func:`decode_window_payload` (2.7, 3.4).
 
 Everything read from the gateway is checked; a violation raises :class:`ProtocolError`,
 after which the worker should send an ``error`` frame (code ``protocol``) and exit.
@@ -61,12 +61,18 @@ __all__ = [
     "decode_response_head",
     "encode_error_payload",
     "decode_error_payload",
+    "encode_window_payload",
+    "decode_window_payload",
 ]
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME: Final = 1 << 20  # control-frame map bytes (1.2)
 MAX_HEAD: Final = 1 << 20  # assembled REQ_HEAD / RESP_HEAD / ERROR payload (4)
 WELCOME_FDS: Final = 3
+#: Response body one request may send before the gateway grants more (2.7), and the
+#: largest single WINDOW grant (3.4).
+RESPONSE_WINDOW: Final = 1 << 20
+MAX_WINDOW_GRANT: Final = 1 << 30
 
 ENV_CONTROL_FD: Final = "COVET_CONTROL_FD"
 ENV_CONTROL_SOCKET: Final = "COVET_CONTROL_SOCKET"
@@ -80,6 +86,7 @@ FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
 FRAME_RESP_BODY: Final = _shmring.RESP_BODY
 FRAME_CANCEL: Final = _shmring.CANCEL
 FRAME_ERROR: Final = _shmring.ERROR
+FRAME_WINDOW: Final = _shmring.WINDOW
 FRAME_CONTROL: Final = _shmring.CONTROL
 FRAME_WS_FIRST: Final = 80
 FRAME_WS_LAST: Final = 95
@@ -821,3 +828,21 @@ def decode_error_payload(payload: bytes) -> tuple[int, str]:
     if type(message) is not str:
         raise ProtocolError(f"error: message: want str, got {_mtype(message)}")
     return status, message
+
+
+def encode_window_payload(grant: int) -> bytes:
+    """Encode a WINDOW payload (PROTOCOL.md 3.4): ``[grant]``, 1..MAX_WINDOW_GRANT."""
+    if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
+        raise ValueError(f"grant {grant!r} not in 1..{MAX_WINDOW_GRANT}")
+    return msgpack.packb([grant])  # type: ignore[no-any-return]
+
+
+def decode_window_payload(payload: bytes) -> int:
+    """Decode a WINDOW payload strictly: the grant, an int in 1..MAX_WINDOW_GRANT."""
+    a = _unpack(payload, "window")
+    if type(a) is not list or len(a) != 1:
+        raise ProtocolError("window: want array of 1")
+    grant = a[0]
+    if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
+        raise ProtocolError(f"window: grant {grant!r} not an int in 1..{MAX_WINDOW_GRANT}")
+    return grant

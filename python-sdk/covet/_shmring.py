@@ -91,6 +91,7 @@ RESP_HEAD: Final = 32
 RESP_BODY: Final = 33
 CANCEL: Final = 48
 ERROR: Final = 49
+WINDOW: Final = 50
 CONTROL: Final = 64
 
 # Flags.
@@ -110,7 +111,7 @@ REQUEST_RING: Final = 0
 RESPONSE_RING: Final = 1
 
 #: Types a consumer accepts on each ring by default (PAD is always handled).
-REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, CONTROL})
+REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL})
 RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, ERROR, CONTROL})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).

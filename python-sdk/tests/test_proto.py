@@ -43,7 +43,7 @@ def test_vectors_cover_every_message() -> None:
     kinds = {(v["kind"], v["fields"].get("type")) for v in VECTORS}
     for t in ("hello", "welcome", "ping", "pong", "drain", "bye", "error"):
         assert ("frame", t) in kinds
-    for k in ("req_head", "resp_head", "error_payload"):
+    for k in ("req_head", "resp_head", "error_payload", "window_payload"):
         assert (k, None) in kinds
 
 
@@ -90,6 +90,10 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
         assert {"status": status, "headers": [[n, v.hex()] for n, v in headers], "body": body} == want
         assert p.encode_response_head(status, headers, body) == raw
         assert p.encode_response_head(want["status"], [(n, bytes.fromhex(v)) for n, v in want["headers"]], want["body"]) == raw
+    elif kind == "window_payload":
+        grant = p.decode_window_payload(raw)
+        assert {"grant": grant} == want
+        assert p.encode_window_payload(grant) == raw
     else:
         status, message = p.decode_error_payload(raw)
         assert {"status": status, "message": message} == want
@@ -285,6 +289,17 @@ def test_error_payload() -> None:
             p.decode_error_payload(data)
 
 
+def test_window_payload() -> None:
+    for grant in (1, 127, 256 << 10, p.MAX_WINDOW_GRANT):
+        assert p.decode_window_payload(p.encode_window_payload(grant)) == grant
+    for bad in (0, -1, p.MAX_WINDOW_GRANT + 1, True, 1.0):
+        with pytest.raises(ValueError):
+            p.encode_window_payload(bad)  # type: ignore[arg-type]
+    for data in [pk([0]), pk([-3]), pk([p.MAX_WINDOW_GRANT + 1]), pk(["1"]), pk([1, 2]), pk([]), pk(5), pk([True])]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_window_payload(data)
+
+
 # ------------------------------------------------------------------ sockets
 
 
@@ -433,7 +448,8 @@ def _mutations() -> st.SearchStrategy[bytes]:
 @settings(max_examples=400, deadline=None)
 @given(_mutations())
 def test_decoders_raise_only_protocol_error(data: bytes) -> None:
-    for fn in (p.parse_frame, p.decode_request_head, p.decode_error_payload, p.decode_response_head):
+    for fn in (p.parse_frame, p.decode_request_head, p.decode_error_payload, p.decode_response_head,
+               p.decode_window_payload):
         try:
             fn(data)
         except p.ProtocolError:

@@ -28,7 +28,7 @@ except ImportError:
 
 RECORDS_DIR = Path(__file__).resolve().parents[2] / "workerproto" / "testdata" / "records"
 ALL_TYPES = frozenset({sr.REQ_HEAD, sr.REQ_BODY, sr.RESP_HEAD, sr.RESP_BODY, sr.CANCEL,
-                       sr.ERROR, sr.CONTROL, *range(80, 112)})
+                       sr.ERROR, sr.WINDOW, sr.CONTROL, *range(80, 112)})
 
 pytestmark = pytest.mark.skipif(
     not RECORDS_DIR.is_dir() or not any(RECORDS_DIR.glob("*.hex")),
