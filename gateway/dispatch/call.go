@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -21,9 +22,12 @@ type call struct {
 	head    workerproto.ResponseHead // valid once gotHead
 	gotHead bool
 	body    [][]byte // response body not yet handed to the writer: pooled chunks, all but the last full
-	done    bool     // END seen, or failed
-	err     error    // set with done: a *StatusError or ErrAborted
-	spare   [][]byte // the writer's emptied chunk list, swapped in on drain
+	// sent counts the response body bytes the worker has sent; limit is what it
+	// may send: workerproto.ResponseWindow plus the grants (PROTOCOL.md 2.7).
+	sent, limit int64
+	done        bool     // END seen, or failed
+	err         error    // set with done: a *StatusError or ErrAborted
+	spare       [][]byte // the writer's emptied chunk list, swapped in on drain
 }
 
 // bodyChunk is the size of the pooled buffers that hold response body bytes between
@@ -51,9 +55,16 @@ var callPool = sync.Pool{New: func() any {
 func getCall(id uint64) *call {
 	c := callPool.Get().(*call)
 	c.mu.Lock()
-	c.id = id
+	c.id, c.sent, c.limit = id, 0, workerproto.ResponseWindow
 	c.mu.Unlock()
 	return c
+}
+
+// grant raises the body window by n bytes; the caller then sends WINDOW.
+func (c *call) grant(n int64) {
+	c.mu.Lock()
+	c.limit += n
+	c.mu.Unlock()
 }
 
 // armTimer makes sure the timer fires no later than deadline. A timer still
@@ -116,6 +127,9 @@ func (c *call) addBody(id uint64, p []byte, end bool) error {
 	}
 	if !c.gotHead || c.done {
 		return errSequence
+	}
+	if c.sent += int64(len(p)); c.sent > c.limit {
+		return fmt.Errorf("%w: %d bytes of response body, %d granted", errWindow, c.sent, c.limit)
 	}
 	for len(p) > 0 {
 		n := len(c.body)

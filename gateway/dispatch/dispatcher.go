@@ -224,6 +224,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 	}
 	c.armTimer(time.Now(), deadline)
 	wroteHead := false
+	var written int64 // body bytes handed to w and not yet granted back to the worker
 	for {
 		select {
 		case <-c.ready:
@@ -267,6 +268,17 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 				s.abandon(c)
 				return err
 			}
+			for _, b := range chunks {
+				written += int64(len(b))
+			}
+			if !done && written >= grantAt {
+				// The client took these bytes: let the worker send as many more.
+				if err := s.grant(c, written); err != nil {
+					s.abandon(c)
+					return err
+				}
+				written = 0
+			}
 		}
 		c.spare = putChunks(chunks)
 		if done {
@@ -277,6 +289,27 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			return nil
 		}
 	}
+}
+
+// grantAt is how many response body bytes the gateway writes to the client before it
+// grants them back to the worker with WINDOW: a quarter of the window, so a worker
+// streaming to a fast client seldom waits, and a response within the window costs no
+// WINDOW frame at all.
+const grantAt = workerproto.ResponseWindow / 4
+
+// grant lets c's worker send n more bytes of response body (PROTOCOL.md 2.7). An error
+// means the session has ended; teardown fails c.
+func (s *Session) grant(c *call, n int64) error {
+	var buf [16]byte
+	p, err := workerproto.WindowPayload{Grant: n}.Append(buf[:0])
+	if err != nil {
+		return err
+	}
+	c.grant(n)
+	if err := s.write(workerproto.FrameWindow, c.id, 0, p); err != nil && s.ctx.Err() == nil {
+		s.close(fmt.Errorf("request ring: %w", err))
+	}
+	return nil
 }
 
 // abandon sends CANCEL for c (the client went away or the deadline passed) and frees

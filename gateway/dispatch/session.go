@@ -19,6 +19,10 @@ import (
 // head, a second head). It ends the worker's session.
 var errSequence = errors.New("dispatch: worker frames out of sequence")
 
+// errWindow: a worker sent more response body than it was granted (PROTOCOL.md 2.7).
+// It ends the worker's session.
+var errWindow = errors.New("dispatch: worker overran its response window")
+
 // errRetry marks a call whose worker died before taking it off the request ring.
 var errRetry = &StatusError{Status: 502, Reason: "worker died before taking the request"}
 

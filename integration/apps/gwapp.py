@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from covet import Covet, Request
+from covet import Covet, Request, StreamingResponse
 
 app = Covet("gwapp")
 STATE = Path(os.environ.get("COVET_TEST_DIR", "/tmp"))
@@ -58,6 +58,30 @@ async def deadline(req: Request) -> str:
         (STATE / "cancelled-deadline").write_text("cancelled")
         raise
     return f"slept {ms}"
+
+
+FLOOD_CHUNK = 64 << 10
+flood_chunks = 0  # produced by /flood's generator so far, in this worker
+
+
+@app.get("/flood")
+async def flood(req: Request) -> StreamingResponse:
+    """Streams ?mb= MiB in 64 KiB chunks, chunk i filled with byte i % 251, as fast
+    as the gateway takes them; /flood/progress tells how many chunks were produced."""
+    n = int(req.query_params.get("mb", "64")) * (1 << 20) // FLOOD_CHUNK
+
+    async def gen():  # type: ignore[no-untyped-def]
+        global flood_chunks
+        for i in range(n):
+            flood_chunks += 1
+            yield bytes([i % 251]) * FLOOD_CHUNK
+
+    return StreamingResponse(gen(), media_type="application/octet-stream")
+
+
+@app.get("/flood/progress")
+async def flood_progress(req: Request) -> str:
+    return str(flood_chunks)
 
 
 @app.get("/block")

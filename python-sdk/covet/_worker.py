@@ -17,7 +17,9 @@ Inside the loop (all callbacks, no threads):
   which bounds a lost wakeup to ``heartbeat_ms / 2``) wake it;
 - each REQ_HEAD starts one task running ``app._handle`` and writing RESP_HEAD plus the
   RESP_BODY stream; REQ_BODY fragments feed that request's body iterator; CANCEL
-  cancels the task, after which nothing more is sent for its id;
+  cancels the task, after which nothing more is sent for its id; WINDOW grants the
+  task more response body (a body past ``RESPONSE_WINDOW`` waits for the gateway to
+  write the earlier bytes to its client, PROTOCOL 2.7);
 - the **control socket** is another ``add_reader`` callback: ping -> pong, drain ->
   graceful stop, EOF -> exit 1.
 
@@ -53,13 +55,16 @@ from ._proto import (
     FRAME_REQ_HEAD,
     FRAME_RESP_BODY,
     FRAME_RESP_HEAD,
+    FRAME_WINDOW,
     MAX_HEAD,
+    RESPONSE_WINDOW,
     ControlChannel,
     PeerError,
     ProtocolError,
     TruncatedError,
     Welcome,
     encode_error_payload,
+    decode_window_payload,
     encode_response_head,
     parse_frame,
 )
@@ -180,9 +185,11 @@ _NO_BODY._done = True
 
 class _Exchange:
     """One request in flight. ``sent``: 0 nothing written yet, 1 RESP_HEAD written,
-    2 a body frame written (BEGIN used). ``by_gateway``: cancelled by CANCEL."""
+    2 a body frame written (BEGIN used). ``by_gateway``: cancelled by CANCEL.
+    ``window``: response body bytes it may still send (PROTOCOL 2.7); ``credit``: the
+    future a body write waits on for a WINDOW grant."""
 
-    __slots__ = ("body", "by_gateway", "sent", "task")
+    __slots__ = ("body", "by_gateway", "credit", "sent", "task", "window")
 
     task: asyncio.Task[None]
 
@@ -190,6 +197,8 @@ class _Exchange:
         self.body = body
         self.sent = 0
         self.by_gateway = False
+        self.window = RESPONSE_WINDOW
+        self.credit: asyncio.Future[None] | None = None
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -226,6 +235,7 @@ class _Worker:
         self._reader: RingReader
         self._writer: RingWriter
         self._max_payload = 0
+        self._max_body = 0  # largest body written in one frame: within the window too
         self._beat_s = 0.5
         self._space_timeout = SPACE_WAIT_MAX
         # Owned by the loop.
@@ -306,6 +316,7 @@ class _Worker:
             self._send_error(CODE_PROTOCOL, f"segment rejected: {e}")
             return False
         self._max_payload = self._writer.max_payload
+        self._max_body = min(self._max_payload, RESPONSE_WINDOW)
         self._beat_s = welcome.heartbeat_ms / 2000
         self._space_timeout = min(SPACE_WAIT_MAX, welcome.heartbeat_ms / 1000)
         log.info(
@@ -563,6 +574,15 @@ class _Worker:
             if ex is not None:
                 ex.by_gateway = True
                 ex.task.cancel()
+        elif typ == FRAME_WINDOW:
+            if flags != _BE:
+                raise ProtocolError(f"WINDOW for request {rid:#x}: flags {flags:#x}, want BEGIN|END")
+            grant = decode_window_payload(payload)
+            ex = self._inflight.get(rid)
+            if ex is not None:
+                ex.window += grant
+                if ex.credit is not None and not ex.credit.done():
+                    ex.credit.set_result(None)
         # CONTROL frames are reserved; unknown ids and types are ignored.
 
     def _head_fragment(self, rid: int, flags: int, payload: bytes) -> None:
@@ -643,7 +663,7 @@ class _Worker:
         if len(resp_head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, resp_head, False):
             return False
         ex.sent = 1
-        if len(body) > maxp or not w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
+        if len(body) > self._max_body or not w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
             return False
         ex.sent = 2
         self._wake_soon()
@@ -668,16 +688,16 @@ class _Worker:
             ex.sent = 1
         if type(response).body_chunks is _PLAIN_BODY_CHUNKS:
             body = response.body
-            if len(body) <= maxp and w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
+            if len(body) <= self._max_body and w.try_write(FRAME_RESP_BODY, rid, _BE, body, False):
                 ex.sent = 2
             else:
-                await self._send(FRAME_RESP_BODY, rid, body, True, True, ex)
+                await self._send_body(rid, body, True, True, ex)
             self._wake_soon()
             return
         chunks = response.body_chunks()
         try:
             async for chunk in chunks:
-                await self._send(FRAME_RESP_BODY, rid, chunk, ex.sent == 1, False, ex)
+                await self._send_body(rid, chunk, ex.sent == 1, False, ex)
                 self._wake_soon()
         except (asyncio.CancelledError, RingCorrupt):
             raise
@@ -691,7 +711,7 @@ class _Worker:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        await self._send(FRAME_RESP_BODY, rid, b"", ex.sent == 1, True)
+        await self._send_body(rid, b"", ex.sent == 1, True, ex)
         self._wake_soon()
 
     def _wake_soon(self) -> None:
@@ -720,24 +740,52 @@ class _Worker:
         except (ValueError, RingCorrupt) as e:  # segment already closed, or corrupt
             log.debug("request %#x: could not abort the response: %s", rid, e)
 
-    async def _send(
-        self,
-        typ: int,
-        rid: int,
-        payload: bytes,
-        begin: bool,
-        end: bool,
-        ex: _Exchange | None = None,
-        flags: int = 0,
-    ) -> None:
-        """Write one message (fragmented to max_payload), awaiting ring space. With
-        ``ex``, a body: ``ex.sent`` becomes 2 once its first fragment is written."""
+    async def _send(self, typ: int, rid: int, payload: bytes, begin: bool, end: bool, flags: int = 0) -> None:
+        """Write one head or error message (fragmented to max_payload), awaiting ring
+        space."""
         w = self._writer
         for f, chunk in w.fragments(payload, begin, end, flags):
             while not w.try_write(typ, rid, f, chunk, False):
                 await self._wait_space(FRAME_HEADER + len(chunk))
-            if ex is not None:
-                ex.sent = 2
+
+    async def _send_body(self, rid: int, payload: bytes, begin: bool, end: bool, ex: _Exchange) -> None:
+        """Write response body bytes as RESP_BODY fragments of at most max_payload
+        bytes, never past the exchange's window (PROTOCOL 2.7), awaiting ring space and
+        WINDOW grants. ``ex.sent`` becomes 2 once a fragment is written. An empty
+        payload is one frame, or none if it would carry no flag."""
+        w = self._writer
+        view = memoryview(payload).cast("B")
+        n = len(view)
+        off = 0
+        while True:
+            k = min(n - off, self._max_payload, ex.window)
+            if k == 0 and off < n:
+                await self._wait_window(ex)
+                continue
+            last = off + k == n
+            f = (FLAG_BEGIN if begin else 0) | (FLAG_END if end and last else 0)
+            if k == 0 and not f:
+                return
+            chunk = view[off:off + k]
+            while not w.try_write(FRAME_RESP_BODY, rid, f, chunk, False):
+                await self._wait_space(FRAME_HEADER + k)
+            ex.window -= k
+            ex.sent = 2
+            if last:
+                return
+            begin = False
+            off += k
+
+    async def _wait_window(self, ex: _Exchange) -> None:
+        """The window is spent: wake the gateway to take what was written, and wait
+        for its WINDOW grant (a CANCEL cancels the task instead)."""
+        self._writer.wake()
+        fut: asyncio.Future[None] = self._loop.create_future()
+        ex.credit = fut
+        try:
+            await fut
+        finally:
+            ex.credit = None
 
     async def _wait_space(self, length: int) -> None:
         """Response ring full (PROTOCOL 2.5): wake the gateway, flag producer_waiting,

@@ -347,6 +347,67 @@ def test_large_response_waits_for_ring_space(gw: FakeGateway) -> None:
     assert bytes(a.body) == bytes(i % 251 for i in range(300_000))
 
 
+def test_response_body_waits_for_window_grants(gw: FakeGateway) -> None:
+    # PROTOCOL 2.7: at most RESPONSE_WINDOW bytes of body, then more only as granted.
+    n, win = 3_000_000, _proto.RESPONSE_WINDOW
+    rid = GEN | 50
+    gw.request(rid, "GET", f"/big/{n}", "/big/{n:int}", params=["n", str(n)])
+    got = lambda: len(gw.answers[rid].body) if rid in gw.answers else 0  # noqa: E731
+    for limit in (win, win + 700_000):
+        gw.until(lambda: got() >= limit, f"{limit} bytes of body")
+        # Another request is answered meanwhile, so the worker's loop has run on; the
+        # stream has not gone past what it was allowed.
+        assert gw.exchange(GEN | 51 + limit % 7, "GET", "/json").status == 200
+        gw.collect()
+        assert got() == limit and not gw.answers[rid].done
+        grant = 700_000 if limit == win else n
+        gw.send_frames(sr.WINDOW, rid, _proto.encode_window_payload(grant), sr.BEGIN | sr.END)
+    a = gw.answer(rid)
+    assert a.status == 200 and bytes(a.body) == bytes(i % 251 for i in range(n)) and not a.aborted
+
+
+def test_whole_body_larger_than_the_window_fits_a_record_but_still_waits(tmp_path: Path) -> None:
+    # A 16 MiB response ring takes 2 MiB records: the window, not the record, must
+    # split a 1.5 MB body.
+    g = FakeGateway(tmp_path, resp_cap=1 << 24)
+    try:
+        g.start()
+        rid, n = GEN | 55, 1_500_000
+        g.request(rid, "GET", f"/big/{n}", "/big/{n:int}", params=["n", str(n)])
+        g.until(lambda: rid in g.answers and len(g.answers[rid].body) >= _proto.RESPONSE_WINDOW, "a window of body")
+        assert g.exchange(GEN | 56, "GET", "/json").status == 200
+        g.collect()
+        assert len(g.answers[rid].body) == _proto.RESPONSE_WINDOW and not g.answers[rid].done
+        g.send_frames(sr.WINDOW, rid, _proto.encode_window_payload(n), sr.BEGIN | sr.END)
+        assert bytes(g.answer(rid).body) == bytes(i % 251 for i in range(n))
+    finally:
+        g.close()
+
+
+def test_streamed_body_waits_for_window_grants(gw: FakeGateway) -> None:
+    # 40 chunks of 64 KiB: the chunk that crosses the window is split at its edge.
+    rid = GEN | 60
+    gw.request(rid, "GET", "/bigstream/40", "/bigstream/{n:int}", params=["n", "40"])
+    gw.until(lambda: rid in gw.answers and len(gw.answers[rid].body) == _proto.RESPONSE_WINDOW, "a window of body")
+    assert gw.exchange(GEN | 61, "GET", "/json").status == 200
+    gw.collect()
+    assert len(gw.answers[rid].body) == _proto.RESPONSE_WINDOW
+    gw.send_frames(sr.WINDOW, rid, _proto.encode_window_payload(40 << 16), sr.BEGIN | sr.END)
+    a = gw.answer(rid)
+    assert bytes(a.body) == b"".join(bytes([i]) * (1 << 16) for i in range(40))
+
+
+@pytest.mark.parametrize(("payload", "flags", "text"), [
+    (_proto.encode_window_payload(1)[:1] + b"\x00", 0, "grant 0 not an int"),
+    (_proto.encode_window_payload(5), sr.FLAG_CANCEL, "flags 0x7, want BEGIN|END"),
+])  # fmt: skip
+def test_bad_window_is_a_protocol_error(gw: FakeGateway, payload: bytes, flags: int, text: str) -> None:
+    gw.send_frames(sr.WINDOW, GEN | 70, payload, flags)
+    msg = gw.read_msg()
+    assert msg["type"] == "error" and msg["code"] == "protocol" and text in msg["message"], msg
+    assert gw.wait_exit() == 1
+
+
 def test_streaming_response(gw: FakeGateway) -> None:
     a = gw.exchange(GEN | 6, "GET", "/stream/20", "/stream/{n:int}", params=["n", "20"])
     assert a.status == 200 and a.body_length == -1
@@ -389,6 +450,7 @@ def test_cancel_reaches_the_handler(gw: FakeGateway) -> None:
 def test_cancel_of_unknown_id_and_stray_body_are_ignored(gw: FakeGateway) -> None:
     gw.cancel(GEN | 999)
     gw.send_frames(sr.REQ_BODY, GEN | 998, b"stray")
+    gw.send_frames(sr.WINDOW, GEN | 997, _proto.encode_window_payload(100), sr.BEGIN | sr.END)
     assert gw.exchange(GEN | 11, "GET", "/json").status == 200
     assert set(gw.answers) == {GEN | 11}
 

@@ -68,6 +68,15 @@ async def stream(req: Request, n: int) -> StreamingResponse:
     return StreamingResponse(gen(), media_type="text/plain")
 
 
+@app.get("/bigstream/{n:int}")
+async def bigstream(req: Request, n: int) -> StreamingResponse:
+    async def gen() -> AsyncIterator[bytes]:
+        for i in range(n):
+            yield bytes([i]) * (1 << 16)
+
+    return StreamingResponse(gen(), media_type="application/octet-stream")
+
+
 @app.get("/big/{n:int}")
 def big(req: Request, n: int) -> bytes:
     return bytes(i % 251 for i in range(n))
