@@ -55,7 +55,7 @@ func TestGatewayResponseWindow(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// What is held: the kernel's socket buffers (loopback send buffers grow to 4 MiB),
-	// the window of 1 MiB and a chunk or two. Without flow control all 64 MiB would
+	// the window of 2 MiB and a chunk or two. Without flow control all 64 MiB would
 	// have been produced, most of it into the gateway's memory.
 	held := produced[len(produced)-1] * chunk
 	grown := vmRSS(t, g.cmd.Process.Pid) - rss0

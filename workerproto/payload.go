@@ -436,7 +436,7 @@ func DecodeErrorPayload(b []byte) (ErrorPayload, error) {
 // exchange never exceed ResponseWindow plus the sum of the WINDOW grants received for
 // it. MaxWindowGrant bounds one grant.
 const (
-	ResponseWindow = 1 << 20
+	ResponseWindow = 2 << 20
 	MaxWindowGrant = 1 << 30
 )
 

@@ -2,12 +2,13 @@
 
 import asyncio
 
-from covet import Covet, PlainTextResponse, Request, Response
+from covet import Covet, PlainTextResponse, Request, Response, StreamingResponse
 from common import BODY_1M, BODY_10K, JSON_MESSAGE, PLAINTEXT, SLEEP_S, SLEPT
 
 app = Covet("bench")
 
 OCTET = "application/octet-stream"
+CHUNK_64K = BODY_1M[: 64 << 10]
 
 
 @app.get("/plaintext")
@@ -44,3 +45,15 @@ async def echo(req: Request):
 async def sleep(req: Request):
     await asyncio.sleep(SLEEP_S)
     return PlainTextResponse(SLEPT)
+
+
+@app.get("/stream")
+async def stream(req: Request):
+    """?mb= MiB in 64 KiB chunks (bench/stream.sh; not one of the compared workloads)."""
+    n = int(req.query_params.get("mb", "1024")) * 16
+
+    async def chunks():
+        for _ in range(n):
+            yield CHUNK_64K
+
+    return StreamingResponse(chunks(), media_type=OCTET)

@@ -263,14 +263,22 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			}
 			wroteHead = true
 		}
-		if len(chunks) > 0 {
-			if err := w.WriteBodyv(chunks); err != nil {
+		for rest := chunks; len(rest) > 0; {
+			// Until the body is complete, write it a grant's worth at a time and
+			// grant each back at once, so that the worker makes the next bytes
+			// while these go to the client.
+			n := len(rest)
+			if !done {
+				n = min(n, grantAt/bodyChunk)
+			}
+			if err := w.WriteBodyv(rest[:n]); err != nil {
 				s.abandon(c)
 				return err
 			}
-			for _, b := range chunks {
+			for _, b := range rest[:n] {
 				written += int64(len(b))
 			}
+			rest = rest[n:]
 			if !done && written >= grantAt {
 				// The client took these bytes: let the worker send as many more.
 				if err := s.grant(c, written); err != nil {
@@ -292,9 +300,10 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 }
 
 // grantAt is how many response body bytes the gateway writes to the client before it
-// grants them back to the worker with WINDOW: a quarter of the window, so a worker
-// streaming to a fast client seldom waits, and a response within the window costs no
-// WINDOW frame at all.
+// grants them back to the worker with WINDOW: a quarter of the window. Writing a
+// large body in pieces of this size, each granted at once, lets the worker make the
+// next piece while one goes to the client; a response within the window costs no
+// WINDOW frame at all (docs/performance.md, "Response flow control").
 const grantAt = workerproto.ResponseWindow / 4
 
 // grant lets c's worker send n more bytes of response body (PROTOCOL.md 2.7). An error

@@ -21,7 +21,7 @@
 // written to the client by the goroutine that called Serve, all collected chunks in
 // one vectored write, so a slow client never stalls the ring. What a slow client
 // leaves in those chunks is bounded by the response window (PROTOCOL.md 2.7): the
-// worker sends at most 1 MiB of body beyond what the gateway has granted back with
+// worker sends at most 2 MiB of body beyond what the gateway has granted back with
 // WINDOW frames after writing it, and a worker that sends more loses its session.
 // The reader spins
 // before sleeping only while at most one call is open: under load the worker is the

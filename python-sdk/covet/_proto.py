@@ -71,7 +71,7 @@ MAX_HEAD: Final = 1 << 20  # assembled REQ_HEAD / RESP_HEAD / ERROR payload (4)
 WELCOME_FDS: Final = 3
 #: Response body one request may send before the gateway grants more (2.7), and the
 #: largest single WINDOW grant (3.4).
-RESPONSE_WINDOW: Final = 1 << 20
+RESPONSE_WINDOW: Final = 2 << 20
 MAX_WINDOW_GRANT: Final = 1 << 30
 
 ENV_CONTROL_FD: Final = "COVET_CONTROL_FD"

@@ -251,6 +251,7 @@ class _Worker:
         self._idle_since = 0
         self._burst = 0  # records read since the ring was last found empty
         self._spin_now = 0  # this idle spell's spin: spin_ns or 0
+        self._window_waits = 0  # exchanges waiting for a WINDOW grant
         self._draining = False
         self._stopped = False
         self._shutdown_ran = False
@@ -549,7 +550,10 @@ class _Worker:
             self._idle_since = now
             self._spin_now = self._spin_ns if self._burst <= SPIN_MAX_BURST else 0
             self._burst = 0
-        if now - self._idle_since < self._spin_now or not self._reader.prepare_sleep():
+        # Nor while a response waits for a WINDOW grant: that comes once the gateway
+        # has written to a client, later than any spin.
+        spin = now - self._idle_since < self._spin_now and not self._window_waits
+        if spin or not self._reader.prepare_sleep():
             self._loop.call_soon(self._pump)
             return
         self._idle_since = 0
@@ -782,10 +786,12 @@ class _Worker:
         self._writer.wake()
         fut: asyncio.Future[None] = self._loop.create_future()
         ex.credit = fut
+        self._window_waits += 1
         try:
             await fut
         finally:
             ex.credit = None
+            self._window_waits -= 1
 
     async def _wait_space(self, length: int) -> None:
         """Response ring full (PROTOCOL 2.5): wake the gateway, flag producer_waiting,

@@ -293,6 +293,25 @@ def test_worker_spins_only_after_a_short_burst(tmp_path: Path) -> None:
         g.close()
 
 
+def test_worker_does_not_spin_while_a_response_waits_for_a_grant(tmp_path: Path) -> None:
+    """With a 1 s spin: a response stopped at its window (PROTOCOL 2.7) waits for the
+    gateway's client, which takes longer than any spin; the worker sleeps at once."""
+    g = FakeGateway(tmp_path, resp_cap=1 << 23, heartbeat_ms=20_000, extra_env={"COVET_WORKER_SPIN_US": "1000000"})
+    try:
+        g.start()
+        g.until(lambda: g.writer.consumer_sleeping, "the worker to sleep after its start-up spin")
+        rid, n = GEN | 1, 3_000_000
+        g.request(rid, "GET", f"/big/{n}", "/big/{n:int}", params=["n", str(n)])
+        g.until(lambda: rid in g.answers and len(g.answers[rid].body) == _proto.RESPONSE_WINDOW, "a window of body")
+        stopped = time.monotonic()
+        g.until(lambda: g.writer.consumer_sleeping, "the worker to sleep")
+        assert time.monotonic() - stopped < 0.5, "the worker spun while waiting for a grant"
+        g.send_frames(sr.WINDOW, rid, _proto.encode_window_payload(n), sr.BEGIN | sr.END)
+        assert bytes(g.answer(rid).body) == bytes(i % 251 for i in range(n))
+    finally:
+        g.close()
+
+
 def test_hello_carries_the_manifest(tmp_path: Path) -> None:
     g = FakeGateway(tmp_path)
     try:
@@ -367,12 +386,12 @@ def test_response_body_waits_for_window_grants(gw: FakeGateway) -> None:
 
 
 def test_whole_body_larger_than_the_window_fits_a_record_but_still_waits(tmp_path: Path) -> None:
-    # A 16 MiB response ring takes 2 MiB records: the window, not the record, must
-    # split a 1.5 MB body.
-    g = FakeGateway(tmp_path, resp_cap=1 << 24)
+    # A 32 MiB response ring takes 4 MiB records: the window, not the record, must
+    # split a 3 MB body.
+    g = FakeGateway(tmp_path, resp_cap=1 << 25)
     try:
         g.start()
-        rid, n = GEN | 55, 1_500_000
+        rid, n = GEN | 55, 3_000_000
         g.request(rid, "GET", f"/big/{n}", "/big/{n:int}", params=["n", str(n)])
         g.until(lambda: rid in g.answers and len(g.answers[rid].body) >= _proto.RESPONSE_WINDOW, "a window of body")
         assert g.exchange(GEN | 56, "GET", "/json").status == 200
