@@ -116,17 +116,7 @@ func TestGatewayWindowOverrunEndsTheSession(t *testing.T) {
 	if cut != 1 {
 		t.Errorf("%d responses cut off; want exactly one (the greedy worker's)", cut)
 	}
-	select {
-	case err := <-greedyDone:
-		if err != nil {
-			t.Errorf("greedy worker: %v (it exits 0 when the gateway hangs up)", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the gateway did not end the greedy worker's session")
-	}
-	if !strings.Contains(g.out.String(), "overran its response window") {
-		t.Errorf("the session did not end on the window overrun; output:\n%s", g.out)
-	}
+	g.waitEvicted(greedyDone, "greedy", "overran its response window")
 }
 
 // vmRSS reads a process's resident set size in bytes.

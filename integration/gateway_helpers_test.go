@@ -155,6 +155,24 @@ func startShmWorker(t *testing.T, g *gateway, script, sock string, attached int)
 	return done
 }
 
+// waitEvicted waits for a test worker of startShmWorker, whose channel is done, to
+// exit 0 once the gateway has ended its session, and checks that the gateway's log
+// gives why.
+func (g *gateway) waitEvicted(done <-chan error, name, why string) {
+	g.t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			g.t.Errorf("%s worker: %v (it exits 0 when the gateway hangs up)", name, err)
+		}
+	case <-time.After(10 * time.Second):
+		g.t.Fatalf("the gateway did not end the %s worker's session", name)
+	}
+	if !strings.Contains(g.out.String(), why) {
+		g.t.Errorf("the %s worker's session did not end with %q; output:\n%s", name, why, g.out)
+	}
+}
+
 // stop sends SIGTERM and expects a clean exit.
 func (g *gateway) stop() {
 	g.cmd.Process.Signal(syscall.SIGTERM)
