@@ -29,9 +29,13 @@
 //
 // # Matching
 //
-// Matching runs on the raw path as received: still percent-encoded, without
-// the query, not cleaned of "." or ".." or "//" (that is the gateway's job,
-// before lookup), case-sensitive. A trailing slash is significant: "/a" and
+// Matching runs on the raw path as received, put in canonical form by
+// [AppendCanonicalPath] (RFC 3986 section 6.2.2: escapes in upper-case hex,
+// escaped unreserved characters decoded; static pattern text is held in the
+// same form, so "/caf%c3%a9" and "/us%65rs" match the routes /caf%C3%A9 and
+// /users): still percent-encoded otherwise, without the query, not cleaned of
+// "." or ".." or "//" (that is the gateway's job, before lookup),
+// case-sensitive. A trailing slash is significant: "/a" and
 // "/a/" are distinct routes and neither matches the other's path, and no
 // redirect is implied. Parameter values are substrings of the path, still
 // encoded; [Unescape] decodes one ("a%2Fb" becomes "a/b", so an encoded

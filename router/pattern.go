@@ -177,7 +177,7 @@ func parsePattern(s string, types map[string]*paramType) (*pattern, error) {
 				return nil, bad(i, "a parameter must be a whole path segment")
 			}
 			if start < i {
-				p.tokens = append(p.tokens, token{kind: tokStatic, text: s[start:i]})
+				p.tokens = append(p.tokens, token{kind: tokStatic, text: canonicalText(s[start:i])})
 			}
 			tok, err := parseParam(s[i+1:end], types)
 			if err != nil {
@@ -212,7 +212,7 @@ func parsePattern(s string, types map[string]*paramType) (*pattern, error) {
 		}
 	}
 	if start < len(s) {
-		p.tokens = append(p.tokens, token{kind: tokStatic, text: s[start:]})
+		p.tokens = append(p.tokens, token{kind: tokStatic, text: canonicalText(s[start:])})
 	}
 	return p, nil
 }

@@ -174,10 +174,10 @@ func (r *Router[T]) Routes() []Route[T] {
 	return out
 }
 
-// Lookup finds the route for a request. path is the raw request path: still
-// percent-encoded, without the query, not cleaned ("/a/../b" is matched as
-// is), case-sensitive, and with a trailing slash significant ("/a/" and "/a"
-// are different routes). ps is reset and filled with the parameters of the
+// Lookup finds the route for a request. path is the raw request path in
+// canonical form (AppendCanonicalPath): still percent-encoded, without the
+// query, not cleaned ("/a/../b" is matched as is), case-sensitive, and with a
+// trailing slash significant ("/a/" and "/a" are different routes). ps is reset and filled with the parameters of the
 // matched route; ps must not be nil.
 //
 // The order of attempts: a route on method; for HEAD, a GET route

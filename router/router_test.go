@@ -262,6 +262,49 @@ func TestEmptyRouter(t *testing.T) {
 	}
 }
 
+func TestCanonicalPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/":                   "",
+		"/users/42":           "",
+		"/caf%C3%A9":          "",
+		"/a%2Fb%20c":          "",
+		"/caf%c3%a9":          "/caf%C3%A9",
+		"/us%65rs":            "/users",
+		"/%7e%7E%2d%2E%5F%41": "/~~-._A",
+		"/a%2fb":              "/a%2Fb",
+		"/x%zz%4":             "", // not escapes: copied as they are
+		"/x%zz%4%41":          "/x%zz%4A",
+		"/%":                  "",
+	} {
+		got, ok := AppendCanonicalPath([]byte("keep:"), in)
+		if want == "" {
+			if ok || string(got) != "keep:" {
+				t.Errorf("%q: got %q, %v; want it left as it is", in, got, ok)
+			}
+			continue
+		}
+		if !ok || string(got) != "keep:"+want {
+			t.Errorf("%q: got %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { AppendCanonicalPath(nil, "/users/42/posts") }); n != 0 {
+		t.Errorf("a path without escapes: %v allocations", n)
+	}
+}
+
+func TestCanonicalPatterns(t *testing.T) {
+	r := mustRouter(t, "GET /caf%c3%a9/{w}", "GET /%7Eme")
+	runCases(t, r, []lookupCase{
+		{method: "GET", path: "/caf%C3%A9/x", status: StatusFound, pattern: "/caf%c3%a9/{w}", params: "w=x"},
+		{method: "GET", path: "/~me", status: StatusFound, pattern: "/%7Eme"},
+		{method: "GET", path: "/caf%c3%a9/x", status: StatusNotFound}, // Lookup takes canonical paths
+	})
+	err := r.Add(Route[string]{Method: "GET", Pattern: "/~me"})
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("/~me after /%%7Eme: %v, want a conflict", err)
+	}
+}
+
 func TestConflicts(t *testing.T) {
 	tests := []struct {
 		existing  []string

@@ -39,6 +39,7 @@ type exchange struct {
 	params  router.Params
 	wparams []workerproto.Param // params percent-decoded for the worker
 	ridBuf  [16]byte
+	pathBuf []byte    // the path in canonical form, when it differs (router.AppendCanonicalPath)
 	start   time.Time // head parsed: the start of the request's latency
 }
 
@@ -83,7 +84,14 @@ func (c *conn) classify(x *exchange) {
 		x.answer = 400
 		return
 	}
-	m, st := c.srv.Backend.Lookup(x.method, x.path, &x.params)
+	// Equivalent spellings of a path ("%c3%a9" and "%C3%A9", "%7E" and "~") match
+	// the same route; the worker still gets the path as sent.
+	lookup := x.path
+	if b, ok := router.AppendCanonicalPath(x.pathBuf[:0], x.path); ok {
+		x.pathBuf = b
+		lookup = bytesString(b)
+	}
+	m, st := c.srv.Backend.Lookup(x.method, lookup, &x.params)
 	switch st {
 	case router.StatusFound:
 		if m.Value == nil {

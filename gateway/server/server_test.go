@@ -54,6 +54,7 @@ func testBackend(t *testing.T) (*fakeBackend, *recorder, *probe) {
 	b.handle(t, "GET", "/hello", 0, ok("hello"))
 	b.handle(t, "GET", "/users/{id}", 2500*time.Millisecond, ok("user"))
 	b.handle(t, "GET", "/files/{path...}", 0, ok("file"))
+	b.handle(t, "GET", "/caf%C3%A9/{word}", 0, ok("cafe"))
 	b.handle(t, "POST", "/echo", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
 		rec.add(req)
 		if req.Head.Body != int64(len(req.Body)) {
@@ -507,6 +508,13 @@ func TestRouting(t *testing.T) {
 		{get("x", "/users/%ff"), "GET", 400, "", "Bad Request\n"},
 		{"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "GET", 501, "", "Not Implemented\n"},
 		{get("x", "/files/.well-known/a..b"), "GET", 200, "", "file"},
+		// Equivalent spellings (RFC 3986 6.2.2) reach the same route; an encoded
+		// slash stays inside its segment.
+		{get("x", "/caf%C3%A9/x"), "GET", 200, "", "cafe"},
+		{get("x", "/caf%c3%a9/x"), "GET", 200, "", "cafe"},
+		{get("x", "/%63af%C3%a9/x"), "GET", 200, "", "cafe"},
+		{get("x", "/caf%C3%A9%2Fx"), "GET", 404, "", "Not Found\n"},
+		{get("x", "/caf%C3%A"), "GET", 404, "", "Not Found\n"},
 	} {
 		rc.send(tc.req)
 		resp, body := rc.read(tc.method)
@@ -531,6 +539,13 @@ func TestRouting(t *testing.T) {
 		h.TimeoutMS != 2500 || h.Body != 0 || len(h.Headers) != 2 ||
 		string(h.Headers[1].Name) != "X-Custom" || string(h.Headers[1].Value) != "v1" {
 		t.Fatalf("worker head: %+v", h)
+	}
+	// The worker gets the path as sent, parameters decoded.
+	rc.send(get("x", "/caf%c3%a9/na%c3%afve%7e"))
+	rc.read("GET")
+	if h, _ := rec.last(t); h.Path != "/caf%c3%a9/na%c3%afve%7e" || h.Route != "/caf%C3%A9/{word}" ||
+		len(h.Params) != 1 || h.Params[0].Value != "naïve~" {
+		t.Fatalf("lower-case escapes: worker head %+v", h)
 	}
 	var hb []byte
 	hb, err := h.Append(hb)

@@ -348,6 +348,15 @@ def test_non_ascii_path(gateway: Gateway) -> None:
     assert r.json() == {"word": "naïve", "path": "/échos/naïve", "raw_path": raw_path, "route": "/%C3%A9chos/{word}"}
 
 
+def test_equivalent_path_spellings_reach_one_route(gateway: Gateway) -> None:
+    # Lower-case hex and an escaped unreserved character (RFC 3986 6.2.2); the handler
+    # gets the path as the client sent it.
+    raw_path = "/%c3%a9ch%6fs/na%c3%afve"
+    r = request(gateway, "GET", raw_path)
+    assert r.status == 200, r.body
+    assert r.json() == {"word": "naïve", "path": "/échos/naïve", "raw_path": raw_path, "route": "/%C3%A9chos/{word}"}
+
+
 def test_non_ascii_path_with_curl(gateway: Gateway, curl: str) -> None:
     out = run_curl(curl, f"{gateway.base_url}/%C3%A9chos/%E2%9C%93%20ok").stdout
     assert json.loads(out)["word"] == "✓ ok"

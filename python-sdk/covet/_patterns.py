@@ -7,8 +7,10 @@ The syntax is the one the Go gateway's router (router/doc.go) accepts:
   ``/users`` are different routes); this SDK also refuses empty inner segments (``//``);
 * static text may hold RFC 3986 path characters (letters, digits, ``-._~!$&'()*+,;=:@``)
   and ``%XX`` escapes, and is matched byte for byte against the raw (still
-  percent-encoded) request path. Non-ASCII text is accepted here for convenience and
-  sent to the gateway percent-encoded as UTF-8 with upper-case hex (``/café`` becomes
+  percent-encoded) request path, both in canonical form (:func:`canonical_path`: escapes
+  in upper-case hex, escaped unreserved characters decoded, so ``/caf%c3%a9`` and
+  ``/us%65rs`` match ``/caf%C3%A9`` and ``/users``). Non-ASCII text is accepted here for
+  convenience and sent to the gateway percent-encoded as UTF-8 (``/café`` becomes
   ``/caf%C3%A9``, which is what browsers send); any other character is refused;
 * a parameter fills a whole segment: ``{name}`` (str: one non-empty segment),
   ``{name:str}`` (the same), ``{name:int}`` (an optional ``-`` then 1 to 19 ASCII digits
@@ -39,7 +41,7 @@ from urllib.parse import quote, unquote
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["MAX_PATTERN_BYTES", "MAX_PARAMS", "Pattern", "Segment", "ParamKind", "ConversionError"]
+__all__ = ["MAX_PATTERN_BYTES", "MAX_PARAMS", "Pattern", "Segment", "ParamKind", "ConversionError", "canonical_path"]
 
 MAX_PATTERN_BYTES = 2048
 MAX_PARAMS = 16
@@ -53,6 +55,8 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _STATIC_SAFE = "-._~!$&'()*+,;=:@%"
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _KINDS: dict[str, ParamKind] = {"": "str", "str": "str", "int": "int", "uuid": "uuid", "path": "path"}
@@ -130,7 +134,7 @@ class Pattern:
                         f"character {char!r} is not allowed in a static segment; percent-encode it",
                     )
                 try:
-                    segments.append(Segment(quote(part, safe=_STATIC_SAFE), None))
+                    segments.append(Segment(canonical_path(quote(part, safe=_STATIC_SAFE)), None))
                 except UnicodeEncodeError:
                     raise _error(pattern, f"segment {part!r} is not valid Unicode text") from None
                 continue
@@ -208,6 +212,21 @@ class Pattern:
         if len(segments) != len(self.segments):
             return None
         return tuple(ranks), params
+
+
+def _canonical_escape(m: re.Match[str]) -> str:
+    c = chr(int(m.group(1), 16))
+    return c if c in _UNRESERVED else "%" + m.group(1).upper()
+
+
+def canonical_path(path: str) -> str:
+    """A raw path in the form routes are matched in, as the gateway's router has it
+    (RFC 3986 6.2.2): the hex digits of every escape upper-cased, an escaped unreserved
+    character (letter, digit, ``-._~``) decoded; other escapes, ``%2F`` among them, and a
+    ``%`` not followed by two hex digits stay as they are."""
+    if "%" not in path:
+        return path
+    return _ESCAPE.sub(_canonical_escape, path)
 
 
 def _decode(raw: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._patterns import ParamKind, Pattern
+from ._patterns import ParamKind, Pattern, canonical_path
 
 __all__ = ["HTTP_METHODS", "MAX_ROUTES", "Route", "Router", "Match", "is_async_callable"]
 
@@ -141,7 +141,7 @@ class Router:
         OPTIONS, sorted); 404 if no pattern matches."""
         if not raw_path.startswith("/"):
             return Match(None, [], 404)
-        segments = raw_path[1:].split("/")
+        segments = canonical_path(raw_path)[1:].split("/")
         best: dict[str, tuple[tuple[int, ...], Route, list[tuple[str, str]]]] = {}
         for route in self.routes:
             found = route.pattern.match(segments)

@@ -129,6 +129,11 @@ def test_non_ascii_path_is_percent_decoded(client: TestClient) -> None:
     r = client.get("/echo/a%2Fb%20c")
     assert r.json()["name"] == "a/b c"
     assert r.json()["raw_path"] == "/echo/a%2Fb%20c"
+    # Equivalent spellings route alike, as in the gateway (RFC 3986 6.2.2); the handler
+    # still sees the path as sent.
+    r = client.get("/%63af%c3%a9/na%c3%afve%7e")
+    assert r.json() == {"path": "/café/naïve~", "raw_path": "/%63af%c3%a9/na%c3%afve%7e", "word": "naïve~"}
+    assert client.get("/caf%C3%A9%2Fx").status_code == 404
 
 
 def test_headers_case_insensitive_multi_latin1(client: TestClient) -> None:

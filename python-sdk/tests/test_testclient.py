@@ -84,7 +84,8 @@ def client() -> TestClient:
         ("/users/42", "id 42"),
         ("/users/-7", "id -7"),
         ("/users/bob", "name bob"),
-        ("/users/%31", "name 1"),  # typed params see the raw, still encoded segment
+        ("/users/%31", "id 1"),  # an escaped digit is the digit (RFC 3986 6.2.2.2)
+        ("/users/%2531", "name %31"),  # typed params see the raw segment: %25 is not unreserved
         ("/users/9223372036854775808", "name 9223372036854775808"),  # past int64
     ],
 )
