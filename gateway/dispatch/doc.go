@@ -23,7 +23,6 @@
 // leaves in those chunks is bounded by the response window (PROTOCOL.md 2.7): the
 // worker sends at most 2 MiB of body beyond what the gateway has granted back with
 // WINDOW frames after writing it, and a worker that sends more loses its session.
-// The reader spins
-// before sleeping only while at most one call is open: under load the worker is the
-// busy side, and a wakeup then collects a batch.
+// The reader spins before sleeping only while at most one call is open: under load
+// the worker is the busy side, and a wakeup then collects a batch.
 package dispatch

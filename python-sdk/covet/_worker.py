@@ -63,8 +63,8 @@ from ._proto import (
     ProtocolError,
     TruncatedError,
     Welcome,
-    encode_error_payload,
     decode_window_payload,
+    encode_error_payload,
     encode_response_head,
     parse_frame,
 )
