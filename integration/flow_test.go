@@ -22,42 +22,15 @@ func TestGatewayResponseWindow(t *testing.T) {
 	g := startGateway(t, "gwapp", 1)
 	const mb, chunk = 64, 64 << 10
 	rss0 := vmRSS(t, g.cmd.Process.Pid)
-	// A small receive buffer keeps what the kernel holds for the client small.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
-		return serr
-	}}
-	conn, err := d.DialContext(context.Background(), "tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	conn := dialSmallWindow(t, g.addr)
 	if _, err := fmt.Fprintf(conn, "GET /flood?mb=%d HTTP/1.1\r\nHost: x\r\n\r\n", mb); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the generator stops: three equal readings in a row.
-	var produced []int
-	for i := 0; ; i++ {
-		st, body, _ := g.get("/flood/progress")
-		if st != 200 {
-			t.Fatalf("/flood/progress: %d %q; output:\n%s", st, body, g.out)
-		}
-		n, _ := strconv.Atoi(body)
-		produced = append(produced, n)
-		if k := len(produced); n > 0 && k >= 3 && produced[k-2] == n && produced[k-3] == n {
-			break
-		}
-		if n == mb<<20/chunk || i > 200 {
-			t.Fatalf("the generator ran on with nobody reading (chunks produced: %v)", produced)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	produced := waitStalled(t, g, mb<<20/chunk)
 	// What is held: the kernel's socket buffers (loopback send buffers grow to 4 MiB),
 	// the window of 2 MiB and a chunk or two. Without flow control all 64 MiB would
 	// have been produced, most of it into the gateway's memory.
-	held := produced[len(produced)-1] * chunk
+	held := produced * chunk
 	grown := vmRSS(t, g.cmd.Process.Pid) - rss0
 	t.Logf("stalled after %d KiB produced; gateway RSS grew by %d KiB", held>>10, grown>>10)
 	if held > 12<<20 {
@@ -117,6 +90,70 @@ func TestGatewayWindowOverrunEndsTheSession(t *testing.T) {
 		t.Errorf("%d responses cut off; want exactly one (the greedy worker's)", cut)
 	}
 	g.waitEvicted(greedyDone, "greedy", "overran its response window")
+}
+
+// TestGatewayStalledStreamEndsWithItsClient: a client that leaves while its stream
+// waits for a grant gets the handler cancelled; the generator is closed where it
+// stopped, and the worker serves on.
+func TestGatewayStalledStreamEndsWithItsClient(t *testing.T) {
+	g := startGateway(t, "gwapp", 1)
+	conn := dialSmallWindow(t, g.addr)
+	if _, err := fmt.Fprint(conn, "GET /flood?mb=64 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	produced := waitStalled(t, g, 1024)
+	conn.Close()
+	closed, ok := g.waitFile("flood-closed", 10*time.Second)
+	if !ok {
+		t.Fatalf("the generator was not closed after the client left; output:\n%s", g.out)
+	}
+	if closed != strconv.Itoa(produced) {
+		t.Errorf("the generator closed after %s chunks; it had stopped at %d", closed, produced)
+	}
+	if st, body, _ := g.get("/hello"); st != 200 || body != "hello" {
+		t.Errorf("after the client left: %d %q", st, body)
+	}
+}
+
+// dialSmallWindow connects with a 64 KiB receive buffer, so that the kernel holds
+// little of what the client does not read.
+func dialSmallWindow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
+		return serr
+	}}
+	conn, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	return conn
+}
+
+// waitStalled polls gwapp's /flood/progress until the generator has stopped: three
+// equal non-zero readings 100 ms apart. It fails the test if all `total` chunks are
+// produced. It returns the number produced.
+func waitStalled(t *testing.T, g *gateway, total int) int {
+	t.Helper()
+	var produced []int
+	for i := 0; ; i++ {
+		st, body, _ := g.get("/flood/progress")
+		if st != 200 {
+			t.Fatalf("/flood/progress: %d %q; output:\n%s", st, body, g.out)
+		}
+		n, _ := strconv.Atoi(body)
+		produced = append(produced, n)
+		if k := len(produced); n > 0 && k >= 3 && produced[k-2] == n && produced[k-3] == n {
+			return n
+		}
+		if n == total || i > 200 {
+			t.Fatalf("the generator ran on with nobody reading (chunks produced: %v)", produced)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // vmRSS reads a process's resident set size in bytes.

@@ -67,14 +67,18 @@ flood_chunks = 0  # produced by /flood's generator so far, in this worker
 @app.get("/flood")
 async def flood(req: Request) -> StreamingResponse:
     """Streams ?mb= MiB in 64 KiB chunks, chunk i filled with byte i % 251, as fast
-    as the gateway takes them; /flood/progress tells how many chunks were produced."""
+    as the gateway takes them; /flood/progress tells how many chunks were produced,
+    and the file flood-closed appears when the generator is closed."""
     n = int(req.query_params.get("mb", "64")) * (1 << 20) // FLOOD_CHUNK
 
     async def gen():  # type: ignore[no-untyped-def]
         global flood_chunks
-        for i in range(n):
-            flood_chunks += 1
-            yield bytes([i % 251]) * FLOOD_CHUNK
+        try:
+            for i in range(n):
+                flood_chunks += 1
+                yield bytes([i % 251]) * FLOOD_CHUNK
+        finally:
+            (STATE / "flood-closed").write_text(str(flood_chunks))
 
     return StreamingResponse(gen(), media_type="application/octet-stream")
 
