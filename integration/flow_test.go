@@ -68,7 +68,7 @@ func TestGatewayResponseWindow(t *testing.T) {
 func TestGatewayWindowOverrunEndsTheSession(t *testing.T) {
 	sock := t.TempDir() + "/control.sock"
 	g := startGateway(t, "gwapp", 1, "--control-socket", sock)
-	greedyDone := startShmWorker(t, g, "greedy_shm.py", sock, 2)
+	greedyDone := startShmWorker(t, g, "rude_shm.py", sock, 2, "window")
 	// Requests go round the two workers; the greedy one answers its first with a
 	// body past its window.
 	cut := 0

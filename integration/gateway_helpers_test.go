@@ -125,14 +125,14 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 // connects to g's control socket sock, and waits until g reports `attached`
 // workers in all. The channel gets the script's exit status; the script is killed
 // at cleanup if it still runs.
-func startShmWorker(t *testing.T, g *gateway, script, sock string, attached int) <-chan error {
+func startShmWorker(t *testing.T, g *gateway, script, sock string, attached int, args ...string) <-chan error {
 	t.Helper()
 	py, err := harness.Python()
 	if err != nil {
 		t.Skip(err)
 	}
 	root, _ := harness.RepoRoot()
-	cmd := exec.Command(py, filepath.Join(root, "integration", "workers", script))
+	cmd := exec.Command(py, append([]string{filepath.Join(root, "integration", "workers", script)}, args...)...)
 	cmd.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
 	cmd.Stdout, cmd.Stderr = g.out, g.out
 	if err := cmd.Start(); err != nil {

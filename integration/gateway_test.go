@@ -410,6 +410,31 @@ func TestGatewayExternalWorker(t *testing.T) {
 	}
 }
 
+// TestGatewayBadRespEndsTheSession: a RESP frame (head and whole body) whose body
+// does not match its head, or that is not one whole frame, ends that worker's
+// session; its request gets 502, and the other worker serves on.
+func TestGatewayBadRespEndsTheSession(t *testing.T) {
+	for _, tc := range []struct{ mode, why string }{
+		{"resp-length", "head says 5 bytes, 6 follow"},
+		{"resp-flags", "RESP frame flagged 0x1"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			sock := t.TempDir() + "/control.sock"
+			g := startGateway(t, "gwapp", 1, "--control-socket", sock)
+			done := startShmWorker(t, g, "rude_shm.py", sock, 2, tc.mode)
+			var statuses []int
+			for i := 0; i < 6; i++ {
+				st, _, _ := g.get("/hello")
+				statuses = append(statuses, st)
+			}
+			if n := strings.Count(fmt.Sprint(statuses), "502"); n != 1 {
+				t.Errorf("statuses %v: want exactly one 502 (the rude worker's request)", statuses)
+			}
+			g.waitEvicted(done, "rude", tc.why)
+		})
+	}
+}
+
 // TestGatewayCorruptWorkerEndsOnlyItsSession: a worker that writes an invalid record
 // into its response ring loses its session (its request gets 502), while the gateway
 // and the other worker of the app keep serving.

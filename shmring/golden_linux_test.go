@@ -72,6 +72,7 @@ func goldenTable() []goldenRecord {
 		{File: "req_body_empty.hex", Description: "REQ_BODY of length 0: one frame, BEGIN|END, no payload", Type: 17, ID: 0xfffffffe_00000007, Flags: 3},
 		{File: "resp_head.hex", Description: "RESP_HEAD, one frame", Type: 32, ID: 0xfffffffe_00000007, Flags: 3, Payload: hex.EncodeToString(respHead)},
 		{File: "resp_body.hex", Description: "RESP_BODY, one frame; length 29 needs 3 bytes of alignment padding", Type: 33, ID: 0xfffffffe_00000007, Flags: 3, Payload: hex.EncodeToString([]byte("hello"))},
+		{File: "resp.hex", Description: "RESP: the RESP_HEAD above and its 5-byte body in one frame (BEGIN|END)", Type: 34, ID: 0xfffffffe_00000008, Flags: 3, Payload: hex.EncodeToString(cat(respHead, []byte("hello")))},
 		{File: "resp_body_max.hex", Description: "RESP_BODY middle fragment of the largest size a 4096-byte ring allows (record = capacity/8)", Type: 33, ID: 2<<32 | 9, Flags: 0, Payload: hex.EncodeToString(maxBody)},
 		{File: "cancel.hex", Description: "CANCEL: empty, flags BEGIN|END|CANCEL", Type: 48, ID: 3<<32 | 5, Flags: 0x7},
 		{File: "error.hex", Description: "ERROR [499, \"cancelled\"], flags BEGIN|END|ERR", Type: 49, ID: 3<<32 | 5, Flags: 0xb, Payload: hex.EncodeToString(errPayload)},

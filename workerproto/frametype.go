@@ -16,6 +16,7 @@ const (
 	FrameReqBody  FrameType = 17 // gateway -> worker: raw request body bytes
 	FrameRespHead FrameType = 32 // worker -> gateway: ResponseHead (MessagePack array)
 	FrameRespBody FrameType = 33 // worker -> gateway: raw response body bytes
+	FrameResp     FrameType = 34 // worker -> gateway: a ResponseHead and then the whole body, in one frame
 	FrameCancel   FrameType = 48 // gateway -> worker: empty; the request is abandoned
 	FrameError    FrameType = 49 // either way: ErrorPayload (MessagePack array)
 	FrameWindow   FrameType = 50 // gateway -> worker: WindowPayload; more response body may be sent
@@ -47,7 +48,7 @@ const (
 // WebSocket and gRPC ranges are not).
 func (t FrameType) Known() bool {
 	switch t {
-	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody,
+	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody, FrameResp,
 		FrameCancel, FrameError, FrameWindow, FrameControl:
 		return true
 	}
@@ -68,7 +69,7 @@ func (t FrameType) FromGateway() bool {
 // ring).
 func (t FrameType) FromWorker() bool {
 	switch t {
-	case FramePad, FrameRespHead, FrameRespBody, FrameError, FrameControl:
+	case FramePad, FrameRespHead, FrameRespBody, FrameResp, FrameError, FrameControl:
 		return true
 	}
 	return false
@@ -87,6 +88,8 @@ func (t FrameType) String() string {
 		return "RESP_HEAD"
 	case FrameRespBody:
 		return "RESP_BODY"
+	case FrameResp:
+		return "RESP"
 	case FrameCancel:
 		return "CANCEL"
 	case FrameError:

@@ -73,6 +73,8 @@ func payloadSeeds(t testing.TB, kind string) [][]byte {
 		extra = &ResponseHead{Status: 599, Body: -1}
 	case "window_payload":
 		extra = WindowPayload{Grant: MaxWindowGrant}
+	case "resp_payload":
+		extra = &wholeResponse{head: ResponseHead{Status: 204}}
 	default:
 		extra = &ErrorPayload{Status: 499}
 	}
@@ -244,6 +246,29 @@ func FuzzWindowPayload(f *testing.F) {
 	})
 }
 
+func FuzzRespPayload(f *testing.F) {
+	for _, s := range payloadSeeds(f, "resp_payload") {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var w wholeResponse
+		body, err := w.head.DecodeWithBody(b)
+		if err != nil {
+			checkErr(t, err)
+			return
+		}
+		w.body = body
+		re, err := w.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h ResponseHead
+		if body2, err := h.DecodeWithBody(re); err != nil || string(body2) != string(body) || h.Status != w.head.Status {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
 func FuzzRequestHead(f *testing.F) {
 	for _, s := range payloadSeeds(f, "req_head") {
 		f.Add(s)
@@ -287,6 +312,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzResponseHead":  payloadSeeds(t, "resp_head"),
 		"FuzzErrorPayload":  payloadSeeds(t, "error_payload"),
 		"FuzzWindowPayload": payloadSeeds(t, "window_payload"),
+		"FuzzRespPayload":   payloadSeeds(t, "resp_payload"),
 		"FuzzRequestHead":   payloadSeeds(t, "req_head"),
 		"FuzzDecodeHello":   controlSeeds(t, TypeHello),
 		"FuzzDecodeWelcome": controlSeeds(t, TypeWelcome),

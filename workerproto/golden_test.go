@@ -25,6 +25,18 @@ type goldenVector struct {
 	resp    *ResponseHead
 	errp    *ErrorPayload
 	win     *WindowPayload
+	whole   *wholeResponse
+}
+
+// wholeResponse is a RESP payload: a head and the whole body.
+type wholeResponse struct {
+	head ResponseHead
+	body []byte
+}
+
+func (w *wholeResponse) Append(b []byte) ([]byte, error) {
+	b, err := w.head.Append(b)
+	return append(b, w.body...), err
 }
 
 // goldenVectors are the source of the files in testdata/ (go test -run TestGolden -update).
@@ -74,6 +86,10 @@ func goldenVectors() []goldenVector {
 		{file: "error_payload.hex", comment: "ERROR payload (frame type 49)", errp: &ErrorPayload{
 			Status: 504, Message: "handler timed out"}},
 		{file: "window_payload.hex", comment: "WINDOW payload (frame type 50): 256 KiB more", win: &WindowPayload{Grant: 256 << 10}},
+		{file: "resp_payload.hex", comment: "RESP payload (frame type 34): a RESP_HEAD and the whole body", whole: &wholeResponse{
+			head: ResponseHead{Status: 200, Headers: []Header{{Name: []byte("content-type"), Value: []byte("text/plain; charset=utf-8")}}, Body: 13},
+			body: []byte("Hello, World!"),
+		}},
 	}
 }
 
@@ -88,6 +104,8 @@ func (v goldenVector) encode() ([]byte, error) {
 		return v.resp.Append(nil)
 	case v.win != nil:
 		return v.win.Append(nil)
+	case v.whole != nil:
+		return v.whole.Append(nil)
 	default:
 		return v.errp.Append(nil)
 	}
@@ -103,6 +121,8 @@ func (v goldenVector) kind() string {
 		return "resp_head"
 	case v.win != nil:
 		return "window_payload"
+	case v.whole != nil:
+		return "resp_payload"
 	}
 	return "error_payload"
 }
@@ -160,6 +180,17 @@ func jsonFields(kind string, b []byte) (any, error) {
 			return nil, err
 		}
 		return ordered{{"grant", w.Grant}}, nil
+	case "resp_payload":
+		var h ResponseHead
+		body, err := h.DecodeWithBody(b)
+		if err != nil {
+			return nil, err
+		}
+		hs := [][]string{}
+		for _, f := range h.Headers {
+			hs = append(hs, []string{string(f.Name), hex.EncodeToString(f.Value)})
+		}
+		return ordered{{"status", h.Status}, {"headers", hs}, {"body", h.Body}, {"content", hex.EncodeToString(body)}}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }
@@ -409,6 +440,14 @@ func reencode(kind string, b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		return w.Append(nil)
+	case "resp_payload":
+		var w wholeResponse
+		body, err := w.head.DecodeWithBody(b)
+		if err != nil {
+			return nil, err
+		}
+		w.body = body
 		return w.Append(nil)
 	}
 	e, err := DecodeErrorPayload(b)

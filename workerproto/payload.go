@@ -310,75 +310,96 @@ func (h *ResponseHead) Append(b []byte) ([]byte, error) {
 // no NUL, CR or LF; body >= -1. It never panics and, once h's memory has grown to
 // fit, does not allocate.
 func (h *ResponseHead) Decode(b []byte) error {
+	n, err := h.decode(b)
+	if err == nil && n != len(b) {
+		return ErrTrailingBytes
+	}
+	return err
+}
+
+// DecodeWithBody decodes a RESP payload (PROTOCOL.md 3.2): a RESP_HEAD encoding
+// followed by exactly Body bytes of body, which it returns (a part of b). The checks
+// are those of Decode; a head that is not of known length, or a body of another
+// length, is an error.
+func (h *ResponseHead) DecodeWithBody(b []byte) ([]byte, error) {
+	n, err := h.decode(b)
+	if err != nil {
+		return nil, err
+	}
+	if h.Body != int64(len(b)-n) {
+		return nil, fieldErr("resp", "body", ErrBadValue, "head says %d bytes, %d follow", h.Body, len(b)-n)
+	}
+	return b[n:], nil
+}
+
+// decode decodes the RESP_HEAD encoding at the start of b and reports its length.
+func (h *ResponseHead) decode(b []byte) (int, error) {
 	const where = "resp_head"
 	h.Status, h.Headers, h.Body = 0, h.Headers[:0], 0
 	if len(b) > MaxHead {
-		return fieldErr(where, "payload", ErrLimit, "%d bytes > %d", len(b), MaxHead)
+		return 0, fieldErr(where, "payload", ErrLimit, "%d bytes > %d", len(b), MaxHead)
 	}
 	h.arena = append(h.arena[:0], b...)
 	r := mpReader{b: h.arena}
 	n, err := r.arrayLen()
 	if err != nil {
-		return wrapField(where, "array", err)
+		return 0, wrapField(where, "array", err)
 	}
 	if n != 3 {
-		return fieldErr(where, "array", ErrBadValue, "want 3 elements, got %d", n)
+		return 0, fieldErr(where, "array", ErrBadValue, "want 3 elements, got %d", n)
 	}
 	st, err := r.int()
 	if err != nil {
-		return wrapField(where, "status", err)
+		return 0, wrapField(where, "status", err)
 	}
 	if st < minResponseStatus || st > maxStatus {
-		return fieldErr(where, "status", ErrBadValue, "%d not in 200..599", st)
+		return 0, fieldErr(where, "status", ErrBadValue, "%d not in 200..599", st)
 	}
 	n, err = r.arrayLen()
 	if err != nil {
-		return wrapField(where, "headers", err)
+		return 0, wrapField(where, "headers", err)
 	}
 	if n%2 != 0 {
-		return fieldErr(where, "headers", ErrBadValue, "odd length %d", n)
+		return 0, fieldErr(where, "headers", ErrBadValue, "odd length %d", n)
 	}
 	if n/2 > MaxResponseHeaders {
-		return fieldErr(where, "headers", ErrLimit, "%d fields > %d", n/2, MaxResponseHeaders)
+		return 0, fieldErr(where, "headers", ErrLimit, "%d fields > %d", n/2, MaxResponseHeaders)
 	}
 	for i := 0; i < n/2; i++ {
 		name, err := r.str()
 		if err != nil {
-			return wrapField(where, "headers", err)
+			return 0, wrapField(where, "headers", err)
 		}
 		if len(name) == 0 || len(name) > MaxHeaderNameLen {
-			return fieldErr(where, "headers", ErrBadValue, "field %d: name length %d not in 1..%d", i, len(name), MaxHeaderNameLen)
+			return 0, fieldErr(where, "headers", ErrBadValue, "field %d: name length %d not in 1..%d", i, len(name), MaxHeaderNameLen)
 		}
 		for _, c := range name {
 			if tokenLower[c] != c {
-				return fieldErr(where, "headers", ErrBadValue, "field %d: name is not a lower-case HTTP token", i)
+				return 0, fieldErr(where, "headers", ErrBadValue, "field %d: name is not a lower-case HTTP token", i)
 			}
 		}
 		val, err := r.bin()
 		if err != nil {
-			return wrapField(where, "headers", err)
+			return 0, wrapField(where, "headers", err)
 		}
 		if len(val) > MaxHeaderValueLen {
-			return fieldErr(where, "headers", ErrLimit, "field %d: value of %d bytes > %d", i, len(val), MaxHeaderValueLen)
+			return 0, fieldErr(where, "headers", ErrLimit, "field %d: value of %d bytes > %d", i, len(val), MaxHeaderValueLen)
 		}
 		for _, c := range val {
 			if c == 0 || c == '\r' || c == '\n' {
-				return fieldErr(where, "headers", ErrBadValue, "field %d: value contains NUL, CR or LF", i)
+				return 0, fieldErr(where, "headers", ErrBadValue, "field %d: value contains NUL, CR or LF", i)
 			}
 		}
 		h.Headers = append(h.Headers, Header{Name: name[:len(name):len(name)], Value: val[:len(val):len(val)]})
 	}
 	if h.Body, err = r.int(); err != nil {
-		return wrapField(where, "body", err)
+		return 0, wrapField(where, "body", err)
 	}
 	if h.Body < -1 {
-		return fieldErr(where, "body", ErrBadValue, "%d < -1", h.Body)
-	}
-	if r.off != len(h.arena) {
-		return ErrTrailingBytes
+		return 0, fieldErr(where, "body", ErrBadValue, "%d < -1", h.Body)
 	}
 	h.Status = int(st)
-	return nil
+	return r.off, nil
 }
 
 // ErrorPayload is the ERROR frame payload (PROTOCOL.md 3.3).

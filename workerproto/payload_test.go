@@ -151,6 +151,11 @@ func TestPayloadTruncated(t *testing.T) {
 				err = h.Decode(b[:i])
 			case "window_payload":
 				_, err = DecodeWindowPayload(b[:i])
+			case "resp_payload":
+				var h ResponseHead
+				if _, err = h.DecodeWithBody(b[:i]); i >= len(b)-len(v.whole.body) && errors.Is(err, ErrBadValue) {
+					continue // the head is whole: a short body is a length mismatch
+				}
 			default:
 				_, err = DecodeErrorPayload(b[:i])
 			}
@@ -158,8 +163,47 @@ func TestPayloadTruncated(t *testing.T) {
 				t.Fatalf("%s: prefix %d: got %v, want ErrTruncated", v.file, i, err)
 			}
 		}
-		if _, err := reencode(v.kind(), append(b, 0)); !errors.Is(err, ErrTrailingBytes) {
+		want := ErrTrailingBytes
+		if v.whole != nil {
+			want = ErrBadValue // one byte more than the head announced
+		}
+		if _, err := reencode(v.kind(), append(b, 0)); !errors.Is(err, want) {
 			t.Fatalf("%s: trailing byte: %v", v.file, err)
+		}
+	}
+}
+
+func TestDecodeWithBody(t *testing.T) {
+	head := func(body int64) []byte {
+		b, err := (&ResponseHead{Status: 200, Body: body}).Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var h ResponseHead
+	for _, c := range []struct {
+		payload []byte
+		body    string
+		text    string
+	}{
+		{append(head(3), "abc"...), "abc", ""},
+		{head(0), "", ""},
+		{append(head(3), "ab"...), "", "head says 3 bytes, 2 follow"},
+		{append(head(3), "abcd"...), "", "head says 3 bytes, 4 follow"},
+		{append(head(-1), "abc"...), "", "head says -1 bytes, 3 follow"},
+		{append([]byte{0x93, 0xcc}, "x"...), "", "truncated"},
+		{make([]byte, MaxHead+1), "", "1048577 bytes > 1048576"},
+	} {
+		body, err := h.DecodeWithBody(c.payload)
+		if c.text == "" {
+			if err != nil || string(body) != c.body || h.Body != int64(len(c.body)) || h.Status != 200 {
+				t.Errorf("%x: got %q, %+v, %v", c.payload, body, h, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("%x: got %v, want %q", c.payload, err, c.text)
 		}
 	}
 }
@@ -323,7 +367,7 @@ func TestFrameTypes(t *testing.T) {
 			t.Errorf("%v", ft)
 		}
 	}
-	for _, ft := range []FrameType{FrameRespHead, FrameRespBody} {
+	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp} {
 		if !ft.Known() || ft.FromGateway() || !ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}

@@ -119,6 +119,24 @@ func (c *call) setHead(id uint64, b []byte) error {
 	return nil
 }
 
+// setWhole takes a RESP frame: the head and the whole body at once.
+func (c *call) setWhole(id uint64, b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id != id {
+		return nil
+	}
+	if c.gotHead || c.done {
+		return errSequence
+	}
+	body, err := c.head.DecodeWithBody(b)
+	if err != nil {
+		return err
+	}
+	c.gotHead = true
+	return c.addBodyLocked(body, true)
+}
+
 func (c *call) addBody(id uint64, p []byte, end bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,6 +146,10 @@ func (c *call) addBody(id uint64, p []byte, end bool) error {
 	if !c.gotHead || c.done {
 		return errSequence
 	}
+	return c.addBodyLocked(p, end)
+}
+
+func (c *call) addBodyLocked(p []byte, end bool) error {
 	if c.sent += int64(len(p)); c.sent > c.limit {
 		return fmt.Errorf("%w: %d bytes of response body, %d granted", errWindow, c.sent, c.limit)
 	}

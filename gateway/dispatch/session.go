@@ -219,6 +219,14 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			return err
 		}
 		return c.setHead(f.ID, msg)
+	case workerproto.FrameResp:
+		if f.Flags != workerproto.FlagBegin|workerproto.FlagEnd {
+			return fmt.Errorf("dispatch: RESP frame flagged %#x, want BEGIN|END", f.Flags)
+		}
+		if c == nil {
+			return nil
+		}
+		return c.setWhole(f.ID, f.Payload)
 	case workerproto.FrameRespBody:
 		if c == nil {
 			return nil

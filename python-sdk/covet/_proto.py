@@ -59,6 +59,7 @@ __all__ = [
     "encode_request_head",
     "encode_response_head",
     "decode_response_head",
+    "decode_response",
     "encode_error_payload",
     "decode_error_payload",
     "encode_window_payload",
@@ -84,6 +85,7 @@ FRAME_REQ_HEAD: Final = _shmring.REQ_HEAD
 FRAME_REQ_BODY: Final = _shmring.REQ_BODY
 FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
 FRAME_RESP_BODY: Final = _shmring.RESP_BODY
+FRAME_RESP: Final = _shmring.RESP  # head and whole body in one frame (2.4)
 FRAME_CANCEL: Final = _shmring.CANCEL
 FRAME_ERROR: Final = _shmring.ERROR
 FRAME_WINDOW: Final = _shmring.WINDOW
@@ -796,7 +798,28 @@ def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> 
 
 def decode_response_head(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int]:
     """Decode a RESP_HEAD payload (for tests): (status, [(name, value)], body)."""
-    a = _unpack(payload, "resp_head")
+    return _response_head(_unpack(payload, "resp_head"))
+
+
+def decode_response(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int, bytes]:
+    """Decode a RESP payload (for tests): a RESP_HEAD followed by exactly its ``body``
+    bytes of body; (status, [(name, value)], body length, body)."""
+    u = msgpack.Unpacker(raw=False)
+    u.feed(payload)
+    try:
+        a = u.unpack()
+    except msgpack.OutOfData:
+        raise TruncatedError("resp: truncated head") from None
+    except Exception as e:
+        raise ProtocolError(f"resp: malformed MessagePack: {e}") from None
+    status, pairs, length = _response_head(a)
+    body = bytes(payload[u.tell():])
+    if length != len(body):
+        raise ProtocolError(f"resp: head says {length} bytes, {len(body)} follow")
+    return status, pairs, length, body
+
+
+def _response_head(a: Any) -> tuple[int, list[tuple[str, bytes]], int]:
     if type(a) is not list or len(a) != 3:
         raise ProtocolError("resp_head: want array of 3")
     status, flat, body = a

@@ -53,6 +53,7 @@ from ._proto import (
     FRAME_ERROR,
     FRAME_REQ_BODY,
     FRAME_REQ_HEAD,
+    FRAME_RESP,
     FRAME_RESP_BODY,
     FRAME_RESP_HEAD,
     FRAME_WINDOW,
@@ -99,6 +100,10 @@ ENV_LOOP: Final = "COVET_LOOP"
 #: at once.
 ENV_SPIN: Final = "COVET_WORKER_SPIN_US"
 DEFAULT_WORKER_SPIN_US: Final = 150
+#: Bodies of at most this many bytes go out with their head in one RESP frame: one
+#: ring record and one frame for the gateway instead of two, for the cost of joining
+#: the bytes (docs/performance.md, "Worker").
+WHOLE_MAX: Final = 4 << 10
 # The worker spins on an empty request ring only after a burst of at most this many
 # records (docs/performance.md, "Latency at light load").
 SPIN_MAX_BURST: Final = 8
@@ -664,6 +669,14 @@ class _Worker:
             return False
         w = self._writer
         maxp = self._max_payload
+        n = len(body)
+        if n <= WHOLE_MAX and n == response.body_length:
+            whole = resp_head + body
+            if len(whole) > maxp or not w.try_write(FRAME_RESP, rid, _BE, whole, False):
+                return False
+            ex.sent = 2
+            self._wake_soon()
+            return True
         if len(resp_head) > maxp or not w.try_write(FRAME_RESP_HEAD, rid, _BE, resp_head, False):
             return False
         ex.sent = 1

@@ -43,7 +43,7 @@ def test_vectors_cover_every_message() -> None:
     kinds = {(v["kind"], v["fields"].get("type")) for v in VECTORS}
     for t in ("hello", "welcome", "ping", "pong", "drain", "bye", "error"):
         assert ("frame", t) in kinds
-    for k in ("req_head", "resp_head", "error_payload", "window_payload"):
+    for k in ("req_head", "resp_head", "error_payload", "window_payload", "resp_payload"):
         assert (k, None) in kinds
 
 
@@ -90,6 +90,11 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
         assert {"status": status, "headers": [[n, v.hex()] for n, v in headers], "body": body} == want
         assert p.encode_response_head(status, headers, body) == raw
         assert p.encode_response_head(want["status"], [(n, bytes.fromhex(v)) for n, v in want["headers"]], want["body"]) == raw
+    elif kind == "resp_payload":
+        status, headers, length, body = p.decode_response(raw)
+        got = {"status": status, "headers": [[n, v.hex()] for n, v in headers], "body": length, "content": body.hex()}
+        assert got == want
+        assert p.encode_response_head(status, headers, length) + body == raw
     elif kind == "window_payload":
         grant = p.decode_window_payload(raw)
         assert {"grant": grant} == want
@@ -289,6 +294,15 @@ def test_error_payload() -> None:
             p.decode_error_payload(data)
 
 
+def test_decode_response() -> None:
+    head = p.encode_response_head(200, [("x-a", b"1")], 3)
+    assert p.decode_response(head + b"abc") == (200, [("x-a", b"1")], 3, b"abc")
+    for data, text in [(head + b"ab", "head says 3 bytes, 2 follow"), (head + b"abcd", "4 follow"),
+                       (p.encode_response_head(200, [], -1), "head says -1"), (b"\x93\xcc", "truncated")]:
+        with pytest.raises(p.ProtocolError, match=text):
+            p.decode_response(data)
+
+
 def test_window_payload() -> None:
     for grant in (1, 127, 256 << 10, p.MAX_WINDOW_GRANT):
         assert p.decode_window_payload(p.encode_window_payload(grant)) == grant
@@ -449,7 +463,7 @@ def _mutations() -> st.SearchStrategy[bytes]:
 @given(_mutations())
 def test_decoders_raise_only_protocol_error(data: bytes) -> None:
     for fn in (p.parse_frame, p.decode_request_head, p.decode_error_payload, p.decode_response_head,
-               p.decode_window_payload):
+               p.decode_window_payload, p.decode_response):
         try:
             fn(data)
         except p.ProtocolError:

@@ -27,7 +27,7 @@ except ImportError:
         make_bell, make_memfd)
 
 RECORDS_DIR = Path(__file__).resolve().parents[2] / "workerproto" / "testdata" / "records"
-ALL_TYPES = frozenset({sr.REQ_HEAD, sr.REQ_BODY, sr.RESP_HEAD, sr.RESP_BODY, sr.CANCEL,
+ALL_TYPES = frozenset({sr.REQ_HEAD, sr.REQ_BODY, sr.RESP_HEAD, sr.RESP_BODY, sr.RESP, sr.CANCEL,
                        sr.ERROR, sr.WINDOW, sr.CONTROL, *range(80, 112)})
 
 pytestmark = pytest.mark.skipif(

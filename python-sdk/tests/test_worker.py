@@ -21,7 +21,7 @@ import pytest
 
 from covet import _proto
 from covet import _shmring as sr
-from covet._worker import SPIN_MAX_BURST
+from covet._worker import SPIN_MAX_BURST, WHOLE_MAX
 
 try:  # tests/ may or may not be a package
     from .shmring_gateway import make_bell, make_memfd  # type: ignore[import-not-found,unused-ignore]
@@ -46,6 +46,7 @@ class Answer:
     body_begun: bool = False
     done: bool = False
     aborted: bool = False  # a RESP_BODY flagged ERR
+    whole: bool = False  # one RESP frame: head and body together
     error: tuple[int, str] | None = None
     late: list[tuple[int, int]] = field(default_factory=list)  # frames after the end
 
@@ -182,6 +183,12 @@ class FakeGateway:
                 a.aborted = True
             if flags & sr.END:
                 a.done = True
+        elif typ == sr.RESP:
+            assert a.status is None and not a.head_parts and flags == sr.BEGIN | sr.END, (rid, flags)
+            a.status, a.headers, a.body_length, body = _proto.decode_response(payload)
+            a.body += body
+            a.body_frames += 1
+            a.whole = a.body_begun = a.done = True
         elif typ == sr.ERROR:
             assert flags & sr.FLAG_ERR and flags & sr.BEGIN and flags & sr.END, flags
             a.error = _proto.decode_error_payload(payload)
@@ -332,6 +339,17 @@ def test_json_get(gw: FakeGateway) -> None:
     assert a.header("content-type") == b"application/json"
     assert a.json() == {"hello": "world", "query": "abc"}
     assert a.body_length == len(a.body) and a.body_frames == 1
+
+
+def test_small_complete_response_is_one_resp_frame(gw: FakeGateway) -> None:
+    # Head and body in one RESP frame up to WHOLE_MAX bytes of body; above, RESP_HEAD
+    # and RESP_BODY (PROTOCOL 2.4).
+    for i, (n, whole) in enumerate([(0, True), (WHOLE_MAX, True), (WHOLE_MAX + 1, False)]):
+        a = gw.exchange(GEN | (80 + i), "GET", f"/big/{n}", "/big/{n:int}", params=["n", str(n)])
+        assert a.status == 200 and a.body_length == n and bytes(a.body) == bytes(j % 251 for j in range(n))
+        assert a.whole == whole and a.body_frames == 1, (n, a)
+    head = gw.exchange(GEN | 90, "HEAD", "/json", "/json")
+    assert head.whole and head.body_length == 0 and head.body == b""
 
 
 def test_heartbeat_advances(gw: FakeGateway) -> None:
