@@ -410,52 +410,40 @@ func TestGatewayExternalWorker(t *testing.T) {
 	}
 }
 
-// TestGatewayBadRespEndsTheSession: a RESP frame (head and whole body) whose body
-// does not match its head, or that is not one whole frame, ends that worker's
-// session; its request gets 502, and the other worker serves on.
-func TestGatewayBadRespEndsTheSession(t *testing.T) {
-	for _, tc := range []struct{ mode, why string }{
-		{"resp-length", "head says 5 bytes, 6 follow"},
-		{"resp-flags", "RESP frame flagged 0x1"},
+// TestGatewayBadWorkerEndsOnlyItsSession: a worker that breaks the protocol in its
+// first answer loses its session (its request gets 502), while the gateway and the
+// other worker of the app keep serving. The breaches: a record whose length is out of
+// range, a RESP frame whose body does not match its head, a RESP that is not one
+// whole frame.
+func TestGatewayBadWorkerEndsOnlyItsSession(t *testing.T) {
+	for _, tc := range []struct {
+		name, script, why string
+		args              []string
+	}{
+		{"corrupt record", "evil_shm.py", "shmring: response ring corrupt", nil},
+		{"RESP length", "rude_shm.py", "head says 5 bytes, 6 follow", []string{"resp-length"}},
+		{"RESP flags", "rude_shm.py", "RESP frame flagged 0x1", []string{"resp-flags"}},
 	} {
-		t.Run(tc.mode, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			sock := t.TempDir() + "/control.sock"
 			g := startGateway(t, "gwapp", 1, "--control-socket", sock)
-			done := startShmWorker(t, g, "rude_shm.py", sock, 2, tc.mode)
+			done := startShmWorker(t, g, tc.script, sock, 2, tc.args...)
+			// Requests alternate between the two workers; the bad one answers its
+			// first wrongly.
 			var statuses []int
 			for i := 0; i < 6; i++ {
 				st, _, _ := g.get("/hello")
 				statuses = append(statuses, st)
 			}
 			if n := strings.Count(fmt.Sprint(statuses), "502"); n != 1 {
-				t.Errorf("statuses %v: want exactly one 502 (the rude worker's request)", statuses)
+				t.Errorf("statuses %v: want exactly one 502 (the bad worker's request)", statuses)
 			}
-			g.waitEvicted(done, "rude", tc.why)
+			g.waitEvicted(done, tc.script, tc.why)
+			for i := 0; i < 10; i++ {
+				if st, body, _ := g.get("/hello"); st != 200 || body != "hello" {
+					t.Fatalf("after the bad worker left: %d %q", st, body)
+				}
+			}
 		})
-	}
-}
-
-// TestGatewayCorruptWorkerEndsOnlyItsSession: a worker that writes an invalid record
-// into its response ring loses its session (its request gets 502), while the gateway
-// and the other worker of the app keep serving.
-func TestGatewayCorruptWorkerEndsOnlyItsSession(t *testing.T) {
-	sock := t.TempDir() + "/control.sock"
-	g := startGateway(t, "gwapp", 1, "--control-socket", sock)
-	evilDone := startShmWorker(t, g, "evil_shm.py", sock, 2)
-	// Requests alternate between the two workers; the evil one answers its first
-	// with garbage.
-	var statuses []int
-	for i := 0; i < 6; i++ {
-		st, _, _ := g.get("/hello")
-		statuses = append(statuses, st)
-	}
-	if n := strings.Count(fmt.Sprint(statuses), "502"); n != 1 {
-		t.Errorf("statuses %v: want exactly one 502 (the evil worker's request)", statuses)
-	}
-	g.waitEvicted(evilDone, "corrupt", "shmring: response ring corrupt")
-	for i := 0; i < 10; i++ {
-		if st, body, _ := g.get("/hello"); st != 200 || body != "hello" {
-			t.Fatalf("after the corrupt worker left: %d %q", st, body)
-		}
 	}
 }

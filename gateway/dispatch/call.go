@@ -102,7 +102,8 @@ func (c *call) notify() {
 // Methods called by the ring reader, with the session's slot lock NOT held. Each
 // takes the id the frame carried and ignores the call if it has been reused since.
 
-func (c *call) setHead(id uint64, b []byte) error {
+// setHead takes a RESP_HEAD, or with whole a RESP frame: the head and the whole body.
+func (c *call) setHead(id uint64, b []byte, whole bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.id != id {
@@ -111,23 +112,13 @@ func (c *call) setHead(id uint64, b []byte) error {
 	if c.gotHead || c.done {
 		return errSequence
 	}
-	if err := c.head.Decode(b); err != nil {
-		return err
-	}
-	c.gotHead = true
-	c.notify()
-	return nil
-}
-
-// setWhole takes a RESP frame: the head and the whole body at once.
-func (c *call) setWhole(id uint64, b []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.id != id {
+	if !whole {
+		if err := c.head.Decode(b); err != nil {
+			return err
+		}
+		c.gotHead = true
+		c.notify()
 		return nil
-	}
-	if c.gotHead || c.done {
-		return errSequence
 	}
 	body, err := c.head.DecodeWithBody(b)
 	if err != nil {

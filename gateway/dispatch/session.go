@@ -218,7 +218,7 @@ func (s *Session) onFrame(f shmring.Frame) error {
 		if err != nil || !done || c == nil {
 			return err
 		}
-		return c.setHead(f.ID, msg)
+		return c.setHead(f.ID, msg, false)
 	case workerproto.FrameResp:
 		if f.Flags != workerproto.FlagBegin|workerproto.FlagEnd {
 			return fmt.Errorf("dispatch: RESP frame flagged %#x, want BEGIN|END", f.Flags)
@@ -226,7 +226,7 @@ func (s *Session) onFrame(f shmring.Frame) error {
 		if c == nil {
 			return nil
 		}
-		return c.setWhole(f.ID, f.Payload)
+		return c.setHead(f.ID, f.Payload, true)
 	case workerproto.FrameRespBody:
 		if c == nil {
 			return nil
