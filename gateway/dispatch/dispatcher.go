@@ -275,18 +275,17 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 				s.abandon(c)
 				return err
 			}
-			for _, b := range rest[:n] {
-				written += int64(len(b))
+			if !done {
+				for _, b := range rest[:n] {
+					written += int64(len(b))
+				}
+				if written >= grantAt {
+					// The client took these bytes: let the worker send as many more.
+					s.grant(c, written)
+					written = 0
+				}
 			}
 			rest = rest[n:]
-			if !done && written >= grantAt {
-				// The client took these bytes: let the worker send as many more.
-				if err := s.grant(c, written); err != nil {
-					s.abandon(c)
-					return err
-				}
-				written = 0
-			}
 		}
 		c.spare = putChunks(chunks)
 		if done {
@@ -306,19 +305,17 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 // WINDOW frame at all (docs/performance.md, "Response flow control").
 const grantAt = workerproto.ResponseWindow / 4
 
-// grant lets c's worker send n more bytes of response body (PROTOCOL.md 2.7). An error
-// means the session has ended; teardown fails c.
-func (s *Session) grant(c *call, n int64) error {
+// grant lets c's worker send n more bytes of response body (PROTOCOL.md 2.7). If the
+// WINDOW cannot be written the session ends, and its teardown fails c.
+func (s *Session) grant(c *call, n int64) {
 	var buf [16]byte
-	p, err := workerproto.WindowPayload{Grant: n}.Append(buf[:0])
-	if err != nil {
-		return err
-	}
+	// n is what was written since the last grant, at most the window and one piece,
+	// so it is always a grant Append accepts.
+	p, _ := workerproto.WindowPayload{Grant: n}.Append(buf[:0])
 	c.grant(n)
 	if err := s.write(workerproto.FrameWindow, c.id, 0, p); err != nil && s.ctx.Err() == nil {
 		s.close(fmt.Errorf("request ring: %w", err))
 	}
-	return nil
 }
 
 // abandon sends CANCEL for c (the client went away or the deadline passed) and frees
