@@ -61,7 +61,7 @@ func goldenTable() []goldenRecord {
 	respHead := cat(mpArr(3), mpUint16(200), mpArr(2), mpStr("content-type"), mpBin("text/plain"), []byte{0x05})
 	errPayload := cat(mpArr(2), mpUint16(499), mpStr("cancelled"))
 	window := cat(mpArr(1), []byte{0xce, 0x00, 0x04, 0x00, 0x00}) // [262144]
-	control := cat([]byte{0x81}, mpStr("op"), mpStr("noop")) // fixmap {"op": "noop"}
+	control := cat([]byte{0x81}, mpStr("op"), mpStr("noop"))      // fixmap {"op": "noop"}
 	maxBody := pattern(7, MaxPayload(goldenCapacity))
 
 	recs := []goldenRecord{
