@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,8 +18,33 @@ import (
 // Ring is safe for concurrent use; Wait is meant for one goroutine at a time (a
 // second concurrent waiter may have its wakeup taken by the first): fan out with a
 // Signal.
+//
+// Ring and Wait make their read and write with raw system calls: the eventfd is
+// non-blocking, so they never sleep in the kernel, and skipping the runtime's
+// syscall entry spares the wakeup of its monitor thread that each entry makes
+// while the gateway's processors are idle between bursts. Waiting for
+// readiness, deadlines and Close still go through the netpoller.
 type Doorbell struct {
-	f *os.File
+	f  *os.File
+	rc syscall.RawConn
+	// The callbacks given to rc, made once so that Ring and Wait allocate
+	// nothing, and where they leave an unexpected errno.
+	ringFn, waitFn func(uintptr) bool
+	ringErr        atomic.Uint32 // any Ring
+	waitErr        syscall.Errno // the one waiter
+	waitBuf        [8]byte
+}
+
+func newDoorbell(fd int) (*Doorbell, error) {
+	f := os.NewFile(uintptr(fd), "covetpy-doorbell")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shmring: doorbell: %w", err)
+	}
+	d := &Doorbell{f: f, rc: rc}
+	d.ringFn, d.waitFn = d.ringRaw, d.waitRaw
+	return d, nil
 }
 
 // NewDoorbell creates an eventfd (EFD_CLOEXEC|EFD_NONBLOCK).
@@ -25,7 +53,7 @@ func NewDoorbell() (*Doorbell, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shmring: eventfd: %w", err)
 	}
-	return &Doorbell{f: os.NewFile(uintptr(fd), "covetpy-doorbell")}, nil
+	return newDoorbell(fd)
 }
 
 // OpenDoorbell wraps an eventfd received from the other side. It duplicates fd
@@ -39,17 +67,13 @@ func OpenDoorbell(fd int) (*Doorbell, error) {
 		unix.Close(nfd)
 		return nil, fmt.Errorf("shmring: doorbell fd: %w", err)
 	}
-	return &Doorbell{f: os.NewFile(uintptr(nfd), "covetpy-doorbell")}, nil
+	return newDoorbell(nfd)
 }
 
 // Fd is the eventfd to pass to the other side. It belongs to the Doorbell.
 func (d *Doorbell) Fd() int {
-	rc, err := d.f.SyscallConn()
-	if err != nil {
-		return -1
-	}
 	fd := -1
-	rc.Control(func(u uintptr) { fd = int(u) })
+	d.rc.Control(func(u uintptr) { fd = int(u) })
 	return fd
 }
 
@@ -57,8 +81,37 @@ var one = [8]byte{1} // little-endian uint64(1)
 
 // Ring adds 1 to the eventfd counter, waking the waiter.
 func (d *Doorbell) Ring() error {
-	_, err := d.f.Write(one[:])
+	err := d.rc.Write(d.ringFn)
+	if e := syscall.Errno(d.ringErr.Swap(0)); err == nil && e != 0 {
+		err = os.NewSyscallError("write", e)
+	}
 	return err
+}
+
+func (d *Doorbell) ringRaw(fd uintptr) bool {
+	switch e := eventfdRaw(unix.SYS_WRITE, fd, &one); e {
+	case 0:
+	case unix.EAGAIN:
+		return false // the counter is full: wait until it is read
+	default:
+		d.ringErr.Store(uint32(e))
+	}
+	return true
+}
+
+func (d *Doorbell) waitRaw(fd uintptr) bool {
+	d.waitErr = eventfdRaw(unix.SYS_READ, fd, &d.waitBuf)
+	return d.waitErr != unix.EAGAIN // not rung yet: wait for it
+}
+
+// eventfdRaw reads or writes the 8-byte counter of the eventfd fd.
+func eventfdRaw(op uintptr, fd uintptr, buf *[8]byte) syscall.Errno {
+	for {
+		_, _, e := unix.RawSyscall(op, fd, uintptr(unsafe.Pointer(buf)), 8)
+		if e != unix.EINTR {
+			return e
+		}
+	}
 }
 
 // Wait implements Waiter: it calls recheck (if any), then blocks until the doorbell
@@ -80,8 +133,11 @@ func (d *Doorbell) Wait(ctx context.Context, timeout time.Duration, recheck func
 	if err := d.f.SetReadDeadline(deadline); err != nil {
 		return err
 	}
-	var buf [8]byte
-	_, err := d.f.Read(buf[:])
+	d.waitErr = 0
+	err := d.rc.Read(d.waitFn)
+	if err == nil && d.waitErr != 0 {
+		err = os.NewSyscallError("read", d.waitErr)
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if err := ctx.Err(); err != nil || !ctxDeadline {
 			return err

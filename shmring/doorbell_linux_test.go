@@ -66,6 +66,31 @@ func TestDoorbell(t *testing.T) {
 	if err := d.Wait(ctx, 5*time.Second, nil); err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("Close did not interrupt Wait: %v", err)
 	}
+	// Ring after Close fails instead of writing to whatever now has that fd.
+	if err := d.Ring(); err == nil {
+		t.Fatal("Ring after Close succeeded")
+	}
+}
+
+// TestDoorbellAllocs: ringing and taking a ring allocate nothing (they are on
+// every request's path while the other side sleeps).
+func TestDoorbellAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: allocation count skipped")
+	}
+	d := newTestDoorbell(t)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := d.Ring(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Wait(ctx, time.Second, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per Ring and Wait, want 0", allocs)
+	}
 }
 
 func TestDoorbellFdIsNonblockingEventfd(t *testing.T) {
