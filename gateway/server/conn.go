@@ -103,7 +103,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:        s,
 		cfg:        cfg,
-		nc:         nc,
+		nc:         wrapConn(nc),
 		queue:      make(chan item, cfg.MaxPipelined),
 		free:       make(chan *exchange, cfg.MaxPipelined+2),
 		writerDone: make(chan struct{}),

@@ -28,6 +28,14 @@
 // come, the reader reads straight into the body buffer, never past the
 // body's end, so a large body is neither copied out of the read buffer nor
 // read 8 KiB at a time.
+//
+// A TCP socket's reads and writes of up to 64 KiB are raw system calls made
+// inside syscall.RawConn's callbacks (sockio_linux.go): the socket is
+// non-blocking, so they never sleep in the kernel, and they skip the
+// runtime's syscall entry, whose wakeups of the runtime's monitor thread
+// cost the gateway about a tenth of its CPU (docs/performance.md).
+// Waiting for readiness, deadlines and Close still go through the netpoller.
+//
 // Request objects, parameter arrays, body buffers and worker head storage
 // are reused from request to request, so a keep-alive request costs no
 // allocation in steady state beyond what the backend does. The strings in

@@ -320,8 +320,8 @@ func (c *conn) writev(tail []byte, ps ...[]byte) error {
 		bufs = append(bufs, tail)
 	}
 	c.bufStore = bufs
-	c.bufs = bufs                                                           // WriteTo consumes c.bufs, not c.bufStore
-	err := c.bounded(func() (int64, error) { return c.bufs.WriteTo(c.nc) }) // WriteTo consumes what it wrote
+	c.bufs = bufs                                                                  // writeBuffers consumes c.bufs, not c.bufStore
+	err := c.bounded(func() (int64, error) { return writeBuffers(c.nc, &c.bufs) }) // it consumes what it wrote
 	clear(bufs)
 	c.bufs = nil
 	c.wbuf = c.wbuf[:0]

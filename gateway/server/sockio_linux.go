@@ -1,0 +1,209 @@
+package server
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawMax is the most one raw read or write moves. A raw system call keeps its
+// Go processor (P) for its whole length, so only short calls take that path:
+// longer ones go through the runtime, which can hand the P to other
+// goroutines while the kernel copies.
+const rawMax = 64 << 10
+
+// maxIov is the most buffers one writev takes (Linux's IOV_MAX).
+const maxIov = 1024
+
+// sockConn is a TCP connection whose short reads and writes are made with raw
+// system calls. The socket is non-blocking (Go's netpoller owns it), so such a
+// call never sleeps in the kernel; skipping the runtime's syscall entry and
+// exit saves their bookkeeping and, above all, the wakeups of the runtime's
+// monitor thread (sysmon) that each entry makes while the gateway's
+// processors are idle between bursts. Waiting for readiness, deadlines and
+// closing still go through the netpoller (syscall.RawConn).
+//
+// At most one goroutine reads and one writes at a time (the reader and the
+// writer of a conn); the state for each direction lives here so that the
+// callbacks are allocated once.
+type sockConn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+
+	rbuf  []byte
+	rn    int
+	rerr  syscall.Errno
+	rfunc func(uintptr) bool
+
+	wbufs [][]byte // what is left to write, from woff in wbufs[0]
+	woff  int
+	wn    int64
+	one   [1][]byte // Write's argument as a list
+	werr  syscall.Errno
+	iov   []unix.Iovec
+	wfunc func(uintptr) bool
+}
+
+// wrapConn returns nc with raw short I/O when it is a TCP connection.
+func wrapConn(nc net.Conn) net.Conn {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	r := &sockConn{TCPConn: tc, rc: rc, iov: make([]unix.Iovec, 0, 8)}
+	r.rfunc = r.readRaw
+	r.wfunc = r.writeRaw
+	return r
+}
+
+func (r *sockConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(p) > rawMax {
+		p = p[:rawMax] // a short read is a read
+	}
+	r.rbuf, r.rn, r.rerr = p, 0, 0
+	err := r.rc.Read(r.rfunc)
+	r.rbuf = nil
+	switch {
+	case err != nil: // deadline, closed: already a *net.OpError
+		return 0, err
+	case r.rerr != 0:
+		return 0, r.opError("read", r.rerr)
+	case r.rn == 0:
+		return 0, io.EOF
+	}
+	return r.rn, nil
+}
+
+func (r *sockConn) readRaw(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
+		switch e {
+		case 0:
+			r.rn = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait for readiness
+		}
+		r.rerr = e
+		return true
+	}
+}
+
+func (r *sockConn) Write(p []byte) (int, error) {
+	if len(p) > rawMax {
+		return r.TCPConn.Write(p)
+	}
+	r.one[0] = p
+	n, err := r.writeBufs(r.one[:])
+	r.one[0] = nil
+	return int(n), err
+}
+
+// writeBuffers writes all of *bufs to nc in order (writev), consuming what it
+// wrote, as net.Buffers.WriteTo does (which would write a sockConn one buffer at
+// a time).
+func writeBuffers(nc net.Conn, bufs *net.Buffers) (int64, error) {
+	if r, ok := nc.(*sockConn); ok {
+		return r.writeBuffers(bufs)
+	}
+	return bufs.WriteTo(nc)
+}
+
+func (r *sockConn) writeBuffers(bufs *net.Buffers) (int64, error) {
+	total := 0
+	for _, b := range *bufs {
+		total += len(b)
+	}
+	if total > rawMax {
+		return bufs.WriteTo(r.TCPConn)
+	}
+	n, err := r.writeBufs(*bufs)
+	left, off := advance(*bufs, 0, int(n))
+	if len(left) > 0 {
+		left[0] = left[0][off:]
+	}
+	*bufs = left
+	return n, err
+}
+
+func (r *sockConn) writeBufs(bufs [][]byte) (int64, error) {
+	r.wn, r.werr = 0, 0
+	r.wbufs, r.woff = advance(bufs, 0, 0) // skip empty buffers
+	err := r.rc.Write(r.wfunc)
+	r.wbufs = nil
+	clear(r.iov[:cap(r.iov)])
+	switch {
+	case err != nil:
+		return r.wn, err
+	case r.werr != 0:
+		return r.wn, r.opError("write", r.werr)
+	}
+	return r.wn, nil
+}
+
+func (r *sockConn) writeRaw(fd uintptr) bool {
+	for len(r.wbufs) > 0 {
+		iov := r.iov[:0]
+		for i, b := range r.wbufs {
+			if i == 0 {
+				b = b[r.woff:]
+			}
+			if len(b) == 0 {
+				continue
+			}
+			if len(iov) == maxIov {
+				break
+			}
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			iov = append(iov, v)
+		}
+		r.iov = iov
+		n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch e {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait for room
+		default:
+			r.werr = e
+			return true
+		}
+		r.wn += int64(n)
+		r.wbufs, r.woff = advance(r.wbufs, r.woff, int(n))
+	}
+	return true
+}
+
+// advance skips n written bytes of bufs, whose first off bytes were written
+// before: it returns what is left, as buffers (the first not empty) and an
+// offset into the first.
+func advance(bufs [][]byte, off, n int) ([][]byte, int) {
+	for len(bufs) > 0 {
+		l := len(bufs[0]) - off
+		if l > n {
+			return bufs, off + n
+		}
+		n -= l
+		bufs, off = bufs[1:], 0
+	}
+	return bufs, 0
+}
+
+func (r *sockConn) opError(op string, e syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}

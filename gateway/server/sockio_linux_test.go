@@ -1,0 +1,207 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// sockPair is a loopback TCP connection: the server side wrapped by wrapConn
+// (with small socket buffers, so writes fill them) and the plain client side.
+func sockPair(t *testing.T) (*sockConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	cc.(*net.TCPConn).SetReadBuffer(16 << 10)
+	s, ok := wrapConn(sc).(*sockConn)
+	if !ok {
+		t.Fatalf("wrapConn(%T) is not a sockConn", sc)
+	}
+	t.Cleanup(func() { s.Close(); cc.Close() })
+	return s, cc.(*net.TCPConn)
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+// readAllAsync reads everything until EOF on another goroutine, slowly at
+// first, so that the writer meets full socket buffers.
+func readAllAsync(c net.Conn) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	return got
+}
+
+func TestSockConnReadWrite(t *testing.T) {
+	s, c := sockPair(t)
+	// Read: what the peer sent, a short read for a larger buffer, EOF.
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2*rawMax)
+	n, err := s.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	if n, err := s.Read(nil); n != 0 || err != nil {
+		t.Fatalf("Read(nil) = %d, %v", n, err)
+	}
+	// Write and writeBuffers: a small write, then more than the socket
+	// buffers hold (the raw writev meets EAGAIN and waits for room), many
+	// small buffers (more than one writev takes), empty ones, and a write
+	// over rawMax (the runtime's path).
+	want := new(bytes.Buffer)
+	got := readAllAsync(c)
+	w := func(p []byte) {
+		t.Helper()
+		if n, err := s.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
+		}
+		want.Write(p)
+	}
+	wv := func(ps ...[]byte) {
+		t.Helper()
+		bufs := net.Buffers(ps)
+		total := int64(0)
+		for _, p := range ps {
+			total += int64(len(p))
+			want.Write(p)
+		}
+		if n, err := writeBuffers(s, &bufs); n != total || err != nil || len(bufs) != 0 {
+			t.Fatalf("writeBuffers(%d bytes) = %d, %v, %d buffers left", total, n, err, len(bufs))
+		}
+	}
+	w([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+	for i := range 4 { // the buffers hold about 64 KiB: these wait for the reader
+		wv(pattern(20<<10, byte(i)), nil, pattern(30<<10, 2), pattern(5, 3))
+		wv(pattern(rawMax-8, byte(i))) // written in pieces: partial writes within one buffer
+	}
+	many := make([][]byte, 3*maxIov)
+	for i := range many {
+		many[i] = pattern(9, byte(i))
+	}
+	wv(many...)
+	w(pattern(rawMax+1, 4))
+	wv(pattern(rawMax, 5), pattern(1, 6))
+	s.CloseWrite()
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("peer read %d bytes, want %d (or they differ)", len(b), want.Len())
+	}
+	// EOF once the peer closes.
+	c.Close()
+	if n, err := s.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read after peer close = %d, %v; want io.EOF", n, err)
+	}
+}
+
+func TestSockConnDeadlinesAndErrors(t *testing.T) {
+	s, c := sockPair(t)
+	// A read deadline ends a read that has nothing to read.
+	s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	buf := make([]byte, 64)
+	if _, err := s.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past deadline: %v", err)
+	}
+	s.SetReadDeadline(time.Time{})
+	// A write deadline ends a write the peer does not read; what was
+	// written is counted and consumed, the rest is left.
+	s.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	var bufs net.Buffers
+	var n int64
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		bufs = net.Buffers{pattern(rawMax/2, 1), pattern(rawMax/2, 2)}
+		n, err = writeBuffers(s, &bufs)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writeBuffers past deadline: %d, %v", n, err)
+	}
+	left := int64(0)
+	for _, b := range bufs {
+		left += int64(len(b))
+	}
+	if n+left != rawMax {
+		t.Fatalf("wrote %d and left %d of %d", n, left, rawMax)
+	}
+	// A reset from the peer is a read error naming the errno.
+	c.SetLinger(0)
+	c.Close()
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, err = s.Read(buf)
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read after reset: %v, want ECONNRESET", err)
+	}
+	// After Close, reads and writes fail with net.ErrClosed.
+	s.Close()
+	if _, err := s.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close: %v", err)
+	}
+	if _, err := s.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close: %v", err)
+	}
+}
+
+func TestAdvance(t *testing.T) {
+	b := func(n int) []byte { return make([]byte, n) }
+	bufs := [][]byte{b(3), b(0), b(5), b(2)}
+	for _, tc := range []struct {
+		off, n   int
+		wantLeft int // buffers left
+		wantOff  int
+	}{
+		{0, 0, 4, 0},
+		{3, 0, 2, 0}, // nothing written: a written or empty first buffer is skipped
+		{0, 2, 4, 2},
+		{1, 1, 4, 2}, // a second partial write within the first buffer
+		{2, 1, 2, 0}, // the first buffer done, the empty one skipped
+		{0, 3, 2, 0},
+		{0, 4, 2, 1},
+		{1, 6, 2, 4},
+		{0, 10, 0, 0},
+	} {
+		left, off := advance(bufs, tc.off, tc.n)
+		if len(left) != tc.wantLeft || off != tc.wantOff {
+			t.Errorf("advance(off %d, n %d) = %d buffers, off %d; want %d, %d", tc.off, tc.n, len(left), off, tc.wantLeft, tc.wantOff)
+		}
+	}
+}
+
+func TestWrapConnLeavesOtherConnsAlone(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := wrapConn(a); got != a {
+		t.Fatalf("wrapConn(net.Pipe) = %T, want it unchanged", got)
+	}
+}
