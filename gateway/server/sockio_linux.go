@@ -144,7 +144,6 @@ func (r *sockConn) writeBufs(bufs [][]byte) (int64, error) {
 	r.wbufs, r.woff = advance(bufs, 0, 0) // skip empty buffers
 	err := r.rc.Write(r.wfunc)
 	r.wbufs = nil
-	clear(r.iov[:cap(r.iov)])
 	switch {
 	case err != nil:
 		return r.wn, err
@@ -171,8 +170,9 @@ func (r *sockConn) writeRaw(fd uintptr) bool {
 			v.SetLen(len(b))
 			iov = append(iov, v)
 		}
-		r.iov = iov
+		r.iov = iov // keeps the capacity it grew to
 		n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		clear(iov) // hold no buffer past this call
 		switch e {
 		case 0:
 		case unix.EINTR:
