@@ -5,13 +5,16 @@
 #
 #   A  every server pinned to cores 0,1; wrk -t4 on cores 8-11
 #   B  servers on cores 0-11; wrk -t4 on cores 12-15
-#   M  bench/cpusplit.sh for CovetPy at several GOMAXPROCS under B's pinning
+#   M  bench/cpusplit.sh for CovetPy at several GOMAXPROCS under B's pinning: M_ROUNDS
+#      interleaved rounds (default 1) over M_CONFIGS, WORKERS:GOMAXPROCS pairs (default
+#      "1:default 1:2 1:4 1:12 2:default 2:2 2:4 2:12"), GET M_PATH (default
+#      /plaintext), 4 s each
 #
 #   bash bench/offline/run.sh OUTDIR        # results-A.md, results-B.md, matrix.txt
 #
 # With BENCH_WARMUP=1 BENCH_DURATION=4 BENCH_ROUNDS=3 and the default seven servers and
 # two workloads, passes A and B took 411 s together on a 16-core machine; pass M
-# takes about 80 s.
+# takes about 80 s per round.
 #
 # BENCH_SERVERS, BENCH_WORKLOADS, BENCH_DURATION, BENCH_ROUNDS and BENCH_WARMUP pass
 # through; PASS_TIMEOUT (s) bounds each bench/run.py pass; PASS_A_CPUS, PASS_B_CPUS
@@ -55,11 +58,12 @@ for pass in ${PASSES:-A B}; do
 	case $pass in
 	A) bench_pass A ${PASS_A_CPUS:-0,1 8-11} ;;
 	B) bench_pass B ${PASS_B_CPUS:-0-11 12-15} ;;
-	M) for w in 1 2; do for p in default 2 4 12; do
-		printf 'covet-%s GOMAXPROCS=%-8s ' "$w" "$p"
+	M) for r in $(seq "${M_ROUNDS:-1}"); do for wp in ${M_CONFIGS:-1:default 1:2 1:4 1:12 2:default 2:2 2:4 2:12}; do
+		w=${wp%%:*} p=${wp#*:}
+		printf 'round %s covet-%s GOMAXPROCS=%-8s ' "$r" "$w" "$p"
 		g=(); [ "$p" = default ] || g=(GOMAXPROCS="$p")
 		env "${g[@]}" SERVER_CPUS="${M_SERVER_CPUS:-0-11}" WRK_CPUS="${M_WRK_CPUS:-12-15}" WRK_THREADS=4 PORT=18870 \
-			bash bench/cpusplit.sh /plaintext 64 4 "$w" 2>/dev/null | tail -1
+			bash bench/cpusplit.sh "${M_PATH:-/plaintext}" 64 4 "$w" 2>/dev/null | tail -1
 	done; done | tee "$OUTDIR/matrix.txt" ;;
 	*) echo "unknown pass $pass" ;;
 	esac

@@ -141,9 +141,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 // A gateway with more Go processors than it keeps busy hands each response from
 // the ring reader to a connection goroutine on a sleeping thread, which costs a
 // wakeup. On 2 CPUs with one worker, one processor instead of two took the
-// gateway from about 17 to about 15 µs of CPU per request; on a 16-core machine
-// one worker served 89,591 requests/s with the gateway on 12 cores and 113,015
-// with gateway and worker on 2 (docs/performance.md, bench/RESULTS-16core.md).
+// gateway from about 17 to about 15 µs of CPU per request; on 12 cores of a
+// 16-core machine it spent about 18 µs per request at 2 processors and 32 at 12,
+// for no more throughput (docs/performance.md, bench/RESULTS-16core.md).
 func gatewayProcs(procs, workers, avail int, envSet bool) int {
 	switch {
 	case procs > 0:
