@@ -11,7 +11,8 @@
 # process used per request. make bench gives the same CPU figure for the whole process
 # tree; this splits it. The environment reaches the workers (COVET_LOOP,
 # COVET_WORKER_SPIN_US) and the gateway (GOMAXPROCS). GATEWAY_FLAGS adds gateway flags,
-# GATEWAY names another gateway binary (for A/B runs), SERVER_CPUS and WRK_CPUS
+# GATEWAY names another gateway binary and WORKER_PYTHON another worker interpreter
+# (for A/B runs; PYTHONPATH reaches the workers), SERVER_CPUS and WRK_CPUS
 # (taskset -c lists) pin the gateway with its workers and wrk, WRK_THREADS sets wrk -t,
 # WRK_ARGS adds wrk arguments (e.g. WRK_ARGS="-s bench/out/wrk-echo.lua" for POST /echo;
 # make bench writes those scripts).
@@ -26,7 +27,7 @@ srv_pin=() wrk_pin=()
 [ -n "${WRK_CPUS:-}" ] && wrk_pin=(taskset -c "$WRK_CPUS")
 # shellcheck disable=SC2086
 "${srv_pin[@]}" "${GATEWAY:-bin/covet-gateway}" --listen "127.0.0.1:$port" --app bench --workers "$workers" \
-	--worker-cmd "$PWD/.venv/bin/python -m covet worker covet_app:app" --worker-dir bench/apps \
+	--worker-cmd "${WORKER_PYTHON:-$PWD/.venv/bin/python} -m covet worker covet_app:app" --worker-dir bench/apps \
 	--log-level warn ${GATEWAY_FLAGS:-} &
 gw=$!
 trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null' EXIT
