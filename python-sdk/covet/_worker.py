@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import importlib
 import logging
 import os
 import signal
 import socket
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from ._app import Covet
@@ -206,6 +208,22 @@ class _Exchange:
         self.credit: asyncio.Future[None] | None = None
 
 
+#: Whether each request runs as an eager task (Python 3.12 and later; see _task_factory).
+EAGER_TASKS: Final = sys.version_info >= (3, 12)
+
+
+def _task_factory(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]:
+    """How each request's task is made. On Python 3.12 and later it is an eager task:
+    the handler runs as soon as its request is read, up to its first real suspension,
+    and one that never suspends (most do not) finishes there, with no trip through the
+    loop's ready queue: about 1 µs less per request. ``asyncio.current_task()``, the
+    task's own context and cancellation are as for any task. Before 3.12 the task is
+    scheduled as usual."""
+    if sys.version_info >= (3, 12):  # spelled out, not EAGER_TASKS: type checkers read it
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
+    return loop.create_task
+
+
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -263,11 +281,13 @@ class _Worker:
         self._signals = 0
         self._beat_handle: asyncio.TimerHandle | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]  # set by run()
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def run(self) -> int:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        self._new_task = _task_factory(loop)
         app = self._app
         app.freeze()
         try:
@@ -326,9 +346,10 @@ class _Worker:
         self._beat_s = welcome.heartbeat_ms / 2000
         self._space_timeout = min(SPACE_WAIT_MAX, welcome.heartbeat_ms / 1000)
         log.info(
-            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes, %s loop",
+            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes, %s loop, %s tasks",
             welcome.worker_id, os.getpid(), self._app_name, len(self._app.manifest()),
             welcome.req_capacity, welcome.resp_capacity, self._loop_name,
+            "eager" if EAGER_TASKS else "scheduled",
         )  # fmt: skip
         return True
 
@@ -621,8 +642,9 @@ class _Worker:
         except Exception as e:
             raise ProtocolError(f"REQ_HEAD of request {rid:#x}: {e}") from None
         ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY)
-        ex.task = self._loop.create_task(self._exchange(rid, head, ex))
+        # In flight before the task exists: an eager task may finish inside _new_task.
         self._inflight[rid] = ex
+        ex.task = self._new_task(self._exchange(rid, head, ex))
 
     def _refuse(self, rid: int) -> None:
         payload = encode_error_payload(503, "worker is draining")

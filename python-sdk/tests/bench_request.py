@@ -7,7 +7,8 @@ for a request: decoding and checking the REQ_HEAD (``decode_head``, the worker's
 beside msgpack plus ``RequestHead.from_wire``, its fallback), running the app (routing, the
 handler, building the response) for a text, a JSON and a path-parameter route, and
 encoding the RESP_HEAD; then the cost of an asyncio Task per request, which the worker
-pays on top (docs/performance.md). The figures are the best of five runs.
+pays on top: scheduled, and on Python 3.12+ eager as the worker makes it
+(docs/performance.md). The step figures are the best of five runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from covet import Covet, PlainTextResponse, Request
 from covet._head import RequestHead, decode_head
 from covet._proto import encode_response_head
 from covet._responses import Response
+from covet._worker import EAGER_TASKS, _task_factory
 
 app = Covet("bench")
 
@@ -89,27 +91,34 @@ def main() -> None:
         print(f"  encode_response_head  "
               f"{per_call_us(lambda: encode_response_head(resp.status, resp.raw_headers, resp.body_length)):6.2f} us")
 
-    async def tasks(n: int) -> float:
+    async def tasks(n: int, eager: bool) -> float:
         loop = asyncio.get_running_loop()
+        new_task = _task_factory(loop) if eager else loop.create_task
 
         async def nothing() -> None:
             pass
 
         start = timeit.default_timer()
         for i in range(n):
-            loop.create_task(nothing())
+            new_task(nothing())
             if i % 64 == 63:
                 await asyncio.sleep(0)
         await asyncio.sleep(0)
         return (timeit.default_timer() - start) / n * 1e6
 
-    print(f"asyncio Task create + run: {asyncio.run(tasks(200_000)):6.2f} us (standard loop)")
+    kinds = [("scheduled", False)] + ([("eager", True)] if EAGER_TASKS else [])
+    loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = [("standard loop", asyncio.new_event_loop)]
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        print(f"asyncio Task create + run: {runner.run(tasks(200_000)):6.2f} us (uvloop)")
+        pass
+    else:
+        loops.append(("uvloop", uvloop.new_event_loop))
+    for loop_name, factory in loops:
+        for kind, eager in kinds:
+            with asyncio.Runner(loop_factory=factory) as runner:
+                us = runner.run(tasks(200_000, eager))
+            print(f"asyncio Task create + run: {us:6.2f} us ({loop_name}, {kind})")
 
 
 if __name__ == "__main__":

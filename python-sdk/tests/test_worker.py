@@ -29,6 +29,7 @@ except ImportError:
     from shmring_gateway import make_bell, make_memfd  # type: ignore[no-redef,unused-ignore]
 
 TESTS_DIR = Path(__file__).resolve().parent
+SDK_DIR = TESTS_DIR.parent
 TIMEOUT = 10.0
 GEN = 7 << 32  # request ids: generation 7, slot numbers from 1
 
@@ -62,7 +63,7 @@ class FakeGateway:
 
     def __init__(self, tmp_path: Path, *, req_cap: int = 1 << 16, resp_cap: int = 1 << 16,
                  heartbeat_ms: int = 200, app: str = "worker_app:app",
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, python: str = sys.executable) -> None:
         self.req_cap = req_cap
         self.resp_cap = resp_cap
         self.heartbeat_ms = heartbeat_ms
@@ -75,9 +76,11 @@ class FakeGateway:
         env.update({_proto.ENV_CONTROL_FD: str(child.fileno()), "WORKER_TEST_LOG": str(self.log_path),
                     "COVET_LOG_LEVEL": "DEBUG"})
         env.update(extra_env or {})
+        if python != sys.executable:  # another interpreter: the SDK from this checkout
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SDK_DIR), env.get("PYTHONPATH")]))
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "covet", "worker", app], cwd=TESTS_DIR, env=env,
+                [python, "-m", "covet", "worker", app], cwd=TESTS_DIR, env=env,
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         child.close()
         self.sock.settimeout(TIMEOUT)
@@ -231,16 +234,32 @@ class FakeGateway:
 
 
 # Every worker test runs on both event loops the worker supports (COVET_LOOP).
-LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
-    importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed (make venv installs it)"))]
+NEEDS_UVLOOP = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None,
+                                  reason="uvloop is not installed (make venv installs it)")
+
+# A Python >= 3.12 with msgpack, msgspec and uvloop (make venv makes .venv-eager when it
+# finds one): there each request is an eager task, a path this interpreter may not take.
+EAGER_PYTHON = os.environ.get("COVET_TEST_EAGER_PYTHON", "")
+EAGER_HERE = sys.version_info >= (3, 12)
+WORKERS = [
+    pytest.param(("asyncio", sys.executable), id="asyncio"),
+    pytest.param(("uvloop", sys.executable), id="uvloop", marks=NEEDS_UVLOOP),
+    pytest.param(("uvloop", EAGER_PYTHON), id="uvloop-eager", marks=pytest.mark.skipif(
+        not EAGER_PYTHON or EAGER_HERE,
+        reason="this Python runs eager tasks itself" if EAGER_HERE else
+        "no Python >= 3.12 for the worker (COVET_TEST_EAGER_PYTHON unset; make test sets it "
+        "when one is installed): the eager-task path of covet/_worker.py is not run")),
+]
 
 
-@pytest.fixture(params=LOOPS)
+@pytest.fixture(params=WORKERS)
 def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
-    g = FakeGateway(tmp_path, extra_env={"COVET_LOOP": request.param})
+    loop, python = request.param
+    g = FakeGateway(tmp_path, extra_env={"COVET_LOOP": loop}, python=python)
     try:
         g.start()
-        assert f"{request.param} loop" in g.stderr()
+        eager = python == EAGER_PYTHON or EAGER_HERE
+        assert f"{loop} loop, {'eager' if eager else 'scheduled'} tasks" in g.stderr()
         yield g
     finally:
         g.close()
@@ -339,6 +358,28 @@ def test_json_get(gw: FakeGateway) -> None:
     assert a.header("content-type") == b"application/json"
     assert a.json() == {"hello": "world", "query": "abc"}
     assert a.body_length == len(a.body) and a.body_frames == 1
+
+
+def test_each_request_is_its_own_task_with_its_own_context(gw: FakeGateway) -> None:
+    # The handler sets a context variable; the next request must not see it, whether
+    # its task was scheduled or ran eagerly inside the ring read.
+    for n in (1, 2, 3):
+        a = gw.exchange(GEN | 600 + n, "GET", "/ctx")
+        assert a.status == 200 and a.json() == {"before": "unset", "in_task": True}
+
+
+def test_answered_requests_leave_nothing_in_flight(gw: FakeGateway) -> None:
+    # Requests that finish without suspending (an eager task ends inside its creation)
+    # and one that sleeps: once all are answered, a drain finds none in flight.
+    for n in range(5):
+        gw.request(GEN | 620 + n, "GET", "/json")
+    gw.request(GEN | 630, "GET", "/sleep/20", "/sleep/{ms:int}", params=["ms", "20"])
+    for rid in [GEN | 620 + n for n in range(5)] + [GEN | 630]:
+        assert gw.answer(rid).status == 200
+    gw.send_msg({"type": "drain", "deadline_ms": 5000})
+    assert gw.read_msg() == {"type": "bye", "reason": "drained"}
+    assert gw.wait_exit() == 0
+    assert "draining 0 in-flight requests" in gw.stderr()
 
 
 def test_small_complete_response_is_one_resp_frame(gw: FakeGateway) -> None:

@@ -7,6 +7,7 @@ append a line to the file named by $WORKER_TEST_LOG.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import AsyncIterator
 
@@ -31,6 +32,18 @@ def started() -> None:
 @app.on_shutdown
 async def stopped() -> None:
     note("shutdown")
+
+
+_seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="unset")
+
+
+@app.get("/ctx")
+async def ctx(req: Request) -> dict[str, object]:
+    """Each request is its own task with its own context: what one request sets in a
+    context variable no later request sees."""
+    before = _seen.get()
+    _seen.set(req.request_id)
+    return {"before": before, "in_task": asyncio.current_task() is not None}
 
 
 @app.get("/json", name="json", timeout=2.5)
