@@ -27,6 +27,10 @@ Environment (all optional):
     BENCH_NO_INSTALL=1  install nothing (no apt-get, no pip): use wrk from PATH and
                         bench/.venv as they are (bench/offline/run.sh sets it)
     BENCH_RESULTS       where to write the report (default bench/RESULTS.md)
+    BENCH_VENV          the servers' virtual environment (default bench/.venv; made with
+                        the Python running run.py when missing)
+    BENCH_COVET_PYTHON  the CovetPy workers' interpreter (default .venv/bin/python; one
+                        without the SDK installed needs PYTHONPATH=python-sdk)
     BENCH_STEAL_MAX     percent of the machine's CPU time the hypervisor may steal during
                         a measured run (/proc/stat) before it is measured again (default 5)
     BENCH_STEAL_RETRIES how many times such a run is measured again; the run with the
@@ -60,9 +64,11 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 APPS = BENCH / "apps"
 OUT = BENCH / "out"
-VENV = BENCH / ".venv"
+# BENCH_VENV and BENCH_COVET_PYTHON swap the interpreters (e.g. all on another Python).
+VENV = Path(os.environ.get("BENCH_VENV") or BENCH / ".venv")
 VPY = VENV / "bin" / "python"
-REPO_PY = ROOT / ".venv" / "bin" / "python"  # CovetPy workers: the repo's venv, SDK editable
+# CovetPy workers: the repo's venv, SDK editable.
+REPO_PY = Path(os.environ.get("BENCH_COVET_PYTHON") or ROOT / ".venv" / "bin" / "python")
 GATEWAY = ROOT / "bin" / "covet-gateway"
 HOST = "127.0.0.1"
 
@@ -163,6 +169,14 @@ class Server:
     stop_timeout: float = 15.0  # seconds given to SIGTERM before SIGKILL
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (bench/.venv), else as given."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def vbin(name: str) -> str:
     return str(VENV / "bin" / name)
 
@@ -170,11 +184,11 @@ def vbin(name: str) -> str:
 def need_module(module: str) -> Callable[[], str | None]:
     def check() -> str | None:
         if not VPY.exists():
-            return "bench/.venv missing"
+            return f"{VENV} missing"
         r = subprocess.run([str(VPY), "-c", f"import {module}"], cwd=APPS, capture_output=True, text=True)
         if r.returncode != 0:
             last = (r.stderr.strip().splitlines() or ["import failed"])[-1]
-            return f"`import {module}` fails in bench/.venv: {last}"
+            return f"`import {module}` fails in {VENV}: {last}"
         return None
     return check
 
@@ -413,7 +427,7 @@ def machine_info(notes: dict[str, str]) -> dict[str, object]:
         "kernel": platform.release(),
         "os": cmd_out(["sh", "-c", ". /etc/os-release 2>/dev/null && echo $PRETTY_NAME"]),
         "covet": f"{covet_ver} (repo {rev}{', uncommitted changes in gateway/python-sdk/…' if dirty else ''}; "
-                 f"workers on .venv Python {repo_py})",
+                 f"workers on {shown(REPO_PY.parent.parent)} Python {repo_py})",
         "versions": versions,
         "wrk": cmd_out(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else "n/a",
         "nginx": cmd_out([nginx_bin(), "-v"]) if nginx_bin() else "n/a",
@@ -971,7 +985,7 @@ def render(info, servers, workloads, status, cell_status, summary, shutdown_note
     L.append(f"- CPUs: {info['nproc']} x {info['cpu_model']}; memory {info['memory']}")
     L.append(f"- kernel {info['kernel']}; {info['os']}; load average at start {' '.join(info['loadavg'])}")
     L.append(f"- CovetPy {info['covet']}")
-    L.append(f"- bench/.venv Python {v.get('python', '?')}: " + ", ".join(
+    L.append(f"- {shown(VENV)} Python {v.get('python', '?')}: " + ", ".join(
         f"{p} {v.get(p, '?')}" for p in VERSION_PACKAGES))
     L.append(f"- {info['nginx']}; {info['go']} (bench/gohttp); {info['wrk']}")
     L.append("")
@@ -998,7 +1012,7 @@ def render(info, servers, workloads, status, cell_status, summary, shutdown_note
              "client-bound here and their req/s is a floor, not their ceiling; CPU/req is the fairer cost figure.")
     L.append("- Apps (bench/apps/, bench/gohttp/): the same answers everywhere, async handlers where the framework "
              "has them. CovetPy: the native `Covet` API served by `bin/covet-gateway --workers N --log-level warn`, "
-             "workers run by the repo's .venv Python (the SDK as checked out, editable install). Granian: raw RSGI app "
+             f"workers run by {shown(REPO_PY)} (the SDK as checked out). Granian: raw RSGI app "
              "(`--interface rsgi`) and the raw ASGI app (`--interface asgi`), uvloop, HTTP/1 only. uvicorn: "
              "`--loop uvloop --http httptools --no-access-log`, with Starlette, the raw ASGI app, FastAPI. "
              "Robyn: `--processes 1 --workers 1`. socketify: its native App, one process. gunicorn: `-k sync -w 2`, "
