@@ -19,8 +19,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
 
-# A Python >= 3.12 for a second run of the worker tests: there each request is an eager
-# task (python-sdk/covet/_worker.py), a path the .venv Python may not take. The first of
+# A Python >= 3.12 for a second run of the worker and integration tests: there each
+# request is an eager task (python-sdk/covet/_worker.py), a path the .venv Python may not take. The first of
 # python3.14..3.12 on PATH, else one pyenv installed; empty (those tests skip) if none.
 EAGER_PY := $(shell for p in python3.14 python3.13 python3.12 \
 	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
@@ -77,12 +77,19 @@ test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> pytest: the Python SDK$(if $(EAGER_PY),; the worker tests also under $(EAGER_PY),; no Python >= 3.12 found for the eager-task worker tests)"
 	COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
 
-test-integration: build
+test-integration: build $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> integration: real gateway, real Python workers, real clients"
 	@COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
 	@echo "==> integration: the Python SDK through the real gateway (http.client, curl)"
 	COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(PY) -m pytest -q -p no:cacheprovider integration/python
+ifneq ($(EAGER_PY),)
+	@echo "==> integration again, the workers on $(EAGER_PY) (eager tasks)"
+	COVET_PYTHON=$(CURDIR)/$(EAGER_VENV)/bin/python PYTHONPATH=$(CURDIR)/python-sdk COVET_BIN=$(CURDIR)/bin \
+		$(GO) test -count=1 -timeout 20m ./integration/...
+	COVET_PYTHON=$(CURDIR)/$(EAGER_VENV)/bin/python PYTHONPATH=$(CURDIR)/python-sdk COVET_BIN=$(CURDIR)/bin \
+		$(PY) -m pytest -q -p no:cacheprovider integration/python
+endif
 
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s

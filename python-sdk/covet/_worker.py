@@ -198,10 +198,9 @@ class _Exchange:
 
     __slots__ = ("body", "by_gateway", "credit", "sent", "task", "window")
 
-    task: asyncio.Task[None]
-
     def __init__(self, body: _RequestBody) -> None:
         self.body = body
+        self.task: asyncio.Task[None] | None = None  # made once its record is released
         self.sent = 0
         self.by_gateway = False
         self.window = RESPONSE_WINDOW
@@ -213,10 +212,10 @@ EAGER_TASKS: Final = sys.version_info >= (3, 12)
 
 
 def _task_factory(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]:
-    """How each request's task is made. On Python 3.12 and later it is an eager task:
-    the handler runs as soon as its request is read, up to its first real suspension,
-    and one that never suspends (most do not) finishes there, with no trip through the
-    loop's ready queue: about 1 µs less per request. ``asyncio.current_task()``, the
+    """How each request's task is made (by _launch). On Python 3.12 and later it is an
+    eager task: the handler runs at once, up to its first real suspension, and one that
+    never suspends (most do not) finishes there, with no trip through the loop's ready
+    queue: about 1 µs less per request. ``asyncio.current_task()``, the
     task's own context and cancellation are as for any task. Before 3.12 the task is
     scheduled as usual."""
     if sys.version_info >= (3, 12):  # spelled out, not EAGER_TASKS: type checkers read it
@@ -282,6 +281,7 @@ class _Worker:
         self._beat_handle: asyncio.TimerHandle | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]  # set by run()
+        self._starting: list[tuple[int, RequestHead, _Exchange]] = []  # read, task not made yet
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -394,7 +394,7 @@ class _Worker:
             loop.remove_reader(self._bell.fd)
         if self._ch.sock.fileno() >= 0:
             loop.remove_reader(self._ch.fileno())
-        tasks = [ex.task for ex in self._inflight.values()] + list(self._aux)
+        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + list(self._aux)
         if self._drain_task is not None and not self._drain_task.done():
             tasks.append(self._drain_task)
         for t in tasks:
@@ -502,7 +502,7 @@ class _Worker:
         self._drain_task = self._loop.create_task(self._drain(deadline_s))
 
     async def _drain(self, deadline_s: float) -> None:
-        tasks = [ex.task for ex in self._inflight.values()]
+        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=deadline_s)
             if pending:
@@ -551,7 +551,11 @@ class _Worker:
         if self._stopped:
             return
         try:
-            n = self._reader.poll(self._on_record, DEFAULT_BATCH)
+            try:
+                n = self._reader.poll(self._on_record, DEFAULT_BATCH)
+            finally:
+                if self._starting:
+                    self._launch()
         except (RingCorrupt, ProtocolError) as e:
             self._stopped = True
             self._fatal(str(e))
@@ -603,7 +607,9 @@ class _Worker:
             ex = self._inflight.pop(rid, None)
             if ex is not None:
                 ex.by_gateway = True
-                ex.task.cancel()
+                if ex.task is not None:
+                    ex.task.cancel()
+                # else it is still in _starting, and _launch skips it: never started
         elif typ == FRAME_WINDOW:
             if flags != _BE:
                 raise ProtocolError(f"WINDOW for request {rid:#x}: flags {flags:#x}, want BEGIN|END")
@@ -642,9 +648,22 @@ class _Worker:
         except Exception as e:
             raise ProtocolError(f"REQ_HEAD of request {rid:#x}: {e}") from None
         ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY)
-        # In flight before the task exists: an eager task may finish inside _new_task.
         self._inflight[rid] = ex
-        ex.task = self._new_task(self._exchange(rid, head, ex))
+        self._starting.append((rid, head, ex))
+
+    def _launch(self) -> None:
+        """Make the tasks of the requests the last poll read, once it has released their
+        records. The order matters with eager tasks, whose handlers run inside
+        _new_task: a record the gateway sees released is a request the worker took, so
+        one that was never released is one it may retry elsewhere if this worker dies
+        (PROTOCOL.md 1.1); a handler must not start before that. Each exchange is in
+        flight before its task exists, since an eager one may finish inside _new_task."""
+        starting, self._starting = self._starting, []
+        inflight = self._inflight
+        new_task = self._new_task
+        for rid, head, ex in starting:
+            if inflight.get(rid) is ex:  # not cancelled by a later record of the batch
+                ex.task = new_task(self._exchange(rid, head, ex))
 
     def _refuse(self, rid: int) -> None:
         payload = encode_error_payload(503, "worker is draining")

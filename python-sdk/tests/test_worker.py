@@ -252,10 +252,9 @@ WORKERS = [
 ]
 
 
-@pytest.fixture(params=WORKERS)
-def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
-    loop, python = request.param
-    g = FakeGateway(tmp_path, extra_env={"COVET_LOOP": loop}, python=python)
+def started(tmp_path: Path, worker: tuple[str, str], **env: str) -> Iterator[FakeGateway]:
+    loop, python = worker
+    g = FakeGateway(tmp_path, extra_env={"COVET_LOOP": loop, **env}, python=python)
     try:
         g.start()
         eager = python == EAGER_PYTHON or EAGER_HERE
@@ -263,6 +262,17 @@ def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
         yield g
     finally:
         g.close()
+
+
+@pytest.fixture(params=WORKERS)
+def gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
+    yield from started(tmp_path, request.param)
+
+
+@pytest.fixture(params=WORKERS)
+def sleepy_gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGateway]:
+    """A worker that never spins: it reads the ring only when the doorbell rings."""
+    yield from started(tmp_path, request.param, COVET_WORKER_SPIN_US="0")
 
 
 @pytest.mark.parametrize(("setting", "text"), [
@@ -380,6 +390,20 @@ def test_answered_requests_leave_nothing_in_flight(gw: FakeGateway) -> None:
     assert gw.read_msg() == {"type": "bye", "reason": "drained"}
     assert gw.wait_exit() == 0
     assert "draining 0 in-flight requests" in gw.stderr()
+
+
+def test_a_handler_starts_only_once_its_request_is_off_the_ring(gw: FakeGateway) -> None:
+    # The gateway retries elsewhere a request whose record a dead worker never released
+    # (PROTOCOL.md 1.1), so no handler may run before its record is released: an eager
+    # task must not start inside the ring read. The handler blocks the worker for a
+    # second; meanwhile the ring's head must already be past the request.
+    rid = GEN | 640
+    gw.request(rid, "GET", "/block/1000", "/block/{ms:int}", params=["ms", "1000"])
+    gw.until(lambda: f"block started req-{rid:x}" in gw.app_log(), "the handler to start")
+    released = gw.writer._u64[gw.writer._w_head]
+    assert released == gw.writer.tail, f"handler started with {gw.writer.tail - released} bytes unreleased"
+    a = gw.answer(rid)
+    assert a.status == 200 and bytes(a.body) == b"blocked 1000"
 
 
 def test_small_complete_response_is_one_resp_frame(gw: FakeGateway) -> None:
@@ -523,6 +547,19 @@ def test_cancel_reaches_the_handler(gw: FakeGateway) -> None:
         time.sleep(0.01)
     assert rid not in gw.answers  # nothing at all was sent for it
     assert gw.exchange(GEN | 10, "GET", "/json").status == 200  # the worker goes on
+
+
+def test_cancel_read_with_its_request_means_the_handler_never_starts(sleepy_gw: FakeGateway) -> None:
+    # REQ_HEAD and CANCEL in one batch (one doorbell, after both): the worker takes the
+    # request and drops it before its handler runs, eager task or not.
+    gw = sleepy_gw
+    rid = GEN | 12
+    gw.request(rid, "GET", "/slow", wake=False)
+    gw.send_frames(sr.CANCEL, rid, b"", sr.FLAG_CANCEL)
+    assert gw.exchange(GEN | 13, "GET", "/json").status == 200  # read after both
+    gw.collect()
+    assert rid not in gw.answers
+    assert f"slow started req-{rid:x}" not in gw.app_log()
 
 
 def test_cancel_of_unknown_id_and_stray_body_are_ignored(gw: FakeGateway) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import time
 from collections.abc import AsyncIterator
 
 from covet import Covet, Request, Response, StreamingResponse
@@ -104,6 +105,14 @@ async def slow(req: Request) -> str:
         note(f"slow cancelled {req.request_id}")
         raise
     return "late"
+
+
+@app.get("/block/{ms:int}")
+async def block(req: Request, ms: int) -> str:
+    """Blocks the worker's loop, as a handler must not: the worker can do nothing else."""
+    note(f"block started {req.request_id}")
+    time.sleep(ms / 1000)
+    return f"blocked {ms}"
 
 
 @app.get("/sleep/{ms:int}")
