@@ -215,9 +215,9 @@ def _task_factory(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, A
     """How each request's task is made (by _launch). On Python 3.12 and later it is an
     eager task: the handler runs at once, up to its first real suspension, and one that
     never suspends (most do not) finishes there, with no trip through the loop's ready
-    queue: about 1 µs less per request. ``asyncio.current_task()``, the
-    task's own context and cancellation are as for any task. Before 3.12 the task is
-    scheduled as usual."""
+    queue: about 1 µs less per request. ``asyncio.current_task()``, the task's own
+    context and cancellation are as for any task. Before 3.12 the task is scheduled as
+    usual."""
     if sys.version_info >= (3, 12):  # spelled out, not EAGER_TASKS: type checkers read it
         return functools.partial(asyncio.Task, loop=loop, eager_start=True)
     return loop.create_task
