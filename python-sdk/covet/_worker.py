@@ -16,7 +16,9 @@ Inside the loop (all callbacks, no threads):
   then goes through ``prepare_sleep`` and lets the doorbell (or the heartbeat timer,
   which bounds a lost wakeup to ``heartbeat_ms / 2``) wake it;
 - each REQ_HEAD starts one task running ``app._handle`` and writing RESP_HEAD plus the
-  RESP_BODY stream; REQ_BODY fragments feed that request's body iterator; CANCEL
+  RESP_BODY stream, made once the poll that read it has released its records (an
+  eager task on Python 3.12+, so a handler that never waits is done right there);
+  REQ_BODY fragments feed that request's body iterator; CANCEL
   cancels the task, after which nothing more is sent for its id; WINDOW grants the
   task more response body (a body past ``RESPONSE_WINDOW`` waits for the gateway to
   write the earlier bytes to its client, PROTOCOL 2.7);
