@@ -20,8 +20,9 @@ PORT   ?= 8000
 WORKERS ?= 2
 
 # A Python >= 3.12 for a second run of the worker and integration tests: there each
-# request is an eager task (python-sdk/covet/_worker.py), a path the .venv Python may not take. The first of
-# python3.14..3.12 on PATH, else one pyenv installed; empty (those tests skip) if none.
+# request is an eager task (python-sdk/covet/_worker.py), a path the .venv Python may
+# not take. The first of python3.14..3.12 on PATH, else one pyenv installed; empty
+# (those tests skip) if none.
 EAGER_PY := $(shell for p in python3.14 python3.13 python3.12 \
 	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$p; break; }; done)

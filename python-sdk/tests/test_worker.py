@@ -233,11 +233,12 @@ class FakeGateway:
             raise AssertionError(f"worker did not exit; stderr:\n{self.stderr()}") from None
 
 
-# Every worker test runs on both event loops the worker supports (COVET_LOOP).
+# Every worker test runs on both event loops the worker supports (COVET_LOOP), and on
+# uvloop under a second Python >= 3.12 when one is given.
 NEEDS_UVLOOP = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None,
                                   reason="uvloop is not installed (make venv installs it)")
 
-# A Python >= 3.12 with msgpack, msgspec and uvloop (make venv makes .venv-eager when it
+# A Python >= 3.12 with msgpack, msgspec and uvloop (make test makes .venv-eager when it
 # finds one): there each request is an eager task, a path this interpreter may not take.
 EAGER_PYTHON = os.environ.get("COVET_TEST_EAGER_PYTHON", "")
 EAGER_HERE = sys.version_info >= (3, 12)
@@ -372,7 +373,7 @@ def test_json_get(gw: FakeGateway) -> None:
 
 def test_each_request_is_its_own_task_with_its_own_context(gw: FakeGateway) -> None:
     # The handler sets a context variable; the next request must not see it, whether
-    # its task was scheduled or ran eagerly inside the ring read.
+    # its task was scheduled or ran eagerly.
     for n in (1, 2, 3):
         a = gw.exchange(GEN | 600 + n, "GET", "/ctx")
         assert a.status == 200 and a.json() == {"before": "unset", "in_task": True}
