@@ -15,11 +15,14 @@ import (
 
 const (
 	// flushAt: a Content-Length body is buffered behind its head until the
-	// buffer would exceed this; then head, buffer and piece go out in one
-	// writev. Small responses therefore cost one write.
+	// buffer would exceed this or a piece over smallChunk completes the body;
+	// then head, buffer and piece go out in one writev. A response therefore
+	// costs one write, and a body over smallChunk that comes whole is written
+	// from the caller's memory, not copied.
 	flushAt = 32 << 10
 	// smallChunk: a streamed piece up to this size is copied behind its
-	// chunk header; a larger one is written from the caller's memory.
+	// chunk header, and a known-length one behind the head; a larger one is
+	// written from the caller's memory.
 	smallChunk = 4 << 10
 	// maxKeptWriteBuf is the largest write buffer kept between responses.
 	maxKeptWriteBuf = 256 << 10
@@ -461,12 +464,16 @@ func (w *respWriter) WriteBodyv(ps [][]byte) error {
 			return w.err
 		}
 		w.remaining -= int64(total)
-		if len(c.wbuf)+total <= flushAt {
+		if len(c.wbuf)+total <= flushAt && (total <= smallChunk || w.remaining > 0) {
 			for _, p := range ps {
 				c.wbuf = append(c.wbuf, p...)
 			}
 			return nil
 		}
+		// The last piece of a body over smallChunk, or a buffer that would pass
+		// flushAt, goes out now with what is buffered in one vectored write:
+		// copying it behind the head would cost a pass over it and save no
+		// system call.
 		return w.fail(c.writev(nil, ps...))
 	case http1.FramingChunked:
 		if total == 0 {

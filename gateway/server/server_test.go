@@ -98,6 +98,31 @@ func testBackend(t *testing.T) (*fakeBackend, *recorder, *probe) {
 		}
 		return nil
 	})
+	b.handle(t, "GET", "/sized/{n:int}/{pieces:int}", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		// n bytes of sizedByte(i) with their length declared, in that many
+		// WriteBody calls. The buffer is overwritten after each call, as the
+		// dispatcher recycles its chunks: the writer may not keep it.
+		n, _ := strconv.Atoi(req.Head.Params[0].Value)
+		pieces, _ := strconv.Atoi(req.Head.Params[1].Value)
+		if err := w.WriteHead(200, nil, int64(n)); err != nil {
+			return err
+		}
+		buf := make([]byte, n)
+		for i, off := 0, 0; i < pieces; i++ {
+			end := n * (i + 1) / pieces
+			for j := off; j < end; j++ {
+				buf[j] = sizedByte(j)
+			}
+			if err := w.WriteBody(buf[off:end]); err != nil {
+				return err
+			}
+			for j := off; j < end; j++ {
+				buf[j] = '!'
+			}
+			off = end
+		}
+		return nil
+	})
 	b.handle(t, "GET", "/head", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
 		rec.add(req)
 		return respond(w, 200, "abcdef") // also for HEAD: the front end must drop it
@@ -326,6 +351,45 @@ func TestStreamedResponse(t *testing.T) {
 	out, err := exec.Command(curl, "-sS", "--max-time", "10", "-i", ts.url("/stream")).Output()
 	if err != nil || !strings.Contains(strings.ToLower(string(out)), "transfer-encoding: chunked") {
 		t.Fatalf("curl -i: %v, %q", err, out)
+	}
+}
+
+// sizedByte is byte i of a /sized body.
+func sizedByte(i int) byte { return 'a' + byte(i%26) }
+
+// TestKnownLengthBodies: bodies of declared length around the write buffer's
+// thresholds (smallChunk, flushAt), whole or in pieces, arrive exact and in order
+// on one keep-alive connection, pipelined, although the backend reuses each
+// piece's memory as soon as WriteBody returns.
+func TestKnownLengthBodies(t *testing.T) {
+	b, _, _ := testBackend(t)
+	ts := startServer(t, Config{}, b)
+	type req struct{ n, pieces int }
+	var reqs []req
+	for _, n := range []int{0, 1, smallChunk, smallChunk + 1, 10 << 10, flushAt - 100, flushAt, flushAt + 1, 100_000} {
+		for _, pieces := range []int{1, 3} {
+			if n >= pieces {
+				reqs = append(reqs, req{n, pieces})
+			}
+		}
+	}
+	rc := ts.dial(t)
+	var batch strings.Builder
+	for _, r := range reqs {
+		fmt.Fprintf(&batch, "GET /sized/%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", r.n, r.pieces)
+	}
+	rc.send(batch.String())
+	for _, r := range reqs {
+		resp, body := rc.read("GET")
+		if resp.StatusCode != 200 || resp.ContentLength != int64(r.n) || len(body) != r.n {
+			t.Fatalf("%d bytes in %d pieces: status %d, Content-Length %d, %d bytes of body",
+				r.n, r.pieces, resp.StatusCode, resp.ContentLength, len(body))
+		}
+		for i := range r.n {
+			if body[i] != sizedByte(i) {
+				t.Fatalf("%d bytes in %d pieces: byte %d is %q, want %q", r.n, r.pieces, i, body[i], sizedByte(i))
+			}
+		}
 	}
 }
 
