@@ -78,10 +78,11 @@
 // (HTTP/1.0); Date, "Server: covetpy" and X-Request-ID are added when the
 // worker did not set them; the worker's Content-Length, Transfer-Encoding,
 // Connection and Keep-Alive fields are dropped, since framing is the
-// gateway's. A head with a body of known length goes out in one call: a
-// body of up to 4 KiB is copied behind the head, a larger one that arrives
-// whole is written from the worker's chunks in the same writev, and one that
-// arrives in pieces is buffered up to 32 KiB between writes; a streamed body
+// gateway's. A head with a body of known length goes out with the body's
+// first bytes: a body of up to 4 KiB is copied behind the head and written
+// in one call, a larger one that arrives whole goes from the worker's chunks
+// in the head's writev, and one that arrives in pieces is buffered up to
+// 32 KiB between writes; a streamed body
 // is written as each piece arrives. A HEAD response carries
 // no body bytes even if the worker sends some, but keeps the Content-Length
 // the worker declared (its header, or the length of the body it sent).
