@@ -41,15 +41,16 @@ func requestLoop(tb testing.TB, cfg Config, req, body []byte) (step func(), stop
 	// Date width, 16-digit request ids): its head, then the body's length.
 	var first []byte
 	buf := make([]byte, 4096)
-	for !bytes.Contains(first, []byte("\r\n\r\n")) {
+	end := -1 // of the head, at its blank line
+	for end < 0 {
 		n, err := nc.Read(buf)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		first = append(first, buf[:n]...)
+		end = bytes.Index(first, []byte("\r\n\r\n"))
 	}
-	headLen := bytes.Index(first, []byte("\r\n\r\n")) + 4
-	resp := make([]byte, headLen+len(body))
+	resp := make([]byte, end+4+len(body))
 	if _, err := io.ReadFull(nc, resp[copy(resp, first):]); err != nil {
 		tb.Fatal(err)
 	}

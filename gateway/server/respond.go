@@ -437,7 +437,9 @@ func (w *respWriter) WriteBody(p []byte) error {
 }
 
 // WriteBodyv implements dispatch.ResponseWriter. A known-length body is
-// buffered and written in large pieces; a streamed body (chunked, or
+// buffered behind its head up to flushAt, except that a piece over
+// smallChunk that completes it goes out at once with what is buffered
+// (see flushAt); a streamed body (chunked, or
 // close-delimited for HTTP/1.0) is written as it comes, so that a client
 // sees each call's bytes at once (as one chunk when chunked). Several
 // pieces go out in one vectored write. For HEAD, 204 and 304 the bytes are
