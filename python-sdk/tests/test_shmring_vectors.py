@@ -1,19 +1,27 @@
 """Golden ring-record vectors shared with Go (workerproto/testdata/records/).
 
-Each ``*.hex`` holds the bytes of one or more consecutive records (lower-case hex,
-whitespace ignored, ``#`` lines are comments). The reader decodes them, the writer
-re-encodes what it read, and the two byte strings must be equal. If ``records.json``
-has an entry named after the file (without ``.hex``), the decoded records are checked
-against it. The entry is either a list of records or a map with ``records`` and
-optionally ``capacity`` and ``index`` (where the bytes start in the ring; needed for
-vectors with a PAD). A record is a map with any of ``type``, ``id``, ``flags`` and
-``payload`` (hex string).
+``records.json`` lists every vector: the ``.hex`` file holding the record's bytes and
+the fields it encodes (``type``, ``id``, ``flags``, ``payload``, ``capacity``,
+``index``, ``length``, ``padded_size``; README.md in that folder). Each vector is
+checked both ways against those fields, never against this reader's own output:
+
+- decode: the file's bytes, placed in a ring at ``index``, must come out of
+  ``RingReader`` as exactly the listed frame (none for a ``PAD``), with the head moved
+  past the record;
+- encode: ``RingWriter`` writing the listed frame into an empty ring at ``index``
+  must produce exactly the file's bytes (for ``PAD``: a frame too big for the space
+  before the wrap must leave this ``PAD`` there).
+
+A missing folder, a missing ``records.json`` or a ``.hex`` file without an entry
+fails; nothing here is skipped.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,13 +35,21 @@ except ImportError:
         make_bell, make_memfd)
 
 RECORDS_DIR = Path(__file__).resolve().parents[2] / "workerproto" / "testdata" / "records"
+RECORDS_JSON = RECORDS_DIR / "records.json"
 ALL_TYPES = frozenset({sr.REQ_HEAD, sr.REQ_BODY, sr.RESP_HEAD, sr.RESP_BODY, sr.RESP, sr.CANCEL,
                        sr.ERROR, sr.WINDOW, sr.CONTROL, *range(80, 112)})
+FIELDS = ("file", "capacity", "index", "type", "id", "flags", "payload", "length", "padded_size")
 
-pytestmark = pytest.mark.skipif(
-    not RECORDS_DIR.is_dir() or not any(RECORDS_DIR.glob("*.hex")),
-    reason=f"no golden record vectors yet: {RECORDS_DIR} is missing or has no *.hex",
-)
+
+def load_entries() -> list[dict[str, Any]]:
+    """The entries of records.json; [] when it is missing (test_vector_set fails then)."""
+    if not RECORDS_JSON.is_file():
+        return []
+    entries: list[dict[str, Any]] = json.loads(RECORDS_JSON.read_text())["records"]
+    return entries
+
+
+ENTRIES = load_entries()
 
 
 def parse_hex(path: Path) -> bytes:
@@ -41,34 +57,16 @@ def parse_hex(path: Path) -> bytes:
     return bytes.fromhex("".join("".join(lines).split()))
 
 
-def expectations() -> dict[str, object]:
-    """records.json as {file stem: {"records": [...], "capacity": c, "index": i}}.
-
-    The Go suite writes a list of entries, one record per file, under "records", each
-    naming its ``file``; a map keyed by stem is accepted as well."""
-    f = RECORDS_DIR / "records.json"
-    if not f.is_file():
-        return {}
-    doc = json.loads(f.read_text())
-    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
-        out: dict[str, object] = {}
-        for e in doc["records"]:
-            rec = {k: e[k] for k in ("type", "id", "flags", "payload") if k in e}
-            out[Path(e["file"]).stem] = {"records": [rec], "capacity": e.get("capacity"),
-                                         "index": e.get("index", 0)}
-        return out
-    return doc if isinstance(doc, dict) else {}
-
-
-def vectors() -> list[Path]:
-    return sorted(RECORDS_DIR.glob("*.hex")) if RECORDS_DIR.is_dir() else []
-
-
-def capacity_for(raw: bytes) -> int:
-    cap = 4096
-    while cap // 8 < len(raw) and cap < (1 << 30):  # every record is <= len(raw)
-        cap *= 2
-    return cap
+def test_vector_set() -> None:
+    assert RECORDS_DIR.is_dir(), f"{RECORDS_DIR} is missing"
+    assert RECORDS_JSON.is_file(), f"{RECORDS_JSON} is missing"
+    assert ENTRIES, f"{RECORDS_JSON} lists no records"
+    listed = {e["file"] for e in ENTRIES}
+    on_disk = {p.name for p in RECORDS_DIR.glob("*.hex")}
+    assert listed == on_disk, f"listed but missing: {listed - on_disk}; unlisted: {on_disk - listed}"
+    # Every frame type a ring carries has a vector.
+    assert {e["type"] for e in ENTRIES} >= {sr.PAD, sr.REQ_HEAD, sr.REQ_BODY, sr.RESP_HEAD, sr.RESP_BODY,
+                                            sr.RESP, sr.CANCEL, sr.ERROR, sr.WINDOW, sr.CONTROL}
 
 
 def segment(cap: int) -> tuple[sr.Segment, sr.Doorbell, sr.Doorbell]:
@@ -76,65 +74,51 @@ def segment(cap: int) -> tuple[sr.Segment, sr.Doorbell, sr.Doorbell]:
     return seg, sr.Doorbell(make_bell()), sr.Doorbell(make_bell())
 
 
-@pytest.mark.parametrize("path", vectors(), ids=lambda p: p.name)
-def test_vector_decodes_and_reencodes_byte_for_byte(path: Path) -> None:
-    raw = parse_hex(path)
-    entry = expectations().get(path.stem)
-    meta = entry if isinstance(entry, dict) else {}
-    want = meta.get("records", entry if isinstance(entry, list) else None)
-    cap = int(meta.get("capacity") or capacity_for(raw))
-    if isinstance(want, list):  # PAD records are consumed, never delivered
-        pads = [w for w in want if w.get("type") == sr.PAD]
-        want = [w for w in want if w.get("type") != sr.PAD]
-    else:
-        pads = []
-    index = int(meta.get("index", 0))
-    assert index % 8 == 0 and index + len(raw) <= cap + capacity_for(raw)
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+def test_vector(entry: dict[str, Any]) -> None:
+    assert set(FIELDS) <= set(entry), f"missing keys {set(FIELDS) - set(entry)}"
+    raw = parse_hex(RECORDS_DIR / entry["file"])
+    cap, index, typ, rid, flags = (entry[k] for k in ("capacity", "index", "type", "id", "flags"))
+    payload = bytes.fromhex(entry["payload"])
+    assert len(raw) == entry["padded_size"] == (entry["length"] + 7) & -8
+    assert struct.unpack_from("<ii", raw) == (entry["length"], typ)
+    if typ != sr.PAD:
+        assert entry["length"] == sr.FRAME_HEADER + len(payload)
+    assert index % 8 == 0 and index + len(raw) <= cap
 
+    # Decode: the file's bytes at `index`; the reader must deliver the listed frame.
     seg, b1, b2 = segment(cap)
     try:
         data = seg.req_offset + sr.CONTROL_SIZE
-        u64 = seg._u64
-        first = min(len(raw), cap - index)
-        seg._mv[data + index:data + index + first] = raw[:first]
-        seg._mv[data:data + len(raw) - first] = raw[first:]
-        u64[(seg.req_offset + sr.CB_HEAD) >> 3] = index
-        u64[(seg.req_offset + sr.CB_TAIL) >> 3] = index + ((len(raw) + 7) & -8)
+        seg._mv[data + index:data + index + len(raw)] = raw
+        seg._u64[(seg.req_offset + sr.CB_HEAD) >> 3] = index
+        seg._u64[(seg.req_offset + sr.CB_TAIL) >> 3] = index + len(raw)
         reader = sr.RingReader(seg, sr.REQUEST_RING, b2, allowed_types=ALL_TYPES)
         got = reader.read(limit=1 << 20)
-        assert reader.head == index + ((len(raw) + 7) & -8), "vector not fully consumed"
+        assert reader.head == index + len(raw), "vector not fully consumed"
     finally:
         seg.close()
         b1.close()
         b2.close()
+    assert got == ([] if typ == sr.PAD else [(typ, rid, flags, payload)])
 
-    if want is not None:
-        assert isinstance(want, list) and len(want) == len(got)
-        for w, (t, i, f, p) in zip(want, got, strict=True):
-            assert w.get("type", t) == t
-            assert w.get("id", i) == i
-            assert w.get("flags", f) == f
-            assert bytes.fromhex(w.get("payload", p.hex())) == p
-
+    # Encode: the listed frame written into an empty ring at `index` must be the file.
     seg, b1, b2 = segment(cap)
     try:
         data = seg.req_offset + sr.CONTROL_SIZE
-        seg._u64[(seg.req_offset + sr.CB_HEAD) >> 3] = index
-        seg._u64[(seg.req_offset + sr.CB_HEAD_CACHE) >> 3] = index
-        seg._u64[(seg.req_offset + sr.CB_TAIL) >> 3] = index
+        for field in (sr.CB_HEAD, sr.CB_HEAD_CACHE, sr.CB_TAIL):
+            seg._u64[(seg.req_offset + field) >> 3] = index
         writer = sr.RingWriter(seg, sr.REQUEST_RING, own=b1, peer=b2)
-        for t, i, f, p in got:
-            assert writer.try_write(t, i, f, p)
-        if pads and not got:
-            # A lone PAD vector: the writer makes one when a record does not fit
-            # before the wrap. Its header must match; the record goes to index 0.
-            assert writer.try_write(sr.REQ_BODY, 1, sr.BEGIN | sr.END, b"x" * (cap - index))
-            assert seg._mm[data + index:data + index + 8] == raw[:8]
-            return
-        first = min(len(raw), cap - index)
-        out = (seg._mm[data + index:data + index + first]
-               + seg._mm[data:data + len(raw) - first])
-        assert out == raw
+        if typ == sr.PAD:
+            # The writer pads when a frame does not fit before the wrap (README.md:
+            # the Go test writes a 16-byte payload); the frame then starts at 0.
+            frame = b"p" * 16
+            assert writer.try_write(sr.REQ_BODY, 1, sr.BEGIN | sr.END, frame)
+            assert bytes(seg._mm[data + index:data + index + len(raw)]) == raw
+            assert struct.unpack_from("<ii", seg._mm, data) == (sr.FRAME_HEADER + len(frame), sr.REQ_BODY)
+        else:
+            assert writer.try_write(typ, rid, flags, payload)
+            assert bytes(seg._mm[data + index:data + index + len(raw)]) == raw
     finally:
         seg.close()
         b1.close()
