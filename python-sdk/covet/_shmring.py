@@ -13,6 +13,9 @@ passing an earlier store, is closed by ``_full_fence``: acquiring and releasing 
 uncontended ``threading.Lock``. On CPython 3.11/Linux (``sys.thread_info.lock ==
 'semaphore'``) that is ``sem_trywait`` + ``sem_post``, each a ``lock cmpxchg`` in
 glibc (checked with gdb; cost measured by python-sdk/tests/bench_shmring.py).
+So ``Segment.open`` refuses to attach on any other CPU (``SUPPORTED_MACHINES``): on
+arm64, say, a payload and the length that commits it may become visible out of order.
+A compiled client with acquire/release atomics would lift that (ARCHITECTURE.md 6).
 
 Ownership. A ``Segment`` owns the mapping, the fd and every memoryview over the
 mapping; ``RingReader``/``RingWriter`` borrow those views and stop working (ValueError)
@@ -31,6 +34,7 @@ import asyncio
 import fcntl
 import mmap
 import os
+import platform
 import struct
 import threading
 import time
@@ -48,6 +52,9 @@ __all__ = [
     "Segment",
     "SegmentError",
 ]
+
+#: ``platform.machine()`` names of x86-64, whose store order this module relies on.
+SUPPORTED_MACHINES: Final = frozenset({"x86_64", "AMD64"})
 
 # -- Wire constants (PROTOCOL.md 2.1 - 2.3) -------------------------------------------
 
@@ -263,6 +270,16 @@ class Segment:
         return self
 
     def _map(self, expected: Mapping[str, object] | None, require_seals: bool) -> None:
+        machine = platform.machine()
+        if machine not in SUPPORTED_MACHINES:
+            raise SegmentError(
+                "architecture",
+                f"this CPU is {machine or 'unknown'}, and covet's pure-Python ring client runs only "
+                "on x86-64: it uses plain loads and stores and relies on x86-64's total store "
+                "order where the protocol needs acquire/release atomics (workerproto/PROTOCOL.md "
+                "2.6), so elsewhere a record could be read before its bytes arrive. Run the "
+                "workers on x86-64 until a compiled ring client with atomics exists",
+            )
         fd = self._fd
         size = os.fstat(fd).st_size
         if size < HEADER_SIZE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import struct
 import threading
 import time
@@ -128,6 +129,25 @@ def test_header_rejects_unsealed_memfd() -> None:
     assert info.value.field == "seals"
     fd = make_memfd(seal=False)
     sr.Segment.open(fd, require_seals=False).close()
+
+
+@pytest.mark.parametrize("machine", ["aarch64", "arm64", "ppc64le", "riscv64", "i686", ""])
+def test_open_refuses_a_cpu_other_than_x86_64(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    fd = make_memfd()
+    with pytest.raises(sr.SegmentError) as info:
+        sr.Segment.open(fd)
+    assert info.value.field == "architecture"
+    message = str(info.value)
+    assert f"this CPU is {machine or 'unknown'}," in message
+    assert "only on x86-64" in message and "store order" in message and "acquire/release" in message
+    assert not fd_is_open(fd)
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])
+def test_open_attaches_on_x86_64(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    sr.Segment.open(make_memfd()).close()
 
 
 @pytest.mark.parametrize(("key", "value"), [
