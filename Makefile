@@ -2,7 +2,7 @@
 # needs (Go modules through the Go module proxy, Python packages into .venv).
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
-#   make test                every test: Go (with -race), Python, integration
+#   make test                every test: Go (with -race), Python (mypy --strict, pytest), integration
 #   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
@@ -14,7 +14,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis
+PYDEPS := msgpack msgspec pytest hypothesis mypy
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -75,6 +75,9 @@ test-go: venv
 	COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(UNIT_PKGS)
 
 test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
+	@echo "==> mypy --strict on the SDK (python-sdk/covet)"
+	@$(PY) -m mypy --version >/dev/null 2>&1 || $(PY) -m pip install -q mypy  # a .venv made before mypy joined PYDEPS
+	$(PY) -m mypy --strict python-sdk/covet
 	@echo "==> pytest: the Python SDK$(if $(EAGER_PY),; the worker tests also under $(EAGER_PY),; no Python >= 3.12 found for the eager-task worker tests)"
 	COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
 
