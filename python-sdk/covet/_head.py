@@ -1,4 +1,10 @@
-"""RequestHead: what the gateway tells a worker about one request (REQ_HEAD, PROTOCOL 3.1)."""
+"""RequestHead: what the gateway tells a worker about one request (REQ_HEAD, PROTOCOL 3.1).
+
+The one decoder of REQ_HEAD in the SDK: :func:`decode_head` (msgspec, with a msgpack
+fallback that names a malformed element), checked against the golden vector
+``workerproto/testdata/req_head.hex`` by ``tests/test_proto.py``. :func:`encode_head` is
+the gateway's side, for tests.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any, NamedTuple, TypeAlias
 import msgpack  # type: ignore[import-untyped]
 import msgspec
 
-__all__ = ["RequestHead", "BodySource", "REQ_HEAD_FIELDS", "well_formed", "decode_head"]
+__all__ = ["RequestHead", "BodySource", "REQ_HEAD_FIELDS", "well_formed", "decode_head", "encode_head"]
 
 BodySource: TypeAlias = AsyncIterable[bytes]
 """The request body as it arrives: an async iterable of chunks (fragments), consumed once."""
@@ -121,6 +127,12 @@ def decode_head(payload: bytes) -> RequestHead:
         ):
             return head
     return RequestHead.from_wire(msgpack.unpackb(payload, raw=False))
+
+
+def encode_head(head: RequestHead) -> bytes:
+    """Encode a REQ_HEAD payload (the gateway's job; here for tests)."""
+    payload: bytes = msgpack.packb(list(head), use_bin_type=True)
+    return payload
 
 
 def well_formed(arr: Any) -> bool:

@@ -1,871 +1,136 @@
-"""The worker side of the CovetPy worker protocol, version 1.
+"""The worker side of the CovetPy worker protocol, version 1, under one name.
 
-This module mirrors the Go package ``workerproto``; both follow
-``workerproto/PROTOCOL.md`` (the binding spec) and its golden vectors. It holds:
+``workerproto/PROTOCOL.md`` is the binding spec; the Go package ``workerproto`` and
+these modules follow it and its golden vectors. The code lives in three modules, one
+concept each; this one re-exports their public names for code that wants the whole
+protocol in one namespace (the worker, the tests, the integration test workers):
 
-- frame type numbers and flags of the data plane (PROTOCOL.md 2.3);
-- the control-plane messages (1.2, 1.3): encoded from and decoded to plain dicts whose
-  keys follow the spec's order, strictly type-checked, at most 1 MiB;
-- :class:`ControlChannel`, the worker's end of the control socket: framing, the
-  hello/welcome handshake (welcome brings exactly three descriptors, 1.4), and the two
-  ways to connect (inherited fd 3, or the gateway's socket path);
-- the data-plane payloads (3): :func:`decode_request_head` (the reference decoder the
-  golden vectors check; the worker decodes with ``covet._head.decode_head``),
-  :func:`encode_response_head` and :func:`encode_error_payload`, plus their inverses for
-  tests, and :func:`decode_window_payload` (2.7, 3.4).
-
-Everything read from the gateway is checked; a violation raises :class:`ProtocolError`,
-after which the worker should send an ``error`` frame (code ``protocol``) and exit.
+- ``covet._control``: the control plane (1): messages, :class:`ControlChannel`, the
+  handshake, and the protocol's errors;
+- ``covet._payloads``: the data-plane frame numbers, flags and payloads (2.3, 3) other
+  than the request head;
+- ``covet._head``: the request head (3.1), :class:`RequestHead` and its one decoder,
+  :func:`decode_head`.
 """
 
 from __future__ import annotations
 
-import array
-import os
-import re
-import socket
-import struct
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple
-
-import msgpack  # type: ignore[import-untyped]
-
-from covet import _shmring
-from covet._head import well_formed
-
-#: One packer reused for response heads: msgpack.packb builds a Packer per call, which
-#: costs about 1 us of the ~1.3 us a head takes to encode. Packer.pack resets its buffer
-#: each call; it is used only from the worker's event-loop thread.
-_packer = msgpack.Packer(use_bin_type=True)
+from covet._control import (
+    CODE_AUTH,
+    CODE_CONFLICT,
+    CODE_INTERNAL,
+    CODE_MANIFEST,
+    CODE_PROTOCOL,
+    CODE_VERSION,
+    ENV_CONTROL_FD,
+    ENV_CONTROL_SOCKET,
+    MAX_FRAME,
+    MAX_ROUTE_PATH,
+    MAX_ROUTES,
+    PROTOCOL_VERSION,
+    WELCOME_FDS,
+    ControlChannel,
+    PeerError,
+    ProtocolError,
+    TruncatedError,
+    Welcome,
+    decode_message,
+    encode_frame,
+    encode_message,
+    parse_frame,
+    validate_routes,
+)
+from covet._head import RequestHead, decode_head, encode_head
+from covet._payloads import (
+    FLAG_BEGIN,
+    FLAG_CANCEL,
+    FLAG_END,
+    FLAG_ERR,
+    FRAME_CANCEL,
+    FRAME_CONTROL,
+    FRAME_ERROR,
+    FRAME_GRPC_FIRST,
+    FRAME_GRPC_LAST,
+    FRAME_PAD,
+    FRAME_REQ_BODY,
+    FRAME_REQ_HEAD,
+    FRAME_RESP,
+    FRAME_RESP_BODY,
+    FRAME_RESP_HEAD,
+    FRAME_WINDOW,
+    FRAME_WS_FIRST,
+    FRAME_WS_LAST,
+    MAX_HEAD,
+    MAX_HEADER_NAME,
+    MAX_HEADER_VALUE,
+    MAX_RESPONSE_HEADERS,
+    MAX_WINDOW_GRANT,
+    RESPONSE_WINDOW,
+    decode_error_payload,
+    decode_response,
+    decode_response_head,
+    decode_window_payload,
+    encode_error_payload,
+    encode_response_head,
+    encode_window_payload,
+)
 
 __all__ = [
-    "PROTOCOL_VERSION",
-    "MAX_FRAME",
-    "MAX_HEAD",
+    "CODE_AUTH",
+    "CODE_CONFLICT",
+    "CODE_INTERNAL",
+    "CODE_MANIFEST",
+    "CODE_PROTOCOL",
+    "CODE_VERSION",
     "ENV_CONTROL_FD",
     "ENV_CONTROL_SOCKET",
-    "ProtocolError",
-    "TruncatedError",
-    "PeerError",
-    "Welcome",
-    "RequestHead",
+    "FLAG_BEGIN",
+    "FLAG_CANCEL",
+    "FLAG_END",
+    "FLAG_ERR",
+    "FRAME_CANCEL",
+    "FRAME_CONTROL",
+    "FRAME_ERROR",
+    "FRAME_GRPC_FIRST",
+    "FRAME_GRPC_LAST",
+    "FRAME_PAD",
+    "FRAME_REQ_BODY",
+    "FRAME_REQ_HEAD",
+    "FRAME_RESP",
+    "FRAME_RESP_BODY",
+    "FRAME_RESP_HEAD",
+    "FRAME_WINDOW",
+    "FRAME_WS_FIRST",
+    "FRAME_WS_LAST",
+    "MAX_FRAME",
+    "MAX_HEAD",
+    "MAX_HEADER_NAME",
+    "MAX_HEADER_VALUE",
+    "MAX_RESPONSE_HEADERS",
+    "MAX_ROUTES",
+    "MAX_ROUTE_PATH",
+    "MAX_WINDOW_GRANT",
+    "PROTOCOL_VERSION",
+    "RESPONSE_WINDOW",
+    "WELCOME_FDS",
     "ControlChannel",
-    "encode_message",
+    "PeerError",
+    "ProtocolError",
+    "RequestHead",
+    "TruncatedError",
+    "Welcome",
+    "decode_error_payload",
+    "decode_head",
     "decode_message",
+    "decode_response",
+    "decode_response_head",
+    "decode_window_payload",
+    "encode_error_payload",
     "encode_frame",
+    "encode_head",
+    "encode_message",
+    "encode_response_head",
+    "encode_window_payload",
     "parse_frame",
     "validate_routes",
-    "decode_request_head",
-    "encode_request_head",
-    "encode_response_head",
-    "decode_response_head",
-    "decode_response",
-    "encode_error_payload",
-    "decode_error_payload",
-    "encode_window_payload",
-    "decode_window_payload",
 ]
-
-PROTOCOL_VERSION: Final = 1
-MAX_FRAME: Final = 1 << 20  # control-frame map bytes (1.2)
-MAX_HEAD: Final = 1 << 20  # assembled REQ_HEAD / RESP_HEAD / ERROR payload (4)
-WELCOME_FDS: Final = 3
-#: Response body one request may send before the gateway grants more (2.7), and the
-#: largest single WINDOW grant (3.4).
-RESPONSE_WINDOW: Final = 2 << 20
-MAX_WINDOW_GRANT: Final = 1 << 30
-
-ENV_CONTROL_FD: Final = "COVET_CONTROL_FD"
-ENV_CONTROL_SOCKET: Final = "COVET_CONTROL_SOCKET"
-
-# Frame types and flags (2.3): the ring layer's numbers, under this module's names.
-# 80-95 are reserved for WebSocket, 96-111 for gRPC.
-FRAME_PAD: Final = _shmring.PAD
-FRAME_REQ_HEAD: Final = _shmring.REQ_HEAD
-FRAME_REQ_BODY: Final = _shmring.REQ_BODY
-FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
-FRAME_RESP_BODY: Final = _shmring.RESP_BODY
-FRAME_RESP: Final = _shmring.RESP  # head and whole body in one frame (2.4)
-FRAME_CANCEL: Final = _shmring.CANCEL
-FRAME_ERROR: Final = _shmring.ERROR
-FRAME_WINDOW: Final = _shmring.WINDOW
-FRAME_CONTROL: Final = _shmring.CONTROL
-FRAME_WS_FIRST: Final = 80
-FRAME_WS_LAST: Final = 95
-FRAME_GRPC_FIRST: Final = 96
-FRAME_GRPC_LAST: Final = 111
-
-FLAG_BEGIN: Final = _shmring.BEGIN
-FLAG_END: Final = _shmring.END
-FLAG_CANCEL: Final = _shmring.FLAG_CANCEL
-FLAG_ERR: Final = _shmring.FLAG_ERR
-
-# Error-frame codes (1.3).
-CODE_VERSION: Final = "version"
-CODE_AUTH: Final = "auth"
-CODE_MANIFEST: Final = "manifest"
-CODE_CONFLICT: Final = "conflict"
-CODE_PROTOCOL: Final = "protocol"
-CODE_INTERNAL: Final = "internal"
-
-MAX_ROUTES: Final = 4096
-MAX_ROUTE_PATH: Final = 2048
-MAX_RESPONSE_HEADERS: Final = 1024
-MAX_HEADER_NAME: Final = 256
-MAX_HEADER_VALUE: Final = 64 << 10
-_MAX_OPTION_DEPTH: Final = 8
-_MAX_RECV_FDS: Final = 8
-
-_LEN = struct.Struct("<I")
-_FDS_SPACE: Final = socket.CMSG_SPACE(_MAX_RECV_FDS * 4)
-
-
-class ProtocolError(Exception):
-    """The peer broke the protocol (or a value cannot be encoded).
-
-    ``code`` is the error-frame code that reports it: ``protocol`` unless said
-    otherwise (``version``, ``manifest``).
-    """
-
-    def __init__(self, message: str, code: str = CODE_PROTOCOL) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class TruncatedError(ProtocolError):
-    """The bytes end inside a frame or value: more are needed (or the peer hung up)."""
-
-
-class PeerError(Exception):
-    """The gateway sent an ``error`` frame; it closes the socket after it."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"gateway sent error {code}: {message}")
-        self.code = code
-        self.message = message
-
-
-# --------------------------------------------------------------------------- control
-
-
-def _dedup(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        raise ProtocolError("a map holds the same key twice")
-    return d
-
-
-def _unpack(data: bytes, what: str, **kw: Any) -> Any:
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, **kw)
-    except msgpack.ExtraData:
-        raise ProtocolError(f"{what}: trailing bytes after the MessagePack value") from None
-    except (msgpack.OutOfData, ValueError) as e:
-        # OutOfData: truncated; ValueError covers FormatError, StackError, bad UTF-8
-        # (UnicodeDecodeError) and non-str map keys.
-        if isinstance(e, msgpack.OutOfData) or "incomplete" in str(e) or "exceeds max_" in str(e):
-            raise TruncatedError(f"{what}: truncated") from None
-        raise ProtocolError(f"{what}: malformed MessagePack: {e}") from None
-    except ProtocolError:
-        raise
-    except Exception as e:  # msgpack may raise TypeError on unhashable map keys
-        raise ProtocolError(f"{what}: malformed MessagePack: {e}") from None
-
-
-def _mtype(v: Any) -> str:
-    """The MessagePack family of a decoded value, for error messages."""
-    if v is None:
-        return "nil"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "str"
-    if isinstance(v, bytes):
-        return "bin"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "map"
-    return "ext"
-
-
-def _get(m: Mapping[str, Any], where: str, key: str, kind: type) -> Any:
-    try:
-        v = m[key]
-    except KeyError:
-        raise ProtocolError(f'{where}: missing key "{key}"') from None
-    if type(v) is not kind:
-        want = {int: "int", str: "str", list: "array", dict: "map"}[kind]
-        raise ProtocolError(f'{where}: key "{key}": want {want}, got {_mtype(v)}')
-    return v
-
-
-def _int(m: Mapping[str, Any], where: str, key: str, lo: int = 0, hi: int = (1 << 63) - 1) -> int:
-    v: int = _get(m, where, key, int)
-    if not lo <= v <= hi:
-        raise ProtocolError(f'{where}: key "{key}": {v} not in {lo}..{hi}')
-    return v
-
-
-def _check_option(v: Any, depth: int) -> None:
-    if depth > _MAX_OPTION_DEPTH:
-        raise ProtocolError("route options nested too deeply")
-    t = type(v)
-    if v is None or t in (bool, int, float, str, bytes):
-        if t is int and not -(1 << 63) <= v < (1 << 64):
-            raise ProtocolError("route option integer out of range")
-        return
-    if t is list:
-        for x in v:
-            _check_option(x, depth + 1)
-        return
-    if t is dict:
-        for k, x in v.items():
-            if type(k) is not str:
-                raise ProtocolError(f"route option key: want str, got {_mtype(k)}")
-            _check_option(x, depth + 1)
-        return
-    raise ProtocolError(f"route option value of type {_mtype(v)} is not allowed")
-
-
-_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "hello": ("type", "version", "pid", "app", "token", "routes"),
-    "welcome": (
-        "type",
-        "version",
-        "worker_id",
-        "epoch",
-        "segment_size",
-        "req_capacity",
-        "resp_capacity",
-        "heartbeat_ms",
-    ),
-    "ping": ("type", "seq"),
-    "pong": ("type", "seq"),
-    "drain": ("type", "deadline_ms"),
-    "bye": ("type", "reason"),
-    "error": ("type", "code", "message"),
-}
-_ROUTE_KEYS: Final = ("method", "path", "kind", "options")
-_U64: Final = (1 << 64) - 1
-
-
-def decode_message(payload: bytes) -> dict[str, Any]:
-    """Decode one control map (the bytes after the length prefix).
-
-    Returns a dict holding exactly the spec's keys, in the spec's order (unknown keys
-    are dropped). Raises :class:`ProtocolError` for a missing or mistyped key, an
-    unknown type, trailing bytes, bad UTF-8 or a duplicate key.
-    """
-    if len(payload) > MAX_FRAME:
-        raise ProtocolError("control frame over 1 MiB")
-    m = _unpack(payload, "control frame", object_pairs_hook=_dedup)
-    if type(m) is not dict:
-        raise ProtocolError(f"control frame: want map, got {_mtype(m)}")
-    typ: str = _get(m, "message", "type", str)
-    keys = _KEYS.get(typ)
-    if keys is None:
-        raise ProtocolError(f"unknown message type {typ!r}")
-    if typ == "hello":
-        v = _get(m, typ, "version", int)
-        if v != PROTOCOL_VERSION:
-            raise ProtocolError(f"hello version {v}", CODE_VERSION)
-        _int(m, typ, "pid", 1)
-        _get(m, typ, "app", str)
-        _get(m, typ, "token", str)
-        routes = _get(m, typ, "routes", list)
-        if len(routes) > MAX_ROUTES:
-            raise ProtocolError(f"manifest: {len(routes)} routes, at most {MAX_ROUTES}", CODE_MANIFEST)
-        out_routes = []
-        for i, r in enumerate(routes):
-            where = f"route {i}"
-            if type(r) is not dict:
-                raise ProtocolError(f"{where}: want map, got {_mtype(r)}", CODE_MANIFEST)
-            try:
-                for k in ("method", "path", "kind"):
-                    _get(r, where, k, str)
-                _check_option(_get(r, where, "options", dict), 1)
-            except ProtocolError as e:
-                raise ProtocolError(str(e), CODE_MANIFEST) from None
-            out_routes.append({k: r[k] for k in _ROUTE_KEYS})
-        out: dict[str, Any] = {k: m[k] for k in keys}
-        out["routes"] = out_routes
-        return out
-    if typ == "welcome":
-        _int(m, typ, "version", 0)
-        _int(m, typ, "worker_id")
-        if _int(m, typ, "epoch", 0, _U64) == 0:
-            raise ProtocolError('welcome: key "epoch": zero')
-        for k in keys[4:]:
-            _int(m, typ, k)
-    elif typ in ("ping", "pong"):
-        _int(m, typ, "seq", 0, _U64)
-    elif typ == "drain":
-        _int(m, typ, "deadline_ms")
-    elif typ == "bye":
-        _get(m, typ, "reason", str)
-    else:
-        _get(m, typ, "code", str)
-        _get(m, typ, "message", str)
-    return {k: m[k] for k in keys}
-
-
-def encode_message(msg: Mapping[str, Any]) -> bytes:
-    """Encode a control message dict as a MessagePack map, keys in the spec's order.
-
-    ``msg["type"]`` selects the key set; missing keys raise KeyError, extra keys are
-    not written. Route ``options`` are written in the dict's own order.
-    """
-    typ = msg["type"]
-    keys = _KEYS.get(typ)
-    if keys is None:
-        raise ProtocolError(f"unknown message type {typ!r}")
-    out: dict[str, Any] = {k: msg[k] for k in keys}
-    if typ == "hello":
-        out["routes"] = [
-            {"method": r["method"], "path": r["path"], "kind": r["kind"], "options": dict(r.get("options") or {})}
-            for r in msg["routes"]
-        ]
-    try:
-        b: bytes = msgpack.packb(out, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise ProtocolError(f"{typ}: cannot encode: {e}") from None
-    if len(b) > MAX_FRAME:
-        raise ProtocolError(f"{typ} message of {len(b)} bytes is over 1 MiB")
-    return b
-
-
-def encode_frame(msg: Mapping[str, Any]) -> bytes:
-    """Encode a control message with its u32 LE length prefix."""
-    b = encode_message(msg)
-    return _LEN.pack(len(b)) + b
-
-
-def _frame_len(prefix: bytes) -> int:
-    (n,) = _LEN.unpack(prefix)
-    if n == 0:
-        raise ProtocolError("control frame length is zero")
-    if n > MAX_FRAME:
-        raise ProtocolError(f"control frame length {n} is over 1 MiB")
-    return int(n)
-
-
-def parse_frame(buf: bytes | bytearray | memoryview) -> tuple[dict[str, Any], int]:
-    """Parse one frame from the start of ``buf``: returns (message, bytes consumed).
-
-    Raises :class:`TruncatedError` when ``buf`` holds only a prefix of a frame.
-    """
-    if len(buf) < 4:
-        raise TruncatedError("control frame: truncated")
-    n = _frame_len(bytes(buf[:4]))
-    if len(buf) < 4 + n:
-        raise TruncatedError("control frame: truncated")
-    return decode_message(bytes(buf[4 : 4 + n])), 4 + n
-
-
-_APP_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_METHODS: Final = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"))
-_KINDS: Final = frozenset(("http", "ws", "grpc"))
-
-
-def validate_routes(routes: Sequence[Mapping[str, Any]]) -> None:
-    """Check a manifest as the gateway will (PROTOCOL.md 1.3), so a bad route fails
-    in the worker with the same message the gateway would send back.
-
-    Raises :class:`ProtocolError` (code ``manifest``) naming the route, e.g.
-    ``route 3 (POST /users): duplicate of route 1``.
-    """
-    if len(routes) > MAX_ROUTES:
-        raise ProtocolError(f"manifest: {len(routes)} routes, at most {MAX_ROUTES} allowed", CODE_MANIFEST)
-    seen: dict[tuple[str, str], int] = {}
-    for i, r in enumerate(routes):
-        method, path, kind = r.get("method"), r.get("path"), r.get("kind")
-        opts = r.get("options") or {}
-
-        def bad(problem: str) -> ProtocolError:
-            return ProtocolError(f"route {i} ({method} {path}): {problem}", CODE_MANIFEST)
-
-        if method not in _METHODS:
-            raise bad(f"method {method!r} is not one of GET POST PUT PATCH DELETE HEAD OPTIONS *")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise bad("path does not start with '/'")
-        if len(path.encode()) > MAX_ROUTE_PATH:
-            raise bad(f"path of {len(path.encode())} bytes, at most {MAX_ROUTE_PATH} allowed")
-        if kind not in _KINDS:
-            raise bad(f"kind {kind!r} is not one of http ws grpc")
-        if "name" in opts and type(opts["name"]) is not str:
-            raise bad("option name is not a string")
-        if "timeout_ms" in opts and (type(opts["timeout_ms"]) is not int or opts["timeout_ms"] < 0):
-            raise bad("option timeout_ms is not a non-negative integer")
-        if "roles" in opts and (
-            type(opts["roles"]) not in (list, tuple) or any(type(x) is not str for x in opts["roles"])
-        ):
-            raise bad("option roles is not an array of strings")
-        key = (method, path)
-        if key in seen:
-            raise bad(f"duplicate of route {seen[key]}")
-        seen[key] = i
-
-
-class Welcome(NamedTuple):
-    """The gateway's welcome (PROTOCOL.md 1.3), checked against the segment geometry."""
-
-    version: int
-    worker_id: int
-    epoch: int
-    segment_size: int
-    req_capacity: int
-    resp_capacity: int
-    heartbeat_ms: int
-
-    @classmethod
-    def from_message(cls, m: Mapping[str, Any]) -> Welcome:
-        w = cls(*(m[k] for k in _KEYS["welcome"][1:]))
-        w.validate()
-        return w
-
-    def validate(self) -> None:
-        """Raise ProtocolError unless the welcome is usable (2.1 geometry)."""
-        if self.version != PROTOCOL_VERSION:
-            raise ProtocolError(f"welcome version {self.version}", CODE_VERSION)
-        for name, cap in (("req_capacity", self.req_capacity), ("resp_capacity", self.resp_capacity)):
-            if not 4096 <= cap <= 1 << 30 or cap & (cap - 1):
-                raise ProtocolError(f"welcome {name} {cap} is not a power of two in 4096..2^30")
-        want = 4096 + 2 * 1024 + self.req_capacity + self.resp_capacity
-        if self.segment_size != want:
-            raise ProtocolError(f"welcome segment_size {self.segment_size}, geometry gives {want}")
-        if self.heartbeat_ms <= 0:
-            raise ProtocolError(f"welcome heartbeat_ms {self.heartbeat_ms} is not positive")
-
-
-def _close_fds(fds: Iterable[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-class ControlChannel:
-    """The worker's end of the control socket (blocking I/O).
-
-    Descriptors may arrive only with the welcome; any that come with another frame
-    are closed and the read raises :class:`ProtocolError`.
-    """
-
-    __slots__ = ("sock",)
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    # -- connecting
-
-    @classmethod
-    def from_fd(cls, fd: int) -> ControlChannel:
-        """Adopt an inherited socket (a spawned worker's fd 3); the channel owns it."""
-        sock = socket.socket(fileno=fd)
-        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-            sock.detach()
-            raise ProtocolError(f"fd {fd} is not a Unix stream socket")
-        os.set_inheritable(fd, False)
-        return cls(sock)
-
-    @classmethod
-    def connect(cls, path: str, timeout: float | None = None) -> ControlChannel:
-        """Connect to a gateway's control socket (external worker)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.settimeout(None)
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, timeout: float | None = None) -> ControlChannel:
-        """Connect as the environment says: COVET_CONTROL_FD (spawned) or
-        COVET_CONTROL_SOCKET (external). Raises LookupError if neither is set."""
-        env = os.environ if environ is None else environ
-        fd = env.get(ENV_CONTROL_FD)
-        if fd:
-            if not fd.isdigit():
-                raise ValueError(f"{ENV_CONTROL_FD}={fd!r} is not a descriptor number")
-            return cls.from_fd(int(fd))
-        path = env.get(ENV_CONTROL_SOCKET)
-        if path:
-            return cls.connect(path, timeout)
-        raise LookupError(f"neither {ENV_CONTROL_FD} nor {ENV_CONTROL_SOCKET} is set")
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> ControlChannel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- framing
-
-    def _recv_exact(self, n: int, fds: list[int]) -> bytes:
-        """Read exactly n bytes, collecting any descriptors that arrive with them."""
-        parts = []
-        got = 0
-        while got < n:
-            # socket.recv_fds would do, but CPython 3.11 drops its flags argument, and
-            # the descriptors must arrive close-on-exec (MSG_CMSG_CLOEXEC).
-            data, anc, flags, _ = self.sock.recvmsg(n - got, _FDS_SPACE, socket.MSG_CMSG_CLOEXEC)
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    arr = array.array("i")
-                    arr.frombytes(cdata[: len(cdata) - len(cdata) % arr.itemsize])
-                    fds.extend(arr)
-            if flags & socket.MSG_CTRUNC:
-                raise ProtocolError(f"more than {_MAX_RECV_FDS} descriptors sent with a frame")
-            if not data:
-                if got == 0 and n == 4:
-                    raise EOFError("control socket closed by the gateway")
-                raise TruncatedError("control socket closed inside a frame")
-            parts.append(data)
-            got += len(data)
-        return b"".join(parts)
-
-    def _read_frame_fds(self, fds: list[int]) -> bytes:
-        n = _frame_len(self._recv_exact(4, fds))
-        return self._recv_exact(n, fds)
-
-    def read_frame(self) -> bytes:
-        """Read one frame's map bytes. Raises EOFError at a clean end of stream."""
-        fds: list[int] = []
-        try:
-            b = self._read_frame_fds(fds)
-        finally:
-            if fds:
-                _close_fds(fds)
-        if fds:
-            raise ProtocolError(f"{len(fds)} descriptors sent with a frame other than welcome (closed)")
-        return b
-
-    def write_frame(self, payload: bytes) -> None:
-        """Write one frame (prefix + payload) in one call."""
-        if not 0 < len(payload) <= MAX_FRAME:
-            raise ProtocolError(f"frame payload of {len(payload)} bytes")
-        self.sock.sendall(_LEN.pack(len(payload)) + payload)
-
-    def read_message(self) -> dict[str, Any]:
-        """Read and decode one control message."""
-        return decode_message(self.read_frame())
-
-    def write_message(self, msg: Mapping[str, Any]) -> None:
-        self.write_frame(encode_message(msg))
-
-    # -- handshake
-
-    def hello(
-        self,
-        app: str,
-        routes: Sequence[Mapping[str, Any]],
-        token: str = "",
-        pid: int | None = None,
-    ) -> None:
-        """Send hello, after checking the app name and manifest locally."""
-        if not _APP_RE.fullmatch(app):
-            raise ProtocolError(f"app name {app!r} is not 1..64 chars of [A-Za-z0-9_.-]")
-        validate_routes(routes)
-        self.write_message(
-            {
-                "type": "hello",
-                "version": PROTOCOL_VERSION,
-                "pid": os.getpid() if pid is None else pid,
-                "app": app,
-                "token": token,
-                "routes": routes,
-            }
-        )
-
-    def recv_welcome(self) -> tuple[Welcome, tuple[int, int, int]]:
-        """Read the gateway's answer to hello.
-
-        Returns the welcome and its descriptors (segment memfd, worker doorbell, gateway
-        doorbell), which the caller then owns. Raises :class:`PeerError` if the gateway
-        sent an error frame, :class:`ProtocolError` for anything else (a wrong number of
-        descriptors included); on any error every received descriptor is closed.
-        """
-        fds: list[int] = []
-        try:
-            m = decode_message(self._read_frame_fds(fds))
-            if m["type"] == "error":
-                raise PeerError(m["code"], m["message"])
-            if m["type"] != "welcome":
-                raise ProtocolError(f"{m['type']} where welcome was expected")
-            if len(fds) != WELCOME_FDS:
-                raise ProtocolError(f"welcome must carry exactly 3 descriptors, got {len(fds)}")
-            w = Welcome.from_message(m)
-        except BaseException:
-            _close_fds(fds)
-            raise
-        return w, (fds[0], fds[1], fds[2])
-
-    def send_error(self, code: str, message: str) -> None:
-        """Send an error frame; the caller closes the channel after it."""
-        self.write_message({"type": "error", "code": code, "message": message})
-
-
-# ------------------------------------------------------------------------ data plane
-
-
-class RequestHead:
-    """A decoded REQ_HEAD (PROTOCOL.md 3.1).
-
-    ``headers`` and ``params`` stay flat, as on the wire: ``[name, value, name, value,
-    ...]`` (header names str, values bytes; param names and values str).
-    """
-
-    __slots__ = (
-        "method",
-        "path",
-        "query",
-        "headers",
-        "route",
-        "params",
-        "http_version",
-        "scheme",
-        "client",
-        "request_id",
-        "body",
-        "timeout_ms",
-    )
-
-    method: str
-    path: str
-    query: str
-    headers: list[Any]
-    route: str
-    params: list[str]
-    http_version: str
-    scheme: str
-    client: str
-    request_id: str
-    body: int
-    timeout_ms: int
-
-    def header_pairs(self) -> list[tuple[str, bytes]]:
-        h = self.headers
-        return list(zip(h[0::2], h[1::2]))
-
-    def __repr__(self) -> str:
-        return f"RequestHead({self.method} {self.path}?{self.query} route={self.route})"
-
-
-_REQ_FIELDS: Final = RequestHead.__slots__
-_new_head = RequestHead.__new__
-
-
-def decode_request_head(payload: bytes) -> RequestHead:
-    """Decode a REQ_HEAD payload strictly (12 elements of the listed types)."""
-    try:
-        a = msgpack.unpackb(payload, raw=False)
-    except Exception as e:  # rare: fall back to the precise error path
-        _unpack(payload, "req_head")
-        raise ProtocolError(f"req_head: {e}") from None
-    if not well_formed(a):  # the worker's own check; a precise message only on failure
-        _req_head_error(a)
-    h = _new_head(RequestHead)
-    (
-        h.method,
-        h.path,
-        h.query,
-        h.headers,
-        h.route,
-        h.params,
-        h.http_version,
-        h.scheme,
-        h.client,
-        h.request_id,
-        h.body,
-        h.timeout_ms,
-    ) = a
-    return h
-
-
-_REQ_TYPES: Final = (str, str, str, list, str, list, str, str, str, str, int, int)
-
-
-def _req_head_error(a: Any) -> None:
-    if type(a) is not list or len(a) != 12:
-        raise ProtocolError(
-            f"req_head: want array of 12, got {_mtype(a)}" + (f" of {len(a)}" if type(a) is list else "")
-        )
-    for i, (name, t) in enumerate(zip(_REQ_FIELDS, _REQ_TYPES)):
-        if type(a[i]) is not t:
-            raise ProtocolError(f'req_head: element {i} "{name}": want {_mtype(t())}, got {_mtype(a[i])}')
-    for i, name in ((3, "headers"), (5, "params")):
-        if len(a[i]) & 1:
-            raise ProtocolError(f'req_head: element {i} "{name}": odd length {len(a[i])}')
-    for j, x in enumerate(a[3]):
-        want = str if j % 2 == 0 else bytes
-        if type(x) is not want:
-            raise ProtocolError(f'req_head: "headers" item {j}: want {_mtype(want())}, got {_mtype(x)}')
-    for j, x in enumerate(a[5]):
-        if type(x) is not str:
-            raise ProtocolError(f'req_head: "params" item {j}: want str, got {_mtype(x)}')
-    if a[10] < -1:
-        raise ProtocolError(f'req_head: "body": {a[10]} < -1')
-    raise ProtocolError(f'req_head: "timeout_ms": negative ({a[11]})')
-
-
-def encode_request_head(h: RequestHead) -> bytes:
-    """Encode a REQ_HEAD (the gateway's job; here for tests and the test client)."""
-    return msgpack.packb([getattr(h, f) for f in _REQ_FIELDS], use_bin_type=True)  # type: ignore[no-any-return]
-
-
-_TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-# Header names already checked, mapped to their lower-case form; bounded so that a
-# handler echoing arbitrary names cannot grow it without limit.
-_header_names: dict[str, str] = {}
-_HEADER_NAME_CACHE: Final = 512
-
-
-def _check_header_name(name: str) -> str:
-    lname = name.lower()
-    raw = lname.encode("ascii", "replace") if type(name) is str else b""
-    if len(raw) > MAX_HEADER_NAME or not _TOKEN_RE.fullmatch(raw):
-        raise ValueError(f"header name {name!r} is not an HTTP token of at most {MAX_HEADER_NAME} bytes")
-    if len(_header_names) < _HEADER_NAME_CACHE:
-        _header_names[name] = lname
-    return lname
-
-
-def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body: int) -> bytes:
-    """Encode a RESP_HEAD payload (PROTOCOL.md 3.2).
-
-    Header names are lower-cased and must be HTTP tokens of at most 256 bytes; values
-    are bytes without NUL, CR or LF, at most 64 KiB; at most 1024 headers; status
-    200..599; body >= -1. These are the gateway's checks: a head it would refuse ends
-    the worker's session, so it is refused here instead (ValueError).
-    """
-    if type(body) is not int or body < -1:
-        raise ValueError(f"body {body!r} is not an int >= -1")
-    if type(status) is not int or not 200 <= status <= 599:
-        raise ValueError(f"status {status!r} not in 200..599")
-    # Most responses repeat a few status + header combinations: their checked and
-    # encoded prefix ([status, headers, ...) is cached; only the body length varies.
-    pairs = tuple(headers)
-    key = (status, pairs)
-    try:
-        prefix = _head_prefixes.get(key)
-    except TypeError:  # an unhashable value (a bytearray): encode it, do not cache
-        return _encode_head_prefix(status, pairs) + _packer.pack(body)  # type: ignore[no-any-return]
-    if prefix is None:
-        prefix = _encode_head_prefix(status, pairs)
-        if len(_head_prefixes) < _HEAD_PREFIX_CACHE:
-            _head_prefixes[key] = prefix
-    return prefix + _packer.pack(body)  # type: ignore[no-any-return]
-
-
-# Checked, encoded RESP_HEAD prefixes by (status, header pairs); bounded like the names.
-_head_prefixes: dict[tuple[int, tuple[tuple[str, bytes], ...]], bytes] = {}
-_HEAD_PREFIX_CACHE: Final = 512
-
-
-def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> bytes:
-    """``fixarray(3), status, [name, value, ...]``: the RESP_HEAD up to its body length."""
-    flat: list[str | bytes] = []
-    names = _header_names
-    for name, value in headers:
-        lname = names.get(name)
-        if lname is None:
-            lname = _check_header_name(name)
-        if type(value) is not bytes:
-            value = bytes(value)
-        if b"\r" in value or b"\n" in value or b"\x00" in value or len(value) > MAX_HEADER_VALUE:
-            raise ValueError(f"header {name!r}: value has NUL, CR or LF, or is over 64 KiB")
-        flat.append(lname)
-        flat.append(value)
-    if len(flat) > 2 * MAX_RESPONSE_HEADERS:
-        raise ValueError(f"{len(flat) // 2} headers, at most {MAX_RESPONSE_HEADERS}")
-    return b"\x93" + _packer.pack(status) + _packer.pack(flat)  # type: ignore[no-any-return]
-
-
-def decode_response_head(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int]:
-    """Decode a RESP_HEAD payload (for tests): (status, [(name, value)], body)."""
-    return _response_head(_unpack(payload, "resp_head"))
-
-
-def decode_response(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int, bytes]:
-    """Decode a RESP payload (for tests): a RESP_HEAD followed by exactly its ``body``
-    bytes of body; (status, [(name, value)], body length, body)."""
-    u = msgpack.Unpacker(raw=False)
-    u.feed(payload)
-    try:
-        a = u.unpack()
-    except msgpack.OutOfData:
-        raise TruncatedError("resp: truncated head") from None
-    except Exception as e:
-        raise ProtocolError(f"resp: malformed MessagePack: {e}") from None
-    status, pairs, length = _response_head(a)
-    body = bytes(payload[u.tell():])
-    if length != len(body):
-        raise ProtocolError(f"resp: head says {length} bytes, {len(body)} follow")
-    return status, pairs, length, body
-
-
-def _response_head(a: Any) -> tuple[int, list[tuple[str, bytes]], int]:
-    if type(a) is not list or len(a) != 3:
-        raise ProtocolError("resp_head: want array of 3")
-    status, flat, body = a
-    if type(status) is not int or type(flat) is not list or type(body) is not int or len(flat) & 1:
-        raise ProtocolError("resp_head: mistyped element")
-    pairs = list(zip(flat[0::2], flat[1::2]))
-    if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
-        raise ProtocolError("resp_head: headers must be [str, bin, ...]")
-    return status, pairs, body
-
-
-def encode_error_payload(status: int, message: str) -> bytes:
-    """Encode an ERROR payload (PROTOCOL.md 3.3): status 400..599 (499 = cancelled)."""
-    if type(status) is not int or not 400 <= status <= 599:
-        raise ValueError(f"status {status!r} not in 400..599")
-    if type(message) is not str:
-        raise TypeError("message must be str")
-    return msgpack.packb([status, message], use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def decode_error_payload(payload: bytes) -> tuple[int, str]:
-    """Decode an ERROR payload strictly: (status, message)."""
-    a = _unpack(payload, "error")
-    if type(a) is not list or len(a) != 2:
-        raise ProtocolError("error: want array of 2")
-    status, message = a
-    if type(status) is not int or not 400 <= status <= 599:
-        raise ProtocolError(f"error: status {status!r} not an int in 400..599")
-    if type(message) is not str:
-        raise ProtocolError(f"error: message: want str, got {_mtype(message)}")
-    return status, message
-
-
-def encode_window_payload(grant: int) -> bytes:
-    """Encode a WINDOW payload (PROTOCOL.md 3.4): ``[grant]``, 1..MAX_WINDOW_GRANT."""
-    if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
-        raise ValueError(f"grant {grant!r} not in 1..{MAX_WINDOW_GRANT}")
-    return msgpack.packb([grant])  # type: ignore[no-any-return]
-
-
-def decode_window_payload(payload: bytes) -> int:
-    """Decode a WINDOW payload strictly: the grant, an int in 1..MAX_WINDOW_GRANT."""
-    a = _unpack(payload, "window")
-    if type(a) is not list or len(a) != 1:
-        raise ProtocolError("window: want array of 1")
-    grant = a[0]
-    if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
-        raise ProtocolError(f"window: grant {grant!r} not an int in 1..{MAX_WINDOW_GRANT}")
-    return grant

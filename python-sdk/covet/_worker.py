@@ -45,11 +45,19 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from ._app import Covet
-from ._head import RequestHead, decode_head
-from ._proto import (
+from ._control import (
     CODE_INTERNAL,
     CODE_PROTOCOL,
     ENV_CONTROL_FD,
+    ControlChannel,
+    PeerError,
+    ProtocolError,
+    TruncatedError,
+    Welcome,
+    parse_frame,
+)
+from ._head import RequestHead, decode_head
+from ._payloads import (
     FLAG_BEGIN,
     FLAG_END,
     FLAG_ERR,
@@ -63,15 +71,9 @@ from ._proto import (
     FRAME_WINDOW,
     MAX_HEAD,
     RESPONSE_WINDOW,
-    ControlChannel,
-    PeerError,
-    ProtocolError,
-    TruncatedError,
-    Welcome,
     decode_window_payload,
     encode_error_payload,
     encode_response_head,
-    parse_frame,
 )
 from ._responses import Response
 from ._shmring import (

@@ -153,13 +153,10 @@ class FakeGateway:
     def request(self, rid: int, method: str, path: str, route: str | None = None,
                 params: list[str] | None = None, body: bytes = b"", query: str = "",
                 headers: list[tuple[str, bytes]] | None = None, wake: bool = True) -> None:
-        h = _proto.RequestHead.__new__(_proto.RequestHead)
-        h.method, h.path, h.query = method, path, query
-        h.headers = [x for pair in (headers or []) for x in pair]
-        h.route, h.params = route or path, params or []
-        h.http_version, h.scheme, h.client = "1.1", "http", "127.0.0.1:5555"
-        h.request_id, h.body, h.timeout_ms = f"req-{rid:x}", len(body), 0
-        self.send_frames(sr.REQ_HEAD, rid, _proto.encode_request_head(h), wake=wake)
+        h = _proto.RequestHead(method, path, query, [x for pair in (headers or []) for x in pair],
+                               route or path, params or [], "1.1", "http", "127.0.0.1:5555",
+                               f"req-{rid:x}", len(body), 0)  # fmt: skip
+        self.send_frames(sr.REQ_HEAD, rid, _proto.encode_head(h), wake=wake)
         if body:
             self.send_frames(sr.REQ_BODY, rid, body, wake=wake)
 

@@ -1,0 +1,235 @@
+"""The data-plane payloads of the CovetPy worker protocol, version 1 (PROTOCOL.md 2.3, 3).
+
+Frame type numbers and flags (2.3, the ring layer's numbers under the protocol's
+names), the response-flow window (2.7), and the MessagePack payloads a worker writes
+and reads: :func:`encode_response_head` (3.2), :func:`encode_error_payload` (3.3),
+:func:`decode_window_payload` (3.4), plus their inverses for tests. The request head
+(3.1) has one decoder, ``covet._head.decode_head``.
+
+Decoders raise ``covet._control.ProtocolError`` (TruncatedError for a cut payload).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+import msgpack  # type: ignore[import-untyped]
+
+from covet import _shmring
+from covet._control import ProtocolError, TruncatedError, msgpack_type, unpack_strict
+
+__all__ = [
+    "MAX_HEAD",
+    "RESPONSE_WINDOW",
+    "MAX_WINDOW_GRANT",
+    "FRAME_PAD",
+    "FRAME_REQ_HEAD",
+    "FRAME_REQ_BODY",
+    "FRAME_RESP_HEAD",
+    "FRAME_RESP_BODY",
+    "FRAME_RESP",
+    "FRAME_CANCEL",
+    "FRAME_ERROR",
+    "FRAME_WINDOW",
+    "FRAME_CONTROL",
+    "FRAME_WS_FIRST",
+    "FRAME_WS_LAST",
+    "FRAME_GRPC_FIRST",
+    "FRAME_GRPC_LAST",
+    "FLAG_BEGIN",
+    "FLAG_END",
+    "FLAG_CANCEL",
+    "FLAG_ERR",
+    "MAX_RESPONSE_HEADERS",
+    "MAX_HEADER_NAME",
+    "MAX_HEADER_VALUE",
+    "encode_response_head",
+    "decode_response_head",
+    "decode_response",
+    "encode_error_payload",
+    "decode_error_payload",
+    "encode_window_payload",
+    "decode_window_payload",
+]
+
+#: One packer reused for response heads: msgpack.packb builds a Packer per call, which
+#: costs about 1 us of the ~1.3 us a head takes to encode. Packer.pack resets its buffer
+#: each call; it is used only from the worker's event-loop thread.
+_packer = msgpack.Packer(use_bin_type=True)
+
+MAX_HEAD: Final = 1 << 20  # assembled REQ_HEAD / RESP_HEAD / ERROR payload (4)
+#: Response body one request may send before the gateway grants more (2.7), and the
+#: largest single WINDOW grant (3.4).
+RESPONSE_WINDOW: Final = 2 << 20
+MAX_WINDOW_GRANT: Final = 1 << 30
+
+# Frame types and flags (2.3): the ring layer's numbers, under this module's names.
+# 80-95 are reserved for WebSocket, 96-111 for gRPC.
+FRAME_PAD: Final = _shmring.PAD
+FRAME_REQ_HEAD: Final = _shmring.REQ_HEAD
+FRAME_REQ_BODY: Final = _shmring.REQ_BODY
+FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
+FRAME_RESP_BODY: Final = _shmring.RESP_BODY
+FRAME_RESP: Final = _shmring.RESP  # head and whole body in one frame (2.4)
+FRAME_CANCEL: Final = _shmring.CANCEL
+FRAME_ERROR: Final = _shmring.ERROR
+FRAME_WINDOW: Final = _shmring.WINDOW
+FRAME_CONTROL: Final = _shmring.CONTROL
+FRAME_WS_FIRST: Final = 80
+FRAME_WS_LAST: Final = 95
+FRAME_GRPC_FIRST: Final = 96
+FRAME_GRPC_LAST: Final = 111
+
+FLAG_BEGIN: Final = _shmring.BEGIN
+FLAG_END: Final = _shmring.END
+FLAG_CANCEL: Final = _shmring.FLAG_CANCEL
+FLAG_ERR: Final = _shmring.FLAG_ERR
+
+MAX_RESPONSE_HEADERS: Final = 1024
+MAX_HEADER_NAME: Final = 256
+MAX_HEADER_VALUE: Final = 64 << 10
+
+
+_TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+# Header names already checked, mapped to their lower-case form; bounded so that a
+# handler echoing arbitrary names cannot grow it without limit.
+_header_names: dict[str, str] = {}
+_HEADER_NAME_CACHE: Final = 512
+
+
+def _check_header_name(name: str) -> str:
+    lname = name.lower()
+    raw = lname.encode("ascii", "replace") if type(name) is str else b""
+    if len(raw) > MAX_HEADER_NAME or not _TOKEN_RE.fullmatch(raw):
+        raise ValueError(f"header name {name!r} is not an HTTP token of at most {MAX_HEADER_NAME} bytes")
+    if len(_header_names) < _HEADER_NAME_CACHE:
+        _header_names[name] = lname
+    return lname
+
+
+def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body: int) -> bytes:
+    """Encode a RESP_HEAD payload (PROTOCOL.md 3.2).
+
+    Header names are lower-cased and must be HTTP tokens of at most 256 bytes; values
+    are bytes without NUL, CR or LF, at most 64 KiB; at most 1024 headers; status
+    200..599; body >= -1. These are the gateway's checks: a head it would refuse ends
+    the worker's session, so it is refused here instead (ValueError).
+    """
+    if type(body) is not int or body < -1:
+        raise ValueError(f"body {body!r} is not an int >= -1")
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"status {status!r} not in 200..599")
+    # Most responses repeat a few status + header combinations: their checked and
+    # encoded prefix ([status, headers, ...) is cached; only the body length varies.
+    pairs = tuple(headers)
+    key = (status, pairs)
+    try:
+        prefix = _head_prefixes.get(key)
+    except TypeError:  # an unhashable value (a bytearray): encode it, do not cache
+        return _encode_head_prefix(status, pairs) + _packer.pack(body)  # type: ignore[no-any-return]
+    if prefix is None:
+        prefix = _encode_head_prefix(status, pairs)
+        if len(_head_prefixes) < _HEAD_PREFIX_CACHE:
+            _head_prefixes[key] = prefix
+    return prefix + _packer.pack(body)  # type: ignore[no-any-return]
+
+
+# Checked, encoded RESP_HEAD prefixes by (status, header pairs); bounded like the names.
+_head_prefixes: dict[tuple[int, tuple[tuple[str, bytes], ...]], bytes] = {}
+_HEAD_PREFIX_CACHE: Final = 512
+
+
+def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> bytes:
+    """``fixarray(3), status, [name, value, ...]``: the RESP_HEAD up to its body length."""
+    flat: list[str | bytes] = []
+    names = _header_names
+    for name, value in headers:
+        lname = names.get(name)
+        if lname is None:
+            lname = _check_header_name(name)
+        if type(value) is not bytes:
+            value = bytes(value)
+        if b"\r" in value or b"\n" in value or b"\x00" in value or len(value) > MAX_HEADER_VALUE:
+            raise ValueError(f"header {name!r}: value has NUL, CR or LF, or is over 64 KiB")
+        flat.append(lname)
+        flat.append(value)
+    if len(flat) > 2 * MAX_RESPONSE_HEADERS:
+        raise ValueError(f"{len(flat) // 2} headers, at most {MAX_RESPONSE_HEADERS}")
+    return b"\x93" + _packer.pack(status) + _packer.pack(flat)  # type: ignore[no-any-return]
+
+
+def decode_response_head(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int]:
+    """Decode a RESP_HEAD payload (for tests): (status, [(name, value)], body)."""
+    return _response_head(unpack_strict(payload, "resp_head"))
+
+
+def decode_response(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int, bytes]:
+    """Decode a RESP payload (for tests): a RESP_HEAD followed by exactly its ``body``
+    bytes of body; (status, [(name, value)], body length, body)."""
+    u = msgpack.Unpacker(raw=False)
+    u.feed(payload)
+    try:
+        a = u.unpack()
+    except msgpack.OutOfData:
+        raise TruncatedError("resp: truncated head") from None
+    except Exception as e:
+        raise ProtocolError(f"resp: malformed MessagePack: {e}") from None
+    status, pairs, length = _response_head(a)
+    body = bytes(payload[u.tell():])
+    if length != len(body):
+        raise ProtocolError(f"resp: head says {length} bytes, {len(body)} follow")
+    return status, pairs, length, body
+
+
+def _response_head(a: Any) -> tuple[int, list[tuple[str, bytes]], int]:
+    if type(a) is not list or len(a) != 3:
+        raise ProtocolError("resp_head: want array of 3")
+    status, flat, body = a
+    if type(status) is not int or type(flat) is not list or type(body) is not int or len(flat) & 1:
+        raise ProtocolError("resp_head: mistyped element")
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
+        raise ProtocolError("resp_head: headers must be [str, bin, ...]")
+    return status, pairs, body
+
+
+def encode_error_payload(status: int, message: str) -> bytes:
+    """Encode an ERROR payload (PROTOCOL.md 3.3): status 400..599 (499 = cancelled)."""
+    if type(status) is not int or not 400 <= status <= 599:
+        raise ValueError(f"status {status!r} not in 400..599")
+    if type(message) is not str:
+        raise TypeError("message must be str")
+    return msgpack.packb([status, message], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_error_payload(payload: bytes) -> tuple[int, str]:
+    """Decode an ERROR payload strictly: (status, message)."""
+    a = unpack_strict(payload, "error")
+    if type(a) is not list or len(a) != 2:
+        raise ProtocolError("error: want array of 2")
+    status, message = a
+    if type(status) is not int or not 400 <= status <= 599:
+        raise ProtocolError(f"error: status {status!r} not an int in 400..599")
+    if type(message) is not str:
+        raise ProtocolError(f"error: message: want str, got {msgpack_type(message)}")
+    return status, message
+
+
+def encode_window_payload(grant: int) -> bytes:
+    """Encode a WINDOW payload (PROTOCOL.md 3.4): ``[grant]``, 1..MAX_WINDOW_GRANT."""
+    if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
+        raise ValueError(f"grant {grant!r} not in 1..{MAX_WINDOW_GRANT}")
+    return msgpack.packb([grant])  # type: ignore[no-any-return]
+
+
+def decode_window_payload(payload: bytes) -> int:
+    """Decode a WINDOW payload strictly: the grant, an int in 1..MAX_WINDOW_GRANT."""
+    a = unpack_strict(payload, "window")
+    if type(a) is not list or len(a) != 1:
+        raise ProtocolError("window: want array of 1")
+    grant = a[0]
+    if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
+        raise ProtocolError(f"window: grant {grant!r} not an int in 1..{MAX_WINDOW_GRANT}")
+    return grant
