@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,10 @@ import (
 	"github.com/covetpy/covetpy/workerproto"
 )
 
+// version is the gateway's version. make build sets it (-X main.version=...) to the
+// SDK's version in python-sdk/pyproject.toml: the two are released together.
+var version = "devel"
+
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "covet-gateway:", err)
@@ -42,6 +47,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+		_, err := fmt.Fprintln(stdout, "covet-gateway", version)
+		return err
+	}
 	cfg, printConfig, err := parseFlags(args, os.Environ(), stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -114,6 +123,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0))
+	if cfg.Banner != "" {
+		fmt.Fprintln(stdout, strings.ReplaceAll(cfg.Banner, "{addr}", ln.Addr().String()))
+	}
 
 	select {
 	case err := <-served:
@@ -181,6 +193,7 @@ type Config struct {
 	MaxRSS        byteSize      `config:"max_rss" help:"recycle a worker whose resident memory passes this size (bytes, or with K, M, G); 0 = never"`
 	RingRequest   byteSize      `config:"ring_request_bytes" help:"each worker's request ring: a power of two from 4K to 1G"`
 	RingResponse  byteSize      `config:"ring_response_bytes" help:"each worker's response ring: a power of two from 4K to 1G"`
+	Banner        string        `config:"banner" help:"a line printed on stdout once the listener is bound, {addr} replaced by its address (covet run sets it); empty = none"`
 	Procs         int           `config:"procs" help:"CPUs the gateway's Go code runs on at once (GOMAXPROCS); 0 = two per spawned worker, at most the CPUs available less one per worker, at least 1 ($GOMAXPROCS, when set, and no spawned workers: Go's default)"`
 
 	Dispatch   dispatch.Config
@@ -209,6 +222,7 @@ func parseFlags(args, environ []string, stderr io.Writer) (cfg *Config, printCon
 	cfg = defaultConfig()
 	rest, err := config.Load(cfg, "covet-gateway", "COVET_", environ, args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&printConfig, "print-config", false, "print the effective configuration (YAML, loadable with --config) and exit")
+		fs.Bool("version", false, "print the gateway's version and exit")
 	})
 	if err != nil {
 		return nil, false, err

@@ -152,3 +152,12 @@ func TestConfigFileAndPrintConfig(t *testing.T) {
 		t.Errorf("bad file: %v", err)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"--workers", "-1", "--version"}} {
+		var out bytes.Buffer
+		if err := run(args, &out, io.Discard); err != nil || out.String() != "covet-gateway "+version+"\n" {
+			t.Errorf("run(%q) = %v, printed %q", args, err, out.String())
+		}
+	}
+}
