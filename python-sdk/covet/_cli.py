@@ -2,12 +2,19 @@
 
 ::
 
+    covet --version                              the SDK's version
     covet worker MODULE:ATTR [--app-name NAME]   serve as one worker of a gateway
     covet routes MODULE:ATTR                     print the route table
     covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--gateway PATH] [--reload]
+              [--admin-listen ADDR] [--access-log] [--log-level LEVEL] [--config FILE]
+              [-- GATEWAY FLAGS...]
                                                  exec the gateway, which spawns workers
                                                  (--reload: run it as a child and SIGHUP it
                                                  when a *.py file changes: new workers)
+
+``covet run`` passes what follows ``--`` to the gateway unchanged, after its own flags
+(so a repeated flag there wins); ``covet-gateway -h`` lists them. The gateway prints the
+banner once its listener is bound (its ``--banner`` setting).
 
 ``MODULE:ATTR`` is imported the way uvicorn does it: the current directory goes first
 on ``sys.path``, ``MODULE`` is imported, and ``ATTR`` (dots allowed) looked up in it.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import shlex
@@ -28,7 +36,7 @@ from typing import Any, Final
 
 from ._app import Covet
 
-__all__ = ["AppLoadError", "find_gateway", "gateway_argv", "load_app", "main"]
+__all__ = ["AppLoadError", "find_gateway", "gateway_argv", "load_app", "main", "sdk_version"]
 
 ENV_GATEWAY: Final = "COVET_GATEWAY"
 ENV_LOG_LEVEL: Final = "COVET_LOG_LEVEL"
@@ -97,12 +105,23 @@ def _host_port(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def sdk_version() -> str:
+    """The installed SDK's version (python-sdk/pyproject.toml); ``unknown`` when the
+    package runs from a source tree without being installed."""
+    try:
+        return importlib.metadata.version("covet")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def gateway_argv(gateway: str, spec: str, app_name: str, workers: int, host: str, port: int,
-                 worker_app_name: str | None = None) -> list[str]:
-    """The gateway's command line (flags agreed with gateway/)."""
+                 worker_app_name: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """The gateway's command line (flags agreed with gateway/): covet run's own
+    settings, then ``extra`` (gateway flags passed through unchanged)."""
     worker_cmd = f"{shlex.quote(sys.executable)} -m covet worker {shlex.quote(spec)}"
     if worker_app_name:
         worker_cmd += f" --app-name {shlex.quote(worker_app_name)}"
+    plural = "" if workers == 1 else "s"
     return [
         gateway,
         "--listen", _host_port(host, port),
@@ -110,6 +129,8 @@ def gateway_argv(gateway: str, spec: str, app_name: str, workers: int, host: str
         "--workers", str(workers),
         "--worker-cmd", worker_cmd,
         "--worker-dir", os.getcwd(),
+        "--banner", f"CovetPy serving {spec} on http://{{addr}} ({workers} worker{plural})",
+        *extra,
     ]  # fmt: skip
 
 
@@ -122,15 +143,36 @@ def _setup_logging() -> None:
     )
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def _positive(text: str) -> int:
-    n = int(text)
+    n = _integer(text)
     if n < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return n
 
 
+def _port(text: str) -> int:
+    n = _integer(text)
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0..65535; 0 = any free port)")
+    return n
+
+
+#: ``covet run``'s flags for common gateway settings: (flag, takes a value). Each is
+#: passed on as the same gateway flag, only when given.
+GATEWAY_FLAGS: Final = (("--admin-listen", True), ("--access-log", False), ("--log-level", True), ("--config", True))
+LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="covet", description="CovetPy: Python handlers behind a Go gateway")
+    p.add_argument("--version", action="version", version=f"covet {sdk_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     w = sub.add_parser("worker", help="serve an app as one worker (started by the gateway)")
@@ -140,16 +182,26 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("routes", help="print the app's route table")
     r.add_argument("app", metavar="MODULE:ATTR")
 
-    run = sub.add_parser("run", help="start the gateway, which spawns the workers")
+    run = sub.add_parser("run", help="start the gateway, which spawns the workers",
+                         usage="%(prog)s MODULE:ATTR [options] [-- GATEWAY FLAGS...]",
+                         epilog="Flags after -- go to the gateway unchanged, after covet run's own "
+                                "(covet-gateway -h lists them), e.g. -- --max-rss 512M --timeout 10s.")
     run.add_argument("app", metavar="MODULE:ATTR")
     run.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                      help="worker processes (default: CPU count)")
     run.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    run.add_argument("--port", type=int, default=8000, help="listen port (default 8000)")
+    run.add_argument("--port", type=_port, default=8000, help="listen port (default 8000; 0 = any free port)")
     run.add_argument("--gateway", help=f"gateway binary (default: ${ENV_GATEWAY}, bin/{GATEWAY_NAME}, PATH)")
     run.add_argument("--app-name", help="app name for the gateway (default: the app's name)")
     run.add_argument("--reload", action="store_true",
                      help="development: restart the workers when a *.py file under the current directory changes")
+    run.add_argument("--admin-listen", metavar="ADDR",
+                     help="gateway: serve /metrics, /healthz and /readyz on this address (default: none)")
+    run.add_argument("--access-log", action="store_true", help="gateway: log one line per request")
+    run.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
+                     help=f"gateway and workers: log level (default info; also ${ENV_LOG_LEVEL})")
+    run.add_argument("--config", metavar="FILE",
+                     help="gateway: YAML configuration file; covet run's own flags win over it")
     return p
 
 
@@ -178,9 +230,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     gateway = find_gateway(args.gateway)
     name = args.app_name or app.name
-    argv = gateway_argv(gateway, args.app, name, args.workers, args.host, args.port, args.app_name)
-    print(f"CovetPy serving {args.app} on http://{_host_port(args.host, args.port)} ({args.workers} workers)",
-          flush=True)  # fmt: skip
+    extra: list[str] = []
+    for flag, takes_value in GATEWAY_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value:
+            extra += [flag, value] if takes_value else [flag]
+    if args.log_level:  # the workers read it from the environment they inherit
+        os.environ[ENV_LOG_LEVEL] = args.log_level
+    argv = gateway_argv(gateway, args.app, name, args.workers, args.host, args.port, args.app_name,
+                        [*extra, *args.gateway_args])  # fmt: skip
+    sys.stdout.flush()
     sys.stderr.flush()
     if args.reload:
         from ._reload import run_with_reload
@@ -192,7 +251,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point (``covet``) and ``python -m covet``."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    passthrough: list[str] = []
+    if "--" in argv:  # covet run's gateway flags; argparse would take them as arguments
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    args = parser.parse_args(argv)
+    if passthrough and args.command != "run":
+        parser.error(f"arguments after -- are gateway flags, for covet run only (got {shlex.join(passthrough)})")
+    args.gateway_args = passthrough
     commands = {"worker": _cmd_worker, "routes": _cmd_routes, "run": _cmd_run}
     try:
         return commands[args.command](args)

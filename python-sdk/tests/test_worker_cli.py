@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shlex
@@ -64,7 +65,8 @@ def fake_gateway(tmp_path: Path) -> tuple[Path, Path]:
     out = tmp_path / "argv.json"
     gw = tmp_path / "fake-gateway"
     gw.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
-                  f"json.dump({{'argv': sys.argv, 'cwd': os.getcwd()}}, open({str(out)!r}, 'w'))\n")
+                  f"json.dump({{'argv': sys.argv, 'cwd': os.getcwd(), 'log_level': os.environ.get('COVET_LOG_LEVEL')}},"
+                  f" open({str(out)!r}, 'w'))\n")
     gw.chmod(0o755)
     return gw, out
 
@@ -74,12 +76,14 @@ def test_run_execs_the_gateway_with_the_agreed_flags(tmp_path: Path) -> None:
     r = covet("run", "worker_app:app", "--workers", "3", "--host", "0.0.0.0", "--port", "8123",
               "--gateway", str(gw))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == "CovetPy serving worker_app:app on http://0.0.0.0:8123 (3 workers)"
+    # The banner is the gateway's to print once it has bound (--banner), not covet's.
+    assert r.stdout == ""
     got = json.loads(out.read_text())
     argv = got["argv"]
     assert argv[1:9] == ["--listen", "0.0.0.0:8123", "--app", "worker-test", "--workers", "3",
                          "--worker-cmd", f"{shlex.quote(sys.executable)} -m covet worker worker_app:app"]
-    assert argv[9:] == ["--worker-dir", str(TESTS_DIR)]
+    assert argv[9:] == ["--worker-dir", str(TESTS_DIR),
+                        "--banner", "CovetPy serving worker_app:app on http://{addr} (3 workers)"]
     assert shlex.split(argv[8]) == [sys.executable, "-m", "covet", "worker", "worker_app:app"]
 
 
@@ -111,3 +115,54 @@ def test_find_gateway_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_ipv6_listen_address_is_bracketed() -> None:
     argv = _cli.gateway_argv("/gw", "m:app", "name", 2, "::1", 80)
     assert argv[1:3] == ["--listen", "[::1]:80"]
+
+
+def test_run_passes_the_common_gateway_settings_and_everything_after_the_dashes(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--workers", "1", "--gateway", str(gw),
+              "--admin-listen", "127.0.0.1:9100", "--access-log", "--log-level", "DEBUG", "--config", "covet.yaml",
+              "--", "--max-rss", "512M", "--workers", "2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    argv = got["argv"]
+    banner = argv.index("--banner")
+    assert argv[banner:banner + 2] == ["--banner", "CovetPy serving worker_app:app on http://{addr} (1 worker)"]
+    assert argv[banner + 2:] == ["--admin-listen", "127.0.0.1:9100", "--access-log", "--log-level", "debug",
+                                 "--config", "covet.yaml", "--max-rss", "512M", "--workers", "2"]
+    assert got["log_level"] == "debug"  # the workers inherit it
+
+
+def test_run_passes_no_gateway_setting_that_was_not_given(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--workers", "2", "--gateway", str(gw))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    assert not {"--admin-listen", "--access-log", "--log-level", "--config"} & set(got["argv"])
+    assert got["log_level"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "abc"], "argument --workers: 'abc' is not an integer"),
+        (["--workers", "0"], "argument --workers: 0 is not a positive integer"),
+        (["--port", "http"], "argument --port: 'http' is not an integer"),
+        (["--port", "70000"], "argument --port: 70000 is not a port number"),
+        (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),
+    ],
+)
+def test_run_refuses_bad_values_by_name(args: list[str], message: str) -> None:
+    r = covet("run", "worker_app:app", "--gateway", "/nonexistent", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_dashes_belong_to_run_only() -> None:
+    r = covet("routes", "worker_app:app", "--", "--max-rss", "1G")
+    assert r.returncode == 2 and "arguments after -- are gateway flags, for covet run only" in r.stderr
+
+
+def test_version_is_the_installed_sdk_version() -> None:
+    r = covet("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"covet {importlib.metadata.version('covet')}\n"
+    assert _cli.sdk_version() == importlib.metadata.version("covet")
