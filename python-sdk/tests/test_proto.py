@@ -106,6 +106,15 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
         assert p.encode_error_payload(status, message) == raw
 
 
+def test_one_request_head_and_one_decoder() -> None:
+    # REQ_HEAD has one type and one decoder in the SDK: covet._head's, which the worker
+    # runs and the golden vector above checks.
+    from covet import _head
+
+    assert p.RequestHead is _head.RequestHead and p.decode_head is _head.decode_head
+    assert not hasattr(p, "decode_request_head")
+
+
 def test_request_head_non_ascii_value() -> None:
     h = p.decode_head(read_hex(TESTDATA / "req_head.hex"))
     assert dict(zip(h.headers[0::2], h.headers[1::2]))["x-name"] == "café".encode() + b" \xff\xfe"
