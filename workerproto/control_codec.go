@@ -238,8 +238,6 @@ func (d *dec) str() (string, error) {
 	return string(p), err
 }
 
-func (d *dec) int() (int64, error) { return d.r.int() }
-
 // intMin reads an int >= min.
 func (d *dec) intMin(min int64) (int64, error) {
 	n, err := d.r.int()
@@ -248,10 +246,6 @@ func (d *dec) intMin(min int64) (int64, error) {
 	}
 	return n, err
 }
-
-func (d *dec) uint() (uint64, error) { return d.r.uint() }
-
-func (d *dec) skip(depth int) error { return d.r.skip(depth) }
 
 // any decodes an option value: nil, bool, int64 (uint64 above math.MaxInt64),
 // float64, string, []byte (a copy), []any or map[string]any.
@@ -350,7 +344,7 @@ func (d *dec) walk(visit func(key string) (bool, error)) error {
 			return wrapField(d.where, key, err)
 		}
 		if !ok {
-			if err := d.skip(1); err != nil {
+			if err := d.r.skip(1); err != nil {
 				return wrapField(d.where, key, err)
 			}
 			continue
@@ -452,7 +446,7 @@ func (d *dec) hello() (Hello, error) {
 			have |= 1
 		case "version":
 			var v int64
-			v, err = d.int()
+			v, err = d.r.int()
 			m.Version = int(v)
 			if err == nil && v != Version {
 				// Refuse before reading further: a future version may change the rest.
@@ -540,14 +534,14 @@ func (d *dec) welcome() (Welcome, error) {
 			_, err = d.str()
 			have |= 1
 		case "version":
-			v, err = d.int()
+			v, err = d.r.int()
 			m.Version = int(v)
 			have |= 2
 		case "worker_id":
 			m.WorkerID, err = d.intMin(0)
 			have |= 4
 		case "epoch":
-			m.Epoch, err = d.uint()
+			m.Epoch, err = d.r.uint()
 			if err == nil && m.Epoch == 0 {
 				err = detailErr{ErrBadValue, "epoch is zero"}
 			}
@@ -586,7 +580,7 @@ func (d *dec) seq(typ string) (Message, error) {
 			_, err = d.str()
 			have |= 1
 		case "seq":
-			seq, err = d.uint()
+			seq, err = d.r.uint()
 			have |= 2
 		default:
 			return false, nil
