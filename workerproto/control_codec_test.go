@@ -179,3 +179,28 @@ func TestDecodeMessageTruncated(t *testing.T) {
 		}
 	}
 }
+
+// The golden hello (three routes with options), decoded and encoded.
+func BenchmarkDecodeHello(b *testing.B) {
+	m, err := AppendMessage(nil, goldenVectors()[0].msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeMessage(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendHello(b *testing.B) {
+	h := goldenVectors()[0].msg
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := AppendMessage(buf[:0], h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
