@@ -2,7 +2,7 @@
 # needs (Go modules through the Go module proxy, Python packages into .venv).
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
-#   make test                every test: Go (with -race), Python (mypy --strict, pytest), integration
+#   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
 #   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
@@ -31,6 +31,10 @@ EAGER_VENV := .venv-eager
 # Go packages tested with the race detector; the integration tests run real Python
 # workers and are run without it (they exercise the same Go code under load).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
+
+# staticcheck, pinned; `go run` fetches and builds it through the Go module proxy on
+# first use, then from the build cache.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build venv run test test-go test-python test-integration fuzz bench bench-transport clean
 
@@ -75,8 +79,9 @@ run: build
 test: test-go test-python test-integration
 
 test-go: venv
-	@echo "==> go vet, then go test -race on the Go packages"
+	@echo "==> go vet, staticcheck, then go test -race on the Go packages"
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(UNIT_PKGS)
 
 test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)

@@ -5,6 +5,11 @@
 //
 // # Patterns
 //
+// workerproto/PROTOCOL.md section 7 specifies the syntax, matching and conflicts
+// below for the gateway and the SDKs alike; its golden vectors
+// (workerproto/testdata/patterns.json) are checked here (vectors_test.go) and by
+// the Python SDK.
+//
 // A pattern starts with '/' and is a sequence of segments separated by '/':
 //
 //	/users/me              static text, matched byte for byte

@@ -220,8 +220,7 @@ func TestGoldenRecords(t *testing.T) {
 			putU64(r, CtlTail, rec.Index+rec.PaddedSize)
 			copy(r.buf[rec.Index:], want)
 			c := mustConsumer(t, r)
-			var frames []polled
-			frames = pollAll(t, c)
+			frames := pollAll(t, c)
 			if c.Head() != rec.Index+rec.PaddedSize {
 				t.Fatalf("head %d after the record, want %d", c.Head(), rec.Index+rec.PaddedSize)
 			}

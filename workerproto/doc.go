@@ -19,6 +19,12 @@
 // input: everything read from a peer is untrusted. A prefix of a valid frame gives
 // ErrTruncated ("need more bytes").
 //
+// One hand-written MessagePack reader and set of appenders (mp.go) serve both
+// planes: the data-plane payloads (payload.go) and the control-plane messages,
+// which are declared in control_msgs.go and encoded and decoded in
+// control_codec.go. vmihailenco/msgpack appears only in the tests, as an
+// independent reference the codec must agree with byte for byte.
+//
 // # Errors
 //
 // Every error of this package wraps one of the Err* sentinels (all prefixed

@@ -6,13 +6,14 @@ import (
 	"unicode/utf8"
 )
 
-// This file holds the small, hand-written MessagePack reader and appenders used for
-// the data-plane payloads (PROTOCOL.md 3). They exist because the request path must
-// not allocate: the appenders write straight into a caller's buffer, and the reader
+// This file holds the package's one MessagePack reader and its appenders, used for
+// the data-plane payloads (PROTOCOL.md 3) and the control-plane messages (1.3,
+// control_codec.go). They are hand-written because the request path must not
+// allocate: the appenders write straight into a caller's buffer, and the reader
 // walks a byte slice without copying. They produce canonical MessagePack (smallest
-// encodings, str for text, bin for bytes), byte-identical to what
-// vmihailenco/msgpack and Python's msgpack produce for the same values. The control
-// plane uses vmihailenco/msgpack (control.go).
+// encodings, str for text, bin for bytes, float64 for floats), byte-identical to
+// what vmihailenco/msgpack and Python's msgpack produce for the same values (the
+// tests check the first).
 
 // mpKind is a MessagePack value family, for type checks and error messages.
 type mpKind uint8
@@ -258,9 +259,114 @@ func (r *mpReader) int() (int64, error) {
 	}
 }
 
+// uint reads a non-negative integer in any integer encoding.
+func (r *mpReader) uint() (uint64, error) {
+	if r.off < len(r.b) && r.b[r.off] == 0xcf {
+		p, err := r.fixed(8)
+		if err != nil {
+			return 0, err
+		}
+		return binary.BigEndian.Uint64(p), nil
+	}
+	n, err := r.int()
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, errNegative
+	}
+	return uint64(n), nil
+}
+
+// fixed consumes a type byte followed by n bytes and returns those n bytes.
+func (r *mpReader) fixed(n int) ([]byte, error) {
+	if len(r.b)-r.off-1 < n {
+		return nil, ErrTruncated
+	}
+	p := r.b[r.off+1 : r.off+1+n]
+	r.off += 1 + n
+	return p, nil
+}
+
+// float reads a float32 or float64.
+func (r *mpReader) float() (float64, error) {
+	if r.off >= len(r.b) {
+		return 0, ErrTruncated
+	}
+	switch c := r.b[r.off]; c {
+	case 0xca:
+		p, err := r.fixed(4)
+		if err != nil {
+			return 0, err
+		}
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(p))), nil
+	case 0xcb:
+		p, err := r.fixed(8)
+		if err != nil {
+			return 0, err
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(p)), nil
+	default:
+		return 0, kindErr{kindFloat, kindOf(c)}
+	}
+}
+
+// scalarSize is the number of bytes after type byte c of a nil, bool, int or float.
+func scalarSize(c byte) int {
+	switch c {
+	case 0xcc, 0xd0:
+		return 1
+	case 0xcd, 0xd1:
+		return 2
+	case 0xca, 0xce, 0xd2:
+		return 4
+	case 0xcb, 0xcf, 0xd3:
+		return 8
+	}
+	return 0 // fixint, nil, false, true
+}
+
 // maxSkipDepth bounds the nesting skip will follow, so that a hostile payload of
 // nested one-element arrays cannot exhaust the stack.
 const maxSkipDepth = 32
+
+// skip reads past one value of any type, depth levels below the top; containers
+// nested deeper than maxSkipDepth and the reserved byte 0xc1 are errors.
+func (r *mpReader) skip(depth int) error {
+	if depth > maxSkipDepth {
+		return errTooDeep
+	}
+	if r.off >= len(r.b) {
+		return ErrTruncated
+	}
+	c := r.b[r.off]
+	switch k := kindOf(c); k {
+	case kindInvalid:
+		return errInvalidCode
+	case kindNil, kindBool, kindInt, kindFloat:
+		_, err := r.fixed(scalarSize(c))
+		return err
+	case kindArray, kindMap:
+		n, err := r.container(k)
+		if err != nil {
+			return err
+		}
+		if k == kindMap {
+			n *= 2
+		}
+		for i := 0; i < n; i++ {
+			if err := r.skip(depth + 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	_, n, err := r.header() // str, bin, ext: n bytes follow
+	if err == nil {
+		_, err = r.take(n)
+	}
+	return err
+}
 
 // detailErr is a low-level decoding error: a sentinel plus a detail for FieldError.
 type detailErr struct {
@@ -274,6 +380,7 @@ func (e detailErr) Unwrap() error { return e.err }
 var (
 	errInvalidUTF8 = detailErr{ErrBadValue, "str is not valid UTF-8"}
 	errIntRange    = detailErr{ErrBadValue, "integer out of range"}
+	errNegative    = detailErr{ErrBadValue, "negative integer"}
 	errTooDeep     = detailErr{ErrLimit, "values nested too deeply"}
 	errInvalidCode = detailErr{ErrMalformed, "reserved type byte 0xc1"}
 )
@@ -301,6 +408,31 @@ func appendArrayLen(b []byte, n int) []byte {
 		return append(b, 0xdc, byte(n>>8), byte(n))
 	}
 	return append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendMapLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x80|byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xde, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdf, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendNil(b []byte) []byte { return append(b, 0xc0) }
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 0xc3)
+	}
+	return append(b, 0xc2)
+}
+
+// appendFloat64 always writes a float64, as vmihailenco/msgpack and Python's msgpack
+// do by default.
+func appendFloat64(b []byte, f float64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(f))
 }
 
 func appendStrLen(b []byte, n int) []byte {

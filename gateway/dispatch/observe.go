@@ -42,6 +42,10 @@ func (a *app) setStateLocked(s *Session, st sessState) {
 	s.state = st
 }
 
+// inState is the number of a's sessions in st (stateStarting ..= stateDraining),
+// under a.mu.
+func (a *app) inState(st sessState) int { return a.states[st-stateStarting] }
+
 // Ready reports nil when at least one app has registered and every registered app
 // has at least one live worker; otherwise an error naming the apps without one.
 // It backs the admin /readyz endpoint.
@@ -81,9 +85,9 @@ func (d *Dispatcher) PoolStats() metrics.PoolStats {
 		a.mu.Lock()
 		st.Apps = append(st.Apps, metrics.AppStats{
 			App: a.name, InFlight: a.inflight, Queued: a.waiting,
-			Starting: a.states[stateStarting-stateStarting],
-			Ready:    a.states[stateReady-stateStarting],
-			Draining: a.states[stateDraining-stateStarting],
+			Starting: a.inState(stateStarting),
+			Ready:    a.inState(stateReady),
+			Draining: a.inState(stateDraining),
 		})
 		n := len(pooled)
 		pooled = append(pooled, a.sessions...)

@@ -2,11 +2,12 @@
 // handler (/metrics, /healthz, /readyz).
 //
 // Everything is registered on a registry the caller passes in; nothing here
-// touches prometheus.DefaultRegisterer. The package is a leaf: besides the
-// standard library and client_golang it imports only gateway/http1 (itself a
-// leaf) for the registered method names, so every gateway package may use it. A nil *Metrics is valid and records nothing, as are the nil handles its
-// methods return, so instrumented code needs no "metrics enabled?" checks of
-// its own.
+// touches prometheus.DefaultRegisterer. The package is a leaf: it imports only
+// the standard library and client_golang, never gateway/ (the method names the
+// method label keeps are listed here, in Methods, and gateway/http1's tests
+// check that they match what its parser knows). A nil *Metrics is valid and
+// records nothing, as are the nil handles its methods return, so instrumented
+// code needs no "metrics enabled?" checks of its own.
 //
 // The hot path (one call per HTTP request) goes through a *Route handle that
 // caches the resolved label children: once a route has seen a status code,
@@ -21,8 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/covetpy/covetpy/gateway/http1"
 )
 
 const namespace = "covet"
@@ -189,7 +188,7 @@ func (m *Metrics) Route(app, route, method string) *Route {
 	if m == nil {
 		return nil
 	}
-	k := routeKey{app, route, methodLabel(method)}
+	k := routeKey{app, route, MethodLabel(method)}
 	return m.routes.get(k, func() *Route {
 		r := &Route{
 			app: k.app, route: k.route, method: k.method,
@@ -231,12 +230,20 @@ func (r *Route) counter(status int) prometheus.Counter {
 	return c
 }
 
-// methodLabel keeps the registered methods (http1.KnownMethod) and folds every
-// other token into "OTHER", so that the label's values stay bounded. The returned
-// strings are constants, safe to keep.
-func methodLabel(m string) string {
-	if name, ok := http1.KnownMethod(m); ok {
-		return name
+// Methods are the request methods the method label keeps: those of RFC 9110
+// section 9 and PATCH, the set gateway/http1.KnownMethod recognises (its tests
+// check the two agree). Every other token is labelled "OTHER".
+var Methods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+
+// MethodLabel is the method label of a request with method m: m itself if it is
+// one of Methods (case-sensitive, as methods are), else "OTHER", so that the
+// label's values stay bounded. The returned strings are constants, safe to keep
+// when m aliases a reused buffer.
+func MethodLabel(m string) string {
+	for _, k := range Methods {
+		if m == k {
+			return k
+		}
 	}
 	return "OTHER"
 }

@@ -1,6 +1,7 @@
 """Route path patterns: parsing, validation, canonical form, conversion and matching.
 
-The syntax is the one the Go gateway's router (router/doc.go) accepts:
+The syntax is specified in workerproto/PROTOCOL.md section 7, with golden vectors
+(workerproto/testdata/patterns.json) that this module and the Go router both pass:
 
 * a pattern starts with ``/`` and is at most 2048 bytes;
 * segments are separated by ``/``; a trailing slash is significant (``/users/`` and
@@ -59,7 +60,7 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_KINDS: dict[str, ParamKind] = {"": "str", "str": "str", "int": "int", "uuid": "uuid", "path": "path"}
+_KINDS: dict[str, ParamKind] = {"str": "str", "int": "int", "uuid": "uuid", "path": "path"}
 
 
 class ConversionError(ValueError):
@@ -153,8 +154,9 @@ class Pattern:
             names.add(name)
             if len(names) > MAX_PARAMS:
                 raise _error(pattern, f"more than {MAX_PARAMS} parameters")
-            raw_kind = "path" if m.group("dots") else (m.group("kind") or "")
-            kind = _KINDS.get(raw_kind)
+            # {name} is str; {name:} names no type and is refused, as the gateway does.
+            raw_kind = "path" if m.group("dots") else m.group("kind")
+            kind = _KINDS.get(raw_kind) if raw_kind is not None else "str"
             if kind is None:
                 raise _error(
                     pattern, f"parameter {name!r} has unknown type {raw_kind!r} (use str, int, uuid or path)"

@@ -1,115 +1,34 @@
 package workerproto
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"unicode/utf8"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Version is the protocol version this package speaks.
-const Version = 1
-
-// Message type names: the "type" key of every control-plane map (PROTOCOL.md 1.3).
-const (
-	TypeHello   = "hello"
-	TypeWelcome = "welcome"
-	TypePing    = "ping"
-	TypePong    = "pong"
-	TypeDrain   = "drain"
-	TypeBye     = "bye"
-	TypeError   = "error"
-)
-
-// Message is one control-plane message: Hello, Welcome, Ping, Pong, Drain, Bye or
-// Error. The set is closed.
-type Message interface {
-	// Type returns the message's "type" key.
-	Type() string
-	// encode writes the message as a MessagePack map, keys in the spec's order.
-	encode(e *msgpack.Encoder) error
-}
-
-// Hello is the worker's first message: who it is and what it serves.
-type Hello struct {
-	Version int     // protocol version; must be 1
-	PID     int64   // the worker's pid, in its own pid namespace
-	App     string  // 1..64 chars of [A-Za-z0-9_.-]
-	Token   string  // shared token for an external worker; may be empty
-	Routes  []Route // the route manifest, 0 ..= MaxRoutes routes
-}
-
-// Route is one entry of a hello's manifest.
-type Route struct {
-	Method string // GET POST PUT PATCH DELETE HEAD OPTIONS, or * for any
-	Path   string // pattern; starts with '/', at most MaxRoutePath bytes
-	Kind   string // http, ws or grpc
-	// Options holds per-route options. Known keys: "name" (string), "timeout_ms"
-	// (integer), "roles" (array of strings). Decoded values are nil, bool, int64,
-	// uint64 (only above math.MaxInt64), float64, string, []byte, []any or
-	// map[string]any. Encoding writes keys in sorted order.
-	Options map[string]any
-}
-
-// Welcome is the gateway's answer to a valid hello; it travels with the segment memfd
-// and the two doorbell eventfds (SendWelcome).
-type Welcome struct {
-	Version      int
-	WorkerID     int64
-	Epoch        uint64 // non-zero; also stored in the segment header
-	SegmentSize  int64
-	ReqCapacity  int64
-	RespCapacity int64
-	HeartbeatMS  int64
-}
-
-// Ping asks the peer to answer Pong with the same Seq.
-type Ping struct{ Seq uint64 }
-
-// Pong answers a Ping.
-type Pong struct{ Seq uint64 }
-
-// Drain asks the worker to finish in-flight work within DeadlineMS and accept none.
-type Drain struct{ DeadlineMS int64 }
-
-// Bye announces that the worker is leaving; it sends nothing after it.
-type Bye struct{ Reason string }
-
-// Error reports a failure to the peer; the sender closes the socket after it. It is
-// also a Go error: a received error frame is returned as one (see RecvWelcome).
-type Error struct {
-	Code    string // version, auth, manifest, conflict, protocol or internal
-	Message string
-}
-
-// Error implements error for a received error frame.
-func (e *Error) Error() string {
-	return "workerproto: peer sent error " + e.Code + ": " + e.Message
-}
-
-func (Hello) Type() string   { return TypeHello }
-func (Welcome) Type() string { return TypeWelcome }
-func (Ping) Type() string    { return TypePing }
-func (Pong) Type() string    { return TypePong }
-func (Drain) Type() string   { return TypeDrain }
-func (Bye) Type() string     { return TypeBye }
-func (*Error) Type() string  { return TypeError }
+// The MessagePack encoding of the control-plane messages (PROTOCOL.md 1.3), written
+// with mp.go's appenders and read with its mpReader: one MessagePack reading path for
+// the control and the data plane.
 
 // encoding
 
+// encoder appends to b; the first error sticks and stops further writes.
 type encoder struct {
-	e   *msgpack.Encoder
+	b   []byte
 	err error
 }
 
 func (w *encoder) mapLen(n int) {
 	if w.err == nil {
-		w.err = w.e.EncodeMapLen(n)
+		w.b = appendMapLen(w.b, n)
+	}
+}
+
+func (w *encoder) arrayLen(n int) {
+	if w.err == nil {
+		w.b = appendArrayLen(w.b, n)
 	}
 }
 
@@ -118,27 +37,27 @@ func (w *encoder) str(s string) {
 		w.err = fmt.Errorf("%w: str is not valid UTF-8: %q", ErrBadValue, s)
 	}
 	if w.err == nil {
-		w.err = w.e.EncodeString(s)
+		w.b = appendStr(w.b, s)
 	}
 }
 
 func (w *encoder) int(n int64) {
 	if w.err == nil {
-		w.err = w.e.EncodeInt(n)
+		w.b = appendInt(w.b, n)
 	}
 }
 
 func (w *encoder) uint(n uint64) {
 	if w.err == nil {
-		w.err = w.e.EncodeUint(n)
+		w.b = appendUint(w.b, n)
 	}
 }
 
 func (w *encoder) kstr(k, v string)       { w.str(k); w.str(v) }
 func (w *encoder) kint(k string, v int64) { w.str(k); w.int(v) }
 
-func (m Hello) encode(e *msgpack.Encoder) error {
-	w := encoder{e: e}
+func (m Hello) appendTo(b []byte) ([]byte, error) {
+	w := encoder{b: b}
 	w.mapLen(6)
 	w.kstr("type", TypeHello)
 	w.kint("version", int64(m.Version))
@@ -146,24 +65,20 @@ func (m Hello) encode(e *msgpack.Encoder) error {
 	w.kstr("app", m.App)
 	w.kstr("token", m.Token)
 	w.str("routes")
-	if w.err == nil {
-		w.err = e.EncodeArrayLen(len(m.Routes))
-	}
+	w.arrayLen(len(m.Routes))
 	for _, r := range m.Routes {
 		w.mapLen(4)
 		w.kstr("method", r.Method)
 		w.kstr("path", r.Path)
 		w.kstr("kind", r.Kind)
 		w.str("options")
-		if w.err == nil {
-			w.err = encodeAny(&w, r.Options, 0)
-		}
+		w.any(r.Options, 0)
 	}
-	return w.err
+	return w.b, w.err
 }
 
-func (m Welcome) encode(e *msgpack.Encoder) error {
-	w := encoder{e: e}
+func (m Welcome) appendTo(b []byte) ([]byte, error) {
+	w := encoder{b: b}
 	w.mapLen(8)
 	w.kstr("type", TypeWelcome)
 	w.kint("version", int64(m.Version))
@@ -174,356 +89,203 @@ func (m Welcome) encode(e *msgpack.Encoder) error {
 	w.kint("req_capacity", m.ReqCapacity)
 	w.kint("resp_capacity", m.RespCapacity)
 	w.kint("heartbeat_ms", m.HeartbeatMS)
-	return w.err
+	return w.b, w.err
 }
 
-func encodeSeq(e *msgpack.Encoder, typ string, seq uint64) error {
-	w := encoder{e: e}
+func appendSeq(b []byte, typ string, seq uint64) ([]byte, error) {
+	w := encoder{b: b}
 	w.mapLen(2)
 	w.kstr("type", typ)
 	w.str("seq")
 	w.uint(seq)
-	return w.err
+	return w.b, w.err
 }
 
-func (m Ping) encode(e *msgpack.Encoder) error { return encodeSeq(e, TypePing, m.Seq) }
-func (m Pong) encode(e *msgpack.Encoder) error { return encodeSeq(e, TypePong, m.Seq) }
+func (m Ping) appendTo(b []byte) ([]byte, error) { return appendSeq(b, TypePing, m.Seq) }
+func (m Pong) appendTo(b []byte) ([]byte, error) { return appendSeq(b, TypePong, m.Seq) }
 
-func (m Drain) encode(e *msgpack.Encoder) error {
-	w := encoder{e: e}
+func (m Drain) appendTo(b []byte) ([]byte, error) {
+	w := encoder{b: b}
 	w.mapLen(2)
 	w.kstr("type", TypeDrain)
 	w.kint("deadline_ms", m.DeadlineMS)
-	return w.err
+	return w.b, w.err
 }
 
-func (m Bye) encode(e *msgpack.Encoder) error {
-	w := encoder{e: e}
+func (m Bye) appendTo(b []byte) ([]byte, error) {
+	w := encoder{b: b}
 	w.mapLen(2)
 	w.kstr("type", TypeBye)
 	w.kstr("reason", m.Reason)
-	return w.err
+	return w.b, w.err
 }
 
-func (m *Error) encode(e *msgpack.Encoder) error {
-	w := encoder{e: e}
+func (m *Error) appendTo(b []byte) ([]byte, error) {
+	w := encoder{b: b}
 	w.mapLen(3)
 	w.kstr("type", TypeError)
 	w.kstr("code", m.Code)
 	w.kstr("message", m.Message)
-	return w.err
+	return w.b, w.err
 }
 
 // maxAnyDepth bounds the nesting of route option values (a map inside a list inside
 // the options map is depth 3).
 const maxAnyDepth = 8
 
-// encodeAny writes an option value; map keys are written in sorted order so that the
-// encoding is deterministic.
-func encodeAny(w *encoder, v any, depth int) error {
-	if depth > maxAnyDepth {
-		return fmt.Errorf("%w: option values nested deeper than %d", ErrLimit, maxAnyDepth)
+// any writes an option value; map keys are written in sorted order so that the
+// encoding is deterministic. A nil []byte is written as nil.
+func (w *encoder) any(v any, depth int) {
+	if w.err != nil {
+		return
 	}
-	e := w.e
+	if depth > maxAnyDepth {
+		w.err = fmt.Errorf("%w: option values nested deeper than %d", ErrLimit, maxAnyDepth)
+		return
+	}
 	switch v := v.(type) {
 	case nil:
 		if depth == 0 { // a nil Options map is an empty map
-			return e.EncodeMapLen(0)
+			w.b = appendMapLen(w.b, 0)
+		} else {
+			w.b = appendNil(w.b)
 		}
-		return e.EncodeNil()
 	case bool:
-		return e.EncodeBool(v)
+		w.b = appendBool(w.b, v)
 	case int:
-		return e.EncodeInt(int64(v))
+		w.int(int64(v))
 	case int8:
-		return e.EncodeInt(int64(v))
+		w.int(int64(v))
 	case int16:
-		return e.EncodeInt(int64(v))
+		w.int(int64(v))
 	case int32:
-		return e.EncodeInt(int64(v))
+		w.int(int64(v))
 	case int64:
-		return e.EncodeInt(v)
+		w.int(v)
 	case uint:
-		return e.EncodeUint(uint64(v))
+		w.uint(uint64(v))
 	case uint8:
-		return e.EncodeUint(uint64(v))
+		w.uint(uint64(v))
 	case uint16:
-		return e.EncodeUint(uint64(v))
+		w.uint(uint64(v))
 	case uint32:
-		return e.EncodeUint(uint64(v))
+		w.uint(uint64(v))
 	case uint64:
-		return e.EncodeUint(v)
+		w.uint(v)
 	case float32:
-		return e.EncodeFloat64(float64(v))
+		w.b = appendFloat64(w.b, float64(v))
 	case float64:
-		return e.EncodeFloat64(v)
+		w.b = appendFloat64(w.b, v)
 	case string:
 		w.str(v)
-		return w.err
 	case []byte:
-		return e.EncodeBytes(v)
+		if v == nil {
+			w.b = appendNil(w.b)
+		} else {
+			w.b = appendBin(w.b, v)
+		}
 	case []string:
-		if err := e.EncodeArrayLen(len(v)); err != nil {
-			return err
-		}
+		w.arrayLen(len(v))
 		for _, s := range v {
-			if w.str(s); w.err != nil {
-				return w.err
-			}
+			w.str(s)
 		}
-		return nil
 	case []any:
-		if err := e.EncodeArrayLen(len(v)); err != nil {
-			return err
-		}
+		w.arrayLen(len(v))
 		for _, x := range v {
-			if err := encodeAny(w, x, depth+1); err != nil {
-				return err
-			}
+			w.any(x, depth+1)
 		}
-		return nil
 	case map[string]any:
 		keys := make([]string, 0, len(v))
 		for k := range v {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		if err := e.EncodeMapLen(len(keys)); err != nil {
-			return err
-		}
+		w.mapLen(len(keys))
 		for _, k := range keys {
-			if w.str(k); w.err != nil {
-				return w.err
-			}
-			if err := encodeAny(w, v[k], depth+1); err != nil {
-				return err
-			}
+			w.str(k)
+			w.any(v[k], depth+1)
 		}
-		return nil
+	default:
+		w.err = fmt.Errorf("%w: option value of Go type %T cannot be encoded", ErrBadValue, v)
 	}
-	return fmt.Errorf("%w: option value of Go type %T cannot be encoded", ErrBadValue, v)
 }
 
-// AppendMessage appends m's MessagePack map (without the length prefix) to b.
+// AppendMessage appends m's MessagePack map (without the length prefix) to b. On
+// error it returns b unchanged.
 func AppendMessage(b []byte, m Message) ([]byte, error) {
-	buf := bytes.NewBuffer(b)
-	if err := m.encode(msgpack.NewEncoder(buf)); err != nil {
+	out, err := m.appendTo(b)
+	if err != nil {
 		return b, err
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
 
 // decoding
 
-// dec reads one control-plane map with vmihailenco/msgpack, checking the type of
-// every value before decoding it (the library's own Decode* calls convert between
-// types, which the spec forbids).
+// dec reads one control-plane map with an mpReader, checking the type of every
+// value (the spec allows no conversions between types). where names the message
+// or "route" in errors.
 type dec struct {
-	r     *bytes.Reader
-	d     *msgpack.Decoder
+	r     *mpReader
 	where string
 }
 
-func newDec(b []byte, where string) *dec {
-	r := bytes.NewReader(b)
-	return &dec{r: r, d: msgpack.NewDecoder(r), where: where}
-}
+func newDec(b []byte, where string) *dec { return &dec{r: &mpReader{b: b}, where: where} }
 
-// libErr maps an error of the library or the reader to this package's sentinels.
-func libErr(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return ErrTruncated
-	}
-	return detailErr{ErrMalformed, err.Error()}
-}
-
-func (d *dec) kind() (mpKind, error) {
-	c, err := d.d.PeekCode()
-	if err != nil {
-		return 0, libErr(err)
-	}
-	return kindOf(c), nil
-}
-
-func (d *dec) want(k mpKind) error {
-	got, err := d.kind()
-	if err != nil {
-		return err
-	}
-	if got != k {
-		return kindErr{k, got}
-	}
-	return nil
-}
-
+// str reads a str as a Go string (a copy).
 func (d *dec) str() (string, error) {
-	if err := d.want(kindStr); err != nil {
-		return "", err
-	}
-	s, err := d.d.DecodeString()
-	if err != nil {
-		return "", libErr(err)
-	}
-	if !utf8.ValidString(s) {
-		return "", errInvalidUTF8
-	}
-	return s, nil
-}
-
-func (d *dec) int() (int64, error) {
-	c, err := d.d.PeekCode()
-	if err != nil {
-		return 0, libErr(err)
-	}
-	if k := kindOf(c); k != kindInt {
-		return 0, kindErr{kindInt, k}
-	}
-	if c == 0xcf { // uint64
-		u, err := d.d.DecodeUint64()
-		if err != nil {
-			return 0, libErr(err)
-		}
-		if u > math.MaxInt64 {
-			return 0, errIntRange
-		}
-		return int64(u), nil
-	}
-	n, err := d.d.DecodeInt64()
-	if err != nil {
-		return 0, libErr(err)
-	}
-	return n, nil
+	p, err := d.r.str()
+	return string(p), err
 }
 
 // intMin reads an int >= min.
 func (d *dec) intMin(min int64) (int64, error) {
-	n, err := d.int()
+	n, err := d.r.int()
 	if err == nil && n < min {
 		err = detailErr{ErrBadValue, fmt.Sprintf("%d < %d", n, min)}
 	}
 	return n, err
 }
 
-func (d *dec) uint() (uint64, error) {
-	c, err := d.d.PeekCode()
-	if err != nil {
-		return 0, libErr(err)
-	}
-	if k := kindOf(c); k != kindInt {
-		return 0, kindErr{kindInt, k}
-	}
-	if c >= 0xe0 || c >= 0xd0 && c <= 0xd3 {
-		n, err := d.d.DecodeInt64()
-		if err != nil {
-			return 0, libErr(err)
-		}
-		if n < 0 {
-			return 0, detailErr{ErrBadValue, fmt.Sprintf("negative (%d)", n)}
-		}
-		return uint64(n), nil
-	}
-	u, err := d.d.DecodeUint64()
-	if err != nil {
-		return 0, libErr(err)
-	}
-	return u, nil
-}
-
-// container reads an array or map length, checking it against the bytes left.
-func (d *dec) container(k mpKind) (int, error) {
-	if err := d.want(k); err != nil {
-		return 0, err
-	}
-	var n int
-	var err error
-	if k == kindMap {
-		n, err = d.d.DecodeMapLen()
-	} else {
-		n, err = d.d.DecodeArrayLen()
-	}
-	if err != nil {
-		return 0, libErr(err)
-	}
-	per := 1
-	if k == kindMap {
-		per = 2
-	}
-	if n < 0 || int64(n)*int64(per) > int64(d.r.Len()) {
-		return 0, ErrTruncated
-	}
-	return n, nil
-}
-
-func (d *dec) skip(depth int) error {
-	if depth > maxSkipDepth {
-		return errTooDeep
-	}
-	k, err := d.kind()
-	if err != nil {
-		return err
-	}
-	switch k {
-	case kindArray, kindMap:
-		n, err := d.container(k)
-		if err != nil {
-			return err
-		}
-		if k == kindMap {
-			n *= 2
-		}
-		for i := 0; i < n; i++ {
-			if err := d.skip(depth + 1); err != nil {
-				return err
-			}
-		}
-		return nil
-	case kindInvalid:
-		return errInvalidCode
-	}
-	if err := d.d.Skip(); err != nil {
-		return libErr(err)
-	}
-	return nil
-}
-
-// any decodes an option value.
+// any decodes an option value: nil, bool, int64 (uint64 above math.MaxInt64),
+// float64, string, []byte (a copy), []any or map[string]any.
 func (d *dec) any(depth int) (any, error) {
 	if depth > maxAnyDepth {
 		return nil, errTooDeep
 	}
-	c, err := d.d.PeekCode()
-	if err != nil {
-		return nil, libErr(err)
+	r := d.r
+	if r.off >= len(r.b) {
+		return nil, ErrTruncated
 	}
+	c := r.b[r.off]
 	switch k := kindOf(c); k {
 	case kindNil:
-		return nil, libErrOrNil(d.d.DecodeNil())
+		r.off++
+		return nil, nil
 	case kindBool:
-		v, err := d.d.DecodeBool()
-		return v, libErrOrNil(err)
+		r.off++
+		return c == 0xc3, nil
 	case kindInt:
 		if c == 0xcf {
-			u, err := d.d.DecodeUint64()
-			if err != nil {
-				return nil, libErr(err)
+			u, err := r.uint()
+			if err == nil && u <= math.MaxInt64 {
+				return int64(u), nil
 			}
-			if u > math.MaxInt64 {
-				return u, nil
-			}
-			return int64(u), nil
+			return u, err
 		}
-		v, err := d.d.DecodeInt64()
-		return v, libErrOrNil(err)
+		return r.int()
 	case kindFloat:
-		v, err := d.d.DecodeFloat64()
-		return v, libErrOrNil(err)
+		return r.float()
 	case kindStr:
 		return d.str()
 	case kindBin:
-		v, err := d.d.DecodeBytes()
-		return v, libErrOrNil(err)
+		p, err := r.bin()
+		if err != nil {
+			return nil, err
+		}
+		return append(make([]byte, 0, len(p)), p...), nil
 	case kindArray:
-		n, err := d.container(kindArray)
+		n, err := r.container(kindArray)
 		if err != nil {
 			return nil, err
 		}
@@ -542,7 +304,7 @@ func (d *dec) any(depth int) (any, error) {
 }
 
 func (d *dec) anyMap(depth int) (map[string]any, error) {
-	n, err := d.container(kindMap)
+	n, err := d.r.container(kindMap)
 	if err != nil {
 		return nil, err
 	}
@@ -562,18 +324,11 @@ func (d *dec) anyMap(depth int) (map[string]any, error) {
 	return out, nil
 }
 
-func libErrOrNil(err error) error {
-	if err != nil {
-		return libErr(err)
-	}
-	return nil
-}
-
 // walk reads a map and calls visit for each key; visit decodes the value and reports
 // true, or reports false to have it skipped. A key seen twice is an error, and so is a
 // key that is not a str.
 func (d *dec) walk(visit func(key string) (bool, error)) error {
-	n, err := d.container(kindMap)
+	n, err := d.r.container(kindMap)
 	if err != nil {
 		return wrapField(d.where, "map", err)
 	}
@@ -589,7 +344,7 @@ func (d *dec) walk(visit func(key string) (bool, error)) error {
 			return wrapField(d.where, key, err)
 		}
 		if !ok {
-			if err := d.skip(1); err != nil {
+			if err := d.r.skip(1); err != nil {
 				return wrapField(d.where, key, err)
 			}
 			continue
@@ -674,7 +429,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.r.Len() != 0 {
+	if d.r.off != len(d.r.b) {
 		return nil, ErrTrailingBytes
 	}
 	return m, nil
@@ -691,7 +446,7 @@ func (d *dec) hello() (Hello, error) {
 			have |= 1
 		case "version":
 			var v int64
-			v, err = d.int()
+			v, err = d.r.int()
 			m.Version = int(v)
 			if err == nil && v != Version {
 				// Refuse before reading further: a future version may change the rest.
@@ -726,7 +481,7 @@ func (d *dec) hello() (Hello, error) {
 }
 
 func (d *dec) routes() ([]Route, error) {
-	n, err := d.container(kindArray)
+	n, err := d.r.container(kindArray)
 	if err != nil {
 		return nil, &ManifestError{Index: -1, Err: wrapField("hello", "routes", err)}
 	}
@@ -737,7 +492,7 @@ func (d *dec) routes() ([]Route, error) {
 	for i := range routes {
 		r := &routes[i]
 		var have uint32
-		sub := &dec{r: d.r, d: d.d, where: "route"}
+		sub := &dec{r: d.r, where: "route"}
 		err := sub.walk(func(key string) (bool, error) {
 			var err error
 			switch key {
@@ -779,14 +534,14 @@ func (d *dec) welcome() (Welcome, error) {
 			_, err = d.str()
 			have |= 1
 		case "version":
-			v, err = d.int()
+			v, err = d.r.int()
 			m.Version = int(v)
 			have |= 2
 		case "worker_id":
 			m.WorkerID, err = d.intMin(0)
 			have |= 4
 		case "epoch":
-			m.Epoch, err = d.uint()
+			m.Epoch, err = d.r.uint()
 			if err == nil && m.Epoch == 0 {
 				err = detailErr{ErrBadValue, "epoch is zero"}
 			}
@@ -825,7 +580,7 @@ func (d *dec) seq(typ string) (Message, error) {
 			_, err = d.str()
 			have |= 1
 		case "seq":
-			seq, err = d.uint()
+			seq, err = d.r.uint()
 			have |= 2
 		default:
 			return false, nil
@@ -917,39 +672,4 @@ func (d *dec) errorMsg() (*Error, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// Segment geometry bounds (PROTOCOL.md 2.1).
-const (
-	SegmentHeaderSize = 4096
-	RingControlSize   = 1024
-	MinRingCapacity   = 4096
-	MaxRingCapacity   = 1 << 30
-)
-
-// Validate checks a welcome as the worker must before mapping the segment: version
-// 1, epoch non-zero, both capacities powers of two in 4096 ..= 1 GiB, segment_size
-// equal to the geometry of PROTOCOL.md 2.1, heartbeat_ms > 0.
-func (w *Welcome) Validate() error {
-	if w.Version != Version {
-		return fmt.Errorf("%w: welcome version %d (this worker speaks %d)", ErrVersion, w.Version, Version)
-	}
-	if w.Epoch == 0 {
-		return fmt.Errorf("%w: welcome epoch is zero", ErrProtocol)
-	}
-	for _, c := range [...]struct {
-		name string
-		v    int64
-	}{{"req_capacity", w.ReqCapacity}, {"resp_capacity", w.RespCapacity}} {
-		if c.v < MinRingCapacity || c.v > MaxRingCapacity || c.v&(c.v-1) != 0 {
-			return fmt.Errorf("%w: welcome %s %d is not a power of two in %d..%d", ErrProtocol, c.name, c.v, MinRingCapacity, MaxRingCapacity)
-		}
-	}
-	if want := SegmentHeaderSize + 2*RingControlSize + w.ReqCapacity + w.RespCapacity; w.SegmentSize != want {
-		return fmt.Errorf("%w: welcome segment_size %d, geometry gives %d", ErrProtocol, w.SegmentSize, want)
-	}
-	if w.HeartbeatMS <= 0 {
-		return fmt.Errorf("%w: welcome heartbeat_ms %d is not positive", ErrProtocol, w.HeartbeatMS)
-	}
-	return nil
 }
