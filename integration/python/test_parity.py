@@ -75,6 +75,7 @@ CASES = [
     Case("OPTIONS", "/things"),
     Case("OPTIONS", "/no/such/route"),
     Case("DELETE", "/no/such/route"),
+    Case("PROPFIND", "/things"),
     # refused before routing: 400
     Case("GET", "/words/%zz"),
     Case("GET", "/words/%ff"),
