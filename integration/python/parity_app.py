@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 from covet import Covet, HTTPException, JSONResponse, PlainTextResponse, Request, Response, StreamingResponse
 
@@ -79,7 +80,7 @@ async def framing(req: Request) -> Response:
 
 @app.get("/stream")
 async def stream(req: Request) -> StreamingResponse:
-    async def gen():  # type: ignore[no-untyped-def]
+    async def gen() -> AsyncIterator[str]:
         for i in range(3):
             yield f"chunk-{i}\n"
 
@@ -136,7 +137,7 @@ async def slow_body(req: Request) -> StreamingResponse:
     """The head and the first chunk reach the client well within the deadline (2 s, so
     that a loaded machine does not turn this into a 504); the deadline passes mid-body."""
 
-    async def gen():  # type: ignore[no-untyped-def]
+    async def gen() -> AsyncIterator[bytes]:
         yield b"first\n"
         await asyncio.sleep(10)
         yield b"never\n"
@@ -146,7 +147,7 @@ async def slow_body(req: Request) -> StreamingResponse:
 
 @app.get("/broken-body")
 async def broken_body(req: Request) -> StreamingResponse:
-    async def gen():  # type: ignore[no-untyped-def]
+    async def gen() -> AsyncIterator[bytes]:
         yield b"partial\n"
         await asyncio.sleep(0.2)  # the head and first chunk are out before the failure
         raise RuntimeError("parity body failed")
