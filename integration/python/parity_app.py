@@ -153,3 +153,8 @@ async def broken_body(req: Request) -> StreamingResponse:
         raise RuntimeError("parity body failed")
 
     return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/ctl-header")
+async def ctl_header(req: Request) -> Response:
+    return Response(b"x", headers={"x-ctl": b"a\x01b"})

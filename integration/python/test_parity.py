@@ -96,6 +96,7 @@ CASES = [
     Case("POST", "/no/such/route", [], b"\0" * (11 * MIB)),  # 413 before 404
     # errors and deadlines
     Case("GET", "/teapot"),
+    Case("GET", "/ctl-header"),
     Case("GET", "/missing"),
     Case("GET", "/boom"),
     Case("GET", "/slow"),

@@ -54,12 +54,17 @@ _STATUS_TEXT = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    502: "Bad Gateway",
     504: "Gateway Timeout",
 }
 _DROPPED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENT = re.compile(r"(?:\.|%2[eE]){1,2}")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# What the gateway's HTTP/1.1 writer accepts in a response field (RFC 9110 5.1, 5.5):
+# a token name; a value of HTAB, SP, visible ASCII and obs-text.
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
 class TestResponse:
@@ -295,7 +300,10 @@ class TestClient:
             pass
         if limit.expired():  # also when the handler swallowed its cancellation
             return self._gateway_answer(head.method, 504, head.request_id, close)
-        fields, framing = _response_fields(head, response, close, _http_date())
+        answer = _response_fields(head, response, close, _http_date())
+        if answer is None:  # the gateway refuses the head and answers for the worker
+            return self._gateway_answer(head.method, 502, head.request_id, close)
+        fields, framing = answer
         self._keep_cookies(fields)
         received: list[bytes] = []
         if framing:
@@ -381,12 +389,13 @@ class TestClient:
 
 def _response_fields(
     head: RequestHead, response: Response, close: bool, date: bytes
-) -> tuple[list[tuple[str, bytes]], bool]:
+) -> tuple[list[tuple[str, bytes]], bool] | None:
     """The header fields the gateway writes for a worker's response (gateway/server
-    respond.go ``WriteHead``), and whether a body follows. The worker's Content-Length,
-    Transfer-Encoding, Connection and Keep-Alive are dropped (a HEAD response keeps a
-    Content-Length the worker declared); Server and X-Request-ID are added when the
-    worker set none; 204, 304 and HEAD carry no body."""
+    respond.go ``WriteHead``), and whether a body follows; None if the gateway refuses
+    a field (it answers 502). The worker's Content-Length, Transfer-Encoding, Connection
+    and Keep-Alive are dropped (a HEAD response keeps a Content-Length the worker
+    declared); Server and X-Request-ID are added when the worker set none; 204, 304 and
+    HEAD carry no body."""
     is_head = head.method == "HEAD"
     fields: list[tuple[str, bytes]] = [("date", date)]
     have_server = have_id = False
@@ -397,6 +406,8 @@ def _response_fields(
             if is_head and name == "content-length":
                 head_length = int(value) if value.isdigit() and len(value) <= 18 else -1
             continue
+        if not (_FIELD_NAME.fullmatch(name.encode("latin-1", "replace")) and _FIELD_VALUE.fullmatch(value)):
+            return None
         have_server = have_server or name == "server"
         have_id = have_id or name == "x-request-id"
         fields.append((name, value))

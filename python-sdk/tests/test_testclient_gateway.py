@@ -321,3 +321,25 @@ def test_startup_failure_propagates_from_the_first_request() -> None:
         with pytest.raises(RuntimeError, match="db unreachable"):
             client.get("/")
         assert len(attempts) == n
+
+
+@pytest.mark.parametrize("value", [b"a\x01b", b"del\x7f", b"\x00"])
+def test_a_field_the_gateway_refuses_is_502(value: bytes) -> None:
+    app = Covet()
+
+    @app.get("/ctl")
+    async def ctl(req: Request) -> Response:
+        response = Response(b"x")
+        response.headers.raw.append(("x-ctl", value))  # past MutableHeaders' own checks
+        return response
+
+    @app.get("/ok")
+    async def ok(req: Request) -> Response:
+        return Response(b"x", headers={"x-fine": b"tab\there \xe9"})  # HTAB and obs-text pass
+
+    client = TestClient(app)
+    r = client.get("/ctl", headers={"x-request-id": "c"})
+    assert (r.status_code, r.content) == (502, b"Bad Gateway\n")
+    assert fields(r) == [("server", "covetpy"), ("content-type", "text/plain; charset=utf-8"),
+                         ("x-request-id", "c"), ("content-length", "12")]  # fmt: skip
+    assert client.get("/ok").headers["x-fine"] == "tab\there \xe9"
