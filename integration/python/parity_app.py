@@ -157,4 +157,13 @@ async def broken_body(req: Request) -> StreamingResponse:
 
 @app.get("/ctl-header")
 async def ctl_header(req: Request) -> Response:
+    """A value the worker sends and the gateway's HTTP writer refuses: 502."""
     return Response(b"x", headers={"x-ctl": b"a\x01b"})
+
+
+@app.get("/nul-header")
+async def nul_header(req: Request) -> Response:
+    """A value the worker refuses to send (past Response's own checks): 500."""
+    response = Response(b"x")
+    response.headers.raw.append(("x-nul", b"a\x00b"))
+    return response

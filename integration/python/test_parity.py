@@ -97,6 +97,7 @@ CASES = [
     # errors and deadlines
     Case("GET", "/teapot"),
     Case("GET", "/ctl-header"),
+    Case("GET", "/nul-header"),
     Case("GET", "/missing"),
     Case("GET", "/boom"),
     Case("GET", "/slow"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
 import re
 import secrets
 import threading
@@ -31,11 +32,13 @@ from ._app import Covet
 from ._datastructures import Headers
 from ._head import RequestHead
 from ._multipart import parse_options_header
+from ._proto import encode_response_head
 from ._responses import Response
 
 __all__ = ["IncompleteResponse", "TestClient", "TestResponse"]
 
 T = TypeVar("T")
+error_log = logging.getLogger("covet.error")
 FileContent = bytes | str | IO[bytes]
 FileSpec = FileContent | tuple[str, FileContent] | tuple[str, FileContent, str]
 HeaderArg = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
@@ -54,6 +57,7 @@ _STATUS_TEXT = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    500: "Internal Server Error",
     502: "Bad Gateway",
     504: "Gateway Timeout",
 }
@@ -61,9 +65,8 @@ _DROPPED = frozenset({"content-length", "transfer-encoding", "connection", "keep
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENT = re.compile(r"(?:\.|%2[eE]){1,2}")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-# What the gateway's HTTP/1.1 writer accepts in a response field (RFC 9110 5.1, 5.5):
-# a token name; a value of HTAB, SP, visible ASCII and obs-text.
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# What the gateway's HTTP/1.1 writer accepts in a field value: HTAB, SP, visible ASCII
+# and obs-text (RFC 9110 5.5).
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
@@ -301,8 +304,8 @@ class TestClient:
         if limit.expired():  # also when the handler swallowed its cancellation
             return self._gateway_answer(head.method, 504, head.request_id, close)
         answer = _response_fields(head, response, close, _http_date())
-        if answer is None:  # the gateway refuses the head and answers for the worker
-            return self._gateway_answer(head.method, 502, head.request_id, close)
+        if isinstance(answer, int):  # the worker or the gateway refused the head
+            return self._gateway_answer(head.method, answer, head.request_id, close)
         fields, framing = answer
         self._keep_cookies(fields)
         received: list[bytes] = []
@@ -389,25 +392,32 @@ class TestClient:
 
 def _response_fields(
     head: RequestHead, response: Response, close: bool, date: bytes
-) -> tuple[list[tuple[str, bytes]], bool] | None:
+) -> tuple[list[tuple[str, bytes]], bool] | int:
     """The header fields the gateway writes for a worker's response (gateway/server
-    respond.go ``WriteHead``), and whether a body follows; None if the gateway refuses
-    a field (it answers 502). The worker's Content-Length, Transfer-Encoding, Connection
-    and Keep-Alive are dropped (a HEAD response keeps a Content-Length the worker
-    declared); Server and X-Request-ID are added when the worker set none; 204, 304 and
-    HEAD carry no body."""
+    respond.go ``WriteHead``), and whether a body follows; or the status the gateway
+    answers instead: 500 for a head the worker cannot send (workerproto/PROTOCOL.md
+    3.2: it sends ERROR 500), 502 for one the gateway's writer refuses. The worker's
+    Content-Length, Transfer-Encoding, Connection and Keep-Alive are dropped (a HEAD
+    response keeps a Content-Length the worker declared); Server and X-Request-ID are
+    added when the worker set none; 204, 304 and HEAD carry no body."""
+    raw = response.raw_headers
+    try:
+        encode_response_head(response.status, raw, response.body_length)
+    except ValueError as exc:
+        error_log.error("request_id=%s: response head refused: %s", head.request_id, exc)
+        return 500
     is_head = head.method == "HEAD"
     fields: list[tuple[str, bytes]] = [("date", date)]
     have_server = have_id = False
     head_length = -1
-    for name, value in response.raw_headers:
+    for name, value in raw:
         name = name.lower()
         if name in _DROPPED:
             if is_head and name == "content-length":
                 head_length = int(value) if value.isdigit() and len(value) <= 18 else -1
             continue
-        if not (_FIELD_NAME.fullmatch(name.encode("latin-1", "replace")) and _FIELD_VALUE.fullmatch(value)):
-            return None
+        if not _FIELD_VALUE.fullmatch(value):
+            return 502
         have_server = have_server or name == "server"
         have_id = have_id or name == "x-request-id"
         fields.append((name, value))

@@ -323,14 +323,17 @@ def test_startup_failure_propagates_from_the_first_request() -> None:
         assert len(attempts) == n
 
 
-@pytest.mark.parametrize("value", [b"a\x01b", b"del\x7f", b"\x00"])
-def test_a_field_the_gateway_refuses_is_502(value: bytes) -> None:
+@pytest.mark.parametrize(("value", "status"), [
+    (b"a\x01b", 502), (b"del\x7f", 502),  # the worker sends it, the gateway's writer refuses it
+    (b"\x00", 500), (b"a\r\nb", 500), (b"x" * (64 << 10 | 1), 500),  # the worker refuses it: ERROR 500
+])  # fmt: skip
+def test_a_field_that_cannot_go_out(value: bytes, status: int, caplog: pytest.LogCaptureFixture) -> None:
     app = Covet()
 
-    @app.get("/ctl")
-    async def ctl(req: Request) -> Response:
+    @app.get("/bad")
+    async def bad(req: Request) -> Response:
         response = Response(b"x")
-        response.headers.raw.append(("x-ctl", value))  # past MutableHeaders' own checks
+        response.headers.raw.append(("x-bad", value))  # past MutableHeaders' own checks
         return response
 
     @app.get("/ok")
@@ -338,8 +341,10 @@ def test_a_field_the_gateway_refuses_is_502(value: bytes) -> None:
         return Response(b"x", headers={"x-fine": b"tab\there \xe9"})  # HTAB and obs-text pass
 
     client = TestClient(app)
-    r = client.get("/ctl", headers={"x-request-id": "c"})
-    assert (r.status_code, r.content) == (502, b"Bad Gateway\n")
+    r = client.get("/bad", headers={"x-request-id": "c"})
+    text = {500: b"Internal Server Error\n", 502: b"Bad Gateway\n"}[status]
+    assert (r.status_code, r.content) == (status, text)
     assert fields(r) == [("server", "covetpy"), ("content-type", "text/plain; charset=utf-8"),
-                         ("x-request-id", "c"), ("content-length", "12")]  # fmt: skip
+                         ("x-request-id", "c"), ("content-length", str(len(text)))]  # fmt: skip
+    assert ("response head refused" in caplog.text) == (status == 500)
     assert client.get("/ok").headers["x-fine"] == "tab\there \xe9"
