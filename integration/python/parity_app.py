@@ -19,6 +19,12 @@ async def start() -> None:
     state["started"] = True
 
 
+@app.exception_handler(404)
+async def on_404(req: Request, exc: Exception) -> JSONResponse:
+    """Sees the handler's HTTPException(404) (/missing), never the gateway's own 404."""
+    return JSONResponse({"handled": str(exc)}, 404)
+
+
 @app.get("/started")
 async def started(req: Request) -> dict[str, bool]:
     return dict(state)

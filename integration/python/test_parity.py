@@ -53,6 +53,8 @@ class Case:
 CASES = [
     Case("GET", "/started"),  # startup hooks ran before the first request
     Case("GET", "/things"),
+    Case("GET", "/things/"),  # a trailing slash is another path: 404
+    Case("GET", "/things?a=1&b=%20"),
     Case("POST", "/things", [("content-type", "application/json")], b"{}"),
     Case("GET", "/text"),
     Case("GET", "/text", rid=None),
