@@ -1,37 +1,73 @@
 """covet.testing: call an app in-process, without a gateway or a worker.
 
-``TestClient`` routes each request with a matcher equal to the gateway's router (404,
-405 with Allow, automatic OPTIONS 204 with Allow, HEAD served by GET routes), then goes through the same ``Covet._handle``
-path a worker uses. Like the gateway, it answers 404/405 itself — the app's exception
-handlers do not see requests that match no route. Redirects are returned, not followed.
+``TestClient`` answers as the gateway in front of a worker does (docs/python-app.md,
+"TestClient and the gateway"): it routes each request with a matcher equal to the
+gateway's router and answers 404, 405 (with Allow) and the automatic OPTIONS 204 with
+the gateway's plain-text bodies; it refuses what the gateway refuses before routing
+(413 for a body over ``max_body_bytes``, 400 for a dot segment or a path parameter that
+does not decode); it enforces each route's timeout (504, or a response cut off mid-body:
+``IncompleteResponse``); and it adds the response fields the gateway adds (Date,
+Server, X-Request-ID, Content-Length or Transfer-Encoding) and drops the ones the
+gateway drops. Routed requests go through the same ``Covet._handle`` path a worker
+uses. Redirects are returned, not followed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
+import re
 import secrets
-import uuid
+import threading
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from types import TracebackType
-from typing import IO, Any, Awaitable, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from typing import IO, Any, Coroutine, TypeVar
+from urllib.parse import quote, unquote_to_bytes, urlencode, urlsplit
 
 from ._app import Covet
 from ._datastructures import Headers
 from ._head import RequestHead
 from ._multipart import parse_options_header
-from ._responses import JSONResponse, Response
+from ._proto import encode_response_head
+from ._responses import Response
 
-__all__ = ["TestClient", "TestResponse"]
+__all__ = ["IncompleteResponse", "TestClient", "TestResponse"]
 
 T = TypeVar("T")
+error_log = logging.getLogger("covet.error")
 FileContent = bytes | str | IO[bytes]
 FileSpec = FileContent | tuple[str, FileContent] | tuple[str, FileContent, str]
 HeaderArg = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+#: The gateway's defaults: ``max_body_bytes`` (gateway/http1/limits.go) and the
+#: dispatcher's ``timeout``, the deadline of a route that sets none
+#: (gateway/dispatch/config.go).
+DEFAULT_MAX_BODY_BYTES = 10 << 20
+DEFAULT_TIMEOUT = 30.0
+
+# The gateway's reason phrases for the statuses it answers itself (gateway/http1).
+_STATUS_TEXT = {
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}
+_DROPPED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_DOT_SEGMENT = re.compile(r"(?:\.|%2[eE]){1,2}")
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# What the gateway's HTTP/1.1 writer accepts in a field value: HTAB, SP, visible ASCII
+# and obs-text (RFC 9110 5.5).
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
 class TestResponse:
@@ -62,13 +98,78 @@ class TestResponse:
         return f"<TestResponse {self.status_code} {len(self.content)} bytes>"
 
 
-class TestClient:
-    """A synchronous client for ``app``.
+class IncompleteResponse(Exception):
+    """The response broke off after its head: the route's timeout passed while the body
+    was being produced, or the body's iterator raised (the exception is the cause).
 
-    As a context manager it freezes the app, runs its startup hooks, keeps one event
-    loop for every request, and runs the shutdown hooks on exit. Used without ``with``,
-    each request runs in a fresh event loop (hooks are not run). Cookies set by
-    responses are kept in ``client.cookies`` and sent with later requests.
+    Through the gateway the client sees the same: the head, part of the body, then the
+    connection closes (``http.client.IncompleteRead``). ``response`` holds the head and
+    the part of the body that was produced.
+    """
+
+    def __init__(self, response: TestResponse, why: str) -> None:
+        super().__init__(f"response to request {response.request_id} broke off mid-body: {why}")
+        self.response = response
+
+
+class _Lifespan:
+    """The client's event loop and whether the app's startup hooks ran in it. Kept
+    apart from the client so that a finalizer can shut the app down when the client is
+    garbage-collected."""
+
+    def __init__(self, app: Covet) -> None:
+        self.app = app
+        self.runner: asyncio.Runner | None = None
+
+    def start(self) -> asyncio.Runner:
+        if self.runner is None:
+            self.app.freeze()
+            runner = asyncio.Runner()
+            try:
+                runner.run(self.app.startup())
+            except BaseException:
+                runner.close()
+                raise
+            self.runner = runner
+        return self.runner
+
+    def close(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is None:
+            return
+
+        def stop() -> None:
+            try:
+                runner.run(self.app.shutdown())
+            finally:
+                runner.close()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            stop()
+            return
+        # Closed (or collected) inside another event loop: asyncio.Runner refuses to
+        # run there, so the shutdown hooks run on a thread of their own.
+        thread = threading.Thread(target=stop, name="covet-testclient-shutdown")
+        thread.start()
+        thread.join()
+
+
+class TestClient:
+    """A synchronous client for ``app`` that answers as the gateway does.
+
+    The first request (or entering ``with``) freezes the app, starts one event loop and
+    runs the startup hooks in it, as a worker does before it serves; a startup hook's
+    exception propagates from that call. Every request then runs in that loop. The
+    shutdown hooks run at ``close()``, at the end of the ``with`` block, or when the
+    client is garbage-collected or the interpreter exits, whichever comes first.
+    Cookies set by responses are kept in ``client.cookies`` and sent with later
+    requests.
+
+    ``timeout`` is the gateway's default handler deadline in seconds (its ``timeout``
+    setting), for routes that set none; ``max_body_bytes`` its request body limit (its
+    ``max_body_bytes`` setting).
     """
 
     __test__ = False
@@ -79,25 +180,26 @@ class TestClient:
         base_url: str = "http://testserver",
         client: tuple[str, int] = ("127.0.0.1", 50000),
         chunk_size: int = 64 * 1024,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.app = app
         self.base_url = base_url
         self.client = client
         self.chunk_size = chunk_size
+        self.timeout = timeout
+        self.max_body_bytes = max_body_bytes
         self.cookies: dict[str, str] = {}
-        self._runner: asyncio.Runner | None = None
+        self._lifespan = _Lifespan(app)
+        self._finalizer = weakref.finalize(self, self._lifespan.close)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def __enter__(self) -> TestClient:
-        self.app.freeze()
-        self._runner = asyncio.Runner()
-        try:
-            self._runner.run(self.app.startup())
-        except BaseException:
-            self._runner.close()
-            self._runner = None
-            raise
+        self._lifespan.start()
         return self
 
     def __exit__(
@@ -106,21 +208,20 @@ class TestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            try:
-                runner.run(self.app.shutdown())
-            finally:
-                runner.close()
+        self.close()
 
-    def _run(self, coro: Awaitable[T]) -> T:
-        async def main() -> T:
-            return await coro
+    def close(self) -> None:
+        """Run the app's shutdown hooks (if its startup ran) and close the event loop. A
+        later request starts the app again."""
+        self._lifespan.close()
 
-        if self._runner is not None:
-            return self._runner.run(main())
-        with asyncio.Runner() as runner:
-            return runner.run(main())
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            runner = self._lifespan.start()
+        except BaseException:
+            coro.close()
+            raise
+        return runner.run(coro)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -137,7 +238,6 @@ class TestClient:
         json: Any = None,
         files: Mapping[str, FileSpec] | None = None,
     ) -> TestResponse:
-        self.app.freeze()
         method = method.upper()
         base = urlsplit(self.base_url)
         parts = urlsplit(url)
@@ -161,32 +261,71 @@ class TestClient:
         if jar:
             raw_headers.append(("cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode("latin-1")))
         raw_headers.extend(user_headers)
-        request_id = Headers(raw_headers).get("x-request-id") or uuid.uuid4().hex
+        request_headers = Headers(raw_headers)
+        # The gateway keeps a client's X-Request-ID of 1-128 visible ASCII characters,
+        # else makes a 16-hex-digit one.
+        given_id = request_headers.get("x-request-id")
+        request_id = given_id if given_id and _REQUEST_ID.fullmatch(given_id) else secrets.token_hex(8)
+        close = "close" in [t.strip().lower() for v in request_headers.getlist("connection") for t in v.split(",")]
 
+        if len(body) > self.max_body_bytes:  # refused from the head, before routing
+            return self._gateway_error(413, "body_too_large", request_id)
+        if _has_dot_segment(raw_path):
+            return self._gateway_answer(method, 400, request_id, close)
         match = self.app.router.match(method, raw_path)
         if match.route is None:
-            extra_headers = {"allow": ", ".join(match.allow)} if match.allow else None
-            response: Response
-            if match.status == 204:
-                response = Response(b"", 204, extra_headers)
-            else:
-                detail = "Not Found" if match.status == 404 else "Method Not Allowed"
-                response = JSONResponse({"detail": detail}, match.status, extra_headers)
-            return self._finish(method, response, response.body if method != "HEAD" else b"", request_id)
+            allow = ", ".join(match.allow)
+            return self._gateway_answer(method, match.status, request_id, close, allow)
+        if _BAD_ESCAPE.search(raw_path) or not _decodes(raw_path):
+            # The gateway refuses a path parameter with a bad %-escape or that is not
+            # UTF-8 once decoded; route patterns hold neither, so checking the whole
+            # path of a matched route checks its parameters.
+            return self._gateway_answer(method, 400, request_id, close)
 
+        route = match.route
+        timeout_ms = route.timeout_ms if route.timeout_ms is not None else max(1, round(self.timeout * 1000))
         head = RequestHead.from_wire([
             method, raw_path, query, [x for pair in raw_headers for x in pair],
-            match.route.pattern.canonical, [x for pair in match.params for x in pair],
-            "1.1", scheme, f"{self.client[0]}:{self.client[1]}", request_id, len(body), 0,
+            route.pattern.canonical, [x for pair in match.params for x in pair],
+            "1.1", scheme, f"{self.client[0]}:{self.client[1]}", request_id, len(body), timeout_ms,
         ])  # fmt: skip
+        return self._run(self._exchange(head, body, timeout_ms / 1000, close))
 
-        async def exchange() -> tuple[Response, bytes]:
-            resp = await self.app._handle(head, self._chunks(body))
-            received = b"".join([chunk async for chunk in resp.body_chunks()])
-            return resp, received
-
-        response, received = self._run(exchange())
-        return self._finish(method, response, received, request_id)
+    async def _exchange(self, head: RequestHead, body: bytes, timeout: float, close: bool) -> TestResponse:
+        """One routed request, bounded by its deadline as in the gateway: past it before
+        the handler returned, 504; past it mid-body, the response breaks off."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        limit = asyncio.timeout_at(deadline)
+        try:
+            async with limit:
+                response = await self.app._handle(head, self._chunks(body))
+        except TimeoutError:  # _handle turns a handler's own exceptions into responses
+            pass
+        if limit.expired():  # also when the handler swallowed its cancellation
+            return self._gateway_answer(head.method, 504, head.request_id, close)
+        answer = _response_fields(head, response, close, _http_date())
+        if isinstance(answer, int):  # the worker or the gateway refused the head
+            return self._gateway_answer(head.method, answer, head.request_id, close)
+        fields, framing = answer
+        self._keep_cookies(fields)
+        received: list[bytes] = []
+        if framing:
+            chunks = response.body_chunks()
+            limit = asyncio.timeout_at(deadline)
+            try:
+                async with limit:
+                    async for chunk in chunks:
+                        received.append(chunk)
+            except Exception as exc:
+                partial = TestResponse(response.status, Headers(fields), b"".join(received), head.request_id)
+                if limit.expired():
+                    raise IncompleteResponse(partial, "the route's timeout passed") from None
+                raise IncompleteResponse(partial, f"the body's iterator raised {type(exc).__name__}") from exc
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        return TestResponse(response.status, Headers(fields), b"".join(received), head.request_id)
 
     async def _chunks(self, body: bytes) -> AsyncIterator[bytes]:
         view = memoryview(body)
@@ -194,17 +333,40 @@ class TestClient:
             yield bytes(view[start : start + self.chunk_size])
             await asyncio.sleep(0)
 
-    def _finish(self, method: str, response: Response, content: bytes, request_id: str) -> TestResponse:
-        headers = Headers(response.raw_headers)
-        if response.body_length >= 0 and "content-length" not in headers:
-            headers.raw.append(("content-length", str(response.body_length).encode()))
-        for value in headers.getlist("set-cookie"):
-            name, cookie_value, expired = _parse_set_cookie(value)
+    def _gateway_answer(self, method: str, status: int, request_id: str, close: bool, allow: str = "") -> TestResponse:
+        """A response the gateway makes itself (gateway/server respond.go ``answer``):
+        the status's reason phrase and a newline as text/plain, none for 204 and HEAD."""
+        fields: list[tuple[str, bytes]] = [("date", _http_date()), ("server", b"covetpy")]
+        text = b""
+        if status != 204:
+            text = _STATUS_TEXT[status].encode() + b"\n"
+            fields.append(("content-type", b"text/plain; charset=utf-8"))
+        if allow:
+            fields.append(("allow", allow.encode()))
+        fields.append(("x-request-id", request_id.encode()))
+        if status != 204:
+            fields.append(("content-length", str(len(text)).encode()))
+        if close:
+            fields.append(("connection", b"close"))
+        return TestResponse(status, Headers(fields), b"" if method == "HEAD" else text, request_id)
+
+    def _gateway_error(self, status: int, reason: str, request_id: str) -> TestResponse:
+        """A request the gateway refuses while reading it (gateway/http1 ``AppendError``):
+        no request id, and the connection closes."""
+        text = f"{_STATUS_TEXT[status]}: {reason}\n".encode()
+        fields = [("date", _http_date()), ("content-type", b"text/plain; charset=utf-8"),
+                  ("content-length", str(len(text)).encode()), ("connection", b"close")]  # fmt: skip
+        return TestResponse(status, Headers(fields), text, request_id)
+
+    def _keep_cookies(self, fields: list[tuple[str, bytes]]) -> None:
+        for name, value in fields:
+            if name != "set-cookie":
+                continue
+            cookie, cookie_value, expired = _parse_set_cookie(value.decode("latin-1"))
             if expired:
-                self.cookies.pop(name, None)
+                self.cookies.pop(cookie, None)
             else:
-                self.cookies[name] = cookie_value
-        return TestResponse(response.status, headers, content, request_id)
+                self.cookies[cookie] = cookie_value
 
     def get(self, url: str, **kwargs: Any) -> TestResponse:
         return self.request("GET", url, **kwargs)
@@ -226,6 +388,72 @@ class TestClient:
 
     def options(self, url: str, **kwargs: Any) -> TestResponse:
         return self.request("OPTIONS", url, **kwargs)
+
+
+def _response_fields(
+    head: RequestHead, response: Response, close: bool, date: bytes
+) -> tuple[list[tuple[str, bytes]], bool] | int:
+    """The header fields the gateway writes for a worker's response (gateway/server
+    respond.go ``WriteHead``), and whether a body follows; or the status the gateway
+    answers instead: 500 for a head the worker cannot send (workerproto/PROTOCOL.md
+    3.2: it sends ERROR 500), 502 for one the gateway's writer refuses. The worker's
+    Content-Length, Transfer-Encoding, Connection and Keep-Alive are dropped (a HEAD
+    response keeps a Content-Length the worker declared); Server and X-Request-ID are
+    added when the worker set none; 204, 304 and HEAD carry no body."""
+    raw = response.raw_headers
+    try:
+        encode_response_head(response.status, raw, response.body_length)
+    except ValueError as exc:
+        error_log.error("request_id=%s: response head refused: %s", head.request_id, exc)
+        return 500
+    is_head = head.method == "HEAD"
+    fields: list[tuple[str, bytes]] = [("date", date)]
+    have_server = have_id = False
+    head_length = -1
+    for name, value in raw:
+        name = name.lower()
+        if name in _DROPPED:
+            if is_head and name == "content-length":
+                head_length = int(value) if value.isdigit() and len(value) <= 18 else -1
+            continue
+        if not _FIELD_VALUE.fullmatch(value):
+            return 502
+        have_server = have_server or name == "server"
+        have_id = have_id or name == "x-request-id"
+        fields.append((name, value))
+    if not have_server:
+        fields.append(("server", b"covetpy"))
+    if not have_id:
+        fields.append(("x-request-id", head.request_id.encode()))
+    length = response.body_length
+    if is_head:
+        length = head_length if head_length >= 0 else (length if length > 0 else -1)
+    status = response.status
+    no_body = is_head or status in (204, 304)
+    if status not in (204, 304) and length >= 0:
+        fields.append(("content-length", str(length).encode()))
+    if not no_body and length < 0:
+        fields.append(("transfer-encoding", b"chunked"))
+    if close:
+        fields.append(("connection", b"close"))
+    return fields, not no_body
+
+
+def _has_dot_segment(raw_path: str) -> bool:
+    """The gateway refuses a path holding a "." or ".." segment (also as %2e)."""
+    return any(_DOT_SEGMENT.fullmatch(segment) for segment in raw_path.split("/")[1:])
+
+
+def _decodes(raw_path: str) -> bool:
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _http_date() -> bytes:
+    return formatdate(usegmt=True).encode()
 
 
 def _encode_headers(headers: HeaderArg | None) -> list[tuple[str, bytes]]:

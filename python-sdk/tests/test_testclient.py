@@ -99,14 +99,14 @@ def test_404(client: TestClient) -> None:
     for url in ("/nope", "/files", "/items/", "/items/abc"):
         r = client.get(url)
         assert r.status_code == 404, url
-        assert r.json() == {"detail": "Not Found"}
+        assert (r.text, r.headers["content-type"]) == ("Not Found\n", "text/plain; charset=utf-8")
 
 
 def test_405_with_allow(client: TestClient) -> None:
     r = client.put("/items")
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, HEAD, OPTIONS, POST"
-    assert r.json() == {"detail": "Method Not Allowed"}
+    assert r.text == "Method Not Allowed\n"
     r = client.get("/items/3")
     assert (r.status_code, r.headers["Allow"]) == (405, "DELETE, OPTIONS")
     assert client.delete("/items/3").status_code == 204
