@@ -63,17 +63,19 @@ type app struct {
 // Attach registers a worker that has sent hello on conn: it checks the manifest
 // against the live route table, sends WELCOME with a new segment and, once the worker
 // reports ready, adds it to its app's pool. pid is the worker's process id (the exec
-// pid for a spawned worker, SO_PEERCRED for an external one). On failure the worker
-// is sent an error frame and conn is closed.
-func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int) (*Session, error) {
+// pid for a spawned worker, SO_PEERCRED for an external one); origin says how its
+// end is learnt (a Spawned worker's supervisor must call Session.Exited once it has
+// reaped the process). On failure the worker is sent an error frame and conn is
+// closed.
+func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int, origin Origin) (*Session, error) {
 	a, err := d.register(hello)
 	if err != nil {
 		workerproto.Refuse(conn, err)
 		return nil, err
 	}
 	s := &Session{
-		ID: d.nextID.Add(1), App: hello.App, PID: pid, d: d, conn: conn,
-		readerDone: make(chan struct{}), done: make(chan struct{}),
+		ID: d.nextID.Add(1), App: hello.App, PID: pid, Origin: origin, d: d, conn: conn,
+		readerDone: make(chan struct{}), done: make(chan struct{}), exited: make(chan struct{}),
 	}
 	s.a = a
 	s.log = d.log.With("app", hello.App, "worker", s.ID, "pid", pid)

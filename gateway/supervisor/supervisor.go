@@ -5,14 +5,17 @@
 // to the dispatcher. A worker that exits is started again, after a backoff that
 // doubles (from MinBackoff up to MaxBackoff) while workers keep dying young and
 // resets once one has lived for a while. A worker whose session ends while its
-// process lives on (a protocol violation) is killed. Workers started elsewhere
-// register through a control socket (see Listen).
+// process lives on (a protocol violation) is killed. Once a worker's process has
+// been reaped the supervisor tells its session (dispatch.Session.Exited), which may
+// then retry on another worker the requests it never took. Workers started
+// elsewhere register through a control socket (see Listen).
 package supervisor
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -208,7 +211,7 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 	}
 	var sess *dispatch.Session
 	if err == nil {
-		sess, err = s.d.Attach(conn, hello, cmd.Process.Pid)
+		sess, err = s.d.Attach(conn, hello, cmd.Process.Pid, dispatch.Spawned)
 	}
 	sl.attach(sess, cmd.Process, err) // lifecycle.go: recycling, watchdog, Roll
 	if err != nil {
@@ -216,19 +219,29 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 		cmd.Process.Kill()
 		return <-exited
 	}
+	// Once the process is reaped it can take nothing more off its request ring:
+	// sess.Exited lets the session's teardown retry what is still there.
 	select {
 	case err := <-exited:
+		sess.Exited()
 		<-sess.Done()
 		return err
-	case <-sess.Done():
-		// The session ended (violation, or its control socket failed) while the
-		// process lives: it must not keep running half-attached.
+	case <-sess.Closing():
+		// The session is ending (a violation, or its control socket failed) while
+		// the process may live on: it must not keep running half-attached.
 		cmd.Process.Kill()
-		<-exited
+		err := <-exited
+		sess.Exited()
+		<-sess.Done()
+		if errors.Is(sess.Err(), io.EOF) || errors.Is(sess.Err(), syscall.ECONNRESET) {
+			return err // the worker hung up (it exited, or was killed): its own status
+		}
 		return sess.Err()
 	case <-ctx.Done():
 		cmd.Process.Kill()
 		<-exited
+		sess.Exited()
+		<-sess.Done()
 		return ctx.Err()
 	}
 }
@@ -248,7 +261,7 @@ func (s *Supervisor) Listen(l *workerproto.Listener) error {
 				s.log.Warn("external worker refused", "pid", cred.PID, "err", err)
 				return
 			}
-			sess, err := s.d.Attach(conn, hello, int(cred.PID))
+			sess, err := s.d.Attach(conn, hello, int(cred.PID), dispatch.External)
 			if err != nil {
 				s.log.Warn("external worker refused", "pid", cred.PID, "err", err)
 				return
