@@ -7,6 +7,12 @@
 // every worker is busy, writes the request into that worker's request ring and
 // streams the answer from the response ring back to a [ResponseWriter].
 //
+// Routes come from the workers' manifests: while no app has registered, or an app
+// has no live worker, Lookup answers a miss with a route whose Serve gives 503, not
+// 404. An app the supervisor expects workers of ([Dispatcher.Expect]) that has lost
+// them all keeps its routes, and its requests wait in its queue for a worker to come
+// back, up to the queue deadline.
+//
 // Status conventions (ARCHITECTURE.md section 3): a worker that dies after it took
 // the request off the ring gives 502; no live worker, a full queue or a queue wait
 // past its deadline gives 503 (the front end adds Retry-After); a handler past its

@@ -42,6 +42,11 @@ type Config struct {
 	MaxBackoff time.Duration `config:"max_backoff" help:"longest restart delay; 0 = 5s"`                                                             // longest restart delay; default 5s
 	Stable     time.Duration `config:"restart_stable" help:"a worker that lived this long resets the backoff; 0 = 10s"`                              // a worker that lived this long resets the backoff; default 10s
 	Handshake  time.Duration `config:"worker_handshake_timeout" help:"time a new worker has to send HELLO; 0 = 30s"`                                 // time a new worker has to send HELLO; default 30s (imports can be slow)
+	// MaxStartupFailures: when one worker slot's workers fail at startup (exit or
+	// are refused before they attach) this many times in a row, the supervisor
+	// gives up: Failed reports why, and the gateway exits non-zero. Default 5;
+	// negative = never give up.
+	MaxStartupFailures int `config:"max_startup_failures" help:"exit when a worker fails at startup this many times in a row; 0 = 5, negative = never"`
 	// OnRestart, if set, is called each time a worker process is restarted after
 	// it exited, with its app and a reason (restart.go). It must not block.
 	OnRestart func(app, reason string)
@@ -63,6 +68,9 @@ func (c Config) WithDefaults() Config {
 	if c.Handshake == 0 {
 		c.Handshake = 30 * time.Second
 	}
+	if c.MaxStartupFailures == 0 {
+		c.MaxStartupFailures = 5
+	}
 	c.Lifecycle = c.Lifecycle.withDefaults()
 	return c
 }
@@ -78,6 +86,9 @@ type Supervisor struct {
 	stopping bool
 	wg       sync.WaitGroup
 
+	failOnce sync.Once
+	failed   chan error // gets one error when workers keep failing at startup
+
 	lc lifecycle // slots, recycling, rolling restarts, watchdog: lifecycle.go
 }
 
@@ -86,8 +97,22 @@ func New(cfg Config, d *dispatch.Dispatcher, log *slog.Logger) *Supervisor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Supervisor{cfg: cfg.WithDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{}}
+	return &Supervisor{cfg: cfg.WithDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{}, failed: make(chan error, 1)}
 }
+
+// Failed delivers an error, once, when a worker slot's workers have failed at
+// startup MaxStartupFailures times in a row: the app cannot run, and the caller
+// should stop (the gateway exits non-zero with it).
+func (s *Supervisor) Failed() <-chan error { return s.failed }
+
+// StartupError says why a worker never attached: it exited, or was refused, before
+// the end of its handshake.
+type StartupError struct {
+	App   string
+	Cause string // the worker's own error ("RuntimeError: db unreachable"), or what the gateway saw
+}
+
+func (e *StartupError) Error() string { return "worker exited during startup: " + e.Cause }
 
 // Start spawns every spec's workers and keeps them running until ctx ends or Stop
 // is called. It returns at once.
@@ -100,6 +125,7 @@ func (s *Supervisor) Start(ctx context.Context, specs []Spec) error {
 		if n <= 0 {
 			n = 1
 		}
+		s.d.Expect(sp.App) // requests wait for its workers; they come back when they die
 		s.startLifecycle(ctx, sp)
 		for i := 0; i < n; i++ {
 			s.wg.Add(1)
@@ -136,6 +162,7 @@ func (s *Supervisor) keep(ctx context.Context, sp Spec, sl *slot) {
 	defer s.wg.Done()
 	defer sl.finish() // lifecycle.go
 	backoff := s.cfg.MinBackoff
+	failures := 0 // startup failures in a row
 	for {
 		started := time.Now()
 		err := s.runOnce(ctx, sp, sl)
@@ -145,7 +172,18 @@ func (s *Supervisor) keep(ctx context.Context, sp Spec, sl *slot) {
 		if time.Since(started) >= s.cfg.Stable {
 			backoff = s.cfg.MinBackoff
 		}
-		s.log.Warn("worker exited; restarting", "app", sp.App, "slot", sl.n, "err", err, "backoff", backoff)
+		var se *StartupError
+		if errors.As(err, &se) {
+			failures++
+			s.log.Error(se.Error(), "app", sp.App, "slot", sl.n, "failures_in_a_row", failures, "backoff", backoff)
+			if max := s.cfg.MaxStartupFailures; max > 0 && failures >= max {
+				s.fail(fmt.Errorf("app %q: a worker failed at startup %d times in a row: %w", sp.App, failures, se))
+				return
+			}
+		} else {
+			failures = 0
+			s.log.Warn("worker exited; restarting", "app", sp.App, "slot", sl.n, "err", err, "backoff", backoff)
+		}
 		if s.cfg.OnRestart != nil {
 			s.cfg.OnRestart(sp.App, RestartReason(err))
 		}
@@ -156,6 +194,14 @@ func (s *Supervisor) keep(ctx context.Context, sp Spec, sl *slot) {
 		}
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
+}
+
+// fail reports err on Failed, once.
+func (s *Supervisor) fail(err error) {
+	s.failOnce.Do(func() {
+		s.log.Error("giving up on the app's workers", "err", err)
+		s.failed <- err
+	})
 }
 
 func (s *Supervisor) isStopping() bool {
@@ -204,6 +250,9 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 	conn.SetReadDeadline(time.Now().Add(s.cfg.Handshake))
 	hello, err := workerproto.RecvHello(conn, "")
 	conn.SetReadDeadline(time.Time{})
+	if pe, ok := err.(*workerproto.Error); ok {
+		err = &workerError{pe}
+	}
 	if err == nil && hello.App != sp.App {
 		err = &workerproto.Error{Code: workerproto.CodeManifest,
 			Message: fmt.Sprintf("worker says app %q, the gateway expects %q", hello.App, sp.App)}
@@ -215,9 +264,8 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 	}
 	sl.attach(sess, cmd.Process, err) // lifecycle.go: recycling, watchdog, Roll
 	if err != nil {
-		s.log.Error("worker refused", "app", sp.App, "pid", cmd.Process.Pid, "err", err)
 		cmd.Process.Kill()
-		return <-exited
+		return startupError(sp.App, err, <-exited)
 	}
 	// Once the process is reaped it can take nothing more off its request ring:
 	// sess.Exited lets the session's teardown retry what is still there.
@@ -245,6 +293,27 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 		return ctx.Err()
 	}
 }
+
+// startupError says why a worker that never attached failed: helloErr is what the
+// handshake ended with, exitErr how its process ended.
+func startupError(app string, helloErr, exitErr error) *StartupError {
+	var we *workerError
+	switch {
+	case errors.As(helloErr, &we):
+		return &StartupError{App: app, Cause: we.e.Message} // its startup hook raised, say
+	case errors.Is(helloErr, io.EOF):
+		return &StartupError{App: app, Cause: fmt.Sprintf("it ended (%v) before saying hello", exitErr)}
+	case errors.Is(helloErr, os.ErrDeadlineExceeded):
+		return &StartupError{App: app, Cause: "no hello within worker_handshake_timeout"}
+	}
+	return &StartupError{App: app, Cause: "the gateway refused it: " + helloErr.Error()}
+}
+
+// workerError is an error frame the worker sent instead of hello (RecvHello returns
+// it as is), told apart from the error frames the gateway sends.
+type workerError struct{ e *workerproto.Error }
+
+func (w *workerError) Error() string { return w.e.Error() }
 
 // Listen accepts workers started elsewhere (sidecar mode) on l until it is closed.
 func (s *Supervisor) Listen(l *workerproto.Listener) error {
