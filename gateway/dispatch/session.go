@@ -112,7 +112,7 @@ type Session struct {
 // Done is closed when the session has ended and released everything.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Err says why the session ended; valid after Done is closed.
+// Err says why the session ended; valid once Closing is closed.
 func (s *Session) Err() error { return s.err }
 
 // Closing is closed as soon as the session starts to end (before Done): its worker

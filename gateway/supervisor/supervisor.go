@@ -275,14 +275,27 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 		<-sess.Done()
 		return err
 	case <-sess.Closing():
-		// The session is ending (a violation, or its control socket failed) while
-		// the process may live on: it must not keep running half-attached.
-		cmd.Process.Kill()
-		err := <-exited
+		hungUp := errors.Is(sess.Err(), io.EOF) || errors.Is(sess.Err(), syscall.ECONNRESET)
+		var err error
+		if hungUp {
+			// The worker closed its socket: it is exiting (or was killed); let it
+			// end by itself, briefly, so that its own status is reported.
+			select {
+			case err = <-exited:
+			case <-time.After(exitGrace):
+				cmd.Process.Kill()
+				err = <-exited
+			}
+		} else {
+			// The gateway ended the session (a violation, a failed write) while the
+			// process lives on: it must not keep running half-attached.
+			cmd.Process.Kill()
+			err = <-exited
+		}
 		sess.Exited()
 		<-sess.Done()
-		if errors.Is(sess.Err(), io.EOF) || errors.Is(sess.Err(), syscall.ECONNRESET) {
-			return err // the worker hung up (it exited, or was killed): its own status
+		if hungUp {
+			return err
 		}
 		return sess.Err()
 	case <-ctx.Done():
@@ -293,6 +306,10 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 		return ctx.Err()
 	}
 }
+
+// exitGrace is how long a worker that hung up its control socket gets to exit by
+// itself before it is killed.
+const exitGrace = time.Second
 
 // startupError says why a worker that never attached failed: helloErr is what the
 // handshake ended with, exitErr how its process ended.
