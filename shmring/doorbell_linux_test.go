@@ -258,3 +258,18 @@ func TestDoorbellRingErrorsStayWithTheirCaller(t *testing.T) {
 		t.Errorf("the Ring whose write succeeded returned %v, want nil", errOK)
 	}
 }
+
+// BenchmarkDoorbellRingParallel: producers ringing one doorbell at once (the request
+// ring's many producers waking one sleeping worker).
+func BenchmarkDoorbellRingParallel(b *testing.B) {
+	d := newTestDoorbell(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := d.Ring(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
