@@ -87,7 +87,8 @@ type Supervisor struct {
 	wg       sync.WaitGroup
 
 	failOnce sync.Once
-	failed   chan error // gets one error when workers keep failing at startup
+	failed   chan error    // gets one error when workers keep failing at startup
+	stopped  chan struct{} // closed by Stop: ends the restart backoffs
 
 	lc lifecycle // slots, recycling, rolling restarts, watchdog: lifecycle.go
 }
@@ -97,7 +98,8 @@ func New(cfg Config, d *dispatch.Dispatcher, log *slog.Logger) *Supervisor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Supervisor{cfg: cfg.WithDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{}, failed: make(chan error, 1)}
+	return &Supervisor{cfg: cfg.WithDefaults(), d: d, log: log, procs: map[*os.Process]struct{}{},
+		failed: make(chan error, 1), stopped: make(chan struct{})}
 }
 
 // Failed delivers an error, once, when a worker slot's workers have failed at
@@ -139,6 +141,9 @@ func (s *Supervisor) Start(ctx context.Context, specs []Spec) error {
 // every process to exit; those still running when timeout passes are killed.
 func (s *Supervisor) Stop(timeout time.Duration) {
 	s.mu.Lock()
+	if !s.stopping {
+		close(s.stopped)
+	}
 	s.stopping = true
 	s.mu.Unlock()
 	s.d.Drain(timeout)
@@ -189,6 +194,8 @@ func (s *Supervisor) keep(ctx context.Context, sp Spec, sl *slot) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.stopped:
 			return
 		case <-time.After(backoff):
 		}
