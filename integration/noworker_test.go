@@ -164,3 +164,36 @@ func TestAllWorkersKilledRequestsWait(t *testing.T) {
 		t.Errorf("no worker attached again (%d before the kill, %d after)", before, after)
 	}
 }
+
+// TestCovetRunExitsWhenWorkersFail: `covet run` execs the gateway, so an app whose
+// workers cannot start makes it exit non-zero with the worker's error.
+func TestCovetRunExitsWhenWorkersFail(t *testing.T) {
+	py, err := harness.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	root, _ := harness.RepoRoot()
+	_, port, _ := strings.Cut(freePort(t), ":")
+	cmd := exec.Command(py, "-m", "covet", "run", "failapp:app", "--workers", "1", "--port", port, "--gateway", gatewayBinary(t))
+	cmd.Dir = filepath.Join(root, "integration", "apps")
+	cmd.Env = append(os.Environ(), "COVET_MAX_STARTUP_FAILURES=2")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Errorf("covet run exited 0; output:\n%s", out)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("covet run still running; output:\n%s", out)
+	}
+	if want := "worker failed at startup 2 times in a row: worker exited during startup: RuntimeError: db unreachable"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
