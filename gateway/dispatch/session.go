@@ -102,7 +102,7 @@ type Session struct {
 	state    sessState // guarded by a.mu (observe.go)
 
 	closeOnce  sync.Once
-	err        error // why the session ended; set before done closes
+	err        error // why the session ended; set before ctx is cancelled
 	exitOnce   sync.Once
 	exited     chan struct{} // closed when the worker provably takes no more records
 	readerDone chan struct{} // readLoop returned
