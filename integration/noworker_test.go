@@ -60,7 +60,7 @@ func (g *gateway) waitExit(within time.Duration) error {
 func TestNoWorkerIs503(t *testing.T) {
 	const failures = 3
 	g, admin := startFailingGateway(t, "failapp", "failapp",
-		"--max-startup-failures", fmt.Sprint(failures), "--restart-backoff", "400ms")
+		"--max-startup-failures", fmt.Sprint(failures), "--restart-backoff", "1s")
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	do := func(method, url string) (int, http.Header) {
 		req, _ := http.NewRequest(method, url, strings.NewReader("x"))
