@@ -20,10 +20,22 @@ import (
 // may retry on another worker only what the gone worker never took (PROTOCOL.md 1.1),
 // and it can know that only once the worker has gone: each request of a burst of
 // non-idempotent POSTs must run once or not at all, never twice.
+//
+// In the linger case the worker keeps its control socket open long after: with no
+// proof that it has gone the gateway retries nothing and answers 502.
 func TestExactlyOnceAfterGatewayClose(t *testing.T) {
+	t.Run("worker exits", func(t *testing.T) { testExactlyOnce(t, false) })
+	t.Run("worker lingers", func(t *testing.T) { testExactlyOnce(t, true) })
+}
+
+func testExactlyOnce(t *testing.T, linger bool) {
 	sock := t.TempDir() + "/control.sock"
 	g := startGateway(t, "gwapp", 1, "--control-socket", sock)
-	done := startShmWorker(t, g, "taker_shm.py", sock, 2, g.state)
+	args := []string{g.state}
+	if linger {
+		args = append(args, "linger")
+	}
+	done := startShmWorker(t, g, "taker_shm.py", sock, 2, args...)
 	status := postBurst(t, g, 40)
 	select {
 	case err := <-done:
@@ -38,7 +50,7 @@ func TestExactlyOnceAfterGatewayClose(t *testing.T) {
 	if len(taker) == 0 {
 		t.Errorf("the worker that broke the protocol read no request: the test proved nothing; statuses %v", status)
 	}
-	failed := 0
+	failed, notRun := 0, 0
 	for i, st := range status {
 		id := fmt.Sprintf("once-%d", i)
 		switch {
@@ -51,9 +63,15 @@ func TestExactlyOnceAfterGatewayClose(t *testing.T) {
 		}
 		if st == 502 {
 			failed++
+			if runs[id] == 0 {
+				notRun++
+			}
 		}
 	}
-	t.Logf("%d of %d requests failed with 502; the worker the gateway closed ran %v", failed, len(status), taker)
+	t.Logf("%d of %d requests failed with 502 (%d of them never ran); the worker the gateway closed ran %v", failed, len(status), notRun, taker)
+	if lingered := strings.Contains(g.out.String(), "worker not known to be gone"); lingered != linger {
+		t.Errorf("gateway said the worker was not known to be gone: %v, want %v; output:\n%s", lingered, linger, g.out)
+	}
 	if st, body, _ := g.get("/hello"); st != 200 || body != "hello" {
 		t.Errorf("after the burst: %d %q", st, body)
 	}

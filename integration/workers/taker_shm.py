@@ -6,7 +6,9 @@ before the poll releases any record, it breaks the protocol (a RESP frame flagge
 BEGIN only), waits until the gateway has hung up on it and a while longer, and only
 then lets the poll go on. Every request whose REQ_HEAD it read it then "runs" as the
 app's POST /once does: it appends the request id to once.log in the directory given
-as argv[1] (and to taker.log). A worker may read records and release them a little later; PROTOCOL.md 1.1
+as argv[1] (and to taker.log). With argv[2] == "linger" it reads nothing after the
+record it held, and keeps its control socket open for 8 s more before it exits, so
+the gateway cannot know it has gone: what it left on the ring must not run elsewhere. A worker may read records and release them a little later; PROTOCOL.md 1.1
 makes a request taken once released, so the gateway must not run any of these again
 elsewhere. It exits 0 once it has written the ids.
 """
@@ -30,8 +32,13 @@ from shmworker import attach  # noqa: E402
 REQUEST_ID = re.compile(rb"once-[0-9]+")
 
 
+class StopReading(Exception):
+    """Ends the poll: linger mode reads nothing after the record it held."""
+
+
 def main() -> int:
     state = sys.argv[1]
+    linger = sys.argv[2:] == ["linger"]
     ctl, seg, worker_bell, gateway_bell, reader, writer = attach("gwapp", app.manifest())
     taken: list[bytes] = []
     hung_up = False
@@ -40,6 +47,8 @@ def main() -> int:
         nonlocal hung_up
         if typ != _shmring.REQ_HEAD:
             return
+        if hung_up and linger:
+            raise StopReading
         m = REQUEST_ID.search(bytes(payload))
         if m is None:
             return
@@ -54,14 +63,20 @@ def main() -> int:
         time.sleep(0.5)  # the gateway's teardown runs now, while we hold the records
 
     while not hung_up:
-        reader.poll(on_record)
+        try:
+            reader.poll(on_record)
+        except StopReading:
+            pass
         if not hung_up:
             reader.wait(worker_bell, 0.05)
-    reader.poll(on_record)  # what else the gateway had written: read, so taken
+    if not linger:
+        reader.poll(on_record)  # what else the gateway had written: read, so taken
     lines = b"".join(t + b"\n" for t in taken)
     for name in ("once.log", "taker.log"):  # taker.log: which ones were ours
         with open(os.path.join(state, name), "ab") as f:
             f.write(lines)
+    if linger:
+        time.sleep(8)
     return 0
 
 
