@@ -7,8 +7,13 @@
 // resets once one has lived for a while. A worker whose session ends while its
 // process lives on (a protocol violation) is killed. Once a worker's process has
 // been reaped the supervisor tells its session (dispatch.Session.Exited), which may
-// then retry on another worker the requests it never took. Workers started
-// elsewhere register through a control socket (see Listen).
+// then retry on another worker the requests it never took. Each app it starts is
+// expected by the dispatcher (dispatch.Dispatcher.Expect), so while its workers are
+// restarting requests wait for them rather than fail. A worker that exits or is
+// refused before it attaches is a startup failure, logged with its cause; after
+// MaxStartupFailures of them in a row in one slot the supervisor gives up and
+// reports it on Failed. Workers started elsewhere register through a control socket
+// (see Listen).
 package supervisor
 
 import (
