@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -19,6 +19,10 @@ import (
 // second concurrent waiter may have its wakeup taken by the first): fan out with a
 // Signal.
 //
+// Each Ring learns its own write's outcome: ringMu serialises the Ring calls (the
+// descriptor's own write lock already does, for the write itself), so one caller's
+// errno is never taken, or lost, by another.
+//
 // Ring and Wait make their read and write with raw system calls: the eventfd is
 // non-blocking, so they never sleep in the kernel, and skipping the runtime's
 // syscall entry spares the wakeup of its monitor thread that each entry makes
@@ -30,7 +34,8 @@ type Doorbell struct {
 	// The callbacks given to rc, made once so that Ring and Wait allocate
 	// nothing, and where they leave an unexpected errno.
 	ringFn, waitFn func(uintptr) bool
-	ringErr        atomic.Uint32 // any Ring
+	ringMu         sync.Mutex    // held by one Ring from its write until it has read ringErr
+	ringErr        syscall.Errno // guarded by ringMu
 	waitErr        syscall.Errno // the one waiter
 	waitBuf        [8]byte
 }
@@ -81,10 +86,13 @@ var one = [8]byte{1} // little-endian uint64(1)
 
 // Ring adds 1 to the eventfd counter, waking the waiter.
 func (d *Doorbell) Ring() error {
+	d.ringMu.Lock()
+	d.ringErr = 0
 	err := d.rc.Write(d.ringFn)
-	if e := syscall.Errno(d.ringErr.Swap(0)); err == nil && e != 0 {
+	if e := d.ringErr; err == nil && e != 0 {
 		err = os.NewSyscallError("write", e)
 	}
+	d.ringMu.Unlock()
 	return err
 }
 
@@ -94,7 +102,7 @@ func (d *Doorbell) ringRaw(fd uintptr) bool {
 	case unix.EAGAIN:
 		return false // the counter is full: wait until it is read
 	default:
-		d.ringErr.Store(uint32(e))
+		d.ringErr = e
 	}
 	return true
 }

@@ -3,6 +3,9 @@ package shmring
 import (
 	"context"
 	"errors"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,4 +210,66 @@ func BenchmarkEventfdPollPingPong(b *testing.B) {
 		wait(c)
 	}
 	unix.Write(a, one) // let the helper see stop
+}
+
+// interleavedConn is a doorbell's RawConn whose first Write fails (its callback is
+// given a descriptor open read-only) and, before that Write returns, lets another
+// Ring run: the interleaving two producers ringing at once can have.
+type interleavedConn struct {
+	syscall.RawConn // the eventfd's own, for every other call
+	badFD           uintptr
+	first           atomic.Bool
+	during          func()
+}
+
+func (c *interleavedConn) Write(f func(fd uintptr) bool) error {
+	if c.first.CompareAndSwap(false, true) {
+		f(c.badFD)
+		c.during()
+		return nil
+	}
+	return c.RawConn.Write(f)
+}
+
+// TestDoorbellRingErrorsStayWithTheirCaller: two Rings at once each get their own
+// write's outcome. The one whose write failed reports it; the other, whose write
+// succeeded, reports nothing.
+func TestDoorbellRingErrorsStayWithTheirCaller(t *testing.T) {
+	d := newTestDoorbell(t)
+	ro, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	other := make(chan error, 1)
+	ic := &interleavedConn{RawConn: d.rc, badFD: ro.Fd()}
+	ic.during = func() {
+		go func() { other <- d.Ring() }()
+		// Give the other Ring the time to run to its end, if it can.
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.rc = ic
+	errFailed := d.Ring()
+	errOK := <-other
+	if !errors.Is(errFailed, unix.EBADF) {
+		t.Errorf("the Ring whose write failed returned %v, want EBADF", errFailed)
+	}
+	if errOK != nil {
+		t.Errorf("the Ring whose write succeeded returned %v, want nil", errOK)
+	}
+}
+
+// BenchmarkDoorbellRingParallel: producers ringing one doorbell at once (the request
+// ring's many producers waking one sleeping worker).
+func BenchmarkDoorbellRingParallel(b *testing.B) {
+	d := newTestDoorbell(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := d.Ring(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -212,7 +212,9 @@ func CheckToken(got, want string) bool {
 // RecvHello reads and checks a worker's hello, as the gateway: a hello (else code
 // protocol), version 1 (version), the token when token is not empty (auth), then the
 // pid, app name and manifest (manifest for a bad route). On failure it sends the
-// matching error frame, closes conn and returns the error. Checking the manifest
+// matching error frame, closes conn and returns the error. A worker that sends an
+// error frame instead of hello (it failed to start) gets nothing back: conn is closed
+// and that *Error returned. Checking the manifest
 // against the live route table (code conflict) is the caller's job; use Refuse.
 func RecvHello(conn *net.UnixConn, token string) (Hello, error) {
 	m, err := RecvMessage(conn)
@@ -222,6 +224,12 @@ func RecvHello(conn *net.UnixConn, token string) (Hello, error) {
 			return Hello{}, err
 		}
 		return Hello{}, Refuse(conn, err)
+	}
+	if e, ok := m.(*Error); ok {
+		// The worker could not start (its startup hook raised, say) and says why
+		// instead of hello; it closes the socket after it.
+		conn.Close()
+		return Hello{}, e
 	}
 	h, ok := m.(Hello)
 	if !ok {

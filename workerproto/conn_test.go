@@ -280,6 +280,22 @@ func TestRecvHelloRefusals(t *testing.T) {
 	}
 }
 
+// TestRecvHelloReturnsTheWorkersError: a worker that failed to start sends an error
+// frame instead of hello; the gateway gets that error, with its text, and sends
+// nothing back.
+func TestRecvHelloReturnsTheWorkersError(t *testing.T) {
+	gw, wk := pair(t)
+	WriteMessage(wk, &Error{Code: CodeInternal, Message: "RuntimeError: db unreachable"})
+	_, err := RecvHello(gw, "")
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeInternal || e.Message != "RuntimeError: db unreachable" {
+		t.Fatalf("RecvHello: %v, want the worker's own error", err)
+	}
+	if m, err := RecvMessage(wk); !errors.Is(err, io.EOF) {
+		t.Fatalf("worker got %#v, %v; want EOF and no error frame", m, err)
+	}
+}
+
 func TestCheckToken(t *testing.T) {
 	if !CheckToken("", "") || !CheckToken("x", "") || !CheckToken("abc", "abc") ||
 		CheckToken("", "abc") || CheckToken("abd", "abc") || CheckToken("abcd", "abc") {

@@ -25,6 +25,12 @@ type Dispatcher struct {
 
 	mu   sync.Mutex // guards apps
 	apps map[string]*app
+	// down counts the apps in apps with no live worker; while it is not zero, or
+	// no app is known at all, the route table may lack routes, and Lookup answers
+	// a miss with the unavailable route (503) rather than a 404 or 405.
+	down        atomic.Int32
+	known       atomic.Int32 // len(apps)
+	unavailable *Route
 
 	nextID atomic.Int64
 	epoch  atomic.Uint64
@@ -41,8 +47,41 @@ func New(cfg Config, log *slog.Logger) (*Dispatcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{cfg: cfg, log: log, apps: map[string]*app{}}
+	// An app of no name, with no worker and none expected: Serve answers
+	// ErrNoWorker for its route at once.
+	d.unavailable = &Route{Pattern: metrics.Unmatched, app: &app{down: &d.down}}
 	cfg.Metrics.SetPoolSource(d.PoolStats) // no-op without metrics
 	return d, nil
+}
+
+// newApp makes the pool of app name, with no worker yet; addApp makes it known.
+func (d *Dispatcher) newApp(name string) *app {
+	return &app{name: name, m: d.cfg.Metrics.App(name), down: &d.down}
+}
+
+// addApp adds a new app, down until its first worker attaches. Caller holds d.mu.
+func (d *Dispatcher) addApp(a *app) {
+	d.apps[a.name] = a
+	d.down.Add(1)
+	d.known.Add(1)
+}
+
+// Expect declares that workers of app will come (the supervisor spawns them) and
+// come back when they die. Until one has attached the app counts as down (Ready,
+// Lookup), and while it has no live worker a request for one of its routes waits in
+// its queue, up to the queue deadline, for a worker to attach, instead of failing at
+// once with ErrNoWorker. Drain ends the expectation.
+func (d *Dispatcher) Expect(app string) {
+	d.mu.Lock()
+	a := d.apps[app]
+	if a == nil {
+		a = d.newApp(app)
+		d.addApp(a)
+	}
+	d.mu.Unlock()
+	a.mu.Lock()
+	a.expected = true
+	a.mu.Unlock()
 }
 
 // app is one application's worker pool and route manifest.
@@ -51,8 +90,11 @@ type app struct {
 	manifest string       // canonical form of the routes, to compare later workers'
 	m        *metrics.App // nil without metrics
 
+	down *atomic.Int32 // Dispatcher.down: counts this app while sessions is empty
+
 	mu       sync.Mutex
 	sessions []*Session
+	expected bool // workers are on their way (Dispatcher.Expect): wait for them
 	waiting  int
 	inflight int           // requests handed to a worker, not yet released
 	states   [3]int        // sessions starting, ready, draining (observe.go)
@@ -63,17 +105,19 @@ type app struct {
 // Attach registers a worker that has sent hello on conn: it checks the manifest
 // against the live route table, sends WELCOME with a new segment and, once the worker
 // reports ready, adds it to its app's pool. pid is the worker's process id (the exec
-// pid for a spawned worker, SO_PEERCRED for an external one). On failure the worker
-// is sent an error frame and conn is closed.
-func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int) (*Session, error) {
+// pid for a spawned worker, SO_PEERCRED for an external one); origin says how its
+// end is learnt (a Spawned worker's supervisor must call Session.Exited once it has
+// reaped the process). On failure the worker is sent an error frame and conn is
+// closed.
+func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int, origin Origin) (*Session, error) {
 	a, err := d.register(hello)
 	if err != nil {
 		workerproto.Refuse(conn, err)
 		return nil, err
 	}
 	s := &Session{
-		ID: d.nextID.Add(1), App: hello.App, PID: pid, d: d, conn: conn,
-		readerDone: make(chan struct{}), done: make(chan struct{}),
+		ID: d.nextID.Add(1), App: hello.App, PID: pid, Origin: origin, d: d, conn: conn,
+		readerDone: make(chan struct{}), done: make(chan struct{}), exited: make(chan struct{}),
 	}
 	s.a = a
 	s.log = d.log.With("app", hello.App, "worker", s.ID, "pid", pid)
@@ -93,9 +137,7 @@ func (d *Dispatcher) Attach(conn *net.UnixConn, hello workerproto.Hello, pid int
 		<-s.done
 		return nil, fmt.Errorf("dispatch: worker %d left right after the handshake: %w", s.PID, s.err)
 	}
-	a.sessions = append(a.sessions, s)
-	a.setStateLocked(s, stateReady)
-	a.wakeLocked()
+	a.addLocked(s)
 	a.mu.Unlock()
 	s.log.Info("worker attached")
 	return s, nil
@@ -115,8 +157,9 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 		return nil, &workerproto.Error{Code: workerproto.CodeConflict,
 			Message: fmt.Sprintf("app %q is running with a different route manifest; stop its workers first", h.App)}
 	}
-	if a == nil {
-		a = &app{name: h.App, m: d.cfg.Metrics.App(h.App)}
+	isNew := a == nil
+	if isNew {
+		a = d.newApp(h.App)
 	}
 	var routes []router.Route[*Route]
 	for _, r := range h.Routes {
@@ -131,8 +174,10 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 	if err != nil {
 		return nil, &workerproto.Error{Code: workerproto.CodeConflict, Message: err.Error()}
 	}
+	if isNew {
+		d.addApp(a)
+	}
 	a.manifest = key
-	d.apps[h.App] = a
 	return a, nil
 }
 
@@ -146,8 +191,24 @@ func manifestKey(routes []workerproto.Route) string {
 }
 
 // Lookup finds the route for a request. It is lock-free and allocates nothing.
+//
+// Routes come from the workers' manifests, so while no app has registered, or an app
+// has no live worker, the table may lack the route asked for: a miss (404 or 405)
+// then returns the unavailable route instead, which Serve answers with ErrNoWorker
+// (503 with Retry-After), never a 404 that is not true.
 func (d *Dispatcher) Lookup(method, path string, ps *router.Params) (router.Match[*Route], router.Status) {
-	return d.routes.Lookup(method, path, ps)
+	m, st := d.routes.Lookup(method, path, ps)
+	if (st == router.StatusNotFound || st == router.StatusMethodNotAllowed) && d.incomplete() {
+		ps.Reset()
+		return router.Match[*Route]{Value: d.unavailable, Pattern: d.unavailable.Pattern}, router.StatusFound
+	}
+	return m, st
+}
+
+// incomplete reports whether the route table may lack routes: no app is known yet,
+// or one has no live worker.
+func (d *Dispatcher) incomplete() bool {
+	return d.down.Load() > 0 || d.known.Load() == 0
 }
 
 // Live reports the number of live workers of each app that has registered.
@@ -328,7 +389,8 @@ func (s *Session) abandon(c *call) {
 }
 
 // acquire picks the least-loaded live session with credit, waiting in the app's
-// bounded queue when all are busy.
+// bounded queue when all are busy, or when it has none but expects them back (the
+// supervisor is restarting them).
 func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 	var timer *time.Timer
 	var queued time.Time // when the request first had to wait
@@ -358,7 +420,7 @@ func (a *app) acquire(ctx context.Context, cfg Config) (*Session, error) {
 			}
 			return best, nil
 		}
-		if len(a.sessions) == 0 {
+		if len(a.sessions) == 0 && !a.expected {
 			a.mu.Unlock()
 			return nil, ErrNoWorker
 		}
@@ -414,6 +476,17 @@ func (a *app) wakeLocked() {
 	}
 }
 
+// addLocked puts s in the pool and wakes the requests waiting for a worker. Caller
+// holds a.mu.
+func (a *app) addLocked(s *Session) {
+	a.sessions = append(a.sessions, s)
+	if len(a.sessions) == 1 {
+		a.down.Add(-1)
+	}
+	a.setStateLocked(s, stateReady)
+	a.wakeLocked()
+}
+
 // remove takes s out of the pool: it gets no new work. Its state becomes
 // draining (it may still finish what it has), unless it has ended.
 func (a *app) remove(s *Session) {
@@ -427,6 +500,9 @@ func (a *app) remove(s *Session) {
 func (a *app) removeLocked(s *Session, st sessState) {
 	if i := slices.Index(a.sessions, s); i >= 0 {
 		a.sessions = slices.Delete(a.sessions, i, i+1)
+		if len(a.sessions) == 0 {
+			a.down.Add(1)
+		}
 	}
 	if s.state != stateGone {
 		a.setStateLocked(s, st)
@@ -440,13 +516,16 @@ func (a *app) live() int {
 	return len(a.sessions)
 }
 
-// Drain asks every worker to finish its work and leave: they get no new requests.
+// Drain asks every worker to finish its work and leave: they get no new requests,
+// and no app expects workers any more (Expect).
 func (d *Dispatcher) Drain(deadline time.Duration) {
 	d.mu.Lock()
 	var all []*Session
 	for _, a := range d.apps {
 		a.mu.Lock()
+		a.expected = false // no worker comes back now: requests fail at once
 		all = append(all, a.sessions...)
+		a.wakeLocked()
 		a.mu.Unlock()
 	}
 	d.mu.Unlock()

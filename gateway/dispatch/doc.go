@@ -7,12 +7,23 @@
 // every worker is busy, writes the request into that worker's request ring and
 // streams the answer from the response ring back to a [ResponseWriter].
 //
+// Routes come from the workers' manifests: while no app has registered, or an app
+// has no live worker, Lookup answers a miss with a route whose Serve gives 503, not
+// 404. An app the supervisor expects workers of ([Dispatcher.Expect]) that has lost
+// them all keeps its routes, and its requests wait in its queue for a worker to come
+// back, up to the queue deadline.
+//
 // Status conventions (ARCHITECTURE.md section 3): a worker that dies after it took
 // the request off the ring gives 502; no live worker, a full queue or a queue wait
 // past its deadline gives 503 (the front end adds Retry-After); a handler past its
 // deadline gives 504 and a CANCEL frame. A request is retried on another worker only
-// when the dead worker never took it off the ring. A cancelled context (the client
-// went away) sends CANCEL to the worker.
+// when the dead worker never took it off the ring, and that is known only once the
+// worker can take nothing more: its process was reaped ([Session.Exited], called by
+// the supervisor for a [Spawned] worker) or its control socket reached EOF (an
+// [External] one). A session the gateway ends itself while the worker may live
+// waits for that, at most exitWait; without it every call in flight gets 502, so no
+// request runs twice. A cancelled context (the client went away) sends CANCEL to the
+// worker.
 //
 // Ownership: each Session has one goroutine that reads its response ring (the only
 // consumer) and one that reads its control socket. Request frames are written by the

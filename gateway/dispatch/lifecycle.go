@@ -64,6 +64,7 @@ func (s *Session) Retire(deadline time.Duration) {
 }
 
 // Close ends the session at once, as if the worker had died: its in-flight requests
-// fail with 502 (or go to another worker if it never took them). Used by the
-// watchdog on a worker that stopped responding.
+// fail with 502, or go to another worker if it never took them and is proven gone
+// (see teardown). Used by the watchdog on an external worker that stopped
+// responding.
 func (s *Session) Close(reason error) { s.close(reason) }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/covetpy/covetpy/shmring"
@@ -25,6 +27,26 @@ var errWindow = errors.New("dispatch: worker overran its response window")
 
 // errRetry marks a call whose worker died before taking it off the request ring.
 var errRetry = &StatusError{Status: 502, Reason: "worker died before taking the request"}
+
+// exitWait bounds how long a session's teardown waits for proof that its worker can
+// take no more records (Session.Exited, or EOF on an external worker's control
+// socket) before it fails every call in flight with 502 instead of retrying those
+// still on the request ring. A spawned worker is killed and reaped within
+// milliseconds; an external one exits when it sees EOF on its control socket, after
+// its shutdown hooks (the Python worker gives them up to 5 s).
+const exitWait = 5 * time.Second
+
+// Origin says how a worker came and so how the gateway learns that it is gone.
+type Origin uint8
+
+const (
+	// Spawned: a child of the supervisor, which calls Session.Exited once it has
+	// reaped the process.
+	Spawned Origin = iota + 1
+	// External: registered through the control socket; EOF on that socket means
+	// its process has closed every descriptor of it, so has exited.
+	External
+)
 
 // readerSpin is how long the response-ring reader spin-polls before sleeping on its
 // doorbell while at most spinMaxActive calls are open on the session: 20us keeps a
@@ -43,9 +65,10 @@ const gatewayWait = 10 * time.Millisecond
 // Session is one registered worker: its control socket, its shared-memory segment
 // and the calls in flight on it.
 type Session struct {
-	ID  int64
-	App string
-	PID int
+	ID     int64
+	App    string
+	PID    int
+	Origin Origin
 
 	d      *Dispatcher
 	a      *app
@@ -79,7 +102,9 @@ type Session struct {
 	state    sessState // guarded by a.mu (observe.go)
 
 	closeOnce  sync.Once
-	err        error         // why the session ended; set before done closes
+	err        error // why the session ended; set before ctx is cancelled
+	exitOnce   sync.Once
+	exited     chan struct{} // closed when the worker provably takes no more records
 	readerDone chan struct{} // readLoop returned
 	done       chan struct{} // teardown finished: calls failed, segment released
 }
@@ -87,8 +112,18 @@ type Session struct {
 // Done is closed when the session has ended and released everything.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Err says why the session ended; valid after Done is closed.
+// Err says why the session ended; valid once Closing is closed.
 func (s *Session) Err() error { return s.err }
+
+// Closing is closed as soon as the session starts to end (before Done): its worker
+// gets no new request, and a spawned worker's process must be ended and reaped.
+func (s *Session) Closing() <-chan struct{} { return s.ctx.Done() }
+
+// Exited tells the session that its worker's process has exited and been reaped, so
+// it can take no more records off the request ring: the session's teardown may now
+// retry on another worker the requests still on the ring. The supervisor calls it
+// for the workers it spawned. Idempotent.
+func (s *Session) Exited() { s.exitOnce.Do(func() { close(s.exited) }) }
 
 // start sends WELCOME with the segment and doorbells, waits for the worker to
 // report ready and starts the session's goroutines.
@@ -146,18 +181,25 @@ func (s *Session) start(epoch uint64) error {
 }
 
 // controlLoop reads the control socket until EOF, which means the worker is gone.
+// After the session has begun to end it reads on, answering nothing, until that EOF:
+// for an external worker it is the proof that the worker can take no more records.
 func (s *Session) controlLoop() {
 	for {
 		m, err := workerproto.RecvMessage(s.conn)
 		if err != nil {
 			s.close(fmt.Errorf("control socket: %w", err))
+			if s.Origin == External && (peerClosed(err) || s.discardControl()) {
+				s.Exited() // every descriptor of the socket closed: the process is gone
+			}
 			return
+		}
+		if s.ctx.Err() != nil {
+			continue // ending: only the worker's EOF matters now
 		}
 		switch m := m.(type) {
 		case workerproto.Ping:
 			if err := s.send(workerproto.Pong(m)); err != nil {
 				s.close(err)
-				return
 			}
 		case workerproto.Bye:
 			s.log.Info("worker said bye", "reason", m.Reason)
@@ -166,6 +208,20 @@ func (s *Session) controlLoop() {
 			s.log.Warn("worker reported an error", "code", m.Code, "message", m.Message)
 		}
 	}
+}
+
+// peerClosed reports whether a control-socket read failed because the worker closed
+// its end: EOF, or ECONNRESET when it left with bytes unread.
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// discardControl reads and drops what the worker still sends after a frame the
+// gateway could not decode, until the worker closes its end (true) or teardown
+// closes the gateway's (false).
+func (s *Session) discardControl() bool {
+	_, err := io.Copy(io.Discard, s.conn)
+	return err == nil || peerClosed(err)
 }
 
 // send writes one control message; writers are serialised.
@@ -308,12 +364,14 @@ func (s *Session) write(typ workerproto.FrameType, id uint64, flags uint32, payl
 
 // close ends the session once: it stops new work at once, and a teardown goroutine
 // fails the calls in flight (retryable if never taken off the ring) and releases the
-// segment when nothing uses it any more.
+// segment when nothing uses it any more. The control socket is only shut for
+// writing here: the worker sees EOF and exits, and controlLoop keeps reading until
+// the worker's EOF, which for an external worker is the proof that it has gone.
 func (s *Session) close(err error) {
 	s.closeOnce.Do(func() {
 		s.err = err
 		s.cancel()
-		s.conn.Close()
+		s.conn.CloseWrite()
 		if s.a != nil {
 			s.a.mu.Lock()
 			s.a.removeLocked(s, stateGone)
@@ -323,11 +381,33 @@ func (s *Session) close(err error) {
 	})
 }
 
+// teardown runs once the session has begun to end. A request whose REQ_HEAD is still
+// on the request ring was never taken (PROTOCOL.md 1.1) and may run on another
+// worker, but only once the worker provably takes no more records: a live worker
+// may be reading that very record. So teardown stops the producers, waits (at most
+// exitWait) for the worker to be gone, and only then reads what is left on the ring;
+// without that proof every call in flight gets 502.
 func (s *Session) teardown() {
 	<-s.readerDone
 	s.ringMu.Lock()
-	s.gone = true
-	untaken := s.untaken()
+	s.gone = true // no request frame is written after this
+	s.ringMu.Unlock()
+	proven := true
+	if s.inUse() {
+		t := time.NewTimer(exitWait)
+		select {
+		case <-s.exited:
+		case <-t.C:
+			proven = false
+			s.log.Warn("worker not known to be gone; failing its requests without retry", "wait", exitWait)
+		}
+		t.Stop()
+	}
+	s.ringMu.Lock()
+	var untaken map[uint64]bool
+	if proven {
+		untaken = s.untaken()
+	}
 	s.mu.Lock()
 	for _, c := range s.slots {
 		if c == nil {
@@ -345,8 +425,16 @@ func (s *Session) teardown() {
 	s.mu.Unlock()
 	s.release()
 	s.ringMu.Unlock()
+	s.conn.Close()
 	s.log.Info("worker session ended", "err", s.err)
 	close(s.done)
+}
+
+// inUse reports whether any call holds a slot.
+func (s *Session) inUse() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.free) < len(s.slots)
 }
 
 // untaken lists the requests whose REQ_HEAD is still on the request ring: the worker

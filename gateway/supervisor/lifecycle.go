@@ -250,7 +250,8 @@ func (s *Supervisor) watchExternal(sess *dispatch.Session) {
 // once it serves, the old one drains and exits. No request fails. Rolls and
 // recycles are serialised. If the new workers' routes differ from the running ones
 // (the dispatcher refuses a second manifest while the app has live workers), the old
-// workers are drained first and then replaced: requests arriving in between get 503.
+// workers are drained first and then replaced: requests arriving in between wait in
+// the queue for the new workers (up to queue_timeout, then 503).
 func (s *Supervisor) Roll(ctx context.Context, spec Spec) error {
 	if len(spec.Command) == 0 {
 		return fmt.Errorf("supervisor: app %q: empty worker command", spec.App)

@@ -88,6 +88,16 @@ async def flood_progress(req: Request) -> str:
     return str(flood_chunks)
 
 
+@app.post("/once")
+async def once(req: Request) -> str:
+    """A non-idempotent request: appends its request id to once.log, one line per
+    run of this handler (the exactly-once tests count them)."""
+    await req.body()
+    with open(STATE / "once.log", "a") as f:
+        f.write(req.request_id + "\n")
+    return "done"
+
+
 @app.get("/block")
 async def block(req: Request) -> str:
     """Blocks the worker's event loop (a sync sleep in an async handler): no heartbeat,

@@ -298,7 +298,7 @@ class _Worker:
             await app.startup()
         except Exception as e:
             log.exception("startup hook failed; the worker exits")
-            self._send_error(CODE_INTERNAL, f"startup failed: {type(e).__name__}: {e}")
+            self._send_error(CODE_INTERNAL, f"{type(e).__name__}: {e}")
             return 1
         try:
             if not self._handshake():

@@ -7,7 +7,8 @@
 // It spawns and supervises --workers worker processes running --worker-cmd, and,
 // with --control-socket, also accepts workers started elsewhere (sidecar mode).
 // SIGTERM or SIGINT: stop accepting, let in-flight requests finish (up to
-// --drain-timeout), drain the workers, exit.
+// --drain-timeout), drain the workers, exit. When a worker fails at startup
+// --max-startup-failures times in a row it exits 1 with the worker's error.
 package main
 
 import (
@@ -130,6 +131,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	select {
 	case err := <-served:
 		sup.Stop(cfg.DrainTimeout)
+		return err
+	case err := <-sup.Failed():
+		// The app's workers keep failing at startup (max_startup_failures): exit
+		// non-zero with the cause rather than serve 503s for ever.
+		sup.Stop(cfg.DrainTimeout)
+		srv.Close()
 		return err
 	case <-ctx.Done():
 	}
