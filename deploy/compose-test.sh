@@ -51,7 +51,9 @@ die() {
 # --- 1. Docker
 
 need_install=()
-command -v dockerd >/dev/null || command -v docker >/dev/null || need_install+=(docker.io)
+if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
+	need_install+=(docker.io)
+fi
 if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
 	need_install+=(docker-compose)
 fi
@@ -104,8 +106,9 @@ cleanup() {
 			say "logs of the stack"
 			compose logs --no-color --tail=40 2>&1 | tail -200 || true
 		fi
-		say "docker compose down -v"
+		local down_s=$SECONDS
 		compose down -v --remove-orphans >/dev/null 2>&1 || true
+		say "docker compose down -v took $((SECONDS - down_s))s"
 	fi
 	if [ -n "$dockerd_pid" ] && [ "${COVET_KEEP_DOCKERD:-0}" != 1 ]; then
 		say "stopping the dockerd this script started"
@@ -295,7 +298,7 @@ import os
 for p in os.listdir("/proc"):
     if p.isdigit() and open(f"/proc/{p}/cmdline", "rb").read().startswith(b"python\0-m\0covet\0worker"):
         os.kill(int(p), 9)
-' || fail "could not kill the worker process in $crashed"
+' >/dev/null 2>&1 || true # the exec dies with its container; the restart count below tells
 restarted() {
 	[ "$(docker inspect -f '{{.RestartCount}} {{.State.Running}}' "$crashed")" = "$((restarts + 1)) true" ]
 }

@@ -154,6 +154,7 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"k8s no limits", "deploy/k8s/deployment.yaml", "            limits:\n              cpu: \"2\"\n              memory: 512Mi\n", "", "limits"},
 		{"k8s gateway spawns", "deploy/k8s/deployment.yaml", "            - --workers\n            - \"0\"", "            - --workers\n            - \"1\"", "--workers"},
 		{"k8s volume not emptyDir", "deploy/k8s/deployment.yaml", "        - name: covet-run\n          emptyDir:\n            sizeLimit: 1Mi", "        - name: covet-run\n          hostPath:\n            path: /run/covet", "emptyDir"},
+		{"k8s no arch selector", "deploy/k8s/deployment.yaml", "        kubernetes.io/arch: amd64\n", "        kubernetes.io/os: linux\n", "kubernetes.io/arch"},
 		{"kustomization misses file", "deploy/k8s/kustomization.yaml", "  - pdb.yaml\n", "", "pdb.yaml"},
 	}
 	seen := map[string]bool{}
@@ -1446,6 +1447,9 @@ func (c *checker) k8s(gw gatewayWiring) {
 	}
 	if sc["runAsNonRoot"] != true {
 		c.addf("%s: pod securityContext.runAsNonRoot is not true", dep.file)
+	}
+	if arch := str(asMap(pod["nodeSelector"])["kubernetes.io/arch"]); arch != "amd64" {
+		c.addf("%s: pod nodeSelector kubernetes.io/arch is %q, want amd64 (the images are linux/amd64)", dep.file, arch)
 	}
 
 	containers := map[string]map[string]any{}
