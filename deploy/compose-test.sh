@@ -12,7 +12,7 @@
 #  3. `docker compose up -d --build` (the v1 `docker-compose` where the plugin is
 #     missing) under its own project name, host ports on 127.0.0.1 only, Grafana left
 #     out (its profile is not enabled: there is no offline source for its image).
-#  4. Checks, each a line PASS/FAIL: the gateway ready with 2 registered workers,
+#  4. Checks, each a line PASS/FAIL: the gateway ready with 2 registered workers, no Grafana,
 #     requests answered with the example app's bodies, Prometheus scraping the gateway
 #     (up == 1 and a covet_ series through its HTTP API), a third worker container
 #     (scale) registering through the shared socket, a worker process killed inside its
@@ -231,6 +231,12 @@ if wait_for 120 "readyz" curl -fs --max-time 5 -o /dev/null "$admin/readyz"; the
 	pass "gateway /readyz is 200 after $((SECONDS - up_s))s"
 else
 	fail "gateway /readyz not 200 within 120s"
+fi
+running_grafana=$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=grafana")
+if [ -z "$running_grafana" ]; then
+	pass "Grafana not started: its profile is not enabled"
+else
+	fail "a grafana container runs without --profile grafana"
 fi
 if wait_for 60 "2 workers" workers_are 2; then
 	pass "2 worker containers registered through the shared control socket (covet_workers{state=\"ready\"} = 2)"

@@ -12,6 +12,9 @@
 # client relies on x86-64's store order (workerproto/PROTOCOL.md), and gateway and
 # workers share one host, so the whole stack is amd64.
 #
+# No `# syntax=` line (here or in the other Dockerfiles): BuildKit would fetch that
+# frontend image from Docker Hub, which an offline build cannot reach.
+#
 # COVET_UID/COVET_GID must be the same in worker.Dockerfile: the gateway accepts a
 # worker on its control socket only when the peer's uid (SO_PEERCRED) equals its own,
 # and both containers write to the shared /run/covet volume.

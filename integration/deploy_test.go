@@ -116,6 +116,7 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"gateway EXPOSE", gatewayDocker, "EXPOSE 8000 9090", "EXPOSE 8000", "EXPOSE"},
 		{"gateway entrypoint", gatewayDocker, "ENTRYPOINT [\"covet-gateway\"]", "ENTRYPOINT [\"/bin/sh\"]", "ENTRYPOINT"},
 		{"worker base image", workerDocker, "ARG PYTHON_IMAGE=python:3.11-slim-bookworm", "ARG PYTHON_IMAGE=python:3.12-slim-bookworm", "python:3.11-slim"},
+		{"worker syntax directive", workerDocker, "# CovetPy worker image", "# syntax=docker/dockerfile:1\n# CovetPy worker image", "syntax"},
 		{"worker platform", workerDocker, "FROM --platform=linux/amd64 ${PYTHON_IMAGE}", "FROM ${PYTHON_IMAGE}", "linux/amd64"},
 		{"gateway build stage platform", gatewayDocker, "FROM --platform=linux/amd64 ${GO_IMAGE} AS build", "FROM --platform=linux/arm64 ${GO_IMAGE} AS build", "linux/amd64"},
 		{"compose worker platform", composeFile, "    image: covetpy/worker:dev\n    platform: linux/amd64\n", "    image: covetpy/worker:dev\n", "platform"},
@@ -589,6 +590,8 @@ func (c *checker) composeRuntime(services map[string]any) {
 		}
 	}
 }
+
+var syntaxDirective = regexp.MustCompile(`(?mi)^#\s*syntax\s*=`)
 
 // publishDefault matches a port mapping whose host part is "${VAR:-DEFAULT}"; group 1
 // is the default, group 2 what follows the closing brace.
@@ -1244,6 +1247,15 @@ func (c *checker) dockerfiles(gw gatewayWiring) {
 	wcmd := strings.Join(append(execForm(w.final().last("ENTRYPOINT")), execForm(w.final().last("CMD"))...), " ")
 	if !strings.Contains(wcmd, "python -m covet worker app:app") {
 		c.addf("%s: ENTRYPOINT+CMD is %q, want it to run python -m covet worker app:app", workerDocker, wcmd)
+	}
+
+	// No "# syntax=" directive: BuildKit would fetch that frontend from Docker Hub,
+	// which breaks builds where no registry is reachable (make compose-test's machines).
+	for _, rel := range []string{gatewayDocker, workerDocker, "deploy/prometheus/Dockerfile"} {
+		b, _ := os.ReadFile(filepath.Join(c.root, rel))
+		if syntaxDirective.Match(b) {
+			c.addf("%s: has a # syntax= directive, which needs Docker Hub at build time", rel)
+		}
 	}
 
 	// Every stage of both images is pinned to linux/amd64: the Python ring client is
