@@ -9,15 +9,16 @@
 #     and kept: covet-local/debian:bookworm from `debootstrap --variant=minbase` and
 #     `docker import` (with the host's CA list, so HTTPS works through an egress proxy),
 #     then deploy/base/golang.Dockerfile and deploy/base/python.Dockerfile on top.
-#  3. `docker compose up -d --build` (the v1 `docker-compose` where the plugin is
-#     missing) under its own project name, host ports on 127.0.0.1 only, Grafana left
-#     out (its profile is not enabled: there is no offline source for its image).
-#  4. Checks, each a line PASS/FAIL: the gateway ready with 2 registered workers, no Grafana,
-#     requests answered with the example app's bodies, Prometheus scraping the gateway
-#     (up == 1 and a covet_ series through its HTTP API), a third worker container
-#     (scale) registering through the shared socket, a worker process killed inside its
-#     container and the container restarted by its restart policy, a worker container
-#     killed with `docker kill` and replaced (`up --scale`); requests answered all along.
+#  3. `docker compose build`, then `up -d` (the v1 `docker-compose` where the plugin
+#     is missing) under its own project name, host ports on 127.0.0.1 only, Grafana
+#     left out (its profile is not enabled: there is no offline source for its image).
+#  4. Checks, each a line PASS/FAIL: the gateway ready with 2 registered workers, no
+#     Grafana, requests answered with the example app's bodies, Prometheus scraping
+#     the gateway (up == 1 and a covet_ series through its HTTP API), a third worker
+#     container (scale) registering through the shared socket, a worker process killed
+#     inside its container and the container restarted by its restart policy, a worker
+#     container killed with `docker kill` and replaced (`up --scale`); requests
+#     answered all along.
 #  5. `down -v`, always; on failure the containers' logs first.
 #
 # Exits non-zero on any failure; the last line is "compose-test: PASS ..." or
