@@ -42,12 +42,39 @@ fail() {
 	fails=$((fails + 1))
 	printf 'FAIL %s\n' "$*"
 }
-verdict=0
+verdict="" # the last line, printed by cleanup once the stack is down
 die() {
-	printf 'compose-test: FAIL (%s)\n' "$*"
-	verdict=1
+	verdict="compose-test: FAIL ($*)"
 	exit 1
 }
+
+dockerd_pid="" # a dockerd this script started
+stack_up=0
+cleanup() {
+	local rc=$?
+	if [ -z "$verdict" ]; then
+		verdict="compose-test: FAIL (stopped by an unexpected error, exit status $rc)"
+	fi
+	if [ "$stack_up" = 1 ]; then
+		if [ "$rc" != 0 ] || [ "$fails" != 0 ]; then
+			say "logs of the stack"
+			compose logs --no-color --tail=40 2>&1 | tail -200 || true
+		fi
+		local down_s=$SECONDS
+		compose down -v --remove-orphans >/dev/null 2>&1 || true
+		say "docker compose down -v took $((SECONDS - down_s))s"
+	fi
+	if [ -n "$dockerd_pid" ] && [ "${COVET_KEEP_DOCKERD:-0}" != 1 ]; then
+		say "stopping the dockerd this script started"
+		kill "$dockerd_pid" 2>/dev/null || true
+		for _ in $(seq 1 60); do
+			kill -0 "$dockerd_pid" 2>/dev/null || break
+			sleep 0.5
+		done
+	fi
+	printf '%s, %ds in all\n' "$verdict" "$((SECONDS - start_s))"
+}
+trap cleanup EXIT
 
 # --- 1. Docker
 
@@ -68,7 +95,6 @@ if [ "${#need_install[@]}" -gt 0 ]; then
 	fi
 fi
 
-dockerd_pid=""
 dockerd_log=""
 if ! docker info >/dev/null 2>&1; then
 	command -v dockerd >/dev/null || die "no Docker engine running and no dockerd to start"
@@ -96,35 +122,14 @@ fi
 project=${COVET_COMPOSE_PROJECT:-covet-compose-test}
 compose() { "${compose_cmd[@]}" -p "$project" -f "$root/docker-compose.yml" "$@"; }
 
-stack_up=0
-cleanup() {
-	local rc=$?
-	if [ "$rc" != 0 ] && [ "$verdict" = 0 ]; then
-		printf 'compose-test: FAIL (stopped by an unexpected error, exit status %d)\n' "$rc"
-	fi
-	if [ "$stack_up" = 1 ]; then
-		if [ "$rc" != 0 ] || [ "$fails" != 0 ]; then
-			say "logs of the stack"
-			compose logs --no-color --tail=40 2>&1 | tail -200 || true
-		fi
-		local down_s=$SECONDS
-		compose down -v --remove-orphans >/dev/null 2>&1 || true
-		say "docker compose down -v took $((SECONDS - down_s))s"
-	fi
-	if [ -n "$dockerd_pid" ] && [ "${COVET_KEEP_DOCKERD:-0}" != 1 ]; then
-		say "stopping the dockerd this script started"
-		kill "$dockerd_pid" 2>/dev/null || true
-		for _ in $(seq 1 60); do
-			kill -0 "$dockerd_pid" 2>/dev/null || break
-			sleep 0.5
-		done
-	fi
-}
-trap cleanup EXIT
 
 # --- 2. Base images
 
 base=${COVET_COMPOSE_BASE:-auto}
+case "$base" in
+auto | public | local) ;;
+*) die "COVET_COMPOSE_BASE=$base: want auto, public or local" ;;
+esac
 if [ "$base" = auto ]; then
 	base=local
 	for img in golang:1.26-bookworm python:3.11-slim-bookworm debian:bookworm-slim; do
@@ -345,10 +350,8 @@ check_requests "requests after the replacement"
 
 say "build ${build_s}s, up to checks done $((SECONDS - up_s))s"
 if [ "$fails" = 0 ]; then
-	verdict=1
-	printf 'compose-test: PASS (%d checks, %ds, base images: %s)\n' "$passes" "$((SECONDS - start_s))" "$base"
+	verdict="compose-test: PASS ($passes checks, base images: $base)"
 else
-	verdict=1
-	printf 'compose-test: FAIL (%d of %d checks failed, %ds)\n' "$fails" "$((fails + passes))" "$((SECONDS - start_s))"
+	verdict="compose-test: FAIL ($fails of $((fails + passes)) checks failed)"
 	exit 1
 fi
