@@ -17,8 +17,8 @@
 #     the gateway (up == 1 and a covet_ series through its HTTP API), a third worker
 #     container (scale) registering through the shared socket, a worker process killed
 #     inside its container and the container restarted by its restart policy, a worker
-#     container killed with `docker kill` and replaced (`up --scale`); requests
-#     answered all along.
+#     container killed with `docker kill` and replaced (`up --scale`), the gateway
+#     restarted and every worker registered again; requests answered all along.
 #  5. `down -v`, always; on failure the containers' logs first.
 #
 # Exits non-zero on any failure; the last line is "compose-test: PASS ..." or
@@ -345,6 +345,16 @@ else
 	fail "after the replacement, covet_workers{state=\"ready\"} is $(ready_workers), want 3"
 fi
 check_requests "requests after the replacement"
+
+# The gateway restarted: its workers see the control socket close and exit, their
+# restart policy starts them again, and they register with the new gateway.
+compose restart gateway >/dev/null 2>&1 || fail "docker compose restart gateway failed"
+if wait_for 90 "3 workers after the gateway's restart" workers_are 3; then
+	pass "after docker compose restart gateway, all 3 workers registered again"
+else
+	fail "after the gateway's restart, covet_workers{state=\"ready\"} is $(ready_workers), want 3"
+fi
+check_requests "requests after the gateway's restart"
 
 # --- 5. Down (in cleanup), then the verdict.
 
