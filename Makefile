@@ -6,6 +6,7 @@
 #   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
+#   make compose-test        docker-compose.yml built, started and driven for real
 #
 # giouring links on Go >= 1.23 only with -checklinkname=0; it is set here, once.
 export GOFLAGS := -ldflags=-checklinkname=0
@@ -36,7 +37,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 # first use, then from the build cache.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build venv run test test-go test-python test-integration fuzz bench bench-transport clean
+.PHONY: all build venv run test test-go test-python test-integration compose-test fuzz bench bench-transport clean
 
 all: build
 
@@ -104,6 +105,12 @@ ifneq ($(EAGER_PY),)
 	COVET_PYTHON=$(CURDIR)/$(EAGER_VENV)/bin/python PYTHONPATH=$(CURDIR)/python-sdk COVET_BIN=$(CURDIR)/bin \
 		$(PY) -m pytest -q -p no:cacheprovider integration/python
 endif
+
+# The compose stack for real (deploy/compose-test.sh): starts dockerd when none runs,
+# builds the images (on local base images where no registry answers), brings the stack
+# up, drives the gateway, workers and Prometheus on 127.0.0.1, then `down -v`.
+compose-test:
+	deploy/compose-test.sh
 
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s

@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # CovetPy gateway image. Build from the repository root:
 #
 #   docker build -f deploy/gateway.Dockerfile -t covetpy/gateway:dev .
@@ -8,15 +6,25 @@
 # small Debian runtime (it keeps /bin/sh for the compose healthcheck and `sleep` for
 # the Kubernetes preStop hook) that runs it as an unprivileged user.
 #
+# GO_IMAGE and DEBIAN_IMAGE name the base images: the public ones by default; where no
+# registry is reachable, `make compose-test` passes locally built stand-ins
+# (deploy/base/). Both stages are pinned to linux/amd64: the workers' Python ring
+# client relies on x86-64's store order (workerproto/PROTOCOL.md), and gateway and
+# workers share one host, so the whole stack is amd64.
+#
+# No `# syntax=` line (here or in the other Dockerfiles): BuildKit would fetch that
+# frontend image from Docker Hub, which an offline build cannot reach.
+#
 # COVET_UID/COVET_GID must be the same in worker.Dockerfile: the gateway accepts a
 # worker on its control socket only when the peer's uid (SO_PEERCRED) equals its own,
 # and both containers write to the shared /run/covet volume.
 
-ARG GO_VERSION=1.26
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
 ARG COVET_UID=10001
 ARG COVET_GID=10001
 
-FROM golang:${GO_VERSION} AS build
+FROM --platform=linux/amd64 ${GO_IMAGE} AS build
 WORKDIR /src
 # giouring links on Go >= 1.23 only with -checklinkname=0. It is set through GOFLAGS,
 # so do not pass -ldflags on the go build command line (that would replace it).
@@ -27,7 +35,7 @@ RUN go mod download
 COPY . .
 RUN go build -trimpath -o /out/covet-gateway ./gateway/cmd/covet-gateway
 
-FROM debian:trixie-slim
+FROM --platform=linux/amd64 ${DEBIAN_IMAGE}
 ARG COVET_UID
 ARG COVET_GID
 RUN groupadd --system --gid "${COVET_GID}" covet \

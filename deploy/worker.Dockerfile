@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # CovetPy worker image: the Python SDK and the example app (examples/hello/app.py),
 # run as an external worker that registers with a gateway over its control socket.
 # Build from the repository root:
@@ -7,13 +5,18 @@
 #   docker build -f deploy/worker.Dockerfile -t covetpy/worker:dev .
 #
 # COVET_UID/COVET_GID must be the same in gateway.Dockerfile (see there why).
+#
+# PYTHON_IMAGE names the base image: the public one by default; where no registry is
+# reachable, `make compose-test` passes a locally built stand-in (deploy/base/). The
+# image is pinned to linux/amd64: the SDK's pure-Python ring client relies on x86-64's
+# store order and refuses to attach a segment on any other CPU (workerproto/PROTOCOL.md).
 # To serve your own app, copy it to /app instead of the example and change CMD.
 
-ARG PYTHON_VERSION=3.11
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG COVET_UID=10001
 ARG COVET_GID=10001
 
-FROM python:${PYTHON_VERSION}-slim
+FROM --platform=linux/amd64 ${PYTHON_IMAGE}
 ARG COVET_UID
 ARG COVET_GID
 ENV PYTHONDONTWRITEBYTECODE=1 \

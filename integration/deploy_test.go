@@ -58,12 +58,13 @@ var targetLabels = []string{"instance", "job"}
 
 // The files the checks read, relative to the repository root.
 const (
-	composeFile      = "docker-compose.yml"
-	gatewayDocker    = "deploy/gateway.Dockerfile"
-	workerDocker     = "deploy/worker.Dockerfile"
-	dashboardFile    = "deploy/grafana/dashboards/covetpy.json"
-	k8sDir           = "deploy/k8s"
-	workerEntrypoint = "deploy/worker-entrypoint.sh"
+	composeFile       = "docker-compose.yml"
+	gatewayDocker     = "deploy/gateway.Dockerfile"
+	workerDocker      = "deploy/worker.Dockerfile"
+	dashboardFile     = "deploy/grafana/dashboards/covetpy.json"
+	k8sDir            = "deploy/k8s"
+	workerEntrypoint  = "deploy/worker-entrypoint.sh"
+	composeTestScript = "deploy/compose-test.sh"
 )
 
 // TestDeployFiles runs every check on the repository's own deployment files.
@@ -107,14 +108,30 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"dashboard datasource uid", dashboardFile, "\"uid\": \"covet-prometheus\"", "\"uid\": \"other\"", "datasource"},
 		{"dashboard no p95", dashboardFile, "histogram_quantile(0.95,", "histogram_quantile(0.9,", "0.95"},
 		{"worker uid differs", workerDocker, "ARG COVET_UID=10001", "ARG COVET_UID=10002", "uid"},
-		{"gateway USER missing ARG", gatewayDocker, "FROM debian:trixie-slim\nARG COVET_UID\n", "FROM debian:trixie-slim\n", "USER"},
+		{"gateway USER missing ARG", gatewayDocker, "FROM --platform=linux/amd64 ${DEBIAN_IMAGE}\nARG COVET_UID\n", "FROM --platform=linux/amd64 ${DEBIAN_IMAGE}\n", "USER"},
 		{"gateway runs as root", gatewayDocker, "USER ${COVET_UID}:${COVET_GID}", "USER 0:0", "USER"},
 		{"gateway GOFLAGS missing", gatewayDocker, "ENV GOFLAGS=-ldflags=-checklinkname=0 \\\n", "ENV GOFLAGS=-trimpath \\\n", "checklinkname"},
 		{"gateway ldflags override", gatewayDocker, "go build -trimpath", "go build -trimpath -ldflags=-s", "-ldflags"},
-		{"gateway single stage", gatewayDocker, "FROM debian:trixie-slim\n", "", "stage"},
+		{"gateway single stage", gatewayDocker, "FROM --platform=linux/amd64 ${DEBIAN_IMAGE}\n", "", "stage"},
 		{"gateway EXPOSE", gatewayDocker, "EXPOSE 8000 9090", "EXPOSE 8000", "EXPOSE"},
 		{"gateway entrypoint", gatewayDocker, "ENTRYPOINT [\"covet-gateway\"]", "ENTRYPOINT [\"/bin/sh\"]", "ENTRYPOINT"},
-		{"worker base image", workerDocker, "ARG PYTHON_VERSION=3.11", "ARG PYTHON_VERSION=3.12", "python:3.11-slim"},
+		{"worker base image", workerDocker, "ARG PYTHON_IMAGE=python:3.11-slim-bookworm", "ARG PYTHON_IMAGE=python:3.12-slim-bookworm", "python:3.11-slim"},
+		{"worker syntax directive", workerDocker, "# CovetPy worker image", "# syntax=docker/dockerfile:1\n# CovetPy worker image", "syntax"},
+		{"worker platform", workerDocker, "FROM --platform=linux/amd64 ${PYTHON_IMAGE}", "FROM ${PYTHON_IMAGE}", "linux/amd64"},
+		{"gateway build stage platform", gatewayDocker, "FROM --platform=linux/amd64 ${GO_IMAGE} AS build", "FROM --platform=linux/arm64 ${GO_IMAGE} AS build", "linux/amd64"},
+		{"compose worker platform", composeFile, "    image: covetpy/worker:dev\n    platform: linux/amd64\n", "    image: covetpy/worker:dev\n", "platform"},
+		{"compose gateway no init", composeFile, "    # A small init as pid 1 forwards SIGTERM and reaps; stop is prompt.\n    init: true\n", "", "init"},
+		{"grafana in the default profile", composeFile, "    profiles: [grafana]\n", "", "profiles"},
+		{"prometheus behind a profile", composeFile, "    image: covetpy/prometheus:dev\n", "    image: covetpy/prometheus:dev\n    profiles: [metrics]\n", "profiles"},
+		{"compose build arg default differs", composeFile, "GO_IMAGE: ${COVET_GO_IMAGE:-golang:1.26-bookworm}", "GO_IMAGE: ${COVET_GO_IMAGE:-golang:1.25-bookworm}", "GO_IMAGE"},
+		{"compose build arg undeclared", composeFile, "PYTHON_IMAGE: ${COVET_PYTHON_IMAGE", "PY_IMAGE: ${COVET_PYTHON_IMAGE", "PY_IMAGE"},
+		{"compose build arg literal", composeFile, "DEBIAN_IMAGE: ${COVET_DEBIAN_IMAGE:-debian:bookworm-slim}\n    image: covetpy/prometheus", "DEBIAN_IMAGE: debian:bookworm-slim\n    image: covetpy/prometheus", "DEBIAN_IMAGE"},
+		{"http published on all interfaces", composeFile, "${COVET_HTTP_PUBLISH:-127.0.0.1:8000}:8000", "${COVET_HTTP_PUBLISH:-8000}:8000", "127.0.0.1"},
+		{"prometheus published on all interfaces", composeFile, "${COVET_PROMETHEUS_PUBLISH:-127.0.0.1:9091}:9090", "9091:9090", "127.0.0.1"},
+		{"prometheus from a registry", composeFile, "    build:\n      context: deploy/prometheus\n", "    build:\n      context: deploy/other\n", "deploy/prometheus"},
+		{"prometheus package not installed", "deploy/prometheus/Dockerfile", "--no-install-recommends prometheus", "--no-install-recommends curl", "prometheus package"},
+		{"no compose-test target", "Makefile", "\tdeploy/compose-test.sh\n", "\ttrue\n", "compose-test"},
+		{"compose-test base Dockerfile missing", composeTestScript, "-f deploy/base/python.Dockerfile", "-f deploy/base/py.Dockerfile", "py.Dockerfile"},
 		{"worker app not copied", workerDocker, "COPY examples/hello/app.py /app/app.py", "COPY examples/hello/missing.py /app/app.py", "missing.py"},
 		{"worker socket env", workerDocker, "ENV COVET_CONTROL_SOCKET=/run/covet/control.sock", "ENV COVET_CONTROL_SOCKET=/tmp/control.sock", "COVET_CONTROL_SOCKET"},
 		{"dockerignore drops sdk", ".dockerignore", "*.test\n", "*.test\npython-sdk\n", "dockerignore"},
@@ -138,6 +155,7 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"k8s no limits", "deploy/k8s/deployment.yaml", "            limits:\n              cpu: \"2\"\n              memory: 512Mi\n", "", "limits"},
 		{"k8s gateway spawns", "deploy/k8s/deployment.yaml", "            - --workers\n            - \"0\"", "            - --workers\n            - \"1\"", "--workers"},
 		{"k8s volume not emptyDir", "deploy/k8s/deployment.yaml", "        - name: covet-run\n          emptyDir:\n            sizeLimit: 1Mi", "        - name: covet-run\n          hostPath:\n            path: /run/covet", "emptyDir"},
+		{"k8s no arch selector", "deploy/k8s/deployment.yaml", "        kubernetes.io/arch: amd64\n", "        kubernetes.io/os: linux\n", "kubernetes.io/arch"},
 		{"kustomization misses file", "deploy/k8s/kustomization.yaml", "  - pdb.yaml\n", "", "pdb.yaml"},
 	}
 	seen := map[string]bool{}
@@ -239,6 +257,18 @@ func TestDeployWorkerEntrypoint(t *testing.T) {
 	}
 }
 
+// TestDeployComposeTestScript checks that deploy/compose-test.sh (make compose-test,
+// which needs a Docker engine and minutes, so it is not part of make test) parses.
+func TestDeployComposeTestScript(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash:", err)
+	}
+	if out, err := exec.Command(bash, "-n", filepath.Join(repoRoot(t), composeTestScript)).CombinedOutput(); err != nil {
+		t.Errorf("bash -n %s: %v\n%s", composeTestScript, err, out)
+	}
+}
+
 // TestDeployComposeConfig asks docker-compose itself to validate the compose file,
 // where it is installed (Debian's docker-compose package, or the docker compose
 // plugin); the token variable is required.
@@ -285,6 +315,7 @@ func deployProblems(root string) []string {
 	c.dockerfiles(gw)
 	c.dockerignore()
 	c.k8s(gw)
+	c.composeTest()
 	return c.probs
 }
 
@@ -492,10 +523,79 @@ func (c *checker) compose() gatewayWiring {
 		c.addf("%s: worker has %d replicas (deploy.replicas or scale), want at least 2", composeFile, replicas)
 	}
 
+	c.composeRuntime(services)
 	c.prometheus(asMap(services["prometheus"]), gw)
 	c.grafana(services, asMap(services["grafana"]))
 	return gw
 }
+
+// composeRuntime checks what `make compose-test` relies on when it starts the file:
+// gateway and worker pinned to linux/amd64, an init in every container (prompt stop),
+// Grafana alone behind a profile (its image has no offline source), build arguments
+// that the Dockerfiles declare with the same defaults, and published ports on
+// 127.0.0.1 unless the user says otherwise.
+func (c *checker) composeRuntime(services map[string]any) {
+	for _, name := range []string{"gateway", "worker"} {
+		if p := str(asMap(services[name])["platform"]); p != "linux/amd64" {
+			c.addf("%s: service %s has platform %q, want linux/amd64 (the Python ring client needs x86-64's store order)", composeFile, name, p)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		svc := asMap(services[name])
+		if svc["init"] != true {
+			c.addf("%s: service %s lacks init: true", composeFile, name)
+		}
+		var profiles []string
+		for _, p := range asList(svc["profiles"]) {
+			profiles = append(profiles, str(p))
+		}
+		switch {
+		case name == "grafana" && !slices.Equal(profiles, []string{"grafana"}):
+			c.addf("%s: grafana has profiles %v, want [grafana] (make compose-test starts the default profile, and Grafana's image has no offline source)", composeFile, profiles)
+		case name != "grafana" && len(profiles) > 0:
+			c.addf("%s: service %s has profiles %v; only grafana may be left out of the default profile", composeFile, name, profiles)
+		}
+
+		// Build arguments: declared by the Dockerfile, the same default in both places.
+		build := asMap(svc["build"])
+		if build != nil {
+			df := str(build["dockerfile"])
+			if df == "" {
+				df = "Dockerfile"
+			}
+			rel := path.Join(str(build["context"]), df)
+			d := c.dockerfile(rel)
+			for arg, v := range envMap(build["args"]) {
+				def, ok := d.global[arg]
+				if !ok {
+					c.addf("%s: service %s passes build arg %s, which %s does not declare before its first FROM", composeFile, name, arg, rel)
+					continue
+				}
+				m := interpolation.FindStringSubmatch(v)
+				if m == nil || m[2] != ":-" || m[3] != def {
+					c.addf("%s: service %s build arg %s is %q, want ${VARIABLE:-%s} (the default in %s)", composeFile, name, arg, v, def, rel)
+				}
+			}
+		}
+
+		// Published ports: on 127.0.0.1 by default.
+		for _, p := range asList(svc["ports"]) {
+			spec := str(p)
+			if m := publishDefault.FindStringSubmatch(spec); m != nil {
+				spec = m[1] + m[2]
+			}
+			if !strings.HasPrefix(spec, "127.0.0.1:") {
+				c.addf("%s: service %s publishes %q, which does not default to 127.0.0.1", composeFile, name, str(p))
+			}
+		}
+	}
+}
+
+var syntaxDirective = regexp.MustCompile(`(?mi)^#\s*syntax\s*=`)
+
+// publishDefault matches a port mapping whose host part is "${VAR:-DEFAULT}"; group 1
+// is the default, group 2 what follows the closing brace.
+var publishDefault = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}(.*)$`)
 
 // wildcardPort returns the port of an address flag, which must listen on all
 // interfaces so that other containers (or the host's port mapping) reach it.
@@ -516,8 +616,19 @@ func (c *checker) prometheus(svc map[string]any, gw gatewayWiring) {
 	if svc == nil {
 		return
 	}
-	if img := str(svc["image"]); !strings.HasPrefix(img, "prom/prometheus") {
-		c.addf("%s: prometheus image is %q, want prom/prometheus", composeFile, img)
+	// Built from deploy/prometheus/Dockerfile, Debian's package: no registry needed.
+	if ctx := path.Clean(str(asMap(svc["build"])["context"])); ctx != "deploy/prometheus" {
+		c.addf("%s: prometheus builds with context %q, want deploy/prometheus (its Dockerfile installs Debian's prometheus)", composeFile, ctx)
+	} else {
+		d := c.dockerfile("deploy/prometheus/Dockerfile")
+		if !slices.ContainsFunc(d.final().all("RUN"), func(r string) bool {
+			return strings.Contains(r, "apt-get install") && slices.Contains(strings.Fields(r), "prometheus")
+		}) {
+			c.addf("deploy/prometheus/Dockerfile: no RUN apt-get installs the prometheus package")
+		}
+		if ep := execForm(d.final().last("ENTRYPOINT")); len(ep) == 0 || path.Base(ep[0]) != "prometheus" {
+			c.addf("deploy/prometheus/Dockerfile: ENTRYPOINT is %q, want prometheus", ep)
+		}
 	}
 	conf := "/etc/prometheus/prometheus.yml"
 	if v, ok := flagValue(words(svc["command"]), "config.file"); ok {
@@ -902,6 +1013,7 @@ type dockerInstr struct {
 
 type dockerStage struct {
 	image, name string
+	platform    string            // FROM --platform=
 	vars        map[string]string // ARG and ENV in scope
 	instrs      []dockerInstr
 }
@@ -950,6 +1062,12 @@ func (c *checker) dockerfile(rel string) *dockerFile {
 		if cmd == "FROM" {
 			f := strings.Fields(args)
 			st = &dockerStage{vars: map[string]string{}}
+			if len(f) > 0 {
+				if p, ok := strings.CutPrefix(f[0], "--platform="); ok {
+					st.platform = expand(p, df.global)
+					f = f[1:]
+				}
+			}
 			if len(f) > 0 {
 				st.image = expand(f[0], df.global)
 			}
@@ -1131,6 +1249,25 @@ func (c *checker) dockerfiles(gw gatewayWiring) {
 		c.addf("%s: ENTRYPOINT+CMD is %q, want it to run python -m covet worker app:app", workerDocker, wcmd)
 	}
 
+	// No "# syntax=" directive: BuildKit would fetch that frontend from Docker Hub,
+	// which breaks builds where no registry is reachable (make compose-test's machines).
+	for _, rel := range []string{gatewayDocker, workerDocker, "deploy/prometheus/Dockerfile"} {
+		b, _ := os.ReadFile(filepath.Join(c.root, rel))
+		if syntaxDirective.Match(b) {
+			c.addf("%s: has a # syntax= directive, which needs Docker Hub at build time", rel)
+		}
+	}
+
+	// Every stage of both images is pinned to linux/amd64: the Python ring client is
+	// correct only with x86-64's store order.
+	for _, df := range []*dockerFile{g, w} {
+		for i, st := range df.stages {
+			if st.platform != "linux/amd64" {
+				c.addf("%s: stage %d (FROM %s) has --platform=%q, want --platform=linux/amd64", df.rel, i+1, st.image, st.platform)
+			}
+		}
+	}
+
 	// Same non-root uid/gid in both images.
 	gu, gg := c.user(g)
 	wu, wg := c.user(w)
@@ -1216,6 +1353,34 @@ func (c *checker) dockerignore() {
 	}
 }
 
+// composeTest: `make compose-test` runs deploy/compose-test.sh, which exists, is
+// executable and builds the local base images from files that exist.
+func (c *checker) composeTest() {
+	b, err := os.ReadFile(filepath.Join(c.root, "Makefile"))
+	if err != nil {
+		c.addf("%v", err)
+		return
+	}
+	recipe := regexp.MustCompile(`(?m)^compose-test:.*\n((?:\t.*\n)+)`).FindSubmatch(b)
+	if recipe == nil || !strings.Contains(string(recipe[1]), composeTestScript) {
+		c.addf("Makefile: no compose-test target that runs %s", composeTestScript)
+	}
+	st, err := os.Stat(filepath.Join(c.root, composeTestScript))
+	if err != nil {
+		c.addf("%v", err)
+		return
+	}
+	if st.Mode()&0o111 == 0 {
+		c.addf("%s is not executable", composeTestScript)
+	}
+	script, _ := os.ReadFile(filepath.Join(c.root, composeTestScript))
+	for _, m := range regexp.MustCompile(`-f (deploy/base/\S+)`).FindAllStringSubmatch(string(script), -1) {
+		if _, err := os.Stat(filepath.Join(c.root, m[1])); err != nil {
+			c.addf("%s builds %s: %v", composeTestScript, m[1], err)
+		}
+	}
+}
+
 // --- Kubernetes
 
 type k8sObject struct {
@@ -1294,6 +1459,9 @@ func (c *checker) k8s(gw gatewayWiring) {
 	}
 	if sc["runAsNonRoot"] != true {
 		c.addf("%s: pod securityContext.runAsNonRoot is not true", dep.file)
+	}
+	if arch := str(asMap(pod["nodeSelector"])["kubernetes.io/arch"]); arch != "amd64" {
+		c.addf("%s: pod nodeSelector kubernetes.io/arch is %q, want amd64 (the images are linux/amd64)", dep.file, arch)
 	}
 
 	containers := map[string]map[string]any{}
@@ -1521,7 +1689,12 @@ func copyDeployFiles(t *testing.T, root string) string {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile := func(rel string) {
-		b, err := os.ReadFile(filepath.Join(root, rel))
+		src := filepath.Join(root, rel)
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1529,11 +1702,11 @@ func copyDeployFiles(t *testing.T, root string) string {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(dst, b, 0o644); err != nil {
+		if err := os.WriteFile(dst, b, st.Mode().Perm()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{composeFile, ".dockerignore", "go.mod", "go.sum", "examples/hello/app.py"} {
+	for _, f := range []string{composeFile, ".dockerignore", "go.mod", "go.sum", "examples/hello/app.py", "Makefile"} {
 		copyFile(f)
 	}
 	for _, d := range []string{"deploy", "python-sdk/covet"} {
