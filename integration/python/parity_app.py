@@ -163,7 +163,7 @@ async def broken_body(req: Request) -> StreamingResponse:
 
 @app.get("/ctl-header")
 async def ctl_header(req: Request) -> Response:
-    """A value the worker sends and the gateway's HTTP writer refuses: 502."""
+    """A control character the gateway's HTTP writer refuses: the worker refuses it first (500)."""
     return Response(b"x", headers={"x-ctl": b"a\x01b"})
 
 

@@ -12,7 +12,10 @@ V = TypeVar("V")
 D = TypeVar("D")
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE_RE = re.compile(rb"[\x00\r\n]")
+# A byte a field value may not hold: a control character other than HTAB (RFC 9110
+# 5.5). The gateway's HTTP writer refuses the same (gateway/http1 cFieldVal), and the
+# worker's RESP_HEAD encoder checks it too (_payloads.encode_response_head).
+BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Address(NamedTuple):
@@ -167,8 +170,8 @@ def encode_header(name: str, value: str | bytes) -> tuple[str, bytes]:
         data = value
     else:
         raise TypeError(f"header {name!r} value must be str or bytes, got {type(value).__name__}")
-    if _BAD_VALUE_RE.search(data):
-        raise ValueError(f"header {name!r} value contains CR, LF or NUL")
+    if BAD_FIELD_VALUE.search(data):
+        raise ValueError(f"header {name!r} value contains a control character (CR, LF, NUL, ...; only HTAB is allowed)")
     return name.lower(), data
 
 

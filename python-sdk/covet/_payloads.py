@@ -19,6 +19,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from covet import _shmring
 from covet._control import ProtocolError, TruncatedError, msgpack_type, unpack_strict
+from covet._datastructures import BAD_FIELD_VALUE
 
 __all__ = [
     "MAX_HEAD",
@@ -113,9 +114,11 @@ def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body
     """Encode a RESP_HEAD payload (PROTOCOL.md 3.2).
 
     Header names are lower-cased and must be HTTP tokens of at most 256 bytes; values
-    are bytes without NUL, CR or LF, at most 64 KiB; at most 1024 headers; status
-    200..599; body >= -1. These are the gateway's checks: a head it would refuse ends
-    the worker's session, so it is refused here instead (ValueError).
+    are bytes of at most 64 KiB with no control character but HTAB (RFC 9110 5.5: no
+    NUL, CR, LF, DEL, ...); at most 1024 headers; status 200..599; body >= -1. These
+    are the gateway's checks (its payload decoder and its HTTP writer): a head it
+    would refuse ends the worker's session or the response, so it is refused here
+    instead (ValueError), where the handler's traceback can be logged.
     """
     if type(body) is not int or body < -1:
         raise ValueError(f"body {body!r} is not an int >= -1")
@@ -151,8 +154,8 @@ def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> 
             lname = _check_header_name(name)
         if type(value) is not bytes:
             value = bytes(value)
-        if b"\r" in value or b"\n" in value or b"\x00" in value or len(value) > MAX_HEADER_VALUE:
-            raise ValueError(f"header {name!r}: value has NUL, CR or LF, or is over 64 KiB")
+        if BAD_FIELD_VALUE.search(value) is not None or len(value) > MAX_HEADER_VALUE:
+            raise ValueError(f"header {name!r}: value has a control character (only HTAB is allowed) or is over 64 KiB")
         flat.append(lname)
         flat.append(value)
     if len(flat) > 2 * MAX_RESPONSE_HEADERS:

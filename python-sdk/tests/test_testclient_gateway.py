@@ -323,11 +323,10 @@ def test_startup_failure_propagates_from_the_first_request() -> None:
         assert len(attempts) == n
 
 
-@pytest.mark.parametrize(("value", "status"), [
-    (b"a\x01b", 502), (b"del\x7f", 502),  # the worker sends it, the gateway's writer refuses it
-    (b"\x00", 500), (b"a\r\nb", 500), (b"x" * (64 << 10 | 1), 500),  # the worker refuses it: ERROR 500
-])  # fmt: skip
-def test_a_field_that_cannot_go_out(value: bytes, status: int, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "value", [b"a\x01b", b"del\x7f", b"\x00", b"a\r\nb", b"x" * (64 << 10 | 1)]
+)  # every value the gateway's writer would refuse: the worker refuses it first, ERROR 500
+def test_a_field_that_cannot_go_out(value: bytes, caplog: pytest.LogCaptureFixture) -> None:
     app = Covet()
 
     @app.get("/bad")
@@ -342,9 +341,9 @@ def test_a_field_that_cannot_go_out(value: bytes, status: int, caplog: pytest.Lo
 
     client = TestClient(app)
     r = client.get("/bad", headers={"x-request-id": "c"})
-    text = {500: b"Internal Server Error\n", 502: b"Bad Gateway\n"}[status]
-    assert (r.status_code, r.content) == (status, text)
+    text = b"Internal Server Error\n"
+    assert (r.status_code, r.content) == (500, text)
     assert fields(r) == [("server", "covetpy"), ("content-type", "text/plain; charset=utf-8"),
                          ("x-request-id", "c"), ("content-length", str(len(text)))]  # fmt: skip
-    assert ("response head refused" in caplog.text) == (status == 500)
+    assert "response head refused" in caplog.text
     assert client.get("/ok").headers["x-fine"] == "tab\there \xe9"
