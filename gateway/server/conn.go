@@ -447,14 +447,17 @@ func (c *conn) bodyDst(draining bool) []byte {
 	x := c.cur
 	n := len(x.body)
 	want := int(min(rem, bodyStep))
-	if cap(x.body)-n < want {
-		// Doubling, never past the declared end: a false length costs at
-		// most twice what the client really sent, or one step.
+	if cap(x.body)-n < min(want, directBodyMin) {
+		// Grow only when the room left is under directBodyMin: a client
+		// trickling the body a byte per segment costs no allocation per
+		// read, only one per step (TestBodyTrickleAllocs). Doubling, never
+		// past the declared end: a false length costs at most twice what
+		// the client really sent, or one step.
 		nb := make([]byte, n, n+max(want, int(min(rem, int64(n)))))
 		copy(nb, x.body)
 		x.body = nb
 	}
-	return x.body[n : n+want]
+	return x.body[n : n+min(want, cap(x.body)-n)]
 }
 
 // takeBody hands the parser the n bytes a read put at the end of the
