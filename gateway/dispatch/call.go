@@ -37,11 +37,23 @@ const bodyChunk = 64 << 10
 
 var chunkPool = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
 
-// putChunks returns the chunks to the pool and empties the list.
+// MaxResponseHeld is the most memory the body of one response in flight holds in
+// the gateway between the ring reader and the writer, whatever the client does: the
+// response window (PROTOCOL.md 2.7) in chunks, plus one partly filled chunk in the
+// piece being written and one in what has arrived since. Written chunks go back to
+// the pool before their bytes are granted back, so grants never raise it. A front
+// end reserves this much of its response buffer budget per request it dispatches
+// (gateway/server, max_buffered_response_bytes).
+const MaxResponseHeld = workerproto.ResponseWindow + 2*bodyChunk
+
+// putChunks returns the chunks to the pool and empties the list. Entries already
+// returned (nil) are skipped.
 func putChunks(chunks [][]byte) [][]byte {
 	for i, b := range chunks {
-		chunkPool.Put((*[bodyChunk]byte)(b[:bodyChunk]))
-		chunks[i] = nil
+		if b != nil {
+			chunkPool.Put((*[bodyChunk]byte)(b[:bodyChunk]))
+			chunks[i] = nil
+		}
 	}
 	return chunks[:0]
 }

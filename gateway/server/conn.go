@@ -76,6 +76,10 @@ type conn struct {
 	// is when the writer answered the last queued request.
 	readArmed time.Time
 	idleFrom  time.Time
+	// idleAt is when the reader last found itself idle: the last bytes
+	// read (the accept, before any). The later of it and idleFrom is when
+	// the connection became idle (idleSince).
+	idleAt time.Time
 
 	// Owned by the writer goroutine.
 	wbuf     []byte
@@ -95,7 +99,10 @@ type conn struct {
 	num       [20]byte // scratch for Retry-After
 	status    int      // status of the response being written; 0: none yet
 	wrote     int64    // bytes of it written to the socket
-	obs       obsCache // metrics handle of the last (route, method): observe.go
+	// blocked is the time spent in writes of the current response, for
+	// the MinWriteRate rule (bounded).
+	blocked time.Duration
+	obs     obsCache // metrics handle of the last (route, method): observe.go
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -280,6 +287,9 @@ func (c *conn) setReadDeadline(draining bool) bool {
 func (c *conn) readDeadlineLocked(draining bool) time.Time {
 	st := c.p.State()
 	c.readerIdle = !draining && st == http1.StateIdle && c.r == c.w
+	if c.readerIdle {
+		c.idleAt = c.lastRead
+	}
 	c.bodyWait = false
 	switch {
 	case draining, st == http1.StateIdle:
@@ -518,14 +528,17 @@ func (c *conn) recycle(x *exchange) {
 }
 
 // closeIfIdle closes the connection if it is waiting for a request with
-// nothing left to answer (Shutdown).
-func (c *conn) closeIfIdle() {
+// nothing left to answer (Shutdown, MaxConnections), and reports whether it
+// did.
+func (c *conn) closeIfIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inflight == 0 && c.readerIdle && !c.closing {
 		c.closing = true
 		c.nc.Close()
+		return true
 	}
+	return false
 }
 
 func (c *conn) debug(what string, err error) {

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
 )
 
 // TestContentLengthNotPlainDecimal: a Content-Length that is not one plain
@@ -133,5 +136,231 @@ func TestBodyTrickleAllocs(t *testing.T) {
 	got, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !bytes.Equal(got, body) {
 		t.Fatalf("echo: %d, %d bytes, want 200 and the %d bytes sent", resp.StatusCode, len(got), size)
+	}
+}
+
+// TestResponseBudget: with the response buffer budget spent (two requests
+// hold it, each reserving dispatch.MaxResponseHeld), a third request waits
+// for a reservation to free and is served when one does; if none frees
+// within ResponseBudgetWait it is answered 503 with Retry-After and never
+// reaches the backend.
+func TestResponseBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+	}{{"shed", 100 * time.Millisecond}, {"wait", time.Minute}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, rec, pr := testBackend(t)
+			m, reg := newMetrics(t)
+			ts := startServer(t, Config{MaxBufferedResponseBytes: 2 * dispatch.MaxResponseHeld, ResponseBudgetWait: tc.wait, Metrics: m}, b)
+			var blocked []*rawConn
+			for range 2 {
+				rc := ts.dial(t)
+				rc.send(get("x", "/block"))
+				<-pr.started
+				blocked = append(blocked, rc)
+			}
+			if got := metricValue(t, reg, "covet_response_budget_reserved_bytes", nil); got != 2*dispatch.MaxResponseHeld {
+				t.Errorf("reserved %v bytes, want %d", got, 2*dispatch.MaxResponseHeld)
+			}
+			rc := ts.dial(t)
+			rc.send(get("x", "/hello"))
+			waitFor(t, "the third request to wait", func() bool {
+				return metricValue(t, reg, "covet_response_budget_waits_total", nil) == 1
+			})
+			if tc.wait == time.Minute {
+				blocked[0].nc.Close() // its request is cancelled, its reservation freed
+				if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+					t.Fatalf("after a reservation freed: %d %q, want 200 hello", resp.StatusCode, body)
+				}
+				return
+			}
+			resp, _ := rc.read("GET")
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
+				t.Fatalf("got %d Retry-After %q, want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+			if got := metricValue(t, reg, "covet_response_budget_shed_total", nil); got != 1 {
+				t.Errorf("covet_response_budget_shed_total = %v, want 1", got)
+			}
+			rec.mu.Lock()
+			n := len(rec.heads)
+			rec.mu.Unlock()
+			if n != 0 {
+				t.Errorf("the backend saw %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+// TestMinWriteRate: a client that reads a response a little at a time, so
+// that no single write ever waits WriteTimeout, is cut once it falls behind
+// MinWriteRate after WriteTimeout of grace; a response that the backend
+// produces slowly, to a client that reads at once, is not, however long it
+// takes. net.Pipe has no socket buffers: every write waits for the client.
+func TestMinWriteRate(t *testing.T) {
+	const pieces, size = 64, 4 << 10
+	b := newFakeBackend()
+	stream := func(pause time.Duration, n, size int) handlerFunc {
+		return func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+			if err := w.WriteHead(200, nil, -1); err != nil {
+				return err
+			}
+			for range n {
+				time.Sleep(pause)
+				if err := w.WriteBody(bytes.Repeat([]byte("x"), size)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	b.handle(t, "GET", "/big", 0, stream(0, pieces, size))
+	b.handle(t, "GET", "/trickle", 0, stream(30*time.Millisecond, 10, 100))
+	m, reg := newMetrics(t)
+	l := newPipeListener()
+	srv := &Server{Config: Config{WriteTimeout: 300 * time.Millisecond, MinWriteRate: 200 << 10, Metrics: m}, Backend: b}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	// The creeping reader: 1 KiB every 20 ms, about 50 KiB/s.
+	nc := l.dial()
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(nc, get("x", "/big"))
+	got := 0
+	buf := make([]byte, 1<<10)
+	for {
+		n, err := nc.Read(buf)
+		got += n
+		if err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got >= pieces*size {
+		t.Fatalf("the creeping client read %d bytes, the whole response: not cut", got)
+	}
+	if v := metricValue(t, reg, "covet_slow_writes_total", nil); v != 1 {
+		t.Errorf("covet_slow_writes_total = %v, want 1", v)
+	}
+
+	// The slow backend: 10 pieces 30 ms apart, past the 300 ms of grace.
+	nc = l.dial()
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(nc, get("x", "/trickle"))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || len(body) != 1000 {
+		t.Fatalf("slow stream: %d bytes, %v; want 1000", len(body), err)
+	}
+}
+
+// TestMemoryReleasedAfterBurst: once a burst of requests that reserved
+// response buffer budget has ended, the server returns freed memory to the
+// system once, and not again until another burst; not while the burst
+// lasts, and not without one.
+func TestMemoryReleasedAfterBurst(t *testing.T) {
+	b, _, pr := testBackend(t)
+	m, reg := newMetrics(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Config: Config{Metrics: m}, Backend: b, releaseEvery: 10 * time.Millisecond, releaseMin: 3}
+	go srv.Serve(l)
+	defer srv.Close()
+	releases := func() float64 { return metricValue(t, reg, "covet_memory_releases_total", nil) }
+	ticks := func() { time.Sleep(100 * time.Millisecond) } // ten periods
+
+	ticks()
+	if n := releases(); n != 0 {
+		t.Fatalf("%v releases with no burst", n)
+	}
+	var conns []net.Conn
+	for range 3 {
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		io.WriteString(nc, get("x", "/block"))
+		<-pr.started
+		conns = append(conns, nc)
+	}
+	ticks()
+	if n := releases(); n != 0 {
+		t.Fatalf("%v releases while the burst lasts", n)
+	}
+	for _, nc := range conns {
+		nc.Close()
+	}
+	waitFor(t, "a release after the burst", func() bool { return releases() == 1 })
+	ticks()
+	if n := releases(); n != 1 {
+		t.Fatalf("%v releases after one burst, want 1", n)
+	}
+}
+
+// TestMaxConnections: at MaxConnections, a new connection is served and
+// the longest-idle keep-alive connection is closed for it; when every
+// connection is busy, a new one is closed at once. Each is counted.
+func TestMaxConnections(t *testing.T) {
+	const max = 8
+	b, _, pr := testBackend(t)
+	m, reg := newMetrics(t)
+	ts := startServer(t, Config{MaxConnections: max, Metrics: m}, b)
+	allIdle := func(n int) func() bool {
+		return func() bool {
+			ts.srv.mu.Lock()
+			defer ts.srv.mu.Unlock()
+			idle := 0
+			for c := range ts.srv.conns {
+				if _, ok := c.idleSince(); ok {
+					idle++
+				}
+			}
+			return idle == n
+		}
+	}
+	var rcs []*rawConn
+	for range max {
+		rc := ts.dial(t)
+		rc.send(get("x", "/hello"))
+		rc.read("GET")
+		rcs = append(rcs, rc)
+	}
+	waitFor(t, "every connection to be idle", allIdle(max))
+
+	rc := ts.dial(t)
+	rc.send(get("x", "/hello"))
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("new connection at the limit: %d %q", resp.StatusCode, body)
+	}
+	rcs[0].expectEOF() // the longest idle
+	rcs = append(rcs[1:], rc)
+	for i, rc := range rcs[:len(rcs)-1] {
+		rc.send(get("x", "/hello"))
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+			t.Fatalf("idle connection %d after the shed: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+	if v := metricValue(t, reg, "covet_connections_shed_total", map[string]string{"reason": "idle"}); v != 1 {
+		t.Errorf("idle sheds = %v, want 1", v)
+	}
+
+	// Every connection busy: a new one is refused.
+	for _, rc := range rcs {
+		rc.send(get("x", "/block"))
+		<-pr.started
+	}
+	extra := ts.dial(t)
+	extra.send(get("x", "/hello"))
+	extra.expectEOF()
+	if v := metricValue(t, reg, "covet_connections_shed_total", map[string]string{"reason": "refused"}); v != 1 {
+		t.Errorf("refused = %v, want 1", v)
 	}
 }

@@ -58,9 +58,22 @@ type Server struct {
 
 	inShutdown atomic.Bool
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
+	// The response buffer budget (limits.go): one element per reservation
+	// of dispatch.MaxResponseHeld; peak is the most held at once since
+	// memory was last released. stopRelease ends releaseLoop.
+	budget      chan struct{}
+	peak        atomic.Int64
+	stopRelease chan struct{}
+	stopOnce    sync.Once
+	// releaseEvery and releaseMin override the release loop's period and
+	// threshold (reservations) in tests; zero: the defaults.
+	releaseEvery time.Duration
+	releaseMin   int64
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	shedLogged bool // MaxConnections was reached and said so
 }
 
 func (s *Server) init() error {
@@ -80,6 +93,17 @@ func (s *Server) init() error {
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.budget = make(chan struct{}, max(1, s.cfg.MaxBufferedResponseBytes/dispatch.MaxResponseHeld))
+		s.metrics.SetBudgetSource(s.reservedBytes)
+		s.stopRelease = make(chan struct{})
+		every, minSlots := s.releaseEvery, s.releaseMin
+		if every == 0 {
+			every = releaseEvery
+		}
+		if minSlots == 0 {
+			minSlots = max(1, releaseMinBytes/dispatch.MaxResponseHeld)
+		}
+		go s.releaseLoop(every, minSlots)
 	})
 	return s.initErr
 }
@@ -118,6 +142,10 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		delay = 0
+		if !s.admit() {
+			nc.Close() // every connection is busy: refused (MaxConnections)
+			continue
+		}
 		c := newConn(s, nc)
 		if !s.trackConn(c, true) {
 			nc.Close()
@@ -183,6 +211,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil // never served
 	}
 	s.inShutdown.Store(true)
+	defer s.endRelease()
 	s.mu.Lock()
 	s.closeListenersLocked()
 	s.mu.Unlock()
@@ -232,10 +261,16 @@ func (s *Server) Close() error {
 		return nil // never served
 	}
 	s.inShutdown.Store(true)
+	s.endRelease()
 	s.cancelBase()
 	s.mu.Lock()
 	s.closeListenersLocked()
 	s.mu.Unlock()
 	s.closeAll()
 	return nil
+}
+
+// endRelease stops releaseLoop.
+func (s *Server) endRelease() {
+	s.stopOnce.Do(func() { close(s.stopRelease) })
 }
