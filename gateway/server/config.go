@@ -88,22 +88,23 @@ type Config struct {
 	// In bytes per second; default 16 KiB/s; at most 1 GiB/s.
 	MinWriteRate int64 `config:"min_write_rate" help:"bytes per second a client must read a response at, after write_timeout of grace; 0 = 16384"`
 
-	// MaxBufferedResponseBytes bounds the response bytes the gateway holds
-	// for all its clients together. Each request reserves
-	// dispatch.MaxResponseHeld (2 MiB 128 KiB: the most one response holds
-	// between the worker and a client that does not read) from it before
-	// it is dispatched, and frees it when its response is done. So it
-	// also caps the requests being served at once at
-	// MaxBufferedResponseBytes / MaxResponseHeld (120 by default); a
-	// request beyond waits up to ResponseBudgetWait for a reservation to
-	// free, then is answered 503 with Retry-After
-	// (covet_response_budget_shed_total). Raise it for apps with many
-	// long-running handlers (long polls, streams). Default 256 MiB; at
-	// least MaxResponseHeld.
-	MaxBufferedResponseBytes int64 `config:"max_buffered_response_bytes" help:"response bytes held for all clients together; each request in flight reserves 2 MiB 128 KiB of it; 0 = 268435456 (256 MiB)"`
-	// ResponseBudgetWait is how long a request waits for response buffer
-	// budget before it is answered 503. Default 5s.
-	ResponseBudgetWait time.Duration `config:"response_budget_wait" help:"longest wait for response buffer budget, then 503 with Retry-After; 0 = 5s"`
+	// MaxBufferedResponseBytes bounds the response body bytes the gateway
+	// holds for all its clients together (dispatch.HeldResponseBytes: what
+	// the workers sent and the clients have not taken yet; each response
+	// holds at most dispatch.MaxResponseHeld, 2 MiB 128 KiB, its window).
+	// While they are over it, the server closes the connections whose
+	// writes have been blocked longest (at least 100ms), as many as it takes
+	// (covet_slow_readers_shed_total), and new requests wait for the bytes
+	// to fall back within it, up to ResponseBudgetWait, then are answered
+	// 503 with Retry-After (covet_response_budget_shed_total). It is read
+	// every 10ms while requests are being served, so it can be overrun by
+	// what the ring readers copy in that time. Default 256 MiB; at least
+	// dispatch.MaxResponseHeld.
+	MaxBufferedResponseBytes int64 `config:"max_buffered_response_bytes" help:"response body bytes held for all clients together; over it the slowest readers are cut and new requests wait; 0 = 268435456 (256 MiB)"`
+	// ResponseBudgetWait is how long a request waits for the response bytes
+	// held to fall within MaxBufferedResponseBytes before it is answered
+	// 503. Default 5s.
+	ResponseBudgetWait time.Duration `config:"response_budget_wait" help:"longest wait for held response bytes to fall within max_buffered_response_bytes, then 503 with Retry-After; 0 = 5s"`
 
 	// MaxConnections is the most client connections open at once. A
 	// connection accepted at the limit makes the server close the

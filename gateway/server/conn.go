@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
@@ -80,6 +81,10 @@ type conn struct {
 	// read (the accept, before any). The later of it and idleFrom is when
 	// the connection became idle (idleSince).
 	idleAt time.Time
+
+	// writeStart is when the writer's current write began (UnixNano), 0
+	// between writes; read by shedSlowReaders.
+	writeStart atomic.Int64
 
 	// Owned by the writer goroutine.
 	wbuf     []byte

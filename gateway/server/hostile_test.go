@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,43 +140,110 @@ func TestBodyTrickleAllocs(t *testing.T) {
 	}
 }
 
-// TestResponseBudget: with the response buffer budget spent (two requests
-// hold it, each reserving dispatch.MaxResponseHeld), a third request waits
-// for a reservation to free and is served when one does; if none frees
-// within ResponseBudgetWait it is answered 503 with Retry-After and never
-// reaches the backend.
-func TestResponseBudget(t *testing.T) {
+// startWithHeld serves b with cfg on a pipeListener, the response bytes held
+// read from held (what dispatch.HeldResponseBytes counts for a real backend).
+func startWithHeld(t *testing.T, cfg Config, b Backend, held *atomic.Int64, tune func(*Server)) (*Server, *pipeListener) {
+	t.Helper()
+	l := newPipeListener()
+	srv := &Server{Config: cfg, Backend: b, held: held.Load}
+	if tune != nil {
+		tune(srv)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+		waitFor(t, "connections to close", func() bool { return srv.numConns() == 0 })
+	})
+	return srv, l
+}
+
+// TestResponseBudgetShedsSlowReaders: when the response bytes held pass
+// MaxBufferedResponseBytes, the connections whose writes have been blocked
+// longest are closed until enough is freed; each is counted.
+func TestResponseBudgetShedsSlowReaders(t *testing.T) {
+	var held atomic.Int64
+	b := newFakeBackend()
+	piece := make([]byte, 64<<10)
+	b.handle(t, "GET", "/hold", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		// What a worker's response does: hold a window while the client
+		// takes its body.
+		held.Add(dispatch.MaxResponseHeld)
+		defer held.Add(-dispatch.MaxResponseHeld)
+		if err := w.WriteHead(200, nil, -1); err != nil {
+			return err
+		}
+		for range 512 { // 32 MiB: more than a client that reads nothing takes
+			if err := w.WriteBody(piece); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	m, reg := newMetrics(t)
+	_, l := startWithHeld(t, Config{MaxBufferedResponseBytes: dispatch.MaxResponseHeld, Metrics: m}, b, &held, nil)
+	var readers []*bufio.Reader
+	for range 2 {
+		nc := l.dial()
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(20 * time.Second))
+		go io.WriteString(nc, get("x", "/hold")) // a pipe write waits for the server to read it
+		readers = append(readers, bufio.NewReaderSize(nc, 16))
+	}
+	// Neither client reads its body: both connections are shed.
+	for i, br := range readers {
+		if _, err := br.Peek(1); err != nil {
+			t.Fatalf("client %d: no response: %v", i, err)
+		}
+	}
+	waitFor(t, "both slow readers to be shed", func() bool {
+		return metricValue(t, reg, "covet_slow_readers_shed_total", nil) == 2
+	})
+	waitFor(t, "their responses to let go", func() bool { return held.Load() == 0 })
+	for i, br := range readers {
+		if n, _ := io.Copy(io.Discard, br); n >= 32<<20 {
+			t.Errorf("client %d got the whole body", i)
+		}
+	}
+}
+
+// TestResponseBudgetWait: while the response bytes held are over the
+// budget, a new request waits; it is served when they fall back within it,
+// and answered 503 with Retry-After, before reaching the backend, when they
+// do not within ResponseBudgetWait.
+func TestResponseBudgetWait(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		wait time.Duration
-	}{{"shed", 100 * time.Millisecond}, {"wait", time.Minute}} {
+	}{{"shed", 100 * time.Millisecond}, {"served", time.Minute}} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, rec, pr := testBackend(t)
+			var held atomic.Int64
+			held.Store(dispatch.MaxResponseHeld + 1)
+			b, rec, _ := testBackend(t)
 			m, reg := newMetrics(t)
-			ts := startServer(t, Config{MaxBufferedResponseBytes: 2 * dispatch.MaxResponseHeld, ResponseBudgetWait: tc.wait, Metrics: m}, b)
-			var blocked []*rawConn
-			for range 2 {
-				rc := ts.dial(t)
-				rc.send(get("x", "/block"))
-				<-pr.started
-				blocked = append(blocked, rc)
-			}
-			if got := metricValue(t, reg, "covet_response_budget_reserved_bytes", nil); got != 2*dispatch.MaxResponseHeld {
-				t.Errorf("reserved %v bytes, want %d", got, 2*dispatch.MaxResponseHeld)
-			}
-			rc := ts.dial(t)
-			rc.send(get("x", "/hello"))
-			waitFor(t, "the third request to wait", func() bool {
+			_, l := startWithHeld(t, Config{MaxBufferedResponseBytes: dispatch.MaxResponseHeld, ResponseBudgetWait: tc.wait, Metrics: m}, b, &held, nil)
+			nc := l.dial()
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(20 * time.Second))
+			go io.WriteString(nc, get("x", "/hello"))
+			waitFor(t, "the request to wait", func() bool {
 				return metricValue(t, reg, "covet_response_budget_waits_total", nil) == 1
 			})
 			if tc.wait == time.Minute {
-				blocked[0].nc.Close() // its request is cancelled, its reservation freed
-				if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
-					t.Fatalf("after a reservation freed: %d %q, want 200 hello", resp.StatusCode, body)
+				held.Store(0)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(nc), &http.Request{Method: "GET"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if tc.wait == time.Minute {
+				if resp.StatusCode != 200 || string(body) != "hello" {
+					t.Fatalf("once the bytes held fell: %d %q, want 200 hello", resp.StatusCode, body)
 				}
 				return
 			}
-			resp, _ := rc.read("GET")
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
 				t.Fatalf("got %d Retry-After %q, want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
 			}
@@ -259,20 +327,17 @@ func TestMinWriteRate(t *testing.T) {
 	}
 }
 
-// TestMemoryReleasedAfterBurst: once a burst of requests that reserved
-// response buffer budget has ended, the server returns freed memory to the
-// system once, and not again until another burst; not while the burst
-// lasts, and not without one.
+// TestMemoryReleasedAfterBurst: once a burst that held response memory
+// has ended, the server returns freed memory to the system once, and not
+// again until another burst; not while the burst lasts, and not without
+// one.
 func TestMemoryReleasedAfterBurst(t *testing.T) {
+	var held atomic.Int64
 	b, _, pr := testBackend(t)
 	m, reg := newMetrics(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{Config: Config{Metrics: m}, Backend: b, releaseEvery: 10 * time.Millisecond, releaseMin: 3}
-	go srv.Serve(l)
-	defer srv.Close()
+	_, l := startWithHeld(t, Config{Metrics: m}, b, &held, func(s *Server) {
+		s.releaseEvery, s.releaseMin = 10*time.Millisecond, 1<<20
+	})
 	releases := func() float64 { return metricValue(t, reg, "covet_memory_releases_total", nil) }
 	ticks := func() { time.Sleep(100 * time.Millisecond) } // ten periods
 
@@ -280,24 +345,16 @@ func TestMemoryReleasedAfterBurst(t *testing.T) {
 	if n := releases(); n != 0 {
 		t.Fatalf("%v releases with no burst", n)
 	}
-	var conns []net.Conn
-	for range 3 {
-		nc, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		io.WriteString(nc, get("x", "/block"))
-		<-pr.started
-		conns = append(conns, nc)
-	}
+	nc := l.dial() // a request in flight, so that the held bytes are watched
+	defer nc.Close()
+	go io.WriteString(nc, get("x", "/block"))
+	<-pr.started
+	held.Store(4 << 20)
 	ticks()
 	if n := releases(); n != 0 {
 		t.Fatalf("%v releases while the burst lasts", n)
 	}
-	for _, nc := range conns {
-		nc.Close()
-	}
+	held.Store(0)
 	waitFor(t, "a release after the burst", func() bool { return releases() == 1 })
 	ticks()
 	if n := releases(); n != 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
@@ -11,14 +12,23 @@ import (
 )
 
 // Bounds under hostile or overloading clients: max_connections (admit), the
-// response buffer budget (reserve) and the release of memory after a burst
-// (releaseLoop). Config documents the settings.
+// response buffer budget (admitResponse, watchHeld, shedSlowReaders) and the
+// release of memory after a burst (releaseLoop). Config documents the
+// settings.
 
 const (
+	// watchEvery is how often watchHeld reads the response bytes held while
+	// any request is being served. A ring reader copies at most a few
+	// gigabytes a second, so the budget is overrun by tens of megabytes at
+	// most before the slowest readers are shed.
+	watchEvery = 10 * time.Millisecond
+	// minStuck: a write blocked for less than this is not a slow reader's;
+	// it is never shed for the budget.
+	minStuck = 100 * time.Millisecond
 	// releaseEvery is how often releaseLoop looks for a burst that ended.
 	releaseEvery = 5 * time.Second
-	// releaseMinBytes: a burst that reserved less response buffer budget
-	// than this at its peak is not worth a forced collection.
+	// releaseMinBytes: a burst that held less response memory than this at
+	// its peak is not worth a forced collection.
 	releaseMinBytes = 32 << 20
 )
 
@@ -58,56 +68,137 @@ func (s *Server) admit() bool {
 	return false
 }
 
-// reserve takes one response's share (dispatch.MaxResponseHeld) of the
-// response buffer budget, waiting up to ResponseBudgetWait for one to free.
-// It reports false when none freed in time or ctx ended.
-func (s *Server) reserve(ctx context.Context) bool {
-	select {
-	case s.budget <- struct{}{}:
-		s.notePeak()
+// admitResponse lets a request be dispatched while the response bytes held
+// are within MaxBufferedResponseBytes; otherwise it waits, up to
+// ResponseBudgetWait, for watchHeld to see them back within it (shedding
+// slow readers meanwhile). It reports false when they were not in time or
+// ctx ended.
+func (s *Server) admitResponse(ctx context.Context) bool {
+	if s.held() <= s.cfg.MaxBufferedResponseBytes {
 		return true
-	default:
 	}
 	s.metrics.BudgetWaited()
+	s.budgetWaiters.Add(1)
+	defer s.budgetWaiters.Add(-1)
 	t := time.NewTimer(s.cfg.ResponseBudgetWait)
 	defer t.Stop()
+	for {
+		s.freedMu.Lock()
+		freed := s.freed
+		s.freedMu.Unlock()
+		if s.held() <= s.cfg.MaxBufferedResponseBytes {
+			return true
+		}
+		s.wakeWatcher() // nothing may be in flight to wake it otherwise
+		select {
+		case <-freed:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// serving brackets a call of Backend.Serve: watchHeld runs while any is
+// under way.
+func (s *Server) serving(delta int64) {
+	if s.inflight.Add(delta) == 1 && delta > 0 {
+		s.wakeWatcher()
+	}
+}
+
+func (s *Server) wakeWatcher() {
 	select {
-	case s.budget <- struct{}{}:
-		s.notePeak()
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return false
-}
-
-// unreserve gives a reservation back.
-func (s *Server) unreserve() { <-s.budget }
-
-// notePeak raises the peak number of reservations seen since the last
-// release. Racing callers may lose an update by one: it only decides when
-// memory is worth releasing.
-func (s *Server) notePeak() {
-	if n := int64(len(s.budget)); n > s.peak.Load() {
-		s.peak.Store(n)
+	case s.wakeWatch <- struct{}{}:
+	default:
 	}
 }
 
-// reservedBytes is the response buffer budget in use.
-func (s *Server) reservedBytes() int64 {
-	return int64(len(s.budget)) * dispatch.MaxResponseHeld
+// watchHeld keeps the response bytes held within MaxBufferedResponseBytes:
+// while requests are being served it reads them every watchEvery; above the
+// budget it sheds the slowest readers, below it it lets waiting requests
+// go. It also keeps the peak for releaseLoop. Idle, it sleeps until a
+// request is served.
+func (s *Server) watchHeld() {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		held := s.held()
+		if held > s.heldPeak.Load() {
+			s.heldPeak.Store(held)
+		}
+		budget := s.cfg.MaxBufferedResponseBytes
+		if held > budget {
+			s.shedSlowReaders(held - budget + budget/8)
+		} else if s.budgetWaiters.Load() > 0 {
+			s.freedMu.Lock()
+			close(s.freed)
+			s.freed = make(chan struct{})
+			s.freedMu.Unlock()
+		}
+		if s.inflight.Load() == 0 && s.budgetWaiters.Load() == 0 {
+			select {
+			case <-s.wakeWatch:
+			case <-s.stopRelease:
+				return
+			}
+			continue
+		}
+		t.Reset(watchEvery)
+		select {
+		case <-t.C:
+		case <-s.stopRelease:
+			return
+		}
+	}
+}
+
+// shedSlowReaders closes the connections whose response writes have been
+// blocked longest (at least minStuck), enough of them to free about excess
+// bytes if each held a whole window (dispatch.MaxResponseHeld): their
+// clients are the ones holding the budget. The freed bytes show at the next
+// watch, once their responses have been abandoned.
+func (s *Server) shedSlowReaders(excess int64) {
+	type stuck struct {
+		c     *conn
+		since int64
+	}
+	cut := time.Now().Add(-minStuck).UnixNano()
+	var victims []stuck
+	s.mu.Lock()
+	for c := range s.conns {
+		if t := c.writeStart.Load(); t != 0 && t <= cut {
+			victims = append(victims, stuck{c, t})
+		}
+	}
+	s.mu.Unlock()
+	if len(victims) == 0 {
+		return
+	}
+	slices.SortFunc(victims, func(a, b stuck) int { return int(a.since - b.since) })
+	n := min(len(victims), int((excess+dispatch.MaxResponseHeld-1)/dispatch.MaxResponseHeld))
+	if !s.budgetLogged.Swap(true) {
+		s.log.Warn("response buffer budget spent: closing the connections of the slowest readers (logged once; see covet_slow_readers_shed_total)",
+			"max_buffered_response_bytes", s.cfg.MaxBufferedResponseBytes)
+	}
+	for _, v := range victims[:n] {
+		v.c.debug("shed", errBudget)
+		v.c.nc.Close() // the blocked write fails; the backend abandons the response
+		s.metrics.SlowReaderShed()
+	}
 }
 
 // releaseLoop returns freed memory to the operating system once a burst of
 // responses has ended: a burst of slow readers leaves hundreds of megabytes
 // of pooled response chunks (sync.Pool) that the runtime only frees over
 // two collections, which a gateway gone quiet may not run for minutes, and
-// then returns to the system slowly. So, every period, when the peak of
-// reservations since the last release reached minSlots and what is
-// reserved now is under an eighth of it, it collects (moving the pooled
-// chunks to the pool's victim cache), then calls debug.FreeOSMemory (which
+// then returns to the system slowly. So, every period, when the peak of the
+// response bytes held since the last release reached minBytes and what is
+// held now is under an eighth of it, it collects (moving the pooled chunks
+// to the pool's victim cache), then calls debug.FreeOSMemory (which
 // collects again, freeing them, and returns the free heap at once).
-func (s *Server) releaseLoop(period time.Duration, minSlots int64) {
+func (s *Server) releaseLoop(period time.Duration, minBytes int64) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -116,15 +207,15 @@ func (s *Server) releaseLoop(period time.Duration, minSlots int64) {
 			return
 		case <-t.C:
 		}
-		peak, cur := s.peak.Load(), int64(len(s.budget))
-		if peak < minSlots || cur > peak/8 {
+		peak, cur := s.heldPeak.Load(), s.held()
+		if peak < minBytes || cur > peak/8 {
 			continue
 		}
 		runtime.GC()
 		debug.FreeOSMemory()
-		s.peak.Store(cur)
+		s.heldPeak.Store(cur)
 		s.metrics.MemoryReleased()
-		s.log.Debug("returned memory to the system after a burst", "peak_reserved_bytes", peak*dispatch.MaxResponseHeld)
+		s.log.Debug("returned memory to the system after a burst", "peak_held_bytes", peak)
 	}
 }
 

@@ -203,7 +203,7 @@ func (c *conn) answer(x *exchange, status int, allow string, retryAfter int) end
 
 // serveRouted hands x to the backend and finishes its response.
 func (c *conn) serveRouted(x *exchange) ending {
-	if !c.srv.reserve(c.ctx) {
+	if !c.srv.admitResponse(c.ctx) {
 		if c.ctx.Err() != nil {
 			return closeHard
 		}
@@ -215,8 +215,9 @@ func (c *conn) serveRouted(x *exchange) ending {
 	c.fillRequest(d, x)
 	w := &c.rw
 	w.reset(x)
+	c.srv.serving(1)
 	err := c.callServe(x, d, w)
-	c.srv.unreserve() // the backend holds no byte of the response now
+	c.srv.serving(-1)
 	d.Body = nil
 	switch {
 	case err == nil && w.started:
@@ -303,6 +304,8 @@ func (c *conn) flush() error {
 // on. So a response written at once costs no timer operation.
 func (c *conn) bounded(write func() (int64, error)) error {
 	start := time.Now()
+	c.writeStart.Store(start.UnixNano()) // for shedSlowReaders
+	defer c.writeStart.Store(0)
 	blocked := c.blocked
 	limit := start.Add(c.cfg.WriteTimeout)
 	by, _ := c.cfg.writeDeadline(start, limit, blocked, c.wrote)

@@ -58,15 +58,25 @@ type Server struct {
 
 	inShutdown atomic.Bool
 
-	// The response buffer budget (limits.go): one element per reservation
-	// of dispatch.MaxResponseHeld; peak is the most held at once since
-	// memory was last released. stopRelease ends releaseLoop.
-	budget      chan struct{}
-	peak        atomic.Int64
-	stopRelease chan struct{}
-	stopOnce    sync.Once
-	// releaseEvery and releaseMin override the release loop's period and
-	// threshold (reservations) in tests; zero: the defaults.
+	// The response buffer budget (limits.go). held reads the response
+	// bytes held (dispatch.HeldResponseBytes; tests replace it); inflight
+	// counts Backend.Serve calls under way, and wakeWatch wakes watchHeld
+	// when it turns 1 or a request waits; budgetWaiters counts requests
+	// waiting for the budget, and freed is closed (and replaced) when they
+	// may look again. heldPeak is the most held since memory was last
+	// released; stopRelease ends watchHeld and releaseLoop.
+	held          func() int64
+	inflight      atomic.Int64
+	wakeWatch     chan struct{}
+	budgetWaiters atomic.Int64
+	freedMu       sync.Mutex
+	freed         chan struct{}
+	heldPeak      atomic.Int64
+	budgetLogged  atomic.Bool
+	stopRelease   chan struct{}
+	stopOnce      sync.Once
+	// releaseEvery and releaseMin override releaseLoop's period and
+	// threshold (bytes) in tests; zero: the defaults.
 	releaseEvery time.Duration
 	releaseMin   int64
 
@@ -93,17 +103,22 @@ func (s *Server) init() error {
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
-		s.budget = make(chan struct{}, max(1, s.cfg.MaxBufferedResponseBytes/dispatch.MaxResponseHeld))
-		s.metrics.SetBudgetSource(s.reservedBytes)
+		if s.held == nil {
+			s.held = dispatch.HeldResponseBytes
+		}
+		s.metrics.SetBudgetSource(s.held)
+		s.wakeWatch = make(chan struct{}, 1)
+		s.freed = make(chan struct{})
 		s.stopRelease = make(chan struct{})
-		every, minSlots := s.releaseEvery, s.releaseMin
+		every, minBytes := s.releaseEvery, s.releaseMin
 		if every == 0 {
 			every = releaseEvery
 		}
-		if minSlots == 0 {
-			minSlots = max(1, releaseMinBytes/dispatch.MaxResponseHeld)
+		if minBytes == 0 {
+			minBytes = releaseMinBytes
 		}
-		go s.releaseLoop(every, minSlots)
+		go s.watchHeld()
+		go s.releaseLoop(every, minBytes)
 	})
 	return s.initErr
 }

@@ -19,6 +19,7 @@ const (
 type limitMetrics struct {
 	connsShed     *prometheus.CounterVec // reason
 	budgetShed    prometheus.Counter
+	readersShed   prometheus.Counter
 	budgetWaits   prometheus.Counter
 	budgetInUse   prometheus.GaugeFunc
 	budgetSource  atomic.Pointer[func() int64]
@@ -33,15 +34,19 @@ func (l *limitMetrics) init() []prometheus.Collector {
 	}, []string{"reason"})
 	l.budgetShed = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "response_budget_shed_total",
-		Help: "Requests answered 503 because the response buffer budget (max_buffered_response_bytes) stayed spent for response_budget_wait.",
+		Help: "Requests answered 503 because the response bytes held stayed over max_buffered_response_bytes for response_budget_wait.",
+	})
+	l.readersShed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "slow_readers_shed_total",
+		Help: "Connections closed mid-response because the response bytes held passed max_buffered_response_bytes and their writes had been blocked longest.",
 	})
 	l.budgetWaits = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "response_budget_waits_total",
-		Help: "Requests that had to wait for the response buffer budget before they were dispatched.",
+		Help: "Requests that waited before dispatch because the response bytes held were over max_buffered_response_bytes.",
 	})
 	l.budgetInUse = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "response_budget_reserved_bytes",
-		Help: "Response buffer budget (max_buffered_response_bytes) reserved by the requests being served: the most their responses may hold in the gateway.",
+		Namespace: namespace, Name: "response_bytes_held",
+		Help: "Response body bytes held in the gateway between the workers and slow clients (whole 64 KiB chunks), bounded by max_buffered_response_bytes.",
 	}, func() float64 {
 		if fn := l.budgetSource.Load(); fn != nil {
 			return float64((*fn)())
@@ -56,7 +61,7 @@ func (l *limitMetrics) init() []prometheus.Collector {
 		Namespace: namespace, Name: "memory_releases_total",
 		Help: "Times the gateway returned freed memory to the operating system after a burst of buffered responses ended.",
 	})
-	return []prometheus.Collector{l.connsShed, l.budgetShed, l.budgetWaits, l.budgetInUse, l.slowWrites, l.memoryRelease}
+	return []prometheus.Collector{l.connsShed, l.budgetShed, l.readersShed, l.budgetWaits, l.budgetInUse, l.slowWrites, l.memoryRelease}
 }
 
 // ConnShed counts a connection closed to stay within max_connections, for
@@ -85,13 +90,22 @@ func (m *Metrics) BudgetShed() {
 	m.limits.budgetShed.Inc()
 }
 
-// SetBudgetSource installs the function covet_response_budget_reserved_bytes
-// is read from at scrape time. fn must be safe to call from any goroutine.
+// SetBudgetSource installs the function covet_response_bytes_held is read
+// from at scrape time. fn must be safe to call from any goroutine.
 func (m *Metrics) SetBudgetSource(fn func() int64) {
 	if m == nil {
 		return
 	}
 	m.limits.budgetSource.Store(&fn)
+}
+
+// SlowReaderShed counts a connection closed mid-response to bring the
+// response bytes held back within max_buffered_response_bytes.
+func (m *Metrics) SlowReaderShed() {
+	if m == nil {
+		return
+	}
+	m.limits.readersShed.Inc()
 }
 
 // SlowWrite counts a response cut for falling below min_write_rate.
