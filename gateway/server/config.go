@@ -96,10 +96,10 @@ type Config struct {
 	// writes have been blocked longest (at least 100ms), as many as it takes
 	// (covet_slow_readers_shed_total), and new requests wait for the bytes
 	// to fall back within it, up to ResponseBudgetWait, then are answered
-	// 503 with Retry-After (covet_response_budget_shed_total). It is read
-	// every 10ms while requests are being served, so it can be overrun by
-	// what the ring readers copy in that time. Default 256 MiB; at least
-	// dispatch.MaxResponseHeld.
+	// 503 with Retry-After (covet_response_budget_shed_total). The bytes
+	// held are read every 100ms, every 10ms once past a quarter of the
+	// budget, so it can be overrun by what the ring readers copy in that
+	// time. Default 256 MiB; at least dispatch.MaxResponseHeld.
 	MaxBufferedResponseBytes int64 `config:"max_buffered_response_bytes" help:"response body bytes held for all clients together; over it the slowest readers are cut and new requests wait; 0 = 268435456 (256 MiB)"`
 	// ResponseBudgetWait is how long a request waits for the response bytes
 	// held to fall within MaxBufferedResponseBytes before it is answered

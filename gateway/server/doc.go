@@ -147,7 +147,7 @@
 // busy. MaxBufferedResponseBytes bounds the response bytes held for all
 // clients (dispatch.HeldResponseBytes: a worker may send a response's first
 // 2 MiB unasked, its window, and they wait in the gateway for a client that
-// does not read): while requests are served it is read every 10ms, and
+// does not read): it is read every 100ms (10ms past a quarter of it), and
 // over it the connections whose writes have been blocked longest are
 // closed, while new requests wait up to ResponseBudgetWait for the bytes
 // to fall within it, then are answered 503 with Retry-After: 1. After a

@@ -333,9 +333,9 @@ func TestMinWriteRate(t *testing.T) {
 // one.
 func TestMemoryReleasedAfterBurst(t *testing.T) {
 	var held atomic.Int64
-	b, _, pr := testBackend(t)
+	b, _, _ := testBackend(t)
 	m, reg := newMetrics(t)
-	_, l := startWithHeld(t, Config{Metrics: m}, b, &held, func(s *Server) {
+	srv, _ := startWithHeld(t, Config{Metrics: m}, b, &held, func(s *Server) {
 		s.releaseEvery, s.releaseMin = 10*time.Millisecond, 1<<20
 	})
 	releases := func() float64 { return metricValue(t, reg, "covet_memory_releases_total", nil) }
@@ -345,11 +345,8 @@ func TestMemoryReleasedAfterBurst(t *testing.T) {
 	if n := releases(); n != 0 {
 		t.Fatalf("%v releases with no burst", n)
 	}
-	nc := l.dial() // a request in flight, so that the held bytes are watched
-	defer nc.Close()
-	go io.WriteString(nc, get("x", "/block"))
-	<-pr.started
 	held.Store(4 << 20)
+	waitFor(t, "the burst to be seen", func() bool { return srv.heldPeak.Load() == 4<<20 })
 	ticks()
 	if n := releases(); n != 0 {
 		t.Fatalf("%v releases while the burst lasts", n)

@@ -17,10 +17,14 @@ import (
 // settings.
 
 const (
-	// watchEvery is how often watchHeld reads the response bytes held while
-	// any request is being served. A ring reader copies at most a few
-	// gigabytes a second, so the budget is overrun by tens of megabytes at
-	// most before the slowest readers are shed.
+	// watchIdle and watchEvery are how often watchHeld reads the response
+	// bytes held: every watchIdle while they are under a quarter of the
+	// budget, every watchEvery above it or while requests wait for it. A
+	// ring reader copies at most a few gigabytes a second, so the budget is
+	// overrun by tens of megabytes at most before the slowest readers are
+	// shed. Reading on a timer, rather than waking the watcher as requests
+	// start, costs the request path nothing.
+	watchIdle  = 100 * time.Millisecond
 	watchEvery = 10 * time.Millisecond
 	// minStuck: a write blocked for less than this is not a slow reader's;
 	// it is never shed for the budget.
@@ -89,7 +93,7 @@ func (s *Server) admitResponse(ctx context.Context) bool {
 		if s.held() <= s.cfg.MaxBufferedResponseBytes {
 			return true
 		}
-		s.wakeWatcher() // nothing may be in flight to wake it otherwise
+		s.wakeWatcher() // read at the fast pace now
 		select {
 		case <-freed:
 		case <-t.C:
@@ -97,14 +101,6 @@ func (s *Server) admitResponse(ctx context.Context) bool {
 		case <-ctx.Done():
 			return false
 		}
-	}
-}
-
-// serving brackets a call of Backend.Serve: watchHeld runs while any is
-// under way.
-func (s *Server) serving(delta int64) {
-	if s.inflight.Add(delta) == 1 && delta > 0 {
-		s.wakeWatcher()
 	}
 }
 
@@ -116,14 +112,19 @@ func (s *Server) wakeWatcher() {
 }
 
 // watchHeld keeps the response bytes held within MaxBufferedResponseBytes:
-// while requests are being served it reads them every watchEvery; above the
-// budget it sheds the slowest readers, below it it lets waiting requests
-// go. It also keeps the peak for releaseLoop. Idle, it sleeps until a
-// request is served.
+// it reads them on a timer (watchIdle, watchEvery); above the budget it
+// sheds the slowest readers, below it it lets waiting requests go. It also
+// keeps the peak for releaseLoop.
 func (s *Server) watchHeld() {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
+	t := time.NewTimer(watchIdle)
+	defer t.Stop()
 	for {
+		select {
+		case <-t.C:
+		case <-s.wakeWatch: // a request waits for the budget
+		case <-s.stopRelease:
+			return
+		}
 		held := s.held()
 		if held > s.heldPeak.Load() {
 			s.heldPeak.Store(held)
@@ -137,20 +138,11 @@ func (s *Server) watchHeld() {
 			s.freed = make(chan struct{})
 			s.freedMu.Unlock()
 		}
-		if s.inflight.Load() == 0 && s.budgetWaiters.Load() == 0 {
-			select {
-			case <-s.wakeWatch:
-			case <-s.stopRelease:
-				return
-			}
-			continue
+		next := watchIdle
+		if held > budget/4 || s.budgetWaiters.Load() > 0 {
+			next = watchEvery
 		}
-		t.Reset(watchEvery)
-		select {
-		case <-t.C:
-		case <-s.stopRelease:
-			return
-		}
+		t.Reset(next)
 	}
 }
 

@@ -215,9 +215,7 @@ func (c *conn) serveRouted(x *exchange) ending {
 	c.fillRequest(d, x)
 	w := &c.rw
 	w.reset(x)
-	c.srv.serving(1)
 	err := c.callServe(x, d, w)
-	c.srv.serving(-1)
 	d.Body = nil
 	switch {
 	case err == nil && w.started:

@@ -59,14 +59,12 @@ type Server struct {
 	inShutdown atomic.Bool
 
 	// The response buffer budget (limits.go). held reads the response
-	// bytes held (dispatch.HeldResponseBytes; tests replace it); inflight
-	// counts Backend.Serve calls under way, and wakeWatch wakes watchHeld
-	// when it turns 1 or a request waits; budgetWaiters counts requests
+	// bytes held (dispatch.HeldResponseBytes; tests replace it); wakeWatch
+	// wakes watchHeld when a request waits; budgetWaiters counts requests
 	// waiting for the budget, and freed is closed (and replaced) when they
 	// may look again. heldPeak is the most held since memory was last
 	// released; stopRelease ends watchHeld and releaseLoop.
 	held          func() int64
-	inflight      atomic.Int64
 	wakeWatch     chan struct{}
 	budgetWaiters atomic.Int64
 	freedMu       sync.Mutex
