@@ -101,6 +101,17 @@ func TestHostileResponseBudget(t *testing.T) {
 	if st, body, _ := g.get("/hello"); st != 200 || body != "hello" {
 		t.Errorf("a fresh request after the shed: %d %q", st, body)
 	}
+	// Once every client is gone, no response byte is held: the count is exact.
+	for _, nc := range conns {
+		nc.Close()
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for a.scrape()["covet_response_bytes_held"] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v response bytes still held after every client left", a.scrape()["covet_response_bytes_held"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestHostileMaxConnections: with max_connections 4 held by idle keep-alive

@@ -70,8 +70,9 @@ def get(port: int, path: str, timeout: float) -> tuple[int, float]:
 
 
 def metrics(port: int) -> dict[str, float]:
-    want = ("covet_response_budget_shed_total", "covet_response_budget_waits_total",
-            "covet_slow_writes_total", "covet_memory_releases_total", "covet_connections_shed_total")
+    want = ("covet_slow_readers_shed_total", "covet_response_budget_shed_total",
+            "covet_response_budget_waits_total", "covet_slow_writes_total",
+            "covet_memory_releases_total", "covet_connections_shed_total")
     out: dict[str, float] = {}
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
