@@ -161,7 +161,7 @@ func startWithHeld(t *testing.T, cfg Config, b Backend, held *atomic.Int64, tune
 
 // TestResponseBudgetShedsSlowReaders: when the response bytes held pass
 // MaxBufferedResponseBytes, the connections whose writes have been blocked
-// longest are closed until enough is freed; each is counted.
+// longest are closed until enough is freed, and no more; each is counted.
 func TestResponseBudgetShedsSlowReaders(t *testing.T) {
 	var held atomic.Int64
 	b := newFakeBackend()
@@ -182,29 +182,46 @@ func TestResponseBudgetShedsSlowReaders(t *testing.T) {
 		return nil
 	})
 	m, reg := newMetrics(t)
-	_, l := startWithHeld(t, Config{MaxBufferedResponseBytes: dispatch.MaxResponseHeld, Metrics: m}, b, &held, nil)
+	// Two windows do not fit; shedding the older one is enough.
+	srv, l := startWithHeld(t, Config{MaxBufferedResponseBytes: dispatch.MaxResponseHeld * 3 / 2, Metrics: m}, b, &held, nil)
+	stuck := func(n int) func() bool {
+		return func() bool {
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			k := 0
+			for c := range srv.conns {
+				if c.writeStart.Load() != 0 {
+					k++
+				}
+			}
+			return k == n
+		}
+	}
 	var readers []*bufio.Reader
-	for range 2 {
+	for i := range 2 {
 		nc := l.dial()
 		defer nc.Close()
 		nc.SetDeadline(time.Now().Add(20 * time.Second))
 		go io.WriteString(nc, get("x", "/hold")) // a pipe write waits for the server to read it
 		readers = append(readers, bufio.NewReaderSize(nc, 16))
-	}
-	// Neither client reads its body: both connections are shed.
-	for i, br := range readers {
-		if _, err := br.Peek(1); err != nil {
+		if _, err := readers[i].Peek(1); err != nil {
 			t.Fatalf("client %d: no response: %v", i, err)
 		}
+		waitFor(t, "the client's write to block", stuck(i+1)) // neither reads its body
 	}
-	waitFor(t, "both slow readers to be shed", func() bool {
-		return metricValue(t, reg, "covet_slow_readers_shed_total", nil) == 2
+	waitFor(t, "the older slow reader to be shed", func() bool {
+		return metricValue(t, reg, "covet_slow_readers_shed_total", nil) == 1
 	})
-	waitFor(t, "their responses to let go", func() bool { return held.Load() == 0 })
-	for i, br := range readers {
-		if n, _ := io.Copy(io.Discard, br); n >= 32<<20 {
-			t.Errorf("client %d got the whole body", i)
-		}
+	if n, _ := io.Copy(io.Discard, readers[0]); n >= 32<<20 {
+		t.Errorf("the shed client got the whole body")
+	}
+	waitFor(t, "its response to let go", func() bool { return held.Load() == dispatch.MaxResponseHeld })
+	time.Sleep(200 * time.Millisecond) // twenty readings of the bytes held
+	if v := metricValue(t, reg, "covet_slow_readers_shed_total", nil); v != 1 {
+		t.Errorf("%v slow readers shed, want 1: the bytes held are within the budget again", v)
+	}
+	if !stuck(1)() {
+		t.Error("the younger slow reader's write is no longer blocked")
 	}
 }
 
@@ -283,7 +300,7 @@ func TestMinWriteRate(t *testing.T) {
 		}
 	}
 	b.handle(t, "GET", "/big", 0, stream(0, pieces, size))
-	b.handle(t, "GET", "/trickle", 0, stream(30*time.Millisecond, 10, 100))
+	b.handle(t, "GET", "/trickle", 0, stream(80*time.Millisecond, 5, 200))
 	m, reg := newMetrics(t)
 	l := newPipeListener()
 	srv := &Server{Config: Config{WriteTimeout: 300 * time.Millisecond, MinWriteRate: 200 << 10, Metrics: m}, Backend: b}
@@ -312,7 +329,7 @@ func TestMinWriteRate(t *testing.T) {
 		t.Errorf("covet_slow_writes_total = %v, want 1", v)
 	}
 
-	// The slow backend: 10 pieces 30 ms apart, past the 300 ms of grace.
+	// The slow backend: 5 pieces 80 ms apart, past the 300 ms of grace.
 	nc = l.dial()
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
