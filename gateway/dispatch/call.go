@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/covetpy/covetpy/workerproto"
@@ -37,11 +38,32 @@ const bodyChunk = 64 << 10
 
 var chunkPool = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
 
-// putChunks returns the chunks to the pool and empties the list.
+// heldBytes counts the chunks taken from chunkPool and not yet put back, in bytes:
+// the response body bytes all calls of every dispatcher hold between the ring readers
+// and the writers.
+var heldBytes atomic.Int64
+
+// HeldResponseBytes is the memory all responses in flight hold in the gateway
+// between the ring readers and the front ends' writers, in whole 64 KiB chunks. A
+// front end bounds it (gateway/server, max_buffered_response_bytes).
+func HeldResponseBytes() int64 { return heldBytes.Load() }
+
+// MaxResponseHeld is the most memory the body of one response in flight holds in
+// the gateway between the ring reader and the writer, whatever the client does: the
+// response window (PROTOCOL.md 2.7) in chunks, plus one partly filled chunk in the
+// piece being written and one in what has arrived since. Written chunks go back to
+// the pool before their bytes are granted back, so grants never raise it.
+const MaxResponseHeld = workerproto.ResponseWindow + 2*bodyChunk
+
+// putChunks returns the chunks to the pool and empties the list. Entries already
+// returned (nil) are skipped.
 func putChunks(chunks [][]byte) [][]byte {
 	for i, b := range chunks {
-		chunkPool.Put((*[bodyChunk]byte)(b[:bodyChunk]))
-		chunks[i] = nil
+		if b != nil {
+			chunkPool.Put((*[bodyChunk]byte)(b[:bodyChunk]))
+			heldBytes.Add(-bodyChunk)
+			chunks[i] = nil
+		}
 	}
 	return chunks[:0]
 }
@@ -148,6 +170,7 @@ func (c *call) addBodyLocked(p []byte, end bool) error {
 		n := len(c.body)
 		if n == 0 || len(c.body[n-1]) == bodyChunk {
 			c.body = append(c.body, chunkPool.Get().(*[bodyChunk]byte)[:0])
+			heldBytes.Add(bodyChunk)
 			n++
 		}
 		b := c.body[n-1]

@@ -340,6 +340,9 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 				for _, b := range rest[:n] {
 					written += int64(len(b))
 				}
+				// Free the written chunks before granting their bytes back, so
+				// that a response never holds more than MaxResponseHeld.
+				putChunks(rest[:n])
 				if written >= grantAt {
 					// The client took these bytes: let the worker send as many more.
 					s.grant(c, written)

@@ -34,6 +34,9 @@
 // leaves in those chunks is bounded by the response window (PROTOCOL.md 2.7): the
 // worker sends at most 2 MiB of body beyond what the gateway has granted back with
 // WINDOW frames after writing it, and a worker that sends more loses its session.
+// Written chunks go back to the pool before their bytes are granted back, so one
+// response holds at most [MaxResponseHeld]; [HeldResponseBytes] counts what all
+// responses hold, for the front end's budget on them.
 // The reader spins before sleeping only while at most one call is open: under load
 // the worker is the busy side, and a wakeup then collects a batch.
 package dispatch

@@ -49,8 +49,11 @@
 // strict where leniency enables request smuggling or header injection:
 //
 //	400 close  Content-Length together with Transfer-Encoding
-//	400 close  invalid Content-Length, or differing values (a list or repeat
-//	           of one identical value is accepted as that value, RFC 9110 §8.6)
+//	400 close  Content-Length that is not one plain decimal (1*DIGIT): a
+//	           list, even of equal values ("5, 5"), a sign, inner spaces;
+//	           or a second Content-Length line, even an identical one (RFC
+//	           9110 §8.6 allows folding equal values; proxies disagree on
+//	           it, so it is refused)
 //	400 close  Transfer-Encoding whose final coding is not chunked, chunked
 //	           twice, or any Transfer-Encoding in HTTP/1.0
 //	501 close  a transfer coding other than chunked before the final chunked

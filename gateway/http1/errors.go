@@ -70,7 +70,7 @@ var (
 	errTooManyFields     = newErr(431, "too_many_fields")
 
 	errInvalidContentLength    = newErr(400, "invalid_content_length")
-	errConflictingContentLen   = newErr(400, "conflicting_content_length")
+	errDuplicateContentLength  = newErr(400, "duplicate_content_length")
 	errContentLengthAndTE      = newErr(400, "content_length_with_transfer_encoding")
 	errTEInHTTP10              = newErr(400, "transfer_encoding_http10")
 	errChunkedNotFinal         = newErr(400, "chunked_not_final")

@@ -430,44 +430,33 @@ func (p *Parser) headerFact(name, value []byte) *Error {
 	return nil
 }
 
-// contentLength parses a Content-Length value. RFC 9110 §8.6 lets a
-// recipient accept a list of identical values ("42, 42") or repeated
-// identical lines as the single value; this parser does both and rejects
-// anything else: empty elements, signs, non-digits, values that overflow
-// int64, and values differing from an earlier one.
+// contentLength parses a Content-Length value: exactly one field line
+// whose value (OWS already trimmed) is one plain decimal, 1*DIGIT. RFC
+// 9110 §8.6 lets a recipient fold a list of identical values ("5, 5") or
+// repeated identical lines into one, but proxies in front of the gateway
+// disagree about that, and a disagreement about framing is request
+// smuggling; so this parser refuses every list, a second Content-Length
+// line (even an identical one), a sign, inner whitespace, any other
+// non-digit, and a value that overflows int64.
 func (p *Parser) contentLength(value []byte) *Error {
-	if len(value) == 0 {
+	if p.clSeen {
+		return errDuplicateContentLength
+	}
+	if len(value) == 0 || len(value) > 19 {
 		return errInvalidContentLength
 	}
-	for len(value) > 0 {
-		var elem []byte
-		if i := bytes.IndexByte(value, ','); i >= 0 {
-			elem, value = trimOWS(value[:i]), value[i+1:]
-			if len(value) == 0 {
-				return errInvalidContentLength // trailing comma
-			}
-		} else {
-			elem, value = trimOWS(value), nil
-		}
-		if len(elem) == 0 || len(elem) > 19 {
+	var n int64
+	for _, c := range value {
+		if c < '0' || c > '9' {
 			return errInvalidContentLength
 		}
-		var n int64
-		for _, c := range elem {
-			if c < '0' || c > '9' {
-				return errInvalidContentLength
-			}
-			d := int64(c - '0')
-			if n > (1<<63-1-d)/10 {
-				return errInvalidContentLength
-			}
-			n = n*10 + d
+		d := int64(c - '0')
+		if n > (1<<63-1-d)/10 {
+			return errInvalidContentLength
 		}
-		if p.clSeen && n != p.cl {
-			return errConflictingContentLen
-		}
-		p.clSeen, p.cl = true, n
+		n = n*10 + d
 	}
+	p.clSeen, p.cl = true, n
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"syscall"
 	"time"
 
+	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
 )
@@ -18,6 +20,10 @@ const (
 	DefaultMinBodyRate       = 64 << 10 // bytes per second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultMaxPipelined      = 16
+	DefaultMinWriteRate      = 16 << 10 // bytes per second
+
+	DefaultMaxBufferedResponseBytes = 256 << 20
+	DefaultResponseBudgetWait       = 5 * time.Second
 )
 
 // maxMinBodyRate caps MinBodyRate so that the body deadline arithmetic
@@ -69,6 +75,49 @@ type Config struct {
 	// response, so long streams are fine. Default 30s.
 	WriteTimeout time.Duration `config:"write_timeout" help:"longest single write to a client; 0 = 30s"`
 
+	// MinWriteRate bounds how slowly a client may read a response: the
+	// time the writer spends blocked writing one response must keep within
+	//
+	//	blocked <= WriteTimeout + written / MinWriteRate
+	//
+	// so a client has WriteTimeout of grace, and every MinWriteRate bytes it
+	// takes buy one more second. A client falling behind, as one that reads
+	// a few bytes now and then to keep each write creeping forward, loses
+	// its connection (covet_slow_writes_total). Only time spent waiting on
+	// the client counts: a stream the backend produces slowly is not cut.
+	// In bytes per second; default 16 KiB/s; at most 1 GiB/s.
+	MinWriteRate int64 `config:"min_write_rate" help:"bytes per second a client must read a response at, after write_timeout of grace; 0 = 16384"`
+
+	// MaxBufferedResponseBytes bounds the response body bytes the gateway
+	// holds for all its clients together (dispatch.HeldResponseBytes: what
+	// the workers sent and the clients have not taken yet; each response
+	// holds at most dispatch.MaxResponseHeld, 2 MiB 128 KiB, its window).
+	// While they are over it, the server closes the connections whose
+	// writes have been blocked longest (at least 100ms), as many as it takes
+	// (covet_slow_readers_shed_total), and new requests wait for the bytes
+	// to fall back within it, up to ResponseBudgetWait, then are answered
+	// 503 with Retry-After (covet_response_budget_shed_total). The bytes
+	// held are read every 100ms, every 10ms once past a quarter of the
+	// budget, so it can be overrun by what the ring readers copy in that
+	// time. Default 256 MiB; at least dispatch.MaxResponseHeld.
+	MaxBufferedResponseBytes int64 `config:"max_buffered_response_bytes" help:"response body bytes held for all clients together; over it the slowest readers are cut and new requests wait; 0 = 268435456 (256 MiB)"`
+	// ResponseBudgetWait is how long a request waits for the response bytes
+	// held to fall within MaxBufferedResponseBytes before it is answered
+	// 503. Default 5s.
+	ResponseBudgetWait time.Duration `config:"response_budget_wait" help:"longest wait for held response bytes to fall within max_buffered_response_bytes, then 503 with Retry-After; 0 = 5s"`
+
+	// MaxConnections is the most client connections open at once. A
+	// connection accepted at the limit makes the server close the
+	// longest-idle keep-alive connection (one waiting for its next request
+	// with nothing to answer) in its place, or, when every connection is
+	// busy, is closed at once (covet_connections_shed_total). Default 7/8
+	// of the open-file limit (the soft RLIMIT_NOFILE when the Config is
+	// defaulted, which Go's runtime raised to the hard limit when the
+	// process started), leaving the rest for worker sockets, segments and
+	// eventfds, the listeners and log files; 1024 when the limit is unknown
+	// or unlimited.
+	MaxConnections int `config:"max_connections" help:"most client connections open at once; at the limit the longest-idle keep-alive one is closed for a new one; 0 = 7/8 of the open-file limit"`
+
 	// MaxPipelined is how many requests (and 100-continue answers) a
 	// connection parses ahead of the one being answered. When the queue is
 	// full the connection stops reading until a response is done.
@@ -116,6 +165,18 @@ func (c *Config) Validate() error {
 	if c.MinBodyRate < 0 || c.MinBodyRate > maxMinBodyRate {
 		return fmt.Errorf("%w: MinBodyRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinBodyRate, maxMinBodyRate)
 	}
+	if c.MinWriteRate < 0 || c.MinWriteRate > maxMinBodyRate {
+		return fmt.Errorf("%w: MinWriteRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinWriteRate, maxMinBodyRate)
+	}
+	if c.MaxBufferedResponseBytes < 0 || (c.MaxBufferedResponseBytes > 0 && c.MaxBufferedResponseBytes < dispatch.MaxResponseHeld) {
+		return fmt.Errorf("%w: MaxBufferedResponseBytes %d is below one response's %d bytes", ErrInvalidConfig, c.MaxBufferedResponseBytes, dispatch.MaxResponseHeld)
+	}
+	if c.ResponseBudgetWait < 0 {
+		return fmt.Errorf("%w: ResponseBudgetWait is negative (%v)", ErrInvalidConfig, c.ResponseBudgetWait)
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("%w: MaxConnections %d is negative", ErrInvalidConfig, c.MaxConnections)
+	}
 	if c.MaxPipelined < 0 || c.MaxPipelined > 1<<16 {
 		return fmt.Errorf("%w: MaxPipelined %d is outside 0..65536", ErrInvalidConfig, c.MaxPipelined)
 	}
@@ -143,6 +204,18 @@ func (c Config) WithDefaults() Config {
 	if c.MaxPipelined == 0 {
 		c.MaxPipelined = DefaultMaxPipelined
 	}
+	if c.MinWriteRate == 0 {
+		c.MinWriteRate = DefaultMinWriteRate
+	}
+	if c.MaxBufferedResponseBytes == 0 {
+		c.MaxBufferedResponseBytes = DefaultMaxBufferedResponseBytes
+	}
+	if c.ResponseBudgetWait == 0 {
+		c.ResponseBudgetWait = DefaultResponseBudgetWait
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -158,4 +231,31 @@ func (c *Config) bodyDeadline(start time.Time, received int64) time.Time {
 	}
 	credit := time.Duration(received/r)*time.Second + time.Duration(received%r)*time.Second/time.Duration(r)
 	return start.Add(c.BodyReadTimeout + credit)
+}
+
+// defaultMaxConnections is 7/8 of the soft open-file limit (see
+// Config.MaxConnections).
+func defaultMaxConnections() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 || rl.Cur > 1<<30 {
+		return 1024
+	}
+	return max(1, int(rl.Cur-rl.Cur/8))
+}
+
+// writeDeadline is the write deadline for a write that starts at now with
+// blocked time already spent writing the current response and written
+// bytes of it out (see Config.MinWriteRate); by is the bound of the write
+// itself (WriteTimeout after its start). rate reports whether the rate rule
+// set the result.
+func (c *Config) writeDeadline(now, by time.Time, blocked time.Duration, written int64) (dl time.Time, rate bool) {
+	r := c.MinWriteRate
+	if written/r > 1<<30 { // decades of credit: only the write's own bound
+		return by, false
+	}
+	credit := time.Duration(written/r)*time.Second + time.Duration(written%r)*time.Second/time.Duration(r)
+	if rl := now.Add(c.WriteTimeout + credit - blocked); rl.Before(by) {
+		return rl, true
+	}
+	return by, false
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
@@ -76,6 +77,14 @@ type conn struct {
 	// is when the writer answered the last queued request.
 	readArmed time.Time
 	idleFrom  time.Time
+	// idleAt is when the reader last found itself idle: the last bytes
+	// read (the accept, before any). The later of it and idleFrom is when
+	// the connection became idle (idleSince).
+	idleAt time.Time
+
+	// writeStart is when the writer's current write began (UnixNano), 0
+	// between writes; read by shedSlowReaders.
+	writeStart atomic.Int64
 
 	// Owned by the writer goroutine.
 	wbuf     []byte
@@ -95,7 +104,10 @@ type conn struct {
 	num       [20]byte // scratch for Retry-After
 	status    int      // status of the response being written; 0: none yet
 	wrote     int64    // bytes of it written to the socket
-	obs       obsCache // metrics handle of the last (route, method): observe.go
+	// blocked is the time spent in writes of the current response, for
+	// the MinWriteRate rule (bounded).
+	blocked time.Duration
+	obs     obsCache // metrics handle of the last (route, method): observe.go
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -280,6 +292,9 @@ func (c *conn) setReadDeadline(draining bool) bool {
 func (c *conn) readDeadlineLocked(draining bool) time.Time {
 	st := c.p.State()
 	c.readerIdle = !draining && st == http1.StateIdle && c.r == c.w
+	if c.readerIdle {
+		c.idleAt = c.lastRead
+	}
 	c.bodyWait = false
 	switch {
 	case draining, st == http1.StateIdle:
@@ -447,14 +462,17 @@ func (c *conn) bodyDst(draining bool) []byte {
 	x := c.cur
 	n := len(x.body)
 	want := int(min(rem, bodyStep))
-	if cap(x.body)-n < want {
-		// Doubling, never past the declared end: a false length costs at
-		// most twice what the client really sent, or one step.
+	if cap(x.body)-n < min(want, directBodyMin) {
+		// Grow only when the room left is under directBodyMin: a client
+		// trickling the body a byte per segment costs no allocation per
+		// read, only one per step (TestBodyTrickleAllocs). Doubling, never
+		// past the declared end: a false length costs at most twice what
+		// the client really sent, or one step.
 		nb := make([]byte, n, n+max(want, int(min(rem, int64(n)))))
 		copy(nb, x.body)
 		x.body = nb
 	}
-	return x.body[n : n+want]
+	return x.body[n : n+min(want, cap(x.body)-n)]
 }
 
 // takeBody hands the parser the n bytes a read put at the end of the
@@ -515,14 +533,17 @@ func (c *conn) recycle(x *exchange) {
 }
 
 // closeIfIdle closes the connection if it is waiting for a request with
-// nothing left to answer (Shutdown).
-func (c *conn) closeIfIdle() {
+// nothing left to answer (Shutdown, MaxConnections), and reports whether it
+// did.
+func (c *conn) closeIfIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inflight == 0 && c.readerIdle && !c.closing {
 		c.closing = true
 		c.nc.Close()
+		return true
 	}
+	return false
 }
 
 func (c *conn) debug(what string, err error) {

@@ -56,7 +56,11 @@
 // (with no deadline before). While a request is being served
 // and nothing else has arrived, no read deadline applies: a slow handler is
 // bounded by the dispatcher's deadline, not by the idle timer. Each write
-// to the client is bounded by WriteTimeout.
+// to the client is bounded by WriteTimeout, and a whole response by
+// MinWriteRate: the time spent waiting on the client to take it may exceed
+// WriteTimeout only by one second per MinWriteRate bytes taken, so a client
+// that keeps each write creeping forward is cut too (time the backend takes
+// to produce a stream does not count).
 //
 // Every deadline is anchored to a past event (a read, a response, the
 // start of a write), and the socket's deadline is changed only when it
@@ -126,6 +130,8 @@
 //	     chunked (close)
 //	505  HTTP major version other than 1 (close)
 //	502, 503, 504  dispatcher failures, as above
+//	503  the response bytes held stayed over MaxBufferedResponseBytes for
+//	     ResponseBudgetWait (Retry-After: 1)
 //
 // Expect: 100-continue (HTTP/1.1) is answered with 100 Continue, in
 // response order, before the body is read — unless the request is
@@ -133,6 +139,22 @@
 // answer is sent, the body is never read and the connection closes. A
 // rejected request whose body is on its way is read to its end and
 // dropped, keeping the connection.
+//
+// # Bounds on all clients together
+//
+// MaxConnections bounds the connections open at once (by default 7/8 of the
+// open-file limit, so accepting never fails for want of descriptors): a
+// connection accepted at the limit closes the longest-idle keep-alive
+// connection in its place, or is closed at once when every connection is
+// busy. MaxBufferedResponseBytes bounds the response bytes held for all
+// clients (dispatch.HeldResponseBytes: a worker may send a response's first
+// 2 MiB unasked, its window, and they wait in the gateway for a client that
+// does not read): it is read every 100ms (10ms past a quarter of it), and
+// over it the connections whose writes have been blocked longest are
+// closed, while new requests wait up to ResponseBudgetWait for the bytes
+// to fall within it, then are answered 503 with Retry-After: 1. After a
+// burst that held 32 MiB or more has ended, the server returns freed
+// memory to the system (limits.go). docs/operations.md has the figures.
 //
 // # Shutdown
 //

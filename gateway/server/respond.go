@@ -34,6 +34,8 @@ var (
 	errBodyTooLong    = errors.New("server: response body longer than its length")
 	errBadStatus      = errors.New("server: worker response status outside 200..599")
 	errBackendPanic   = errors.New("server: backend panicked")
+	errBudget         = errors.New("server: response buffer budget spent (max_buffered_response_bytes)")
+	errSlowWrite      = errors.New("server: client reads the response slower than min_write_rate")
 )
 
 var (
@@ -60,7 +62,7 @@ const (
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	for it := range c.queue {
-		c.status, c.wrote = 0, 0
+		c.status, c.wrote, c.blocked = 0, 0, 0
 		end := c.handle(it)
 		if c.srv.timed {
 			c.observe(it)
@@ -201,6 +203,14 @@ func (c *conn) answer(x *exchange, status int, allow string, retryAfter int) end
 
 // serveRouted hands x to the backend and finishes its response.
 func (c *conn) serveRouted(x *exchange) ending {
+	if !c.srv.admitResponse(c.ctx) {
+		if c.ctx.Err() != nil {
+			return closeHard
+		}
+		c.srv.metrics.BudgetShed()
+		c.debug("dispatch", errBudget)
+		return c.answer(x, 503, "", 1)
+	}
 	d := &c.dreq
 	c.fillRequest(d, x)
 	w := &c.rw
@@ -282,32 +292,49 @@ func (c *conn) flush() error {
 }
 
 // bounded runs write (which writes what is left and says how much) until it
-// completes or fails, giving up WriteTimeout after the start; a failure is
-// sticky (werr). The socket's write deadline is changed only when the one
-// armed has passed: one armed by an earlier write and not yet passed is no
-// later than this write's bound, and if it passes while this write is still
-// within that bound, the bound is armed and the write goes on. So a response
-// written at once costs no timer operation.
+// completes or fails, giving up WriteTimeout after the start, or earlier when
+// the response falls behind MinWriteRate (Config.writeDeadline); a failure is
+// sticky (werr). The time spent here counts as blocked on the client. The
+// socket's write deadline is changed only when the one armed has passed or is
+// later than this write's bound: one armed by an earlier write and not yet
+// passed is normally no later than this write's bound, and if it passes while
+// this write is still within that bound, the bound is armed and the write goes
+// on. So a response written at once costs no timer operation.
 func (c *conn) bounded(write func() (int64, error)) error {
-	now := time.Now()
-	by := now.Add(c.cfg.WriteTimeout)
-	if c.writeArmed.IsZero() || !now.Before(c.writeArmed) {
+	start := time.Now()
+	c.writeStart.Store(start.UnixNano()) // for shedSlowReaders
+	defer c.writeStart.Store(0)
+	blocked := c.blocked
+	limit := start.Add(c.cfg.WriteTimeout)
+	by, _ := c.cfg.writeDeadline(start, limit, blocked, c.wrote)
+	if c.writeArmed.IsZero() || !start.Before(c.writeArmed) || by.Before(c.writeArmed) {
 		c.writeArmed = by
 		c.nc.SetWriteDeadline(by)
 	}
 	for {
 		n, err := write()
 		c.wrote += n
+		now := time.Now()
+		c.blocked = blocked + now.Sub(start)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(by) {
-			c.werr = err
-			c.debug("write", err)
-			return err
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			var slow bool
+			by, slow = c.cfg.writeDeadline(now, limit, c.blocked, c.wrote)
+			if now.Before(by) {
+				c.writeArmed = by // a stale deadline passed, not this write's own
+				c.nc.SetWriteDeadline(by)
+				continue
+			}
+			if slow {
+				c.srv.metrics.SlowWrite()
+				err = errSlowWrite
+			}
 		}
-		c.writeArmed = by // a stale deadline passed, not this write's own
-		c.nc.SetWriteDeadline(by)
+		c.werr = err
+		c.debug("write", err)
+		return err
 	}
 }
 

@@ -58,9 +58,30 @@ type Server struct {
 
 	inShutdown atomic.Bool
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
+	// The response buffer budget (limits.go). held reads the response
+	// bytes held (dispatch.HeldResponseBytes; tests replace it); wakeWatch
+	// wakes watchHeld when a request waits; budgetWaiters counts requests
+	// waiting for the budget, and freed is closed (and replaced) when they
+	// may look again. heldPeak is the most held since memory was last
+	// released; stopRelease ends watchHeld and releaseLoop.
+	held          func() int64
+	wakeWatch     chan struct{}
+	budgetWaiters atomic.Int64
+	freedMu       sync.Mutex
+	freed         chan struct{}
+	heldPeak      atomic.Int64
+	budgetLogged  atomic.Bool
+	stopRelease   chan struct{}
+	stopOnce      sync.Once
+	// releaseEvery and releaseMin override releaseLoop's period and
+	// threshold (bytes) in tests; zero: the defaults.
+	releaseEvery time.Duration
+	releaseMin   int64
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	shedLogged bool // MaxConnections was reached and said so
 }
 
 func (s *Server) init() error {
@@ -80,6 +101,22 @@ func (s *Server) init() error {
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
+		if s.held == nil {
+			s.held = dispatch.HeldResponseBytes
+		}
+		s.metrics.SetBudgetSource(s.held)
+		s.wakeWatch = make(chan struct{}, 1)
+		s.freed = make(chan struct{})
+		s.stopRelease = make(chan struct{})
+		every, minBytes := s.releaseEvery, s.releaseMin
+		if every == 0 {
+			every = releaseEvery
+		}
+		if minBytes == 0 {
+			minBytes = releaseMinBytes
+		}
+		go s.watchHeld()
+		go s.releaseLoop(every, minBytes)
 	})
 	return s.initErr
 }
@@ -118,6 +155,10 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		delay = 0
+		if !s.admit() {
+			nc.Close() // every connection is busy: refused (MaxConnections)
+			continue
+		}
 		c := newConn(s, nc)
 		if !s.trackConn(c, true) {
 			nc.Close()
@@ -183,6 +224,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil // never served
 	}
 	s.inShutdown.Store(true)
+	defer s.endRelease()
 	s.mu.Lock()
 	s.closeListenersLocked()
 	s.mu.Unlock()
@@ -232,10 +274,16 @@ func (s *Server) Close() error {
 		return nil // never served
 	}
 	s.inShutdown.Store(true)
+	s.endRelease()
 	s.cancelBase()
 	s.mu.Lock()
 	s.closeListenersLocked()
 	s.mu.Unlock()
 	s.closeAll()
 	return nil
+}
+
+// endRelease stops releaseLoop.
+func (s *Server) endRelease() {
+	s.stopOnce.Do(func() { close(s.stopRelease) })
 }

@@ -57,7 +57,8 @@ type Metrics struct {
 	bytesIn       prometheus.Counter
 	bytesOut      prometheus.Counter
 
-	pool poolCollector
+	pool   poolCollector
+	limits limitMetrics // limits.go
 
 	routes cowMap[routeKey, *Route]
 	apps   cowMap[string, *App]
@@ -147,12 +148,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	m.pool.init()
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		m.requests, m.latency, m.queueWait, m.missed, m.restarts, m.recycles,
 		m.connsOpen, m.connsAccepted, m.bytesIn, m.bytesOut, &m.pool,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, m.limits.init()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
