@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 import select
 import sys
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apps"))
 
@@ -26,6 +29,31 @@ from gwapp import app  # noqa: E402
 
 from covet import _proto, _shmring  # noqa: E402
 from shmworker import attach  # noqa: E402
+
+
+def overrun(ctl: Any, reader: Any, worker_bell: Any, writer: Any, rid: int) -> None:
+    """Send one byte more than the window allows. The gateway grants bytes back as it
+    writes them to the client, so a fixed window + 1 can be granted away while it is
+    on its way; this tops the body up to window + every grant seen + 1 until the
+    gateway hangs up. Once the client stops reading the grants stop too, so the
+    overrun is certain."""
+    granted = sent = 0
+
+    def on(typ: int, r: int, flags: int, payload: bytes) -> None:
+        nonlocal granted
+        if typ == _shmring.WINDOW and r == rid:
+            granted += msgpack.unpackb(payload)[0]
+
+    while not select.select([ctl.fileno()], [], [], 0)[0]:
+        more = _proto.RESPONSE_WINDOW + granted + 1 - sent
+        if more > 0:
+            try:
+                writer.write_message(_shmring.RESP_BODY, rid, b"g" * more, end=False, timeout=5)
+            except Exception:  # the gateway ended the session: the ring is no longer read
+                return
+            sent += more
+        reader.poll(on)
+        reader.wait(worker_bell, 0.05)
 
 
 def main() -> int:
@@ -40,8 +68,7 @@ def main() -> int:
     rid = got[0]
     if mode == "window":
         writer.write_message(_shmring.RESP_HEAD, rid, _proto.encode_response_head(200, [], -1), timeout=5)
-        body = b"g" * (_proto.RESPONSE_WINDOW + 1)
-        writer.write_message(_shmring.RESP_BODY, rid, body, end=False, timeout=5)
+        overrun(ctl, reader, worker_bell, writer, rid)
     elif mode == "resp-length":
         writer.write(_shmring.RESP, rid, _shmring.BEGIN | _shmring.END, _proto.encode_response_head(200, [], 5) + b"hello!")
     elif mode == "resp-flags":
