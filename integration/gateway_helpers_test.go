@@ -73,9 +73,10 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startGateway runs the gateway with workers for app "module:app" and extra flags,
-// and waits until it answers /hello.
-func startGateway(t *testing.T, module string, workers int, flags ...string) *gateway {
+// launchGateway starts the gateway with workers of integration/apps' module:app,
+// registering as app, and extra flags; it does not wait for them. The gateway is
+// stopped (SIGTERM, a clean exit expected) when the test ends.
+func launchGateway(t *testing.T, app, module string, workers int, flags ...string) *gateway {
 	t.Helper()
 	py, err := harness.Python()
 	if err != nil {
@@ -86,7 +87,7 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 		t.Fatal(err)
 	}
 	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
-	args := append([]string{"--listen", g.addr, "--app", module, "--workers", fmt.Sprint(workers),
+	args := append([]string{"--listen", g.addr, "--app", app, "--workers", fmt.Sprint(workers),
 		"--worker-cmd", py + " -m covet worker " + module + ":app", "--worker-dir", filepath.Join(root, "integration", "apps")}, flags...)
 	g.cmd = exec.Command(gatewayBinary(t), args...)
 	g.cmd.Env = append(os.Environ(), "COVET_TEST_DIR="+g.state)
@@ -95,6 +96,14 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 		t.Fatal(err)
 	}
 	go func() { g.exited <- g.cmd.Wait() }()
+	return g
+}
+
+// startGateway runs the gateway with workers for app "module:app" and extra flags,
+// and waits until it answers /hello.
+func startGateway(t *testing.T, module string, workers int, flags ...string) *gateway {
+	t.Helper()
+	g := launchGateway(t, module, module, workers, flags...)
 	t.Cleanup(g.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

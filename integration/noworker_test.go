@@ -18,25 +18,8 @@ import (
 // app, and returns it with its admin address; it does not wait for the app to serve.
 func startFailingGateway(t *testing.T, app, module string, flags ...string) (*gateway, string) {
 	t.Helper()
-	py, err := harness.Python()
-	if err != nil {
-		t.Skip(err)
-	}
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
 	adminAddr := freePort(t)
-	args := append([]string{"--listen", g.addr, "--admin-listen", adminAddr, "--app", app, "--workers", "1",
-		"--worker-cmd", py + " -m covet worker " + module + ":app", "--worker-dir", filepath.Join(root, "integration", "apps")}, flags...)
-	g.cmd = exec.Command(gatewayBinary(t), args...)
-	g.cmd.Env = append(os.Environ(), "COVET_TEST_DIR="+g.state)
-	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { g.exited <- g.cmd.Wait() }()
+	g := launchGateway(t, app, module, 1, append([]string{"--admin-listen", adminAddr}, flags...)...)
 	t.Cleanup(func() { g.cmd.Process.Kill() })
 	return g, adminAddr
 }
