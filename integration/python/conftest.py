@@ -6,6 +6,7 @@ Run with ``.venv/bin/python -m pytest integration/python`` after ``make build``.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shlex
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,30 +83,32 @@ def _ready(host: str, port: int) -> bool:
         conn.close()
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+@contextlib.contextmanager
+def serving_gateway(
+    log_path: Path, app: str, module: str, workers: int, ready: Callable[[Gateway], bool], **env: str
+) -> Iterator[Gateway]:
+    """Run bin/covet-gateway with ``workers`` workers of ``module:app`` (from this
+    folder) registering as ``app``; yield it once ``ready(gateway)`` holds, then stop
+    it with SIGTERM and expect a clean exit. ``env`` is added to the environment."""
     if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
         pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
     host, port = "127.0.0.1", _free_port()
-    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    worker_cmd = f"{shlex.quote(_python())} -m covet worker sdk_app:app"
     argv = [
         str(GATEWAY),
         "--listen", f"{host}:{port}",
-        "--app", "sdkapp",
-        "--workers", "2",
-        "--worker-cmd", worker_cmd,
+        "--app", app,
+        "--workers", str(workers),
+        "--worker-cmd", f"{shlex.quote(_python())} -m covet worker {module}:app",
         "--worker-dir", str(HERE),
         "--drain-timeout", "5s",
     ]  # fmt: skip
-    env = dict(os.environ, COVET_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=REPO, env=env)  # fmt: skip
+                                cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1", **env))  # fmt: skip
     gw = Gateway(host, port, proc, log_path)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _ready(host, port):
+        while not ready(gw):
             if proc.poll() is not None:
                 pytest.fail(f"gateway exited with {proc.returncode} during startup:\n{gw.log_text()[-3000:]}")
             if time.monotonic() >= deadline:
@@ -122,6 +125,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 proc.wait(5)
                 pytest.fail(f"gateway did not exit within {SHUTDOWN_TIMEOUT_S}s of SIGTERM:\n{gw.log_text()[-3000:]}")
     assert proc.returncode == 0, f"gateway exited with {proc.returncode} after SIGTERM:\n{gw.log_text()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    with serving_gateway(log_path, "sdkapp", "sdk_app", 2, lambda gw: _ready(gw.host, gw.port), COVET_LOG_LEVEL="INFO") as gw:
+        yield gw
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import shlex
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import parity_app
-from conftest import GATEWAY, HERE, REPO, SHUTDOWN_TIMEOUT_S, STARTUP_TIMEOUT_S, Gateway, _free_port, _python
+from conftest import Gateway, serving_gateway
 from covet.testing import IncompleteResponse, TestClient
 
 if TYPE_CHECKING:
@@ -169,38 +165,18 @@ def via_gateway(gw: Gateway, case: Case, index: int) -> Outcome:
         conn.close()
 
 
+def _parity_ready(gw: Gateway) -> bool:
+    try:
+        return via_gateway(gw, Case("GET", "/text", rid=None), 0)[1] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 @pytest.fixture(scope="module")
 def parity_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
-        pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
-    host, port = "127.0.0.1", _free_port()
     log_path = tmp_path_factory.mktemp("parity") / "gateway.log"
-    argv = [str(GATEWAY), "--listen", f"{host}:{port}", "--app", "parity", "--workers", "1",
-            "--worker-cmd", f"{shlex.quote(_python())} -m covet worker parity_app:app",
-            "--worker-dir", str(HERE), "--drain-timeout", "5s"]  # fmt: skip
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
-    gw = Gateway(host, port, proc, log_path)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                if via_gateway(gw, Case("GET", "/text", rid=None), 0)[1] == 200:
-                    break
-            except (OSError, http.client.HTTPException):
-                pass
-            if proc.poll() is not None or time.monotonic() >= deadline:
-                pytest.fail(f"parity gateway did not come up (exit {proc.poll()}):\n{gw.log_text()[-3000:]}")
-            time.sleep(0.1)
+    with serving_gateway(log_path, "parity", "parity_app", 1, _parity_ready) as gw:
         yield gw
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture(scope="module")
