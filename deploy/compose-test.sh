@@ -12,7 +12,7 @@
 #  3. `docker compose build`, then `up -d` (the v1 `docker-compose` where the plugin
 #     is missing) under its own project name, host ports on 127.0.0.1 only, Grafana
 #     left out (its profile is not enabled: there is no offline source for its image).
-#  4. Checks, each a line PASS/FAIL: the gateway ready with 2 registered workers, no
+#  4. Checks, each a line PASS/FAIL: the gateway ready (its --version the SDK's), 2 registered workers, no
 #     Grafana, requests answered with the example app's bodies, Prometheus scraping
 #     the gateway (up == 1 and a covet_ series through its HTTP API), a third worker
 #     container (scale) registering through the shared socket, a worker process killed
@@ -237,6 +237,13 @@ if wait_for 120 "readyz" curl -fs --max-time 5 -o /dev/null "$admin/readyz"; the
 	pass "gateway /readyz is 200 after $((SECONDS - up_s))s"
 else
 	fail "gateway /readyz not 200 within 120s"
+fi
+want_version="covet-gateway $(sed -n 's/^version = "\(.*\)"$/\1/p' python-sdk/pyproject.toml)"
+got_version=$(compose exec -T gateway covet-gateway --version 2>/dev/null | tr -d '\r' || true)
+if [ "$got_version" = "$want_version" ]; then
+	pass "the gateway image says its version: $got_version"
+else
+	fail "covet-gateway --version in the image says '$got_version', want '$want_version'"
 fi
 running_grafana=$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=grafana")
 if [ -z "$running_grafana" ]; then

@@ -26,14 +26,17 @@ ARG COVET_GID=10001
 
 FROM --platform=linux/amd64 ${GO_IMAGE} AS build
 WORKDIR /src
-# giouring links on Go >= 1.23 only with -checklinkname=0. It is set through GOFLAGS,
-# so do not pass -ldflags on the go build command line (that would replace it).
+# giouring links on Go >= 1.23 only with -checklinkname=0. It is set through GOFLAGS;
+# the build's own -ldflags replaces that, so it repeats it (as the Makefile does).
 ENV GOFLAGS=-ldflags=-checklinkname=0 \
     CGO_ENABLED=0
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -o /out/covet-gateway ./gateway/cmd/covet-gateway
+# covet-gateway --version says the SDK's version, as `make build` sets it.
+RUN version=$(sed -n 's/^version = "\(.*\)"$/\1/p' python-sdk/pyproject.toml) \
+ && go build -trimpath -ldflags="-checklinkname=0 -X main.version=${version}" \
+      -o /out/covet-gateway ./gateway/cmd/covet-gateway
 
 FROM --platform=linux/amd64 ${DEBIAN_IMAGE}
 ARG COVET_UID
