@@ -271,7 +271,9 @@ func TestDeployComposeTestScript(t *testing.T) {
 
 // TestDeployComposeConfig asks docker-compose itself to validate the compose file,
 // where it is installed (Debian's docker-compose package, or the docker compose
-// plugin); the token variable is required.
+// plugin); the token variable is required. It reads no .env: the README's quick start
+// leaves one holding the token beside the compose file, and compose would take the
+// token from it (the copy checked here has one, to keep it so).
 func TestDeployComposeConfig(t *testing.T) {
 	var argv []string
 	if p, err := exec.LookPath("docker-compose"); err == nil {
@@ -281,10 +283,17 @@ func TestDeployComposeConfig(t *testing.T) {
 	} else {
 		t.Skip("neither docker-compose nor the docker compose plugin is installed (apt-get install docker-compose)")
 	}
-	root := repoRoot(t)
+	dir := copyDeployFiles(t, repoRoot(t))
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("COVET_CONTROL_TOKEN=from-dot-env\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noEnvFile := filepath.Join(t.TempDir(), "empty.env")
+	if err := os.WriteFile(noEnvFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	run := func(env ...string) (string, error) {
-		cmd := exec.Command(argv[0], append(argv[1:], "-f", composeFile, "config", "-q")...)
-		cmd.Dir = root
+		cmd := exec.Command(argv[0], append(argv[1:], "--env-file", noEnvFile, "-f", composeFile, "config", "-q")...)
+		cmd.Dir = dir
 		var keep []string
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "COVET_CONTROL_TOKEN=") {
