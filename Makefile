@@ -41,8 +41,9 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
-# The project-local virtual environment: the SDK (editable) and the test tools.
-$(VENV)/.stamp: python-sdk/pyproject.toml
+# The project-local virtual environment: the SDK (editable) and the test tools. Made
+# again when the SDK's dependencies or this file (PYDEPS) change.
+$(VENV)/.stamp: python-sdk/pyproject.toml Makefile
 	@echo "==> creating the Python virtual environment $(VENV) (SDK + $(PYDEPS))"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -87,7 +88,6 @@ test-go: venv
 
 test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> mypy --strict on the SDK (python-sdk/covet)"
-	@$(PY) -m mypy --version >/dev/null 2>&1 || $(PY) -m pip install -q mypy  # a .venv made before mypy joined PYDEPS
 	$(PY) -m mypy --strict python-sdk/covet
 	@echo "==> pytest: the Python SDK$(if $(EAGER_PY),; the worker tests also under $(EAGER_PY),; no Python >= 3.12 found for the eager-task worker tests)"
 	COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
