@@ -136,6 +136,7 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"worker socket env", workerDocker, "ENV COVET_CONTROL_SOCKET=/run/covet/control.sock", "ENV COVET_CONTROL_SOCKET=/tmp/control.sock", "COVET_CONTROL_SOCKET"},
 		{"dockerignore drops sdk", ".dockerignore", "*.test\n", "*.test\npython-sdk\n", "dockerignore"},
 		{"dockerignore keeps venv", ".dockerignore", "\n.venv\n", "\n", ".venv"},
+		{"dockerignore keeps the token file", ".dockerignore", "\n.env\n", "\n", ".env is not ignored"},
 		{"k8s invalid yaml", "deploy/k8s/pdb.yaml", "spec:\n", "spec:\n  - :\n", "yaml"},
 		{"k8s no HPA", "deploy/k8s/hpa.yaml", "kind: HorizontalPodAutoscaler", "kind: ConfigMap", "HorizontalPodAutoscaler"},
 		{"k8s HPA target", "deploy/k8s/hpa.yaml", "    kind: Deployment\n    name: covetpy", "    kind: Deployment\n    name: covet", "scaleTargetRef"},
@@ -1349,7 +1350,9 @@ func (c *checker) dockerignore() {
 		}
 		return false
 	}
-	for _, p := range []string{".venv", "bin", "bench/.venv"} {
+	// .env: the README's quick start writes COVET_CONTROL_TOKEN there, and the gateway
+	// image's build stage copies the whole context.
+	for _, p := range []string{".venv", "bin", "bench/.venv", ".env"} {
 		if !ignored(p) {
 			c.addf(".dockerignore: %s is not ignored", p)
 		}
