@@ -62,8 +62,8 @@ $(EAGER_VENV)/.stamp:
 
 # The one version number, the SDK's: covet --version and covet-gateway --version say it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' python-sdk/pyproject.toml)
-# -ldflags given to go build replaces GOFLAGS' -ldflags, so it repeats -checklinkname=0.
-GATEWAY_LDFLAGS := -checklinkname=0 -X main.version=$(VERSION)
+# -ldflags given to go build replaces GOFLAGS' -ldflags, so it starts with that one's.
+GATEWAY_LDFLAGS := $(patsubst -ldflags=%,%,$(GOFLAGS)) -X main.version=$(VERSION)
 
 # bin/covet-gateway, and bin/covet: the CLI run by the venv's interpreter, told where
 # the gateway binary is.
