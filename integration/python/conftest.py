@@ -61,6 +61,12 @@ class Gateway:
             time.sleep(0.05)
 
 
+def need_gateway() -> None:
+    """Skip the calling test, saying why, when bin/covet-gateway has not been built."""
+    if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
+        pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -90,8 +96,7 @@ def serving_gateway(
     """Run bin/covet-gateway with ``workers`` workers of ``module:app`` (from this
     folder) registering as ``app``; yield it once ``ready(gateway)`` holds, then stop
     it with SIGTERM and expect a clean exit. ``env`` is added to the environment."""
-    if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
-        pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
+    need_gateway()
     host, port = "127.0.0.1", _free_port()
     argv = [
         str(GATEWAY),

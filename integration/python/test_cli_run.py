@@ -16,15 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from conftest import GATEWAY, HERE, _python
+from conftest import GATEWAY, HERE, _python, need_gateway
 
 TIMEOUT_S = 20.0
-
-
-def _need_gateway() -> None:
-    if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
-        pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
 
 
 def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
@@ -49,7 +43,7 @@ def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
 
 
 def test_banner_comes_once_the_port_accepts(tmp_path: Path) -> None:
-    _need_gateway()
+    need_gateway()
     log = tmp_path / "stderr.log"
     with open(log, "wb") as err:
         # Port 0: the banner must name the port the gateway actually bound.
@@ -79,7 +73,7 @@ def test_banner_comes_once_the_port_accepts(tmp_path: Path) -> None:
 
 
 def test_versions_agree() -> None:
-    _need_gateway()
+    need_gateway()
     sdk = importlib.metadata.version("covet")
     covet = subprocess.run([sys.executable, "-m", "covet", "--version"], capture_output=True, text=True,
                            timeout=TIMEOUT_S)  # fmt: skip

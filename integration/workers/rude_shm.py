@@ -21,8 +21,6 @@ import select
 import sys
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apps"))
 
 from gwapp import app  # noqa: E402
@@ -42,7 +40,7 @@ def overrun(ctl: Any, reader: Any, worker_bell: Any, writer: Any, rid: int) -> N
     def on(typ: int, r: int, flags: int, payload: bytes) -> None:
         nonlocal granted
         if typ == _shmring.WINDOW and r == rid:
-            granted += msgpack.unpackb(payload)[0]
+            granted += _proto.decode_window_payload(payload)
 
     while not select.select([ctl.fileno()], [], [], 0)[0]:
         more = _proto.RESPONSE_WINDOW + granted + 1 - sent

@@ -29,7 +29,7 @@ from covet import _proto, _shmring  # noqa: E402
 from shmworker import attach  # noqa: E402
 
 # The tests send request ids of this form (X-Request-ID); the REQ_HEAD carries it.
-REQUEST_ID = re.compile(rb"once-[0-9]+")
+REQUEST_ID = re.compile(r"once-[0-9]+")
 
 
 class StopReading(Exception):
@@ -49,10 +49,10 @@ def main() -> int:
             return
         if hung_up and linger:
             raise StopReading
-        m = REQUEST_ID.search(bytes(payload))
-        if m is None:
+        request_id = _proto.decode_head(bytes(payload)).request_id
+        if not REQUEST_ID.fullmatch(request_id):
             return
-        taken.append(m.group())
+        taken.append(request_id.encode())
         if hung_up:
             return
         # Still inside the poll: this record and any after it are read, not released.

@@ -132,25 +132,16 @@ def unpack_strict(data: bytes, what: str, **kw: Any) -> Any:
         raise ProtocolError(f"{what}: malformed MessagePack: {e}") from None
 
 
+#: The MessagePack family of each type a decoded value has (msgpack, ``raw=False``).
+_MSGPACK_TYPES: Final[dict[type, str]] = {
+    type(None): "nil", bool: "bool", int: "int", float: "float",
+    str: "str", bytes: "bin", list: "array", dict: "map",
+}  # fmt: skip
+
+
 def msgpack_type(v: Any) -> str:
     """The MessagePack family of a decoded value, for error messages."""
-    if v is None:
-        return "nil"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "str"
-    if isinstance(v, bytes):
-        return "bin"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "map"
-    return "ext"
+    return _MSGPACK_TYPES.get(type(v), "ext")
 
 
 def _get(m: Mapping[str, Any], where: str, key: str, kind: type) -> Any:
@@ -159,8 +150,7 @@ def _get(m: Mapping[str, Any], where: str, key: str, kind: type) -> Any:
     except KeyError:
         raise ProtocolError(f'{where}: missing key "{key}"') from None
     if type(v) is not kind:
-        want = {int: "int", str: "str", list: "array", dict: "map"}[kind]
-        raise ProtocolError(f'{where}: key "{key}": want {want}, got {msgpack_type(v)}')
+        raise ProtocolError(f'{where}: key "{key}": want {_MSGPACK_TYPES[kind]}, got {msgpack_type(v)}')
     return v
 
 

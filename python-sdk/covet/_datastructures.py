@@ -156,7 +156,8 @@ class Headers(Mapping[str, str]):
 
 
 def encode_header(name: str, value: str | bytes) -> tuple[str, bytes]:
-    """Validate and encode one response header field; reject anything that could split it."""
+    """Validate and encode one header field (a response's, or a TestClient request's):
+    a token name, lower-cased; a latin-1 value with no control character but HTAB."""
     if not isinstance(name, str) or not _TOKEN_RE.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}")
     if isinstance(value, str):

@@ -29,7 +29,7 @@ from typing import IO, Any, Coroutine, TypeVar
 from urllib.parse import quote, unquote_to_bytes, urlencode, urlsplit
 
 from ._app import Covet
-from ._datastructures import Headers
+from ._datastructures import Headers, encode_header
 from ._head import RequestHead
 from ._multipart import parse_options_header
 from ._proto import encode_response_head
@@ -455,10 +455,7 @@ def _encode_headers(headers: HeaderArg | None) -> list[tuple[str, bytes]]:
     if headers is None:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return [
-        (name.lower(), value if isinstance(value, bytes) else value.encode("latin-1"))
-        for name, value in items
-    ]
+    return [encode_header(name, value) for name, value in items]
 
 
 def _encode_body(

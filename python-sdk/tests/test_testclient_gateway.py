@@ -347,3 +347,19 @@ def test_a_field_that_cannot_go_out(value: bytes, caplog: pytest.LogCaptureFixtu
                          ("x-request-id", "c"), ("content-length", str(len(text)))]  # fmt: skip
     assert "response head refused" in caplog.text
     assert client.get("/ok").headers["x-fine"] == "tab\there \xe9"
+
+
+def test_a_request_field_that_no_http_client_sends_is_refused() -> None:
+    # Request fields are encoded as response fields are (_datastructures.encode_header):
+    # a field http.client refuses to put on the wire is refused here too, not routed.
+    app = Covet()
+
+    @app.get("/h")
+    async def h(req: Request) -> str:
+        return req.headers.get("x-ok", "")
+
+    client = TestClient(app)
+    for name, value in (("x-a", "1\r\nx-b: 2"), ("x-a", b"a\x00b"), ("bad name", "1")):
+        with pytest.raises(ValueError, match="control character|invalid header name"):
+            client.get("/h", headers={name: value})
+    assert client.get("/h", headers={"X-OK": b"tab\tand caf\xe9"}).content == "tab\tand café".encode()
