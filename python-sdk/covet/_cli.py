@@ -5,9 +5,9 @@
     covet --version                              the SDK's version
     covet worker MODULE:ATTR [--app-name NAME]   serve as one worker of a gateway
     covet routes MODULE:ATTR                     print the route table
-    covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--gateway PATH] [--reload]
-              [--admin-listen ADDR] [--access-log] [--log-level LEVEL] [--config FILE]
-              [-- GATEWAY FLAGS...]
+    covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--app-name NAME]
+              [--gateway PATH] [--reload] [--admin-listen ADDR] [--access-log]
+              [--log-level LEVEL] [--config FILE] [-- GATEWAY FLAGS...]
                                                  exec the gateway, which spawns workers
                                                  (--reload: run it as a child and SIGHUP it
                                                  when a *.py file changes: new workers)
