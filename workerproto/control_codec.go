@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"unicode/utf8"
 )
@@ -324,66 +325,40 @@ func (d *dec) anyMap(depth int) (map[string]any, error) {
 	return out, nil
 }
 
-// walk reads a map and calls visit for each key; visit decodes the value and reports
-// true, or reports false to have it skipped. A key seen twice is an error, and so is a
-// key that is not a str.
-func (d *dec) walk(visit func(key string) (bool, error)) error {
-	n, err := d.r.container(kindMap)
-	if err != nil {
-		return wrapField(d.where, "map", err)
-	}
-	var seen [8]string
-	ns := 0
-	for i := 0; i < n; i++ {
-		key, err := d.str()
-		if err != nil {
-			return wrapField(d.where, "key", err)
-		}
-		ok, err := visit(key)
-		if err != nil {
-			return wrapField(d.where, key, err)
-		}
-		if !ok {
-			if err := d.r.skip(1); err != nil {
-				return wrapField(d.where, key, err)
-			}
-			continue
-		}
-		for _, s := range seen[:ns] {
-			if s == key {
-				return fieldErr(d.where, key, ErrBadValue, "key appears twice")
-			}
-		}
-		if ns < len(seen) {
-			seen[ns] = key
-			ns++
-		}
-	}
-	return nil
-}
-
 // field is one required key of a control map and how to read its value.
 type field struct {
 	key  string
 	read func() error
 }
 
-// fields reads a map with walk: each key of fs is read by its field, other keys are
-// skipped, and a key of fs that does not appear is an error (the first missing one,
-// in the order of fs, is named).
+// fields reads a map: each key of fs is read by its field, and other keys are
+// skipped. A key that is not a str, a key of fs that appears twice, and a key of fs
+// that does not appear (the first missing one, in the order of fs) are errors.
 func (d *dec) fields(fs ...field) error {
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		for i, f := range fs {
-			if f.key == key {
-				have |= 1 << i
-				return true, f.read()
-			}
-		}
-		return false, nil
-	})
+	n, err := d.r.container(kindMap)
 	if err != nil {
-		return err
+		return wrapField(d.where, "map", err)
+	}
+	var have uint32
+	for range n {
+		key, err := d.str()
+		if err != nil {
+			return wrapField(d.where, "key", err)
+		}
+		i := slices.IndexFunc(fs, func(f field) bool { return f.key == key })
+		if i < 0 {
+			if err := d.r.skip(1); err != nil {
+				return wrapField(d.where, key, err)
+			}
+			continue
+		}
+		if err := fs[i].read(); err != nil {
+			return wrapField(d.where, key, err)
+		}
+		if have&(1<<i) != 0 {
+			return fieldErr(d.where, key, ErrBadValue, "key appears twice")
+		}
+		have |= 1 << i
 	}
 	for i, f := range fs {
 		if have&(1<<i) == 0 {
@@ -410,22 +385,10 @@ func (d *dec) intField(key string, p *int64, min int64) field {
 
 // messageType finds the "type" key of a control map.
 func messageType(b []byte) (string, error) {
+	var typ string
 	d := newDec(b, "message")
-	typ, found := "", false
-	err := d.walk(func(key string) (bool, error) {
-		if key != "type" {
-			return false, nil
-		}
-		var err error
-		typ, err = d.str()
-		found = true
-		return true, err
-	})
-	if err != nil {
+	if err := d.fields(d.strField("type", &typ)); err != nil {
 		return "", err
-	}
-	if !found {
-		return "", &FieldError{Where: "message", Field: "type", Err: ErrMissingKey}
 	}
 	return typ, nil
 }
