@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,7 +30,7 @@ func TestExactlyOnceAfterGatewayClose(t *testing.T) {
 func testExactlyOnce(t *testing.T, linger bool) {
 	sock := t.TempDir() + "/control.sock"
 	g := startGateway(t, "gwapp", 1, "--control-socket", sock)
-	args := []string{g.state}
+	var args []string
 	if linger {
 		args = append(args, "linger")
 	}
@@ -88,37 +87,10 @@ func TestRetryAfterSpawnedWorkerReaped(t *testing.T) {
 	}
 	root, _ := harness.RepoRoot()
 	sock := t.TempDir() + "/control.sock"
-	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
-	g.cmd = exec.Command(gatewayBinary(t), "--listen", g.addr, "--app", "gwapp", "--workers", "1",
-		"--worker-cmd", py+" "+filepath.Join(root, "integration", "workers", "taker_shm.py")+" "+g.state,
+	g := launchGateway(t, "gwapp", py+" "+filepath.Join(root, "integration", "workers", "taker_shm.py"), 1,
 		"--control-socket", sock, "--drain-timeout", "1s")
-	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { g.exited <- g.cmd.Wait() }()
 	t.Cleanup(g.stop)
-	sdk := exec.Command(py, "-m", "covet", "worker", "gwapp:app")
-	sdk.Dir = filepath.Join(root, "integration", "apps")
-	sdk.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock, "COVET_TEST_DIR="+g.state)
-	sdk.Stdout, sdk.Stderr = g.out, g.out
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no control socket; output:\n%s", g.out)
-		}
-	}
-	if err := sdk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sdk.Process.Kill(); sdk.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); strings.Count(g.out.String(), "worker attached") < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("workers not attached; output:\n%s", g.out)
-		}
-	}
+	startWorker(t, g, sock, 2, py, "-m", "covet", "worker", "gwapp:app")
 	status := postBurst(t, g, 40)
 	runs := onceRuns(t, g)
 	for i, st := range status {

@@ -73,22 +73,28 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// launchGateway starts the gateway with workers of integration/apps' module:app,
-// registering as app, and extra flags; it does not wait for them. The gateway is
-// stopped (SIGTERM, a clean exit expected) when the test ends.
-func launchGateway(t *testing.T, app, module string, workers int, flags ...string) *gateway {
+// sdkWorker is the --worker-cmd that runs integration/apps' module:app with the SDK.
+func sdkWorker(t *testing.T, module string) string {
 	t.Helper()
 	py, err := harness.Python()
 	if err != nil {
 		t.Skip(err)
 	}
+	return py + " -m covet worker " + module + ":app"
+}
+
+// launchGateway starts the gateway with workers running workerCmd (in
+// integration/apps, COVET_TEST_DIR set to g.state), registering as app, and extra
+// flags; it does not wait for them, and leaves stopping it to the caller.
+func launchGateway(t *testing.T, app, workerCmd string, workers int, flags ...string) *gateway {
+	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
 	args := append([]string{"--listen", g.addr, "--app", app, "--workers", fmt.Sprint(workers),
-		"--worker-cmd", py + " -m covet worker " + module + ":app", "--worker-dir", filepath.Join(root, "integration", "apps")}, flags...)
+		"--worker-cmd", workerCmd, "--worker-dir", filepath.Join(root, "integration", "apps")}, flags...)
 	g.cmd = exec.Command(gatewayBinary(t), args...)
 	g.cmd.Env = append(os.Environ(), "COVET_TEST_DIR="+g.state)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
@@ -103,7 +109,7 @@ func launchGateway(t *testing.T, app, module string, workers int, flags ...strin
 // and waits until it answers /hello.
 func startGateway(t *testing.T, module string, workers int, flags ...string) *gateway {
 	t.Helper()
-	g := launchGateway(t, module, module, workers, flags...)
+	g := launchGateway(t, module, sdkWorker(t, module), workers, flags...)
 	t.Cleanup(g.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -141,8 +147,24 @@ func startShmWorker(t *testing.T, g *gateway, script, sock string, attached int,
 		t.Skip(err)
 	}
 	root, _ := harness.RepoRoot()
-	cmd := exec.Command(py, append([]string{filepath.Join(root, "integration", "workers", script)}, args...)...)
-	cmd.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock)
+	return startWorker(t, g, sock, attached, append([]string{py, filepath.Join(root, "integration", "workers", script)}, args...)...)
+}
+
+// startWorker runs argv as an external worker as startShmWorker does, in
+// integration/apps with COVET_TEST_DIR set to g.state, once sock exists.
+func startWorker(t *testing.T, g *gateway, sock string, attached int, argv ...string) <-chan error {
+	t.Helper()
+	root, _ := harness.RepoRoot()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, err := os.Stat(sock); err != nil; _, err = os.Stat(sock) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no control socket at %s; output:\n%s", sock, g.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = filepath.Join(root, "integration", "apps")
+	cmd.Env = append(os.Environ(), "COVET_CONTROL_SOCKET="+sock, "COVET_TEST_DIR="+g.state)
 	cmd.Stdout, cmd.Stderr = g.out, g.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -150,15 +172,14 @@ func startShmWorker(t *testing.T, g *gateway, script, sock string, attached int,
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
-	deadline := time.Now().Add(20 * time.Second)
 	for strings.Count(g.out.String(), "worker attached") < attached {
 		select {
 		case err := <-done:
-			t.Fatalf("%s exited before attaching: %v; output:\n%s", script, err, g.out)
+			t.Fatalf("%s exited before attaching: %v; output:\n%s", argv[1:], err, g.out)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never attached; output:\n%s", script, g.out)
+			t.Fatalf("%s never attached; output:\n%s", argv[1:], g.out)
 		}
 	}
 	return done

@@ -19,7 +19,7 @@ import (
 func startFailingGateway(t *testing.T, app, module string, flags ...string) (*gateway, string) {
 	t.Helper()
 	adminAddr := freePort(t)
-	g := launchGateway(t, app, module, 1, append([]string{"--admin-listen", adminAddr}, flags...)...)
+	g := launchGateway(t, app, sdkWorker(t, module), 1, append([]string{"--admin-listen", adminAddr}, flags...)...)
 	t.Cleanup(func() { g.cmd.Process.Kill() })
 	return g, adminAddr
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"unicode/utf8"
 )
@@ -324,72 +325,70 @@ func (d *dec) anyMap(depth int) (map[string]any, error) {
 	return out, nil
 }
 
-// walk reads a map and calls visit for each key; visit decodes the value and reports
-// true, or reports false to have it skipped. A key seen twice is an error, and so is a
-// key that is not a str.
-func (d *dec) walk(visit func(key string) (bool, error)) error {
+// field is one required key of a control map and how to read its value.
+type field struct {
+	key  string
+	read func() error
+}
+
+// fields reads a map: each key of fs is read by its field, and other keys are
+// skipped. A key that is not a str, a key of fs that appears twice, and a key of fs
+// that does not appear (the first missing one, in the order of fs) are errors.
+func (d *dec) fields(fs ...field) error {
 	n, err := d.r.container(kindMap)
 	if err != nil {
 		return wrapField(d.where, "map", err)
 	}
-	var seen [8]string
-	ns := 0
-	for i := 0; i < n; i++ {
+	var have uint32
+	for range n {
 		key, err := d.str()
 		if err != nil {
 			return wrapField(d.where, "key", err)
 		}
-		ok, err := visit(key)
-		if err != nil {
-			return wrapField(d.where, key, err)
-		}
-		if !ok {
+		i := slices.IndexFunc(fs, func(f field) bool { return f.key == key })
+		if i < 0 {
 			if err := d.r.skip(1); err != nil {
 				return wrapField(d.where, key, err)
 			}
 			continue
 		}
-		for _, s := range seen[:ns] {
-			if s == key {
-				return fieldErr(d.where, key, ErrBadValue, "key appears twice")
-			}
+		if err := fs[i].read(); err != nil {
+			return wrapField(d.where, key, err)
 		}
-		if ns < len(seen) {
-			seen[ns] = key
-			ns++
+		if have&(1<<i) != 0 {
+			return fieldErr(d.where, key, ErrBadValue, "key appears twice")
+		}
+		have |= 1 << i
+	}
+	for i, f := range fs {
+		if have&(1<<i) == 0 {
+			return &FieldError{Where: d.where, Field: f.key, Err: ErrMissingKey}
 		}
 	}
 	return nil
 }
 
-// required checks that every key of want was seen.
-func required(where string, have uint32, keys ...string) error {
-	for i, k := range keys {
-		if have&(1<<i) == 0 {
-			return &FieldError{Where: where, Field: k, Err: ErrMissingKey}
-		}
-	}
-	return nil
+// typeField reads the "type" key, which DecodeMessage has already looked at.
+func (d *dec) typeField() field {
+	return field{"type", func() error { _, err := d.str(); return err }}
+}
+
+// strField reads key's str into p.
+func (d *dec) strField(key string, p *string) field {
+	return field{key, func() (err error) { *p, err = d.str(); return err }}
+}
+
+// intField reads key's int, which must be >= min, into p.
+func (d *dec) intField(key string, p *int64, min int64) field {
+	return field{key, func() (err error) { *p, err = d.intMin(min); return err }}
 }
 
 // messageType finds the "type" key of a control map.
 func messageType(b []byte) (string, error) {
+	var typ string
 	d := newDec(b, "message")
-	typ, found := "", false
-	err := d.walk(func(key string) (bool, error) {
-		if key != "type" {
-			return false, nil
-		}
-		var err error
-		typ, err = d.str()
-		found = true
-		return true, err
-	})
-	if err != nil {
+	if err := d.fields(d.strField("type", &typ)); err != nil {
 		return "", err
-	}
-	if !found {
-		return "", &FieldError{Where: "message", Field: "type", Err: ErrMissingKey}
 	}
 	return typ, nil
 }
@@ -437,47 +436,27 @@ func DecodeMessage(b []byte) (Message, error) {
 
 func (d *dec) hello() (Hello, error) {
 	var m Hello
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		var err error
-		switch key {
-		case "type":
-			_, err = d.str()
-			have |= 1
-		case "version":
-			var v int64
-			v, err = d.r.int()
+	err := d.fields(
+		d.typeField(),
+		field{"version", func() error {
+			v, err := d.r.int()
 			m.Version = int(v)
 			if err == nil && v != Version {
 				// Refuse before reading further: a future version may change the rest.
-				return true, fmt.Errorf("%w: hello version %d (this gateway speaks %d)", ErrVersion, v, Version)
+				return fmt.Errorf("%w: hello version %d (this gateway speaks %d)", ErrVersion, v, Version)
 			}
-			have |= 2
-		case "pid":
-			m.PID, err = d.intMin(1)
-			have |= 4
-		case "app":
-			m.App, err = d.str()
-			have |= 8
-		case "token":
-			m.Token, err = d.str()
-			have |= 16
-		case "routes":
-			m.Routes, err = d.routes()
-			have |= 32
-		default:
-			return false, nil
-		}
-		return true, err
-	})
-	if err != nil {
-		var fe *FieldError
-		if errors.Is(err, ErrVersion) && errors.As(err, &fe) {
-			return m, fe.Err // the version error already names the field
-		}
-		return m, err
+			return err
+		}},
+		d.intField("pid", &m.PID, 1),
+		d.strField("app", &m.App),
+		d.strField("token", &m.Token),
+		field{"routes", func() (err error) { m.Routes, err = d.routes(); return err }},
+	)
+	var fe *FieldError
+	if errors.Is(err, ErrVersion) && errors.As(err, &fe) {
+		return m, fe.Err // the version error already names the field
 	}
-	return m, required(TypeHello, have, "type", "version", "pid", "app", "token", "routes")
+	return m, err
 }
 
 func (d *dec) routes() ([]Route, error) {
@@ -489,33 +468,15 @@ func (d *dec) routes() ([]Route, error) {
 		return nil, &ManifestError{Index: -1, Problem: fmt.Sprintf("%d routes, at most %d allowed", n, MaxRoutes)}
 	}
 	routes := make([]Route, n)
+	sub := &dec{r: d.r, where: "route"}
 	for i := range routes {
 		r := &routes[i]
-		var have uint32
-		sub := &dec{r: d.r, where: "route"}
-		err := sub.walk(func(key string) (bool, error) {
-			var err error
-			switch key {
-			case "method":
-				r.Method, err = d.str()
-				have |= 1
-			case "path":
-				r.Path, err = d.str()
-				have |= 2
-			case "kind":
-				r.Kind, err = d.str()
-				have |= 4
-			case "options":
-				r.Options, err = d.anyMap(1)
-				have |= 8
-			default:
-				return false, nil
-			}
-			return true, err
-		})
-		if err == nil {
-			err = required("route", have, "method", "path", "kind", "options")
-		}
+		err := sub.fields(
+			sub.strField("method", &r.Method),
+			sub.strField("path", &r.Path),
+			sub.strField("kind", &r.Kind),
+			field{"options", func() (err error) { r.Options, err = sub.anyMap(1); return err }},
+		)
 		if err != nil {
 			return nil, &ManifestError{Index: i, Method: r.Method, Path: r.Path, Err: err}
 		}
@@ -525,71 +486,32 @@ func (d *dec) routes() ([]Route, error) {
 
 func (d *dec) welcome() (Welcome, error) {
 	var m Welcome
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		var err error
-		var v int64
-		switch key {
-		case "type":
-			_, err = d.str()
-			have |= 1
-		case "version":
-			v, err = d.r.int()
+	err := d.fields(
+		d.typeField(),
+		field{"version", func() error {
+			v, err := d.r.int()
 			m.Version = int(v)
-			have |= 2
-		case "worker_id":
-			m.WorkerID, err = d.intMin(0)
-			have |= 4
-		case "epoch":
+			return err
+		}},
+		d.intField("worker_id", &m.WorkerID, 0),
+		field{"epoch", func() (err error) {
 			m.Epoch, err = d.r.uint()
 			if err == nil && m.Epoch == 0 {
 				err = detailErr{ErrBadValue, "epoch is zero"}
 			}
-			have |= 8
-		case "segment_size":
-			m.SegmentSize, err = d.intMin(0)
-			have |= 16
-		case "req_capacity":
-			m.ReqCapacity, err = d.intMin(0)
-			have |= 32
-		case "resp_capacity":
-			m.RespCapacity, err = d.intMin(0)
-			have |= 64
-		case "heartbeat_ms":
-			m.HeartbeatMS, err = d.intMin(0)
-			have |= 128
-		default:
-			return false, nil
-		}
-		return true, err
-	})
-	if err != nil {
-		return m, err
-	}
-	return m, required(TypeWelcome, have, "type", "version", "worker_id", "epoch",
-		"segment_size", "req_capacity", "resp_capacity", "heartbeat_ms")
+			return err
+		}},
+		d.intField("segment_size", &m.SegmentSize, 0),
+		d.intField("req_capacity", &m.ReqCapacity, 0),
+		d.intField("resp_capacity", &m.RespCapacity, 0),
+		d.intField("heartbeat_ms", &m.HeartbeatMS, 0),
+	)
+	return m, err
 }
 
 func (d *dec) seq(typ string) (Message, error) {
 	var seq uint64
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		var err error
-		switch key {
-		case "type":
-			_, err = d.str()
-			have |= 1
-		case "seq":
-			seq, err = d.r.uint()
-			have |= 2
-		default:
-			return false, nil
-		}
-		return true, err
-	})
-	if err == nil {
-		err = required(typ, have, "type", "seq")
-	}
+	err := d.fields(d.typeField(), field{"seq", func() (err error) { seq, err = d.r.uint(); return err }})
 	if err != nil {
 		return nil, err
 	}
@@ -601,74 +523,19 @@ func (d *dec) seq(typ string) (Message, error) {
 
 func (d *dec) drain() (Drain, error) {
 	var m Drain
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		var err error
-		switch key {
-		case "type":
-			_, err = d.str()
-			have |= 1
-		case "deadline_ms":
-			m.DeadlineMS, err = d.intMin(0)
-			have |= 2
-		default:
-			return false, nil
-		}
-		return true, err
-	})
-	if err != nil {
-		return m, err
-	}
-	return m, required(TypeDrain, have, "type", "deadline_ms")
+	err := d.fields(d.typeField(), d.intField("deadline_ms", &m.DeadlineMS, 0))
+	return m, err
 }
 
 func (d *dec) bye() (Bye, error) {
 	var m Bye
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		var err error
-		switch key {
-		case "type":
-			_, err = d.str()
-			have |= 1
-		case "reason":
-			m.Reason, err = d.str()
-			have |= 2
-		default:
-			return false, nil
-		}
-		return true, err
-	})
-	if err != nil {
-		return m, err
-	}
-	return m, required(TypeBye, have, "type", "reason")
+	err := d.fields(d.typeField(), d.strField("reason", &m.Reason))
+	return m, err
 }
 
 func (d *dec) errorMsg() (*Error, error) {
 	m := &Error{}
-	var have uint32
-	err := d.walk(func(key string) (bool, error) {
-		var err error
-		switch key {
-		case "type":
-			_, err = d.str()
-			have |= 1
-		case "code":
-			m.Code, err = d.str()
-			have |= 2
-		case "message":
-			m.Message, err = d.str()
-			have |= 4
-		default:
-			return false, nil
-		}
-		return true, err
-	})
-	if err == nil {
-		err = required(TypeError, have, "type", "code", "message")
-	}
-	if err != nil {
+	if err := d.fields(d.typeField(), d.strField("code", &m.Code), d.strField("message", &m.Message)); err != nil {
 		return nil, err
 	}
 	return m, nil

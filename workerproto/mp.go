@@ -217,24 +217,13 @@ func (r *mpReader) int() (int64, error) {
 		r.off++
 		return int64(int8(c)), nil
 	}
-	var size int
-	switch c {
-	case 0xcc, 0xd0:
-		size = 1
-	case 0xcd, 0xd1:
-		size = 2
-	case 0xce, 0xd2:
-		size = 4
-	case 0xcf, 0xd3:
-		size = 8
-	default:
-		return 0, kindErr{kindInt, kindOf(c)}
+	if k := kindOf(c); k != kindInt {
+		return 0, kindErr{kindInt, k}
 	}
-	if len(r.b)-r.off-1 < size {
-		return 0, ErrTruncated
+	p, err := r.fixed(scalarSize(c))
+	if err != nil {
+		return 0, err
 	}
-	p := r.b[r.off+1 : r.off+1+size]
-	r.off += 1 + size
 	switch c {
 	case 0xcc:
 		return int64(p[0]), nil

@@ -115,6 +115,11 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Err says why the session ended; valid once Closing is closed.
 func (s *Session) Err() error { return s.err }
 
+// HungUp reports whether the session ended because the worker closed its control
+// socket (peerClosed), not because the gateway ended it; valid once Closing is
+// closed.
+func (s *Session) HungUp() bool { return peerClosed(s.err) }
+
 // Closing is closed as soon as the session starts to end (before Done): its worker
 // gets no new request, and a spawned worker's process must be ended and reaped.
 func (s *Session) Closing() <-chan struct{} { return s.ctx.Done() }

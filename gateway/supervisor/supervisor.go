@@ -287,7 +287,7 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, sl *slot) error {
 		<-sess.Done()
 		return err
 	case <-sess.Closing():
-		hungUp := errors.Is(sess.Err(), io.EOF) || errors.Is(sess.Err(), syscall.ECONNRESET)
+		hungUp := sess.HungUp()
 		var err error
 		if hungUp {
 			// The worker closed its socket: it is exiting (or was killed); let it

@@ -5,8 +5,8 @@ manifest) and reads its request ring. Inside the poll that reads its first REQ_H
 before the poll releases any record, it breaks the protocol (a RESP frame flagged
 BEGIN only), waits until the gateway has hung up on it and a while longer, and only
 then lets the poll go on. Every request whose REQ_HEAD it read it then "runs" as the
-app's POST /once does: it appends the request id to once.log in the directory given
-as argv[1] (and to taker.log). With argv[2] == "linger" it reads nothing after the
+app's POST /once does: it appends the request id to once.log in $COVET_TEST_DIR, as
+the app does (and to taker.log). With argv[1] == "linger" it reads nothing after the
 record it held, and keeps its control socket open for 8 s more before it exits, so
 the gateway cannot know it has gone: what it left on the ring must not run elsewhere. A worker may read records and release them a little later; PROTOCOL.md 1.1
 makes a request taken once released, so the gateway must not run any of these again
@@ -37,8 +37,8 @@ class StopReading(Exception):
 
 
 def main() -> int:
-    state = sys.argv[1]
-    linger = sys.argv[2:] == ["linger"]
+    state = os.environ["COVET_TEST_DIR"]
+    linger = sys.argv[1:] == ["linger"]
     ctl, seg, worker_bell, gateway_bell, reader, writer = attach("gwapp", app.manifest())
     taken: list[bytes] = []
     hung_up = False

@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,7 +47,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
-	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+	if askedVersion(args) {
 		_, err := fmt.Fprintln(stdout, "covet-gateway", version)
 		return err
 	}
@@ -150,6 +149,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 		err = nil
 	}
 	return err
+}
+
+// askedVersion reports whether args ask for the version, in any form the flag
+// package takes for a true bool (--version, -version, --version=true, ...). It is
+// answered before the other settings are checked.
+func askedVersion(args []string) bool {
+	for _, a := range args {
+		name, val, hasVal := strings.Cut(a, "=")
+		if name != "--version" && name != "-version" {
+			continue
+		}
+		if b, err := strconv.ParseBool(val); !hasVal || err == nil && b {
+			return true
+		}
+	}
+	return false
 }
 
 // gatewayProcs is the GOMAXPROCS the gateway runs with: procs when set; else the

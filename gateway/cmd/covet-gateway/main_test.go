@@ -154,10 +154,14 @@ func TestConfigFileAndPrintConfig(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	for _, args := range [][]string{{"--version"}, {"-version"}, {"--workers", "-1", "--version"}} {
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"--workers", "-1", "--version"}, {"--version=true"}, {"-version=1", "--workers", "-1"}} {
 		var out bytes.Buffer
 		if err := run(args, &out, io.Discard); err != nil || out.String() != "covet-gateway "+version+"\n" {
 			t.Errorf("run(%q) = %v, printed %q", args, err, out.String())
 		}
+	}
+	// --version=false is no request for the version: the settings are checked.
+	if err := run([]string{"--version=false", "--workers", "-1"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "workers") {
+		t.Errorf("run(--version=false --workers -1) = %v, want the workers error", err)
 	}
 }
