@@ -8,8 +8,10 @@ then lets the poll go on. Every request whose REQ_HEAD it read it then "runs" as
 app's POST /once does: it appends the request id to once.log in $COVET_TEST_DIR, as
 the app does (and to taker.log). With argv[1] == "linger" it reads nothing after the
 record it held, and keeps its control socket open for 8 s more before it exits, so
-the gateway cannot know it has gone: what it left on the ring must not run elsewhere. A worker may read records and release them a little later; PROTOCOL.md 1.1
-makes a request taken once released, so the gateway must not run any of these again
+the gateway cannot know it has gone: what it left on the ring must not run elsewhere.
+
+A worker may read records and release them a little later; PROTOCOL.md 1.1 makes a
+request taken once released, so the gateway must not run any of these again
 elsewhere. It exits 0 once it has written the ids.
 """
 
