@@ -110,7 +110,11 @@ type Config struct {
 	// connection accepted at the limit makes the server close the
 	// longest-idle keep-alive connection (one waiting for its next request
 	// with nothing to answer) in its place, or, when every connection is
-	// busy, is closed at once (covet_connections_shed_total). Default 7/8
+	// busy, is closed at once (covet_connections_shed_total). So that this
+	// costs no more with many connections than with a few thousand, the
+	// longest idle is chosen among the first 64 idle connections met in
+	// random order, and a new connection is refused when the first 4096
+	// looked at are all busy. Default 7/8
 	// of the open-file limit (the soft RLIMIT_NOFILE when the Config is
 	// defaulted, which Go's runtime raised to the hard limit when the
 	// process started), leaving the rest for worker sockets, segments and

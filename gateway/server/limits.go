@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"iter"
+	"maps"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -34,13 +36,19 @@ const (
 	// releaseMinBytes: a burst that held less response memory than this at
 	// its peak is not worth a forced collection.
 	releaseMinBytes = 32 << 20
+	// idleSample and maxScan bound admit's scan at the limit, which holds
+	// s.mu (every connection's open and close waits on it): it picks the
+	// longest idle of the first idleSample idle connections it meets, in
+	// the map's random order, and looks at no more than maxScan in all. A
+	// full scan of 500,000 connections took 190 ms per accepted connection.
+	idleSample = 64
+	maxScan    = 4096
 )
 
 // admit makes room for one more connection within MaxConnections, closing
-// the longest-idle keep-alive connection when at the limit. It reports
-// false when every open connection is busy: the new one is to be refused.
-// The scan is linear in the open connections, and only happens at the
-// limit.
+// the longest-idle keep-alive connection when at the limit (longestIdle: of
+// a sample when there are many). It reports false when it found every open
+// connection busy: the new one is to be refused.
 func (s *Server) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -53,13 +61,7 @@ func (s *Server) admit() bool {
 			"max_connections", s.cfg.MaxConnections)
 	}
 	for range 3 { // a victim may turn busy between the scan and its close
-		var victim *conn
-		var since time.Time
-		for c := range s.conns {
-			if t, ok := c.idleSince(); ok && (victim == nil || t.Before(since)) {
-				victim, since = c, t
-			}
-		}
+		victim := longestIdle(maps.Keys(s.conns))
 		if victim == nil {
 			break
 		}
@@ -70,6 +72,29 @@ func (s *Server) admit() bool {
 	}
 	s.metrics.ConnShed(metrics.ShedRefused)
 	return false
+}
+
+// longestIdle returns the longest idle of the first idleSample idle
+// connections conns yields, looking at no more than maxScan of them; nil
+// when it met none idle.
+func longestIdle(conns iter.Seq[*conn]) *conn {
+	var victim *conn
+	var since time.Time
+	seen, idle := 0, 0
+	for c := range conns {
+		if t, ok := c.idleSince(); ok {
+			if victim == nil || t.Before(since) {
+				victim, since = c, t
+			}
+			if idle++; idle == idleSample {
+				break
+			}
+		}
+		if seen++; seen == maxScan {
+			break
+		}
+	}
+	return victim
 }
 
 // admitResponse lets a request be dispatched while the response bytes held
