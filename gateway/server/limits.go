@@ -31,6 +31,12 @@ const (
 	// minStuck: a write blocked for less than this is not a slow reader's;
 	// it is never shed for the budget.
 	minStuck = 100 * time.Millisecond
+	// shedPace: after a pass of shedSlowReaders, which holds s.mu over every
+	// connection (65 ms at 500,000), watchHeld lets shedPace times its
+	// length go by before the next, so that accepts and closes keep s.mu at
+	// least nine tenths of the time while the budget stays spent (with no
+	// write stuck long enough to shed, every pass finds nothing).
+	shedPace = 10
 	// releaseEvery is how often releaseLoop looks for a burst that ended.
 	releaseEvery = 5 * time.Second
 	// releaseMinBytes: a burst that held less response memory than this at
@@ -138,11 +144,12 @@ func (s *Server) wakeWatcher() {
 
 // watchHeld keeps the response bytes held within MaxBufferedResponseBytes:
 // it reads them on a timer (watchIdle, watchEvery); above the budget it
-// sheds the slowest readers, below it it lets waiting requests go. It also
-// keeps the peak for releaseLoop.
+// sheds the slowest readers (paced: shedPace), below it it lets waiting
+// requests go. It also keeps the peak for releaseLoop.
 func (s *Server) watchHeld() {
 	t := time.NewTimer(watchIdle)
 	defer t.Stop()
+	var nextShed time.Time
 	for {
 		select {
 		case <-t.C:
@@ -156,7 +163,9 @@ func (s *Server) watchHeld() {
 		}
 		budget := s.cfg.MaxBufferedResponseBytes
 		if held > budget {
-			s.shedSlowReaders(held - budget + budget/8)
+			if now := time.Now(); !now.Before(nextShed) {
+				nextShed = now.Add(shedPace * s.shedSlowReaders(held-budget+budget/8))
+			}
 		} else if s.budgetWaiters.Load() > 0 {
 			s.freedMu.Lock()
 			close(s.freed)
@@ -175,23 +184,26 @@ func (s *Server) watchHeld() {
 // blocked longest (at least minStuck), enough of them to free about excess
 // bytes if each held a whole window (dispatch.MaxResponseHeld): their
 // clients are the ones holding the budget. The freed bytes show at the next
-// watch, once their responses have been abandoned.
-func (s *Server) shedSlowReaders(excess int64) {
+// watch, once their responses have been abandoned. It returns how long it
+// held s.mu.
+func (s *Server) shedSlowReaders(excess int64) (locked time.Duration) {
 	type stuck struct {
 		c     *conn
 		since int64
 	}
-	cut := time.Now().Add(-minStuck).UnixNano()
 	var victims []stuck
 	s.mu.Lock()
+	start := time.Now()
+	cut := start.Add(-minStuck).UnixNano()
 	for c := range s.conns {
 		if t := c.writeStart.Load(); t != 0 && t <= cut {
 			victims = append(victims, stuck{c, t})
 		}
 	}
+	locked = time.Since(start)
 	s.mu.Unlock()
 	if len(victims) == 0 {
-		return
+		return locked
 	}
 	slices.SortFunc(victims, func(a, b stuck) int { return int(a.since - b.since) })
 	n := min(len(victims), int((excess+dispatch.MaxResponseHeld-1)/dispatch.MaxResponseHeld))
@@ -204,6 +216,7 @@ func (s *Server) shedSlowReaders(excess int64) {
 		v.c.nc.Close() // the blocked write fails; the backend abandons the response
 		s.metrics.SlowReaderShed()
 	}
+	return locked
 }
 
 // releaseLoop returns freed memory to the operating system once a burst of
