@@ -1,8 +1,11 @@
 package dispatch
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/covetpy/covetpy/workerproto"
 )
 
 // TestCallTimerRearm: armTimer leaves a pending timer that fires no later than
@@ -39,5 +42,67 @@ func TestCallTimerRearm(t *testing.T) {
 	case <-c.timer.C:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the timer re-armed after firing did not fire")
+	}
+}
+
+// TestHeldResponseBytes: HeldResponseBytes counts the pooled chunks of a response,
+// whole, from the ring reader's copy until the writer puts them back; chunks the
+// writer puts back early (written ones, before their bytes are granted) are not
+// counted off twice; a whole window, with the writer stuck on a chunk taken before
+// it, stays within MaxResponseHeld; and a call put back leaves nothing counted.
+func TestHeldResponseBytes(t *testing.T) {
+	base := HeldResponseBytes()
+	held := func() int64 { return HeldResponseBytes() - base }
+	c := getCall(1)
+	c.gotHead = true
+	if err := c.addBody(1, make([]byte, bodyChunk+1), false); err != nil {
+		t.Fatal(err)
+	}
+	if h := held(); h != 2*bodyChunk {
+		t.Fatalf("%d body bytes: %d held, want two chunks", bodyChunk+1, h)
+	}
+	// The writer takes the chunks (Session.do), puts the first back once written,
+	// then the list.
+	take := func() [][]byte {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		chunks := c.body
+		c.body = c.spare
+		return chunks
+	}
+	chunks := take()
+	putChunks(chunks[:1])
+	if h := held(); h != bodyChunk {
+		t.Fatalf("one of two chunks put back: %d held, want one chunk", h)
+	}
+	c.spare = putChunks(chunks)
+	if h := held(); h != 0 {
+		t.Fatalf("all put back: %d held", h)
+	}
+
+	// The worker sends one byte, the writer takes it and blocks on the client, and
+	// the worker sends the rest of its window (granted back for what was written).
+	c.grant(bodyChunk + 1)
+	if err := c.addBody(1, []byte{0}, false); err != nil {
+		t.Fatal(err)
+	}
+	stuck := take()
+	piece := make([]byte, 1000)
+	for rest := workerproto.ResponseWindow - 1; rest > 0; rest -= len(piece) {
+		if err := c.addBody(1, piece[:min(rest, len(piece))], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := held(); h > MaxResponseHeld || h != workerproto.ResponseWindow+bodyChunk {
+		t.Fatalf("a window behind a stuck chunk: %d held, want %d, at most MaxResponseHeld %d",
+			h, workerproto.ResponseWindow+bodyChunk, MaxResponseHeld)
+	}
+	if err := c.addBody(1, []byte{0}, false); !errors.Is(err, errWindow) {
+		t.Fatalf("a byte past the window: %v, want errWindow", err)
+	}
+	c.spare = stuck
+	putCall(c)
+	if h := held(); h != 0 {
+		t.Fatalf("call put back: %d held", h)
 	}
 }

@@ -84,8 +84,8 @@ func FuzzParser(f *testing.F) {
 // compared: this parser is stricter (bare LF line ends, obs-fold, bare CR,
 // CL with TE, Transfer-Encoding in HTTP/1.0, non-ASCII or '#' in targets,
 // target form by method, Host syntax, unknown expectations, chunk-size
-// lines without CRLF, any Content-Length list or repeated Content-Length
-// line, which net/http folds when the values are equal) and more lenient
+// lines without CRLF, a repeated Content-Length line, which net/http folds
+// when the values are equal; both refuse a Content-Length list) and more lenient
 // in two places, both RFC-sanctioned: it ignores empty lines before a
 // request line (RFC 9112 §2.2) and empty Transfer-Encoding list elements
 // (RFC 9110 §5.6.1); net/http rejects both. After a message that closes

@@ -26,9 +26,9 @@ const (
 	DefaultResponseBudgetWait       = 5 * time.Second
 )
 
-// maxMinBodyRate caps MinBodyRate so that the body deadline arithmetic
-// cannot overflow.
-const maxMinBodyRate = 1 << 30
+// maxMinRate caps MinBodyRate and MinWriteRate so that the deadline
+// arithmetic (rateCredit) cannot overflow.
+const maxMinRate = 1 << 30
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
 var ErrInvalidConfig = errors.New("server: invalid config")
@@ -99,7 +99,9 @@ type Config struct {
 	// 503 with Retry-After (covet_response_budget_shed_total). The bytes
 	// held are read every 100ms, every 10ms once past a quarter of the
 	// budget, so it can be overrun by what the ring readers copy in that
-	// time. Default 256 MiB; at least dispatch.MaxResponseHeld.
+	// time; with very many connections a pass that looks for the slowest
+	// runs at most a tenth of the time (one every 650ms at 500,000).
+	// Default 256 MiB; at least dispatch.MaxResponseHeld.
 	MaxBufferedResponseBytes int64 `config:"max_buffered_response_bytes" help:"response body bytes held for all clients together; over it the slowest readers are cut and new requests wait; 0 = 268435456 (256 MiB)"`
 	// ResponseBudgetWait is how long a request waits for the response bytes
 	// held to fall within MaxBufferedResponseBytes before it is answered
@@ -110,7 +112,11 @@ type Config struct {
 	// connection accepted at the limit makes the server close the
 	// longest-idle keep-alive connection (one waiting for its next request
 	// with nothing to answer) in its place, or, when every connection is
-	// busy, is closed at once (covet_connections_shed_total). Default 7/8
+	// busy, is closed at once (covet_connections_shed_total). So that this
+	// costs no more with many connections than with a few thousand, the
+	// longest idle is chosen among the first 64 idle connections met in
+	// random order, and a new connection is refused when the first 4096
+	// looked at are all busy. Default 7/8
 	// of the open-file limit (the soft RLIMIT_NOFILE when the Config is
 	// defaulted, which Go's runtime raised to the hard limit when the
 	// process started), leaving the rest for worker sockets, segments and
@@ -162,11 +168,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, d.v)
 		}
 	}
-	if c.MinBodyRate < 0 || c.MinBodyRate > maxMinBodyRate {
-		return fmt.Errorf("%w: MinBodyRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinBodyRate, maxMinBodyRate)
+	if c.MinBodyRate < 0 || c.MinBodyRate > maxMinRate {
+		return fmt.Errorf("%w: MinBodyRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinBodyRate, maxMinRate)
 	}
-	if c.MinWriteRate < 0 || c.MinWriteRate > maxMinBodyRate {
-		return fmt.Errorf("%w: MinWriteRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinWriteRate, maxMinBodyRate)
+	if c.MinWriteRate < 0 || c.MinWriteRate > maxMinRate {
+		return fmt.Errorf("%w: MinWriteRate %d is outside 0..%d bytes/s", ErrInvalidConfig, c.MinWriteRate, maxMinRate)
 	}
 	if c.MaxBufferedResponseBytes < 0 || (c.MaxBufferedResponseBytes > 0 && c.MaxBufferedResponseBytes < dispatch.MaxResponseHeld) {
 		return fmt.Errorf("%w: MaxBufferedResponseBytes %d is below one response's %d bytes", ErrInvalidConfig, c.MaxBufferedResponseBytes, dispatch.MaxResponseHeld)
@@ -225,12 +231,21 @@ func (c Config) WithDefaults() Config {
 // bodyDeadline is the read deadline for a body that began at start and of
 // which received bytes have arrived (see Config.BodyReadTimeout).
 func (c *Config) bodyDeadline(start time.Time, received int64) time.Time {
-	r := c.MinBodyRate
-	if received/r > 1<<30 { // about 34 years: no deadline worth computing
+	credit, ok := rateCredit(received, c.MinBodyRate)
+	if !ok {
 		return time.Time{}
 	}
-	credit := time.Duration(received/r)*time.Second + time.Duration(received%r)*time.Second/time.Duration(r)
 	return start.Add(c.BodyReadTimeout + credit)
+}
+
+// rateCredit is the time n bytes buy at rate bytes per second (rate at
+// most maxMinRate), to the nanosecond; ok is false when that is over about
+// 34 years, no deadline worth computing.
+func rateCredit(n, rate int64) (credit time.Duration, ok bool) {
+	if n/rate > 1<<30 {
+		return 0, false
+	}
+	return time.Duration(n/rate)*time.Second + time.Duration(n%rate)*time.Second/time.Duration(rate), true
 }
 
 // defaultMaxConnections is 7/8 of the soft open-file limit (see
@@ -249,11 +264,10 @@ func defaultMaxConnections() int {
 // itself (WriteTimeout after its start). rate reports whether the rate rule
 // set the result.
 func (c *Config) writeDeadline(now, by time.Time, blocked time.Duration, written int64) (dl time.Time, rate bool) {
-	r := c.MinWriteRate
-	if written/r > 1<<30 { // decades of credit: only the write's own bound
+	credit, ok := rateCredit(written, c.MinWriteRate)
+	if !ok { // decades of credit: only the write's own bound
 		return by, false
 	}
-	credit := time.Duration(written/r)*time.Second + time.Duration(written%r)*time.Second/time.Duration(r)
 	if rl := now.Add(c.WriteTimeout + credit - blocked); rl.Before(by) {
 		return rl, true
 	}

@@ -461,18 +461,19 @@ func (c *conn) bodyDst(draining bool) []byte {
 	}
 	x := c.cur
 	n := len(x.body)
-	want := int(min(rem, bodyStep))
-	if cap(x.body)-n < min(want, directBodyMin) {
-		// Grow only when the room left is under directBodyMin: a client
-		// trickling the body a byte per segment costs no allocation per
-		// read, only one per step (TestBodyTrickleAllocs). Doubling, never
-		// past the declared end: a false length costs at most twice what
-		// the client really sent, or one step.
+	want := int(min(rem, bodyStep)) // at least directBodyMin
+	if cap(x.body)-n < directBodyMin {
+		// Grow only when the room left is under directBodyMin, else read
+		// into what room there is: a client trickling the body a byte per
+		// segment costs no allocation per read, only one per step
+		// (TestBodyTrickleAllocs). Doubling, never past the declared end: a
+		// false length costs at most twice what the client really sent, or
+		// one step.
 		nb := make([]byte, n, n+max(want, int(min(rem, int64(n)))))
 		copy(nb, x.body)
 		x.body = nb
 	}
-	return x.body[n : n+min(want, cap(x.body)-n)]
+	return x.body[n:min(n+want, cap(x.body))]
 }
 
 // takeBody hands the parser the n bytes a read put at the end of the

@@ -116,9 +116,10 @@
 //	     who normalises it), a path parameter with a bad %-escape or not
 //	     UTF-8 once decoded, a missing or invalid Host
 //	404  no route for the path (text body)
-//	405  a route for the path, not for the method; Allow lists the methods.
-//	     While an app has no live worker the dispatcher's Lookup routes such
-//	     a miss to a route that Serve answers 503 (the table may lack routes)
+//	405  a route for the path, not for the method; Allow lists the methods
+//	     (404 and 405: while no app has registered, or one has no live
+//	     worker, the table may lack routes, and the dispatcher's Lookup
+//	     turns such a miss into a route that Serve answers 503)
 //	204  OPTIONS for a routed path with no OPTIONS route; Allow as above.
 //	     OPTIONS * gets 204 without Allow
 //	408  head or body too slow (close)

@@ -283,7 +283,7 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// endRelease stops releaseLoop.
+// endRelease stops watchHeld and releaseLoop.
 func (s *Server) endRelease() {
 	s.stopOnce.Do(func() { close(s.stopRelease) })
 }

@@ -971,6 +971,32 @@ func TestBodyDeadline(t *testing.T) {
 	}
 }
 
+// TestWriteDeadline: a write's deadline is its own bound (WriteTimeout
+// after its start) unless the response's time blocked on the client runs
+// out first: WriteTimeout plus a second per MinWriteRate bytes written.
+func TestWriteDeadline(t *testing.T) {
+	c := Config{WriteTimeout: 2 * time.Second, MinWriteRate: 1000}
+	now := time.Unix(1000, 0)
+	by := now.Add(c.WriteTimeout)
+	for _, tc := range []struct {
+		blocked time.Duration
+		written int64
+		want    time.Duration // from now
+		rate    bool
+	}{
+		{0, 0, 2 * time.Second, false},
+		{time.Second, 500, 1500 * time.Millisecond, true},
+		{3 * time.Second, 500, -500 * time.Millisecond, true},
+		{time.Second, 1000, 2 * time.Second, false},
+		{time.Hour, 1 << 62, 2 * time.Second, false}, // credit past any bound
+	} {
+		dl, rate := c.writeDeadline(now, by, tc.blocked, tc.written)
+		if d := dl.Sub(now); d != tc.want || rate != tc.rate {
+			t.Errorf("blocked %v, %d bytes written: %v (rate %v), want %v (rate %v)", tc.blocked, tc.written, d, rate, tc.want, tc.rate)
+		}
+	}
+}
+
 func TestPathAndIDHelpers(t *testing.T) {
 	for p, bad := range map[string]bool{
 		"/": false, "/a/b": false, "/a.b/c..d": false, "/.well-known": false, "/a/%2e%2e%2e": false,
