@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/engine"
 	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
 )
@@ -43,6 +44,12 @@ type Config struct {
 	// request body is buffered in memory before it is dispatched, so
 	// Limits.MaxBodyBytes is also the per-connection body memory bound.
 	Limits http1.Limits
+
+	// Engine is the socket engine plaintext connections run on: "uring"
+	// (io_uring), "netpoll" (Go's poller) or "auto" (the default: uring
+	// when the start-up probe can set a ring up, else netpoll, logged once
+	// with the reason). See gateway/engine.
+	Engine string `config:"engine" help:"socket engine: auto (io_uring where it works, else netpoll, logged), uring or netpoll; empty = auto"`
 
 	// ReadHeaderTimeout is how long a request head may take to arrive,
 	// counted from its first byte. A head still incomplete then is
@@ -151,6 +158,9 @@ type Config struct {
 // Validate reports the first invalid field, naming it. A nil result means
 // the Config can be served (after defaults are applied).
 func (c *Config) Validate() error {
+	if !engine.Valid(c.Engine) {
+		return fmt.Errorf("%w: engine: %q is not auto, uring or netpoll", ErrInvalidConfig, c.Engine)
+	}
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: Limits: %v", ErrInvalidConfig, err)
 	}

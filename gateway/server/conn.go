@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/engine"
 	"github.com/covetpy/covetpy/gateway/http1"
 )
 
@@ -35,7 +36,7 @@ type conn struct {
 	// Immutable after newConn.
 	srv    *Server
 	cfg    *Config
-	nc     net.Conn
+	nc     engine.Conn
 	remote string
 	ctx    context.Context // cancelled when the client is gone or the Server closes
 	cancel context.CancelFunc
@@ -115,7 +116,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:        s,
 		cfg:        cfg,
-		nc:         wrapConn(nc),
+		nc:         engine.Wrap(nc),
 		queue:      make(chan item, cfg.MaxPipelined),
 		free:       make(chan *exchange, cfg.MaxPipelined+2),
 		writerDone: make(chan struct{}),

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/engine"
 	"github.com/covetpy/covetpy/router"
 	"github.com/covetpy/covetpy/workerproto"
 )
@@ -99,10 +101,11 @@ func startServerOn(t testing.TB, cfg Config, b Backend, wrap func(net.Listener) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	eng := testEngine(t)
 	ts := &testServer{
-		srv:    &Server{Config: cfg, Backend: b},
+		srv:    &Server{Config: cfg, Backend: b, Engine: eng},
 		addr:   l.Addr().String(),
-		ln:     &countingListener{Listener: l},
+		ln:     &countingListener{Listener: eng.Listen(l)}, // the engine's listener, counted
 		served: make(chan error, 1),
 	}
 	var ln net.Listener = ts.ln
@@ -121,8 +124,26 @@ func startServerOn(t testing.TB, cfg Config, b Backend, wrap func(net.Listener) 
 			t.Error("Serve did not return after Close")
 		}
 		waitFor(t, "connections to close", func() bool { return ts.srv.numConns() == 0 })
+		eng.Close()
 	})
 	return ts
+}
+
+// testEngine opens the engine named by $COVET_TEST_ENGINE (uring or
+// netpoll; unset: auto), so that `make test` runs the suite once per engine.
+// An engine that cannot start fails the test: the suite never passes on an
+// engine it did not run on.
+func testEngine(t testing.TB) engine.Engine {
+	t.Helper()
+	name := os.Getenv("COVET_TEST_ENGINE")
+	if name == "" {
+		name = engine.Auto
+	}
+	e, _, err := engine.New(name)
+	if err != nil {
+		t.Fatalf("engine %s: %v", name, err)
+	}
+	return e
 }
 
 func (ts *testServer) url(path string) string { return "http://" + ts.addr + path }

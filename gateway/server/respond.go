@@ -98,7 +98,7 @@ func (c *conn) writeLoop() {
 // closeWrite half-closes the connection after its last response and lets
 // the reader drain input for lingerTimeout before the socket is closed.
 func (c *conn) closeWrite() {
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+	if c.nc.CloseWrite() == nil {
 		c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
 		c.lingering = true
 		return
@@ -350,8 +350,8 @@ func (c *conn) writev(tail []byte, ps ...[]byte) error {
 		bufs = append(bufs, tail)
 	}
 	c.bufStore = bufs
-	c.bufs = bufs                                                                  // writeBuffers consumes c.bufs, not c.bufStore
-	err := c.bounded(func() (int64, error) { return writeBuffers(c.nc, &c.bufs) }) // it consumes what it wrote
+	c.bufs = bufs                                                                 // writeBuffers consumes c.bufs, not c.bufStore
+	err := c.bounded(func() (int64, error) { return c.nc.WriteBuffers(&c.bufs) }) // it consumes what it wrote
 	clear(bufs)
 	c.bufs = nil
 	c.wbuf = c.wbuf[:0]

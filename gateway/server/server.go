@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/engine"
 	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/router"
@@ -41,6 +42,10 @@ var ErrServerClosed = errors.New("server: closed")
 type Server struct {
 	Config  Config
 	Backend Backend
+	// Engine, when set, is the socket engine to serve on, owned by the
+	// caller (who closes it after the Server); else the Server opens
+	// Config.Engine itself and closes it when shut down.
+	Engine engine.Engine
 
 	initOnce sync.Once
 	initErr  error
@@ -52,6 +57,10 @@ type Server struct {
 	access  *slog.Logger
 	timed   bool
 	date    http1.DateCache
+
+	eng      engine.Engine
+	ownsEng  bool
+	engClose sync.Once
 
 	baseCtx    context.Context // parent of every connection's context
 	cancelBase context.CancelFunc
@@ -96,7 +105,23 @@ func (s *Server) init() error {
 		}
 		s.cfg = s.Config.WithDefaults()
 		s.log = s.cfg.Logger
+		if s.eng = s.Engine; s.eng == nil {
+			name := s.cfg.Engine
+			if name == "" {
+				name = engine.Auto
+			}
+			e, fallback, err := engine.New(name)
+			if err != nil {
+				s.initErr = fmt.Errorf("engine %s: %w", name, err)
+				return
+			}
+			if fallback != "" {
+				s.log.Warn("io_uring unavailable, using the netpoll engine", "reason", fallback)
+			}
+			s.eng, s.ownsEng = e, true
+		}
 		s.metrics, s.access = s.cfg.Metrics, s.cfg.AccessLog
+		s.metrics.SetEngine(s.eng.Name())
 		s.timed = s.metrics != nil || s.access != nil
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
@@ -121,6 +146,20 @@ func (s *Server) init() error {
 	return s.initErr
 }
 
+// Prepare applies the Config and opens the engine, as the first Serve
+// does; calling it before Serve reports a bad Config, or an engine that
+// cannot start (engine "uring" where io_uring is refused), up front.
+func (s *Server) Prepare() error { return s.init() }
+
+// EngineName is the name of the engine the Server runs on (after Prepare
+// or Serve; empty before).
+func (s *Server) EngineName() string {
+	if s.init() != nil {
+		return ""
+	}
+	return s.eng.Name()
+}
+
 // Serve accepts connections on l and serves each on its own goroutines
 // until l fails or the Server is shut down; it then returns ErrServerClosed
 // (after Shutdown or Close) or the accept error. l is closed on return.
@@ -130,6 +169,7 @@ func (s *Server) Serve(l net.Listener) error {
 		l.Close()
 		return err
 	}
+	l = s.eng.Listen(l)
 	if !s.trackListener(l, true) {
 		l.Close()
 		return ErrServerClosed
@@ -235,11 +275,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if s.closeIdle() == 0 {
+			s.closeEngine()
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			s.closeAll()
+			s.closeEngine()
 			return ctx.Err()
 		case <-t.C:
 			poll = min(2*poll, maxPoll)
@@ -280,7 +322,16 @@ func (s *Server) Close() error {
 	s.closeListenersLocked()
 	s.mu.Unlock()
 	s.closeAll()
+	s.closeEngine()
 	return nil
+}
+
+// closeEngine closes the engine the Server opened. Connections still open
+// then fail with net.ErrClosed.
+func (s *Server) closeEngine() {
+	if s.ownsEng {
+		s.engClose.Do(func() { s.eng.Close() })
+	}
 }
 
 // endRelease stops watchHeld and releaseLoop.

@@ -25,6 +25,7 @@ type limitMetrics struct {
 	budgetSource  atomic.Pointer[func() int64]
 	slowWrites    prometheus.Counter
 	memoryRelease prometheus.Counter
+	engineInfo    *prometheus.GaugeVec
 }
 
 func (l *limitMetrics) init() []prometheus.Collector {
@@ -61,7 +62,11 @@ func (l *limitMetrics) init() []prometheus.Collector {
 		Namespace: namespace, Name: "memory_releases_total",
 		Help: "Times the gateway returned freed memory to the operating system after a burst of buffered responses ended.",
 	})
-	return []prometheus.Collector{l.connsShed, l.budgetShed, l.readersShed, l.budgetWaits, l.budgetInUse, l.slowWrites, l.memoryRelease}
+	l.engineInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "engine_info",
+		Help: "1 for the I/O engine the HTTP/1.1 front end runs on: uring (io_uring) or netpoll (Go's poller; also where io_uring is refused).",
+	}, []string{"engine"})
+	return []prometheus.Collector{l.connsShed, l.budgetShed, l.readersShed, l.budgetWaits, l.budgetInUse, l.slowWrites, l.memoryRelease, l.engineInfo}
 }
 
 // ConnShed counts a connection closed to stay within max_connections, for
@@ -71,6 +76,15 @@ func (m *Metrics) ConnShed(reason string) {
 		return
 	}
 	m.limits.connsShed.WithLabelValues(reason).Inc()
+}
+
+// SetEngine records the I/O engine in use (covet_engine_info).
+func (m *Metrics) SetEngine(name string) {
+	if m == nil {
+		return
+	}
+	m.limits.engineInfo.Reset()
+	m.limits.engineInfo.WithLabelValues(name).Set(1)
 }
 
 // BudgetWaited counts a request that waited for the response buffer budget.

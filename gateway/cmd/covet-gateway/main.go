@@ -92,6 +92,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The engine starts before any worker: `engine: uring` where io_uring is
+	// refused stops start-up here, naming the cause.
+	srv := &server.Server{Config: cfg.Server, Backend: d}
+	srv.Config.Logger = log.With("component", "http")
+	if err := srv.Prepare(); err != nil {
+		ln.Close()
+		return err
+	}
 	sup := supervisor.New(cfg.Supervisor, d, log.With("component", "supervisor"))
 	if cfg.Workers > 0 {
 		spec := supervisor.Spec{App: cfg.App, Command: []string(cfg.WorkerCmd), Dir: cfg.WorkerDir, Count: cfg.Workers}
@@ -118,11 +126,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		log.Info("accepting external workers", "control_socket", cfg.ControlSocket)
 	}
 
-	srv := &server.Server{Config: cfg.Server, Backend: d}
-	srv.Config.Logger = log.With("component", "http")
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0))
+	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0), "engine", srv.EngineName())
 	if cfg.Banner != "" {
 		fmt.Fprintln(stdout, strings.ReplaceAll(cfg.Banner, "{addr}", ln.Addr().String()))
 	}

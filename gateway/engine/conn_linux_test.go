@@ -1,4 +1,4 @@
-package server
+package engine
 
 import (
 	"bytes"
@@ -9,33 +9,62 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// sockPair is a loopback TCP connection: the server side wrapped by wrapConn
-// (with small socket buffers, so writes fill them) and the plain client side.
-func sockPair(t *testing.T) (*sockConn, *net.TCPConn) {
+// connPair is a loopback TCP connection accepted through e: the server
+// side as a Conn (with a small send buffer, so writes fill it) and the plain
+// client side (with a small receive buffer).
+func connPair(t *testing.T, e Engine) (Conn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	el := e.Listen(ln)
+	defer el.Close()
 	cc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := ln.Accept()
+	cc.(*net.TCPConn).SetReadBuffer(16 << 10)
+	nc, err := el.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.(*net.TCPConn).SetWriteBuffer(16 << 10)
-	cc.(*net.TCPConn).SetReadBuffer(16 << 10)
-	s, ok := wrapConn(sc).(*sockConn)
+	s, ok := nc.(Conn)
 	if !ok {
-		t.Fatalf("wrapConn(%T) is not a sockConn", sc)
+		t.Fatalf("%s accepted a %T, not a Conn", e.Name(), nc)
+	}
+	switch c := s.(type) {
+	case *sockConn:
+		c.SetWriteBuffer(16 << 10)
+	case *uconn:
+		unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 16<<10)
+	default:
+		t.Fatalf("%s accepted a %T", e.Name(), nc)
+	}
+	if got := s.RemoteAddr().String(); got != cc.LocalAddr().String() {
+		t.Fatalf("RemoteAddr = %s, want %s", got, cc.LocalAddr())
 	}
 	t.Cleanup(func() { s.Close(); cc.Close() })
 	return s, cc.(*net.TCPConn)
+}
+
+// forEachEngine runs f as a subtest per engine. The uring engine must work
+// on the machine that runs the tests: a failure to set it up fails them.
+func forEachEngine(t *testing.T, f func(t *testing.T, e Engine)) {
+	for _, name := range []string{Netpoll, Uring} {
+		t.Run(name, func(t *testing.T) {
+			e, _, err := New(name)
+			if err != nil {
+				t.Fatalf("engine %s: %v", name, err)
+			}
+			t.Cleanup(func() { e.Close() })
+			f(t, e)
+		})
+	}
 }
 
 func pattern(n int, seed byte) []byte {
@@ -58,8 +87,10 @@ func readAllAsync(c net.Conn) <-chan []byte {
 	return got
 }
 
-func TestSockConnReadWrite(t *testing.T) {
-	s, c := sockPair(t)
+func TestConnReadWrite(t *testing.T) { forEachEngine(t, testConnReadWrite) }
+
+func testConnReadWrite(t *testing.T, e Engine) {
+	s, c := connPair(t, e)
 	// Read: what the peer sent, a short read for a larger buffer, EOF.
 	if _, err := c.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
@@ -93,8 +124,8 @@ func TestSockConnReadWrite(t *testing.T) {
 			total += int64(len(p))
 			want.Write(p)
 		}
-		if n, err := writeBuffers(s, &bufs); n != total || err != nil || len(bufs) != 0 {
-			t.Fatalf("writeBuffers(%d bytes) = %d, %v, %d buffers left", total, n, err, len(bufs))
+		if n, err := s.WriteBuffers(&bufs); n != total || err != nil || len(bufs) != 0 {
+			t.Fatalf("WriteBuffers(%d bytes) = %d, %v, %d buffers left", total, n, err, len(bufs))
 		}
 	}
 	w([]byte("HTTP/1.1 200 OK\r\n\r\n"))
@@ -120,8 +151,10 @@ func TestSockConnReadWrite(t *testing.T) {
 	}
 }
 
-func TestSockConnDeadlinesAndErrors(t *testing.T) {
-	s, c := sockPair(t)
+func TestConnDeadlinesAndErrors(t *testing.T) { forEachEngine(t, testConnDeadlinesAndErrors) }
+
+func testConnDeadlinesAndErrors(t *testing.T, e Engine) {
+	s, c := connPair(t, e)
 	// A read deadline ends a read that has nothing to read.
 	s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	buf := make([]byte, 64)
@@ -137,7 +170,7 @@ func TestSockConnDeadlinesAndErrors(t *testing.T) {
 	var err error
 	for i := 0; i < 1000 && err == nil; i++ {
 		bufs = net.Buffers{pattern(rawMax/2, 1), pattern(rawMax/2, 2)}
-		n, err = writeBuffers(s, &bufs)
+		n, err = s.WriteBuffers(&bufs)
 	}
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("writeBuffers past deadline: %d, %v", n, err)
@@ -201,7 +234,7 @@ func TestWrapConnLeavesOtherConnsAlone(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if got := wrapConn(a); got != a {
-		t.Fatalf("wrapConn(net.Pipe) = %T, want it unchanged", got)
+	if got, ok := Wrap(a).(plainConn); !ok || got.Conn != a {
+		t.Fatalf("Wrap(net.Pipe) = %T, want the pipe in a plainConn", got)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package engine
 
 import (
 	"io"
@@ -48,15 +48,20 @@ type sockConn struct {
 	wfunc func(uintptr) bool
 }
 
-// wrapConn returns nc with raw short I/O when it is a TCP connection.
-func wrapConn(nc net.Conn) net.Conn {
+// Wrap returns nc as a Conn: a connection that already is one as it is, a
+// TCP connection with raw short I/O (sockConn), anything else (a Unix socket,
+// a pipe in tests) through plainConn.
+func Wrap(nc net.Conn) Conn {
+	if c, ok := nc.(Conn); ok {
+		return c
+	}
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
-		return nc
+		return plainConn{nc}
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return nc
+		return plainConn{nc}
 	}
 	r := &sockConn{TCPConn: tc, rc: rc, iov: make([]unix.Iovec, 0, 8)}
 	r.rfunc = r.readRaw
@@ -112,17 +117,10 @@ func (r *sockConn) Write(p []byte) (int, error) {
 	return int(n), err
 }
 
-// writeBuffers writes all of *bufs to nc in order (writev), consuming what it
+// WriteBuffers writes all of *bufs in order with writev, consuming what it
 // wrote, as net.Buffers.WriteTo does (which would write a sockConn one buffer at
 // a time).
-func writeBuffers(nc net.Conn, bufs *net.Buffers) (int64, error) {
-	if r, ok := nc.(*sockConn); ok {
-		return r.writeBuffers(bufs)
-	}
-	return bufs.WriteTo(nc)
-}
-
-func (r *sockConn) writeBuffers(bufs *net.Buffers) (int64, error) {
+func (r *sockConn) WriteBuffers(bufs *net.Buffers) (int64, error) {
 	total := 0
 	for _, b := range *bufs {
 		total += len(b)

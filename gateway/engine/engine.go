@@ -1,0 +1,130 @@
+// Package engine is the socket layer under the gateway's HTTP/1.1 front end
+// (gateway/server). An Engine turns a listener's connections into Conns:
+// byte streams with deadlines, writev and a half close. The front end, its
+// sans-IO codec, the router and the dispatcher sit above a Conn and do not
+// know which engine runs.
+//
+// Two engines exist:
+//
+//   - netpoll: Go's own network poller. Short reads and writes are raw
+//     system calls made inside syscall.RawConn's callbacks (sockConn); waiting
+//     for readiness and deadlines go through the runtime.
+//   - uring: io_uring (github.com/pawelgaczynski/giouring), one ring per Go
+//     processor, each run by a goroutine locked to its OS thread. The ring
+//     accepts (multishot accept) and receives (recv into a ring of provided
+//     buffers, re-armed from the ring's own loop, so a request costs no
+//     read system call); a write is one non-blocking writev from the writing
+//     goroutine, and a write that would block waits for the socket through
+//     the ring (poll). Idle connections hold no receive buffer.
+//
+// Name "auto" (the default) picks uring when the probe (New) can set up a
+// ring with a provided-buffer ring and the operations the engine uses, and
+// netpoll otherwise, with the reason. io_uring is refused by Docker's default
+// seccomp profile (EPERM), by kernel.io_uring_disabled, by kernels before
+// 5.19 (no provided-buffer rings) and, before 5.12, by a low RLIMIT_MEMLOCK.
+//
+// TLS, HTTP/2 and HTTP/3 front ends, built on Go's net.Conn, stay on netpoll.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Names of the engines, as the config's engine setting takes them.
+const (
+	Auto    = "auto"
+	Uring   = "uring"
+	Netpoll = "netpoll"
+)
+
+// Conn is one client connection. At most one goroutine reads and one writes
+// at a time; Close, CloseWrite and the deadline setters may be called from
+// any goroutine. Errors follow net.Conn's: a passed deadline gives an error
+// matching os.ErrDeadlineExceeded, a closed Conn one matching net.ErrClosed,
+// the peer's orderly close io.EOF.
+type Conn interface {
+	net.Conn
+	// CloseWrite shuts the sending side (FIN) and keeps reading.
+	CloseWrite() error
+	// WriteBuffers writes all of *bufs in order (writev), consuming what it
+	// wrote, as net.Buffers.WriteTo does.
+	WriteBuffers(bufs *net.Buffers) (int64, error)
+}
+
+// Engine accepts connections as Conns.
+type Engine interface {
+	// Name is Uring or Netpoll.
+	Name() string
+	// Listen returns a listener that accepts l's connections through the
+	// engine: its Accept returns Conns, and its Close closes l. A listener
+	// the engine cannot take (not TCP) is served as netpoll would.
+	Listen(l net.Listener) net.Listener
+	// Close stops the engine. Conns still open fail from then on with
+	// net.ErrClosed. Close the listeners and connections first.
+	Close() error
+}
+
+// New returns the engine called name: Netpoll, Uring or Auto (empty means
+// Auto). Uring fails when io_uring is unusable here; Auto then gives netpoll
+// and says why in fallback.
+func New(name string) (e Engine, fallback string, err error) {
+	switch name {
+	case Netpoll:
+		return NetpollEngine(), "", nil
+	case Uring:
+		e, err := newUring()
+		if err != nil {
+			return nil, "", err
+		}
+		return e, "", nil
+	case Auto, "":
+		e, err := newUring()
+		if err != nil {
+			return NetpollEngine(), err.Error(), nil
+		}
+		return e, "", nil
+	}
+	return nil, "", fmt.Errorf("unknown engine %q (want auto, uring or netpoll)", name)
+}
+
+// Valid reports whether name is an engine setting New takes.
+func Valid(name string) bool {
+	switch name {
+	case Auto, Uring, Netpoll, "":
+		return true
+	}
+	return false
+}
+
+// NetpollEngine returns the netpoll engine. It holds no resources.
+func NetpollEngine() Engine { return netpollEngine{} }
+
+type netpollEngine struct{}
+
+func (netpollEngine) Name() string                       { return Netpoll }
+func (netpollEngine) Listen(l net.Listener) net.Listener { return netpollListener{l} }
+func (netpollEngine) Close() error                       { return nil }
+
+type netpollListener struct{ net.Listener }
+
+func (l netpollListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(nc), nil
+}
+
+// plainConn is a Conn over any net.Conn.
+type plainConn struct{ net.Conn }
+
+func (c plainConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+func (c plainConn) WriteBuffers(bufs *net.Buffers) (int64, error) { return bufs.WriteTo(c.Conn) }

@@ -1,0 +1,478 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/pawelgaczynski/giouring"
+	"golang.org/x/sys/unix"
+)
+
+var errEOF = io.EOF
+
+// uringListener accepts through its ring's multishot accept on a duplicate
+// of the listener's descriptor.
+type uringListener struct {
+	net.Listener
+	eng  *uringEngine
+	ring *ring
+	fd   int
+	ch   chan accepted
+	done chan struct{}
+
+	closeOnce sync.Once
+
+	// Owned by the ring's loop.
+	slot     uint32
+	listed   bool // has a slot in ring.listeners
+	armed    bool // the multishot accept is in the kernel
+	stopping bool
+}
+
+type accepted struct {
+	c   *uconn
+	err error
+}
+
+func (l *uringListener) Accept() (net.Conn, error) {
+	select {
+	case a := <-l.ch:
+		if a.err != nil {
+			// The accept stopped on this error; the caller backs off (it
+			// is Temporary when the descriptors ran out) and calls again.
+			l.ring.post(op{kind: opAccept, l: l})
+			return nil, a.err
+		}
+		return a.c, nil
+	case <-l.done:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+}
+
+func (l *uringListener) Close() error {
+	err := net.ErrClosed
+	l.closeOnce.Do(func() {
+		err = l.Listener.Close()
+		close(l.done)
+		if !l.ring.post(op{kind: opStopAccept, l: l}) {
+			l.shut()
+		}
+	})
+	return err
+}
+
+// shut closes the duplicate descriptor and the connections accepted but not
+// taken. Called once, by the loop or, with the ring stopped, by Close.
+func (l *uringListener) shut() {
+	unix.Close(l.fd)
+	for {
+		select {
+		case a := <-l.ch:
+			if a.c != nil {
+				a.c.Close()
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (r *ring) armAccept(l *uringListener) {
+	if l.stopping || l.armed {
+		return
+	}
+	if !l.listed {
+		l.listed = true
+		l.slot = uint32(len(r.listeners))
+		r.listeners = append(r.listeners, l)
+	}
+	l.armed = true
+	e := r.sqe()
+	e.PrepareMultishotAccept(l.fd, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	e.UserData = userData(kAccept, l.slot, 0)
+}
+
+func (r *ring) stopAccept(l *uringListener) {
+	if l.stopping {
+		return
+	}
+	l.stopping = true
+	if l.armed {
+		r.cancel(userData(kAccept, l.slot, 0))
+	}
+	r.closing = append(r.closing, l.fd)
+	if l.listed {
+		r.listeners[l.slot] = nil
+		// The slot is not reused: a listener's accept completions are
+		// few, and a stale one finds nil.
+	}
+}
+
+// accepted takes one completion of l's multishot accept.
+func (r *ring) accepted(l *uringListener, res int32, flags uint32) {
+	if flags&giouring.CQEFMore == 0 {
+		l.armed = false
+	}
+	if res < 0 {
+		e := syscall.Errno(-res)
+		if e == unix.ECANCELED || l.stopping {
+			return
+		}
+		// The multishot accept has ended; Accept re-arms it after the
+		// caller saw the error.
+		select {
+		case l.ch <- accepted{err: &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", e)}}:
+		default:
+		}
+		return
+	}
+	fd := int(res)
+	if l.stopping {
+		unix.Close(fd)
+		return
+	}
+	// As Go's own accept: no Nagle delay; keep-alive probes after 15s
+	// idle, every 15s, 9 of them.
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
+	var raddr net.Addr
+	if sa, err := unix.Getpeername(fd); err == nil {
+		raddr = sockaddrToTCP(sa)
+	}
+	e := l.eng
+	target := e.rings[int(e.next.Add(1))%len(e.rings)]
+	c := newUconn(target, fd, l.Addr(), raddr)
+	select {
+	case l.ch <- accepted{c: c}:
+	default:
+		unix.Close(fd) // Accept is not keeping up: refused
+	}
+	if !l.armed && !l.stopping {
+		r.armAccept(l)
+	}
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	}
+	return nil
+}
+
+// uconn is a connection on the io_uring engine. Its ring receives for it
+// into inbox; Read copies out of inbox. Writes are non-blocking writev
+// system calls made by the writer, which waits on the ring (poll) only when
+// the socket's buffer is full. The descriptor is closed by the ring's loop
+// alone, after Close, so no call can reach a descriptor number reused by
+// another connection.
+type uconn struct {
+	ring         *ring
+	fd           int
+	laddr, raddr net.Addr
+	rwake, wwake chan struct{} // a reader or writer waiting is signalled here
+
+	mu        sync.Mutex
+	closed    bool   // Close was called
+	fdGone    bool   // the loop closed fd (set under mu)
+	inbox     []byte // received bytes (a pooled inboxSize array); inbox[ioff:] not read yet
+	ioff      int
+	rerr      error // the receive's final error (io.EOF, a reset)
+	recvArmed bool  // a receive is in the kernel or posted for it
+	pollArmed bool  // a poll for room is in the kernel or posted for it
+	rdl, wdl  time.Time
+	rtimer    *time.Timer
+	wtimer    *time.Timer
+
+	// Owned by the writer.
+	writeIov []unix.Iovec
+	writeOne [1][]byte
+
+	// Owned by the ring's loop.
+	adopted   bool
+	slot, gen uint32
+	recvK     bool // a receive is in the kernel
+	pollK     bool // a poll is in the kernel
+}
+
+func newUconn(r *ring, fd int, laddr, raddr net.Addr) *uconn {
+	return &uconn{ring: r, fd: fd, laddr: laddr, raddr: raddr, rwake: make(chan struct{}, 1), wwake: make(chan struct{}, 1)}
+}
+
+// signal wakes a goroutine waiting on ch, if any. Called with mu held.
+func (c *uconn) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// inboxSize is a connection's input buffer: room for two receives.
+const inboxSize = 2 * bufSize
+
+// roomFor makes inbox ready to take n more bytes, and reports whether it
+// can. Called with mu held.
+func (c *uconn) roomFor(n int) bool {
+	if c.inbox == nil {
+		c.inbox, c.ioff = c.ring.getInbox()[:0], 0
+	}
+	if cap(c.inbox)-len(c.inbox) >= n {
+		return true
+	}
+	if c.ioff > 0 { // move the unread bytes to the front
+		m := copy(c.inbox[:cap(c.inbox)], c.inbox[c.ioff:])
+		c.inbox, c.ioff = c.inbox[:m], 0
+	}
+	return cap(c.inbox)-len(c.inbox) >= n
+}
+
+// dropInbox hands an emptied inbox back to the ring's spares. Called with mu held.
+func (c *uconn) dropInbox() {
+	c.ring.putInbox((*[inboxSize]byte)(c.inbox[:inboxSize]))
+	c.inbox, c.ioff = nil, 0
+}
+
+func (c *uconn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if c.closed {
+			return 0, c.opError("read", net.ErrClosed)
+		}
+		if c.ioff < len(c.inbox) {
+			n := copy(p, c.inbox[c.ioff:])
+			c.ioff += n
+			if c.ioff == len(c.inbox) {
+				c.dropInbox()
+			}
+			c.wantInput()
+			return n, nil
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		}
+		if !c.wantInput() {
+			return 0, c.opError("read", net.ErrClosed)
+		}
+		c.wait(c.rwake, &c.rtimer, c.rdl)
+	}
+}
+
+// wantInput posts a receive when none is armed and a whole receive buffer
+// would fit in inbox. It reports false when the ring has stopped. Called
+// with mu held.
+func (c *uconn) wantInput() bool {
+	if c.recvArmed || c.rerr != nil || len(c.inbox)-c.ioff > inboxSize-bufSize {
+		return true
+	}
+	if !c.ring.post(op{kind: opArmRecv, c: c}) {
+		return false
+	}
+	c.recvArmed = true
+	return true
+}
+
+// wait releases mu until ch is signalled or dl passes (zero: no limit).
+func (c *uconn) wait(ch chan struct{}, t **time.Timer, dl time.Time) {
+	c.mu.Unlock()
+	if dl.IsZero() {
+		<-ch
+	} else {
+		d := time.Until(dl)
+		if *t == nil {
+			*t = time.NewTimer(d)
+		} else {
+			(*t).Reset(d)
+		}
+		select {
+		case <-ch:
+			(*t).Stop()
+		case <-(*t).C:
+		}
+	}
+	c.mu.Lock()
+}
+
+func (c *uconn) Write(p []byte) (int, error) {
+	c.writeOne[0] = p // Write and WriteBuffers are called by one goroutine at a time
+	n, err := c.writeBufs(c.writeOne[:])
+	c.writeOne[0] = nil
+	return int(n), err
+}
+
+func (c *uconn) WriteBuffers(bufs *net.Buffers) (int64, error) {
+	n, err := c.writeBufs(*bufs)
+	left, off := advance(*bufs, 0, int(n))
+	if len(left) > 0 {
+		left[0] = left[0][off:]
+	}
+	*bufs = left
+	return n, err
+}
+
+// writeBufs writes bufs whole with non-blocking writev calls, waiting on
+// the ring for room between them.
+func (c *uconn) writeBufs(bufs [][]byte) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var done int64
+	bufs, off := advance(bufs, 0, 0)
+	for len(bufs) > 0 {
+		if c.closed {
+			return done, c.opError("write", net.ErrClosed)
+		}
+		if !c.wdl.IsZero() && !time.Now().Before(c.wdl) {
+			return done, c.opError("write", os.ErrDeadlineExceeded)
+		}
+		n, e := c.writev(bufs, off)
+		if n > 0 {
+			done += int64(n)
+			bufs, off = advance(bufs, off, n)
+			continue
+		}
+		switch e {
+		case 0, unix.EINTR:
+			continue
+		case unix.EAGAIN:
+		default:
+			return done, c.opError("write", os.NewSyscallError("writev", e))
+		}
+		if !c.pollArmed {
+			if !c.ring.post(op{kind: opPollOut, c: c}) {
+				return done, c.opError("write", net.ErrClosed)
+			}
+			c.pollArmed = true
+		}
+		c.wait(c.wwake, &c.wtimer, c.wdl)
+	}
+	return done, nil
+}
+
+// writev makes one writev system call for bufs (the first from off).
+// Short ones (rawMax) are raw system calls, as netpoll's; longer ones go
+// through the runtime, which can hand the processor on while the kernel
+// copies. Called with mu held and the descriptor open.
+func (c *uconn) writev(bufs [][]byte, off int) (int, syscall.Errno) {
+	iov := c.writeIov[:0]
+	total := 0
+	for i, b := range bufs {
+		if i == 0 {
+			b = b[off:]
+		}
+		if len(b) == 0 {
+			continue
+		}
+		if len(iov) == maxIov {
+			break
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+		total += len(b)
+	}
+	c.writeIov = iov
+	var n uintptr
+	var e syscall.Errno
+	if total <= rawMax {
+		n, _, e = unix.RawSyscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	} else {
+		n, _, e = unix.Syscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	}
+	clear(iov)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
+}
+
+func (c *uconn) CloseWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opError("close", net.ErrClosed)
+	}
+	if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+		return c.opError("close", os.NewSyscallError("shutdown", err))
+	}
+	return nil
+}
+
+func (c *uconn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opError("close", net.ErrClosed)
+	}
+	c.closed = true
+	if c.inbox != nil {
+		c.dropInbox()
+	}
+	c.signal(c.rwake)
+	c.signal(c.wwake)
+	c.mu.Unlock()
+	if !c.ring.post(op{kind: opClose, c: c}) {
+		// The ring has stopped: it closed the descriptor if it ever
+		// served the connection; else it is still ours.
+		c.mu.Lock()
+		if !c.fdGone {
+			c.fdGone = true
+			unix.Close(c.fd)
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+func (c *uconn) LocalAddr() net.Addr  { return c.laddr }
+func (c *uconn) RemoteAddr() net.Addr { return c.raddr }
+
+func (c *uconn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *uconn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.rdl = t
+	c.signal(c.rwake) // a waiting reader looks at the new deadline
+	return nil
+}
+
+func (c *uconn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.wdl = t
+	c.signal(c.wwake)
+	return nil
+}
+
+func (c *uconn) opError(op string, err error) error {
+	if errors.Is(err, io.EOF) {
+		return err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+}
