@@ -10,12 +10,20 @@
 //     system calls made inside syscall.RawConn's callbacks (sockConn); waiting
 //     for readiness and deadlines go through the runtime.
 //   - uring: io_uring (github.com/pawelgaczynski/giouring), one ring per Go
-//     processor, each run by a goroutine locked to its OS thread. The ring
-//     accepts (multishot accept) and receives (recv into a ring of provided
-//     buffers, re-armed from the ring's own loop, so a request costs no
-//     read system call); a write is one non-blocking writev from the writing
-//     goroutine, and a write that would block waits for the socket through
-//     the ring (poll). Idle connections hold no receive buffer.
+//     processor, each run by one goroutine (its loop) that alone submits to
+//     it and reaps it, in batches: one io_uring_enter per pass, for every
+//     connection on the ring. The ring accepts (multishot accept) and
+//     receives (recv into a ring of 1,024 provided 16 KiB buffers, re-armed
+//     by the loop itself, so a request costs no read system call); the
+//     bytes are copied into the connection's input buffer (32 KiB, from a
+//     spare list, given back when all is read, so an idle connection holds
+//     none) and its reader woken. A write is one non-blocking writev from
+//     the writing goroutine, as on netpoll (a ring send would add a hand-off
+//     to the loop and back); one that would block waits for room through
+//     the ring (poll). When it has nothing to do the loop parks in Go's
+//     poller on an eventfd that the kernel adds to when completions arrive
+//     (registered with the ring) and that other goroutines add to when they
+//     post work. Deadlines are Go timers, armed only while a call waits.
 //
 // Name "auto" (the default) picks uring when the probe (New) can set up a
 // ring with a provided-buffer ring and the operations the engine uses, and

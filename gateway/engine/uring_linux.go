@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,8 +35,7 @@ const (
 	kRecv   = 1 // a receive into a provided buffer
 	kPoll   = 2 // a wait for the socket to take more bytes
 	kAccept = 3 // a listener's multishot accept
-	kWake   = 4 // the ring's eventfd: work was posted
-	kCancel = 5 // a cancellation; its own completion means nothing
+	kCancel = 4 // a cancellation; its own completion means nothing
 )
 
 func userData(kind uint8, slot, gen uint32) uint64 {
@@ -46,11 +46,15 @@ func splitUserData(ud uint64) (kind uint8, slot, gen uint32) {
 	return uint8(ud), uint32(ud >> 8), uint32(ud>>40) & 0xffffff
 }
 
-// The setup flags tried first: submissions only from the ring's own thread
-// and completion work run only when that thread asks for completions, which
-// spares the kernel inter-processor interrupts. Kernels before 6.1 refuse
-// them; the ring is then made with none.
-const fastSetup = giouring.SetupSubmitAll | giouring.SetupCoopTaskrun | giouring.SetupSingleIssuer | giouring.SetupDeferTaskrun
+// The setup flags tried first: all of a batch submitted even if one fails,
+// and completion work run when the submitting thread next enters the kernel
+// rather than by interrupting it (an idle thread is woken for it). Kernels
+// before 5.19 refuse them; the ring is then made with none.
+// SetupDeferTaskrun was measured and left out: completion work then waits
+// for the ring's owner to ask for completions and does not add to the
+// registered eventfd, so the loop, parked on that eventfd, slept through it
+// (3,700 req/s). SetupSingleIssuer needs a loop locked to one thread, see loop.
+const fastSetup = giouring.SetupSubmitAll | giouring.SetupCoopTaskrun | giouring.SetupTaskrunFlag
 
 // uringEngine is the io_uring engine: one ring per Go processor.
 type uringEngine struct {
@@ -120,16 +124,18 @@ func (e *uringEngine) Listen(l net.Listener) net.Listener {
 	return ul
 }
 
-// ring is one io_uring with the goroutine, locked to its thread, that alone
-// submits to it and reaps it. Other goroutines hand it work with post.
+// ring is one io_uring with the goroutine (its loop) that alone submits to
+// it and reaps it. Other goroutines hand it work with post.
 type ring struct {
 	eng    *uringEngine
 	r      *giouring.Ring
 	br     *giouring.BufAndRing
 	bufMem []byte // bufCount*bufSize, mmap'd
+	// wakefd is an eventfd the kernel adds to when it has completions for
+	// the ring (registered with it) and post adds to when it has work; wake
+	// is it as an *os.File, which the loop reads to wait.
 	wakefd int
-	// wakeBuf receives the eventfd's count; the kernel writes it.
-	wakeBuf [8]byte
+	wake   *os.File
 
 	// inboxes holds spare connection input buffers: a connection with
 	// nothing unread gives its buffer back, so an idle one keeps none.
@@ -214,13 +220,19 @@ func (r *ring) setup() error {
 		r.br.BufRingAdd(uintptr(unsafe.Pointer(&r.bufMem[i*bufSize])), bufSize, uint16(i), giouring.BufRingMask(bufCount), i)
 	}
 	r.br.BufRingAdvance(bufCount)
-	r.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC)
+	r.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err == nil {
+		if _, err = r.r.RegisterEventFd(r.wakefd); err != nil {
+			unix.Close(r.wakefd)
+		}
+	}
 	if err != nil {
 		r.r.FreeBufRing(bufGroup)
 		r.r.QueueExit()
 		unix.Munmap(r.bufMem)
-		return fmt.Errorf("eventfd: %w", err)
+		return fmt.Errorf("io_uring eventfd: %w", err)
 	}
+	r.wake = os.NewFile(uintptr(r.wakefd), "io_uring-eventfd") // non-blocking: read through Go's poller
 	return nil
 }
 
@@ -295,43 +307,46 @@ func (r *ring) sqe() *giouring.SubmissionQueueEntry {
 }
 
 func (r *ring) loop(ready chan<- error) {
-	// The thread stays locked to the end: it exits with the goroutine.
-	runtime.LockOSThread()
+	// The goroutine is not locked to a thread (measured: a locked loop
+	// thread cannot run the readers it wakes, so each wake handed them to
+	// another thread, 0.82 futex calls per request, and cost more CPU per
+	// request than it saved). The kernel runs a completion's work on the
+	// thread that submitted it, the next time that thread enters the kernel
+	// or, asleep, when woken for it (SetupCoopTaskrun).
 	defer close(r.done)
 	if err := r.setup(); err != nil {
 		ready <- err
 		return
 	}
 	ready <- nil
-	r.armWake()
+	var count [8]byte
 	for {
 		if r.runPosted() {
 			break
 		}
+		r.r.SubmitAndGetEvents()
 		if len(r.closing) > 0 {
-			// The cancellations name the operations by user data, so the
-			// descriptors may close once they are submitted.
-			r.r.Submit()
+			// The cancellations name the operations by user data, and they
+			// are submitted: the descriptors may close.
 			for _, fd := range r.closing {
 				unix.Close(fd)
 			}
 			r.closing = r.closing[:0]
 		}
+		if r.reap() > 0 {
+			continue
+		}
 		r.sleeping.Store(true)
 		r.mu.Lock()
 		more := len(r.posted) > 0
 		r.mu.Unlock()
-		if more {
-			r.sleeping.Store(false)
-			continue
+		if !more {
+			// Park in Go's poller, the thread's processor handed on, until
+			// the kernel has completions for the ring or post has work:
+			// both add to the eventfd.
+			r.wake.Read(count[:])
 		}
-		_, err := r.r.SubmitAndWait(1)
 		r.sleeping.Store(false)
-		if err != nil && !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ETIME) {
-			// Not expected from a working ring; keep serving what completes.
-			runtime.Gosched()
-		}
-		r.reap()
 	}
 	r.teardown()
 }
@@ -361,12 +376,6 @@ func (r *ring) runPosted() bool {
 		r.work[i] = op{}
 	}
 	return stop
-}
-
-func (r *ring) armWake() {
-	e := r.sqe()
-	e.PrepareRead(r.wakefd, uintptr(unsafe.Pointer(&r.wakeBuf[0])), 8, 0)
-	e.UserData = userData(kWake, 0, 0)
 }
 
 // adopt gives c a slot on this ring, once.
@@ -462,21 +471,20 @@ func (r *ring) closeConn(c *uconn) {
 	r.release(c)
 }
 
-func (r *ring) reap() {
+// reap handles the completions waiting and returns how many there were.
+func (r *ring) reap() int {
 	n := uint32(0)
 	r.r.ForEachCQE(func(cqe *giouring.CompletionQueueEvent) {
 		n++
 		r.complete(cqe.UserData, cqe.Res, cqe.Flags)
 	})
 	r.r.CQAdvance(n)
+	return int(n)
 }
 
 func (r *ring) complete(ud uint64, res int32, flags uint32) {
 	kind, slot, gen := splitUserData(ud)
 	switch kind {
-	case kWake:
-		r.armWake()
-		return
 	case kCancel:
 		return
 	case kAccept:
@@ -586,7 +594,7 @@ func (r *ring) teardown() {
 		unix.Munmap(r.bufMem)
 	}
 	unix.Munmap(unsafe.Slice((*byte)(unsafe.Pointer(r.br)), bufCount*int(unsafe.Sizeof(giouring.BufAndRing{}))))
-	unix.Close(r.wakefd)
+	r.wake.Close()
 }
 
 // busy reports whether a receive or an accept of the ring's is still in
