@@ -186,6 +186,11 @@ func startRing(e *uringEngine) (*ring, error) {
 // setup makes the ring on the calling (locked) thread, with its
 // provided-buffer ring and wakeup eventfd.
 func (r *ring) setup() error {
+	if setupHook != nil {
+		if err := setupHook(); err != nil {
+			return describeSetupError(err)
+		}
+	}
 	r.r = giouring.NewRing()
 	err := r.r.QueueInit(ringEntries, fastSetup)
 	if errors.Is(err, unix.EINVAL) {
@@ -235,6 +240,10 @@ func (r *ring) setup() error {
 	r.wake = os.NewFile(uintptr(r.wakefd), "io_uring-eventfd") // non-blocking: read through Go's poller
 	return nil
 }
+
+// setupHook, set by tests, fails the ring's setup as a refused
+// io_uring_setup would.
+var setupHook func() error
 
 // describeSetupError says why io_uring_setup failed, in the words an
 // operator needs.
