@@ -249,30 +249,60 @@ func (c *uconn) Read(p []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.awaitInput(); err != nil {
+		return 0, err
+	}
+	return c.take(p), nil
+}
+
+// ReadIdle is Read into a buffer it takes from get only once bytes have
+// arrived, so that a connection waiting for its next request holds no read
+// buffer (the ring receives into its own). It returns that buffer, now the
+// caller's, and the count; on an error, a nil buffer, having taken none.
+func (c *uconn) ReadIdle(get func() []byte, put func([]byte)) ([]byte, int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.awaitInput(); err != nil {
+		return nil, 0, err
+	}
+	buf := get()
+	return buf, c.take(buf), nil
+}
+
+// awaitInput waits until there are unread bytes, returning nil, or the
+// read fails: closed, the peer's EOF or reset, the deadline. Called with mu
+// held.
+func (c *uconn) awaitInput() error {
 	for {
 		if c.closed {
-			return 0, c.opError("read", net.ErrClosed)
+			return c.opError("read", net.ErrClosed)
 		}
 		if c.ioff < len(c.inbox) {
-			n := copy(p, c.inbox[c.ioff:])
-			c.ioff += n
-			if c.ioff == len(c.inbox) {
-				c.dropInbox()
-			}
-			c.wantInput()
-			return n, nil
+			return nil
 		}
 		if c.rerr != nil {
-			return 0, c.rerr
+			return c.rerr
 		}
 		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
-			return 0, c.opError("read", os.ErrDeadlineExceeded)
+			return c.opError("read", os.ErrDeadlineExceeded)
 		}
 		if !c.wantInput() {
-			return 0, c.opError("read", net.ErrClosed)
+			return c.opError("read", net.ErrClosed)
 		}
 		c.wait(c.rwake, &c.rtimer, c.rdl)
 	}
+}
+
+// take copies unread bytes into p (len(p) > 0), giving the input buffer
+// back once it is all read. Called with mu held and bytes unread.
+func (c *uconn) take(p []byte) int {
+	n := copy(p, c.inbox[c.ioff:])
+	c.ioff += n
+	if c.ioff == len(c.inbox) {
+		c.dropInbox()
+	}
+	c.wantInput()
+	return n
 }
 
 // wantInput posts a receive when none is armed and a whole receive buffer
