@@ -1,8 +1,9 @@
 // Package http1 is CovetPy's sans-IO HTTP/1.1 codec (RFC 9110, RFC 9112):
 // a server-side request parser and an append-style response writer that
-// work on byte slices and never touch a net.Conn. A connection driver — the
-// netpoll engine today, the io_uring engine later — owns the socket, the
-// buffers and the timers, and feeds the bytes it reads to a Parser.
+// work on byte slices and never touch a net.Conn. A connection driver
+// (gateway/server, on either socket engine of gateway/engine) owns the
+// socket, the buffers and the timers, and feeds the bytes it reads to a
+// Parser.
 //
 // # Parsing
 //

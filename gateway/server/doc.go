@@ -1,5 +1,6 @@
-// Package server is CovetPy's HTTP/1.1 front end on Go's netpoll engine: it
-// accepts connections, parses requests with the sans-IO gateway/http1 codec,
+// Package server is CovetPy's HTTP/1.1 front end: on a socket engine
+// (gateway/engine: io_uring or Go's netpoll, Config.Engine) it accepts
+// connections, parses requests with the sans-IO gateway/http1 codec,
 // routes them through a Backend (the dispatcher, which hands them to Python
 // workers) and writes the answers back.
 //
@@ -29,12 +30,11 @@
 // body's end, so a large body is neither copied out of the read buffer nor
 // read 8 KiB at a time.
 //
-// A TCP socket's reads and writes of up to 64 KiB are raw system calls made
-// inside syscall.RawConn's callbacks (sockio_linux.go): the socket is
-// non-blocking, so they never sleep in the kernel, and they skip the
-// runtime's syscall entry, whose wakeups of the runtime's monitor thread
-// cost the gateway about a tenth of its CPU (docs/performance.md).
-// Waiting for readiness, deadlines and Close still go through the netpoller.
+// The socket itself is the engine's engine.Conn: reads, writev, deadlines,
+// the half close. The server does not know which engine runs; the engine
+// package says how each moves the bytes. A Server opens the engine named by
+// Config.Engine at its first Serve (or Prepare) and closes it when shut
+// down, unless it was given one (Server.Engine).
 //
 // Request objects, parameter arrays, body buffers and worker head storage
 // are reused from request to request, so a keep-alive request costs no
