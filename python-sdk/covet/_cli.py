@@ -7,7 +7,8 @@
     covet routes MODULE:ATTR                     print the route table
     covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--app-name NAME]
               [--gateway PATH] [--reload] [--admin-listen ADDR] [--access-log]
-              [--log-level LEVEL] [--config FILE] [-- GATEWAY FLAGS...]
+              [--log-level LEVEL] [--config FILE] [--engine auto|uring|netpoll]
+              [-- GATEWAY FLAGS...]
                                                  exec the gateway, which spawns workers
                                                  (--reload: run it as a child and SIGHUP it
                                                  when a *.py file changes: new workers)
@@ -166,7 +167,8 @@ def _port(text: str) -> int:
 
 #: ``covet run``'s flags for common gateway settings: (flag, takes a value). Each is
 #: passed on as the same gateway flag, only when given.
-GATEWAY_FLAGS: Final = (("--admin-listen", True), ("--access-log", False), ("--log-level", True), ("--config", True))
+GATEWAY_FLAGS: Final = (("--admin-listen", True), ("--access-log", False), ("--log-level", True), ("--config", True),
+                        ("--engine", True))
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error")
 
 
@@ -202,6 +204,8 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"gateway and workers: log level (default info; also ${ENV_LOG_LEVEL})")
     run.add_argument("--config", metavar="FILE",
                      help="gateway: YAML configuration file; covet run's own flags win over it")
+    run.add_argument("--engine", choices=("auto", "uring", "netpoll"),
+                     help="gateway: socket engine (default auto: io_uring where the kernel allows it, else netpoll)")
     return p
 
 

@@ -121,14 +121,14 @@ def test_run_passes_the_common_gateway_settings_and_everything_after_the_dashes(
     gw, out = fake_gateway(tmp_path)
     r = covet("run", "worker_app:app", "--workers", "1", "--gateway", str(gw),
               "--admin-listen", "127.0.0.1:9100", "--access-log", "--log-level", "DEBUG", "--config", "covet.yaml",
-              "--", "--max-rss", "512M", "--workers", "2")  # fmt: skip
+              "--engine", "netpoll", "--", "--max-rss", "512M", "--workers", "2")  # fmt: skip
     assert r.returncode == 0, r.stderr
     got = json.loads(out.read_text())
     argv = got["argv"]
     banner = argv.index("--banner")
     assert argv[banner:banner + 2] == ["--banner", "CovetPy serving worker_app:app on http://{addr} (1 worker)"]
     assert argv[banner + 2:] == ["--admin-listen", "127.0.0.1:9100", "--access-log", "--log-level", "debug",
-                                 "--config", "covet.yaml", "--max-rss", "512M", "--workers", "2"]
+                                 "--config", "covet.yaml", "--engine", "netpoll", "--max-rss", "512M", "--workers", "2"]
     assert got["log_level"] == "debug"  # the workers inherit it
 
 
@@ -137,7 +137,7 @@ def test_run_passes_no_gateway_setting_that_was_not_given(tmp_path: Path) -> Non
     r = covet("run", "worker_app:app", "--workers", "2", "--gateway", str(gw))
     assert r.returncode == 0, r.stderr
     got = json.loads(out.read_text())
-    assert not {"--admin-listen", "--access-log", "--log-level", "--config"} & set(got["argv"])
+    assert not {"--admin-listen", "--access-log", "--log-level", "--config", "--engine"} & set(got["argv"])
     assert got["log_level"] is None
 
 
