@@ -83,10 +83,45 @@ func sdkWorker(t *testing.T, module string) string {
 	return py + " -m covet worker " + module + ":app"
 }
 
+// testEngine is the IO engine the tests run the gateway on: $COVET_TEST_ENGINE,
+// uring or netpoll (`make test` runs the suite once with each), or empty for the
+// gateway's default, auto. With uring, a host without io_uring makes the gateway
+// exit at start-up, so the tests fail rather than pass on the other engine.
+func testEngine() string { return os.Getenv("COVET_TEST_ENGINE") }
+
+// withTestEngine is flags with `--engine $COVET_TEST_ENGINE` in front, or flags as
+// they are when the variable is empty or they choose an engine themselves.
+func withTestEngine(flags []string) []string {
+	if e := testEngine(); e != "" && !namesEngine(flags) {
+		return append([]string{"--engine", e}, flags...)
+	}
+	return flags
+}
+
+// namesEngine reports whether flags hold --engine (or -engine, or either with =).
+func namesEngine(flags []string) bool {
+	for _, f := range flags {
+		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if strings.HasPrefix(f, "-") && name == "engine" {
+			return true
+		}
+	}
+	return false
+}
+
 // launchGateway starts the gateway with workers running workerCmd (in
 // integration/apps, COVET_TEST_DIR set to g.state), registering as app, and extra
-// flags; it does not wait for them, and leaves stopping it to the caller.
+// flags, on the engine of $COVET_TEST_ENGINE unless flags name one; it does not wait
+// for them, and leaves stopping it to the caller.
 func launchGateway(t *testing.T, app, workerCmd string, workers int, flags ...string) *gateway {
+	t.Helper()
+	return launchGatewayUnder(t, nil, app, workerCmd, workers, withTestEngine(flags)...)
+}
+
+// launchGatewayUnder is launchGateway with the gateway run by the command wrap
+// (wrap... covet-gateway args...; none when empty), without COVET_ENGINE in its
+// environment and with only the flags given.
+func launchGatewayUnder(t *testing.T, wrap []string, app, workerCmd string, workers int, flags ...string) *gateway {
 	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -95,8 +130,9 @@ func launchGateway(t *testing.T, app, workerCmd string, workers int, flags ...st
 	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
 	args := append([]string{"--listen", g.addr, "--app", app, "--workers", fmt.Sprint(workers),
 		"--worker-cmd", workerCmd, "--worker-dir", filepath.Join(root, "integration", "apps")}, flags...)
-	g.cmd = exec.Command(gatewayBinary(t), args...)
-	g.cmd.Env = append(os.Environ(), "COVET_TEST_DIR="+g.state)
+	argv := append(append(append([]string(nil), wrap...), gatewayBinary(t)), args...)
+	g.cmd = exec.Command(argv[0], argv[1:]...)
+	g.cmd.Env = append(withoutEnv(os.Environ(), "COVET_ENGINE"), "COVET_TEST_DIR="+g.state)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -105,12 +141,31 @@ func launchGateway(t *testing.T, app, workerCmd string, workers int, flags ...st
 	return g
 }
 
+// withoutEnv is env less the variable name.
+func withoutEnv(env []string, name string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // startGateway runs the gateway with workers for app "module:app" and extra flags,
 // and waits until it answers /hello.
 func startGateway(t *testing.T, module string, workers int, flags ...string) *gateway {
 	t.Helper()
 	g := launchGateway(t, module, sdkWorker(t, module), workers, flags...)
 	t.Cleanup(g.stop)
+	g.waitServing(workers)
+	return g
+}
+
+// waitServing waits until g answers /hello and all its workers have attached.
+func (g *gateway) waitServing(workers int) {
+	t := g.t
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + g.addr + "/hello")
@@ -120,6 +175,12 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 			if resp.StatusCode == 200 {
 				break
 			}
+		}
+		select {
+		case err := <-g.exited:
+			g.exited <- nil // stop: reported here
+			t.Fatalf("gateway exited (%v) before serving; output:\n%s", err, g.out)
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("gateway not serving after 30s (last error %v); output:\n%s", err, g.out)
@@ -133,7 +194,6 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return g
 }
 
 // startShmWorker runs integration/workers/<script> as an external worker that

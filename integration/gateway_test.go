@@ -353,7 +353,7 @@ func TestGatewayExternalWorker(t *testing.T) {
 	}
 	sock := t.TempDir() + "/control.sock"
 	g := &gateway{t: t, addr: freePort(t), state: t.TempDir(), out: &syncBuffer{}, exited: make(chan error, 1)}
-	g.cmd = exec.Command(gatewayBinary(t), "--listen", g.addr, "--workers", "0", "--control-socket", sock, "--control-token", "s3cret")
+	g.cmd = exec.Command(gatewayBinary(t), withTestEngine([]string{"--listen", g.addr, "--workers", "0", "--control-socket", sock, "--control-token", "s3cret"})...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)

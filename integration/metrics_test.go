@@ -24,6 +24,12 @@ func startGatewayWithAdmin(t *testing.T, module string, workers int, flags ...st
 	t.Helper()
 	a := &admin{t: t, addr: freePort(t), c: &http.Client{Timeout: 10 * time.Second}}
 	g := startGateway(t, module, workers, append([]string{"--admin-listen", a.addr}, flags...)...)
+	// The matrix really switches engines: the gateway says it runs the one asked for.
+	if e := testEngine(); e != "" && !namesEngine(flags) {
+		if got := a.engineInfo(); got != e {
+			t.Fatalf("COVET_TEST_ENGINE=%s, but covet_engine_info names %q", e, got)
+		}
+	}
 	return g, a
 }
 
