@@ -105,7 +105,8 @@ test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 # eager task), else on the .venv Python again. The netpoll pass is the one that used to
 # repeat the suite on EAGER_PY alone, so the engine matrix adds no third pass to
 # `make test`. The Go tests take the engine from COVET_TEST_ENGINE; the pytest ones start
-# the gateway through conftest.py or `covet run`, and it reads COVET_ENGINE.
+# the gateway through conftest.py or `covet run`, and it reads COVET_ENGINE. Both check
+# that the gateway says it runs on that engine (covet_engine_info, its listening line).
 NETPOLL_PY  := $(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python,$(PY))
 NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin \
 	$(if $(EAGER_PY),PYTHONPATH=$(CURDIR)/python-sdk)

@@ -119,6 +119,10 @@ def serving_gateway(
             if time.monotonic() >= deadline:
                 pytest.fail(f"gateway not answering after {STARTUP_TIMEOUT_S}s:\n{gw.log_text()[-3000:]}")
             time.sleep(0.1)
+        engine = os.environ.get("COVET_ENGINE")
+        if engine and "COVET_ENGINE" not in env:
+            # The Makefile's engine passes set it: the gateway must say it runs on it.
+            gw.wait_for_log(f"engine={engine}")
         yield gw
     finally:
         if proc.poll() is None:
