@@ -54,7 +54,10 @@ func TestContentLengthNotPlainDecimal(t *testing.T) {
 // pipeListener hands the Server the server ends of net.Pipe connections. A
 // pipe delivers each Write to the reader as it was written, so a client
 // writing one byte at a time makes every server read return one byte,
-// whatever the scheduling: a trickle without wall-clock timing.
+// whatever the scheduling: a trickle without wall-clock timing. Its
+// connections are not sockets, so every engine serves them as netpoll does
+// (engine.Engine.Listen): the tests on it check the server above the engine,
+// the same under either COVET_TEST_ENGINE.
 type pipeListener struct {
 	conns chan net.Conn
 	done  chan struct{}
