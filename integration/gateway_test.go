@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -236,8 +237,9 @@ func TestGatewayProcs(t *testing.T) {
 		want  int
 	}{{nil, want}, {[]string{"--procs", "3"}, 3}} {
 		g := startGateway(t, "gwapp", 1, tc.flags...)
-		if line := fmt.Sprintf(" procs=%d\n", tc.want); !strings.Contains(g.out.String(), line) {
-			t.Errorf("flags %q: no %q in the gateway's log:\n%s", tc.flags, line, g.out)
+		// The listening line: ... procs=N engine=... (text log).
+		if re := regexp.MustCompile(fmt.Sprintf(`(?m) msg=listening .* procs=%d( |$)`, tc.want)); !re.MatchString(g.out.String()) {
+			t.Errorf("flags %q: no listening line with procs=%d in the gateway's log:\n%s", tc.flags, tc.want, g.out)
 		}
 	}
 }
