@@ -157,13 +157,13 @@ func TestCovetRunExitsWhenWorkersFail(t *testing.T) {
 	}
 	root, _ := harness.RepoRoot()
 	_, port, _ := strings.Cut(freePort(t), ":")
-	cmd := exec.Command(py, "-m", "covet", "run", "failapp:app", "--workers", "1", "--port", port, "--gateway", gatewayBinary(t))
+	argv := []string{"-m", "covet", "run", "failapp:app", "--workers", "1", "--port", port, "--gateway", gatewayBinary(t)}
+	if e := testEngine(); e != "" {
+		argv = append(argv, "--engine", e)
+	}
+	cmd := exec.Command(py, argv...)
 	cmd.Dir = filepath.Join(root, "integration", "apps")
 	cmd.Env = append(withoutEnv(os.Environ(), "COVET_ENGINE"), "COVET_MAX_STARTUP_FAILURES=2")
-	if e := testEngine(); e != "" {
-		// covet run has no --engine: the gateway it execs reads COVET_ENGINE.
-		cmd.Env = append(cmd.Env, "COVET_ENGINE="+e)
-	}
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
