@@ -1,0 +1,136 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"golang.org/x/sys/unix"
+)
+
+// idleCost is what idle keep-alive connections cost the server's process.
+type idleCost struct {
+	bytes      float64 // heap and stack bytes in use, per connection
+	goroutines float64 // goroutines, per connection
+}
+
+// measureIdle opens n keep-alive connections to an in-process Server, makes
+// one request on each, waits until every one is idle (answered, waiting for
+// the next request) and returns what they cost: HeapInuse+StackInuse and
+// goroutines over a baseline taken before they were opened, after two
+// collections each time. The client side is raw blocking sockets, which cost
+// the Go heap nothing.
+func measureIdle(tb testing.TB, n int) idleCost {
+	b := newFakeBackend()
+	b.handle(tb, "GET", "/hello", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		return respond(w, 200, "hello")
+	})
+	ts := startServer(tb, Config{}, b)
+	ap, err := net.ResolveTCPAddr("tcp", ts.addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sa := &unix.SockaddrInet4{Port: ap.Port}
+	copy(sa.Addr[:], ap.IP.To4())
+	req := []byte(get("x", "/hello"))
+	resp := make([]byte, 512)
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	dial := func() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fds = append(fds, fd)
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
+		if err := unix.Connect(fd, sa); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := unix.Write(fd, req); err != nil {
+			tb.Fatal(err)
+		}
+		got := 0
+		for !bytes.HasSuffix(resp[:got], []byte("\r\n\r\nhello")) {
+			k, err := unix.Read(fd, resp[got:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || k == 0 {
+				tb.Fatalf("read response: %d %v", k, err)
+			}
+			got += k
+		}
+	}
+	allIdle := func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		idle := 0
+		for c := range ts.srv.conns {
+			if _, ok := c.idleSince(); ok {
+				idle++
+			}
+		}
+		return idle == len(fds)
+	}
+	settle := func() (runtime.MemStats, int) {
+		waitFor(tb, "every connection to be idle", allIdle)
+		time.Sleep(50 * time.Millisecond) // the last readers reach their wait
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms, runtime.NumGoroutine()
+	}
+
+	dial() // warm: the first connection's one-off costs go in the baseline
+	ms0, g0 := settle()
+	for range n {
+		dial()
+	}
+	ms1, g1 := settle()
+	runtime.KeepAlive(fds)
+	used := func(ms *runtime.MemStats) float64 { return float64(ms.HeapInuse + ms.StackInuse) }
+	return idleCost{
+		bytes:      (used(&ms1) - used(&ms0)) / float64(n),
+		goroutines: float64(g1-g0) / float64(n),
+	}
+}
+
+// idleConnsFor bounds n by the open-file limit: each connection takes two
+// descriptors in this process, its client's and the server's.
+func idleConnsFor(tb testing.TB, n int) int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		tb.Fatal(err)
+	}
+	if m := int(rl.Cur-256) / 2; n > m {
+		n = m
+	}
+	if n < 100 {
+		tb.Skipf("open-file limit %d is too low", rl.Cur)
+	}
+	return n
+}
+
+// BenchmarkIdleConns reports what an idle keep-alive connection costs the
+// gateway: heap and stack bytes, and goroutines. Run it with -benchtime=1x.
+func BenchmarkIdleConns(b *testing.B) {
+	n := idleConnsFor(b, 5000)
+	var c idleCost
+	for b.Loop() {
+		c = measureIdle(b, n)
+	}
+	b.ReportMetric(c.bytes, "B/idle-conn")
+	b.ReportMetric(c.goroutines, "goroutines/idle-conn")
+	b.ReportMetric(float64(n), "conns")
+}
+
