@@ -133,4 +133,3 @@ func BenchmarkIdleConns(b *testing.B) {
 	b.ReportMetric(c.goroutines, "goroutines/idle-conn")
 	b.ReportMetric(float64(n), "conns")
 }
-
