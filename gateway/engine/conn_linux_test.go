@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -236,5 +237,60 @@ func TestWrapConnLeavesOtherConnsAlone(t *testing.T) {
 	defer b.Close()
 	if got, ok := Wrap(a).(plainConn); !ok || got.Conn != a {
 		t.Fatalf("Wrap(net.Pipe) = %T, want the pipe in a plainConn", got)
+	}
+}
+
+// TestSockConnReadIdle: ReadIdle takes a buffer only to read into, gives it
+// back before it waits for bytes, returns the one it read into, and reports
+// deadlines, EOF and a closed connection like Read, holding no buffer.
+func TestSockConnReadIdle(t *testing.T) {
+	s, cc := sockPair(t)
+	var held atomic.Int64 // buffers taken and not given back
+	var last []byte
+	get := func() []byte {
+		held.Add(1)
+		last = make([]byte, 16)
+		return last
+	}
+	put := func(b []byte) {
+		if &b[0] != &last[0] {
+			t.Errorf("put a buffer get did not give")
+		}
+		held.Add(-1)
+	}
+	waiting := make(chan int64, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		waiting <- held.Load() // ReadIdle is waiting for bytes by now
+		cc.Write([]byte("hello, world and more"))
+	}()
+	buf, n, err := s.ReadIdle(get, put)
+	if h := <-waiting; h != 0 {
+		t.Errorf("%d buffers held while waiting for bytes, want 0", h)
+	}
+	if err != nil || n != 16 || string(buf[:n]) != "hello, world and" || held.Load() != 1 {
+		t.Fatalf("ReadIdle = %q, %d, %v with %d held; want the first 16 bytes in get's buffer", buf, n, err, held.Load())
+	}
+	held.Store(0)
+	if buf, n, err = s.ReadIdle(get, put); err != nil || string(buf[:n]) != " more" {
+		t.Fatalf("second ReadIdle = %q, %v", buf[:n], err)
+	}
+
+	held.Store(0)
+	s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	buf, n, err = s.ReadIdle(get, put)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || buf != nil || n != 0 || held.Load() != 0 {
+		t.Fatalf("past the deadline: %q, %d, %v with %d held; want a deadline error holding none", buf, n, err, held.Load())
+	}
+	s.SetReadDeadline(time.Time{})
+
+	cc.CloseWrite()
+	buf, n, err = s.ReadIdle(get, put)
+	if err != io.EOF || buf != nil || n != 0 || held.Load() != 0 {
+		t.Fatalf("at EOF: %q, %d, %v with %d held; want io.EOF holding none", buf, n, err, held.Load())
+	}
+	s.Close()
+	if buf, _, err = s.ReadIdle(get, put); !errors.Is(err, net.ErrClosed) || buf != nil || held.Load() != 0 {
+		t.Fatalf("closed: %q, %v with %d held; want net.ErrClosed holding none", buf, err, held.Load())
 	}
 }

@@ -38,6 +38,10 @@ type sockConn struct {
 	rn    int
 	rerr  syscall.Errno
 	rfunc func(uintptr) bool
+	// ReadIdle's: where the callback takes a buffer and gives it back.
+	rget  func() []byte
+	rput  func([]byte)
+	ifunc func(uintptr) bool
 
 	wbufs [][]byte // what is left to write, from woff in wbufs[0]
 	woff  int
@@ -65,6 +69,7 @@ func Wrap(nc net.Conn) Conn {
 	}
 	r := &sockConn{TCPConn: tc, rc: rc, iov: make([]unix.Iovec, 0, 8)}
 	r.rfunc = r.readRaw
+	r.ifunc = r.readIdleRaw
 	r.wfunc = r.writeRaw
 	return r
 }
@@ -102,6 +107,58 @@ func (r *sockConn) readRaw(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false // wait for readiness
 		}
+		r.rerr = e
+		return true
+	}
+}
+
+// ReadIdle reads into a buffer it takes from get only once the socket has
+// bytes: inside the readiness callback it reads into get's buffer and, when
+// there is nothing to read, gives it back to put before waiting, so that a
+// connection waiting for its next request holds no read buffer. It returns
+// the buffer read into, now the caller's, and the count (n > 0), or a nil
+// buffer and an error; deadlines, EOF and errors are as for Read. At most
+// rawMax bytes are read.
+func (r *sockConn) ReadIdle(get func() []byte, put func([]byte)) ([]byte, int, error) {
+	r.rget, r.rput = get, put
+	r.rbuf, r.rn, r.rerr = nil, 0, 0
+	err := r.rc.Read(r.ifunc)
+	buf, n := r.rbuf, r.rn
+	r.rbuf, r.rget, r.rput = nil, nil, nil
+	if buf != nil && (err != nil || r.rerr != 0 || n == 0) {
+		put(buf)
+		buf = nil
+	}
+	switch {
+	case err != nil: // deadline, closed: already a *net.OpError
+		return nil, 0, err
+	case r.rerr != 0:
+		return nil, 0, r.opError("read", r.rerr)
+	case n == 0:
+		return nil, 0, io.EOF
+	}
+	return buf, n, nil
+}
+
+func (r *sockConn) readIdleRaw(fd uintptr) bool {
+	buf := r.rget()
+	p := buf
+	if len(p) > rawMax {
+		p = p[:rawMax]
+	}
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			r.rbuf, r.rn = buf, int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			r.rput(buf)
+			return false // wait for readiness, holding no buffer
+		}
+		r.rput(buf)
 		r.rerr = e
 		return true
 	}

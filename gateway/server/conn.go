@@ -17,8 +17,10 @@ import (
 )
 
 const (
-	// initialReadBuf is a connection's first read buffer; it grows, up to
-	// MaxRequestLine+MaxHeaderBytes+2, only for a head that needs it.
+	// initialReadBuf is the size of a connection's read buffer (from
+	// readBufs); it grows, up to MaxRequestLine+MaxHeaderBytes+2, only for a
+	// head that needs it, and goes back while the connection waits for a
+	// request.
 	initialReadBuf = 8 << 10
 	// lingerTimeout is how long a connection keeps reading (and dropping)
 	// input after it has sent its last response and half-closed, so that
@@ -46,7 +48,10 @@ type conn struct {
 	writerDone chan struct{}  // closed when writeLoop returns
 
 	// Owned by the reader goroutine.
-	p         *http1.Parser
+	p *http1.Parser
+	// ri is nc's ReadIdle, when it has one: between requests the reader
+	// then holds no buffer (buf is nil) while it waits for bytes.
+	ri        idleReader
 	buf       []byte
 	r, w      int       // buf[r:w] is read but not consumed by the parser
 	maxBuf    int       // MaxRequestLine + MaxHeaderBytes + 2
@@ -128,7 +133,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if a := nc.RemoteAddr(); a != nil {
 		c.remote = a.String()
 	}
-	c.buf = make([]byte, min(initialReadBuf, c.maxBuf))
+	c.ri, _ = c.nc.(idleReader)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.rw.c = c
 	return c
@@ -152,6 +157,7 @@ func (c *conn) serve() {
 		// The last response is out and the write side half-closed: drop
 		// what the client still sends until it closes or the linger
 		// deadline (set by closeWrite) passes, so the close is no reset.
+		c.ensureBuf()
 		for {
 			if _, err := c.nc.Read(c.buf); err != nil {
 				break
@@ -160,6 +166,43 @@ func (c *conn) serve() {
 	}
 	c.cancel()
 	c.nc.Close()
+	c.releaseBuf()
+}
+
+// idleReader is implemented by a connection that can wait for bytes holding
+// no read buffer (sockConn.ReadIdle).
+type idleReader interface {
+	ReadIdle(get func() []byte, put func([]byte)) ([]byte, int, error)
+}
+
+// readBufs holds read buffers of the initial size that no connection holds:
+// a connection waiting for its next request gives its buffer back (when its
+// socket has ReadIdle), and takes one again when bytes arrive.
+var readBufs = sync.Pool{New: func() any { return new([initialReadBuf]byte) }}
+
+func getReadBuf() []byte { return readBufs.Get().(*[initialReadBuf]byte)[:] }
+
+// putReadBuf keeps b for another connection if it has the initial size; a
+// grown one is left to the collector.
+func putReadBuf(b []byte) {
+	if cap(b) == initialReadBuf {
+		readBufs.Put((*[initialReadBuf]byte)(b[:initialReadBuf]))
+	}
+}
+
+// ensureBuf gives the reader a read buffer if it has none.
+func (c *conn) ensureBuf() {
+	if c.buf == nil {
+		c.buf = getReadBuf()
+	}
+}
+
+// releaseBuf gives the read buffer back; nothing is buffered in it.
+func (c *conn) releaseBuf() {
+	if c.buf != nil {
+		putReadBuf(c.buf)
+		c.buf, c.r, c.w = nil, 0, 0
+	}
 }
 
 type parseResult uint8
@@ -184,7 +227,13 @@ func (c *conn) readLoop() (clientGone bool) {
 				return false
 			}
 		}
-		if draining {
+		// Waiting for the first byte of a request with nothing buffered:
+		// the buffer goes back to readBufs until bytes arrive.
+		waitIdle := c.ri != nil && !draining && c.r == c.w && c.p.State() == http1.StateIdle
+		if waitIdle {
+			c.releaseBuf()
+		} else if draining {
+			c.ensureBuf()
 			c.r, c.w = 0, 0
 		} else if !c.makeRoom() {
 			// Cannot happen with a correct parser: it rejects a head
@@ -196,7 +245,10 @@ func (c *conn) readLoop() (clientGone bool) {
 		idle := c.setReadDeadline(draining)
 		var n int
 		var err error
-		if dst := c.bodyDst(draining); dst != nil {
+		if waitIdle {
+			c.buf, n, err = c.ri.ReadIdle(getReadBuf, putReadBuf)
+			c.r, c.w = 0, n
+		} else if dst := c.bodyDst(draining); dst != nil {
 			n, err = c.nc.Read(dst)
 			c.takeBody(n)
 		} else {
@@ -242,6 +294,7 @@ func (c *conn) readLoop() (clientGone bool) {
 // makeRoom makes space at the end of buf for the next read, keeping the
 // unconsumed bytes. It reports false when buf is full at its largest size.
 func (c *conn) makeRoom() bool {
+	c.ensureBuf()
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
