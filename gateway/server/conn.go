@@ -29,11 +29,19 @@ const (
 	lingerTimeout = 500 * time.Millisecond
 	// maxKeptBody is the largest body buffer an exchange keeps for reuse.
 	maxKeptBody = 1 << 20
+	// writerLinger is how long a writer with nothing left to answer waits
+	// for the next request before it returns: a busy keep-alive connection
+	// keeps its writer (starting one per request cost about a tenth of a
+	// request's time, mostly in growing its stack), an idle one soon holds
+	// none. The reader stops it (readExpired).
+	writerLinger = time.Second
 )
 
 // conn is one client connection: a reader goroutine (serve/readLoop) that
-// parses requests and queues them, and a writer goroutine (writeLoop) that
-// answers them one at a time, in order.
+// parses requests and queues them, and, while there is work, a writer
+// goroutine (writeLoop) that answers them one at a time, in order. The
+// reader starts a writer when it queues onto a connection that has none,
+// and stops it once it has had nothing to answer for writerLinger.
 type conn struct {
 	// Immutable after newConn.
 	srv    *Server
@@ -43,9 +51,14 @@ type conn struct {
 	ctx    context.Context // cancelled when the client is gone or the Server closes
 	cancel context.CancelFunc
 
-	queue      chan item      // reader -> writer, cap MaxPipelined
-	free       chan *exchange // writer -> reader, recycled exchanges
-	writerDone chan struct{}  // closed when writeLoop returns
+	queue chan item // reader -> writer, cap MaxPipelined
+	// writerDone is closed when the writer stops for good: after a
+	// response that ends the connection, or when it returns with nothing
+	// left to answer once the reader has finished (readerDone).
+	writerDone chan struct{}
+	// startWriter is c.writeLoop, made once: "go c.writeLoop()" would
+	// allocate a closure per request.
+	startWriter func()
 
 	// Owned by the reader goroutine.
 	p *http1.Parser
@@ -70,6 +83,10 @@ type conn struct {
 	inflight   int  // items queued and not yet answered
 	readerIdle bool // reader is waiting for the first byte of a request
 	closing    bool // the writer (or Shutdown) is closing the connection
+	// writing: a writer goroutine is running; with inflight 0 it is idle,
+	// waiting on the queue since idleFrom, until the reader stops it.
+	writing    bool
+	readerDone bool // the reader has finished: it queues nothing more
 	// contPending counts queued 100 Continue answers not yet written, and
 	// contSent is when the last was. A body the client was asked for with
 	// 100 Continue is timed from then, and not at all before: bodyWait says
@@ -92,7 +109,8 @@ type conn struct {
 	// between writes; read by shedSlowReaders.
 	writeStart atomic.Int64
 
-	// Owned by the writer goroutine.
+	// Owned by the writer goroutine (one at a time: each is started under
+	// mu after the last has returned).
 	wbuf     []byte
 	werr     error       // sticky write error
 	sent     bool        // some byte of the current response reached the socket
@@ -123,7 +141,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 		cfg:        cfg,
 		nc:         engine.Wrap(nc),
 		queue:      make(chan item, cfg.MaxPipelined),
-		free:       make(chan *exchange, cfg.MaxPipelined+2),
 		writerDone: make(chan struct{}),
 		p:          http1.NewParser(cfg.Limits),
 		maxBuf:     cfg.Limits.MaxRequestLine + cfg.Limits.MaxHeaderBytes + 2,
@@ -134,25 +151,36 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.remote = a.String()
 	}
 	c.ri, _ = c.nc.(idleReader)
+	c.startWriter = c.writeLoop
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.rw.c = c
 	return c
 }
 
 // serve runs the connection: it reads on this goroutine and answers on
-// another, then closes the socket once both are done.
+// another (started by enqueue), then closes the socket once both are done.
 func (c *conn) serve() {
 	defer c.srv.trackConn(c, false)
 	defer c.srv.metrics.ConnClosed()
-	go c.writeLoop()
 	clientGone := c.readLoop()
 	if clientGone {
 		// Cancel whatever is being served so the dispatcher sends CANCEL
 		// to the worker.
 		c.cancel()
 	}
-	close(c.queue)
-	<-c.writerDone
+	c.mu.Lock()
+	c.readerDone = true
+	writing, idle := c.writing, c.inflight == 0
+	if idle {
+		c.writing = false
+	}
+	c.mu.Unlock()
+	switch {
+	case writing && idle:
+		c.queue <- item{stop: true}
+	case writing:
+		<-c.writerDone // it answers what is queued, then returns
+	}
 	if c.lingering && !clientGone {
 		// The last response is out and the write side half-closed: drop
 		// what the client still sends until it closes or the linger
@@ -232,6 +260,10 @@ func (c *conn) readLoop() (clientGone bool) {
 		waitIdle := c.ri != nil && !draining && c.r == c.w && c.p.State() == http1.StateIdle
 		if waitIdle {
 			c.releaseBuf()
+			if c.cur != nil { // left by a rejected request (parseBuffered)
+				recycle(c.cur)
+				c.cur = nil
+			}
 		} else if draining {
 			c.ensureBuf()
 			c.r, c.w = 0, 0
@@ -333,8 +365,25 @@ func (c *conn) setReadDeadline(draining bool) bool {
 	if c.closing {
 		return false
 	}
-	c.armReadLocked(c.readDeadlineLocked(draining))
+	c.armReadLocked(earliest(c.readDeadlineLocked(draining), c.writerStopLocked()))
 	return c.readerIdle
+}
+
+// writerStopLocked is when the reader is to stop the writer, which has had
+// nothing to answer since idleFrom; zero when none is idle.
+func (c *conn) writerStopLocked() time.Time {
+	if !c.writing || c.inflight != 0 {
+		return time.Time{}
+	}
+	return c.idleFrom.Add(writerLinger)
+}
+
+// earliest returns the earlier of two deadlines, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // readDeadlineLocked returns the deadline that applies to the parser's
@@ -390,23 +439,36 @@ func (c *conn) armReadLocked(dl time.Time) {
 }
 
 // readExpired is called when a read failed with the deadline passed. It
-// reports whether a timeout really applies; if not (the armed deadline was
-// an earlier, stale one), the deadline is cleared for the next pass of the
-// read loop to arm the right one. Once the writer is closing, the deadline
-// is its own (closeWrite) and always applies.
+// stops the writer if it has been idle for writerLinger, and reports
+// whether a timeout really applies; if not (the armed deadline was an
+// earlier, stale one, or the writer's), the deadline is cleared for the next
+// pass of the read loop to arm the right one. Once the writer is closing,
+// the deadline is its own (closeWrite) and always applies.
 func (c *conn) readExpired(draining bool) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closing {
+		c.mu.Unlock()
 		return true
+	}
+	now := time.Now()
+	ws := c.writerStopLocked()
+	stop := !ws.IsZero() && !now.Before(ws)
+	if stop {
+		c.writing = false
 	}
 	dl := c.readDeadlineLocked(draining)
-	if !dl.IsZero() && !time.Now().Before(dl) {
-		return true
+	expired := !dl.IsZero() && !now.Before(dl)
+	if !expired {
+		c.readArmed = time.Time{}
+		c.nc.SetReadDeadline(time.Time{})
 	}
-	c.readArmed = time.Time{}
-	c.nc.SetReadDeadline(time.Time{})
-	return false
+	c.mu.Unlock()
+	if stop {
+		// The queue is empty (inflight is 0), so this does not block; the
+		// next enqueue starts a new writer.
+		c.queue <- item{stop: true}
+	}
+	return expired
 }
 
 // parseBuffered runs the parser over the buffered bytes until it needs
@@ -414,7 +476,10 @@ func (c *conn) readExpired(draining bool) bool {
 func (c *conn) parseBuffered() parseResult {
 	for {
 		if c.cur == nil {
-			c.cur = c.getExchange()
+			if c.r == c.w && c.p.State() == http1.StateIdle {
+				return parseMore // no exchange is taken before bytes arrive
+			}
+			c.cur = getExchange()
 		}
 		x := c.cur
 		ev, n, err := c.p.Next(c.buf[c.r:c.w], &x.req)
@@ -547,19 +612,29 @@ func (c *conn) takeBody(n int) {
 	c.bodyRead += int64(n)
 }
 
-// enqueue hands it to the writer, waiting while the queue is full. It
-// reports false when the writer has stopped.
+// enqueue hands it to the writer, starting one if none is running, and
+// waits while the queue is full. It reports false when the connection is
+// closing (the writer has stopped for good, or Shutdown closed it).
 func (c *conn) enqueue(it item) bool {
 	if it.perr != nil && c.srv.timed {
 		it.start = time.Now()
 	}
 	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
 	c.inflight++
 	c.readerIdle = false
 	if it.cont {
 		c.contPending++
 	}
+	start := !c.writing
+	c.writing = true
 	c.mu.Unlock()
+	if start {
+		go c.startWriter()
+	}
 	select {
 	case c.queue <- it:
 		return true
@@ -568,23 +643,18 @@ func (c *conn) enqueue(it item) bool {
 	}
 }
 
-func (c *conn) getExchange() *exchange {
-	select {
-	case x := <-c.free:
-		return x
-	default:
-		return new(exchange)
-	}
-}
+// exchanges holds the exchanges no connection holds: a connection takes
+// one when the first bytes of a request arrive, and gives it back once the
+// request is answered, so a connection waiting for a request holds none.
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 
-func (c *conn) recycle(x *exchange) {
+func getExchange() *exchange { return exchanges.Get().(*exchange) }
+
+func recycle(x *exchange) {
 	if cap(x.body) > maxKeptBody {
 		x.body = nil
 	}
-	select {
-	case c.free <- x:
-	default:
-	}
+	exchanges.Put(x)
 }
 
 // closeIfIdle closes the connection if it is waiting for a request with

@@ -44,11 +44,13 @@ type exchange struct {
 }
 
 // item is one entry of a connection's answer queue: a request, an interim
-// 100 Continue, or a parse error to answer.
+// 100 Continue, or a parse error to answer; or stop, which ends the writer
+// (not counted in inflight).
 type item struct {
 	x     *exchange
 	perr  *http1.Error
 	cont  bool
+	stop  bool
 	start time.Time // perr: when it was queued (metrics or access log only)
 }
 

@@ -21,7 +21,7 @@ type idleCost struct {
 
 // measureIdle opens n keep-alive connections to an in-process Server, makes
 // one request on each, waits until every one is idle (answered, waiting for
-// the next request) and returns what they cost: HeapInuse+StackInuse and
+// the next request, its writer stopped after writerLinger) and returns what they cost: HeapInuse+StackInuse and
 // goroutines over a baseline taken before they were opened, after two
 // collections each time. The client side is raw blocking sockets, which cost
 // the Go heap nothing.
@@ -75,13 +75,18 @@ func measureIdle(tb testing.TB, n int) idleCost {
 		defer ts.srv.mu.Unlock()
 		idle := 0
 		for c := range ts.srv.conns {
-			if _, ok := c.idleSince(); ok {
+			_, ok := c.idleSince()
+			c.mu.Lock()
+			writing := c.writing
+			c.mu.Unlock()
+			if ok && !writing {
 				idle++
 			}
 		}
 		return idle == len(fds)
 	}
 	settle := func() (runtime.MemStats, int) {
+		time.Sleep(writerLinger)
 		waitFor(tb, "every connection to be idle", allIdle)
 		time.Sleep(50 * time.Millisecond) // the last readers reach their wait
 		runtime.GC()
@@ -97,6 +102,8 @@ func measureIdle(tb testing.TB, n int) idleCost {
 		dial()
 	}
 	ms1, g1 := settle()
+	tb.Logf("%d idle connections: heap %+d B, stacks %+d B each", n,
+		(int64(ms1.HeapInuse)-int64(ms0.HeapInuse))/int64(n), (int64(ms1.StackInuse)-int64(ms0.StackInuse))/int64(n))
 	runtime.KeepAlive(fds)
 	used := func(ms *runtime.MemStats) float64 { return float64(ms.HeapInuse + ms.StackInuse) }
 	return idleCost{
@@ -132,4 +139,58 @@ func BenchmarkIdleConns(b *testing.B) {
 	b.ReportMetric(c.bytes, "B/idle-conn")
 	b.ReportMetric(c.goroutines, "goroutines/idle-conn")
 	b.ReportMetric(float64(n), "conns")
+}
+
+// TestIdleConnCost: an idle keep-alive connection keeps one goroutine, its
+// reader, and neither a read buffer nor an exchange: well under the 22 KiB
+// it cost with its buffer and a parked writer.
+func TestIdleConnCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: memory measurement skipped")
+	}
+	c := measureIdle(t, idleConnsFor(t, 500))
+	if c.goroutines != 1 {
+		t.Errorf("%.2f goroutines per idle connection, want 1 (the reader)", c.goroutines)
+	}
+	if !raceEnabled && c.bytes > 16<<10 { // the race detector's stacks are larger
+		t.Errorf("%.0f bytes per idle connection, want under 16 KiB", c.bytes)
+	}
+}
+
+// TestWriterStopsWhenIdle: the writer returns once it has had nothing to
+// answer for writerLinger, and the next requests, one and then two
+// pipelined, start another.
+func TestWriterStopsWhenIdle(t *testing.T) {
+	b := newFakeBackend()
+	b.handle(t, "GET", "/hello", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		return respond(w, 200, "hello")
+	})
+	ts := startServer(t, Config{}, b)
+	writing := func() (n int) {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		for c := range ts.srv.conns {
+			c.mu.Lock()
+			if c.writing {
+				n++
+			}
+			c.mu.Unlock()
+		}
+		return n
+	}
+	rc := ts.dial(t)
+	for round, reqs := range []int{1, 1, 2} {
+		for range reqs {
+			rc.send(get("x", "/hello"))
+		}
+		for range reqs {
+			if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+				t.Fatalf("round %d: %d %q", round, resp.StatusCode, body)
+			}
+		}
+		if n := writing(); n != 1 {
+			t.Fatalf("round %d: %d writers just after the answer, want 1 (it lingers)", round, n)
+		}
+		waitFor(t, "the idle writer to stop", func() bool { return writing() == 0 })
+	}
 }

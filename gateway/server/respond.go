@@ -58,17 +58,23 @@ const (
 	closeHard            // response broken or client gone: close now
 )
 
-// writeLoop answers the queued items in order, one at a time.
+// writeLoop answers the queued items in order, one at a time. It returns
+// when the reader stops it (a stop item: it has been idle for writerLinger,
+// or the reader has finished), once nothing is left to answer after the
+// reader has finished, or after a response that ends the connection.
 func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	for it := range c.queue {
+	for {
+		it := <-c.queue
+		if it.stop {
+			return
+		}
 		c.status, c.wrote, c.blocked = 0, 0, 0
 		end := c.handle(it)
 		if c.srv.timed {
 			c.observe(it)
 		}
 		if it.x != nil {
-			c.recycle(it.x)
+			recycle(it.x)
 		}
 		if cap(c.wbuf) > maxKeptWriteBuf {
 			c.wbuf = nil
@@ -77,21 +83,35 @@ func (c *conn) writeLoop() {
 		c.inflight--
 		if end != keepOpen {
 			c.closing = true
-		} else if c.inflight == 0 {
-			c.idleFrom = time.Now()
-			if c.readerIdle {
-				c.armReadLocked(c.idleFrom.Add(c.cfg.IdleTimeout))
+			c.mu.Unlock()
+			if end == closeGraceful {
+				c.closeWrite()
+			} else {
+				c.nc.Close()
 			}
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			close(c.writerDone)
+			return
+		}
+		if c.inflight == 0 {
+			if c.readerDone {
+				c.writing = false
+				c.mu.Unlock()
+				close(c.writerDone)
+				return
+			}
+			// Idle: the reader stops this writer at writerLinger (the
+			// read deadline wakes it for that, if nothing else does).
+			c.idleFrom = time.Now()
+			dl := c.idleFrom.Add(writerLinger)
+			if c.readerIdle {
+				dl = earliest(dl, c.idleFrom.Add(c.cfg.IdleTimeout))
+			}
+			c.armReadLocked(dl)
 		}
 		c.mu.Unlock()
-		switch end {
-		case closeGraceful:
-			c.closeWrite()
-			return
-		case closeHard:
-			c.nc.Close()
-			return
-		}
 	}
 }
 
