@@ -162,7 +162,7 @@ func testConnDeadlinesAndErrors(t *testing.T, e Engine) {
 	if _, err := s.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read past deadline: %v", err)
 	}
-	s.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Time{})
 	// A write deadline ends a write the peer does not read; what was
 	// written is counted and consumed, the rest is left.
 	s.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
@@ -240,11 +240,19 @@ func TestWrapConnLeavesOtherConnsAlone(t *testing.T) {
 	}
 }
 
-// TestSockConnReadIdle: ReadIdle takes a buffer only to read into, gives it
+// TestConnReadIdle: ReadIdle takes a buffer only to read into, gives it
 // back before it waits for bytes, returns the one it read into, and reports
 // deadlines, EOF and a closed connection like Read, holding no buffer.
-func TestSockConnReadIdle(t *testing.T) {
-	s, cc := sockPair(t)
+func TestConnReadIdle(t *testing.T) { forEachEngine(t, testConnReadIdle) }
+
+func testConnReadIdle(t *testing.T, e Engine) {
+	c, cc := connPair(t, e)
+	s, ok := c.(interface {
+		ReadIdle(get func() []byte, put func([]byte)) ([]byte, int, error)
+	})
+	if !ok {
+		t.Skipf("the %s engine's Conn has no ReadIdle: its idle connections keep their read buffer", e.Name())
+	}
 	var held atomic.Int64 // buffers taken and not given back
 	var last []byte
 	get := func() []byte {
@@ -277,19 +285,19 @@ func TestSockConnReadIdle(t *testing.T) {
 	}
 
 	held.Store(0)
-	s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	buf, n, err = s.ReadIdle(get, put)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || buf != nil || n != 0 || held.Load() != 0 {
 		t.Fatalf("past the deadline: %q, %d, %v with %d held; want a deadline error holding none", buf, n, err, held.Load())
 	}
-	s.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Time{})
 
 	cc.CloseWrite()
 	buf, n, err = s.ReadIdle(get, put)
 	if err != io.EOF || buf != nil || n != 0 || held.Load() != 0 {
 		t.Fatalf("at EOF: %q, %d, %v with %d held; want io.EOF holding none", buf, n, err, held.Load())
 	}
-	s.Close()
+	c.Close()
 	if buf, _, err = s.ReadIdle(get, put); !errors.Is(err, net.ErrClosed) || buf != nil || held.Load() != 0 {
 		t.Fatalf("closed: %q, %v with %d held; want net.ErrClosed holding none", buf, err, held.Load())
 	}
