@@ -51,7 +51,6 @@ type conn struct {
 	ctx    context.Context // cancelled when the client is gone or the Server closes
 	cancel context.CancelFunc
 
-	queue chan item // reader -> writer, cap MaxPipelined
 	// writerDone is closed when the writer stops for good: after a
 	// response that ends the connection, or when it returns with nothing
 	// left to answer once the reader has finished (readerDone).
@@ -62,6 +61,9 @@ type conn struct {
 
 	// Owned by the reader goroutine.
 	p *http1.Parser
+	// queue is the running writer's (reader -> writer, cap MaxPipelined),
+	// made when the reader starts one; nil while there is none.
+	queue chan item
 	// ri is nc's ReadIdle, when it has one: between requests the reader
 	// then holds no buffer (buf is nil) while it waits for bytes.
 	ri        idleReader
@@ -87,6 +89,9 @@ type conn struct {
 	// waiting on the queue since idleFrom, until the reader stops it.
 	writing    bool
 	readerDone bool // the reader has finished: it queues nothing more
+	// writerEnding: the writer is closing the connection after a response
+	// that ends it (closing is set too), and then stops for good.
+	writerEnding bool
 	// contPending counts queued 100 Continue answers not yet written, and
 	// contSent is when the last was. A body the client was asked for with
 	// 100 Continue is timed from then, and not at all before: bodyWait says
@@ -140,7 +145,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv:        s,
 		cfg:        cfg,
 		nc:         engine.Wrap(nc),
-		queue:      make(chan item, cfg.MaxPipelined),
 		writerDone: make(chan struct{}),
 		p:          http1.NewParser(cfg.Limits),
 		maxBuf:     cfg.Limits.MaxRequestLine + cfg.Limits.MaxHeaderBytes + 2,
@@ -170,14 +174,16 @@ func (c *conn) serve() {
 	}
 	c.mu.Lock()
 	c.readerDone = true
-	writing, idle := c.writing, c.inflight == 0
+	// A writer ending the connection is not idle, even with nothing left
+	// to answer: it is closing after its last response.
+	writing, idle := c.writing, c.inflight == 0 && !c.writerEnding
 	if idle {
 		c.writing = false
 	}
 	c.mu.Unlock()
 	switch {
 	case writing && idle:
-		c.queue <- item{stop: true}
+		c.stopWriter()
 	case writing:
 		<-c.writerDone // it answers what is queued, then returns
 	}
@@ -372,7 +378,7 @@ func (c *conn) setReadDeadline(draining bool) bool {
 // writerStopLocked is when the reader is to stop the writer, which has had
 // nothing to answer since idleFrom; zero when none is idle.
 func (c *conn) writerStopLocked() time.Time {
-	if !c.writing || c.inflight != 0 {
+	if !c.writing || c.inflight != 0 || c.writerEnding {
 		return time.Time{}
 	}
 	return c.idleFrom.Add(writerLinger)
@@ -464,11 +470,24 @@ func (c *conn) readExpired(draining bool) bool {
 	}
 	c.mu.Unlock()
 	if stop {
-		// The queue is empty (inflight is 0), so this does not block; the
-		// next enqueue starts a new writer.
-		c.queue <- item{stop: true}
+		c.stopWriter()
 	}
 	return expired
+}
+
+// stopWriter ends the idle writer (the caller has cleared writing under mu)
+// and drops its queue; the next enqueue starts a new writer with a new one.
+// The queue is empty (inflight is 0), so this does not block. The writer
+// returns on the stop item touching nothing, and its state was last written
+// before it went idle (under mu), so the reader drops what the writer kept
+// between responses: an idle connection holds no write buffer, and nothing
+// that points into exchanges.
+func (c *conn) stopWriter() {
+	c.queue <- item{stop: true}
+	c.queue = nil
+	c.wbuf, c.rhdrs, c.bufStore = nil, nil, nil
+	c.dreq = dispatch.Request{}
+	c.rw = respWriter{c: c}
 }
 
 // parseBuffered runs the parser over the buffered bytes until it needs
@@ -633,6 +652,7 @@ func (c *conn) enqueue(it item) bool {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
+		c.queue = make(chan item, c.cfg.MaxPipelined)
 		go c.startWriter()
 	}
 	select {

@@ -63,10 +63,11 @@ const (
 // or the reader has finished), once nothing is left to answer after the
 // reader has finished, or after a response that ends the connection.
 func (c *conn) writeLoop() {
+	q := c.queue // the reader's, made before it started this goroutine
 	for {
-		it := <-c.queue
+		it := <-q
 		if it.stop {
-			return
+			return // touching nothing: the reader (stopWriter) owns it all now
 		}
 		c.status, c.wrote, c.blocked = 0, 0, 0
 		end := c.handle(it)
@@ -82,7 +83,7 @@ func (c *conn) writeLoop() {
 		c.mu.Lock()
 		c.inflight--
 		if end != keepOpen {
-			c.closing = true
+			c.closing, c.writerEnding = true, true
 			c.mu.Unlock()
 			if end == closeGraceful {
 				c.closeWrite()
