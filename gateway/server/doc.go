@@ -26,13 +26,14 @@
 // for readability, and its conn and socket state: no writer, no answer
 // queue, no exchange (request storage comes from a pool, taken when a
 // request's first bytes arrive and given back once it is answered) and no
-// write buffer. When the engine's Conn has ReadIdle (the netpoll engine's
-// does), it holds no read buffer either: ReadIdle takes one from a pool only
-// to read into, inside the readiness callback, and gives it back before it
-// waits. BenchmarkIdleConns measures the cost: on netpoll, about 3.7 KiB of
-// heap and a 4 KiB reader stack per idle connection (the runtime's stack
-// spans hold about 8 KiB each, as the writers' freed stacks leave gaps
-// among the readers'); with a read buffer kept, 8 KiB more.
+// write buffer. When the engine's Conn has ReadIdle (both engines' do), it
+// holds no read buffer either: ReadIdle takes one from a pool only once
+// bytes are in (netpoll: inside the readiness callback, giving it back
+// before it waits). BenchmarkIdleConns measures the cost: about 3.7 KiB of
+// heap (netpoll; 4.3 KiB on uring) and a 4 KiB reader stack per idle
+// connection (the runtime's stack spans hold about 8 KiB each, as the
+// writers' freed stacks leave gaps among the readers'); with a read buffer
+// kept, 8 KiB more.
 //
 // The reader keeps reading while a request is served, so it notices a
 // client that goes away: on EOF or a socket error it cancels the
