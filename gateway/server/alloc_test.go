@@ -77,7 +77,8 @@ func TestSteadyStateAllocs(t *testing.T) {
 }
 
 // expectNoAllocs runs step 100 times to warm up, then fails the test if
-// it allocates in runs more (client and server together).
+// it allocates in runs more (client and server together); under the race
+// detector it only reports the count.
 func expectNoAllocs(t *testing.T, what string, runs int, step func()) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
@@ -85,6 +86,12 @@ func expectNoAllocs(t *testing.T, what string, runs int, step func()) {
 	}
 	allocs := testing.AllocsPerRun(runs, step)
 	t.Logf("%.2f allocations per %s (client and server)", allocs, what)
+	if raceEnabled {
+		// Read buffers and exchanges come from sync.Pools, which drop
+		// items at random under the race detector.
+		t.Logf("race detector: the allocation count is not checked")
+		return
+	}
 	if allocs > 0.1 {
 		t.Fatalf("%.2f allocations per %s, want 0", allocs, what)
 	}
