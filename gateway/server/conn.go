@@ -66,7 +66,10 @@ type conn struct {
 	queue chan item
 	// ri is nc's ReadIdle, when it has one: between requests the reader
 	// then holds no buffer (buf is nil) while it waits for bytes.
-	ri        idleReader
+	ri idleReader
+	// fresh: the reader has just moved to a new goroutine (serve), whose
+	// first wait must not grow its stack.
+	fresh     bool
 	buf       []byte
 	r, w      int       // buf[r:w] is read but not consumed by the parser
 	maxBuf    int       // MaxRequestLine + MaxHeaderBytes + 2
@@ -163,10 +166,22 @@ func newConn(s *Server, nc net.Conn) *conn {
 
 // serve runs the connection: it reads on this goroutine and answers on
 // another (started by enqueue), then closes the socket once both are done.
+//
+// When the reader stops an idle writer, the connection goes on waiting on a
+// new goroutine (fresh), whose stack is the smallest there is (2 KiB): this
+// one's has grown with parsing and routing, and the runtime shrinks a
+// parked goroutine's stack only to four times what it uses (4 KiB here),
+// while the stacks the writers leave free are gaps among the readers' that
+// the runtime cannot give back.
 func (c *conn) serve() {
+	clientGone, idle := c.readLoop()
+	if idle {
+		c.fresh = true
+		go c.serve()
+		return
+	}
 	defer c.srv.trackConn(c, false)
 	defer c.srv.metrics.ConnClosed()
-	clientGone := c.readLoop()
 	if clientGone {
 		// Cancel whatever is being served so the dispatcher sends CANCEL
 		// to the worker.
@@ -224,6 +239,12 @@ func putReadBuf(b []byte) {
 	}
 }
 
+// getFirstBuf and putFirstBuf are ReadIdle's get and put for a reader that
+// has just moved to a new goroutine (readLoop): a request's first bytes
+// after an idle second may take one more read.
+func getFirstBuf() []byte { return make([]byte, 32) }
+func putFirstBuf([]byte)  {}
+
 // ensureBuf gives the reader a read buffer if it has none.
 func (c *conn) ensureBuf() {
 	if c.buf == nil {
@@ -249,8 +270,10 @@ const (
 
 // readLoop reads and parses until the connection ends. It reports whether
 // the client went away (EOF or a socket error), as opposed to a timeout or
-// the connection being closed from this side after its last response.
-func (c *conn) readLoop() (clientGone bool) {
+// the connection being closed from this side after its last response; or,
+// with idle, that it stopped the idle writer of a connection waiting for a
+// request with nothing buffered, for serve to go on on a new goroutine.
+func (c *conn) readLoop() (clientGone, idle bool) {
 	draining := false
 	for {
 		if !draining {
@@ -258,7 +281,7 @@ func (c *conn) readLoop() (clientGone bool) {
 			case parseDrain:
 				draining = true
 			case parseStop:
-				return false
+				return false, false
 			}
 		}
 		// Waiting for the first byte of a request with nothing buffered:
@@ -283,7 +306,19 @@ func (c *conn) readLoop() (clientGone bool) {
 		idle := c.setReadDeadline(draining)
 		var n int
 		var err error
-		if waitIdle {
+		if waitIdle && c.fresh {
+			// readBufs' Get and Put would grow the new stack: wait with
+			// a small buffer from the heap, and move what it got to a
+			// read buffer once bytes are in.
+			c.fresh = false
+			var first []byte
+			first, n, err = c.ri.ReadIdle(getFirstBuf, putFirstBuf)
+			if n > 0 {
+				c.buf = getReadBuf()
+				copy(c.buf, first[:n])
+			}
+			c.r, c.w = 0, n
+		} else if waitIdle {
 			c.buf, n, err = c.ri.ReadIdle(getReadBuf, putReadBuf)
 			c.r, c.w = 0, n
 		} else if dst := c.bodyDst(draining); dst != nil {
@@ -310,22 +345,29 @@ func (c *conn) readLoop() (clientGone bool) {
 		closing := c.closing
 		c.mu.Unlock()
 		if closing {
-			return false
+			return false, false
 		}
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			c.debug("read", err)
-			return true
+			return true, false
 		}
-		if !c.readExpired(draining) {
+		expired, stopped := c.readExpired(draining)
+		if !expired {
+			if stopped && c.ri != nil && !draining && c.r == c.w && c.p.State() == http1.StateIdle {
+				// Arm the idle deadline here: setting it on the new
+				// goroutine would grow its stack.
+				c.setReadDeadline(false)
+				return false, true
+			}
 			continue
 		}
 		if draining {
-			return false
+			return false, false
 		}
 		if st := c.p.State(); st == http1.StateHead || st == http1.StateBody {
 			c.enqueue(item{perr: errTimeout})
 		}
-		return false
+		return false, false
 	}
 }
 
@@ -445,16 +487,16 @@ func (c *conn) armReadLocked(dl time.Time) {
 }
 
 // readExpired is called when a read failed with the deadline passed. It
-// stops the writer if it has been idle for writerLinger, and reports
-// whether a timeout really applies; if not (the armed deadline was an
+// stops the writer if it has been idle for writerLinger (and says so), and
+// reports whether a timeout really applies; if not (the armed deadline was an
 // earlier, stale one, or the writer's), the deadline is cleared for the next
 // pass of the read loop to arm the right one. Once the writer is closing,
 // the deadline is its own (closeWrite) and always applies.
-func (c *conn) readExpired(draining bool) bool {
+func (c *conn) readExpired(draining bool) (expired, stopped bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return true
+		return true, false
 	}
 	now := time.Now()
 	ws := c.writerStopLocked()
@@ -463,7 +505,7 @@ func (c *conn) readExpired(draining bool) bool {
 		c.writing = false
 	}
 	dl := c.readDeadlineLocked(draining)
-	expired := !dl.IsZero() && !now.Before(dl)
+	expired = !dl.IsZero() && !now.Before(dl)
 	if !expired {
 		c.readArmed = time.Time{}
 		c.nc.SetReadDeadline(time.Time{})
@@ -472,7 +514,7 @@ func (c *conn) readExpired(draining bool) bool {
 	if stop {
 		c.stopWriter()
 	}
-	return expired
+	return expired, stop
 }
 
 // stopWriter ends the idle writer (the caller has cleared writing under mu)

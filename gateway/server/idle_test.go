@@ -91,7 +91,18 @@ func measureIdle(tb testing.TB, n int) idleCost {
 	settle := func() (runtime.MemStats, int) {
 		time.Sleep(writerLinger)
 		waitFor(tb, "every connection to be idle", allIdle)
-		time.Sleep(50 * time.Millisecond) // the last readers reach their wait
+		// A stopped writer, or a reader that has moved to a new goroutine,
+		// may take a moment to return: wait until the goroutine count has
+		// stayed put for 100 ms (at most 5 s).
+		g, same := runtime.NumGoroutine(), 0
+		for end := time.Now().Add(5 * time.Second); same < 5 && time.Now().Before(end); {
+			time.Sleep(20 * time.Millisecond)
+			if n := runtime.NumGoroutine(); n == g {
+				same++
+			} else {
+				g, same = n, 0
+			}
+		}
 		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
