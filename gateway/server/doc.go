@@ -19,7 +19,9 @@
 // that has none; a writer with nothing left to answer waits one second for
 // the next request (so a busy keep-alive connection keeps its writer, whose
 // stack has grown to what serving takes), then the reader stops it and
-// drops its queue and write buffer.
+// drops its queue and write buffer, and moves on to a new goroutine: a
+// fresh stack is 2 KiB, where the reader's has grown with parsing and
+// routing, and the runtime would shrink it, parked, only to 4 KiB.
 //
 // An idle keep-alive connection (answered, waiting for its next request)
 // therefore holds one goroutine, the reader, parked in the engine's wait
@@ -29,11 +31,11 @@
 // write buffer. When the engine's Conn has ReadIdle (both engines' do), it
 // holds no read buffer either: ReadIdle takes one from a pool only once
 // bytes are in (netpoll: inside the readiness callback, giving it back
-// before it waits). BenchmarkIdleConns measures the cost: about 3.7 KiB of
-// heap (netpoll; 4.3 KiB on uring) and a 4 KiB reader stack per idle
-// connection (the runtime's stack spans hold about 8 KiB each, as the
-// writers' freed stacks leave gaps among the readers'); with a read buffer
-// kept, 8 KiB more.
+// before it waits). BenchmarkIdleConns measures the cost per idle
+// connection: on netpoll about 3.7 KiB of heap and a 2 KiB stack; on uring
+// 4.3 KiB of heap and a 4 KiB stack, as its wait grows the new stack, and
+// the runtime's stack spans then hold about 8 KiB, the writers' freed
+// stacks being gaps among the readers'.
 //
 // The reader keeps reading while a request is served, so it notices a
 // client that goes away: on EOF or a socket error it cancels the
