@@ -93,6 +93,8 @@ test-go: venv
 	COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(UNIT_PKGS)
 	@echo "==> go test -race on the HTTP/1.1 server again (engine netpoll)"
 	COVET_TEST_ENGINE=netpoll COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(ENGINE_PKGS)
+	@echo "==> allocation and idle-memory tests without the race detector (its sync.Pool drops items), each engine"
+	for e in uring netpoll; do COVET_TEST_ENGINE=$$e $(GO) test -count=1 -run 'Alloc|IdleConnCost' ./gateway/server/ || exit 1; done
 
 test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> mypy --strict on the SDK (python-sdk/covet)"

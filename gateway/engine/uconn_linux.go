@@ -194,6 +194,10 @@ type uconn struct {
 	rdl, wdl  time.Time
 	rtimer    *time.Timer
 	wtimer    *time.Timer
+	// parked is ParkRead's callback while no goroutine waits to read;
+	// parkTimer runs it at the read deadline.
+	parked    func()
+	parkTimer *time.Timer
 
 	// Owned by the writer.
 	writeIov []unix.Iovec
@@ -267,6 +271,46 @@ func (c *uconn) ReadIdle(get func() []byte, put func([]byte)) ([]byte, int, erro
 	}
 	buf := get()
 	return buf, c.take(buf), nil
+}
+
+// ParkRead runs fn on a new goroutine once a read would not wait: bytes
+// have arrived, the read failed (EOF, reset, closed, the engine stopped) or
+// the read deadline has passed. Until then no goroutine is held for the
+// connection: a keep-alive connection idle for long costs only its memory.
+// One callback at a time; fn typically reads again.
+func (c *uconn) ParkRead(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.ioff < len(c.inbox) || c.rerr != nil || !c.wantInput() {
+		go fn()
+		return
+	}
+	c.parked = fn
+	if !c.rdl.IsZero() {
+		d := time.Until(c.rdl)
+		if c.parkTimer == nil {
+			c.parkTimer = time.AfterFunc(d, c.deadlinePassed)
+		} else {
+			c.parkTimer.Reset(d)
+		}
+	}
+}
+
+func (c *uconn) deadlinePassed() {
+	c.mu.Lock()
+	c.unpark()
+	c.mu.Unlock()
+}
+
+// unpark starts the parked callback, if any. Called with mu held.
+func (c *uconn) unpark() {
+	if fn := c.parked; fn != nil {
+		c.parked = nil
+		if c.parkTimer != nil {
+			c.parkTimer.Stop()
+		}
+		go fn()
+	}
 }
 
 // awaitInput waits until there are unread bytes, returning nil, or the
@@ -456,6 +500,7 @@ func (c *uconn) Close() error {
 	}
 	c.signal(c.rwake)
 	c.signal(c.wwake)
+	c.unpark()
 	c.mu.Unlock()
 	if !c.ring.post(op{kind: opClose, c: c}) {
 		// The ring has stopped: it closed the descriptor if it ever
@@ -486,6 +531,7 @@ func (c *uconn) SetReadDeadline(t time.Time) error {
 	}
 	c.rdl = t
 	c.signal(c.rwake) // a waiting reader looks at the new deadline
+	c.unpark()        // as does a parked one
 	return nil
 }
 

@@ -548,6 +548,7 @@ func (r *ring) received(c *uconn, res int32, flags uint32) {
 	}
 	c.recvArmed = rearm
 	c.signal(c.rwake)
+	c.unpark()
 	c.mu.Unlock()
 	if rearm {
 		r.armRecv(c)
@@ -577,6 +578,7 @@ func (r *ring) teardown() {
 		c.closed = true
 		c.signal(c.rwake)
 		c.signal(c.wwake)
+		c.unpark()
 		c.mu.Unlock()
 		r.closeConn(c)
 	}

@@ -67,6 +67,11 @@ type conn struct {
 	// ri is nc's ReadIdle, when it has one: between requests the reader
 	// then holds no buffer (buf is nil) while it waits for bytes.
 	ri idleReader
+	// pr is nc's ParkRead, when it has one (the io_uring engine): an idle
+	// connection then holds no goroutine at all until bytes arrive; resume
+	// is c.serve, made once.
+	pr     parkReader
+	resume func()
 	// fresh: the reader has just moved to a new goroutine (serve), whose
 	// first wait must not grow its stack.
 	fresh     bool
@@ -158,6 +163,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.remote = a.String()
 	}
 	c.ri, _ = c.nc.(idleReader)
+	if c.pr, _ = c.nc.(parkReader); c.pr != nil {
+		c.resume = c.serve
+	}
 	c.startWriter = c.writeLoop
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.rw.c = c
@@ -172,12 +180,18 @@ func newConn(s *Server, nc net.Conn) *conn {
 // one's has grown with parsing and routing, and the runtime shrinks a
 // parked goroutine's stack only to four times what it uses (4 KiB here),
 // while the stacks the writers leave free are gaps among the readers' that
-// the runtime cannot give back.
+// the runtime cannot give back. On an engine that can (parkReader: io_uring)
+// it waits on no goroutine at all: the engine starts serve again once bytes
+// arrive, the read fails or the idle deadline passes.
 func (c *conn) serve() {
 	clientGone, idle := c.readLoop()
 	if idle {
 		c.fresh = true
-		go c.serve()
+		if c.pr != nil {
+			c.pr.ParkRead(c.resume) // no goroutine until bytes (or the deadline) come
+		} else {
+			go c.serve()
+		}
 		return
 	}
 	defer c.srv.trackConn(c, false)
@@ -222,6 +236,12 @@ func (c *conn) serve() {
 // no read buffer (sockConn.ReadIdle).
 type idleReader interface {
 	ReadIdle(get func() []byte, put func([]byte)) ([]byte, int, error)
+}
+
+// parkReader is implemented by a connection that can run a function once a
+// read would not wait, holding no goroutine until then (uconn.ParkRead).
+type parkReader interface {
+	ParkRead(fn func())
 }
 
 // readBufs holds read buffers of the initial size that no connection holds:
