@@ -286,6 +286,7 @@ func (c *uconn) ParkRead(fn func()) {
 		return
 	}
 	c.parked = fn
+	c.rtimer = nil // a parked connection keeps one timer, parkTimer
 	if !c.rdl.IsZero() {
 		d := time.Until(c.rdl)
 		if c.parkTimer == nil {
