@@ -122,11 +122,11 @@ class Gateway:
         try:
             text = urllib.request.urlopen(f"http://{HOST}:{self.admin_port}/metrics", timeout=5).read().decode()
         except OSError as e:
-            return f"? ({e})"
+            return f"unknown: {e}"
         for m in re.finditer(r'^covet_engine_info\{engine="([^"]+)"\} (\S+)$', text, re.M):
             if float(m.group(2)) == 1:
                 return m.group(1)
-        return "? (no covet_engine_info)"
+        return "nothing (no covet_engine_info: a gateway without engines)"
 
     def stop(self) -> None:
         pgids = {pgid for _, pgid, _ in harness.tree(self.proc.pid).values()} | {self.proc.pid}
@@ -228,7 +228,7 @@ def load_mode(a, workloads: list[harness.Workload]) -> int:
                f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}.\n")
     for e in a.engines:
         out.append(f"- `{e}`: " + (f"did not run: {failed[e]}" if e in failed and not any(k[0] == e for k in runs)
-                                   else f"covet_engine_info says {', '.join(sorted(served_by[e])) or '?'}"
+                                   else f"covet_engine_info: {', '.join(sorted(served_by[e])) or '?'}"
                                    + (f"; stopped: {failed[e]}" if e in failed else "")))
     out.append("")
     out.append("| workload | engine | req/s | min..max | gateway CPU µs/req | worker CPU µs/req | p50 | p99 | max steal % | errors |")
@@ -378,7 +378,7 @@ def syscalls_mode(a, workloads: list[harness.Workload]) -> int:
                "| strace: failed calls/req | requests under strace |")
     out.append("|---|---|---:|---:|---:|---:|---:|")
     for wname, engine, served, ppr, prps, spr, sfail, n, _ in rows:
-        out.append(f"| {wname} | {engine} ({served}) | {f'{ppr:.2f}' if ppr is not None else 'n/a'} "
+        out.append(f"| {wname} | {engine} ({served.split(' (')[0]}) | {f'{ppr:.2f}' if ppr is not None else 'n/a'} "
                    f"| {fmt(prps) if prps else 'n/a'} | {spr:.2f} | {sfail:.2f} | {n:,} |")
     out.append("")
     for (engine, wname), calls in top.items():
