@@ -394,6 +394,10 @@ def main() -> int:
     print(f"- gateway VmRSS: {mib(st0.get('VmRSS'))} before, {mib(st1.get('VmRSS'))} with them held, "
           f"{mib(st2.get('VmRSS'))} after the latency run; VmHWM (peak) {mib(st2.get('VmHWM'))}; "
           f"descriptors {st1.get('fds', '?')}; the worker's VmRSS {mib(worker_rss)}")
+    if conns and "VmRSS" in st0 and "VmRSS" in st1:
+        per = (st1["VmRSS"] - st0["VmRSS"]) / len(conns)
+        print(f"- {per:.1f} KiB of gateway VmRSS per idle connection; at that rate 100,000 would take "
+              f"{(st0['VmRSS'] + per * 100_000) / 1024:,.0f} MiB")
     print(f"- covet_connections_open while held: {open_gauge if open_gauge is not None else '?'}; "
           f"covet_connections_shed_total at the end: {shed:g}")
     print(f"- a second request on {tried} of the idle connections, spread over all: {ok} answered 200")
