@@ -22,9 +22,9 @@ then the ratios of the first engine to the second, from the medians and round by
 round (each round's pair ran back to back).
 
 --syscalls: per engine and workload, starts the gateway, warms up, then
-(1) `perf stat -e raw_syscalls:sys_enter -p GATEWAY` around a `--syscall-seconds` wrk
-run, when perf works here: every system call entered by the gateway's threads, at full
-speed; (2) `strace -c -f -p GATEWAY` around another such run: the count per call.
+(1) `perf stat -e raw_syscalls:sys_enter,context-switches -p GATEWAY` around a
+`--syscall-seconds` wrk run, when perf works here: every system call entered by the
+gateway's threads, and every switch of one of them off its CPU, at full speed; (2) `strace -c -f -p GATEWAY` around another such run: the count per call.
 strace slows the gateway a lot, so only counts per request mean anything: divided by the
 requests wrk completed while it was attached (both tracers attach before wrk starts and
 detach after it ends, with the gateway idle in between).
@@ -336,9 +336,10 @@ def syscalls_mode(a, workloads: list[harness.Workload]) -> int:
                     failed[engine] = f"{w.name}: {wrong}"
                     break
                 wrk(gw.port, w, max(a.warmup, 1), a.conns)
-                perf_per_req, perf_rps = None, None
+                perf_per_req, perf_rps, cs_per_req = None, None, None
                 if not perf_why:
-                    p = attach(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)])
+                    p = attach(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches",
+                                "-p", str(pid)])
                     res = wrk(gw.port, w, a.syscall_seconds, a.conns)
                     err = detach(p)
                     m = re.search(r"^(\d+),,raw_syscalls:sys_enter", err, re.M)
@@ -346,6 +347,9 @@ def syscalls_mode(a, workloads: list[harness.Workload]) -> int:
                         perf_per_req, perf_rps = int(m.group(1)) / res["requests"], res["rps"]
                     else:
                         log(f"perf gave no count: {err.strip()[-300:]}")
+                    m = re.search(r"^(\d+),,context-switches", err, re.M)
+                    if m and res["requests"]:
+                        cs_per_req = int(m.group(1)) / res["requests"]
                 p = attach(["strace", "-c", "-f", "-p", str(pid)])
                 res = wrk(gw.port, w, a.syscall_seconds, a.conns)
                 err = detach(p)
@@ -357,7 +361,7 @@ def syscalls_mode(a, workloads: list[harness.Workload]) -> int:
                 calls = sorted(((k, c, e) for k, (c, e) in table.items() if k != "total"), key=lambda t: -t[1])
                 top[(engine, w.name)] = [(k, c, e) for k, c, e in calls]
                 rows.append((w.name, engine, served, perf_per_req, perf_rps, table["total"][0] / n,
-                             table["total"][1] / n, n, res["rps"]))
+                             table["total"][1] / n, n, cs_per_req))
                 log(f"{engine:8} {w.name:9} strace: {table['total'][0] / n:.2f} calls/req over {n} requests"
                     + (f"; perf: {perf_per_req:.2f} calls/req at {fmt(perf_rps)} req/s" if perf_per_req else ""))
         finally:
@@ -366,19 +370,21 @@ def syscalls_mode(a, workloads: list[harness.Workload]) -> int:
     out = [f"### System calls per request: covet-1, {', '.join(a.engines)}\n",
            f"`{shlex.join(['.venv/bin/python', 'bench/engines.py'] + sys.argv[1:])}` at {git_rev()}, "
            f"{time.strftime('%Y-%m-%d %H:%M %Z')}: per engine and workload, wrk -t1 -c{a.conns} "
-           f"-d{a.syscall_seconds:g}s under `perf stat -e raw_syscalls:sys_enter -p GATEWAY` (every system call "
-           f"the gateway's threads entered, at full speed), then another under `strace -c -f -p GATEWAY` (by "
+           f"-d{a.syscall_seconds:g}s under `perf stat -e raw_syscalls:sys_enter,context-switches -p GATEWAY` "
+           f"(every system call the gateway's threads entered, and every time one of them was switched out, at "
+           f"full speed), then another under `strace -c -f -p GATEWAY` (by "
            f"call; strace slows the gateway, so its req/s is not the engine's). The gateway process only, not "
            f"its worker.\n"]
     for e, why in failed.items():
         out.append(f"- `{e}`: did not run: {why}")
     if failed:
         out.append("")
-    out.append("| workload | engine (covet_engine_info) | perf: calls/req | perf run req/s | strace: calls/req "
-               "| strace: failed calls/req | requests under strace |")
-    out.append("|---|---|---:|---:|---:|---:|---:|")
-    for wname, engine, served, ppr, prps, spr, sfail, n, _ in rows:
+    out.append("| workload | engine (covet_engine_info) | perf: calls/req | perf: context switches/req "
+               "| perf run req/s | strace: calls/req | strace: failed calls/req | requests under strace |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for wname, engine, served, ppr, prps, spr, sfail, n, cs in rows:
         out.append(f"| {wname} | {engine} ({served.split(' (')[0]}) | {f'{ppr:.2f}' if ppr is not None else 'n/a'} "
+                   f"| {f'{cs:.2f}' if cs is not None else 'n/a'} "
                    f"| {fmt(prps) if prps else 'n/a'} | {spr:.2f} | {sfail:.2f} | {n:,} |")
     out.append("")
     for (engine, wname), calls in top.items():
