@@ -166,6 +166,8 @@ def measure(gw: Gateway, w: harness.Workload, a) -> dict:
     res = wrk(gw.port, w, a.duration, a.conns)
     s1 = harness.cpu_times()
     g1, w1 = ticks(gw.proc.pid), [ticks(p) for p in workers]
+    if g0 is None or g1 is None:
+        raise RuntimeError(f"the gateway exited during the run: {gw.output()[-400:]}")
     n = res["requests"] or float("nan")
     res["gw_us"] = (g1 - g0) / CLK_TCK / n * 1e6
     res["worker_us"] = sum(b - a_ for a_, b in zip(w0, w1) if a_ is not None and b is not None) / CLK_TCK / n * 1e6
@@ -208,7 +210,12 @@ def load_mode(a, workloads: list[harness.Workload]) -> int:
                     if wrong:
                         failed[engine] = f"{w.name}: {wrong}"
                         break
-                    res = measure(gw, w, a)
+                    try:
+                        res = measure(gw, w, a)
+                    except (RuntimeError, subprocess.TimeoutExpired) as why:
+                        failed[engine] = f"{w.name}, round {rnd + 1}: {why}"
+                        log(f"round {rnd + 1}: {engine} {w.name}: {why}")
+                        break
                     res["round"] = rnd
                     runs.setdefault((engine, w.name), []).append(res)
                     log(f"round {rnd + 1}/{a.rounds} {engine:8} {w.name:9} {fmt(res['rps']):>8} req/s  "
@@ -334,6 +341,9 @@ def syscalls_mode(a, workloads: list[harness.Workload]) -> int:
                 wrong = harness.validate(gw, w)
                 if wrong:
                     failed[engine] = f"{w.name}: {wrong}"
+                    break
+                if gw.proc.poll() is not None:
+                    failed[engine] = f"the gateway exited: {gw.output()[-400:]}"
                     break
                 wrk(gw.port, w, max(a.warmup, 1), a.conns)
                 perf_per_req, perf_rps, cs_per_req = None, None, None

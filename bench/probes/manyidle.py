@@ -213,7 +213,7 @@ def open_idle(port: int, n: int, sources: list[str], per_source: int, window: in
                 try:
                     s.send(REQUEST)  # 40 bytes into an empty send buffer: all of it
                 except OSError as e:
-                    fail(fd, "send " + errno.errorcode.get(e.errno, str(e.errno)))
+                    fail(fd, "send " + errno.errorcode.get(e.errno or 0, str(e.errno)))
                     continue
                 ent[1] = 1
                 ep.modify(fd, select.EPOLLIN)
@@ -223,7 +223,7 @@ def open_idle(port: int, n: int, sources: list[str], per_source: int, window: in
             except BlockingIOError:
                 continue
             except OSError as e:
-                fail(fd, "recv " + errno.errorcode.get(e.errno, str(e.errno)))
+                fail(fd, "recv " + errno.errorcode.get(e.errno or 0, str(e.errno)))
                 continue
             if not chunk:
                 fail(fd, "closed by the gateway before answering")
