@@ -76,14 +76,14 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def metrics(admin: str) -> dict[str, float]:
-    """The covet_* samples of the admin /metrics, name{labels} -> value."""
+    """The covet_* and go_memstats_* samples of the admin /metrics, name{labels} -> value."""
     try:
         text = urllib.request.urlopen(f"http://{admin}/metrics", timeout=10).read().decode()
     except OSError:
         return {}
     out = {}
     for line in text.splitlines():
-        if line.startswith("covet_"):
+        if line.startswith(("covet_", "go_memstats_")):
             name, _, val = line.rpartition(" ")
             try:
                 out[name] = float(val)
@@ -398,6 +398,12 @@ def main() -> int:
         per = (st1["VmRSS"] - st0["VmRSS"]) / len(conns)
         print(f"- {per:.1f} KiB of gateway VmRSS per idle connection; at that rate 100,000 would take "
               f"{(st0['VmRSS'] + per * 100_000) / 1024:,.0f} MiB")
+    if "go_memstats_heap_inuse_bytes" in m1:
+        g = {k[len("go_memstats_"):-len("_bytes")]: v / 1048576 for k, v in m1.items() if k.endswith("_bytes")}
+        print(f"- the Go runtime while held (go_memstats, MiB): heap in use {g['heap_inuse']:.1f}, free heap kept "
+              f"(idle less released) {g['heap_idle'] - g['heap_released']:.1f}, stacks {g['stack_inuse']:.1f}, "
+              f"spans {g['mspan_inuse']:.1f}, GC metadata {g['gc_sys']:.1f}, other {g['other_sys']:.1f}; "
+              f"obtained from the OS less released {g['sys'] - g['heap_released']:.1f}")
     print(f"- covet_connections_open while held: {open_gauge if open_gauge is not None else '?'}; "
           f"covet_connections_shed_total at the end: {shed:g}")
     print(f"- a second request on {tried} of the idle connections, spread over all: {ok} answered 200")
