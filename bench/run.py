@@ -16,7 +16,8 @@ Environment (all optional):
     BENCH_ROUNDS        interleaved rounds (default 3)
     BENCH_WARMUP        seconds of unmeasured load before each run (default 2)
     BENCH_QUICK=1       2s x 1 round, 1s warm-up, the QUICK_WORKLOADS subset
-    BENCH_SERVERS       comma list of server names (see `--list`)
+    BENCH_SERVERS       comma list of server names (see `--list`); covet-1 and covet-2
+                        name both engines' rows (covet-1-uring and covet-1-netpoll, ...)
     BENCH_WORKLOADS     comma list of workload names (see `--list`)
     BENCH_CONNECTIONS   wrk connections (default 64)
     BENCH_SLEEP_CONNECTIONS  wrk connections for /sleep (default 256)
@@ -213,12 +214,29 @@ def nginx_bin() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
 
-def covet_argv(workers: int) -> Callable[[int], list[str]]:
+# The gateway's IO engines (issue 19); every CovetPy configuration gets one row per
+# engine, named covet-N-ENGINE. `auto`, the gateway's default, picks uring where
+# io_uring works, so the comparisons with the other servers use the uring rows (see
+# covet_row).
+ENGINES = ("uring", "netpoll")
+
+
+def covet_argv(workers: int, engine: str) -> Callable[[int], list[str]]:
     def argv(port: int) -> list[str]:
         worker_cmd = f"{shlex.quote(str(REPO_PY))} -m covet worker covet_app:app"
         return [str(GATEWAY), "--listen", f"{HOST}:{port}", "--app", "bench", "--workers", str(workers),
-                "--worker-cmd", worker_cmd, "--worker-dir", str(APPS), "--log-level", "warn"]
+                "--worker-cmd", worker_cmd, "--worker-dir", str(APPS), "--log-level", "warn",
+                "--engine", engine]
     return argv
+
+
+def engine_refused(log_text: str) -> str | None:
+    """The gateway's "engine uring: REASON" start-up error (io_uring refused here: seccomp,
+    ENOSYS, memlock), or None."""
+    for line in reversed(log_text.splitlines()):
+        if "engine uring:" in line:
+            return line.strip()[-300:]
+    return None
 
 
 def granian_argv(interface: str, module: str, workers: int) -> Callable[[int], list[str]]:
@@ -272,11 +290,13 @@ def all_servers() -> list[Server]:
     py = str(VPY)
     servers: list[Server] = []
     for n in (1, 2):
-        servers.append(Server(f"covet-{n}", f"CovetPy native, {n} worker{'s' * (n > 1)}", covet_argv(n),
-                              env={"COVET_LOG_LEVEL": "WARNING"}, needs=need_covet,
-                              note="bin/covet-gateway + N workers run by the repo's .venv python; gateway flags at their defaults, "
-                                   "so at most 256 requests (max_inflight) are in flight per worker and the gateway runs on "
-                                   "two Go processors per worker within the CPUs left after one per worker (procs)"))
+        for engine in ENGINES:
+            servers.append(Server(
+                f"covet-{n}-{engine}", f"CovetPy native, {n} worker{'s' * (n > 1)}, `--engine {engine}`",
+                covet_argv(n, engine), env={"COVET_LOG_LEVEL": "WARNING"}, needs=need_covet,
+                note="bin/covet-gateway + N workers run by the repo's .venv python; gateway flags at their defaults "
+                     "but the engine, so at most 256 requests (max_inflight) are in flight per worker and the gateway "
+                     "runs on two Go processors per worker within the CPUs left after one per worker (procs)"))
     for n in (1, 2):
         servers.append(Server(f"granian-rsgi-{n}", f"Granian RSGI, {n} worker{'s' * (n > 1)}",
                               granian_argv("rsgi", "rsgi_app", n), needs=need_module("granian")))
@@ -556,6 +576,15 @@ class Running:
             time.sleep(0.2)
         return f"not ready after {timeout:.0f}s ({last})"
 
+    def log_text(self) -> str:
+        """What the server has written to its log in this run so far."""
+        self.logf.flush()
+        try:
+            text = (OUT / f"{self.server.name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[text.rfind("\n==== "):]
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -765,6 +794,9 @@ def main() -> int:
 
     servers = all_servers()
     want_s = [s.strip() for s in os.environ.get("BENCH_SERVERS", "").split(",") if s.strip()]
+    # covet-1 / covet-2 (the names before the engines): both engines' rows
+    want_s = [x for name in want_s for x in
+              ([f"{name}-{e}" for e in ENGINES] if name in ("covet-1", "covet-2") else [name])]
     if want_s:
         unknown = set(want_s) - {s.name for s in servers}
         if unknown:
@@ -804,7 +836,9 @@ def main() -> int:
             try:
                 why = run.wait_ready()
                 if why:
-                    status[s.name] = f"failed to start: {why}"
+                    refused = engine_refused(run.log_text()) if s.name.endswith("-uring") else None
+                    status[s.name] = (f"not run: io_uring unavailable on this machine ({refused})" if refused
+                                      else f"failed to start: {why}")
                     log(f"    {status[s.name]}")
                     continue
                 for w in workloads:
@@ -935,14 +969,28 @@ def short(reason: str) -> str:
     return reason[:10]
 
 
+def covet_row(summary: dict, name: str) -> str:
+    """The row that stands for CovetPy's covet-N in a comparison: covet-N-uring (what the
+    gateway's default engine, `auto`, picks where io_uring works) when it was measured,
+    else covet-N-netpoll. Any other name is itself."""
+    if name not in ("covet-1", "covet-2"):
+        return name
+    uring = f"{name}-{ENGINES[0]}"
+    return uring if any(k.startswith(uring + "|") for k in summary) else f"{name}-{ENGINES[1]}"
+
+
 def ratio(summary: dict, a: str, b: str, w: str, metric: str = "rps_median") -> str:
-    x, y = summary.get(f"{a}|{w}"), summary.get(f"{b}|{w}")
+    ra, rb = covet_row(summary, a), covet_row(summary, b)
+    x, y = summary.get(f"{ra}|{w}"), summary.get(f"{rb}|{w}")
     if not x or not y or not y[metric]:
         return "n/a (not measured)"
-    return f"{x[metric] / y[metric]:.2f}x ({fmt_val(x[metric], metric)} vs {fmt_val(y[metric], metric)})"
+    row = f"{ra}: " if ra != a else ""  # a covet-N resolved to one engine's row: say which
+    return f"{x[metric] / y[metric]:.2f}x ({row}{fmt_val(x[metric], metric)} vs {fmt_val(y[metric], metric)})"
 
 
 def fmt_val(v: float, metric: str) -> str:
+    if metric == "cpu_us_per_req":
+        return f"{v:.1f} µs"
     return fmt_lat(v) if metric.endswith("_us") else f"{fmt_rps(v)} req/s"
 
 
@@ -960,10 +1008,24 @@ RATIOS = [
     (f"CovetPy 1 worker / uvicorn+Starlette 1 worker, p99 at {CONNS} connections, /json", "covet-1", "uvicorn-starlette-1", "json", "p99_us"),
 ]
 
+# The engines against each other (issue 19). CPU is the whole tree's (gateway and
+# workers); bench/engines.py splits off the gateway's own.
+ENGINE_RATIOS = [
+    (f"CovetPy {n} worker{'s' * (n > 1)}, uring / netpoll, /{w} {what}", f"covet-{n}-uring", f"covet-{n}-netpoll", w, m)
+    for n in (1, 2) for w in ("plaintext", "json")
+    for what, m in (("req/s", "rps_median"), ("CPU per request (gateway and workers)", "cpu_us_per_req"))
+]
+
 
 def ratios_text(summary: dict) -> str:
-    lines = ["Ratios (req/s: above 1 means CovetPy is faster; p99: below 1 means CovetPy's tail is shorter)"]
+    lines = ["Ratios (req/s: above 1 means CovetPy is faster; p99: below 1 means CovetPy's tail is shorter). "
+             "CovetPy is its covet-N-uring row, the engine its default `engine: auto` picks where io_uring works, "
+             "or covet-N-netpoll where no uring row was measured (the ratio then names the row)."]
     for label, a, b, w, m in RATIOS:
+        lines.append(f"- {label}: {ratio(summary, a, b, w, m)}")
+    lines.append("")
+    lines.append("Engines (req/s: above 1 means uring is faster; CPU per request: below 1 means uring is cheaper)")
+    for label, a, b, w, m in ENGINE_RATIOS:
         lines.append(f"- {label}: {ratio(summary, a, b, w, m)}")
     return "\n".join(lines) + "\n"
 
@@ -1011,8 +1073,11 @@ def render(info, servers, workloads, status, cell_status, summary, shutdown_note
              "scheduler; wrk uses one thread, so it takes at most one core. Fast servers (nginx, Go) are therefore "
              "client-bound here and their req/s is a floor, not their ceiling; CPU/req is the fairer cost figure.")
     L.append("- Apps (bench/apps/, bench/gohttp/): the same answers everywhere, async handlers where the framework "
-             "has them. CovetPy: the native `Covet` API served by `bin/covet-gateway --workers N --log-level warn`, "
-             f"workers run by {shown(REPO_PY)} (the SDK as checked out). Granian: raw RSGI app "
+             "has them. CovetPy: the native `Covet` API served by `bin/covet-gateway --workers N --log-level warn "
+             f"--engine E`, workers run by {shown(REPO_PY)} (the SDK as checked out), one row per IO engine: "
+             "covet-N-uring (io_uring) and covet-N-netpoll (Go's netpoller). The gateway's default, `engine: auto`, "
+             "is uring where io_uring works, so the ratios against other servers use the uring rows (the netpoll rows "
+             "where uring could not run here; the ratio then says so). Granian: raw RSGI app "
              "(`--interface rsgi`) and the raw ASGI app (`--interface asgi`), uvloop, HTTP/1 only. uvicorn: "
              "`--loop uvloop --http httptools --no-access-log`, with Starlette, the raw ASGI app, FastAPI. "
              "Robyn: `--processes 1 --workers 1`. socketify: its native App, one process. gunicorn: `-k sync -w 2`, "

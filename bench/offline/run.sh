@@ -17,7 +17,8 @@
 # takes about 80 s per round.
 #
 # BENCH_SERVERS, BENCH_WORKLOADS, BENCH_DURATION, BENCH_ROUNDS and BENCH_WARMUP pass
-# through; PASS_TIMEOUT (s) bounds each bench/run.py pass; PASS_A_CPUS, PASS_B_CPUS
+# through (covet-1 and covet-2 in BENCH_SERVERS run on both IO engines, as
+# covet-N-uring and covet-N-netpoll; the timing above predates that); PASS_TIMEOUT (s) bounds each bench/run.py pass; PASS_A_CPUS, PASS_B_CPUS
 # ("SERVER_CPUS WRK_CPUS"), M_SERVER_CPUS and M_WRK_CPUS change the pinning.
 set -u
 cd "$(dirname "$0")/../.."
