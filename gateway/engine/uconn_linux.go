@@ -192,12 +192,13 @@ type uconn struct {
 	recvArmed bool  // a receive is in the kernel or posted for it
 	pollArmed bool  // a poll for room is in the kernel or posted for it
 	rdl, wdl  time.Time
-	rtimer    *time.Timer
-	wtimer    *time.Timer
-	// parked is ParkRead's callback while no goroutine waits to read;
-	// parkTimer runs it at the read deadline.
-	parked    func()
-	parkTimer *time.Timer
+	// rtimer and wtimer fire at rdl and wdl, waking a waiting reader or
+	// writer (or a parked reader); they are set when a deadline is, so a
+	// wait costs no timer operation.
+	rtimer *time.Timer
+	wtimer *time.Timer
+	// parked is ParkRead's callback while no goroutine waits to read.
+	parked func()
 
 	// Owned by the writer.
 	writeIov []unix.Iovec
@@ -285,31 +286,17 @@ func (c *uconn) ParkRead(fn func()) {
 		go fn()
 		return
 	}
-	c.parked = fn
-	c.rtimer = nil // a parked connection keeps one timer, parkTimer
-	if !c.rdl.IsZero() {
-		d := time.Until(c.rdl)
-		if c.parkTimer == nil {
-			c.parkTimer = time.AfterFunc(d, c.deadlinePassed)
-		} else {
-			c.parkTimer.Reset(d)
-		}
+	if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+		go fn()
+		return
 	}
-}
-
-func (c *uconn) deadlinePassed() {
-	c.mu.Lock()
-	c.unpark()
-	c.mu.Unlock()
+	c.parked = fn // rtimer unparks it at the deadline
 }
 
 // unpark starts the parked callback, if any. Called with mu held.
 func (c *uconn) unpark() {
 	if fn := c.parked; fn != nil {
 		c.parked = nil
-		if c.parkTimer != nil {
-			c.parkTimer.Stop()
-		}
 		go fn()
 	}
 }
@@ -334,7 +321,7 @@ func (c *uconn) awaitInput() error {
 		if !c.wantInput() {
 			return c.opError("read", net.ErrClosed)
 		}
-		c.wait(c.rwake, &c.rtimer, c.rdl)
+		c.wait(c.rwake)
 	}
 }
 
@@ -364,24 +351,11 @@ func (c *uconn) wantInput() bool {
 	return true
 }
 
-// wait releases mu until ch is signalled or dl passes (zero: no limit).
-func (c *uconn) wait(ch chan struct{}, t **time.Timer, dl time.Time) {
+// wait releases mu until ch is signalled: by the loop, Close, a deadline
+// set, or the deadline's timer.
+func (c *uconn) wait(ch chan struct{}) {
 	c.mu.Unlock()
-	if dl.IsZero() {
-		<-ch
-	} else {
-		d := time.Until(dl)
-		if *t == nil {
-			*t = time.NewTimer(d)
-		} else {
-			(*t).Reset(d)
-		}
-		select {
-		case <-ch:
-			(*t).Stop()
-		case <-(*t).C:
-		}
-	}
+	<-ch
 	c.mu.Lock()
 }
 
@@ -435,7 +409,7 @@ func (c *uconn) writeBufs(bufs [][]byte) (int64, error) {
 			}
 			c.pollArmed = true
 		}
-		c.wait(c.wwake, &c.wtimer, c.wdl)
+		c.wait(c.wwake)
 	}
 	return done, nil
 }
@@ -531,6 +505,11 @@ func (c *uconn) SetReadDeadline(t time.Time) error {
 		return c.opError("set", net.ErrClosed)
 	}
 	c.rdl = t
+	if c.rtimer == nil && !t.IsZero() {
+		c.rtimer = time.AfterFunc(time.Until(t), c.readDeadline)
+	} else {
+		armTimer(c.rtimer, t)
+	}
 	c.signal(c.rwake) // a waiting reader looks at the new deadline
 	c.unpark()        // as does a parked one
 	return nil
@@ -543,8 +522,40 @@ func (c *uconn) SetWriteDeadline(t time.Time) error {
 		return c.opError("set", net.ErrClosed)
 	}
 	c.wdl = t
+	if c.wtimer == nil && !t.IsZero() {
+		c.wtimer = time.AfterFunc(time.Until(t), c.writeDeadline)
+	} else {
+		armTimer(c.wtimer, t)
+	}
 	c.signal(c.wwake)
 	return nil
+}
+
+// armTimer makes t (nil: none yet, and dl is zero) fire at dl, or never
+// when dl is zero.
+func armTimer(t *time.Timer, dl time.Time) {
+	switch {
+	case t == nil:
+	case dl.IsZero():
+		t.Stop()
+	default:
+		t.Reset(time.Until(dl))
+	}
+}
+
+// readDeadline and writeDeadline run when rdl or wdl passes: the waiter
+// finds the deadline passed and fails its call.
+func (c *uconn) readDeadline() {
+	c.mu.Lock()
+	c.signal(c.rwake)
+	c.unpark()
+	c.mu.Unlock()
+}
+
+func (c *uconn) writeDeadline() {
+	c.mu.Lock()
+	c.signal(c.wwake)
+	c.mu.Unlock()
 }
 
 func (c *uconn) opError(op string, err error) error {
