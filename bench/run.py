@@ -215,9 +215,8 @@ def nginx_bin() -> str | None:
 
 
 # The gateway's IO engines (issue 19); every CovetPy configuration gets one row per
-# engine, named covet-N-ENGINE. `auto`, the gateway's default, picks uring where
-# io_uring works, so the comparisons with the other servers use the uring rows (see
-# covet_row).
+# engine, named covet-N-ENGINE. The comparisons with the other servers use the
+# netpoll rows, the gateway's default engine (see covet_row).
 ENGINES = ("uring", "netpoll")
 
 
@@ -970,13 +969,13 @@ def short(reason: str) -> str:
 
 
 def covet_row(summary: dict, name: str) -> str:
-    """The row that stands for CovetPy's covet-N in a comparison: covet-N-uring (what the
-    gateway's default engine, `auto`, picks where io_uring works) when it was measured,
-    else covet-N-netpoll. Any other name is itself."""
+    """The row that stands for CovetPy's covet-N in a comparison: covet-N-netpoll (the
+    gateway's default engine) when it was measured, else covet-N-uring. Any other name is
+    itself."""
     if name not in ("covet-1", "covet-2"):
         return name
-    uring = f"{name}-{ENGINES[0]}"
-    return uring if any(k.startswith(uring + "|") for k in summary) else f"{name}-{ENGINES[1]}"
+    netpoll = f"{name}-{ENGINES[1]}"
+    return netpoll if any(k.startswith(netpoll + "|") for k in summary) else f"{name}-{ENGINES[0]}"
 
 
 def ratio(summary: dict, a: str, b: str, w: str, metric: str = "rps_median") -> str:
@@ -1019,8 +1018,8 @@ ENGINE_RATIOS = [
 
 def ratios_text(summary: dict) -> str:
     lines = ["Ratios (req/s: above 1 means CovetPy is faster; p99: below 1 means CovetPy's tail is shorter). "
-             "CovetPy is its covet-N-uring row, the engine its default `engine: auto` picks where io_uring works, "
-             "or covet-N-netpoll where no uring row was measured (the ratio then names the row)."]
+             "CovetPy is its covet-N-netpoll row, the gateway's default engine, or covet-N-uring where no "
+             "netpoll row was measured (the ratio then names the row)."]
     for label, a, b, w, m in RATIOS:
         lines.append(f"- {label}: {ratio(summary, a, b, w, m)}")
     lines.append("")
@@ -1075,9 +1074,9 @@ def render(info, servers, workloads, status, cell_status, summary, shutdown_note
     L.append("- Apps (bench/apps/, bench/gohttp/): the same answers everywhere, async handlers where the framework "
              "has them. CovetPy: the native `Covet` API served by `bin/covet-gateway --workers N --log-level warn "
              f"--engine E`, workers run by {shown(REPO_PY)} (the SDK as checked out), one row per IO engine: "
-             "covet-N-uring (io_uring) and covet-N-netpoll (Go's netpoller). The gateway's default, `engine: auto`, "
-             "is uring where io_uring works, so the ratios against other servers use the uring rows (the netpoll rows "
-             "where uring could not run here; the ratio then says so). Granian: raw RSGI app "
+             "covet-N-uring (io_uring) and covet-N-netpoll (Go's netpoller). The gateway's default engine is "
+             "netpoll, so the ratios against other servers use the netpoll rows (the uring rows where only they "
+             "were measured; the ratio then says so). Granian: raw RSGI app "
              "(`--interface rsgi`) and the raw ASGI app (`--interface asgi`), uvloop, HTTP/1 only. uvicorn: "
              "`--loop uvloop --http httptools --no-access-log`, with Starlette, the raw ASGI app, FastAPI. "
              "Robyn: `--processes 1 --workers 1`. socketify: its native App, one process. gunicorn: `-k sync -w 2`, "

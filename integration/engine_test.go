@@ -76,16 +76,18 @@ func (a *admin) engineInfo() string {
 }
 
 // TestEngineFallback: with io_uring refused by seccomp (EPERM, as under Docker's
-// default profile), --engine auto and no --engine at all start on netpoll, log
-// why in one WARN line, serve, and say netpoll in covet_engine_info.
+// default profile), --engine auto starts on netpoll, logs why in one WARN line,
+// serves, and says netpoll in covet_engine_info; with no --engine (the default,
+// netpoll) it serves on netpoll without probing, so with no such line.
 func TestEngineFallback(t *testing.T) {
 	nouring := buildNouring(t)
 	for _, tc := range []struct {
-		name  string
-		flags []string
+		name     string
+		flags    []string
+		fallback int // fallback lines logged
 	}{
-		{"auto", []string{"--engine", "auto"}},
-		{"default", nil},
+		{"auto", []string{"--engine", "auto"}, 1},
+		{"default", nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := &admin{t: t, addr: freePort(t), c: &http.Client{Timeout: 10 * time.Second}}
@@ -95,8 +97,14 @@ func TestEngineFallback(t *testing.T) {
 			g.waitServing(1)
 
 			recs := logRecords(t, g.out.String(), fallbackMsg)
-			if len(recs) != 1 {
-				t.Fatalf("%d log lines %q, want 1; output:\n%s", len(recs), fallbackMsg, g.out)
+			if len(recs) != tc.fallback {
+				t.Fatalf("%d log lines %q, want %d; output:\n%s", len(recs), fallbackMsg, tc.fallback, g.out)
+			}
+			if tc.fallback == 0 {
+				if e := a.engineInfo(); e != "netpoll" {
+					t.Errorf("covet_engine_info names %q, want netpoll", e)
+				}
+				return
 			}
 			if recs[0]["level"] != "WARN" {
 				t.Errorf("fallback logged at level %v, want WARN: %v", recs[0]["level"], recs[0])

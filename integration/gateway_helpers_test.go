@@ -85,7 +85,7 @@ func sdkWorker(t *testing.T, module string) string {
 
 // testEngine is the IO engine the tests run the gateway on: $COVET_TEST_ENGINE,
 // uring or netpoll (`make test` runs the suite once with each), or empty for the
-// gateway's default, auto. With uring, a host without io_uring makes the gateway
+// gateway's default, netpoll. With uring, a host without io_uring makes the gateway
 // exit at start-up, so the tests fail rather than pass on the other engine.
 func testEngine() string { return os.Getenv("COVET_TEST_ENGINE") }
 

@@ -262,6 +262,9 @@ func TestAutoFallsBack(t *testing.T) {
 	if _, _, err := New("epoll"); err == nil || !strings.Contains(err.Error(), `unknown engine "epoll"`) {
 		t.Fatalf("New(epoll): %v", err)
 	}
+	if e, why, err := New(""); err != nil || e.Name() != Netpoll || why != "" {
+		t.Fatalf("New(\"\") = %v, %q, %v; want netpoll, the default, with no fallback", e, why, err)
+	}
 	for name, ok := range map[string]bool{"": true, Auto: true, Uring: true, Netpoll: true, "Uring": false, "io_uring": false} {
 		if Valid(name) != ok {
 			t.Errorf("Valid(%q) = %v", name, !ok)

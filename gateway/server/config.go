@@ -45,11 +45,11 @@ type Config struct {
 	// Limits.MaxBodyBytes is also the per-connection body memory bound.
 	Limits http1.Limits
 
-	// Engine is the socket engine plaintext connections run on: "uring"
-	// (io_uring), "netpoll" (Go's poller) or "auto" (the default: uring
-	// when the start-up probe can set a ring up, else netpoll, logged once
-	// with the reason). See gateway/engine.
-	Engine string `config:"engine" help:"socket engine: auto (io_uring where it works, else netpoll, logged), uring or netpoll; empty = auto"`
+	// Engine is the socket engine plaintext connections run on: "netpoll"
+	// (Go's poller; the default), "uring" (io_uring) or "auto" (uring when
+	// the start-up probe can set a ring up, else netpoll, logged once with
+	// the reason). See gateway/engine.
+	Engine string `config:"engine" help:"socket engine: netpoll, uring (io_uring), or auto (io_uring where it works, else netpoll, logged); empty = netpoll"`
 
 	// ReadHeaderTimeout is how long a request head may take to arrive,
 	// counted from its first byte. A head still incomplete then is

@@ -129,8 +129,8 @@ func startServerOn(t testing.TB, cfg Config, b Backend, wrap func(net.Listener) 
 	return ts
 }
 
-// testEngine opens the engine named by $COVET_TEST_ENGINE (uring or
-// netpoll; unset: auto), so that `make test` runs the suite once per engine.
+// testEngine opens the engine named by $COVET_TEST_ENGINE (uring, netpoll
+// or auto; unset: auto), so that `make test` runs the suite once per engine.
 // An engine that cannot start fails the test: the suite never passes on an
 // engine it did not run on.
 func testEngine(t testing.TB) engine.Engine {

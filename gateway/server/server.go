@@ -108,7 +108,7 @@ func (s *Server) init() error {
 		if s.eng = s.Engine; s.eng == nil {
 			name := s.cfg.Engine
 			if name == "" {
-				name = engine.Auto
+				name = engine.Netpoll
 			}
 			e, fallback, err := engine.New(name)
 			if err != nil {

@@ -205,7 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE",
                      help="gateway: YAML configuration file; covet run's own flags win over it")
     run.add_argument("--engine", choices=("auto", "uring", "netpoll"),
-                     help="gateway: socket engine (default auto: io_uring where the kernel allows it, else netpoll)")
+                     help="gateway: socket engine (default netpoll; uring: io_uring; auto: io_uring where "
+                          "the kernel allows it, else netpoll)")
     return p
 
 
