@@ -186,12 +186,40 @@ func (r *sockConn) WriteBuffers(bufs *net.Buffers) (int64, error) {
 		return bufs.WriteTo(r.TCPConn)
 	}
 	n, err := r.writeBufs(*bufs)
+	consume(bufs, n)
+	return n, err
+}
+
+// consume drops the first n bytes of *bufs, as net.Buffers.WriteTo does
+// with what it wrote.
+func consume(bufs *net.Buffers, n int64) {
 	left, off := advance(*bufs, 0, int(n))
 	if len(left) > 0 {
 		left[0] = left[0][off:]
 	}
 	*bufs = left
-	return n, err
+}
+
+// iovecs fills iov (from empty) with bufs, the first from off, skipping
+// empty ones, at most maxIov of them; it also returns their total length.
+func iovecs(iov []unix.Iovec, bufs [][]byte, off int) ([]unix.Iovec, int) {
+	total := 0
+	for i, b := range bufs {
+		if i == 0 {
+			b = b[off:]
+		}
+		if len(b) == 0 {
+			continue
+		}
+		if len(iov) == maxIov {
+			break
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+		total += len(b)
+	}
+	return iov, total
 }
 
 func (r *sockConn) writeBufs(bufs [][]byte) (int64, error) {
@@ -210,21 +238,7 @@ func (r *sockConn) writeBufs(bufs [][]byte) (int64, error) {
 
 func (r *sockConn) writeRaw(fd uintptr) bool {
 	for len(r.wbufs) > 0 {
-		iov := r.iov[:0]
-		for i, b := range r.wbufs {
-			if i == 0 {
-				b = b[r.woff:]
-			}
-			if len(b) == 0 {
-				continue
-			}
-			if len(iov) == maxIov {
-				break
-			}
-			v := unix.Iovec{Base: &b[0]}
-			v.SetLen(len(b))
-			iov = append(iov, v)
-		}
+		iov, _ := iovecs(r.iov[:0], r.wbufs, r.woff)
 		r.iov = iov // keeps the capacity it grew to
 		n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		clear(iov) // hold no buffer past this call

@@ -368,11 +368,7 @@ func (c *uconn) Write(p []byte) (int, error) {
 
 func (c *uconn) WriteBuffers(bufs *net.Buffers) (int64, error) {
 	n, err := c.writeBufs(*bufs)
-	left, off := advance(*bufs, 0, int(n))
-	if len(left) > 0 {
-		left[0] = left[0][off:]
-	}
-	*bufs = left
+	consume(bufs, n)
 	return n, err
 }
 
@@ -419,23 +415,7 @@ func (c *uconn) writeBufs(bufs [][]byte) (int64, error) {
 // through the runtime, which can hand the processor on while the kernel
 // copies. Called with mu held and the descriptor open.
 func (c *uconn) writev(bufs [][]byte, off int) (int, syscall.Errno) {
-	iov := c.writeIov[:0]
-	total := 0
-	for i, b := range bufs {
-		if i == 0 {
-			b = b[off:]
-		}
-		if len(b) == 0 {
-			continue
-		}
-		if len(iov) == maxIov {
-			break
-		}
-		v := unix.Iovec{Base: &b[0]}
-		v.SetLen(len(b))
-		iov = append(iov, v)
-		total += len(b)
-	}
+	iov, total := iovecs(c.writeIov[:0], bufs, off)
 	c.writeIov = iov
 	var n uintptr
 	var e syscall.Errno
@@ -505,7 +485,7 @@ func (c *uconn) SetReadDeadline(t time.Time) error {
 		return c.opError("set", net.ErrClosed)
 	}
 	c.rdl = t
-	if c.rtimer == nil && !t.IsZero() {
+	if c.rtimer == nil && !t.IsZero() { // made once: a method value allocates
 		c.rtimer = time.AfterFunc(time.Until(t), c.readDeadline)
 	} else {
 		armTimer(c.rtimer, t)
