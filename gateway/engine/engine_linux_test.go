@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -282,5 +284,109 @@ func TestAutoPicksUring(t *testing.T) {
 	defer e.Close()
 	if e.Name() != Uring {
 		t.Fatalf("auto gave %s: %s", e.Name(), why)
+	}
+}
+
+// TestAcceptOutOfDescriptors: when accept fails for want of descriptors
+// (EMFILE), the io_uring listener's Accept returns a temporary error (the
+// server backs off and calls again) and, called again once descriptors are
+// free, re-arms the accept and takes the connections that waited.
+//
+// It runs in a process of its own (the test binary again): descriptors that
+// earlier tests' engines close as they wind down would otherwise free slots
+// under it.
+func TestAcceptOutOfDescriptors(t *testing.T) {
+	if os.Getenv("COVET_TEST_EMFILE_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptOutOfDescriptors$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "COVET_TEST_EMFILE_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestAcceptOutOfDescriptors") {
+			t.Fatalf("in its own process: %v\n%s", err, out)
+		}
+		return
+	}
+	// A low limit first: the kernel takes it when the accept is prepared.
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	open, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = uint64(len(open) + 256)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+
+	e, _, err := New(Uring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := e.Listen(ln)
+	defer el.Close()
+	sa := &unix.SockaddrInet4{Port: ln.Addr().(*net.TCPAddr).Port, Addr: [4]byte{127, 0, 0, 1}}
+	const clients = 3
+	var fds []int
+	for range clients { // made now: connecting them later needs no descriptor
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		defer unix.Close(fd)
+	}
+	// Take every descriptor left.
+	var fill []int
+	for {
+		fd, err := unix.Dup(fds[0])
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
+	}
+	release := func() {
+		for _, fd := range fill {
+			unix.Close(fd)
+		}
+		fill = nil
+	}
+	defer release()
+	for _, fd := range fds {
+		if err := unix.Connect(fd, sa); err != nil {
+			release()
+			t.Fatal(err)
+		}
+	}
+	_, aerr := el.Accept()
+	release()
+	var te interface{ Temporary() bool }
+	if aerr == nil || !errors.As(aerr, &te) || !te.Temporary() || !errors.Is(aerr, unix.EMFILE) {
+		t.Fatalf("Accept out of descriptors: %v, want a temporary EMFILE error", aerr)
+	}
+	for i := range clients {
+		done := make(chan error, 1)
+		go func() {
+			nc, err := el.Accept()
+			if err == nil {
+				nc.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Accept %d after descriptors came back: %v", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connection %d not accepted after descriptors came back", i)
+		}
 	}
 }

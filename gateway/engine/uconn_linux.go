@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -28,10 +29,18 @@ type uringListener struct {
 
 	closeOnce sync.Once
 
+	// errPending: an accept error waits in ch; later ones are dropped
+	// until Accept has taken it (one back-off per failure, not one per
+	// connection the failure met).
+	errPending atomic.Bool
+	// rearm: the next Accept arms a new accept (after an error).
+	rearm atomic.Bool
+
 	// Owned by the ring's loop.
 	slot     uint32
-	listed   bool // has a slot in ring.listeners
-	armed    bool // the multishot accept is in the kernel
+	gen      uint32 // of the accept armed last: an older one's completions are stale
+	listed   bool   // has a slot in ring.listeners
+	armed    bool   // the multishot accept is in the kernel
 	stopping bool
 }
 
@@ -41,12 +50,17 @@ type accepted struct {
 }
 
 func (l *uringListener) Accept() (net.Conn, error) {
+	if l.rearm.CompareAndSwap(true, false) {
+		l.ring.post(op{kind: opAccept, l: l})
+	}
 	select {
 	case a := <-l.ch:
 		if a.err != nil {
 			// The accept stopped on this error; the caller backs off (it
-			// is Temporary when the descriptors ran out) and calls again.
-			l.ring.post(op{kind: opAccept, l: l})
+			// is Temporary when the descriptors ran out) and calls again,
+			// which arms a new one.
+			l.errPending.Store(false)
+			l.rearm.Store(true)
 			return nil, a.err
 		}
 		return a.c, nil
@@ -93,9 +107,10 @@ func (r *ring) armAccept(l *uringListener) {
 		r.listeners = append(r.listeners, l)
 	}
 	l.armed = true
+	l.gen = (l.gen + 1) & 0xffffff
 	e := r.sqe()
 	e.PrepareMultishotAccept(l.fd, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-	e.UserData = userData(kAccept, l.slot, 0)
+	e.UserData = userData(kAccept, l.slot, l.gen)
 }
 
 func (r *ring) stopAccept(l *uringListener) {
@@ -104,7 +119,7 @@ func (r *ring) stopAccept(l *uringListener) {
 	}
 	l.stopping = true
 	if l.armed {
-		r.cancel(userData(kAccept, l.slot, 0))
+		r.cancel(userData(kAccept, l.slot, l.gen))
 	}
 	r.closing = append(r.closing, l.fd)
 	if l.listed {
@@ -114,21 +129,31 @@ func (r *ring) stopAccept(l *uringListener) {
 	}
 }
 
-// accepted takes one completion of l's multishot accept.
-func (r *ring) accepted(l *uringListener, res int32, flags uint32) {
-	if flags&giouring.CQEFMore == 0 {
+// accepted takes one completion of l's multishot accept armed as gen.
+func (r *ring) accepted(l *uringListener, gen uint32, res int32, flags uint32) {
+	current := gen == l.gen
+	if current && flags&giouring.CQEFMore == 0 {
 		l.armed = false
 	}
 	if res < 0 {
 		e := syscall.Errno(-res)
-		if e == unix.ECANCELED || l.stopping {
+		if !current || e == unix.ECANCELED || l.stopping {
 			return
 		}
-		// The multishot accept has ended; Accept re-arms it after the
-		// caller saw the error.
-		select {
-		case l.ch <- accepted{err: &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", e)}}:
-		default:
+		// Whether or not the kernel goes on with this accept, it is
+		// replaced once Accept has handed the error on: a multishot
+		// accept still armed would fail again, or, its backlog
+		// unchanged, never try again.
+		if l.armed {
+			r.cancel(userData(kAccept, l.slot, l.gen))
+			l.armed = false
+		}
+		if l.errPending.CompareAndSwap(false, true) {
+			select {
+			case l.ch <- accepted{err: &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", e)}}:
+			default:
+				l.errPending.Store(false)
+			}
 		}
 		return
 	}
@@ -156,8 +181,8 @@ func (r *ring) accepted(l *uringListener, res int32, flags uint32) {
 	default:
 		unix.Close(fd) // Accept is not keeping up: refused
 	}
-	if !l.armed && !l.stopping {
-		r.armAccept(l)
+	if current && !l.armed && !l.stopping {
+		r.armAccept(l) // the kernel ended the multishot accept (its queue overflowed)
 	}
 }
 

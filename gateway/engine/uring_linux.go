@@ -498,7 +498,7 @@ func (r *ring) complete(ud uint64, res int32, flags uint32) {
 		return
 	case kAccept:
 		if int(slot) < len(r.listeners) && r.listeners[slot] != nil {
-			r.accepted(r.listeners[slot], res, flags)
+			r.accepted(r.listeners[slot], gen, res, flags)
 		}
 		return
 	}
