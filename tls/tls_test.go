@@ -398,8 +398,10 @@ func TestTicketRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serve(t, s)
-	cache := tls.NewLRUClientSessionCache(4)
-	resumed := func() bool {
+	// resumed connects with the client's session cache and says whether the
+	// handshake resumed a session.
+	resumed := func(cache tls.ClientSessionCache) bool {
+		t.Helper()
 		c, err := dial(addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.pool, ClientSessionCache: cache})
 		if err != nil {
 			t.Fatal(err)
@@ -407,48 +409,33 @@ func TestTicketRotation(t *testing.T) {
 		defer c.Close()
 		return c.ConnectionState().DidResume
 	}
-	if resumed() {
+	rotate := func(n int) {
+		t.Helper()
+		for range n {
+			if err := s.RotateTickets(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cache := tls.NewLRUClientSessionCache(4)
+	if resumed(cache) {
 		t.Fatal("the first connection resumed")
 	}
-	if !resumed() {
+	if !resumed(cache) {
 		t.Fatal("the second connection did not resume")
 	}
-	// The ticket the client holds now was issued under the newest key.
-	cache2 := tls.NewLRUClientSessionCache(4)
-	first := func(cache tls.ClientSessionCache) {
-		c, err := dial(addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.pool, ClientSessionCache: cache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-	}
-	first(cache2)
-	for range Keys - 1 {
-		if err := s.RotateTickets(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, err := dial(addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.pool, ClientSessionCache: cache2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !c.ConnectionState().DidResume {
+	cache = tls.NewLRUClientSessionCache(4)
+	resumed(cache) // a ticket under the newest key
+	rotate(Keys - 1)
+	if !resumed(cache) {
 		t.Errorf("no resumption after %d rotations", Keys-1)
 	}
-	c.Close()
-	cache3 := tls.NewLRUClientSessionCache(4)
-	first(cache3)
-	for range Keys {
-		s.RotateTickets()
-	}
-	c, err = dial(addr, &tls.Config{ServerName: "srv.test", RootCAs: ca.pool, ClientSessionCache: cache3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.ConnectionState().DidResume {
+	cache = tls.NewLRUClientSessionCache(4)
+	resumed(cache)
+	rotate(Keys)
+	if resumed(cache) {
 		t.Errorf("resumed after %d rotations: the oldest key should be gone", Keys)
 	}
-	c.Close()
 }
 
 // TestConfigErrors: each bad setting stops New with a message naming it or

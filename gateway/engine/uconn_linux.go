@@ -15,8 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errEOF = io.EOF
-
 // uringListener accepts through its ring's multishot accept on a duplicate
 // of the listener's descriptor.
 type uringListener struct {
@@ -75,16 +73,15 @@ func (l *uringListener) Close() error {
 		err = l.Listener.Close()
 		close(l.done)
 		if !l.ring.post(op{kind: opStopAccept, l: l}) {
-			l.shut()
+			unix.Close(l.fd) // the ring has stopped: no accept of l's is armed
+			l.dropQueued()
 		}
 	})
 	return err
 }
 
-// shut closes the duplicate descriptor and the connections accepted but not
-// taken. Called once, by the loop or, with the ring stopped, by Close.
-func (l *uringListener) shut() {
-	unix.Close(l.fd)
+// dropQueued closes the connections accepted but not taken by Accept.
+func (l *uringListener) dropQueued() {
 	for {
 		select {
 		case a := <-l.ch:
@@ -122,6 +119,7 @@ func (r *ring) stopAccept(l *uringListener) {
 		r.cancel(userData(kAccept, l.slot, l.gen))
 	}
 	r.closing = append(r.closing, l.fd)
+	l.dropQueued()
 	if l.listed {
 		r.listeners[l.slot] = nil
 		// The slot is not reused: a listener's accept completions are

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -127,7 +128,6 @@ func (e *uringEngine) Listen(l net.Listener) net.Listener {
 // ring is one io_uring with the goroutine (its loop) that alone submits to
 // it and reaps it. Other goroutines hand it work with post.
 type ring struct {
-	eng    *uringEngine
 	r      *giouring.Ring
 	br     *giouring.BufAndRing
 	bufMem []byte // bufCount*bufSize, mmap'd
@@ -174,7 +174,7 @@ type op struct {
 }
 
 func startRing(e *uringEngine) (*ring, error) {
-	r := &ring{eng: e, done: make(chan struct{}), inboxes: make(chan *[inboxSize]byte, spareInboxes)}
+	r := &ring{done: make(chan struct{}), inboxes: make(chan *[inboxSize]byte, spareInboxes)}
 	ready := make(chan error, 1)
 	go r.loop(ready)
 	if err := <-ready; err != nil {
@@ -183,8 +183,7 @@ func startRing(e *uringEngine) (*ring, error) {
 	return r, nil
 }
 
-// setup makes the ring on the calling (locked) thread, with its
-// provided-buffer ring and wakeup eventfd.
+// setup makes the ring, with its provided-buffer ring and wakeup eventfd.
 func (r *ring) setup() error {
 	if setupHook != nil {
 		if err := setupHook(); err != nil {
@@ -204,7 +203,7 @@ func (r *ring) setup() error {
 		r.r.QueueExit()
 		return fmt.Errorf("io_uring probe: %w", err)
 	}
-	for _, o := range []uint8{giouring.OpAccept, giouring.OpRecv, giouring.OpPollAdd, giouring.OpAsyncCancel, giouring.OpRead} {
+	for _, o := range []uint8{giouring.OpAccept, giouring.OpRecv, giouring.OpPollAdd, giouring.OpAsyncCancel} {
 		if !probe.IsSupported(o) {
 			r.r.QueueExit()
 			return fmt.Errorf("io_uring: the kernel lacks operation %d", o)
@@ -541,7 +540,7 @@ func (r *ring) received(c *uconn, res int32, flags uint32) {
 		// Every buffer was in use; they are given back as they are copied.
 		rearm = !c.closed
 	case res == 0:
-		c.rerr = errEOF
+		c.rerr = io.EOF
 	case res == -int32(unix.ECANCELED):
 	default:
 		c.rerr = c.opError("read", syscall.Errno(-res))
@@ -608,16 +607,11 @@ func (r *ring) teardown() {
 	r.wake.Close()
 }
 
-// busy reports whether a receive or an accept of the ring's is still in
-// the kernel.
+// busy reports whether a receive of the ring's is still in the kernel (an
+// accept writes into no memory of ours).
 func (r *ring) busy() bool {
 	for _, c := range r.slots {
 		if c != nil && c.recvK {
-			return true
-		}
-	}
-	for _, l := range r.listeners {
-		if l != nil && l.armed {
 			return true
 		}
 	}

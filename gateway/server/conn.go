@@ -306,7 +306,7 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		}
 		// Waiting for the first byte of a request with nothing buffered:
 		// the buffer goes back to readBufs until bytes arrive.
-		waitIdle := c.ri != nil && !draining && c.r == c.w && c.p.State() == http1.StateIdle
+		waitIdle := c.waitsIdle(draining)
 		if waitIdle {
 			c.releaseBuf()
 			if c.cur != nil { // left by a rejected request (parseBuffered)
@@ -373,7 +373,7 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		}
 		expired, stopped := c.readExpired(draining)
 		if !expired {
-			if stopped && c.ri != nil && !draining && c.r == c.w && c.p.State() == http1.StateIdle {
+			if stopped && c.waitsIdle(draining) {
 				// Arm the idle deadline here: setting it on the new
 				// goroutine would grow its stack.
 				c.setReadDeadline(false)
@@ -389,6 +389,13 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		}
 		return false, false
 	}
+}
+
+// waitsIdle reports whether the reader waits for the first byte of a
+// request with nothing buffered, on a socket that can wait holding no read
+// buffer (ReadIdle).
+func (c *conn) waitsIdle(draining bool) bool {
+	return c.ri != nil && !draining && c.r == c.w && c.p.State() == http1.StateIdle
 }
 
 // makeRoom makes space at the end of buf for the next read, keeping the

@@ -17,9 +17,6 @@ import (
 type idleCost struct {
 	bytes      float64 // heap and stack bytes in use, per connection
 	goroutines float64 // goroutines, per connection
-	// keepsBuf: the engine's Conn has no ReadIdle, so an idle connection
-	// keeps its read buffer.
-	keepsBuf bool
 	// parks: the engine's Conn has ParkRead (io_uring), so an idle
 	// connection keeps no goroutine at all.
 	parks bool
@@ -119,12 +116,15 @@ func measureIdle(tb testing.TB, n int) idleCost {
 		dial()
 	}
 	ms1, g1 := settle()
-	keepsBuf, parks := false, false
+	parks, readsIdle := false, true
 	ts.srv.mu.Lock()
 	for c := range ts.srv.conns {
-		keepsBuf, parks = c.ri == nil, c.pr != nil
+		parks, readsIdle = c.pr != nil, readsIdle && c.ri != nil
 	}
 	ts.srv.mu.Unlock()
+	if !readsIdle { // both engines' sockets wait for bytes holding no read buffer
+		tb.Fatalf("a %s connection has no ReadIdle", ts.srv.EngineName())
+	}
 	tb.Logf("%d idle connections: heap %+d B, stacks %+d B each", n,
 		(int64(ms1.HeapInuse)-int64(ms0.HeapInuse))/int64(n), (int64(ms1.StackInuse)-int64(ms0.StackInuse))/int64(n))
 	runtime.KeepAlive(fds)
@@ -132,7 +132,6 @@ func measureIdle(tb testing.TB, n int) idleCost {
 	return idleCost{
 		bytes:      (used(&ms1) - used(&ms0)) / float64(n),
 		goroutines: float64(g1-g0) / float64(n),
-		keepsBuf:   keepsBuf,
 		parks:      parks,
 	}
 }
@@ -195,15 +194,12 @@ func BenchmarkIdleConns(b *testing.B) {
 	b.ReportMetric(c.bytes, "B/idle-conn")
 	b.ReportMetric(c.goroutines, "goroutines/idle-conn")
 	b.ReportMetric(float64(n), "conns")
-	if c.keepsBuf {
-		b.Logf("the engine's Conn has no ReadIdle: idle connections keep their %d-byte read buffer", initialReadBuf)
-	}
 }
 
 // TestIdleConnCost: an idle keep-alive connection keeps one goroutine, its
-// reader (none on an engine that parks it: io_uring), and neither a read buffer (where the engine's Conn has ReadIdle)
-// nor an exchange: well under the 22 KiB it cost with its buffer and a
-// parked writer.
+// reader (none on an engine that parks it: io_uring), and neither a read
+// buffer nor an exchange: well under the 22 KiB it cost with its buffer and
+// a parked writer.
 func TestIdleConnCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: memory measurement skipped")
@@ -216,11 +212,7 @@ func TestIdleConnCost(t *testing.T) {
 	if c.goroutines != want {
 		t.Errorf("%.2f goroutines per idle connection, want %v", c.goroutines, want)
 	}
-	wantBytes := 16 << 10
-	if c.keepsBuf {
-		t.Logf("the engine's Conn has no ReadIdle: idle connections keep their %d-byte read buffer", initialReadBuf)
-		wantBytes += initialReadBuf
-	}
+	const wantBytes = 16 << 10
 	if !raceEnabled && c.bytes > float64(wantBytes) { // the race detector's stacks are larger
 		t.Errorf("%.0f bytes per idle connection, want under %d", c.bytes, wantBytes)
 	}
