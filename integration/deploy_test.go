@@ -39,7 +39,7 @@ var covetMetrics = map[string]struct {
 	labels    []string
 	histogram bool
 }{
-	"covet_requests_total":             {labels: []string{"app", "route", "method", "status"}},
+	"covet_requests_total":             {labels: []string{"app", "route", "method", "status", "protocol"}},
 	"covet_request_duration_seconds":   {labels: []string{"app", "route", "method"}, histogram: true},
 	"covet_requests_in_flight":         {labels: []string{"app"}},
 	"covet_queue_depth":                {labels: []string{"app"}},
@@ -47,7 +47,7 @@ var covetMetrics = map[string]struct {
 	"covet_ring_bytes_used":            {labels: []string{"worker", "ring"}},
 	"covet_workers":                    {labels: []string{"app", "state"}},
 	"covet_worker_restarts_total":      {labels: []string{"app", "reason"}},
-	"covet_connections_open":           {},
+	"covet_connections_open":           {labels: []string{"protocol"}},
 	"covet_connections_accepted_total": {},
 	"covet_bytes_received_total":       {},
 	"covet_bytes_sent_total":           {},

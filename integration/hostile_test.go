@@ -121,7 +121,7 @@ func TestHostileMaxConnections(t *testing.T) {
 	// startGateway's own keep-alive connection would be the longest idle.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	deadline := time.Now().Add(10 * time.Second)
-	for a.scrape()["covet_connections_open"] != 0 {
+	for a.scrape()[`covet_connections_open{protocol="http/1.1"}`] != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("connections still open before the test")
 		}

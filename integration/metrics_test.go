@@ -48,7 +48,7 @@ func (a *admin) get(path string) (int, string) {
 }
 
 // scrape returns every sample of /metrics (text format) by its full series name,
-// e.g. `covet_requests_total{app="gwapp",method="GET",route="/hello",status="200"}`.
+// e.g. `covet_requests_total{app="gwapp",method="GET",protocol="http/1.1",route="/hello",status="200"}`.
 func (a *admin) scrape() map[string]float64 {
 	a.t.Helper()
 	st, body := a.get("/metrics")
@@ -104,11 +104,11 @@ func TestGatewayMetrics(t *testing.T) {
 	}
 
 	const (
-		counter = `covet_requests_total{app="gwapp",method="GET",route="/hello",status="200"}`
+		counter = `covet_requests_total{app="gwapp",method="GET",protocol="http/1.1",route="/hello",status="200"}`
 		latency = `covet_request_duration_seconds_count{app="gwapp",method="GET",route="/hello"}`
 		le1s    = `covet_request_duration_seconds_bucket{app="gwapp",method="GET",route="/hello",le="1"}`
 		ready   = `covet_workers{app="gwapp",state="ready"}`
-		miss    = `covet_requests_total{app="",method="GET",route="unmatched",status="404"}`
+		miss    = `covet_requests_total{app="",method="GET",protocol="http/1.1",route="unmatched",status="404"}`
 	)
 	// A request is recorded just after its response is written, so a scrape that
 	// follows a response at once may miss it: settle before, poll after.
@@ -138,7 +138,7 @@ func TestGatewayMetrics(t *testing.T) {
 		`covet_requests_in_flight{app="gwapp"}`,
 		`covet_queue_depth{app="gwapp"}`,
 		`covet_queue_wait_seconds_count{app="gwapp"}`,
-		`covet_connections_open`,
+		`covet_connections_open{protocol="http/1.1"}`,
 		`covet_connections_accepted_total`,
 		`covet_bytes_received_total`,
 		`covet_bytes_sent_total`,

@@ -15,13 +15,14 @@ import (
 
 // Defaults for the Config fields left at zero.
 const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 60 * time.Second
-	DefaultBodyReadTimeout   = 10 * time.Second
-	DefaultMinBodyRate       = 64 << 10 // bytes per second
-	DefaultWriteTimeout      = 30 * time.Second
-	DefaultMaxPipelined      = 16
-	DefaultMinWriteRate      = 16 << 10 // bytes per second
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultIdleTimeout          = 60 * time.Second
+	DefaultBodyReadTimeout      = 10 * time.Second
+	DefaultMinBodyRate          = 64 << 10 // bytes per second
+	DefaultWriteTimeout         = 30 * time.Second
+	DefaultMaxPipelined         = 16
+	DefaultMaxConcurrentStreams = 100
+	DefaultMinWriteRate         = 16 << 10 // bytes per second
 
 	DefaultMaxBufferedResponseBytes = 256 << 20
 	DefaultResponseBudgetWait       = 5 * time.Second
@@ -137,6 +138,22 @@ type Config struct {
 	// Default 16.
 	MaxPipelined int `config:"max_pipelined" help:"requests parsed ahead of the one being answered, per connection; 0 = 16"`
 
+	// HTTP2 serves HTTP/2 to TLS clients that offer it in ALPN (h2); off,
+	// every TLS client gets HTTP/1.1. The zero Config leaves it off;
+	// covet-gateway turns it on by default. H2C serves HTTP/2 with prior
+	// knowledge (RFC 9113 3.3) on cleartext connections: a connection whose
+	// first bytes are the HTTP/2 preface is served as HTTP/2, any other as
+	// HTTP/1.1. Off by default: it costs every cleartext connection a
+	// goroutine until its first bytes arrive.
+	HTTP2 bool `config:"http2" help:"serve HTTP/2 to TLS clients that offer it (ALPN h2)"`
+	H2C   bool `config:"h2c" help:"serve HTTP/2 with prior knowledge on cleartext connections (h2c)"`
+	// MaxConcurrentStreams is the most streams (requests) one HTTP/2 or
+	// HTTP/3 connection may have open at once. Default 100.
+	MaxConcurrentStreams int `config:"max_concurrent_streams" help:"most requests one HTTP/2 or HTTP/3 connection may have in flight at once; 0 = 100"`
+	// AltSvc, when set, is sent as Alt-Svc on every HTTP/1.1 and HTTP/2
+	// response (covet-gateway sets it when it serves HTTP/3).
+	AltSvc string `config:"-"`
+
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.
 	Logger *slog.Logger
@@ -193,6 +210,9 @@ func (c *Config) Validate() error {
 	if c.MaxConnections < 0 {
 		return fmt.Errorf("%w: MaxConnections %d is negative", ErrInvalidConfig, c.MaxConnections)
 	}
+	if c.MaxConcurrentStreams < 0 || c.MaxConcurrentStreams > 1<<20 {
+		return fmt.Errorf("%w: MaxConcurrentStreams %d is outside 0..1048576", ErrInvalidConfig, c.MaxConcurrentStreams)
+	}
 	if c.MaxPipelined < 0 || c.MaxPipelined > 1<<16 {
 		return fmt.Errorf("%w: MaxPipelined %d is outside 0..65536", ErrInvalidConfig, c.MaxPipelined)
 	}
@@ -219,6 +239,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxPipelined == 0 {
 		c.MaxPipelined = DefaultMaxPipelined
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	if c.MinWriteRate == 0 {
 		c.MinWriteRate = DefaultMinWriteRate

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/gateway/engine"
 	"github.com/covetpy/covetpy/gateway/http1"
+	"github.com/covetpy/covetpy/ops/metrics"
 )
 
 const (
@@ -48,6 +50,8 @@ type conn struct {
 	cfg    *Config
 	nc     engine.Conn
 	remote string
+	// tls is the connection's TLS state; nil for cleartext.
+	tls *tls.ConnectionState
 	ctx    context.Context // cancelled when the client is gone or the Server closes
 	cancel context.CancelFunc
 
@@ -195,7 +199,7 @@ func (c *conn) serve() {
 		return
 	}
 	defer c.srv.trackConn(c, false)
-	defer c.srv.metrics.ConnClosed()
+	defer c.srv.metrics.ConnClosed(metrics.ProtoHTTP1)
 	if clientGone {
 		// Cancel whatever is being served so the dispatcher sends CANCEL
 		// to the worker.

@@ -82,43 +82,46 @@ func (c *conn) classify(x *exchange) {
 		x.answer = 204
 		return
 	}
-	if badPath(x.path) {
-		x.answer = 400
-		return
+	x.answer, x.allow, x.route, x.pattern = c.srv.routeRequest(x.method, x.path, &x.params, &x.pathBuf, &x.wparams)
+}
+
+// routeRequest routes one request of any protocol: it returns the status
+// the gateway answers itself (0 for none) with the Allow value for 405 and
+// automatic OPTIONS, or the route and its pattern, with the path parameters
+// percent-decoded into *wparams. ps and *pathBuf are scratch space; the
+// strings returned alias path or ps.
+func (s *Server) routeRequest(method, path string, ps *router.Params, pathBuf *[]byte, wparams *[]workerproto.Param) (answer int, allow string, rt *dispatch.Route, pattern string) {
+	if badPath(path) {
+		return 400, "", nil, ""
 	}
 	// Equivalent spellings of a path ("%c3%a9" and "%C3%A9", "%7E" and "~") match
 	// the same route; the worker still gets the path as sent.
-	lookup := x.path
-	if b, ok := router.AppendCanonicalPath(x.pathBuf[:0], x.path); ok {
-		x.pathBuf = b
+	lookup := path
+	if b, ok := router.AppendCanonicalPath((*pathBuf)[:0], path); ok {
+		*pathBuf = b
 		lookup = bytesString(b)
 	}
-	m, st := c.srv.Backend.Lookup(x.method, lookup, &x.params)
+	m, st := s.Backend.Lookup(method, lookup, ps)
 	switch st {
 	case router.StatusFound:
 		if m.Value == nil {
-			x.answer = 404
-			return
+			return 404, "", nil, ""
 		}
 	case router.StatusMethodNotAllowed:
-		x.answer, x.allow = 405, m.Allow
-		return
+		return 405, m.Allow, nil, ""
 	case router.StatusOptions:
-		x.answer, x.allow = 204, m.Allow
-		return
+		return 204, m.Allow, nil, ""
 	default:
-		x.answer = 404
-		return
+		return 404, "", nil, ""
 	}
-	for _, p := range x.params.Slice() {
+	for _, p := range ps.Slice() {
 		v, err := router.Unescape(p.Value)
 		if err != nil || !utf8.ValidString(v) {
-			x.answer = 400
-			return
+			return 400, "", nil, ""
 		}
-		x.wparams = append(x.wparams, workerproto.Param{Name: p.Name, Value: v})
+		*wparams = append(*wparams, workerproto.Param{Name: p.Name, Value: v})
 	}
-	x.route, x.pattern = m.Value, m.Pattern
+	return 0, "", m.Value, m.Pattern
 }
 
 // fillRequest builds the dispatch.Request for x in d, reusing d's storage.
@@ -139,7 +142,7 @@ func (c *conn) fillRequest(d *dispatch.Request, x *exchange) {
 		Route:       x.pattern,
 		Params:      x.wparams,
 		HTTPVersion: version,
-		Scheme:      "http",
+		Scheme:      c.scheme(),
 		Client:      c.remote,
 		RequestID:   x.rid,
 		Body:        int64(len(x.body)),
@@ -147,6 +150,13 @@ func (c *conn) fillRequest(d *dispatch.Request, x *exchange) {
 	}
 	d.Body = x.body
 	d.Timeout = 0
+}
+
+func (c *conn) scheme() string {
+	if c.tls != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // bytesString returns a string sharing b's memory. Only for bytes that are
@@ -230,13 +240,18 @@ func saneRequestID(v []byte) bool {
 }
 
 // newRequestID writes a 16-hex-digit id into buf and returns it as a string
-// aliasing buf. Ids are a bijective mix of a per-connection random seed and
-// a per-connection counter: unique within a connection, unpredictable
-// enough to not collide across connections in practice, and free of
-// locks, atomics and crypto.
+// aliasing buf (requestID with the connection's seed and counter).
 func (c *conn) newRequestID(buf *[16]byte) string {
 	c.ridN++
-	z := c.ridSeed + c.ridN*0x9e3779b97f4a7c15
+	return requestID(buf, c.ridSeed, c.ridN)
+}
+
+// requestID writes a 16-hex-digit id into buf and returns it as a string
+// aliasing buf. Ids are a bijective mix of a random seed and a counter:
+// unique for one seed, unpredictable enough to not collide across seeds in
+// practice, and free of locks, atomics and crypto.
+func requestID(buf *[16]byte, seed, n uint64) string {
+	z := seed + n*0x9e3779b97f4a7c15
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	z ^= z >> 31

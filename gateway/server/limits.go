@@ -58,7 +58,7 @@ const (
 func (s *Server) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.conns) < s.cfg.MaxConnections {
+	if len(s.conns)+int(s.pending.Load()) < s.cfg.MaxConnections {
 		return true
 	}
 	if !s.shedLogged {

@@ -49,7 +49,7 @@ func (c *conn) observe(it item) {
 				app, pattern = rt.App, rt.Pattern
 			}
 			// method is kept: methodString's strings are constants or copies.
-			*oc = obsCache{route: rt, method: method, h: s.metrics.Route(app, pattern, method)}
+			*oc = obsCache{route: rt, method: method, h: s.metrics.Route(app, pattern, method, metrics.ProtoHTTP1)}
 		}
 		oc.h.Observe(status, d)
 	}
@@ -63,8 +63,12 @@ func (c *conn) observe(it item) {
 // are copied: a handler may keep the record.
 func (c *conn) accessLog(it item, status int, d time.Duration, rt *dispatch.Route) {
 	var method, path, rid, app, route string
+	proto := "HTTP/1.1"
 	if x := it.x; x != nil {
 		method, path, rid = x.method, strings.Clone(x.path), strings.Clone(x.rid)
+		if x.req.Minor == 0 {
+			proto = "HTTP/1.0"
+		}
 	}
 	if rt != nil {
 		app, route = rt.App, rt.Pattern
@@ -79,5 +83,47 @@ func (c *conn) accessLog(it item, status int, d time.Duration, rt *dispatch.Rout
 		slog.String("app", app),
 		slog.String("route", route),
 		slog.String("client", c.remote),
+		slog.String("protocol", proto),
+	)
+}
+
+// protoLabels maps a Handler's proto to its metrics label and its access
+// log name.
+var protoLabels = map[string][2]string{
+	"2": {metrics.ProtoH2, "HTTP/2"},
+	"3": {metrics.ProtoH3, "HTTP/3"},
+}
+
+// observeStream records one HTTP/2 or HTTP/3 response (Handler), as
+// observe does for HTTP/1.1; written counts body bytes only.
+func (s *Server) observeStream(proto, method, path, rid, client string, rt *dispatch.Route, status int, written int64, d time.Duration) {
+	if status == 0 {
+		status = statusClientGone
+	}
+	s.metrics.BytesOut(written)
+	labels := protoLabels[proto]
+	app, pattern := "", metrics.Unmatched
+	if rt != nil {
+		app, pattern = rt.App, rt.Pattern
+	}
+	s.metrics.Route(app, pattern, method, labels[0]).Observe(status, d)
+	if s.access == nil {
+		return
+	}
+	route := ""
+	if rt != nil {
+		route = rt.Pattern
+	}
+	s.access.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("method", method),
+		slog.String("path", strings.Clone(path)),
+		slog.Int("status", status),
+		slog.Int64("bytes", written),
+		slog.Duration("duration", d),
+		slog.String("request_id", strings.Clone(rid)),
+		slog.String("app", app),
+		slog.String("route", route),
+		slog.String("client", client),
+		slog.String("protocol", labels[1]),
 	)
 }

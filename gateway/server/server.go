@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,13 @@ type Server struct {
 	// caller (who closes it after the Server); else the Server opens
 	// Config.Engine itself and closes it when shut down.
 	Engine engine.Engine
+	// TLS, when set, makes every connection Serve accepts a TLS one,
+	// handshaken within ReadHeaderTimeout; those whose client chose h2 in
+	// ALPN are served HTTP/2 (Config.HTTP2 must be on when NextProtos
+	// offers h2: such a connection is closed otherwise). A client that
+	// sends plain HTTP instead is answered 400. Its GetConfigForClient, if
+	// any, picks each handshake's certificates (covettls).
+	TLS *tls.Config
 
 	initOnce sync.Once
 	initErr  error
@@ -86,6 +94,13 @@ type Server struct {
 	// threshold (bytes) in tests; zero: the defaults.
 	releaseEvery time.Duration
 	releaseMin   int64
+
+	// h2 is the HTTP/2 server (h2.go), when HTTP2 (with TLS) or H2C is on.
+	h2 *h2Front
+	// pending counts the open connections not in conns: in their TLS
+	// handshake or h2c preface, or served by h2. They count towards
+	// MaxConnections and keep Shutdown waiting.
+	pending atomic.Int64
 
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
@@ -139,6 +154,9 @@ func (s *Server) init() error {
 		}
 		if minBytes == 0 {
 			minBytes = releaseMinBytes
+		}
+		if (s.cfg.HTTP2 && s.TLS != nil) || s.cfg.H2C {
+			s.h2 = s.newH2Front()
 		}
 		go s.watchHeld()
 		go s.releaseLoop(every, minBytes)
@@ -199,13 +217,23 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close() // every connection is busy: refused (MaxConnections)
 			continue
 		}
-		c := newConn(s, nc)
-		if !s.trackConn(c, true) {
-			nc.Close()
-			return ErrServerClosed
+		s.metrics.ConnAccepted()
+		switch {
+		case s.TLS != nil:
+			s.pending.Add(1)
+			go s.serveTLS(engine.Wrap(nc))
+		case s.cfg.H2C:
+			s.pending.Add(1)
+			go s.serveH2C(engine.Wrap(nc))
+		default:
+			c := newConn(s, nc)
+			if !s.trackConn(c, true) {
+				nc.Close()
+				return ErrServerClosed
+			}
+			s.metrics.ConnOpened(metrics.ProtoHTTP1)
+			go c.serve()
 		}
-		s.metrics.ConnOpened()
-		go c.serve()
 	}
 }
 
@@ -241,7 +269,7 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 func (s *Server) numConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) + int(s.pending.Load())
 }
 
 // closeListeners stops every Serve loop. Caller holds s.mu.
@@ -268,6 +296,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closeListenersLocked()
 	s.mu.Unlock()
+	if s.h2 != nil {
+		// GOAWAY to every HTTP/2 connection; each closes once its
+		// streams are answered.
+		go s.h2.hs.Shutdown(ctx)
+	}
 
 	const maxPoll = 100 * time.Millisecond
 	poll := time.Millisecond
@@ -297,10 +330,13 @@ func (s *Server) closeIdle() int {
 	for c := range s.conns {
 		c.closeIfIdle()
 	}
-	return len(s.conns)
+	return len(s.conns) + int(s.pending.Load())
 }
 
 func (s *Server) closeAll() {
+	if s.h2 != nil {
+		s.h2.hs.Close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {

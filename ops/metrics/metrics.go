@@ -45,15 +45,16 @@ var LatencyBuckets = []float64{
 // Metrics is the gateway's set of metrics. Create it with New; a nil
 // *Metrics records nothing.
 type Metrics struct {
-	requests  *prometheus.CounterVec   // app, route, method, status
+	requests  *prometheus.CounterVec   // app, route, method, status, protocol
 	latency   *prometheus.HistogramVec // app, route, method
 	queueWait *prometheus.HistogramVec // app
 	restarts  *prometheus.CounterVec   // app, reason
 	missed    *prometheus.CounterVec   // app
 	recycles  *prometheus.CounterVec   // app, reason
 
-	connsOpen     prometheus.Gauge
+	connsOpen     *prometheus.GaugeVec // protocol
 	connsAccepted prometheus.Counter
+	tlsFailures   prometheus.Counter
 	bytesIn       prometheus.Counter
 	bytesOut      prometheus.Counter
 
@@ -64,7 +65,15 @@ type Metrics struct {
 	apps   cowMap[string, *App]
 }
 
-type routeKey struct{ app, route, method string }
+type routeKey struct{ app, route, method, protocol string }
+
+// Protocol label values (requests_total, connections_open): HTTP/1.0 counts
+// as ProtoHTTP1.
+const (
+	ProtoHTTP1 = "http/1.1"
+	ProtoH2    = "h2"
+	ProtoH3    = "h3"
+)
 
 // cowMap is a map read without locks and grown by copying: a lookup of a key
 // that exists (once per request) takes no lock and allocates nothing, and an
@@ -106,8 +115,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "requests_total",
-			Help: "HTTP requests answered, by app, route pattern, method and status (499: the client left before a response).",
-		}, []string{"app", "route", "method", "status"}),
+			Help: "HTTP requests answered, by app, route pattern, method, status (499: the client left before a response) and protocol (http/1.1, h2, h3).",
+		}, []string{"app", "route", "method", "status", "protocol"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "request_duration_seconds",
 			Help:    "Time from a request's head being parsed to its response being written, by app, route pattern and method.",
@@ -130,13 +139,17 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "worker", Name: "recycles_total",
 			Help: "Workers replaced on purpose (not after a failure), by app and reason.",
 		}, []string{"app", "reason"}),
-		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+		connsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "connections_open",
-			Help: "Client connections currently open.",
-		}),
+			Help: "Client connections currently open, by protocol (http/1.1, h2, h3), from the moment it is known (after the TLS handshake).",
+		}, []string{"protocol"}),
 		connsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "connections_accepted_total",
-			Help: "Client connections accepted.",
+			Help: "Client connections accepted (TCP and QUIC).",
+		}),
+		tlsFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tls_handshake_failures_total",
+			Help: "TLS handshakes that failed (including plain HTTP sent to the TLS port).",
 		}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "bytes_received_total",
@@ -150,7 +163,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.pool.init()
 	for _, c := range append([]prometheus.Collector{
 		m.requests, m.latency, m.queueWait, m.missed, m.restarts, m.recycles,
-		m.connsOpen, m.connsAccepted, m.bytesIn, m.bytesOut, &m.pool,
+		m.connsOpen, m.connsAccepted, m.tlsFailures, m.bytesIn, m.bytesOut, &m.pool,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}, m.limits.init()...) {
@@ -165,7 +178,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 // records a request without resolving labels again. A nil *Route records
 // nothing.
 type Route struct {
-	app, route, method string
+	app, route, method, protocol string
 
 	latency prometheus.Observer
 	vec     *prometheus.CounterVec
@@ -180,19 +193,19 @@ type statusCounter struct {
 }
 
 // Route returns the handle for requests of app matched by the route pattern
-// route with method. Use app "" and route Unmatched for requests no route
+// route with method, over protocol (ProtoHTTP1, ProtoH2, ProtoH3). Use app "" and route Unmatched for requests no route
 // served. Methods other than the nine registered ones are labelled "OTHER",
 // so a client cannot make up label values. Handles are created once and
 // shared: callers may cache them. Looking one up does not allocate once it
 // exists.
-func (m *Metrics) Route(app, route, method string) *Route {
+func (m *Metrics) Route(app, route, method, protocol string) *Route {
 	if m == nil {
 		return nil
 	}
-	k := routeKey{app, route, MethodLabel(method)}
+	k := routeKey{app, route, MethodLabel(method), protocol}
 	return m.routes.get(k, func() *Route {
 		r := &Route{
-			app: k.app, route: k.route, method: k.method,
+			app: k.app, route: k.route, method: k.method, protocol: k.protocol,
 			latency: m.latency.WithLabelValues(k.app, k.route, k.method),
 			vec:     m.requests,
 		}
@@ -225,7 +238,7 @@ func (r *Route) counter(status int) prometheus.Counter {
 			return s.c
 		}
 	}
-	c := r.vec.WithLabelValues(r.app, r.route, r.method, strconv.Itoa(status))
+	c := r.vec.WithLabelValues(r.app, r.route, r.method, strconv.Itoa(status), r.protocol)
 	next := append(append(make([]statusCounter, 0, len(old)+1), old...), statusCounter{status, c})
 	r.status.Store(&next)
 	return c
@@ -301,21 +314,36 @@ func (m *Metrics) WorkerRecycled(app, reason string) {
 	m.recycles.WithLabelValues(app, reason).Inc()
 }
 
-// ConnOpened counts an accepted client connection, now open.
-func (m *Metrics) ConnOpened() {
+// ConnAccepted counts a client connection accepted (a QUIC one included).
+func (m *Metrics) ConnAccepted() {
 	if m == nil {
 		return
 	}
 	m.connsAccepted.Inc()
-	m.connsOpen.Inc()
 }
 
-// ConnClosed counts a client connection closed.
-func (m *Metrics) ConnClosed() {
+// ConnOpened counts a client connection open over protocol, once known.
+func (m *Metrics) ConnOpened(protocol string) {
 	if m == nil {
 		return
 	}
-	m.connsOpen.Dec()
+	m.connsOpen.WithLabelValues(protocol).Inc()
+}
+
+// ConnClosed counts a client connection over protocol closed.
+func (m *Metrics) ConnClosed(protocol string) {
+	if m == nil {
+		return
+	}
+	m.connsOpen.WithLabelValues(protocol).Dec()
+}
+
+// TLSHandshakeFailed counts a failed TLS handshake.
+func (m *Metrics) TLSHandshakeFailed() {
+	if m == nil {
+		return
+	}
+	m.tlsFailures.Inc()
 }
 
 // BytesIn counts n bytes read from clients.

@@ -62,22 +62,22 @@ next:
 
 func TestRouteCountsAndBuckets(t *testing.T) {
 	m, reg := newTest(t)
-	r := m.Route("shop", "/items/{id}", "GET")
-	if m.Route("shop", "/items/{id}", "GET") != r {
+	r := m.Route("shop", "/items/{id}", "GET", ProtoHTTP1)
+	if m.Route("shop", "/items/{id}", "GET", ProtoHTTP1) != r {
 		t.Fatal("Route returned a new handle for the same labels")
 	}
 	r.Observe(200, 150*time.Microsecond) // bucket 0.00025
 	r.Observe(200, 3*time.Millisecond)   // bucket 0.005
 	r.Observe(503, 20*time.Second)       // bucket 30
-	m.Route("", Unmatched, "BREW").Observe(404, time.Millisecond)
+	m.Route("", Unmatched, "BREW", ProtoHTTP1).Observe(404, time.Millisecond)
 
-	if got := testutil.ToFloat64(m.requests.WithLabelValues("shop", "/items/{id}", "GET", "200")); got != 2 {
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("shop", "/items/{id}", "GET", "200", ProtoHTTP1)); got != 2 {
 		t.Errorf("200 counter = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(m.requests.WithLabelValues("shop", "/items/{id}", "GET", "503")); got != 1 {
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("shop", "/items/{id}", "GET", "503", ProtoHTTP1)); got != 1 {
 		t.Errorf("503 counter = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(m.requests.WithLabelValues("", Unmatched, "OTHER", "404")); got != 1 {
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("", Unmatched, "OTHER", "404", ProtoHTTP1)); got != 1 {
 		t.Errorf("unmatched OTHER 404 counter = %v, want 1 (unknown methods fold into OTHER)", got)
 	}
 
@@ -114,9 +114,13 @@ func TestBucketsSpan(t *testing.T) {
 
 func TestCountersAndGauges(t *testing.T) {
 	m, _ := newTest(t)
-	m.ConnOpened()
-	m.ConnOpened()
-	m.ConnClosed()
+	m.ConnAccepted()
+	m.ConnAccepted()
+	m.ConnOpened(ProtoHTTP1)
+	m.ConnOpened(ProtoHTTP1)
+	m.ConnClosed(ProtoHTTP1)
+	m.ConnOpened(ProtoH2)
+	m.TLSHandshakeFailed()
 	m.BytesIn(100)
 	m.BytesIn(0)
 	m.BytesOut(250)
@@ -129,7 +133,9 @@ func TestCountersAndGauges(t *testing.T) {
 		c    prometheus.Collector
 		want float64
 	}{
-		{"connections open", m.connsOpen, 1},
+		{"connections open", m.connsOpen.WithLabelValues(ProtoHTTP1), 1},
+		{"h2 connections open", m.connsOpen.WithLabelValues(ProtoH2), 1},
+		{"tls handshake failures", m.tlsFailures, 1},
 		{"connections accepted", m.connsAccepted, 2},
 		{"bytes in", m.bytesIn, 100},
 		{"bytes out", m.bytesOut, 250},
@@ -200,11 +206,13 @@ func TestRuntimeCollectorsOnInjectedRegistry(t *testing.T) {
 
 func TestNilSafe(t *testing.T) {
 	var m *Metrics
-	r := m.Route("a", "/", "GET")
+	r := m.Route("a", "/", "GET", ProtoHTTP1)
 	r.Observe(200, time.Millisecond)
 	m.App("a").QueueWait(time.Millisecond)
-	m.ConnOpened()
-	m.ConnClosed()
+	m.ConnAccepted()
+	m.ConnOpened(ProtoHTTP1)
+	m.ConnClosed(ProtoHTTP1)
+	m.TLSHandshakeFailed()
 	m.BytesIn(1)
 	m.BytesOut(1)
 	m.WorkerRestarted("a", "x")
@@ -234,7 +242,7 @@ func body(t *testing.T, r *http.Response) string {
 
 func TestHandler(t *testing.T) {
 	m, reg := newTest(t)
-	m.Route("shop", "/", "GET").Observe(200, time.Millisecond)
+	m.Route("shop", "/", "GET", ProtoHTTP1).Observe(200, time.Millisecond)
 	var readyErr error
 	h := Handler(reg, func() error { return readyErr })
 
@@ -243,7 +251,7 @@ func TestHandler(t *testing.T) {
 	if r.StatusCode != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Errorf("/metrics: %d %q", r.StatusCode, r.Header.Get("Content-Type"))
 	}
-	if !strings.Contains(text, `covet_requests_total{app="shop",method="GET",route="/",status="200"} 1`) {
+	if !strings.Contains(text, `covet_requests_total{app="shop",method="GET",protocol="http/1.1",route="/",status="200"} 1`) {
 		t.Errorf("/metrics lacks the request counter:\n%s", text)
 	}
 	r = get(t, h, "/metrics", "Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
@@ -287,13 +295,13 @@ func TestHandler(t *testing.T) {
 // and neither does finding the handle again.
 func TestObserveAllocs(t *testing.T) {
 	m, _ := newTest(t)
-	r := m.Route("shop", "/items/{id}", "GET")
+	r := m.Route("shop", "/items/{id}", "GET", ProtoHTTP1)
 	r.Observe(200, time.Millisecond)
 	r.Observe(404, time.Millisecond)
 	a := m.App("shop")
 	a.QueueWait(0)
 	allocs := testing.AllocsPerRun(1000, func() {
-		h := m.Route("shop", "/items/{id}", "GET")
+		h := m.Route("shop", "/items/{id}", "GET", ProtoHTTP1)
 		h.Observe(200, 1234*time.Microsecond)
 		h.Observe(404, 10*time.Microsecond)
 		a.QueueWait(0)
@@ -311,7 +319,7 @@ func BenchmarkRouteObserve(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := m.Route("shop", "/items/{id}", "GET")
+	r := m.Route("shop", "/items/{id}", "GET", ProtoHTTP1)
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Observe(200, time.Millisecond)
@@ -327,7 +335,7 @@ func BenchmarkRouteLookupObserveParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			m.Route("shop", "/items/{id}", "GET").Observe(200, time.Millisecond)
+			m.Route("shop", "/items/{id}", "GET", ProtoHTTP1).Observe(200, time.Millisecond)
 		}
 	})
 }

@@ -1,0 +1,487 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/http1"
+	"github.com/covetpy/covetpy/ops/metrics"
+	"github.com/covetpy/covetpy/router"
+	"github.com/covetpy/covetpy/workerproto"
+)
+
+// The HTTP/2 front end is Go's own (net/http's server, with Protocols set
+// to HTTP/2 only): serveTLS and serveH2C hand it connections that chose h2
+// through a connQueue, its listener, and its handler, a Handler, routes
+// through Backend.Lookup and serves through Backend.Serve as the HTTP/1.1
+// front end does. The same Handler serves HTTP/3 (covet-gateway runs
+// quic-go's server with it).
+
+// h2Front is the Server's HTTP/2 server.
+type h2Front struct {
+	hs *http.Server
+	q  *connQueue
+}
+
+func (s *Server) newH2Front() *h2Front {
+	cfg := &s.cfg
+	var p http.Protocols
+	p.SetHTTP2(cfg.HTTP2)
+	p.SetUnencryptedHTTP2(cfg.H2C)
+	q := &connQueue{ch: make(chan net.Conn), done: make(chan struct{})}
+	hs := &http.Server{
+		Handler:           s.Handler("2"),
+		Protocols:         &p,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+			WriteByteTimeout:     cfg.WriteTimeout,
+			// An idle connection is pinged after half the idle timeout
+			// and closed when the ping is not answered.
+			SendPingTimeout: cfg.IdleTimeout / 2,
+			PingTimeout:     cfg.ReadHeaderTimeout,
+		},
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return s.baseCtx },
+		ConnState: func(nc net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				s.pending.Add(-1)
+				s.metrics.ConnClosed(metrics.ProtoH2)
+			}
+		},
+	}
+	go hs.Serve(q)
+	return &h2Front{hs: hs, q: q}
+}
+
+// serveH2 hands nc, which counts in s.pending, to the HTTP/2 server.
+func (s *Server) serveH2(nc net.Conn) {
+	if s.h2 != nil {
+		s.metrics.ConnOpened(metrics.ProtoH2) // before ConnState can count it closed
+		if s.h2.q.deliver(nc) {
+			return
+		}
+		s.metrics.ConnClosed(metrics.ProtoH2)
+	}
+	// HTTP/2 is off (a TLS config offering h2 without HTTP2 set), or the
+	// server is shutting down.
+	s.log.Debug("http2 connection refused", "remote", remoteAddr(nc), "http2", s.cfg.HTTP2, "closing", s.inShutdown.Load())
+	s.dropPending(nc)
+}
+
+// connQueue is a net.Listener whose connections are handed to it.
+type connQueue struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) deliver(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
+
+// Handler returns an http.Handler that serves requests as the Server
+// does: routed through the Backend, answered by the gateway itself where
+// the HTTP/1.1 front end would be (400, 404, 405, OPTIONS, 413, 503...).
+// proto is the HTTP version workers and logs are told: "2" or "3". Its
+// requests count in the Server's metrics and access log; Config limits
+// apply (MaxBodyBytes, BodyReadTimeout and MinBodyRate, the response
+// budget). Call it after Prepare.
+func (s *Server) Handler(proto string) http.Handler {
+	return &handler{s: s, proto: proto, seed: rand.Uint64()}
+}
+
+type handler struct {
+	s     *Server
+	proto string
+	seed  uint64
+	n     atomic.Uint64
+}
+
+// hx is one request's scratch space, pooled.
+type hx struct {
+	params  router.Params
+	pathBuf []byte
+	wparams []workerproto.Param
+	hdrs    []workerproto.Header
+	ridBuf  [16]byte
+	dreq    dispatch.Request
+	w       hWriter
+}
+
+var hxs = sync.Pool{New: func() any { return new(hx) }}
+
+func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	s := h.s
+	start := time.Now()
+	x := hxs.Get().(*hx)
+	defer func() {
+		x.params.Reset()
+		x.wparams, x.hdrs = x.wparams[:0], x.hdrs[:0]
+		x.dreq = dispatch.Request{Head: workerproto.RequestHead{Headers: x.dreq.Head.Headers[:0]}}
+		x.w = hWriter{}
+		hxs.Put(x)
+	}()
+	method := methodString(stringBytes(r.Method))
+	target := r.RequestURI
+	path, query, _ := strings.Cut(target, "?")
+	rid := r.Header.Get("X-Request-Id")
+	if !saneRequestID(stringBytes(rid)) {
+		// A copy: the response's header fields may be encoded after
+		// ServeHTTP has returned and x is reused.
+		rid = strings.Clone(requestID(&x.ridBuf, h.seed, h.n.Add(1)))
+	}
+	w := &x.w
+	*w = hWriter{rw: rw, s: s, rid: rid, isHead: method == http.MethodHead}
+	w.flusher, _ = rw.(http.Flusher)
+	obs := func(rt *dispatch.Route) {
+		if s.timed {
+			s.observeStream(h.proto, method, path, rid, r.RemoteAddr, rt, w.status, w.written, time.Since(start))
+		}
+	}
+
+	var answer int
+	var allow string
+	var rt *dispatch.Route
+	var pattern string
+	switch {
+	case method == http.MethodConnect:
+		answer = 501 // not a proxy (extended CONNECT is not served yet)
+	case target == "*":
+		answer = 204
+	default:
+		answer, allow, rt, pattern = s.routeRequest(method, path, &x.params, &x.pathBuf, &x.wparams)
+	}
+	if answer != 0 {
+		w.answer(answer, allow, 0)
+		obs(nil)
+		return
+	}
+	body, status := h.readBody(rw, r)
+	if status != 0 {
+		if status != statusClientGone {
+			w.answer(status, "", 0)
+		}
+		w.status = status
+		obs(rt)
+		return
+	}
+	ctx := r.Context()
+	if !s.admitResponse(ctx) {
+		if ctx.Err() == nil {
+			s.metrics.BudgetShed()
+			w.answer(503, "", 1)
+		}
+		obs(rt)
+		return
+	}
+
+	hs := x.dreq.Head.Headers[:0]
+	hs = append(hs, workerproto.Header{Name: nameHost, Value: stringBytes(r.Host)})
+	for _, name := range slices.Sorted(maps.Keys(r.Header)) {
+		vs := r.Header[name]
+		if name == "Cookie" && len(vs) > 1 {
+			// Split cookie fields are one field again (RFC 9113 8.2.3).
+			hs = append(hs, workerproto.Header{Name: stringBytes(name), Value: []byte(strings.Join(vs, "; "))})
+			continue
+		}
+		for _, v := range vs {
+			hs = append(hs, workerproto.Header{Name: stringBytes(name), Value: stringBytes(v)})
+		}
+	}
+	d := &x.dreq
+	d.Head = workerproto.RequestHead{
+		Method:      method,
+		Path:        path,
+		Query:       query,
+		Headers:     hs,
+		Route:       pattern,
+		Params:      x.wparams,
+		HTTPVersion: h.proto,
+		Scheme:      "https",
+		Client:      r.RemoteAddr,
+		RequestID:   rid,
+		Body:        int64(len(body)),
+		TimeoutMS:   rt.Timeout.Milliseconds(),
+	}
+	if r.TLS == nil {
+		d.Head.Scheme = "http"
+	}
+	d.Body = body
+	err := h.callServe(ctx, rt, d, w)
+	switch {
+	case err == nil && w.started:
+		if w.length >= 0 && w.written < w.length && !w.isHead {
+			s.log.Warn("response body shorter than its length", "remote", r.RemoteAddr, "request_id", rid, "missing", w.length-w.written)
+			obs(rt)
+			panic(http.ErrAbortHandler)
+		}
+	case errors.Is(err, dispatch.ErrCanceled) || ctx.Err() != nil:
+		w.status = max(w.status, 0)
+	case w.started:
+		if !errors.Is(err, dispatch.ErrAborted) && w.werr == nil {
+			s.log.Warn("backend failed mid-response", "remote", r.RemoteAddr, "request_id", rid, "err", err)
+		}
+		obs(rt)
+		panic(http.ErrAbortHandler) // the client must see a broken response
+	default:
+		if se := statusError(err); se != nil {
+			w.answer(se.Status, "", se.RetryAfter)
+		} else {
+			if err == nil {
+				err = errors.New("server: backend returned no response")
+			}
+			s.log.Warn("backend error", "remote", r.RemoteAddr, "request_id", rid, "err", err)
+			w.answer(502, "", 0)
+		}
+	}
+	obs(rt)
+}
+
+var nameHost = []byte("host")
+
+func (h *handler) callServe(ctx context.Context, rt *dispatch.Route, d *dispatch.Request, w *hWriter) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.s.log.Error("backend panic", "panic", p, "stack", string(debug.Stack()))
+			err = errBackendPanic
+		}
+	}()
+	return h.s.Backend.Serve(ctx, rt, d, w)
+}
+
+// readBody reads r's whole body within Limits.MaxBodyBytes, at the pace
+// BodyReadTimeout and MinBodyRate ask of HTTP/1.1 bodies. status is the
+// answer when it cannot: 413, 408, or statusClientGone (the stream ended).
+func (h *handler) readBody(rw http.ResponseWriter, r *http.Request) (body []byte, status int) {
+	cfg := &h.s.cfg
+	maxBody := cfg.Limits.MaxBodyBytes
+	if r.ContentLength > maxBody {
+		return nil, 413
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, 0
+	}
+	if r.ContentLength > 0 {
+		body = make([]byte, 0, r.ContentLength)
+	}
+	rc := http.NewResponseController(rw)
+	start := time.Now()
+	for {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, min(max(4<<10, len(body)), int(maxBody+1-int64(len(body)))))
+		}
+		_ = rc.SetReadDeadline(cfg.bodyDeadline(start, int64(len(body))))
+		n, err := r.Body.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if int64(len(body)) > maxBody {
+			return nil, 413
+		}
+		switch {
+		case err == io.EOF:
+			_ = rc.SetReadDeadline(time.Time{})
+			return body, 0
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, 408
+		case err != nil:
+			h.s.log.Debug("request body", "remote", r.RemoteAddr, "err", err)
+			return nil, statusClientGone
+		}
+	}
+}
+
+// hWriter is the dispatch.ResponseWriter of one HTTP/2 or HTTP/3 request.
+type hWriter struct {
+	rw      http.ResponseWriter
+	flusher http.Flusher
+	s       *Server
+	rid     string
+	isHead  bool
+
+	started bool
+	stream  bool  // body of unknown length: each piece is flushed
+	length  int64 // the body length announced; -1: none
+	status  int
+	written int64
+	werr    error // the client's stream failed
+	err     error
+}
+
+var _ dispatch.ResponseWriter = (*hWriter)(nil)
+
+// WriteHead implements dispatch.ResponseWriter. Connection-specific fields
+// (forbidden in HTTP/2 and HTTP/3) and Content-Length are dropped, the
+// gateway's Server, X-Request-ID and Alt-Svc added where the worker set
+// none; no Content-Type is guessed.
+func (w *hWriter) WriteHead(status int, headers []workerproto.Header, bodyLen int64) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.started {
+		w.err = errHeadTwice
+		return w.err
+	}
+	if status < 200 || status > 599 {
+		w.err = errBadStatus
+		return w.err
+	}
+	hdr := w.rw.Header()
+	headLen := int64(-1)
+	for i := range headers {
+		f := &headers[i]
+		switch {
+		case fieldIs(f.Name, "content-length"):
+			if w.isHead {
+				headLen = parseLength(f.Value)
+			}
+			continue
+		case fieldIs(f.Name, "transfer-encoding"), fieldIs(f.Name, "connection"), fieldIs(f.Name, "keep-alive"),
+			fieldIs(f.Name, "proxy-connection"), fieldIs(f.Name, "upgrade"), fieldIs(f.Name, "te"):
+			continue
+		}
+		hdr.Add(string(f.Name), string(f.Value))
+	}
+	w.fill(hdr)
+	w.length = bodyLen
+	switch {
+	case w.isHead && headLen >= 0:
+		hdr["Content-Length"] = []string{strconv.FormatInt(headLen, 10)}
+	case !w.isHead && bodyLen >= 0 && bodyAllowed(status):
+		hdr["Content-Length"] = []string{strconv.FormatInt(bodyLen, 10)}
+	}
+	w.stream = bodyLen < 0
+	w.started, w.status = true, status
+	w.rw.WriteHeader(status)
+	if w.stream && w.flusher != nil {
+		w.flusher.Flush() // the head goes out now: the body may be long coming
+	}
+	return nil
+}
+
+// fill adds the gateway's fields to hdr where absent.
+func (w *hWriter) fill(hdr http.Header) {
+	if _, ok := hdr["Server"]; !ok {
+		hdr["Server"] = []string{"covetpy"}
+	}
+	if _, ok := hdr["X-Request-Id"]; !ok {
+		hdr["X-Request-Id"] = []string{w.rid}
+	}
+	if a := w.s.cfg.AltSvc; a != "" {
+		if _, ok := hdr["Alt-Svc"]; !ok {
+			hdr["Alt-Svc"] = []string{a}
+		}
+	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // no sniffing
+	}
+}
+
+func bodyAllowed(status int) bool {
+	return status != 204 && status != 304 && (status < 100 || status > 199)
+}
+
+// WriteBody implements dispatch.ResponseWriter.
+func (w *hWriter) WriteBody(p []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.started {
+		w.err = errBodyBeforeHead
+		return w.err
+	}
+	if w.length >= 0 && w.written+int64(len(p)) > w.length {
+		w.err = errBodyTooLong
+		return w.err
+	}
+	if w.isHead || !bodyAllowed(w.status) {
+		w.written += int64(len(p))
+		return nil
+	}
+	n, err := w.rw.Write(p)
+	w.written += int64(n)
+	if err == nil && w.stream && w.flusher != nil {
+		w.flusher.Flush()
+	}
+	if err != nil {
+		w.werr, w.err = err, err
+	}
+	return err
+}
+
+// WriteBodyv implements dispatch.ResponseWriter.
+func (w *hWriter) WriteBodyv(ps [][]byte) error {
+	stream := w.stream
+	w.stream = false // one flush for all the pieces
+	defer func() { w.stream = stream }()
+	for _, p := range ps {
+		if err := w.WriteBody(p); err != nil {
+			return err
+		}
+	}
+	if stream && w.flusher != nil && w.err == nil {
+		w.flusher.Flush()
+	}
+	return nil
+}
+
+// answer writes a response generated by the gateway, as conn.answer does.
+func (w *hWriter) answer(status int, allow string, retryAfter int) {
+	hdr := w.rw.Header()
+	w.fill(hdr)
+	text := ""
+	if status != 204 {
+		text = http1.StatusText(status) + "\n"
+		hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		hdr["Content-Length"] = []string{strconv.Itoa(len(text))}
+	}
+	if allow != "" {
+		hdr["Allow"] = []string{allow}
+	}
+	if retryAfter > 0 {
+		hdr["Retry-After"] = []string{strconv.Itoa(retryAfter)}
+	}
+	w.status = status
+	w.rw.WriteHeader(status)
+	if text != "" && !w.isHead {
+		n, _ := io.WriteString(w.rw, text)
+		w.written += int64(n)
+	}
+}
