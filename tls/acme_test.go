@@ -1,0 +1,423 @@
+package covettls
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// pebble is an ACME test CA (github.com/letsencrypt/pebble) run by a test.
+type pebble struct {
+	dir  string         // its directory URL
+	api  *x509.CertPool // trusts its HTTPS API
+	root *x509.CertPool // trusts what it issues
+}
+
+// pebbleBinary finds the pebble binary: $COVET_PEBBLE (set by the Makefile,
+// and then the binary must be there), else ../bin/pebble, else PATH.
+func pebbleBinary(t *testing.T) string {
+	if p := os.Getenv("COVET_PEBBLE"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("COVET_PEBBLE=%s: %v (make bin/pebble)", p, err)
+		}
+		return p
+	}
+	if p, err := filepath.Abs(filepath.Join("..", "bin", "pebble")); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("pebble"); err == nil {
+		return p
+	}
+	t.Skip("no pebble binary: `make bin/pebble` installs it (go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3), or set COVET_PEBBLE")
+	return ""
+}
+
+// freePorts returns n loopback TCP ports free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// startPebble runs pebble on loopback with a config and an API certificate
+// made here, validation off (PEBBLE_VA_ALWAYS_VALID: every challenge passes
+// without being fetched), and returns once its directory answers. It is
+// stopped when the test ends.
+func startPebble(t *testing.T) *pebble {
+	t.Helper()
+	bin := pebbleBinary(t)
+	ca := newAuthority(t, "pebble-api")
+	pair, _ := ca.issue(t, "pebble-api", "localhost", "localhost")
+	for try := 1; ; try++ {
+		ports := freePorts(t, 4)
+		conf := map[string]any{"pebble": map[string]any{
+			"listenAddress":           fmt.Sprintf("127.0.0.1:%d", ports[0]),
+			"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", ports[1]),
+			"certificate":             pair.CertFile,
+			"privateKey":              pair.KeyFile,
+			"httpPort":                ports[2],
+			"tlsPort":                 ports[3],
+			"keyAlgorithm":            "ecdsa",
+		}}
+		b, _ := json.Marshal(conf)
+		cf := filepath.Join(t.TempDir(), "pebble.json")
+		if err := os.WriteFile(cf, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := &syncBuffer{}
+		cmd := exec.Command(bin, "-config", cf)
+		cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		stop := func() { cmd.Process.Kill(); <-exited }
+		p := &pebble{dir: fmt.Sprintf("https://localhost:%d/dir", ports[0]), api: ca.pool}
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+		up := false
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case <-exited:
+				deadline = time.Time{} // a port taken since freePorts: try others
+			default:
+			}
+			if r, err := hc.Get(p.dir); err == nil {
+				r.Body.Close()
+				up = r.StatusCode == http.StatusOK
+				break
+			}
+		}
+		if !up {
+			stop()
+			if try < 3 {
+				continue
+			}
+			t.Fatalf("pebble did not start:\n%s", out.String())
+		}
+		t.Cleanup(func() {
+			stop()
+			if t.Failed() {
+				t.Logf("pebble's output:\n%s", out.String())
+			}
+		})
+		// The root that signs the certificates, from the management API.
+		r, err := hc.Get(fmt.Sprintf("https://localhost:%d/roots/0", ports[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		p.root = x509.NewCertPool()
+		if r.StatusCode != http.StatusOK || !p.root.AppendCertsFromPEM(pem) {
+			t.Fatalf("pebble's root: %s %q", r.Status, pem)
+		}
+		return p
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// orderCounter counts the new orders (POST /order-plz, pebble's newOrder)
+// sent through it.
+type orderCounter struct {
+	next   http.RoundTripper
+	orders atomic.Int32
+}
+
+func (o *orderCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
+		o.orders.Add(1)
+	}
+	return o.next.RoundTrip(r)
+}
+
+// serveReporting is serve, with each handshake's server-side error (nil
+// for a good one) sent on the channel returned.
+func serveReporting(t *testing.T, s *Server) (string, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	errs := make(chan error, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				tc := tls.Server(c, s.TLSConfig())
+				defer tc.Close()
+				err := tc.Handshake()
+				errs <- err
+				if err != nil {
+					return
+				}
+				buf := make([]byte, 64)
+				for {
+					n, err := tc.Read(buf)
+					if err != nil {
+						return
+					}
+					tc.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), errs
+}
+
+func handshakeErr(t *testing.T, errs <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-errs:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("no handshake on the server")
+		return nil
+	}
+}
+
+// TestACMEPebble: a handshake for acme.test gets a certificate pebble
+// issued, one order; it chains to pebble's root; a second handshake, and a
+// new Server on the same cache whose CA is unreachable, serve the same
+// certificate without a second order; a name outside acme_domains is
+// refused and orders nothing.
+func TestACMEPebble(t *testing.T) {
+	p := startPebble(t)
+	cache := filepath.Join(t.TempDir(), "acme")
+	counter := &orderCounter{next: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.api}}}
+	logs := &syncBuffer{}
+	s, err := New(Config{ACME: ACMEConfig{
+		Domains: []string{"acme.test", "www.acme.test"}, Email: "ops@acme.test",
+		Directory: p.dir, CacheDir: cache,
+		HTTPClient: &http.Client{Transport: counter, Timeout: 30 * time.Second},
+		Log:        slog.New(slog.NewTextHandler(logs, nil)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, errs := serveReporting(t, s)
+
+	// First handshake: ordered now, verified against pebble's root only.
+	c, err := dial(addr, &tls.Config{ServerName: "acme.test", RootCAs: p.root})
+	if err != nil {
+		t.Fatalf("first handshake: %v (server: %v)\nlog:\n%s", err, handshakeErr(t, errs), logs)
+	}
+	st := c.ConnectionState()
+	c.Close()
+	if err := handshakeErr(t, errs); err != nil {
+		t.Fatal(err)
+	}
+	leaf := st.PeerCertificates[0]
+	if len(st.VerifiedChains) == 0 || !leaf.Equal(st.VerifiedChains[0][0]) {
+		t.Fatal("the chain was not verified")
+	}
+	if got := leaf.DNSNames; len(got) != 1 || got[0] != "acme.test" {
+		t.Fatalf("certificate for %v, want [acme.test]", got)
+	}
+	if n := counter.orders.Load(); n != 1 {
+		t.Fatalf("%d orders for the first handshake, want 1", n)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "acme.test")); err != nil {
+		t.Fatalf("not in the cache: %v", err)
+	}
+	if !strings.Contains(logs.String(), "acme: certificate") || !strings.Contains(logs.String(), "name=acme.test") {
+		t.Errorf("the issuance was not logged:\n%s", logs)
+	}
+
+	// Second handshake: the same certificate, no new order.
+	c, err = dial(addr, &tls.Config{ServerName: "acme.test", RootCAs: p.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := c.ConnectionState().PeerCertificates[0]
+	c.Close()
+	handshakeErr(t, errs)
+	if !again.Equal(leaf) || counter.orders.Load() != 1 {
+		t.Fatalf("second handshake: same certificate %v, orders %d; want true, 1", again.Equal(leaf), counter.orders.Load())
+	}
+
+	// A name not in acme_domains: refused, nothing ordered.
+	if c, err := dial(addr, &tls.Config{ServerName: "other.test", RootCAs: p.root}); err == nil {
+		c.Close()
+		t.Fatal("other.test was served")
+	}
+	if err := handshakeErr(t, errs); err == nil || !strings.Contains(err.Error(), "not in acme_domains") {
+		t.Fatalf("server error for other.test: %v", err)
+	}
+	if n := counter.orders.Load(); n != 1 {
+		t.Fatalf("%d orders after other.test, want 1", n)
+	}
+
+	// A restart on the same cache: the certificate comes from the files,
+	// with the CA unreachable.
+	s2, err := New(Config{ACME: ACMEConfig{
+		Domains: []string{"acme.test"}, Directory: "https://127.0.0.1:1/dir", CacheDir: cache,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr2, errs2 := serveReporting(t, s2)
+	c, err = dial(addr2, &tls.Config{ServerName: "acme.test", RootCAs: p.root})
+	if err != nil {
+		t.Fatalf("from the cache: %v (server: %v)", err, handshakeErr(t, errs2))
+	}
+	cached := c.ConnectionState().PeerCertificates[0]
+	c.Close()
+	if !cached.Equal(leaf) {
+		t.Fatal("the restarted server did not serve the cached certificate")
+	}
+}
+
+// TestACMEUnreachable: with the CA down, a handshake for an ACME name fails
+// and is logged once however often it is retried within a minute; the
+// static pairs are still served, to their names and as the default.
+func TestACMEUnreachable(t *testing.T) {
+	ca := newAuthority(t, "ca")
+	static, _ := ca.issue(t, "static", "static", "static.test")
+	logs := &syncBuffer{}
+	s, err := New(Config{Pairs: []Pair{static}, ACME: ACMEConfig{
+		Domains: []string{"down.test"}, Directory: "https://127.0.0.1:1/dir",
+		CacheDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, errs := serveReporting(t, s)
+	for range 3 {
+		if c, err := dial(addr, &tls.Config{ServerName: "down.test", InsecureSkipVerify: true}); err == nil {
+			c.Close()
+			t.Fatal("down.test was served with the CA down")
+		}
+		if err := handshakeErr(t, errs); err == nil || !strings.Contains(err.Error(), "acme: no certificate for down.test") {
+			t.Fatalf("server error: %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "name=down.test") ||
+		!strings.Contains(logs.String(), "connection refused") {
+		t.Fatalf("want one error line naming down.test and why, got %d:\n%s", n, logs)
+	}
+	for _, sni := range []string{"static.test", "other.test"} {
+		if got := servedName(t, addr, sni, ca.pool); got != "static" {
+			t.Fatalf("SNI %s got %q, want the static pair", sni, got)
+		}
+		handshakeErr(t, errs)
+	}
+}
+
+// TestACMEChallengeConfig: a hello offering only acme-tls/1 (a CA's
+// tls-alpn-01 validation) reaches the ACME challenge config, even where
+// client certificates are required, and fails there without a pending
+// challenge; the served config still offers h2 and http/1.1 only.
+func TestACMEChallengeConfig(t *testing.T) {
+	ca := newAuthority(t, "ca")
+	s, err := New(Config{ClientCA: ca.pem, ACME: ACMEConfig{
+		Domains: []string{"acme.test"}, Directory: "https://127.0.0.1:1/dir", CacheDir: t.TempDir(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "acme.test", SupportedProtos: []string{"acme-tls/1"}}
+	cfg, err := s.TLSConfig().GetConfigForClient(hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.NextProtos) != 1 || cfg.NextProtos[0] != "acme-tls/1" || cfg.ClientAuth != tls.NoClientCert {
+		t.Fatalf("challenge config: ALPN %v, client auth %v", cfg.NextProtos, cfg.ClientAuth)
+	}
+	if _, err := cfg.GetCertificate(hello); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("challenge without a pending order: %v", err)
+	}
+	hello.SupportedProtos = []string{"h2", "acme-tls/1"}
+	cfg, _ = s.TLSConfig().GetConfigForClient(hello)
+	if strings.Join(cfg.NextProtos, ",") != "h2,http/1.1" || cfg.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatalf("served config: ALPN %v, client auth %v", cfg.NextProtos, cfg.ClientAuth)
+	}
+}
+
+// TestACMEConfigErrors: bad ACME settings stop New with the setting named.
+func TestACMEConfigErrors(t *testing.T) {
+	ok := ACMEConfig{Domains: []string{"a.example.com"}, CacheDir: t.TempDir()}
+	for _, tc := range []struct {
+		mod  func(*ACMEConfig)
+		want string
+	}{
+		{func(c *ACMEConfig) { c.Domains = []string{"a.example.com", " "} }, "acme_domains: entry 2 is empty"},
+		{func(c *ACMEConfig) { c.Domains = []string{"*.example.com"} }, `acme_domains: "*.example.com" is a wildcard`},
+		{func(c *ACMEConfig) { c.Domains = []string{"127.0.0.1"} }, "acme_domains: \"127.0.0.1\" is an IP address"},
+		{func(c *ACMEConfig) { c.Domains = []string{"localhost"} }, "acme_domains: \"localhost\" has one label"},
+		{func(c *ACMEConfig) { c.Domains = []string{"a_b.example.com"} }, "acme_domains: \"a_b.example.com\" has '_'"},
+		{func(c *ACMEConfig) { c.Domains = []string{"-a.example.com"} }, "acme_domains: \"-a.example.com\" has a bad label"},
+		{func(c *ACMEConfig) { c.Domains = nil; c.Email = "ops@example.com" }, "acme_domains: empty"},
+		{func(c *ACMEConfig) { c.Email = "ops" }, `acme_email: "ops" is not an e-mail address`},
+		{func(c *ACMEConfig) { c.Email = "Ops <ops@example.com>" }, "acme_email:"},
+		{func(c *ACMEConfig) { c.Directory = "http://ca.example.com/dir" }, "acme_directory: \"http://ca.example.com/dir\" is not an https URL"},
+		{func(c *ACMEConfig) { c.Directory = "ca.example.com" }, "acme_directory:"},
+		{func(c *ACMEConfig) { c.CacheDir = "/dev/null/acme" }, "acme_cache:"},
+	} {
+		c := ok
+		tc.mod(&c)
+		_, err := New(Config{ACME: c})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", c, err, tc.want)
+		}
+	}
+	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "acme_domains") {
+		t.Errorf("no pair and no ACME: %v", err)
+	}
+	s, err := New(Config{ACME: ACMEConfig{Domains: []string{"A.example.com.", "a.example.com", "b.example.com"}, CacheDir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.ACMEDomains(), ","); got != "a.example.com,b.example.com" {
+		t.Errorf("domains %s", got)
+	}
+}
