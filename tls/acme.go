@@ -50,9 +50,11 @@ type ACMEConfig struct {
 	// HTTPClient talks to the CA; nil: one with RootCAs, a 10 s connect
 	// timeout and a 30 s limit per request.
 	HTTPClient *http.Client
-	// Log gets one line per certificate obtained or renewed (info) and per
-	// name that failed to get one (error; repeats within a minute are
-	// counted into the next line); nil: nothing is logged.
+	// Log gets one line per certificate obtained or renewed, from the first
+	// handshake that serves it (info), and per name that failed to get one
+	// (error; repeats within a minute are counted into the next line);
+	// nil: nothing is logged. A background renewal that fails is not seen
+	// here: autocert retries it while the old certificate is served.
 	Log *slog.Logger
 }
 
