@@ -1,6 +1,7 @@
 package covettls
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -177,9 +178,12 @@ func newACME(c ACMEConfig, names []string) (*acmeCerts, error) {
 	}
 	a := &acmeCerts{
 		m: &autocert.Manager{
-			Prompt:     autocert.AcceptTOS,
-			Cache:      autocert.DirCache(dir),
-			HostPolicy: autocert.HostWhitelist(names...),
+			Prompt: autocert.AcceptTOS,
+			Cache:  autocert.DirCache(dir),
+			// Set below: the names, compared as pick does, and without a
+			// port (http-01 requests reach HTTPHandler with the Host
+			// header as sent, a port in it where the listener is not 80).
+			HostPolicy: nil,
 			Client:     &acme.Client{DirectoryURL: directory, HTTPClient: client, UserAgent: "covetpy"},
 			Email:      c.Email,
 		},
@@ -191,6 +195,15 @@ func newACME(c ACMEConfig, names []string) (*acmeCerts, error) {
 	}
 	for _, n := range names {
 		a.names[n] = true
+	}
+	a.m.HostPolicy = func(_ context.Context, host string) error {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if !a.names[strings.TrimSuffix(strings.ToLower(host), ".")] {
+			return fmt.Errorf("acme: %q is not in acme_domains", host)
+		}
+		return nil
 	}
 	a.challenge = &tls.Config{
 		MinVersion:     tls.VersionTLS12,

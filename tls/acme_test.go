@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,17 +68,32 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// validation has pebble check challenges for real: the tls-alpn-01 ones on
+// tlsPort, the http-01 ones on httpPort, at the address the DNS server at
+// resolver gives.
+type validation struct {
+	tlsPort, httpPort int
+	resolver          string
+}
+
 // startPebble runs pebble on loopback with a config and an API certificate
-// made here, validation off (PEBBLE_VA_ALWAYS_VALID: every challenge passes
-// without being fetched), and returns once its directory answers. It is
-// stopped when the test ends.
-func startPebble(t *testing.T) *pebble {
+// made here, and returns once its directory answers. With v nil, validation
+// is off (PEBBLE_VA_ALWAYS_VALID: every challenge passes without being
+// fetched). It is stopped when the test ends.
+func startPebble(t *testing.T, v *validation) *pebble {
 	t.Helper()
 	bin := pebbleBinary(t)
 	ca := newAuthority(t, "pebble-api")
 	pair, _ := ca.issue(t, "pebble-api", "localhost", "localhost")
 	for try := 1; ; try++ {
 		ports := freePorts(t, 4)
+		env := []string{"PEBBLE_VA_ALWAYS_VALID=1"}
+		args := []string{}
+		if v != nil {
+			ports[2], ports[3] = v.httpPort, v.tlsPort
+			env = []string{"PEBBLE_AUTHZREUSE=0"}
+			args = []string{"-dnsserver", v.resolver}
+		}
 		conf := map[string]any{"pebble": map[string]any{
 			"listenAddress":           fmt.Sprintf("127.0.0.1:%d", ports[0]),
 			"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", ports[1]),
@@ -86,6 +102,7 @@ func startPebble(t *testing.T) *pebble {
 			"httpPort":                ports[2],
 			"tlsPort":                 ports[3],
 			"keyAlgorithm":            "ecdsa",
+			"retryAfter":              map[string]int{"authz": 1, "order": 1},
 		}}
 		b, _ := json.Marshal(conf)
 		cf := filepath.Join(t.TempDir(), "pebble.json")
@@ -93,8 +110,8 @@ func startPebble(t *testing.T) *pebble {
 			t.Fatal(err)
 		}
 		out := &syncBuffer{}
-		cmd := exec.Command(bin, "-config", cf)
-		cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+		cmd := exec.Command(bin, append([]string{"-config", cf}, args...)...)
+		cmd.Env = append(append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"), env...)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -180,11 +197,21 @@ func (o *orderCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 // for a good one) sent on the channel returned.
 func serveReporting(t *testing.T, s *Server) (string, <-chan error) {
 	t.Helper()
+	return serveOn(t, listen(t), s)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// serveOn is serveReporting on ln.
+func serveOn(t *testing.T, ln net.Listener, s *Server) (string, <-chan error) {
 	errs := make(chan error, 16)
 	go func() {
 		for {
@@ -231,7 +258,7 @@ func handshakeErr(t *testing.T, errs <-chan error) error {
 // certificate without a second order; a name outside acme_domains is
 // refused and orders nothing.
 func TestACMEPebble(t *testing.T) {
-	p := startPebble(t)
+	p := startPebble(t, nil)
 	cache := filepath.Join(t.TempDir(), "acme")
 	counter := &orderCounter{next: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.api}}}
 	logs := &syncBuffer{}
@@ -419,5 +446,141 @@ func TestACMEConfigErrors(t *testing.T) {
 	}
 	if got := strings.Join(s.ACMEDomains(), ","); got != "a.example.com,b.example.com" {
 		t.Errorf("domains %s", got)
+	}
+}
+
+// dnsStub is a DNS server over TCP (what pebble's -dnsserver uses) that
+// answers every A question with 127.0.0.1 and every other with no record;
+// it returns its address.
+func dnsStub(t *testing.T) string {
+	ln := listen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					var n [2]byte // each message has its length first
+					if _, err := io.ReadFull(c, n[:]); err != nil {
+						return
+					}
+					q := make([]byte, binary.BigEndian.Uint16(n[:]))
+					if _, err := io.ReadFull(c, q); err != nil {
+						return
+					}
+					r := dnsAnswer(q)
+					if r == nil {
+						return
+					}
+					if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(r))), r...)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// dnsAnswer answers the query q (RFC 1035 section 4.1), nil if q is not one.
+func dnsAnswer(q []byte) []byte {
+	if len(q) < 12 {
+		return nil
+	}
+	i := 12 // the question: a name (labels, then 0), its type and class
+	for i < len(q) && q[i] != 0 {
+		i += int(q[i]) + 1
+	}
+	if i+5 > len(q) {
+		return nil
+	}
+	answers := uint16(0)
+	if binary.BigEndian.Uint16(q[i+1:]) == 1 { // A
+		answers = 1
+	}
+	r := append([]byte{}, q[0], q[1], 0x84|q[2]&1, 0) // the id; a response, authoritative, RD as asked
+	r = binary.BigEndian.AppendUint16(r, 1)
+	r = binary.BigEndian.AppendUint16(r, answers)
+	r = append(r, 0, 0, 0, 0)
+	r = append(r, q[12:i+5]...)
+	if answers == 1 {
+		// The question's name (a pointer to offset 12), A, IN, TTL 60 s, 127.0.0.1.
+		r = append(r, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1)
+	}
+	return r
+}
+
+// TestACMEChallenges: pebble validates for real, reaching the names
+// through a DNS stub that says 127.0.0.1. alpn.test is proved by
+// tls-alpn-01 through the TLS listener that serves it, where client
+// certificates are required; http.test, whose TLS listener is not the one
+// pebble tries, fails tls-alpn-01 there and is proved by http-01 through
+// HTTPHandler on a cleartext listener, the Host header with its port.
+func TestACMEChallenges(t *testing.T) {
+	alpnLn, httpLn := listen(t), listen(t)
+	p := startPebble(t, &validation{
+		tlsPort:  alpnLn.Addr().(*net.TCPAddr).Port,
+		httpPort: httpLn.Addr().(*net.TCPAddr).Port,
+		resolver: dnsStub(t),
+	})
+	clients := newAuthority(t, "clients")
+	cp, _ := clients.issue(t, "client", "client")
+	clientCert, err := tls.LoadX509KeyPair(cp.CertFile, cp.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &syncBuffer{}
+	a, err := New(Config{ClientCA: clients.pem, ACME: ACMEConfig{
+		Domains: []string{"alpn.test"}, Directory: p.dir, RootCAs: p.api, CacheDir: t.TempDir(),
+		Log: slog.New(slog.NewTextHandler(logs, nil)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, errs := serveOn(t, alpnLn, a)
+	c, err := dial(addr, &tls.Config{ServerName: "alpn.test", RootCAs: p.root, Certificates: []tls.Certificate{clientCert}})
+	if err != nil {
+		t.Fatalf("alpn.test: %v\nlog:\n%s", err, logs)
+	}
+	if got := c.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "alpn.test" {
+		t.Fatalf("alpn.test got a certificate for %v", got)
+	}
+	c.Close()
+
+	b, err := New(Config{ACME: ACMEConfig{
+		Domains: []string{"http.test"}, Directory: p.dir, RootCAs: p.api, CacheDir: t.TempDir(),
+		Log: slog.New(slog.NewTextHandler(logs, nil)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{Handler: b.HTTPHandler(http.NotFoundHandler()), ReadHeaderTimeout: 10 * time.Second}
+	go web.Serve(httpLn)
+	t.Cleanup(func() { web.Close() })
+	addr, _ = serveReporting(t, b)
+	c, err = dial(addr, &tls.Config{ServerName: "http.test", RootCAs: p.root})
+	if err != nil {
+		t.Fatalf("http.test: %v\nlog:\n%s", err, logs)
+	}
+	if got := c.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "http.test" {
+		t.Fatalf("http.test got a certificate for %v", got)
+	}
+	c.Close()
+	// On alpnLn: pebble's validations of alpn.test (several, from its
+	// "perspectives"), the client's handshake, then pebble's tls-alpn-01
+	// for http.test, refused: that server has no such challenge pending.
+	for {
+		err := handshakeErr(t, errs)
+		if err == nil {
+			continue
+		}
+		if !strings.Contains(err.Error(), `no token cert for "http.test"`) {
+			t.Fatalf("handshake on alpn.test's listener: %v", err)
+		}
+		break
 	}
 }
