@@ -33,7 +33,9 @@ type ACMEConfig struct {
 	// one certificate per name, on the first handshake that asks for it by
 	// SNI. Only these names are ever ordered. Exact names only: no
 	// wildcard (that needs dns-01, which is not done here), no IP address,
-	// Unicode names in their xn-- form.
+	// Unicode names in their xn-- form. These names are served by ACME
+	// even where a PEM pair names them too. A client that cannot take
+	// ECDSA gets an RSA certificate, ordered separately.
 	Domains []string
 	// Email (acme_email) is the account's contact address; empty: none.
 	Email string

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -344,39 +345,49 @@ func TestACMEPebble(t *testing.T) {
 	}
 }
 
-// TestACMEUnreachable: with the CA down, a handshake for an ACME name fails
-// and is logged once however often it is retried within a minute; the
-// static pairs are still served, to their names and as the default.
+// TestACMEUnreachable: with the CA down, or a directory URL that answers
+// 404, a handshake for an ACME name fails and is logged once, with why,
+// however often it is retried within a minute; the static pairs are still
+// served, to their names and as the default.
 func TestACMEUnreachable(t *testing.T) {
-	ca := newAuthority(t, "ca")
-	static, _ := ca.issue(t, "static", "static", "static.test")
-	logs := &syncBuffer{}
-	s, err := New(Config{Pairs: []Pair{static}, ACME: ACMEConfig{
-		Domains: []string{"down.test"}, Directory: "https://127.0.0.1:1/dir",
-		CacheDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil)),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, errs := serveReporting(t, s)
-	for range 3 {
-		if c, err := dial(addr, &tls.Config{ServerName: "down.test", InsecureSkipVerify: true}); err == nil {
-			c.Close()
-			t.Fatal("down.test was served with the CA down")
+	notFound := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(notFound.Certificate())
+	for _, tc := range []struct{ dir, why string }{
+		{"https://127.0.0.1:1/dir", "connection refused"},
+		{notFound.URL + "/dir", "404"},
+	} {
+		ca := newAuthority(t, "ca")
+		static, _ := ca.issue(t, "static", "static", "static.test")
+		logs := &syncBuffer{}
+		s, err := New(Config{Pairs: []Pair{static}, ACME: ACMEConfig{
+			Domains: []string{"down.test"}, Directory: tc.dir, RootCAs: roots,
+			CacheDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(logs, nil)),
+		}})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := handshakeErr(t, errs); err == nil || !strings.Contains(err.Error(), "acme: no certificate for down.test") {
-			t.Fatalf("server error: %v", err)
+		addr, errs := serveReporting(t, s)
+		for range 3 {
+			if c, err := dial(addr, &tls.Config{ServerName: "down.test", InsecureSkipVerify: true}); err == nil {
+				c.Close()
+				t.Fatalf("%s: down.test was served", tc.dir)
+			}
+			if err := handshakeErr(t, errs); err == nil || !strings.Contains(err.Error(), "acme: no certificate for down.test") {
+				t.Fatalf("%s: server error: %v", tc.dir, err)
+			}
 		}
-	}
-	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "name=down.test") ||
-		!strings.Contains(logs.String(), "connection refused") {
-		t.Fatalf("want one error line naming down.test and why, got %d:\n%s", n, logs)
-	}
-	for _, sni := range []string{"static.test", "other.test"} {
-		if got := servedName(t, addr, sni, ca.pool); got != "static" {
-			t.Fatalf("SNI %s got %q, want the static pair", sni, got)
+		if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "name=down.test") ||
+			!strings.Contains(logs.String(), tc.why) {
+			t.Fatalf("%s: want one error line naming down.test and %q, got %d:\n%s", tc.dir, tc.why, n, logs)
 		}
-		handshakeErr(t, errs)
+		for _, sni := range []string{"static.test", "other.test"} {
+			if got := servedName(t, addr, sni, ca.pool); got != "static" {
+				t.Fatalf("%s: SNI %s got %q, want the static pair", tc.dir, sni, got)
+			}
+			handshakeErr(t, errs)
+		}
 	}
 }
 
