@@ -74,9 +74,10 @@ type acmeCerts struct {
 	challenge *tls.Config // served to tls-alpn-01 validation handshakes
 	log       *slog.Logger
 
-	mu     sync.Mutex
-	failed map[string]*failure // by name: the last failure logged
-	serial map[string]string   // by name: the certificate served last
+	mu      sync.Mutex
+	flights map[string]*flight  // by name: the lookup running
+	failed  map[string]*failure // by name: the last failure logged
+	serial  map[string]string   // by name: the certificate served last
 }
 
 type failure struct {
@@ -189,11 +190,12 @@ func newACME(c ACMEConfig, names []string) (*acmeCerts, error) {
 			Client:     &acme.Client{DirectoryURL: directory, HTTPClient: client, UserAgent: "covetpy"},
 			Email:      c.Email,
 		},
-		names:  map[string]bool{},
-		list:   names,
-		log:    log,
-		failed: map[string]*failure{},
-		serial: map[string]string{},
+		names:   map[string]bool{},
+		list:    names,
+		log:     log,
+		failed:  map[string]*failure{},
+		flights: map[string]*flight{},
+		serial:  map[string]string{},
 	}
 	for _, n := range names {
 		a.names[n] = true
@@ -222,27 +224,69 @@ func isChallenge(hello *tls.ClientHelloInfo) bool {
 }
 
 // get returns name's certificate: from memory, from the cache, or ordered
-// now (the handshake waits for it). A failure is logged and fails the
+// now. One lookup per name runs at a time (a flight); handshakes that come
+// while it runs wait for it, each no longer than its own context
+// (tls.Conn.HandshakeContext), so a CA that hangs holds one goroutine per
+// name, not one per handshake. A failure is logged and fails the
 // handshake; the next order for that name is tried acmeRetry later.
 func (a *acmeCerts) get(name string, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	a.mu.Lock()
+	f := a.flights[name]
+	if f == nil {
+		f = &flight{done: make(chan struct{})}
+		a.flights[name] = f
+		go a.fly(name, f, hello)
+	}
+	a.mu.Unlock()
+	ctx := hello.Context()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("acme: certificate for %s: gave up waiting: %w", name, context.Cause(ctx))
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	if hello.SupportsCertificate(f.cert) != nil {
+		// A flight started by a client of the other kind (ECDSA or RSA,
+		// which autocert keeps apart): this client's own lookup.
+		return a.m.GetCertificate(hello)
+	}
+	return f.cert, nil
+}
+
+// flight is one lookup of a name's certificate; cert and err are set
+// before done is closed.
+type flight struct {
+	done chan struct{}
+	cert *tls.Certificate
+	err  error
+}
+
+// fly runs f: autocert's lookup (memory, cache, or an order that waits up
+// to autocert's 5 minutes), then the log line if any.
+func (a *acmeCerts) fly(name string, f *flight, hello *tls.ClientHelloInfo) {
 	c, err := a.m.GetCertificate(hello)
 	a.mu.Lock()
+	defer close(f.done)
 	defer a.mu.Unlock()
+	delete(a.flights, name)
 	if err != nil {
-		err = fmt.Errorf("acme: no certificate for %s: %w", name, err)
-		f := a.failed[name]
-		if f != nil && time.Since(f.at) < acmeRetry {
-			f.repeats++
-			return nil, err
+		f.err = fmt.Errorf("acme: no certificate for %s: %w", name, err)
+		last := a.failed[name]
+		if last != nil && time.Since(last.at) < acmeRetry {
+			last.repeats++
+			return
 		}
 		repeats := 0
-		if f != nil {
-			repeats = f.repeats
+		if last != nil {
+			repeats = last.repeats
 		}
 		a.failed[name] = &failure{at: time.Now()}
-		a.log.Error("acme: no certificate", "name", name, "error", err.Error(), "repeats", repeats)
-		return nil, err
+		a.log.Error("acme: no certificate", "name", name, "error", f.err.Error(), "repeats", repeats)
+		return
 	}
+	f.cert = c
 	delete(a.failed, name)
 	if c.Leaf != nil {
 		if s := c.Leaf.SerialNumber.String(); a.serial[name] != s {
@@ -251,7 +295,6 @@ func (a *acmeCerts) get(name string, hello *tls.ClientHelloInfo) (*tls.Certifica
 				"not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
-	return c, nil
 }
 
 // HTTPHandler answers the CA's http-01 challenges (GET

@@ -2,10 +2,12 @@ package covettls
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,7 +201,7 @@ func (o *orderCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 // for a good one) sent on the channel returned.
 func serveReporting(t *testing.T, s *Server) (string, <-chan error) {
 	t.Helper()
-	return serveOn(t, listen(t), s)
+	return serveOn(t, listen(t), s, 0)
 }
 
 func listen(t *testing.T) net.Listener {
@@ -211,8 +214,9 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
-// serveOn is serveReporting on ln.
-func serveOn(t *testing.T, ln net.Listener, s *Server) (string, <-chan error) {
+// serveOn is serveReporting on ln, each handshake limited to timeout (0:
+// none).
+func serveOn(t *testing.T, ln net.Listener, s *Server, timeout time.Duration) (string, <-chan error) {
 	errs := make(chan error, 16)
 	go func() {
 		for {
@@ -223,7 +227,13 @@ func serveOn(t *testing.T, ln net.Listener, s *Server) (string, <-chan error) {
 			go func() {
 				tc := tls.Server(c, s.TLSConfig())
 				defer tc.Close()
-				err := tc.Handshake()
+				ctx := context.Background()
+				if timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, timeout)
+					defer cancel()
+				}
+				err := tc.HandshakeContext(ctx)
 				errs <- err
 				if err != nil {
 					return
@@ -391,6 +401,72 @@ func TestACMEUnreachable(t *testing.T) {
 	}
 }
 
+// TestACMEHangingCA: with a CA that accepts connections and never answers
+// (and an HTTP client without timeouts, so the order waits until the test
+// ends), handshakes for its name give up at their own deadline, not the
+// order's; twenty of them at once make one connection to the CA and leave
+// one lookup waiting, not twenty goroutines.
+func TestACMEHangingCA(t *testing.T) {
+	ca := listen(t)
+	var mu sync.Mutex
+	var held []net.Conn
+	accepted := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ca.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() { // the order then fails at once
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	s, err := New(Config{ACME: ACMEConfig{
+		Domains: []string{"slow.test"}, Directory: "https://" + ca.Addr().String() + "/dir", CacheDir: t.TempDir(),
+		HTTPClient: &http.Client{Transport: &http.Transport{}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, errs := serveOn(t, listen(t), s, 300*time.Millisecond)
+	base := runtime.NumGoroutine()
+	const n = 20
+	for range n {
+		go func() {
+			if c, err := dial(addr, &tls.Config{ServerName: "slow.test", InsecureSkipVerify: true}); err == nil {
+				c.Close()
+			}
+		}()
+	}
+	for range n {
+		err := handshakeErr(t, errs)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("handshake for slow.test: %v", err)
+		}
+	}
+	<-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a second connection to the CA")
+	default:
+	}
+	// What stays: the lookup and its HTTP request's goroutines, a handful.
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > base+10; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after the handshakes gave up, %d before", runtime.NumGoroutine(), base)
+		}
+	}
+}
+
 // TestACMEChallengeConfig: a hello offering only acme-tls/1 (a CA's
 // tls-alpn-01 validation) reaches the ACME challenge config, even where
 // client certificates are required, and fails there without a pending
@@ -552,7 +628,7 @@ func TestACMEChallenges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, errs := serveOn(t, alpnLn, a)
+	addr, errs := serveOn(t, alpnLn, a, 0)
 	c, err := dial(addr, &tls.Config{ServerName: "alpn.test", RootCAs: p.root, Certificates: []tls.Certificate{clientCert}})
 	if err != nil {
 		t.Fatalf("alpn.test: %v\nlog:\n%s", err, logs)
