@@ -51,7 +51,7 @@ type ACMEConfig struct {
 	// nil: the system's. For a private or test CA.
 	RootCAs *x509.CertPool
 	// HTTPClient talks to the CA; nil: one with RootCAs, a 10 s connect
-	// timeout and a 30 s limit per request.
+	// timeout and a 30 s limit per request. When set, RootCAs is unused.
 	HTTPClient *http.Client
 	// Log gets one line per certificate obtained or renewed, from the first
 	// handshake that serves it (info), and per name that failed to get one
@@ -239,6 +239,9 @@ func (a *acmeCerts) get(name string, hello *tls.ClientHelloInfo) (*tls.Certifica
 	}
 	a.mu.Unlock()
 	ctx := hello.Context()
+	if ctx == nil { // a hello not from a handshake
+		ctx = context.Background()
+	}
 	select {
 	case <-f.done:
 	case <-ctx.Done():
