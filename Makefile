@@ -37,9 +37,9 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 # first use, then from the build cache.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-# Pebble, the ACME test CA that tls/'s TestACMEPebble runs, pinned; bin/pebble is
+# Pebble, the ACME test CA that tls/'s ACME tests run, pinned; bin/pebble is
 # built through the Go module proxy. test-go passes it as COVET_PEBBLE, so there
-# the test fails, not skips, without it.
+# those tests fail, not skip, without it.
 PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 
 .PHONY: all build venv run test test-go test-python test-integration compose-test fuzz bench bench-transport clean
