@@ -15,10 +15,23 @@
 // a working certificate away. Handshakes after a reload use the new files;
 // connections already open are not touched.
 //
-// This is a leaf: it imports only the standard library. The gateway does not
-// serve TLS through it yet: the settings (tls_cert, tls_key, tls_client_ca,
-// tls_client_auth, tls_min_version), the listener, HTTP/2, HTTP/3 and ACME
-// are issue 20's next steps.
+// ACME (Config.ACME, acme.go): for the names in acme_domains, certificates
+// are obtained from an ACME CA (Let's Encrypt unless acme_directory says
+// otherwise) by golang.org/x/crypto/acme/autocert, on the first handshake
+// that asks for the name, kept in a cache directory (acme_cache) and renewed
+// before they expire. Other names get the PEM pairs as above; with no pairs,
+// they are refused. The CA proves the domain with tls-alpn-01 through the
+// same TLS listener (a hello offering only acme-tls/1 gets a config of its
+// own) or, where the gateway also serves Server.HTTPHandler on port 80,
+// http-01. A CA that is down or a directory URL that answers nothing useful
+// fails the handshakes for those names, each failure logged (ACMEConfig.Log);
+// nothing else is affected.
+//
+// This is a leaf: it imports only the standard library and
+// golang.org/x/crypto. The gateway does not serve TLS through it yet: the
+// settings (tls_cert, tls_key, tls_client_ca, tls_client_auth,
+// tls_min_version, acme_domains, acme_email, acme_directory, acme_cache), the
+// listener, HTTP/2 and HTTP/3 are issue 20's next steps.
 package covettls
 
 import (
@@ -48,10 +61,13 @@ type Pair struct {
 	CertFile, KeyFile string
 }
 
-// Config says what to serve. Pairs must not be empty; the first pair is the
-// default, served to clients whose SNI no pair names.
+// Config says what to serve. Pairs, ACME.Domains or both must be given; the
+// first pair is the default, served to clients whose SNI names neither an
+// ACME domain nor a pair.
 type Config struct {
 	Pairs []Pair
+	// ACME obtains certificates for its domains; the zero value is off.
+	ACME ACMEConfig
 	// ClientCA is a PEM bundle of the CAs client certificates must chain
 	// to; empty: clients are not asked for certificates.
 	ClientCA string
@@ -72,6 +88,7 @@ const Keys = 3
 // Server holds the loaded files and hands out the tls.Config to serve with.
 type Server struct {
 	cfg     Config
+	acme    *acmeCerts // nil: ACME off
 	auth    tls.ClientAuthType
 	min     uint16
 	current atomic.Pointer[tls.Config] // rebuilt by each reload
@@ -89,8 +106,12 @@ type fileStamp struct {
 
 // New validates cfg and loads its files.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.Pairs) == 0 {
-		return nil, errors.New("tls: no certificate: tls_cert and tls_key are required")
+	names, err := validateACME(cfg.ACME)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Pairs) == 0 && len(names) == 0 {
+		return nil, errors.New("tls: no certificate: tls_cert and tls_key, or acme_domains, are required")
 	}
 	s := &Server{cfg: cfg}
 	switch cfg.MinVersion {
@@ -124,6 +145,11 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.NextProtos == nil {
 		s.cfg.NextProtos = []string{"h2", "http/1.1"}
 	}
+	if len(names) > 0 {
+		if s.acme, err = newACME(cfg.ACME, names); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.rotate(); err != nil {
 		return nil, err
 	}
@@ -133,7 +159,12 @@ func New(cfg Config) (*Server, error) {
 	s.base = &tls.Config{
 		MinVersion: s.min,
 		NextProtos: s.cfg.NextProtos,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if s.acme != nil && isChallenge(hello) {
+				// A CA validating tls-alpn-01: its own config, with
+				// acme-tls/1 and no client certificate asked for.
+				return s.acme.challenge, nil
+			}
 			return s.current.Load(), nil
 		},
 	}
@@ -144,15 +175,19 @@ func New(cfg Config) (*Server, error) {
 // http.Server's TLSConfig). Each handshake takes the files loaded last.
 func (s *Server) TLSConfig() *tls.Config { return s.base }
 
-// certSet is the loaded pairs, indexed for SNI.
+// certSet is the loaded pairs, indexed for SNI, and the ACME names.
 type certSet struct {
 	exact    map[string]*tls.Certificate
 	wildcard map[string]*tls.Certificate // "example.com" for "*.example.com"
-	def      *tls.Certificate
+	def      *tls.Certificate            // nil when there are no pairs
+	acme     *acmeCerts                  // nil: ACME off
 }
 
 func (cs *certSet) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
+	if cs.acme != nil && cs.acme.names[name] {
+		return cs.acme.get(name, hello)
+	}
 	if c, ok := cs.exact[name]; ok {
 		return c, nil
 	}
@@ -160,6 +195,9 @@ func (cs *certSet) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if c, ok := cs.wildcard[rest]; ok {
 			return c, nil
 		}
+	}
+	if cs.def == nil {
+		return nil, fmt.Errorf("tls: no certificate for %q: not in acme_domains and no tls_cert", name)
 	}
 	return cs.def, nil
 }
@@ -170,7 +208,7 @@ func (s *Server) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	stamps := map[string]fileStamp{}
-	set := &certSet{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}}
+	set := &certSet{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, acme: s.acme}
 	for _, p := range s.cfg.Pairs {
 		for _, f := range []string{p.CertFile, p.KeyFile} {
 			st, err := stamp(f)
