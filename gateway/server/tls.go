@@ -104,8 +104,14 @@ func (s *Server) serveTLS(nc engine.Conn) {
 	}
 	nc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
-	if st.NegotiatedProtocol == "h2" {
+	switch st.NegotiatedProtocol {
+	case "h2":
 		s.serveH2(tc)
+		return
+	case "acme-tls/1":
+		// An ACME CA's tls-alpn-01 validation: the handshake was all.
+		tc.Close()
+		s.pending.Add(-1)
 		return
 	}
 	c := newConn(s, &tlsConn{Conn: tc, raw: nc})

@@ -10,8 +10,12 @@
 // flag's usage text. A struct field without a tag is walked into, so nested config
 // structs of other packages contribute their tagged fields under the same flat
 // namespace; a field tagged `config:"-"` is skipped. Supported field types: string,
-// bool, int, int64, uint64, float64, time.Duration (Go syntax: "250ms", "1m"), and
-// any type implementing encoding.TextUnmarshaler (printed with TextMarshaler).
+// bool, int, int64, uint64, float64, time.Duration (Go syntax: "250ms", "1m"), any
+// type implementing encoding.TextUnmarshaler (printed with TextMarshaler), and
+// []string: a YAML sequence or a comma-separated string in the file, a
+// comma-separated string in the environment, and a flag that may be repeated (its
+// values, each possibly comma-separated, replace those of the file and the
+// environment).
 //
 // Errors name the source and the setting: "covet.yaml:3: max_inflight: cannot
 // parse "lots" as an integer", "unknown key "max_inflite"", "--timeout: ...",
@@ -100,8 +104,32 @@ func settable(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Uint64, reflect.Float64:
 		return true
+	case reflect.Slice:
+		return v.Type().Elem().Kind() == reflect.String
 	}
 	return false
+}
+
+// isList reports whether v is a []string setting (not one that parses
+// itself, as a TextUnmarshaler).
+func isList(v reflect.Value) bool {
+	return v.Kind() == reflect.Slice && !reflect.PointerTo(v.Type()).Implements(textUnmarshaler)
+}
+
+// splitList splits a comma-separated list, dropping blanks around items and
+// empty items.
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func (f Field) setList(items []string) {
+	f.v.Set(reflect.ValueOf(items).Convert(f.v.Type()))
 }
 
 // Set parses s into the field.
@@ -111,6 +139,8 @@ func (f Field) Set(s string) error {
 		return u.UnmarshalText([]byte(s))
 	}
 	switch v.Kind() {
+	case reflect.Slice:
+		f.setList(splitList(s))
 	case reflect.String:
 		v.SetString(s)
 	case reflect.Bool:
@@ -162,6 +192,9 @@ func (f Field) String() string {
 	if v.Type() == reflect.TypeFor[time.Duration]() {
 		return time.Duration(v.Int()).String()
 	}
+	if isList(v) {
+		return strings.Join(v.Convert(reflect.TypeFor[[]string]()).Interface().([]string), ",")
+	}
 	return fmt.Sprint(v.Interface())
 }
 
@@ -193,6 +226,17 @@ func LoadYAML(dst any, name string, b []byte) error {
 		f, ok := fields[k.Value]
 		if !ok {
 			return fmt.Errorf("config: %s:%d: unknown key %q%s", name, k.Line, k.Value, suggest(k.Value, fields))
+		}
+		if v.Kind == yaml.SequenceNode && isList(f.v) {
+			var items []string
+			for _, it := range v.Content {
+				if it.Kind != yaml.ScalarNode {
+					return fmt.Errorf("config: %s:%d: %s: want a list of strings", name, it.Line, k.Value)
+				}
+				items = append(items, it.Value)
+			}
+			f.setList(items)
+			continue
 		}
 		if v.Kind != yaml.ScalarNode {
 			return fmt.Errorf("config: %s:%d: %s: want a single value", name, v.Line, k.Value)
@@ -230,6 +274,10 @@ func FlagSet(dst any, name string, output io.Writer) *flag.FlagSet {
 			fs.Var(boolValue{value{f}}, f.Flag(), f.Help)
 			continue
 		}
+		if isList(f.v) {
+			fs.Var(&listValue{f: f}, f.Flag(), f.Help+" (repeatable)")
+			continue
+		}
 		fs.Var(value{f}, f.Flag(), f.Help)
 	}
 	return fs
@@ -246,6 +294,30 @@ func (v value) String() string {
 
 func (v value) Set(s string) error { return v.f.Set(s) }
 
+// listValue is a repeatable flag: its first use replaces the list, later
+// ones add to it.
+type listValue struct {
+	f    Field
+	used bool
+}
+
+func (v *listValue) String() string {
+	if !v.f.v.IsValid() {
+		return ""
+	}
+	return v.f.String()
+}
+
+func (v *listValue) Set(s string) error {
+	items := splitList(s)
+	if v.used {
+		items = append(v.f.v.Convert(reflect.TypeFor[[]string]()).Interface().([]string), items...)
+	}
+	v.used = true
+	v.f.setList(items)
+	return nil
+}
+
 type boolValue struct{ value }
 
 func (boolValue) IsBoolFlag() bool { return true }
@@ -257,6 +329,13 @@ func (v boolValue) String() string { return v.value.String() }
 func Print(w io.Writer, src any) error {
 	for _, f := range Fields(src) {
 		var v any = f.String()
+		if isList(f.v) {
+			seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+			for _, item := range f.v.Convert(reflect.TypeFor[[]string]()).Interface().([]string) {
+				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: item})
+			}
+			v = seq
+		}
 		switch f.v.Kind() { // numbers and booleans unquoted, as a person writes them
 		case reflect.Bool, reflect.Int, reflect.Int64, reflect.Uint64, reflect.Float64:
 			if _, ok := f.v.Interface().(encoding.TextMarshaler); !ok && f.v.Type() != reflect.TypeFor[time.Duration]() {

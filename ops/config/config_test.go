@@ -160,3 +160,43 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		}
 	}
 }
+
+type listConfig struct {
+	Certs []string `config:"certs" help:"files"`
+	Name  string   `config:"name"`
+}
+
+func TestStringLists(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("certs: [a.pem, \"b,c.pem\"]\nname: x\n"), 0o600)
+	var c listConfig
+	if err := LoadFile(&c, file); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Certs, "|") != "a.pem|b,c.pem" {
+		t.Errorf("YAML sequence: %q", c.Certs)
+	}
+	if err := LoadYAML(&c, "s", []byte("certs: one.pem, two.pem\n")); err != nil || strings.Join(c.Certs, "|") != "one.pem|two.pem" {
+		t.Errorf("comma string in the file: %q %v", c.Certs, err)
+	}
+	if err := LoadEnv(&c, "T_", []string{"T_CERTS=e1.pem,e2.pem"}); err != nil || strings.Join(c.Certs, "|") != "e1.pem|e2.pem" {
+		t.Errorf("environment: %q %v", c.Certs, err)
+	}
+	// The first flag replaces the environment's list, later ones add to it.
+	rest, err := Load(&c, "x", "T_", []string{"T_CERTS=e.pem"}, []string{"--certs", "f1.pem", "--certs=f2.pem,f3.pem"}, io.Discard)
+	if err != nil || len(rest) != 0 || strings.Join(c.Certs, "|") != "f1.pem|f2.pem|f3.pem" {
+		t.Errorf("flags: %q %v", c.Certs, err)
+	}
+	if err := LoadYAML(&c, "s", []byte("name: [a]\n")); err == nil {
+		t.Error("a list for a string setting was accepted")
+	}
+	var buf bytes.Buffer
+	if err := Print(&buf, &c); err != nil {
+		t.Fatal(err)
+	}
+	var back listConfig
+	if err := LoadYAML(&back, "printed", buf.Bytes()); err != nil || strings.Join(back.Certs, "|") != "f1.pem|f2.pem|f3.pem" {
+		t.Errorf("print round trip: %q %v\n%s", back.Certs, err, buf.String())
+	}
+}

@@ -94,8 +94,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	// The engine starts before any worker: `engine: uring` where io_uring is
 	// refused stops start-up here, naming the cause.
+	tlsSrv, stopTLS, err := setupTLS(&cfg.TLS, cfg.Server.HTTP2, log.With("component", "tls"))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopTLS()
 	srv := &server.Server{Config: cfg.Server, Backend: d}
 	srv.Config.Logger = log.With("component", "http")
+	if tlsSrv != nil {
+		srv.TLS = tlsSrv.TLSConfig()
+	}
 	if err := srv.Prepare(); err != nil {
 		ln.Close()
 		return err
@@ -128,7 +137,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0), "engine", srv.EngineName())
+	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0), "engine", srv.EngineName(),
+		"tls", tlsSrv != nil, "http2", tlsSrv != nil && cfg.Server.HTTP2, "h2c", cfg.Server.H2C)
 	if cfg.Banner != "" {
 		fmt.Fprintln(stdout, strings.ReplaceAll(cfg.Banner, "{addr}", ln.Addr().String()))
 	}
@@ -226,6 +236,7 @@ type Config struct {
 
 	Dispatch   dispatch.Config
 	Server     server.Config
+	TLS        tlsSettings // tls.go
 	Supervisor supervisor.Config
 	Ops        opsConfig // ops.go: admin listener, access log
 }
@@ -238,9 +249,14 @@ func defaultConfig() *Config {
 		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo),
 		RingRequest: byteSize(d.Geometry.ReqCapacity), RingResponse: byteSize(d.Geometry.RespCapacity),
 		Dispatch:   d,
-		Server:     server.Config{}.WithDefaults(),
+		Server:     withHTTP2(server.Config{}.WithDefaults()),
 		Supervisor: supervisor.Config{}.WithDefaults(),
 	}
+}
+
+func withHTTP2(c server.Config) server.Config {
+	c.HTTP2 = true // with TLS
+	return c
 }
 
 // parseFlags builds the configuration from the defaults, the file named by --config
@@ -291,6 +307,9 @@ func (cfg *Config) validate() error {
 		}
 	}
 	if err := cfg.Dispatch.Validate(); err != nil {
+		return err
+	}
+	if err := cfg.TLS.validate(cfg.Server.HTTP2); err != nil {
 		return err
 	}
 	return cfg.Server.Validate()
