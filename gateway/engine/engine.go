@@ -34,7 +34,8 @@
 // seccomp profile (EPERM), by kernel.io_uring_disabled, by kernels before
 // 5.19 (no provided-buffer rings) and, before 5.12, by a low RLIMIT_MEMLOCK.
 //
-// TLS, HTTP/2 and HTTP/3 front ends, built on Go's net.Conn, stay on netpoll.
+// TLS runs over either engine's Conns (crypto/tls wraps the Conn); HTTP/3
+// is UDP (QUIC) and does not use an engine.
 package engine
 
 import (

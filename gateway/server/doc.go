@@ -1,8 +1,17 @@
-// Package server is CovetPy's HTTP/1.1 front end: on a socket engine
+// Package server is CovetPy's HTTP front end: on a socket engine
 // (gateway/engine: io_uring or Go's netpoll, Config.Engine) it accepts
 // connections, parses requests with the sans-IO gateway/http1 codec,
 // routes them through a Backend (the dispatcher, which hands them to Python
 // workers) and writes the answers back.
+//
+// With Server.TLS set every connection is TLS, handshaken on its own
+// goroutine (tls.go); the client's ALPN choice sends it to HTTP/2 (h2) or
+// to the HTTP/1.1 front end described below, over a tlsConn. HTTP/2, over
+// TLS or as h2c with prior knowledge (Config.H2C), is Go's net/http server
+// fed those connections through a listener of its own (h2.go); its handler
+// (Server.Handler, also what HTTP/3 serves) routes with the same
+// routeRequest, answers the same gateway statuses and calls the same
+// Backend.Serve, one goroutine per stream.
 //
 // # Connection model
 //
