@@ -45,12 +45,18 @@ func (t *tlsSettings) validate(http2 bool) error {
 	return nil
 }
 
-// certReloadEvery is how often the certificate files are looked at.
-const certReloadEvery = 2 * time.Second
+// certReloadEvery is how often the certificate files are looked at;
+// ticketsEvery how often a new session ticket key is made (tickets resume
+// across covettls.Keys keys: three hours).
+const (
+	certReloadEvery = 2 * time.Second
+	ticketsEvery    = time.Hour
+)
 
 // setupTLS loads the certificates, then reloads them when their files
 // change and on SIGHUP, logging each reload (a bad new file keeps the old
-// certificate). nil when TLS is off. stop ends the reloading.
+// certificate), and rotates the session ticket key hourly. nil when TLS is
+// off. stop ends the reloading.
 func setupTLS(t *tlsSettings, http2 bool, log *slog.Logger) (ts *covettls.Server, stop func(), err error) {
 	if !t.on() {
 		return nil, func() {}, nil
@@ -91,12 +97,18 @@ func setupTLS(t *tlsSettings, http2 bool, log *slog.Logger) (ts *covettls.Server
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
+		tick := time.NewTicker(ticketsEvery)
+		defer tick.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-hup:
 				report("SIGHUP")(ts.Reload())
+			case <-tick.C:
+				if err := ts.RotateTickets(); err != nil {
+					log.Error("session ticket key not rotated", "err", err)
+				}
 			}
 		}
 	}()
