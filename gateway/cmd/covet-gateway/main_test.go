@@ -84,6 +84,11 @@ func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--worker-cmd", "x"}, []string{"COVET_RING_REQUEST_BYTES=2K"}, "ring_request_bytes: 2048 is not a power of two"},
 		{[]string{"--worker-cmd", "x", "--idle-timeout", "-1s"}, nil, "IdleTimeout"},
 		{[]string{"--worker-cmd", "x", "stray"}, nil, "unexpected argument"},
+		{[]string{"--worker-cmd", "x", "--tls-cert", "a.pem"}, nil, "tls_key: 0 given for 1 tls_cert"},
+		{[]string{"--worker-cmd", "x", "--tls-cert", "a.pem", "--tls-key", "a.key", "--tls-cert", "b.pem"}, nil, "tls_key: 1 given for 2 tls_cert"},
+		{[]string{"--worker-cmd", "x", "--http3"}, nil, "http3: needs TLS"},
+		{[]string{"--worker-cmd", "x", "--tls-client-ca", "ca.pem"}, nil, "need tls_cert"},
+		{[]string{"--worker-cmd", "x", "--acme-email", "a@b.c"}, nil, "need acme_domains"},
 		{[]string{"--worker-cmd", "x"}, []string{"COVET_QUEUE_TIMEOUT=soon"}, "COVET_QUEUE_TIMEOUT: cannot parse"},
 	} {
 		_, _, err := parseFlags(tc.args, tc.env, io.Discard)
@@ -163,5 +168,30 @@ func TestVersion(t *testing.T) {
 	// --version=false is no request for the version: the settings are checked.
 	if err := run([]string{"--version=false", "--workers", "-1"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "workers") {
 		t.Errorf("run(--version=false --workers -1) = %v, want the workers error", err)
+	}
+}
+
+// TestTLSStartupErrorsNameTheFile: a missing or mismatched certificate or key
+// stops startup with the file named.
+func TestTLSStartupErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not PEM"), 0o600)
+	log := slog.New(slog.DiscardHandler)
+	for _, ts := range []tlsSettings{
+		{Cert: []string{missing}, Key: []string{garbage}},
+		{Cert: []string{garbage}, Key: []string{garbage}},
+	} {
+		_, _, err := setupTLS(&ts, true, log)
+		if err == nil || !strings.Contains(err.Error(), ts.Cert[0]) {
+			t.Errorf("setupTLS(%v) = %v, want an error naming %s", ts.Cert, err, ts.Cert[0])
+		}
+	}
+	ts := tlsSettings{}
+	if s, stop, err := setupTLS(&ts, true, log); s != nil || err != nil {
+		t.Errorf("no TLS settings: %v, %v", s, err)
+	} else {
+		stop()
 	}
 }
