@@ -485,3 +485,30 @@ func (w *hWriter) answer(status int, allow string, retryAfter int) {
 		w.written += int64(n)
 	}
 }
+
+// WriteInterim sends an informational response (103 Early Hints) before
+// the final head; a status outside 100..199 other than 101, or a call after
+// the head, is an error.
+func (w *hWriter) WriteInterim(status int, headers []workerproto.Header) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.started || status < 100 || status > 199 || status == 101 {
+		return errBadStatus
+	}
+	hdr := w.rw.Header()
+	var names []string
+	for i := range headers {
+		name := http.CanonicalHeaderKey(string(headers[i].Name))
+		if _, ok := hdr[name]; !ok {
+			names = append(names, name)
+		}
+		hdr[name] = append(hdr[name], string(headers[i].Value))
+	}
+	w.rw.WriteHeader(status)
+	// The fields went with the 1xx; the final response starts afresh.
+	for _, name := range names {
+		delete(hdr, name)
+	}
+	return nil
+}

@@ -14,6 +14,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -408,5 +410,45 @@ func TestHTTP2ShutdownFinishesStreams(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Shutdown did not return after the last stream")
+	}
+}
+
+func TestHTTP2EarlyHints(t *testing.T) {
+	b := newFakeBackend()
+	b.handle(t, "GET", "/page", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		iw := w.(interface {
+			WriteInterim(int, []workerproto.Header) error
+		})
+		link := []workerproto.Header{{Name: []byte("link"), Value: []byte("</app.css>; rel=preload; as=style")}}
+		if err := iw.WriteInterim(103, link); err != nil {
+			return err
+		}
+		return respond(w, 200, "page", "content-type", "text/html")
+	})
+	ts, tc := startTLSServer(t, Config{}, b)
+	var hints []http.Header
+	var mu sync.Mutex
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if code == 103 {
+			hints = append(hints, http.Header(h).Clone())
+		}
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "https://"+ts.addr+"/page", nil)
+	resp, err := client(t, tc, "2").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if resp.StatusCode != 200 || string(body) != "page" || len(hints) != 1 || hints[0].Get("Link") != "</app.css>; rel=preload; as=style" {
+		t.Fatalf("%d %q, hints %v", resp.StatusCode, body, hints)
+	}
+	if resp.Header.Get("Link") != "" {
+		t.Errorf("the hint's Link leaked into the final response: %v", resp.Header)
 	}
 }
