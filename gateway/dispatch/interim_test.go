@@ -26,7 +26,7 @@ func hintPayload(t *testing.T, links ...string) []byte {
 // hintSession is a session with one call in slot 0, generation 1, fed frames as the
 // response-ring reader feeds them.
 func hintSession() (*Session, *call, uint64) {
-	id := uint64(1)<<32 | 0
+	id := uint64(1) << 32 // generation 1, slot 0
 	c := getCall(id)
 	return &Session{slots: []*call{c}, gens: []uint32{1}}, c, id
 }
