@@ -2,7 +2,7 @@
 // processes: frame type numbers, the control-plane messages (hello, welcome, ping,
 // pong, drain, bye, error) with their framing and handshake over a Unix stream
 // socket, route-manifest validation, and the MessagePack payloads carried by
-// data-plane frames (REQ_HEAD, RESP_HEAD, ERROR, WINDOW).
+// data-plane frames (REQ_HEAD, RESP_HEAD, EARLY_HINTS, ERROR, WINDOW).
 //
 // PROTOCOL.md in this directory is the binding specification; the golden vectors in
 // testdata/ are shared with the Python SDK. Where this code and PROTOCOL.md disagree,
@@ -37,6 +37,6 @@
 //
 // Decoded values never alias the input buffer unless a function says so: ParseFrame
 // and DecodeMessage copy strings out, DecodeRequestHead copies, and
-// ResponseHead.Decode copies the payload into the ResponseHead's own arena (reused
-// across calls), so a buffer handed to a decoder may be reused as soon as it returns.
+// ResponseHead.Decode and EarlyHints.Decode copy the payload into the value's own
+// arena (reused across calls), so a buffer handed to a decoder may be reused as soon as it returns.
 package workerproto

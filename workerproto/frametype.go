@@ -17,10 +17,13 @@ const (
 	FrameRespHead FrameType = 32 // worker -> gateway: ResponseHead (MessagePack array)
 	FrameRespBody FrameType = 33 // worker -> gateway: raw response body bytes
 	FrameResp     FrameType = 34 // worker -> gateway: a ResponseHead and then the whole body, in one frame
-	FrameCancel   FrameType = 48 // gateway -> worker: empty; the request is abandoned
-	FrameError    FrameType = 49 // either way: ErrorPayload (MessagePack array)
-	FrameWindow   FrameType = 50 // gateway -> worker: WindowPayload; more response body may be sent
-	FrameControl  FrameType = 64 // either way: reserved for ring-level control (map)
+	// FrameEarlyHints: worker -> gateway, EarlyHints (MessagePack array): a 103
+	// interim response, before the exchange's RESP_HEAD or RESP.
+	FrameEarlyHints FrameType = 35
+	FrameCancel     FrameType = 48 // gateway -> worker: empty; the request is abandoned
+	FrameError      FrameType = 49 // either way: ErrorPayload (MessagePack array)
+	FrameWindow     FrameType = 50 // gateway -> worker: WindowPayload; more response body may be sent
+	FrameControl    FrameType = 64 // either way: reserved for ring-level control (map)
 
 	// FrameWebSocketFirst ..= FrameWebSocketLast are reserved for WebSocket frames
 	// (open, message, close, ...). None is defined by protocol version 1.
@@ -49,7 +52,7 @@ const (
 func (t FrameType) Known() bool {
 	switch t {
 	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody, FrameResp,
-		FrameCancel, FrameError, FrameWindow, FrameControl:
+		FrameEarlyHints, FrameCancel, FrameError, FrameWindow, FrameControl:
 		return true
 	}
 	return false
@@ -69,7 +72,7 @@ func (t FrameType) FromGateway() bool {
 // ring).
 func (t FrameType) FromWorker() bool {
 	switch t {
-	case FramePad, FrameRespHead, FrameRespBody, FrameResp, FrameError, FrameControl:
+	case FramePad, FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameError, FrameControl:
 		return true
 	}
 	return false
@@ -90,6 +93,8 @@ func (t FrameType) String() string {
 		return "RESP_BODY"
 	case FrameResp:
 		return "RESP"
+	case FrameEarlyHints:
+		return "EARLY_HINTS"
 	case FrameCancel:
 		return "CANCEL"
 	case FrameError:

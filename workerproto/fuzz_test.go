@@ -75,6 +75,8 @@ func payloadSeeds(t testing.TB, kind string) [][]byte {
 		extra = WindowPayload{Grant: MaxWindowGrant}
 	case "resp_payload":
 		extra = &wholeResponse{head: ResponseHead{Status: 204}}
+	case "early_hints":
+		extra = &EarlyHints{}
 	default:
 		extra = &ErrorPayload{Status: 499}
 	}
@@ -206,6 +208,34 @@ func FuzzResponseHead(f *testing.F) {
 	})
 }
 
+func FuzzEarlyHints(f *testing.F) {
+	for _, s := range payloadSeeds(f, "early_hints") {
+		f.Add(s)
+	}
+	var h, h2 EarlyHints // reused across inputs, as the gateway does
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := h.Decode(b); err != nil {
+			checkErr(t, err)
+			if len(h.Headers) != 0 {
+				t.Fatal("a refused payload left headers behind")
+			}
+			return
+		}
+		re, err := h.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h2.Decode(re); err != nil || len(h.Headers) != len(h2.Headers) {
+			t.Fatalf("round trip: %v", err)
+		}
+		for i := range h.Headers {
+			if !bytes.Equal(h.Headers[i].Name, h2.Headers[i].Name) || !bytes.Equal(h.Headers[i].Value, h2.Headers[i].Value) {
+				t.Fatal("round trip changed a header")
+			}
+		}
+	})
+}
+
 func FuzzErrorPayload(f *testing.F) {
 	for _, s := range payloadSeeds(f, "error_payload") {
 		f.Add(s)
@@ -314,6 +344,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzWindowPayload": payloadSeeds(t, "window_payload"),
 		"FuzzRespPayload":   payloadSeeds(t, "resp_payload"),
 		"FuzzRequestHead":   payloadSeeds(t, "req_head"),
+		"FuzzEarlyHints":    payloadSeeds(t, "early_hints"),
 		"FuzzDecodeHello":   controlSeeds(t, TypeHello),
 		"FuzzDecodeWelcome": controlSeeds(t, TypeWelcome),
 		"FuzzDecodePing":    controlSeeds(t, TypePing),

@@ -26,6 +26,7 @@ type goldenVector struct {
 	errp    *ErrorPayload
 	win     *WindowPayload
 	whole   *wholeResponse
+	hints   *EarlyHints
 }
 
 // wholeResponse is a RESP payload: a head and the whole body.
@@ -90,6 +91,22 @@ func goldenVectors() []goldenVector {
 			head: ResponseHead{Status: 200, Headers: []Header{{Name: []byte("content-type"), Value: []byte("text/plain; charset=utf-8")}}, Body: 13},
 			body: []byte("Hello, World!"),
 		}},
+		{file: "req_head_cert.hex", comment: "REQ_HEAD payload (frame type 16) with its 13th element, a verified client certificate", req: &RequestHead{
+			Method: "GET", Path: "/me", Headers: []Header{{Name: []byte("host"), Value: []byte("api.example.com")}},
+			Route: "/me", HTTPVersion: "2", Scheme: "https", Client: "[2001:db8::7]:443",
+			RequestID: "01J9Z6T8K4", Body: 0, TimeoutMS: 5000,
+			ClientCert: &ClientCert{
+				Subject:     "CN=alice,OU=dev,O=Example Corp",
+				SANs:        []string{"alice.example.com", "alice@example.com", "spiffe://example.com/alice", "192.0.2.9"},
+				Fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			},
+		}},
+		{file: "early_hints.hex", comment: "EARLY_HINTS payload (frame type 35): two Link fields", hints: &EarlyHints{
+			Headers: []Header{
+				{Name: []byte("link"), Value: []byte("</style.css>; rel=preload; as=style")},
+				{Name: []byte("link"), Value: []byte("</app.js>; rel=preload; as=script")},
+			},
+		}},
 	}
 }
 
@@ -106,6 +123,8 @@ func (v goldenVector) encode() ([]byte, error) {
 		return v.win.Append(nil)
 	case v.whole != nil:
 		return v.whole.Append(nil)
+	case v.hints != nil:
+		return v.hints.Append(nil)
 	default:
 		return v.errp.Append(nil)
 	}
@@ -123,6 +142,8 @@ func (v goldenVector) kind() string {
 		return "window_payload"
 	case v.whole != nil:
 		return "resp_payload"
+	case v.hints != nil:
+		return "early_hints"
 	}
 	return "error_payload"
 }
@@ -155,9 +176,24 @@ func jsonFields(kind string, b []byte) (any, error) {
 		for _, p := range h.Params {
 			ps = append(ps, []string{p.Name, p.Value})
 		}
-		return ordered{{"method", h.Method}, {"path", h.Path}, {"query", h.Query}, {"headers", hs},
+		o := ordered{{"method", h.Method}, {"path", h.Path}, {"query", h.Query}, {"headers", hs},
 			{"route", h.Route}, {"params", ps}, {"http_version", h.HTTPVersion}, {"scheme", h.Scheme},
-			{"client", h.Client}, {"request_id", h.RequestID}, {"body", h.Body}, {"timeout_ms", h.TimeoutMS}}, nil
+			{"client", h.Client}, {"request_id", h.RequestID}, {"body", h.Body}, {"timeout_ms", h.TimeoutMS}}
+		if cc := h.ClientCert; cc != nil {
+			sans := append([]string{}, cc.SANs...)
+			o = append(o, kv{"client_cert", ordered{{"subject", cc.Subject}, {"sans", sans}, {"fingerprint", cc.Fingerprint}}})
+		}
+		return o, nil
+	case "early_hints":
+		var h EarlyHints
+		if err := h.Decode(b); err != nil {
+			return nil, err
+		}
+		hs := [][]string{}
+		for _, f := range h.Headers {
+			hs = append(hs, []string{string(f.Name), hex.EncodeToString(f.Value)})
+		}
+		return ordered{{"headers", hs}}, nil
 	case "resp_head":
 		var h ResponseHead
 		if err := h.Decode(b); err != nil {
@@ -449,6 +485,12 @@ func reencode(kind string, b []byte) ([]byte, error) {
 		}
 		w.body = body
 		return w.Append(nil)
+	case "early_hints":
+		var h EarlyHints
+		if err := h.Decode(b); err != nil {
+			return nil, err
+		}
+		return h.Append(nil)
 	}
 	e, err := DecodeErrorPayload(b)
 	if err != nil {

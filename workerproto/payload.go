@@ -14,7 +14,8 @@ const (
 	MaxHeaderValueLen   = 64 << 10
 	minResponseStatus   = 200 // 1xx are not sent by workers (PROTOCOL.md 3.2)
 	maxStatus           = 599
-	requestHeadElements = 12
+	requestHeadElements = 12 // 13 with client_cert
+	clientCertElements  = 3
 )
 
 // Header is one HTTP field: a lower-case name and the value's raw bytes.
@@ -43,6 +44,17 @@ type RequestHead struct {
 	RequestID   string   // X-Request-ID
 	Body        int64    // body length if known, -1 if unknown length follows, 0 if none
 	TimeoutMS   int64    // time the handler has left in ms; 0 = none
+	// ClientCert is the connection's verified TLS client certificate (mTLS), or
+	// nil: then the payload has 12 elements, else 13.
+	ClientCert *ClientCert
+}
+
+// ClientCert is a verified TLS client certificate as the worker gets it: the
+// optional 13th REQ_HEAD element (PROTOCOL.md 3.1).
+type ClientCert struct {
+	Subject     string   // the subject's distinguished name, RFC 2253 style
+	SANs        []string // subject alternative names: DNS names, e-mail addresses, URIs, IPs
+	Fingerprint string   // SHA-256 of the certificate (DER), lower-case hex
 }
 
 // tokenLower maps a byte to its lower-case form if it is an RFC 9110 tchar, and to 0
@@ -62,14 +74,18 @@ var tokenLower = func() (t [256]byte) {
 	return t
 }()
 
-// Append appends h's MessagePack encoding (a 12-element array) to b. It does not
-// allocate when b has room. Header names are written lower-cased; a header name that
+// Append appends h's MessagePack encoding (a 12-element array, 13 with a
+// ClientCert) to b. It does not allocate when b has room. Header names are written lower-cased; a header name that
 // is empty or not an HTTP token, or a str field that is not valid UTF-8, is an error
 // (wrapping ErrBadValue), so that the gateway answers the client 400 rather than send
 // the worker a payload it must refuse.
 func (h *RequestHead) Append(b []byte) ([]byte, error) {
 	start := len(b)
-	b = append(b, 0x9c) // fixarray of 12
+	if h.ClientCert == nil {
+		b = append(b, 0x9c) // fixarray of 12
+	} else {
+		b = append(b, 0x9d) // fixarray of 13
+	}
 	b = appendStr(b, h.Method)
 	b = appendStr(b, h.Path)
 	b = appendStr(b, h.Query)
@@ -103,6 +119,15 @@ func (h *RequestHead) Append(b []byte) ([]byte, error) {
 	b = appendStr(b, h.RequestID)
 	b = appendInt(b, h.Body)
 	b = appendInt(b, h.TimeoutMS)
+	if cc := h.ClientCert; cc != nil {
+		b = append(b, 0x93)
+		b = appendStr(b, cc.Subject)
+		b = appendArrayLen(b, len(cc.SANs))
+		for _, s := range cc.SANs {
+			b = appendStr(b, s)
+		}
+		b = appendStr(b, cc.Fingerprint)
+	}
 	if !h.validUTF8() {
 		return b[:start], &FieldError{Where: "req_head", Field: "str", Err: ErrBadValue, Detail: "a str field is not valid UTF-8"}
 	}
@@ -115,6 +140,12 @@ func (h *RequestHead) validUTF8() bool {
 		utf8.ValidString(h.Client) && utf8.ValidString(h.RequestID)
 	for i := 0; ok && i < len(h.Params); i++ {
 		ok = utf8.ValidString(h.Params[i].Name) && utf8.ValidString(h.Params[i].Value)
+	}
+	if cc := h.ClientCert; ok && cc != nil {
+		ok = utf8.ValidString(cc.Subject) && utf8.ValidString(cc.Fingerprint)
+		for i := 0; ok && i < len(cc.SANs); i++ {
+			ok = utf8.ValidString(cc.SANs[i])
+		}
 	}
 	return ok
 }
@@ -130,6 +161,12 @@ func (h *RequestHead) Len() int {
 	}
 	for i := range h.Params {
 		n += strSize(len(h.Params[i].Name)) + strSize(len(h.Params[i].Value))
+	}
+	if cc := h.ClientCert; cc != nil {
+		n += 1 + strSize(len(cc.Subject)) + arraySize(len(cc.SANs)) + strSize(len(cc.Fingerprint))
+		for _, s := range cc.SANs {
+			n += strSize(len(s))
+		}
 	}
 	return n
 }
@@ -169,8 +206,9 @@ func arraySize(n int) int {
 func intSize(v int64) int { return len(appendInt(make([]byte, 0, 9), v)) }
 
 // DecodeRequestHead decodes a REQ_HEAD payload. The result does not alias b. It is
-// strict: exactly 12 elements of the listed types, flat pairs of even length, body
-// >= -1, timeout_ms >= 0; anything else is an error naming the element.
+// strict: exactly 12 elements of the listed types, or 13 with a client_cert of
+// exactly [str, array of str, str]; flat pairs of even length, body >= -1,
+// timeout_ms >= 0; anything else is an error naming the element.
 func DecodeRequestHead(b []byte) (RequestHead, error) {
 	const where = "req_head"
 	var h RequestHead
@@ -179,9 +217,10 @@ func DecodeRequestHead(b []byte) (RequestHead, error) {
 	if err != nil {
 		return h, wrapField(where, "array", err)
 	}
-	if n != requestHeadElements {
-		return h, fieldErr(where, "array", ErrBadValue, "want 12 elements, got %d", n)
+	if n != requestHeadElements && n != requestHeadElements+1 {
+		return h, fieldErr(where, "array", ErrBadValue, "want 12 or 13 elements, got %d", n)
 	}
+	withCert := n == requestHeadElements+1
 	strs := [...]struct {
 		name string
 		dst  *string
@@ -266,10 +305,51 @@ func DecodeRequestHead(b []byte) (RequestHead, error) {
 	if h.TimeoutMS < 0 {
 		return h, fieldErr(where, "timeout_ms", ErrBadValue, "negative (%d)", h.TimeoutMS)
 	}
+	if withCert {
+		if h.ClientCert, err = decodeClientCert(&r); err != nil {
+			return h, err
+		}
+	}
 	if r.off != len(b) {
 		return h, ErrTrailingBytes
 	}
 	return h, nil
+}
+
+// decodeClientCert decodes REQ_HEAD's client_cert element: [subject str, sans
+// array of str, fingerprint str]. Errors name the element.
+func decodeClientCert(r *mpReader) (*ClientCert, error) {
+	const where, field = "req_head", "client_cert"
+	n, err := r.arrayLen()
+	if err != nil {
+		return nil, wrapField(where, field, err)
+	}
+	if n != clientCertElements {
+		return nil, fieldErr(where, field, ErrBadValue, "want 3 elements, got %d", n)
+	}
+	cc := new(ClientCert)
+	v, err := r.str()
+	if err != nil {
+		return nil, wrapField(where, field+".subject", err)
+	}
+	cc.Subject = string(v)
+	if n, err = r.arrayLen(); err != nil { // bounded by the bytes left
+		return nil, wrapField(where, field+".sans", err)
+	}
+	if n > 0 {
+		cc.SANs = make([]string, n)
+	}
+	for i := range cc.SANs {
+		if v, err = r.str(); err != nil {
+			return nil, wrapField(where, field+".sans", err)
+		}
+		cc.SANs[i] = string(v)
+	}
+	if v, err = r.str(); err != nil {
+		return nil, wrapField(where, field+".fingerprint", err)
+	}
+	cc.Fingerprint = string(v)
+	return cc, nil
 }
 
 // ResponseHead is the RESP_HEAD payload (PROTOCOL.md 3.2), written by a worker.
@@ -290,14 +370,9 @@ func (h *ResponseHead) Append(b []byte) ([]byte, error) {
 	start := len(b)
 	b = append(b, 0x93)
 	b = appendInt(b, int64(h.Status))
-	b = appendArrayLen(b, 2*len(h.Headers))
-	for i := range h.Headers {
-		if !utf8.Valid(h.Headers[i].Name) {
-			return b[:start], &FieldError{Where: "resp_head", Field: "headers", Err: ErrBadValue, Detail: "header name is not valid UTF-8"}
-		}
-		b = appendStrLen(b, len(h.Headers[i].Name))
-		b = append(b, h.Headers[i].Name...)
-		b = appendBin(b, h.Headers[i].Value)
+	b, err := appendHeaders(b, "resp_head", h.Headers)
+	if err != nil {
+		return b[:start], err
 	}
 	b = appendInt(b, h.Body)
 	return b, nil
@@ -355,42 +430,8 @@ func (h *ResponseHead) decode(b []byte) (int, error) {
 	if st < minResponseStatus || st > maxStatus {
 		return 0, fieldErr(where, "status", ErrBadValue, "%d not in 200..599", st)
 	}
-	n, err = r.arrayLen()
-	if err != nil {
-		return 0, wrapField(where, "headers", err)
-	}
-	if n%2 != 0 {
-		return 0, fieldErr(where, "headers", ErrBadValue, "odd length %d", n)
-	}
-	if n/2 > MaxResponseHeaders {
-		return 0, fieldErr(where, "headers", ErrLimit, "%d fields > %d", n/2, MaxResponseHeaders)
-	}
-	for i := 0; i < n/2; i++ {
-		name, err := r.str()
-		if err != nil {
-			return 0, wrapField(where, "headers", err)
-		}
-		if len(name) == 0 || len(name) > MaxHeaderNameLen {
-			return 0, fieldErr(where, "headers", ErrBadValue, "field %d: name length %d not in 1..%d", i, len(name), MaxHeaderNameLen)
-		}
-		for _, c := range name {
-			if tokenLower[c] != c {
-				return 0, fieldErr(where, "headers", ErrBadValue, "field %d: name is not a lower-case HTTP token", i)
-			}
-		}
-		val, err := r.bin()
-		if err != nil {
-			return 0, wrapField(where, "headers", err)
-		}
-		if len(val) > MaxHeaderValueLen {
-			return 0, fieldErr(where, "headers", ErrLimit, "field %d: value of %d bytes > %d", i, len(val), MaxHeaderValueLen)
-		}
-		for _, c := range val {
-			if c == 0 || c == '\r' || c == '\n' {
-				return 0, fieldErr(where, "headers", ErrBadValue, "field %d: value contains NUL, CR or LF", i)
-			}
-		}
-		h.Headers = append(h.Headers, Header{Name: name[:len(name):len(name)], Value: val[:len(val):len(val)]})
+	if h.Headers, err = decodeHeaders(&r, where, h.Headers); err != nil {
+		return 0, err
 	}
 	if h.Body, err = r.int(); err != nil {
 		return 0, wrapField(where, "body", err)
@@ -400,6 +441,115 @@ func (h *ResponseHead) decode(b []byte) (int, error) {
 	}
 	h.Status = int(st)
 	return r.off, nil
+}
+
+// decodeHeaders decodes a response's flat header array [name str, value bin, ...]
+// (RESP_HEAD's headers, an EARLY_HINTS payload) and appends the fields to dst,
+// aliasing r.b. The checks are those of ResponseHead.Decode.
+func decodeHeaders(r *mpReader, where string, dst []Header) ([]Header, error) {
+	n, err := r.arrayLen()
+	if err != nil {
+		return dst, wrapField(where, "headers", err)
+	}
+	if n%2 != 0 {
+		return dst, fieldErr(where, "headers", ErrBadValue, "odd length %d", n)
+	}
+	if n/2 > MaxResponseHeaders {
+		return dst, fieldErr(where, "headers", ErrLimit, "%d fields > %d", n/2, MaxResponseHeaders)
+	}
+	for i := 0; i < n/2; i++ {
+		name, err := r.str()
+		if err != nil {
+			return dst, wrapField(where, "headers", err)
+		}
+		if len(name) == 0 || len(name) > MaxHeaderNameLen {
+			return dst, fieldErr(where, "headers", ErrBadValue, "field %d: name length %d not in 1..%d", i, len(name), MaxHeaderNameLen)
+		}
+		for _, c := range name {
+			if tokenLower[c] != c {
+				return dst, fieldErr(where, "headers", ErrBadValue, "field %d: name is not a lower-case HTTP token", i)
+			}
+		}
+		val, err := r.bin()
+		if err != nil {
+			return dst, wrapField(where, "headers", err)
+		}
+		if len(val) > MaxHeaderValueLen {
+			return dst, fieldErr(where, "headers", ErrLimit, "field %d: value of %d bytes > %d", i, len(val), MaxHeaderValueLen)
+		}
+		for _, c := range val {
+			if c == 0 || c == '\r' || c == '\n' {
+				return dst, fieldErr(where, "headers", ErrBadValue, "field %d: value contains NUL, CR or LF", i)
+			}
+		}
+		dst = append(dst, Header{Name: name[:len(name):len(name)], Value: val[:len(val):len(val)]})
+	}
+	return dst, nil
+}
+
+// appendHeaders appends a flat header array [name str, value bin, ...].
+func appendHeaders(b []byte, where string, hs []Header) ([]byte, error) {
+	b = appendArrayLen(b, 2*len(hs))
+	for i := range hs {
+		if !utf8.Valid(hs[i].Name) {
+			return b, &FieldError{Where: where, Field: "headers", Err: ErrBadValue, Detail: "header name is not valid UTF-8"}
+		}
+		b = appendStrLen(b, len(hs[i].Name))
+		b = append(b, hs[i].Name...)
+		b = appendBin(b, hs[i].Value)
+	}
+	return b, nil
+}
+
+// MaxEarlyHints is how many EARLY_HINTS messages a worker may send for one
+// exchange (PROTOCOL.md 4); one more is a violation.
+const MaxEarlyHints = 16
+
+// EarlyHints is the EARLY_HINTS payload (PROTOCOL.md 3.5): the header fields of a
+// 103 (Early Hints) interim response, which a worker may send for an exchange
+// before its RESP_HEAD or RESP.
+//
+// Decode fills an EarlyHints in place and reuses its memory as ResponseHead.Decode
+// does: Headers point into the EarlyHints' own copy of the payload and stay valid
+// until the next Decode.
+type EarlyHints struct {
+	Headers []Header
+
+	arena []byte
+}
+
+// Append appends h's MessagePack encoding (the flat header array) to b.
+func (h *EarlyHints) Append(b []byte) ([]byte, error) {
+	start := len(b)
+	b, err := appendHeaders(b, "early_hints", h.Headers)
+	if err != nil {
+		return b[:start], err
+	}
+	return b, nil
+}
+
+// Decode decodes an EARLY_HINTS payload into h, replacing its contents. The checks
+// are those of ResponseHead.Decode's headers: at most MaxResponseHeaders fields,
+// names lower-case HTTP tokens of at most MaxHeaderNameLen bytes, values of at most
+// MaxHeaderValueLen bytes without NUL, CR or LF. It never panics.
+func (h *EarlyHints) Decode(b []byte) error {
+	const where = "early_hints"
+	h.Headers = h.Headers[:0]
+	if len(b) > MaxHead {
+		return fieldErr(where, "payload", ErrLimit, "%d bytes > %d", len(b), MaxHead)
+	}
+	h.arena = append(h.arena[:0], b...)
+	r := mpReader{b: h.arena}
+	var err error
+	if h.Headers, err = decodeHeaders(&r, where, h.Headers); err != nil {
+		h.Headers = h.Headers[:0]
+		return err
+	}
+	if r.off != len(b) {
+		h.Headers = h.Headers[:0]
+		return ErrTrailingBytes
+	}
+	return nil
 }
 
 // ErrorPayload is the ERROR frame payload (PROTOCOL.md 3.3).

@@ -109,6 +109,11 @@ func normHead(h *RequestHead) RequestHead {
 			c.Headers[i].Value = nil
 		}
 	}
+	if c.ClientCert != nil && len(c.ClientCert.SANs) == 0 {
+		cc := *c.ClientCert
+		cc.SANs = nil
+		c.ClientCert = &cc
+	}
 	return c
 }
 
@@ -151,6 +156,9 @@ func TestPayloadTruncated(t *testing.T) {
 				err = h.Decode(b[:i])
 			case "window_payload":
 				_, err = DecodeWindowPayload(b[:i])
+			case "early_hints":
+				var h EarlyHints
+				err = h.Decode(b[:i])
 			case "resp_payload":
 				var h ResponseHead
 				if _, err = h.DecodeWithBody(b[:i]); i >= len(b)-len(v.whole.body) && errors.Is(err, ErrBadValue) {
@@ -356,7 +364,107 @@ func TestRequestHeadDecodeErrors(t *testing.T) {
 			t.Errorf("element %d = %v: got %v, want %q", c.i, c.v, err, c.text)
 		}
 	}
-	if _, err := DecodeRequestHead(respBytes(t, base()[:11]...)); err == nil || !strings.Contains(err.Error(), "want 12 elements, got 11") {
+	if _, err := DecodeRequestHead(respBytes(t, base()[:11]...)); err == nil || !strings.Contains(err.Error(), "want 12 or 13 elements, got 11") {
+		t.Error(err)
+	}
+	if _, err := DecodeRequestHead(respBytes(t, append(base(), []any{"s", []any{}, "f"}, 1)...)); err == nil || !strings.Contains(err.Error(), "want 12 or 13 elements, got 14") {
+		t.Error(err)
+	}
+}
+
+func TestRequestHeadClientCert(t *testing.T) {
+	base := func(cert any) []any {
+		return []any{"GET", "/", "", []any{}, "/", []any{}, "2", "https", "1.2.3.4:5", "id", 0, 0, cert}
+	}
+	// Without a certificate: 12 elements, and the decoder gives nil.
+	h := RequestHead{Method: "GET", Path: "/", Route: "/", HTTPVersion: "2", Scheme: "https"}
+	b, err := h.Append(nil)
+	if err != nil || b[0] != 0x9c || len(b) != h.Len() {
+		t.Fatalf("12 elements: %x %v", b, err)
+	}
+	if got, err := DecodeRequestHead(b); err != nil || got.ClientCert != nil {
+		t.Fatal(got.ClientCert, err)
+	}
+	// With one: 13, and it round-trips; an empty SAN list too.
+	for _, cc := range []*ClientCert{
+		{Subject: "CN=a", SANs: []string{"a.example", "b.example"}, Fingerprint: "ff00"},
+		{Subject: "", Fingerprint: "00"},
+	} {
+		h.ClientCert = cc
+		b, err := h.Append(nil)
+		if err != nil || b[0] != 0x9d || len(b) != h.Len() {
+			t.Fatalf("13 elements: %x %v (len %d, Len %d)", b, err, len(b), h.Len())
+		}
+		got, err := DecodeRequestHead(b)
+		if err != nil || !reflect.DeepEqual(normHead(&got), normHead(&h)) {
+			t.Fatalf("round trip: %+v %v", got.ClientCert, err)
+		}
+	}
+	h.ClientCert = &ClientCert{Subject: "CN=\xff"}
+	if _, err := h.Append(nil); !errors.Is(err, ErrBadValue) {
+		t.Errorf("a subject that is not UTF-8: %v", err)
+	}
+	// A bad 13th element is refused, naming it.
+	for _, c := range []struct {
+		cert any
+		text string
+	}{
+		{nil, `"client_cert": want array, got nil`},
+		{"CN=a", `"client_cert": want array, got str`},
+		{[]any{"CN=a", []any{}}, "want 3 elements, got 2"},
+		{[]any{"CN=a", []any{}, "f", "x"}, "want 3 elements, got 4"},
+		{[]any{1, []any{}, "f"}, `"client_cert.subject": want str, got int`},
+		{[]any{"CN=a", "a.example", "f"}, `"client_cert.sans": want array, got str`},
+		{[]any{"CN=a", []any{[]byte("a")}, "f"}, `"client_cert.sans": want str, got bin`},
+		{[]any{"CN=a", []any{}, []byte("f")}, `"client_cert.fingerprint": want str, got bin`},
+	} {
+		if _, err := DecodeRequestHead(respBytes(t, base(c.cert)...)); err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("client_cert %v: got %v, want %q", c.cert, err, c.text)
+		}
+	}
+}
+
+func TestEarlyHints(t *testing.T) {
+	h := EarlyHints{Headers: []Header{{Name: []byte("link"), Value: []byte("</a.css>; rel=preload")}}}
+	b, err := h.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got EarlyHints
+	if err := got.Decode(b); err != nil || len(got.Headers) != 1 || string(got.Headers[0].Value) != "</a.css>; rel=preload" {
+		t.Fatal(got.Headers, err)
+	}
+	// The decoded fields are the EarlyHints' own: the caller's buffer may change.
+	b[len(b)-1] = 'X'
+	if string(got.Headers[0].Value) != "</a.css>; rel=preload" {
+		t.Fatal("Decode aliases its input")
+	}
+	var empty EarlyHints
+	if b, _ := empty.Append(nil); len(b) != 1 || b[0] != 0x90 || got.Decode(b) != nil || len(got.Headers) != 0 {
+		t.Fatalf("no fields: %x", b)
+	}
+	many := make([]any, 0, 2*MaxResponseHeaders+2)
+	for i := 0; i <= MaxResponseHeaders; i++ {
+		many = append(many, "link", []byte("<x>"))
+	}
+	for _, c := range []struct {
+		b    []byte
+		text string
+	}{
+		{respBytes(t, "link"), "odd length 1"},
+		{respBytes(t, "Link", []byte("<x>")), "not a lower-case HTTP token"},
+		{respBytes(t, "link", "<x>"), "want bin, got str"},
+		{respBytes(t, "link", []byte("<x>\r\nx: y")), "NUL, CR or LF"},
+		{respBytes(t, many...), "1025 fields > 1024"},
+		{[]byte{0x91}, "truncated"},
+		{[]byte{0x90, 0x90}, "trailing"},
+		{[]byte{0x80}, "want array, got map"},
+	} {
+		if err := got.Decode(c.b); err == nil || !strings.Contains(err.Error(), c.text) || len(got.Headers) != 0 {
+			t.Errorf("%x: got %v (%d fields), want %q", c.b, err, len(got.Headers), c.text)
+		}
+	}
+	if _, err := (&EarlyHints{Headers: []Header{{Name: []byte("\xff"), Value: nil}}}).Append(nil); !errors.Is(err, ErrBadValue) {
 		t.Error(err)
 	}
 }
@@ -367,7 +475,7 @@ func TestFrameTypes(t *testing.T) {
 			t.Errorf("%v", ft)
 		}
 	}
-	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp} {
+	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints} {
 		if !ft.Known() || ft.FromGateway() || !ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}
@@ -377,7 +485,7 @@ func TestFrameTypes(t *testing.T) {
 			t.Errorf("%v should be unknown", ft)
 		}
 	}
-	if FrameError.String() != "ERROR" || FrameType(200).String() != "FrameType(200)" {
+	if FrameError.String() != "ERROR" || FrameEarlyHints.String() != "EARLY_HINTS" || FrameType(200).String() != "FrameType(200)" {
 		t.Error("String")
 	}
 }

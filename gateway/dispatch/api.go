@@ -41,6 +41,17 @@ type ResponseWriter interface {
 	WriteBodyv(ps [][]byte) error
 }
 
+// InterimWriter is implemented by a ResponseWriter that can send informational
+// responses. A worker's 103 Early Hints (PROTOCOL.md 3.5) reach the client only
+// through it; Serve drops them for a writer without it.
+type InterimWriter interface {
+	// WriteInterim sends an informational (1xx) response before the final head.
+	// It is called on the goroutine that called Serve, only before WriteHead;
+	// headers are valid only during the call. An error ends the exchange as
+	// one from WriteHead does.
+	WriteInterim(status int, headers []workerproto.Header) error
+}
+
 // StatusError is a failure the front end answers with Status itself: it happened
 // before any of the response reached the ResponseWriter.
 type StatusError struct {

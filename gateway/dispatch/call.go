@@ -29,6 +29,13 @@ type call struct {
 	done        bool     // END seen, or failed
 	err         error    // set with done: a *StatusError or ErrAborted
 	spare       [][]byte // the writer's emptied chunk list, swapped in on drain
+	// hints holds the EARLY_HINTS received and not yet handed to the writer;
+	// nhints counts all of the exchange's (at most workerproto.MaxEarlyHints).
+	// hintsSpare is the writer's emptied list (owned by the Serve goroutine),
+	// swapped in on drain: the decoded hints keep their memory for reuse.
+	hints      []workerproto.EarlyHints
+	hintsSpare []workerproto.EarlyHints
+	nhints     int
 }
 
 // bodyChunk is the size of the pooled buffers that hold response body bytes between
@@ -105,6 +112,9 @@ func (c *call) armTimer(now, deadline time.Time) {
 func putCall(c *call) { // the timer keeps running: see armTimer
 	c.mu.Lock()
 	c.id, c.gotHead, c.done, c.err = 0, false, false, nil
+	if c.nhints > 0 { // rare: do not keep hint payloads (up to 1 MiB each) pooled
+		c.hints, c.hintsSpare, c.nhints = nil, nil, 0
+	}
 	c.mu.Unlock()
 	c.body, c.spare = putChunks(c.body), putChunks(c.spare)
 	select { // drop a stale wakeup
@@ -148,6 +158,35 @@ func (c *call) setHead(id uint64, b []byte, whole bool) error {
 	}
 	c.gotHead = true
 	return c.addBodyLocked(body, true)
+}
+
+// addHints takes an EARLY_HINTS payload. One after the response head (or after the
+// exchange failed) is out of sequence, one past MaxEarlyHints over the limit, and a
+// malformed one invalid: each ends the worker's session, as a second RESP_HEAD does.
+func (c *call) addHints(id uint64, b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id != id {
+		return nil
+	}
+	if c.gotHead || c.done {
+		return fmt.Errorf("%w: EARLY_HINTS after the response head", errSequence)
+	}
+	if c.nhints++; c.nhints > workerproto.MaxEarlyHints {
+		return fmt.Errorf("dispatch: worker sent more than %d EARLY_HINTS for one request", workerproto.MaxEarlyHints)
+	}
+	n := len(c.hints)
+	if n < cap(c.hints) {
+		c.hints = c.hints[:n+1]
+	} else {
+		c.hints = append(c.hints, workerproto.EarlyHints{})
+	}
+	if err := c.hints[n].Decode(b); err != nil {
+		c.hints = c.hints[:n]
+		return err
+	}
+	c.notify()
+	return nil
 }
 
 func (c *call) addBody(id uint64, p []byte, end bool) error {

@@ -310,8 +310,18 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		gotHead, done, cerr := c.gotHead, c.done, c.err
 		chunks := c.body
 		c.body = c.spare
+		hints := c.hints
+		c.hints, c.hintsSpare = c.hintsSpare[:0], nil
 		c.mu.Unlock()
 		c.spare = chunks // the writer's until drained below; putCall frees them on an early end
+		if len(hints) > 0 {
+			// Only before the head: the reader refuses hints after it.
+			if err := writeInterim(w, hints); err != nil {
+				s.abandon(c)
+				return err
+			}
+			c.hintsSpare = hints[:0]
+		}
 		if cerr != nil && !wroteHead {
 			s.end(c)
 			return cerr
@@ -360,6 +370,21 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			return nil
 		}
 	}
+}
+
+// writeInterim hands a worker's 103 Early Hints to w if it can send interim
+// responses (InterimWriter); other writers drop them.
+func writeInterim(w ResponseWriter, hints []workerproto.EarlyHints) error {
+	iw, ok := w.(InterimWriter)
+	if !ok {
+		return nil
+	}
+	for i := range hints {
+		if err := iw.WriteInterim(103, hints[i].Headers); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // grantAt is how many response body bytes the gateway writes to the client before it

@@ -37,6 +37,9 @@
 // Written chunks go back to the pool before their bytes are granted back, so one
 // response holds at most [MaxResponseHeld]; [HeldResponseBytes] counts what all
 // responses hold, for the front end's budget on them.
+// A worker's EARLY_HINTS (PROTOCOL.md 3.5) are decoded by the ring reader and
+// handed, before the head, to a ResponseWriter that implements [InterimWriter];
+// other writers never see them.
 // The reader spins before sleeping only while at most one call is open: under load
 // the worker is the busy side, and a wakeup then collects a batch.
 package dispatch

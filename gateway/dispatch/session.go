@@ -288,6 +288,12 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			return nil
 		}
 		return c.setHead(f.ID, f.Payload, true)
+	case workerproto.FrameEarlyHints:
+		msg, done, err := s.asm.Add(f)
+		if err != nil || !done || c == nil {
+			return err
+		}
+		return c.addHints(f.ID, msg)
 	case workerproto.FrameRespBody:
 		if c == nil {
 			return nil

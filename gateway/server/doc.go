@@ -176,6 +176,14 @@
 // rejected request whose body is on its way is read to its end and
 // dropped, keeping the connection.
 //
+// A worker's 103 Early Hints (PROTOCOL.md 3.5) reach the response writer
+// through dispatch.InterimWriter and are written at once, each as
+// "HTTP/1.1 103 Early Hints" with the worker's fields (less Content-Length,
+// Transfer-Encoding, Connection and Keep-Alive), ahead of the final head; an
+// HTTP/1.0 client gets none (RFC 9110 15.2). They are not responses for the
+// access log or the metrics. One the writer refuses (a field that could split
+// the response) leaves nothing on the wire and the request is answered 502.
+//
 // # Bounds on all clients together
 //
 // MaxConnections bounds the connections open at once (by default 7/8 of the

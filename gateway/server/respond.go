@@ -36,6 +36,7 @@ var (
 	errBackendPanic   = errors.New("server: backend panicked")
 	errBudget         = errors.New("server: response buffer budget spent (max_buffered_response_bytes)")
 	errSlowWrite      = errors.New("server: client reads the response slower than min_write_rate")
+	errInterimLate    = errors.New("server: WriteInterim after WriteHead")
 )
 
 var (
@@ -243,6 +244,11 @@ func (c *conn) serveRouted(x *exchange) ending {
 		return w.end()
 	case errors.Is(err, dispatch.ErrCanceled) || c.ctx.Err() != nil:
 		return closeHard
+	case w.writeErr && errors.Is(err, w.err) && !w.started:
+		// An interim response could not be written: the client is gone.
+		c.debug("client went away before the response", err)
+		c.wbuf = c.wbuf[:0]
+		return closeHard
 	case w.started || c.sent:
 		// The response began: it can only be broken off. Drop what is
 		// still buffered: the client must see a broken response, never
@@ -394,7 +400,10 @@ type respWriter struct {
 	one       [1][]byte // WriteBody's piece, as WriteBodyv's argument without allocating
 }
 
-var _ dispatch.ResponseWriter = (*respWriter)(nil)
+var (
+	_ dispatch.ResponseWriter = (*respWriter)(nil)
+	_ dispatch.InterimWriter  = (*respWriter)(nil)
+)
 
 func (w *respWriter) reset(x *exchange) {
 	*w = respWriter{c: w.c, x: x}
@@ -474,6 +483,55 @@ func (w *respWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 		w.remaining = length
 	}
 	return nil
+}
+
+// WriteInterim implements dispatch.InterimWriter: it writes an informational
+// response (103 Early Hints) at once, ahead of the final head. An HTTP/1.0
+// client gets none (RFC 9110 15.2: a server must not send it a 1xx), and a
+// field the final head would not carry either (Content-Length,
+// Transfer-Encoding, Connection, Keep-Alive) is dropped. It changes nothing
+// the access log and the metrics see: they count the final response alone. A
+// field that could split the response fails this response as the backend's
+// misuse, and a failed write as the client's; either way it is broken off.
+func (w *respWriter) WriteInterim(status int, headers []workerproto.Header) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.started {
+		w.err = errInterimLate
+		return w.err
+	}
+	c, x := w.c, w.x
+	if x.req.Minor == 0 {
+		return nil
+	}
+	if status < 100 || status > 199 {
+		w.err = errBadStatus
+		return w.err
+	}
+	hs := c.rhdrs[:0]
+	for i := range headers {
+		f := &headers[i]
+		if fieldIs(f.Name, "content-length") || fieldIs(f.Name, "transfer-encoding") ||
+			fieldIs(f.Name, "connection") || fieldIs(f.Name, "keep-alive") {
+			continue
+		}
+		hs = append(hs, http1.Header{Name: f.Name, Value: f.Value})
+	}
+	rh := http1.ResponseHead{Status: status, Header: hs}
+	c.rhdrs = hs[:0]
+	b, _, err := rh.Append(c.wbuf, &x.req)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	c.wbuf = b
+	// Not the response's start: a failure after this is still answered with
+	// a whole final response (serveRouted reads c.sent for that).
+	sent := c.sent
+	err = w.fail(c.flush())
+	c.sent = sent
+	return err
 }
 
 // WriteBody implements dispatch.ResponseWriter: WriteBodyv of one piece.

@@ -73,6 +73,19 @@ def inspect_sync(req: Request) -> dict[str, object]:
     return describe(req)
 
 
+EARLY_HINTS = ("</style.css>; rel=preload; as=style", "</app.js>; rel=preload; as=script")
+
+
+@app.get("/early-hints")
+async def early_hints(req: Request) -> dict[str, object]:
+    """Two 103 Early Hints (the second with an extra field), a pause, then the answer:
+    the client certificate the gateway passed on (None over plain HTTP)."""
+    await req.send_early_hints(EARLY_HINTS[0])
+    await req.send_early_hints(EARLY_HINTS[1], headers={"x-hint": "2"})
+    await asyncio.sleep(0.05)
+    return {"client_cert": req.client_cert}
+
+
 @app.get("/items/{id:int}")
 async def item(req: Request, id: int) -> dict[str, object]:
     return {"id": id, "type": type(id).__name__, "path_params": {"id": req.path_params["id"]},

@@ -103,6 +103,19 @@ def raw_exchange(gw: Gateway, data: bytes, timeout: float = 10) -> RawResp:
     """Send ``data`` on a raw socket and read until the server closes (the request must
     make it close: HTTP/1.0 or Connection: close). The write side is never half-closed:
     the gateway treats that as a client that went away."""
+    buf = raw_bytes(gw, data, timeout)
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head in {buf[:500]!r}"
+    lines = head.split(b"\r\n")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers.append((name.decode("latin-1").strip().lower(), value.decode("latin-1").strip()))
+    return RawResp(lines[0], headers, body)
+
+
+def raw_bytes(gw: Gateway, data: bytes, timeout: float = 10) -> bytes:
+    """raw_exchange's bytes: everything the server sent before it closed."""
     with socket.create_connection((gw.host, gw.port), timeout=timeout) as s:
         s.sendall(data)
         buf = bytearray()
@@ -114,14 +127,7 @@ def raw_exchange(gw: Gateway, data: bytes, timeout: float = 10) -> RawResp:
             if not chunk:
                 break
             buf += chunk
-    head, sep, body = bytes(buf).partition(b"\r\n\r\n")
-    assert sep, f"no complete response head in {bytes(buf[:500])!r}"
-    lines = head.split(b"\r\n")
-    headers = []
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers.append((name.decode("latin-1").strip().lower(), value.decode("latin-1").strip()))
-    return RawResp(lines[0], headers, body)
+    return bytes(buf)
 
 
 def decode_chunked(data: bytes) -> tuple[list[bytes], bytes]:
@@ -224,6 +230,44 @@ def test_http_10_streamed_response_is_close_delimited(gateway: Gateway) -> None:
 def test_http_10_with_curl(gateway: Gateway, curl: str) -> None:
     out = run_curl(curl, "--http1.0", f"{gateway.base_url}/inspect").stdout
     assert json.loads(out)["http_version"] == "1.0"
+
+
+def split_responses(data: bytes) -> tuple[list[tuple[bytes, list[tuple[str, str]]]], bytes]:
+    """The status line and fields of each response head on the wire, in order, up to
+    the first final (non-1xx) one, and the bytes after that one's head."""
+    heads = []
+    while True:
+        head, sep, data = data.partition(b"\r\n\r\n")
+        assert sep, f"incomplete head {head[:300]!r}"
+        lines = head.split(b"\r\n")
+        fields = [(n.decode("latin-1").strip().lower(), v.decode("latin-1").strip())
+                  for n, _, v in (line.partition(b":") for line in lines[1:])]  # fmt: skip
+        heads.append((lines[0], fields))
+        if not lines[0].split()[1].startswith(b"1"):
+            return heads, data
+
+
+def test_early_hints_reach_an_http11_client_before_the_response(gateway: Gateway) -> None:
+    # http.client hides 1xx responses: read the wire on a raw socket.
+    wire = raw_bytes(gateway, f"GET /early-hints HTTP/1.1\r\nHost: {gateway.host}\r\nConnection: close\r\n\r\n".encode())
+    heads, body = split_responses(wire)
+    assert [h[0] for h in heads] == [b"HTTP/1.1 103 Early Hints", b"HTTP/1.1 103 Early Hints", b"HTTP/1.1 200 OK"]
+    assert heads[0][1] == [("link", sdk_app.EARLY_HINTS[0])]
+    assert heads[1][1] == [("link", sdk_app.EARLY_HINTS[1]), ("x-hint", "2")]
+    final = dict(heads[2][1])
+    assert final["content-type"] == "application/json" and final["content-length"] == str(len(body))
+    assert json.loads(body) == {"client_cert": None}
+
+
+def test_early_hints_not_sent_to_http10(gateway: Gateway) -> None:
+    raw = raw_exchange(gateway, f"GET /early-hints HTTP/1.0\r\nHost: {gateway.host}\r\n\r\n".encode())
+    assert raw.status_line == b"HTTP/1.1 200 OK" and json.loads(raw.body) == {"client_cert": None}
+
+
+def test_early_hints_with_curl(gateway: Gateway, curl: str) -> None:
+    out = run_curl(curl, "-i", f"{gateway.base_url}/early-hints").stdout
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\n")
+    assert b"\r\n\r\nHTTP/1.1 200 OK\r\n" in out and out.endswith(b'{"client_cert":null}')
 
 
 def test_request_id_kept_when_sent(gateway: Gateway) -> None:

@@ -4,6 +4,7 @@ from ._app import Covet
 from ._datastructures import Address, Headers, MutableHeaders, QueryParams
 from ._exceptions import HTTPException
 from ._forms import FormData, UploadFile
+from ._head import ClientCert
 from ._request import Request
 from ._responses import (
     HTMLResponse,
@@ -16,6 +17,7 @@ from ._responses import (
 
 __all__ = [
     "Address",
+    "ClientCert",
     "Covet",
     "FormData",
     "HTMLResponse",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ._exceptions import HTTPException
 from ._head import BodySource, RequestHead
 from ._patterns import ConversionError, Pattern, convert
-from ._request import Request
+from ._request import InterimSink, Request
 from ._responses import JSONResponse, PlainTextResponse, Response, to_response
 from ._routing import HTTP_METHODS, Route, Router, check_signature, is_async_callable, timeout_to_ms
 
@@ -195,14 +195,15 @@ class Covet:
 
     # -- handling -----------------------------------------------------------------------
 
-    async def _handle(self, head: RequestHead, body: BodySource) -> Response:
-        """Run the handler for one routed request and return its response.
+    async def _handle(self, head: RequestHead, body: BodySource, interim: InterimSink | None = None) -> Response:
+        """Run the handler for one routed request and return its response. ``interim``
+        sends the handler's 103 Early Hints (``Request.send_early_hints``).
 
         Never raises (cancellation of the calling task aside): a missing route or a path
         parameter that does not convert gives 404, HTTPException its status, and any
         other exception a registered handler's answer or a logged 500.
         """
-        request = Request(head, body)
+        request = Request(head, body, None, interim)
         # One coroutine frame for the whole request: routing and the handler call are
         # inline (every await of a helper coroutine costs a frame per request).
         try:

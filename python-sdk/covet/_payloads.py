@@ -3,7 +3,8 @@
 Frame type numbers and flags (2.3, the ring layer's numbers under the protocol's
 names), the response-flow window (2.7), and the MessagePack payloads a worker writes
 and reads: :func:`encode_response_head` (3.2), :func:`encode_error_payload` (3.3),
-:func:`decode_window_payload` (3.4), plus their inverses for tests. The request head
+:func:`decode_window_payload` (3.4), :func:`encode_early_hints` (3.5), plus their
+inverses for tests. The request head
 (3.1) has one decoder, ``covet._head.decode_head``.
 
 Decoders raise ``covet._control.ProtocolError`` (TruncatedError for a cut payload).
@@ -31,6 +32,7 @@ __all__ = [
     "FRAME_RESP_HEAD",
     "FRAME_RESP_BODY",
     "FRAME_RESP",
+    "FRAME_EARLY_HINTS",
     "FRAME_CANCEL",
     "FRAME_ERROR",
     "FRAME_WINDOW",
@@ -46,6 +48,7 @@ __all__ = [
     "MAX_RESPONSE_HEADERS",
     "MAX_HEADER_NAME",
     "MAX_HEADER_VALUE",
+    "MAX_EARLY_HINTS",
     "encode_response_head",
     "decode_response_head",
     "decode_response",
@@ -53,6 +56,8 @@ __all__ = [
     "decode_error_payload",
     "encode_window_payload",
     "decode_window_payload",
+    "encode_early_hints",
+    "decode_early_hints",
 ]
 
 #: One packer reused for response heads: msgpack.packb builds a Packer per call, which
@@ -74,6 +79,7 @@ FRAME_REQ_BODY: Final = _shmring.REQ_BODY
 FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
 FRAME_RESP_BODY: Final = _shmring.RESP_BODY
 FRAME_RESP: Final = _shmring.RESP  # head and whole body in one frame (2.4)
+FRAME_EARLY_HINTS: Final = _shmring.EARLY_HINTS  # a 103's fields, before the head (3.5)
 FRAME_CANCEL: Final = _shmring.CANCEL
 FRAME_ERROR: Final = _shmring.ERROR
 FRAME_WINDOW: Final = _shmring.WINDOW
@@ -91,6 +97,8 @@ FLAG_ERR: Final = _shmring.FLAG_ERR
 MAX_RESPONSE_HEADERS: Final = 1024
 MAX_HEADER_NAME: Final = 256
 MAX_HEADER_VALUE: Final = 64 << 10
+#: EARLY_HINTS messages one exchange may send (4); the gateway ends the session on more.
+MAX_EARLY_HINTS: Final = 16
 
 
 _TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
@@ -146,6 +154,12 @@ _HEAD_PREFIX_CACHE: Final = 512
 
 def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> bytes:
     """``fixarray(3), status, [name, value, ...]``: the RESP_HEAD up to its body length."""
+    return b"\x93" + _packer.pack(status) + _packer.pack(_checked_fields(headers))  # type: ignore[no-any-return]
+
+
+def _checked_fields(headers: Iterable[tuple[str, bytes]]) -> list[str | bytes]:
+    """The flat ``[name, value, ...]`` list of a response's fields, checked as
+    :func:`encode_response_head` documents."""
     flat: list[str | bytes] = []
     names = _header_names
     for name, value in headers:
@@ -160,7 +174,25 @@ def _encode_head_prefix(status: int, headers: tuple[tuple[str, bytes], ...]) -> 
         flat.append(value)
     if len(flat) > 2 * MAX_RESPONSE_HEADERS:
         raise ValueError(f"{len(flat) // 2} headers, at most {MAX_RESPONSE_HEADERS}")
-    return b"\x93" + _packer.pack(status) + _packer.pack(flat)  # type: ignore[no-any-return]
+    return flat
+
+
+def encode_early_hints(headers: Iterable[tuple[str, bytes]]) -> bytes:
+    """Encode an EARLY_HINTS payload (PROTOCOL.md 3.5): the flat ``[name, value, ...]``
+    fields of a 103 interim response, checked as :func:`encode_response_head` checks a
+    head's (ValueError)."""
+    return msgpack.packb(_checked_fields(headers), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_early_hints(payload: bytes) -> list[tuple[str, bytes]]:
+    """Decode an EARLY_HINTS payload (for tests): [(name, value)]."""
+    flat = unpack_strict(payload, "early_hints")
+    if type(flat) is not list or len(flat) & 1:
+        raise ProtocolError("early_hints: want an array of [name, value, ...]")
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
+        raise ProtocolError("early_hints: fields must be [str, bin, ...]")
+    return pairs
 
 
 def decode_response_head(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int]:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
-from ._datastructures import Address, Headers, QueryParams
+from ._datastructures import Address, Headers, QueryParams, encode_header
 from ._exceptions import HTTPException
 from ._forms import FormData, parse_form
-from ._head import BodySource, RequestHead
+from ._head import BodySource, ClientCert, RequestHead
 
-__all__ = ["Request", "parse_cookie_header"]
+__all__ = ["Request", "InterimSink", "parse_cookie_header"]
+
+
+class InterimSink(Protocol):
+    """Where a request's interim (1xx) responses go: the worker's exchange, or the
+    TestClient's recorder."""
+
+    async def early_hints(self, fields: list[tuple[str, bytes]]) -> None:
+        """Send one 103 Early Hints response with these (checked, lower-case) fields.
+        Raises RuntimeError once the response head has been sent, or past the
+        protocol's limit of interim responses per request."""
 
 
 def parse_cookie_header(value: str) -> dict[str, str]:
@@ -46,9 +56,11 @@ class Request:
         head: RequestHead,
         body: BodySource,
         path_params: Mapping[str, Any] | None = None,
+        interim: InterimSink | None = None,
     ) -> None:
         self.head = head
         self._source = body
+        self._interim = interim
         self._body: bytes | None = None
         self._streamed = False
         self._json: Any = _UNSET
@@ -113,6 +125,13 @@ class Request:
         return self.head.request_id
 
     @property
+    def client_cert(self) -> ClientCert | None:
+        """The client's verified TLS certificate (mTLS): ``.subject``, ``.sans`` (a
+        tuple of str) and ``.fingerprint`` (SHA-256, lower-case hex); None when the
+        connection has none (plain HTTP, no client certificate asked for or sent)."""
+        return self.head.client_cert
+
+    @property
     def route(self) -> str:
         """The route pattern that matched, e.g. ``/users/{id:int}``."""
         return self.head.route
@@ -127,6 +146,27 @@ class Request:
     @cached_property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
+
+    # -- interim responses --------------------------------------------------------------
+
+    async def send_early_hints(
+        self,
+        *links: str,
+        headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None = None,
+    ) -> None:
+        """Send a 103 Early Hints response now, before the handler's response: one
+        ``Link`` field per link (``'</style.css>; rel=preload; as=style'``), then the
+        given ``headers``. A client may start fetching what the links name while the
+        handler works. May be called several times (at most 16 per request), only
+        before the response: from a streaming body it raises RuntimeError. HTTP/1.0
+        clients get nothing (RFC 9110 15.2); so does a request built without a
+        transport to send it on. A bad field raises ValueError."""
+        fields = [encode_header("link", link) for link in links]
+        if headers is not None:
+            items = headers.items() if isinstance(headers, Mapping) else headers
+            fields.extend(encode_header(name, value) for name, value in items)
+        if self._interim is not None:
+            await self._interim.early_hints(fields)
 
     # -- body ---------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ REQ_BODY: Final = 17
 RESP_HEAD: Final = 32
 RESP_BODY: Final = 33
 RESP: Final = 34
+EARLY_HINTS: Final = 35
 CANCEL: Final = 48
 ERROR: Final = 49
 WINDOW: Final = 50
@@ -120,7 +121,7 @@ RESPONSE_RING: Final = 1
 
 #: Types a consumer accepts on each ring by default (PAD is always handled).
 REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL})
-RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, ERROR, CONTROL})
+RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, CONTROL})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).
 DEFAULT_BATCH: Final = 256

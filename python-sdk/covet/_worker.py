@@ -62,6 +62,7 @@ from ._payloads import (
     FLAG_END,
     FLAG_ERR,
     FRAME_CANCEL,
+    FRAME_EARLY_HINTS,
     FRAME_ERROR,
     FRAME_REQ_BODY,
     FRAME_REQ_HEAD,
@@ -69,9 +70,11 @@ from ._payloads import (
     FRAME_RESP_BODY,
     FRAME_RESP_HEAD,
     FRAME_WINDOW,
+    MAX_EARLY_HINTS,
     MAX_HEAD,
     RESPONSE_WINDOW,
     decode_window_payload,
+    encode_early_hints,
     encode_error_payload,
     encode_response_head,
 )
@@ -198,17 +201,31 @@ class _Exchange:
     """One request in flight. ``sent``: 0 nothing written yet, 1 RESP_HEAD written,
     2 a body frame written (BEGIN used). ``by_gateway``: cancelled by CANCEL.
     ``window``: response body bytes it may still send (PROTOCOL 2.7); ``credit``: the
-    future a body write waits on for a WINDOW grant."""
+    future a body write waits on for a WINDOW grant. It is the request's InterimSink:
+    ``hints`` counts the EARLY_HINTS it sent."""
 
-    __slots__ = ("body", "by_gateway", "credit", "sent", "task", "window")
+    __slots__ = ("body", "by_gateway", "credit", "hints", "rid", "sent", "task", "window", "worker")
 
-    def __init__(self, body: _RequestBody) -> None:
+    def __init__(self, body: _RequestBody, rid: int, worker: _Worker) -> None:
         self.body = body
+        self.rid = rid
+        self.worker = worker
         self.task: asyncio.Task[None] | None = None  # made once its record is released
         self.sent = 0
+        self.hints = 0
         self.by_gateway = False
         self.window = RESPONSE_WINDOW
         self.credit: asyncio.Future[None] | None = None
+
+    async def early_hints(self, fields: list[tuple[str, bytes]]) -> None:
+        """InterimSink: one EARLY_HINTS frame (PROTOCOL 3.5), before the response head."""
+        if self.sent:
+            raise RuntimeError("send_early_hints: the response has already begun")
+        if self.hints >= MAX_EARLY_HINTS:
+            raise RuntimeError(f"send_early_hints: at most {MAX_EARLY_HINTS} per request")
+        payload = encode_early_hints(fields)
+        self.hints += 1
+        await self.worker._send_interim(self.rid, payload)
 
 
 #: Whether each request runs as an eager task (Python 3.12 and later; see _task_factory).
@@ -651,7 +668,7 @@ class _Worker:
             head = decode_head(payload)
         except Exception as e:
             raise ProtocolError(f"REQ_HEAD of request {rid:#x}: {e}") from None
-        ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY)
+        ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY, rid, self)
         self._inflight[rid] = ex
         self._starting.append((rid, head, ex))
 
@@ -681,7 +698,7 @@ class _Worker:
 
     async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange) -> None:
         try:
-            response = await self._app._handle(head, ex.body)
+            response = await self._app._handle(head, ex.body, ex)
             if not self._respond_now(rid, response, ex):
                 await self._respond(rid, head, response, ex)
         except asyncio.CancelledError:
@@ -774,6 +791,14 @@ class _Worker:
             if aclose is not None:
                 await aclose()
         await self._send_body(rid, b"", ex.sent == 1, True, ex)
+        self._wake_soon()
+
+    async def _send_interim(self, rid: int, payload: bytes) -> None:
+        """Write an EARLY_HINTS message and have the gateway see it at the end of this
+        loop turn (the handler usually awaits something slow after it)."""
+        w = self._writer
+        if len(payload) > self._max_payload or not w.try_write(FRAME_EARLY_HINTS, rid, _BE, payload, False):
+            await self._send(FRAME_EARLY_HINTS, rid, payload, True, True)
         self._wake_soon()
 
     def _wake_soon(self) -> None:

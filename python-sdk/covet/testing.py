@@ -10,6 +10,10 @@ does not decode); it enforces each route's timeout (504, or a response cut off m
 Server, X-Request-ID, Content-Length or Transfer-Encoding) and drops the ones the
 gateway drops. Routed requests go through the same ``Covet._handle`` path a worker
 uses. Redirects are returned, not followed.
+
+A request may carry a verified TLS client certificate (``client_cert=``, what an mTLS
+connection gives ``req.client_cert``), and the 103 Early Hints a handler sends are kept
+on the response (``response.early_hints``).
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from urllib.parse import quote, unquote_to_bytes, urlencode, urlsplit
 
 from ._app import Covet
 from ._datastructures import Headers, encode_header
-from ._head import RequestHead
+from ._head import ClientCert, RequestHead
 from ._multipart import parse_options_header
-from ._proto import encode_response_head
+from ._proto import MAX_EARLY_HINTS, encode_early_hints, encode_response_head
 from ._responses import Response
 
 __all__ = ["IncompleteResponse", "TestClient", "TestResponse"]
@@ -68,15 +72,25 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class TestResponse:
-    """What the client got: ``status_code``, ``headers`` (case-insensitive), ``content``."""
+    """What the client got: ``status_code``, ``headers`` (case-insensitive), ``content``,
+    and ``early_hints``: the fields of each 103 Early Hints response that came before
+    it, in order (``response.early_hints[0].getlist("link")``)."""
 
     __test__ = False
 
-    def __init__(self, status_code: int, headers: Headers, content: bytes, request_id: str) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        headers: Headers,
+        content: bytes,
+        request_id: str,
+        early_hints: list[Headers] | None = None,
+    ) -> None:
         self.status_code = status_code
         self.headers = headers
         self.content = content
         self.request_id = request_id
+        self.early_hints: list[Headers] = early_hints if early_hints is not None else []
 
     @property
     def text(self) -> str:
@@ -107,6 +121,24 @@ class IncompleteResponse(Exception):
     def __init__(self, response: TestResponse, why: str) -> None:
         super().__init__(f"response to request {response.request_id} broke off mid-body: {why}")
         self.response = response
+
+
+class _HintsRecorder:
+    """The InterimSink of one TestClient request: keeps each 103's fields as the gateway
+    writes them (the worker's checks, then the gateway's dropped fields), and refuses
+    what the worker refuses: a hint once the response has begun, or one too many."""
+
+    def __init__(self) -> None:
+        self.hints: list[Headers] = []
+        self.began = False
+
+    async def early_hints(self, fields: list[tuple[str, bytes]]) -> None:
+        if self.began:
+            raise RuntimeError("send_early_hints: the response has already begun")
+        if len(self.hints) >= MAX_EARLY_HINTS:
+            raise RuntimeError(f"send_early_hints: at most {MAX_EARLY_HINTS} per request")
+        encode_early_hints(fields)  # the worker's checks: ValueError
+        self.hints.append(Headers([(n, v) for n, v in fields if n not in _DROPPED]))
 
 
 class _Lifespan:
@@ -234,7 +266,11 @@ class TestClient:
         data: Mapping[str, Any] | None = None,
         json: Any = None,
         files: Mapping[str, FileSpec] | None = None,
+        client_cert: ClientCert | None = None,
     ) -> TestResponse:
+        """Send one request. ``client_cert`` is the verified TLS client certificate the
+        gateway would pass on for an mTLS connection (``req.client_cert``); None for
+        none."""
         method = method.upper()
         base = urlsplit(self.base_url)
         parts = urlsplit(url)
@@ -281,11 +317,14 @@ class TestClient:
 
         route = match.route
         timeout_ms = route.timeout_ms if route.timeout_ms is not None else max(1, round(self.timeout * 1000))
-        head = RequestHead.from_wire([
+        wire: list[Any] = [
             method, raw_path, query, [x for pair in raw_headers for x in pair],
             route.pattern.canonical, [x for pair in match.params for x in pair],
             "1.1", scheme, f"{self.client[0]}:{self.client[1]}", request_id, len(body), timeout_ms,
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if client_cert is not None:
+            wire.append([client_cert.subject, list(client_cert.sans), client_cert.fingerprint])
+        head = RequestHead.from_wire(wire)
         return self._run(self._exchange(head, body, timeout_ms / 1000, close))
 
     async def _exchange(self, head: RequestHead, body: bytes, timeout: float, close: bool) -> TestResponse:
@@ -293,16 +332,18 @@ class TestClient:
         the handler returned, 504; past it mid-body, the response breaks off."""
         deadline = asyncio.get_running_loop().time() + timeout
         limit = asyncio.timeout_at(deadline)
+        hints = _HintsRecorder()
         try:
             async with limit:
-                response = await self.app._handle(head, self._chunks(body))
+                response = await self.app._handle(head, self._chunks(body), hints)
         except TimeoutError:  # _handle turns a handler's own exceptions into responses
             pass
+        hints.began = True
         if limit.expired():  # also when the handler swallowed its cancellation
-            return self._gateway_answer(head.method, 504, head.request_id, close)
+            return self._gateway_answer(head.method, 504, head.request_id, close, hints=hints.hints)
         answer = _response_fields(head, response, close, _http_date())
         if isinstance(answer, int):  # the worker or the gateway refused the head
-            return self._gateway_answer(head.method, answer, head.request_id, close)
+            return self._gateway_answer(head.method, answer, head.request_id, close, hints=hints.hints)
         fields, framing = answer
         self._keep_cookies(fields)
         received: list[bytes] = []
@@ -314,7 +355,7 @@ class TestClient:
                     async for chunk in chunks:
                         received.append(chunk)
             except Exception as exc:
-                partial = TestResponse(response.status, Headers(fields), b"".join(received), head.request_id)
+                partial = TestResponse(response.status, Headers(fields), b"".join(received), head.request_id, hints.hints)
                 if limit.expired():
                     raise IncompleteResponse(partial, "the route's timeout passed") from None
                 raise IncompleteResponse(partial, f"the body's iterator raised {type(exc).__name__}") from exc
@@ -322,7 +363,7 @@ class TestClient:
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        return TestResponse(response.status, Headers(fields), b"".join(received), head.request_id)
+        return TestResponse(response.status, Headers(fields), b"".join(received), head.request_id, hints.hints)
 
     async def _chunks(self, body: bytes) -> AsyncIterator[bytes]:
         view = memoryview(body)
@@ -330,7 +371,16 @@ class TestClient:
             yield bytes(view[start : start + self.chunk_size])
             await asyncio.sleep(0)
 
-    def _gateway_answer(self, method: str, status: int, request_id: str, close: bool, allow: str = "") -> TestResponse:
+    def _gateway_answer(
+        self,
+        method: str,
+        status: int,
+        request_id: str,
+        close: bool,
+        allow: str = "",
+        *,
+        hints: list[Headers] | None = None,
+    ) -> TestResponse:
         """A response the gateway makes itself (gateway/server respond.go ``answer``):
         the status's reason phrase and a newline as text/plain, none for 204 and HEAD."""
         fields: list[tuple[str, bytes]] = [("date", _http_date()), ("server", b"covetpy")]
@@ -345,7 +395,7 @@ class TestClient:
             fields.append(("content-length", str(len(text)).encode()))
         if close:
             fields.append(("connection", b"close"))
-        return TestResponse(status, Headers(fields), b"" if method == "HEAD" else text, request_id)
+        return TestResponse(status, Headers(fields), b"" if method == "HEAD" else text, request_id, hints)
 
     def _gateway_error(self, status: int, reason: str, request_id: str) -> TestResponse:
         """A request the gateway refuses while reading it (gateway/http1 ``AppendError``):

@@ -43,14 +43,15 @@ def test_vectors_cover_every_message() -> None:
     kinds = {(v["kind"], v["fields"].get("type")) for v in VECTORS}
     for t in ("hello", "welcome", "ping", "pong", "drain", "bye", "error"):
         assert ("frame", t) in kinds
-    for k in ("req_head", "resp_head", "error_payload", "window_payload", "resp_payload"):
+    for k in ("req_head", "resp_head", "error_payload", "window_payload", "resp_payload", "early_hints"):
         assert (k, None) in kinds
+    assert any(v["kind"] == "req_head" and "client_cert" in v["fields"] for v in VECTORS)
 
 
 def _head_json(h: p.RequestHead) -> dict[str, Any]:
     hs = h.headers
     ps = h.params
-    return {
+    out: dict[str, Any] = {
         "method": h.method,
         "path": h.path,
         "query": h.query,
@@ -64,6 +65,10 @@ def _head_json(h: p.RequestHead) -> dict[str, Any]:
         "body": h.body_length,
         "timeout_ms": h.timeout_ms,
     }
+    if h.client_cert is not None:
+        cc = h.client_cert
+        out["client_cert"] = {"subject": cc.subject, "sans": list(cc.sans), "fingerprint": cc.fingerprint}
+    return out
 
 
 @pytest.mark.parametrize("vec", VECTORS, ids=[v["file"] for v in VECTORS])
@@ -100,6 +105,11 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
         grant = p.decode_window_payload(raw)
         assert {"grant": grant} == want
         assert p.encode_window_payload(grant) == raw
+    elif kind == "early_hints":
+        fields = p.decode_early_hints(raw)
+        assert {"headers": [[n, v.hex()] for n, v in fields]} == want
+        assert p.encode_early_hints(fields) == raw
+        assert p.encode_early_hints([(n, bytes.fromhex(v)) for n, v in want["headers"]]) == raw
     else:
         status, message = p.decode_error_payload(raw)
         assert {"status": status, "message": message} == want
@@ -247,8 +257,9 @@ def test_request_head_errors(index: int, value: Any, text: str) -> None:
 
 def test_request_head_shape_errors() -> None:
     for data, text in [
-        (pk(REQ[:11]), "must be an array of 12 elements, got 11"),
-        (pk({"a": 1}), "must be an array of 12 elements, got dict"),
+        (pk(REQ[:11]), "must be an array of 12 or 13 elements, got 11"),
+        (pk([*REQ, ["s", [], "f"], 1]), "must be an array of 12 or 13 elements, got 14"),
+        (pk({"a": 1}), "must be an array of 12 or 13 elements, got dict"),
         (pk(REQ) + b"\x00", "extra data"),
         (pk(REQ)[:-1], "incomplete"),
         (b"\x91\xa1\xff", "utf-8"),
@@ -257,6 +268,56 @@ def test_request_head_shape_errors() -> None:
             p.decode_head(data)
         assert text in str(ei.value), (data, ei.value)
     assert p.decode_head(pk(REQ)).client == "1.2.3.4:5"
+
+
+def test_request_head_client_cert() -> None:
+    plain = p.decode_head(pk(REQ))
+    assert plain.client_cert is None
+    assert p.encode_head(plain) == pk(REQ)  # 12 elements: no nil 13th
+    cert = ["CN=alice,O=Example", ["alice.example", "192.0.2.1"], "ab" * 32]
+    head = p.decode_head(pk([*REQ, cert]))
+    assert head.client_cert == p.ClientCert("CN=alice,O=Example", ("alice.example", "192.0.2.1"), "ab" * 32)
+    assert type(head.client_cert) is p.ClientCert and type(head.client_cert.sans) is tuple
+    assert p.encode_head(head) == pk([*REQ, cert])
+    assert p.RequestHead.from_wire([*REQ, cert]) == head
+    assert p.decode_head(pk([*REQ, ["", [], "00"]])).client_cert == p.ClientCert("", (), "00")
+
+
+@pytest.mark.parametrize(
+    "cert,text",
+    [
+        (None, r"REQ_HEAD\[12\] \(client_cert\) must be an array of 3 elements, got NoneType"),
+        ("CN=a", r"must be an array of 3 elements, got str"),
+        (["CN=a", []], r"must be an array of 3 elements, got 2 elements"),
+        (["CN=a", [], "f", "x"], r"must be an array of 3 elements, got 4 elements"),
+        ([1, [], "f"], r"subject and fingerprint must be str"),
+        (["CN=a", [], b"f"], r"subject and fingerprint must be str"),
+        (["CN=a", "a.example", "f"], r"sans must be an array of str"),
+        (["CN=a", [b"a"], "f"], r"sans must be an array of str"),
+    ],
+)
+def test_request_head_bad_client_cert(cert: Any, text: str) -> None:
+    # A 13th element that is not [str, [str, ...], str] is refused, nil included (a
+    # head without a certificate has 12 elements), by the fast path and the fallback.
+    with pytest.raises(ValueError, match=text):
+        p.decode_head(pk([*REQ, cert]))
+    with pytest.raises(ValueError, match=text):
+        p.RequestHead.from_wire([*REQ, cert])
+
+
+def test_early_hints_payload() -> None:
+    fields = [("Link", b"</a.css>; rel=preload; as=style"), ("x-hint", b"1")]
+    data = p.encode_early_hints(fields)
+    assert p.decode_early_hints(data) == [("link", b"</a.css>; rel=preload; as=style"), ("x-hint", b"1")]
+    assert p.encode_early_hints([]) == b"\x90"
+    for bad in ([("bad name", b"x")], [("link", b"a\r\nb")], [("link", b"x" * (p.MAX_HEADER_VALUE + 1))],
+                [("link", b"x")] * (p.MAX_RESPONSE_HEADERS + 1)):
+        with pytest.raises(ValueError):
+            p.encode_early_hints(bad)
+    for data in [pk(["link"]), pk(["link", "x"]), pk([1, b"x"]), pk({"link": b"x"}), b"\x91"]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_early_hints(data)
+    assert p.FRAME_EARLY_HINTS == 35 and p.MAX_EARLY_HINTS == 16
 
 
 def test_response_head_encode_checks() -> None:
@@ -472,7 +533,7 @@ def _mutations() -> st.SearchStrategy[bytes]:
 @given(_mutations())
 def test_decoders_raise_only_protocol_error(data: bytes) -> None:
     for fn in (p.parse_frame, p.decode_error_payload, p.decode_response_head,
-               p.decode_window_payload, p.decode_response):
+               p.decode_window_payload, p.decode_response, p.decode_early_hints):
         try:
             fn(data)
         except p.ProtocolError:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
-from covet import Covet, HTTPException, JSONResponse, Request
-from covet.testing import TestClient
+from covet import Covet, HTTPException, JSONResponse, Request, StreamingResponse
+from covet.testing import IncompleteResponse, TestClient
 
 
 def build() -> Covet:
@@ -270,3 +271,45 @@ def test_client_body_arguments_are_exclusive() -> None:
     client = TestClient(Covet())
     with pytest.raises(ValueError, match="only one of"):
         client.post("/", json={"a": 1}, content=b"x")
+
+
+def test_client_cert_and_early_hints() -> None:
+    from covet import ClientCert
+
+    app = Covet()
+
+    @app.get("/me")
+    async def me(req: Request) -> dict[str, object]:
+        await req.send_early_hints("</a.css>; rel=preload; as=style", "</b.js>; rel=preload; as=script")
+        await req.send_early_hints(headers=[("X-Hint", "2"), ("Content-Length", "9")])
+        cert = req.client_cert
+        return {"subject": None if cert is None else cert.subject, "sans": None if cert is None else list(cert.sans)}
+
+    @app.get("/late")
+    async def late(req: Request) -> StreamingResponse:
+        async def gen() -> AsyncIterator[bytes]:
+            await req.send_early_hints("</x>")
+            yield b"never"
+
+        return StreamingResponse(gen())
+
+    @app.get("/bad")
+    async def bad(req: Request) -> str:
+        await req.send_early_hints("</x>\r\nx-injected: 1")
+        return "no"
+
+    client = TestClient(app)
+    cert = ClientCert("CN=alice", ("alice.example",), "00" * 32)
+    r = client.get("/me", client_cert=cert)
+    assert r.status_code == 200 and r.json() == {"subject": "CN=alice", "sans": ["alice.example"]}
+    assert [h.getlist("link") for h in r.early_hints] == [
+        ["</a.css>; rel=preload; as=style", "</b.js>; rel=preload; as=script"], []]
+    # The gateway drops framing fields from a 103 as from the final head.
+    assert r.early_hints[1].get("x-hint") == "2" and "content-length" not in r.early_hints[1]
+    r = client.get("/me")
+    assert r.json() == {"subject": None, "sans": None} and len(r.early_hints) == 2
+    with pytest.raises(IncompleteResponse) as ei:
+        client.get("/late")
+    assert isinstance(ei.value.__cause__, RuntimeError) and "already begun" in str(ei.value.__cause__)
+    r = client.get("/bad")
+    assert r.status_code == 500 and r.early_hints == []

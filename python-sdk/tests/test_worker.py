@@ -50,6 +50,7 @@ class Answer:
     whole: bool = False  # one RESP frame: head and body together
     error: tuple[int, str] | None = None
     late: list[tuple[int, int]] = field(default_factory=list)  # frames after the end
+    hints: list[list[tuple[str, bytes]]] = field(default_factory=list)  # EARLY_HINTS, in order
 
     def header(self, name: str) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
@@ -152,10 +153,11 @@ class FakeGateway:
 
     def request(self, rid: int, method: str, path: str, route: str | None = None,
                 params: list[str] | None = None, body: bytes = b"", query: str = "",
-                headers: list[tuple[str, bytes]] | None = None, wake: bool = True) -> None:
+                headers: list[tuple[str, bytes]] | None = None, wake: bool = True,
+                client_cert: _proto.ClientCert | None = None) -> None:
         h = _proto.RequestHead(method, path, query, [x for pair in (headers or []) for x in pair],
                                route or path, params or [], "1.1", "http", "127.0.0.1:5555",
-                               f"req-{rid:x}", len(body), 0)  # fmt: skip
+                               f"req-{rid:x}", len(body), 0, client_cert)  # fmt: skip
         self.send_frames(sr.REQ_HEAD, rid, _proto.encode_head(h), wake=wake)
         if body:
             self.send_frames(sr.REQ_BODY, rid, body, wake=wake)
@@ -189,6 +191,9 @@ class FakeGateway:
             a.body += body
             a.body_frames += 1
             a.whole = a.body_begun = a.done = True
+        elif typ == sr.EARLY_HINTS:
+            assert a.status is None and flags == sr.BEGIN | sr.END, (rid, flags)
+            a.hints.append(_proto.decode_early_hints(payload))
         elif typ == sr.ERROR:
             assert flags & sr.FLAG_ERR and flags & sr.BEGIN and flags & sr.END, flags
             a.error = _proto.decode_error_payload(payload)
@@ -366,6 +371,25 @@ def test_json_get(gw: FakeGateway) -> None:
     assert a.header("content-type") == b"application/json"
     assert a.json() == {"hello": "world", "query": "abc"}
     assert a.body_length == len(a.body) and a.body_frames == 1
+
+
+def test_early_hints_come_before_the_head_and_the_client_cert_reaches_the_handler(gw: FakeGateway) -> None:
+    cert = _proto.ClientCert("CN=alice,O=Example", ("alice.example", "192.0.2.1"), "ab" * 32)
+    a = gw.exchange(GEN | 1, "GET", "/hints", client_cert=cert)
+    assert a.status == 200 and a.error is None
+    assert a.hints == [[("link", b"</a.css>; rel=preload; as=style"), ("x-hint", b"1")],
+                       [("link", b"</b.js>; rel=preload; as=script")]]
+    assert a.json() == {"cert": ["CN=alice,O=Example", ["alice.example", "192.0.2.1"], "ab" * 32]}
+    a = gw.exchange(GEN | 2, "GET", "/hints")
+    assert a.json() == {"cert": None} and len(a.hints) == 2
+
+
+def test_early_hints_after_the_head_or_past_the_limit_are_refused(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 1, "GET", "/hints/late")
+    assert a.status == 200 and a.hints == [] and bytes(a.body) == b"send_early_hints: the response has already begun"
+    a = gw.exchange(GEN | 2, "GET", "/hints/many")
+    assert len(a.hints) == _proto.MAX_EARLY_HINTS
+    assert bytes(a.body) == b"send_early_hints: at most 16 per request"
 
 
 def test_each_request_is_its_own_task_with_its_own_context(gw: FakeGateway) -> None:

@@ -133,3 +133,37 @@ async def badstream(req: Request) -> StreamingResponse:
         raise ValueError("stream-broke-5678")
 
     return StreamingResponse(gen())
+
+
+@app.get("/hints")
+async def hints(req: Request) -> dict[str, object]:
+    """Two 103 Early Hints, then the answer: the client certificate it was given."""
+    await req.send_early_hints("</a.css>; rel=preload; as=style", headers={"x-hint": "1"})
+    await asyncio.sleep(0.001)
+    await req.send_early_hints("</b.js>; rel=preload; as=script")
+    cert = req.client_cert
+    return {"cert": None if cert is None else [cert.subject, list(cert.sans), cert.fingerprint]}
+
+
+@app.get("/hints/late")
+async def hints_late(req: Request) -> StreamingResponse:
+    """A hint from the streaming body, after the head: refused."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        try:
+            await req.send_early_hints("</late.css>; rel=preload")
+        except RuntimeError as e:
+            yield str(e).encode()
+
+    return StreamingResponse(gen())
+
+
+@app.get("/hints/many")
+async def hints_many(req: Request) -> str:
+    """More hints than the protocol allows: the 17th raises."""
+    try:
+        for i in range(17):
+            await req.send_early_hints(f"</{i}.css>; rel=preload")
+    except RuntimeError as e:
+        return str(e)
+    return "all sent"
