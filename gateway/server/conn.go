@@ -16,6 +16,7 @@ import (
 	"github.com/covetpy/covetpy/gateway/engine"
 	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
+	"github.com/covetpy/covetpy/workerproto"
 )
 
 const (
@@ -50,8 +51,10 @@ type conn struct {
 	cfg    *Config
 	nc     engine.Conn
 	remote string
-	// tls is the connection's TLS state; nil for cleartext.
-	tls *tls.ConnectionState
+	// tls is the connection's TLS state; nil for cleartext. clientCert is
+	// its verified client certificate, for the workers; nil for none.
+	tls        *tls.ConnectionState
+	clientCert *workerproto.ClientCert
 	ctx    context.Context // cancelled when the client is gone or the Server closes
 	cancel context.CancelFunc
 

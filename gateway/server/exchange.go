@@ -148,6 +148,7 @@ func (c *conn) fillRequest(d *dispatch.Request, x *exchange) {
 		Body:        int64(len(x.body)),
 		TimeoutMS:   x.route.Timeout.Milliseconds(),
 	}
+	d.Head.ClientCert = c.clientCert
 	d.Body = x.body
 	d.Timeout = 0
 }

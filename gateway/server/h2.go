@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/router"
+	covettls "github.com/covetpy/covetpy/tls"
 	"github.com/covetpy/covetpy/workerproto"
 )
 
@@ -245,6 +247,9 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil {
 		d.Head.Scheme = "http"
 	}
+	if r.TLS != nil {
+		d.Head.ClientCert = clientCert(r.TLS)
+	}
 	d.Body = body
 	err := h.callServe(ctx, rt, d, w)
 	switch {
@@ -277,6 +282,16 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 var nameHost = []byte("host")
+
+// clientCert is the verified client certificate of a TLS connection, for
+// the worker; nil when the client gave none.
+func clientCert(cs *tls.ConnectionState) *workerproto.ClientCert {
+	id := covettls.Identity(cs)
+	if id == nil {
+		return nil
+	}
+	return &workerproto.ClientCert{Subject: id.Subject, SANs: id.SANs, Fingerprint: id.Fingerprint}
+}
 
 func (h *handler) callServe(ctx context.Context, rt *dispatch.Route, d *dispatch.Request, w *hWriter) (err error) {
 	defer func() {
@@ -373,8 +388,7 @@ func (w *hWriter) WriteHead(status int, headers []workerproto.Header, bodyLen in
 				headLen = parseLength(f.Value)
 			}
 			continue
-		case fieldIs(f.Name, "transfer-encoding"), fieldIs(f.Name, "connection"), fieldIs(f.Name, "keep-alive"),
-			fieldIs(f.Name, "proxy-connection"), fieldIs(f.Name, "upgrade"), fieldIs(f.Name, "te"):
+		case connectionField(f.Name):
 			continue
 		}
 		hdr.Add(string(f.Name), string(f.Value))
@@ -394,6 +408,13 @@ func (w *hWriter) WriteHead(status int, headers []workerproto.Header, bodyLen in
 		w.flusher.Flush() // the head goes out now: the body may be long coming
 	}
 	return nil
+}
+
+// connectionField reports whether a field is connection-specific, which
+// HTTP/2 and HTTP/3 forbid (RFC 9113 8.2.2).
+func connectionField(name []byte) bool {
+	return fieldIs(name, "transfer-encoding") || fieldIs(name, "connection") || fieldIs(name, "keep-alive") ||
+		fieldIs(name, "proxy-connection") || fieldIs(name, "upgrade") || fieldIs(name, "te")
 }
 
 // fill adds the gateway's fields to hdr where absent.
@@ -497,18 +518,26 @@ func (w *hWriter) WriteInterim(status int, headers []workerproto.Header) error {
 		return errBadStatus
 	}
 	hdr := w.rw.Header()
-	var names []string
+	saved := map[string][]string{}
 	for i := range headers {
-		name := http.CanonicalHeaderKey(string(headers[i].Name))
-		if _, ok := hdr[name]; !ok {
-			names = append(names, name)
+		f := &headers[i]
+		if fieldIs(f.Name, "content-length") || connectionField(f.Name) {
+			continue
 		}
-		hdr[name] = append(hdr[name], string(headers[i].Value))
+		name := http.CanonicalHeaderKey(string(f.Name))
+		if _, ok := saved[name]; !ok {
+			saved[name] = hdr[name]
+		}
+		hdr[name] = append(hdr[name], string(f.Value))
 	}
 	w.rw.WriteHeader(status)
-	// The fields went with the 1xx; the final response starts afresh.
-	for _, name := range names {
-		delete(hdr, name)
+	// The fields went with the 1xx; the final response has its own.
+	for name, vs := range saved {
+		if vs == nil {
+			delete(hdr, name)
+		} else {
+			hdr[name] = vs
+		}
 	}
 	return nil
 }

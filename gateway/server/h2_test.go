@@ -24,6 +24,7 @@ import (
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/gateway/http1"
+	covettls "github.com/covetpy/covetpy/tls"
 	"github.com/covetpy/covetpy/workerproto"
 )
 
@@ -31,19 +32,26 @@ import (
 // 127.0.0.1, and a pool that trusts it.
 func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
+	return makeCert(t, "localhost", x509.ExtKeyUsageServerAuth)
+}
+
+// makeCert makes a self-signed ECDSA certificate named cn (also a SAN) for
+// usage, and a pool that trusts it.
+func makeCert(t testing.TB, cn string, usage x509.ExtKeyUsage) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
+		Subject:               pkix.Name{CommonName: cn},
+		DNSNames:              []string{cn},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
@@ -450,5 +458,34 @@ func TestHTTP2EarlyHints(t *testing.T) {
 	}
 	if resp.Header.Get("Link") != "" {
 		t.Errorf("the hint's Link leaked into the final response: %v", resp.Header)
+	}
+}
+
+func TestMutualTLSClientCertReachesWorker(t *testing.T) {
+	var sn seen
+	ts, tc := startTLSServer(t, Config{}, echoBackend(t, &sn))
+	clientCert, clientPool := makeCert(t, "alice.example", x509.ExtKeyUsageClientAuth)
+	ts.srv.TLS.ClientCAs = clientPool
+	ts.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+	leaf := []*x509.Certificate{clientCert.Leaf}
+	want := covettls.Identity(&tls.ConnectionState{PeerCertificates: leaf, VerifiedChains: [][]*x509.Certificate{leaf}})
+	for _, proto := range []string{"2", "1.1"} {
+		withCert := tc.Clone()
+		withCert.Certificates = []tls.Certificate{clientCert}
+		for _, cc := range []*tls.Config{withCert, tc} {
+			resp, err := client(t, cc, proto).Get("https://" + ts.addr + "/items/1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			h, _ := sn.last(t)
+			switch {
+			case cc == tc && h.ClientCert != nil:
+				t.Errorf("%s without a certificate: worker saw %+v", proto, h.ClientCert)
+			case cc == withCert && (h.ClientCert == nil || h.ClientCert.Subject != want.Subject ||
+				h.ClientCert.Fingerprint != want.Fingerprint || strings.Join(h.ClientCert.SANs, ",") != "alice.example,127.0.0.1"):
+				t.Errorf("%s with a certificate: worker saw %+v, want %+v", proto, h.ClientCert, want)
+			}
+		}
 	}
 }

@@ -116,6 +116,7 @@ func (s *Server) serveTLS(nc engine.Conn) {
 	}
 	c := newConn(s, &tlsConn{Conn: tc, raw: nc})
 	c.tls = &st
+	c.clientCert = clientCert(&st)
 	s.startConn(c)
 }
 
