@@ -54,7 +54,14 @@ func (s *Server) newH2Front() *h2Front {
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
-			WriteByteTimeout:     cfg.WriteTimeout,
+			// The protocol's default and least frame size, advertised
+			// in SETTINGS_MAX_FRAME_SIZE instead of net/http's 1 MiB:
+			// a client's frame is buffered whole before it is parsed,
+			// so this bounds what one frame can make the connection
+			// hold, and a larger frame is the FRAME_SIZE_ERROR h2spec
+			// checks for (http2/4.2/3; docs/conformance.md).
+			MaxReadFrameSize: 16 << 10,
+			WriteByteTimeout: cfg.WriteTimeout,
 			// An idle connection is pinged after half the idle timeout
 			// and closed when the ping is not answered.
 			SendPingTimeout: cfg.IdleTimeout / 2,
