@@ -42,6 +42,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # those tests fail, not skip, without it.
 PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 
+# h2spec, the HTTP/2 conformance tester that integration/conformance_test.go runs
+# against the gateway (over TLS and h2c), pinned; bin/h2spec is built through the Go
+# module proxy. test-integration passes it as COVET_H2SPEC, so there that test
+# fails, not skips, without it.
+H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+
 .PHONY: all build venv run test test-go test-python test-integration compose-test fuzz bench bench-transport clean
 
 all: build
@@ -95,6 +101,10 @@ bin/pebble:
 	@mkdir -p bin
 	GOBIN=$(CURDIR)/bin $(GO) install $(PEBBLE)
 
+bin/h2spec:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install $(H2SPEC)
+
 test-go: venv bin/pebble
 	@echo "==> go vet, staticcheck, then go test -race on the Go packages (engine uring)"
 	$(GO) vet ./...
@@ -119,12 +129,12 @@ test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 # the gateway through conftest.py or `covet run`, and it reads COVET_ENGINE. Both check
 # that the gateway says it runs on that engine (covet_engine_info, its listening line).
 NETPOLL_PY  := $(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python,$(PY))
-NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin \
+NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec \
 	$(if $(EAGER_PY),PYTHONPATH=$(CURDIR)/python-sdk)
 
-test-integration: build $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
+test-integration: build bin/h2spec $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> integration (engine uring): real gateway, real Python workers, real clients"
-	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
+	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
 	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl)"
 	COVET_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(PY) -m pytest -q -p no:cacheprovider integration/python

@@ -1,0 +1,294 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/covetpy/covetpy/integration/harness"
+)
+
+// HTTP/2 conformance: h2spec (github.com/summerwind/h2spec, `make bin/h2spec`) run
+// against the real gateway serving integration/apps/confapp.py with a Python worker,
+// over TLS (ALPN h2) and over h2c with prior knowledge, and against a bare Go net/http
+// server as the baseline. docs/conformance.md gives the figures and explains each case
+// in h2specKnown.
+
+// h2specKnown are the h2spec cases the gateway fails, each for a reason that lies
+// in Go's HTTP/2 server (net/http's), which the gateway runs; docs/conformance.md
+// explains each. Any other failure fails the test.
+var h2specKnown = map[string]string{
+	"http2/6.5.3/1":   "net/http closes the connection (PROTOCOL_ERROR) on a SETTINGS frame naming one setting twice",
+	"http2/8.1.2.2/1": "net/http answers 400 to a connection-specific field instead of resetting the stream",
+	"http2/8.1.2.2/2": `net/http answers 400 to "te" other than "trailers" instead of resetting the stream`,
+}
+
+// h2specKnownH2C are the further cases failed over h2c only.
+var h2specKnownH2C = map[string]string{
+	"http2/3.5/2": "over h2c the port also speaks HTTP/1.1, which answers an invalid preface with 400",
+}
+
+// h2specCases is how many cases h2spec v2.2.1 runs without --strict.
+const h2specCases = 145
+
+// h2specBinary is $COVET_H2SPEC (`make test` sets it: the test fails without it),
+// else bin/h2spec if built, else the test skips.
+func h2specBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("COVET_H2SPEC"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("COVET_H2SPEC=%s: %v (make bin/h2spec)", p, err)
+		}
+		return p
+	}
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "bin", "h2spec")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("no h2spec at %s and COVET_H2SPEC unset: run `make bin/h2spec`", p)
+	}
+	return p
+}
+
+// h2specResult is one case of an h2spec run.
+type h2specResult struct {
+	id, desc, err string
+	failed        bool
+}
+
+// runH2spec runs h2spec against 127.0.0.1:port (tls: over TLS) and returns every
+// case's result, read from its JUnit report.
+func runH2spec(t *testing.T, bin, addr string, tls bool) []h2specResult {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	report := filepath.Join(t.TempDir(), "h2spec.xml")
+	args := []string{"-h", "127.0.0.1", "-p", port, "-o", "2", "-j", report}
+	if tls {
+		args = append(args, "-t", "-k")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) { // h2spec exits 1 when a case fails
+		t.Fatalf("h2spec %v: %v\n%s", args, err, out)
+	}
+	raw, rerr := os.ReadFile(report)
+	if rerr != nil {
+		t.Fatalf("h2spec %v wrote no report (%v); output:\n%s", args, rerr, out)
+	}
+	var doc struct {
+		Suites []struct {
+			Package string `xml:"package,attr"`
+			Cases   []struct {
+				Desc    string  `xml:"classname,attr"`
+				Error   *string `xml:"error"`
+				Failure *string `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("h2spec report: %v", err)
+	}
+	var rs []h2specResult
+	for _, s := range doc.Suites {
+		for i, c := range s.Cases {
+			r := h2specResult{id: fmt.Sprintf("%s/%d", s.Package, i+1), desc: c.Desc}
+			for _, e := range []*string{c.Error, c.Failure} {
+				if e != nil {
+					r.failed, r.err = true, strings.TrimSpace(*e)
+				}
+			}
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) != h2specCases {
+		t.Fatalf("h2spec ran %d cases, want %d; output:\n%s", len(rs), h2specCases, out)
+	}
+	return rs
+}
+
+func failedIDs(rs []h2specResult) []string {
+	var ids []string
+	for _, r := range rs {
+		if r.failed {
+			ids = append(ids, r.id)
+		}
+	}
+	return ids
+}
+
+// checkH2spec fails the test on each failed case not in known, printing what
+// h2spec expected and got, and reports known cases that now pass.
+func checkH2spec(t *testing.T, what string, rs []h2specResult, known ...map[string]string) {
+	t.Helper()
+	isKnown := func(id string) bool {
+		for _, k := range known {
+			if _, ok := k[id]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	failed := failedIDs(rs)
+	for _, r := range rs {
+		switch {
+		case r.failed && !isKnown(r.id):
+			t.Errorf("%s: h2spec %s failed: %s\n  expected, then actual:\n    %s", what, r.id, r.desc, strings.ReplaceAll(r.err, "\n", "\n    "))
+		case !r.failed && isKnown(r.id):
+			t.Logf("%s: h2spec %s (%s) now passes: update h2specKnown and docs/conformance.md", what, r.id, r.desc)
+		}
+	}
+	t.Logf("%s: h2spec %d cases, %d passed, %d failed %v", what, len(rs), len(rs)-len(failed), len(failed), failed)
+}
+
+func TestH2specConformance(t *testing.T) {
+	bin := h2specBinary(t)
+	certFile, keyFile, cert := writeTestCert(t)
+
+	// The baseline: a bare net/http server (HTTP/2 on by default over TLS; h2c
+	// through Protocols), reading the body and answering 200.
+	baseline := func(h2c bool) []h2specResult {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				io.WriteString(w, "conformance")
+			}),
+			ErrorLog: log.New(io.Discard, "", 0), // its complaints about h2spec's frames
+		}
+		if h2c {
+			var p http.Protocols
+			p.SetHTTP1(true)
+			p.SetUnencryptedHTTP2(true)
+			hs.Protocols = &p
+			go hs.Serve(l)
+		} else {
+			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+			go hs.ServeTLS(l, "", "")
+		}
+		defer hs.Close()
+		return runH2spec(t, bin, l.Addr().String(), !h2c)
+	}
+
+	t.Run("TLS", func(t *testing.T) {
+		g := launchGateway(t, "confapp", sdkWorker(t, "confapp"), 1, "--tls-cert", certFile, "--tls-key", keyFile)
+		t.Cleanup(g.stop)
+		waitServingTLS(g)
+		ours := runH2spec(t, bin, g.addr, true)
+		checkH2spec(t, "gateway over TLS", ours, h2specKnown)
+		goRs := baseline(false)
+		t.Logf("Go net/http over TLS: h2spec %d failed %v", len(failedIDs(goRs)), failedIDs(goRs))
+		if n, m := len(failedIDs(ours)), len(failedIDs(goRs)); n > m {
+			t.Errorf("the gateway fails %d h2spec cases over TLS, Go's net/http %d", n, m)
+		}
+	})
+	t.Run("h2c", func(t *testing.T) {
+		g := startGateway(t, "confapp", 1, "--h2c")
+		ours := runH2spec(t, bin, g.addr, false)
+		checkH2spec(t, "gateway over h2c", ours, h2specKnown, h2specKnownH2C)
+		goRs := baseline(true)
+		t.Logf("Go net/http over h2c: h2spec %d failed %v", len(failedIDs(goRs)), failedIDs(goRs))
+		if n, m := len(failedIDs(ours)), len(failedIDs(goRs)); n > m {
+			t.Errorf("the gateway fails %d h2spec cases over h2c, Go's net/http %d", n, m)
+		}
+	})
+}
+
+// writeTestCert writes a self-signed ECDSA certificate for 127.0.0.1 and
+// localhost, and its key, as PEM files; it returns their paths and the pair.
+func writeTestCert(t *testing.T) (certFile, keyFile string, cert tls.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err = tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, cert
+}
+
+// waitServingTLS is waitServing for a gateway serving TLS: it waits until
+// https://addr/hello answers over HTTP/2 and the worker has attached.
+func waitServingTLS(g *gateway) {
+	t := g.t
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Get("https://" + g.addr + "/hello")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && resp.ProtoMajor == 2 && strings.Contains(g.out.String(), "worker attached") {
+				return
+			}
+		}
+		select {
+		case err := <-g.exited:
+			g.exited <- nil
+			t.Fatalf("gateway exited (%v) before serving; output:\n%s", err, g.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not serving HTTPS after 30s (last error %v); output:\n%s", err, g.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
