@@ -69,6 +69,11 @@ func (s *Server) newH2Front() *h2Front {
 		},
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return s.baseCtx },
+		// Each connection's requests share an h2Conn, which ends a Rapid
+		// Reset (h2Conn.reset).
+		ConnContext: func(ctx context.Context, nc net.Conn) context.Context {
+			return context.WithValue(ctx, h2ConnKey{}, &h2Conn{nc: nc})
+		},
 		ConnState: func(nc net.Conn, st http.ConnState) {
 			if st == http.StateClosed || st == http.StateHijacked {
 				s.pending.Add(-1)
@@ -93,6 +98,41 @@ func (s *Server) serveH2(nc net.Conn) {
 	// server is shutting down.
 	s.log.Debug("http2 connection refused", "remote", remoteAddr(nc), "http2", s.cfg.HTTP2, "closing", s.inShutdown.Load())
 	s.dropPending(nc)
+}
+
+// h2Conn is one HTTP/2 connection as its requests see it, through their
+// context. net/http's server runs at most MaxConcurrentStreams handlers per
+// connection, but a client that resets each stream at once (Rapid Reset,
+// CVE-2023-44487) has its next ones started as fast as it sends them, each a
+// worker request begun and canceled. So the requests a client reset before
+// their response was done are counted, and a connection where they are at
+// least h2MinResets and half of its requests is closed (as Envoy does).
+type h2Conn struct {
+	nc       net.Conn
+	requests atomic.Int64
+	resets   atomic.Int64
+	closed   atomic.Bool
+}
+
+type h2ConnKey struct{}
+
+// h2MinResets is how many requests a client may reset on one connection
+// before the share of them can end it.
+const h2MinResets = 200
+
+// clientReset counts a request of ctx's connection that its client reset
+// (the Server not shutting down), and closes the connection when such
+// requests are too many.
+func (h *handler) clientReset(ctx context.Context) {
+	hc, ok := ctx.Value(h2ConnKey{}).(*h2Conn)
+	if !ok || h.s.inShutdown.Load() {
+		return
+	}
+	n := hc.resets.Add(1)
+	if n >= h2MinResets && 2*n >= hc.requests.Load() && hc.closed.CompareAndSwap(false, true) {
+		h.s.log.Warn("http2 client reset too many requests; closing its connection", "remote", remoteAddr(hc.nc), "requests", hc.requests.Load(), "reset", n)
+		hc.nc.Close()
+	}
 }
 
 // connQueue is a net.Listener whose connections are handed to it.
@@ -169,6 +209,9 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		x.w = hWriter{}
 		hxs.Put(x)
 	}()
+	if hc, ok := r.Context().Value(h2ConnKey{}).(*h2Conn); ok {
+		hc.requests.Add(1)
+	}
 	method := methodString(stringBytes(r.Method))
 	target := r.RequestURI
 	path, query, _ := strings.Cut(target, "?")
@@ -214,6 +257,16 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if ctx.Err() != nil {
+		// The stream was reset (or the connection lost) before its
+		// request reached a worker: start none. Rapid Reset (HEADERS
+		// then RST_STREAM at once, thousands of times) then costs the
+		// workers only the requests already on their way.
+		h.clientReset(ctx)
+		w.status = 0
+		obs(rt)
+		return
+	}
 	if !s.admitResponse(ctx) {
 		if ctx.Err() == nil {
 			s.metrics.BudgetShed()
@@ -267,6 +320,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	case errors.Is(err, dispatch.ErrCanceled) || ctx.Err() != nil:
+		h.clientReset(ctx)
 		w.status = max(w.status, 0)
 	case w.started:
 		if !errors.Is(err, dispatch.ErrAborted) && w.werr == nil {
