@@ -40,6 +40,8 @@ type h2peer struct {
 	hb  bytes.Buffer
 	enc *hpack.Encoder
 
+	readGate sync.Mutex // held: the peer stops reading (its TCP window fills)
+
 	mu       sync.Mutex
 	settings map[http2.SettingID]uint32 // the server's first SETTINGS
 	goaway   *http2.ErrCode
@@ -91,6 +93,8 @@ func (p *h2peer) readLoop() {
 	defer close(p.done)
 	dec := hpack.NewDecoder(4096, nil)
 	for {
+		p.readGate.Lock()
+		p.readGate.Unlock() //nolint:staticcheck // a gate, not a critical section
 		f, err := p.fr.ReadFrame()
 		if err != nil {
 			p.mu.Lock()
@@ -400,5 +404,93 @@ func TestHTTP2ContinuationFlood(t *testing.T) {
 			}
 			servedAfter(t, ts)
 		})
+	}
+}
+
+// PING and SETTINGS floods: each frame asks the server for an ACK. A client
+// that reads them gets them, at a CPU cost per frame logged here, and keeps
+// its connection. One that stops reading makes PING ACKs queue up, and
+// net/http closes the connection once 10,000 control frames wait; SETTINGS
+// ACKs do not queue (net/http owes one at a time, however many SETTINGS came
+// meanwhile), so that connection stays open. Memory stays bounded either
+// way, the backend is not called, and a normal client is served after.
+func TestHTTP2ControlFrameFloods(t *testing.T) {
+	floods := []struct {
+		name         string
+		frame        func(p *h2peer, i int) error
+		unreadCloses bool
+	}{
+		{"PING", func(p *h2peer, i int) error {
+			return p.fr.WritePing(false, [8]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		}, true},
+		{"SETTINGS", func(p *h2peer, i int) error {
+			return p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(65535 + i%2)})
+		}, false},
+	}
+	for _, fl := range floods {
+		for _, read := range []bool{true, false} {
+			name, n := fl.name+"/answered", 100000
+			if !read {
+				name, n = fl.name+"/unread", 1000000
+			}
+			t.Run(name, func(t *testing.T) {
+				b, calls, _ := floodBackend(t)
+				ts := startServer(t, Config{H2C: true}, b)
+				p := dialH2C(t, ts)
+				if !read {
+					p.readGate.Lock()
+				}
+				cost := startCost()
+				sent := p.floodFrames(n, func(i int) error { return fl.frame(p, i) })
+				if !read {
+					p.readGate.Unlock()
+				}
+				// A request after the flood: answered once the server
+				// has read it all, unless it hung up.
+				p.request(1, "GET", "/ok")
+				waitFor20s(t, "the request after the flood, or the end of the connection", func() bool {
+					p.mu.Lock()
+					defer p.mu.Unlock()
+					return p.ended[1] || p.readErr != nil
+				})
+				cpu, goroutines, heap := cost.end()
+				p.mu.Lock()
+				acks, answered, closed := p.pingAcks, p.ended[1], p.readErr != nil
+				if fl.name == "SETTINGS" {
+					acks = p.setAcks - 1 // less the ACK of the first SETTINGS
+				}
+				p.mu.Unlock()
+				t.Logf("%s flood, client reading %v: %d of %d frames written, %d ACKs, request after answered %v, connection closed %v; goroutines +%d at the peak, heap %+d bytes after GC; CPU %v, %v per frame",
+					fl.name, read, sent, n, acks, answered, closed, goroutines, heap, cpu, cpu/time.Duration(max(sent, 1)))
+				if wantClosed := !read && fl.unreadCloses; closed != wantClosed || answered == wantClosed {
+					t.Errorf("connection closed %v, request after answered %v; want closed %v", closed, answered, wantClosed)
+				}
+				if fl.name == "PING" && read && acks != sent {
+					t.Errorf("%d PINGs answered, want %d", acks, sent)
+				}
+				if c := calls.Load(); c != 0 {
+					t.Errorf("the backend was called %d times", c)
+				}
+				if goroutines > 50 {
+					t.Errorf("%d more goroutines at the peak, want at most 50", goroutines)
+				}
+				if heap > 16<<20 {
+					t.Errorf("heap grew %d bytes, want under 16 MiB", heap)
+				}
+				servedAfter(t, ts)
+			})
+		}
+	}
+}
+
+// waitFor20s is waitFor with a longer wait, for a server reading a flood.
+func waitFor20s(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
