@@ -70,7 +70,9 @@ func makeCert(t testing.TB, cn string, usage x509.ExtKeyUsage) (tls.Certificate,
 
 // startTLSServer serves b over TLS offering h2 and http/1.1 (HTTP2 on);
 // the client returned speaks the protocols given and trusts the server.
-func startTLSServer(t testing.TB, cfg Config, b Backend) (*testServer, *tls.Config) {
+// tune, when given, alters the server's tls.Config before it serves (after,
+// a change would race with handshakes).
+func startTLSServer(t testing.TB, cfg Config, b Backend, tune ...func(*tls.Config)) (*testServer, *tls.Config) {
 	t.Helper()
 	cert, pool := testCert(t)
 	cfg.HTTP2 = true
@@ -87,6 +89,9 @@ func startTLSServer(t testing.TB, cfg Config, b Backend) (*testServer, *tls.Conf
 		addr:   l.Addr().String(),
 		ln:     &countingListener{Listener: eng.Listen(l)},
 		served: make(chan error, 1),
+	}
+	for _, f := range tune {
+		f(ts.srv.TLS)
 	}
 	go func() { ts.served <- ts.srv.Serve(ts.ln) }()
 	t.Cleanup(func() {
@@ -463,10 +468,11 @@ func TestHTTP2EarlyHints(t *testing.T) {
 
 func TestMutualTLSClientCertReachesWorker(t *testing.T) {
 	var sn seen
-	ts, tc := startTLSServer(t, Config{}, echoBackend(t, &sn))
 	clientCert, clientPool := makeCert(t, "alice.example", x509.ExtKeyUsageClientAuth)
-	ts.srv.TLS.ClientCAs = clientPool
-	ts.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+	ts, tc := startTLSServer(t, Config{}, echoBackend(t, &sn), func(c *tls.Config) {
+		c.ClientCAs = clientPool
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+	})
 	leaf := []*x509.Certificate{clientCert.Leaf}
 	want := covettls.Identity(&tls.ConnectionState{PeerCertificates: leaf, VerifiedChains: [][]*x509.Certificate{leaf}})
 	for _, proto := range []string{"2", "1.1"} {
