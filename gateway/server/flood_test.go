@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
@@ -493,5 +494,206 @@ func waitFor20s(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Streams over SETTINGS_MAX_CONCURRENT_STREAMS are refused one by one
+// (RST_STREAM: PROTOCOL_ERROR once the client has ACKed the setting, else
+// REFUSED_STREAM), never reach the backend, and leave the connection and its
+// open streams alone, even a thousand of them.
+func TestHTTP2StreamsOverTheLimit(t *testing.T) {
+	const limit, over = 10, 1000
+	b, calls, release := floodBackend(t)
+	ts := startServer(t, Config{H2C: true, MaxConcurrentStreams: limit}, b)
+	p := dialH2C(t, ts)
+	p.mu.Lock()
+	adv := p.settings[http2.SettingMaxConcurrentStreams]
+	p.mu.Unlock()
+	if adv != limit {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", adv, limit)
+	}
+	for i := range limit {
+		if err := p.request(uint32(2*i+1), "GET", "/slow"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the streams within the limit to reach the backend", func() bool { return calls.Load() == limit })
+	cost := startCost()
+	sent := p.floodFrames(over, func(i int) error {
+		return p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*(limit+i) + 1), BlockFragment: p.block("GET", "/slow"), EndStream: true, EndHeaders: true})
+	})
+	waitFor(t, "every stream over the limit refused", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.rst) == sent || p.readErr != nil })
+	cpu, goroutines, heap := cost.end()
+	p.mu.Lock()
+	codes := map[http2.ErrCode]int{}
+	for _, c := range p.rst {
+		codes[c]++
+	}
+	closed := p.readErr != nil
+	p.mu.Unlock()
+	t.Logf("%d streams over a limit of %d: RST_STREAM codes %v, connection closed %v; goroutines +%d, heap %+d bytes after GC; CPU %v", sent, limit, codes, closed, goroutines, heap, cpu)
+	if closed || sent != over || codes[http2.ErrCodeProtocol]+codes[http2.ErrCodeRefusedStream] != over {
+		t.Errorf("want %d streams refused (PROTOCOL_ERROR or REFUSED_STREAM) and the connection open", over)
+	}
+	if c := calls.Load(); c != limit {
+		t.Errorf("the backend was called %d times, want %d", c, limit)
+	}
+	if goroutines > 50 || heap > 16<<20 {
+		t.Errorf("goroutines +%d (want at most 50), heap %+d bytes (want under 16 MiB)", goroutines, heap)
+	}
+	// The streams within the limit are answered; then the connection
+	// takes new ones.
+	close(release)
+	waitFor(t, "the streams within the limit answered", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i := range limit {
+			if !p.ended[uint32(2*i+1)] || p.status[uint32(2*i+1)] != "200" {
+				return false
+			}
+		}
+		return true
+	})
+	next := uint32(2*(limit+over) + 1)
+	if err := p.request(next, "GET", "/ok"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new stream answered", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.status[next] == "200" && p.ended[next] })
+	servedAfter(t, ts)
+}
+
+// SETTINGS_MAX_HEADER_LIST_SIZE is Limits.MaxHeaderBytes (and net/http's
+// allowance for field overhead); a request whose fields are larger is answered
+// 431 without reaching the backend, and the connection serves on.
+func TestHTTP2HeaderListLimit(t *testing.T) {
+	const max = 4 << 10
+	b, calls, _ := floodBackend(t)
+	cfg := Config{H2C: true}
+	cfg.Limits.MaxHeaderBytes = max
+	ts := startServer(t, cfg, b)
+	p := dialH2C(t, ts)
+	p.mu.Lock()
+	adv := p.settings[http2.SettingMaxHeaderListSize]
+	p.mu.Unlock()
+	if adv < max || adv > 2*max {
+		t.Fatalf("SETTINGS_MAX_HEADER_LIST_SIZE %d, want Limits.MaxHeaderBytes %d or a little more", adv, max)
+	}
+	// Fields of 1 KiB, in CONTINUATION frames where they exceed a frame.
+	var big []string
+	for i := range int(adv)/1024 + 2 {
+		big = append(big, "x-big-"+strconv.Itoa(i), strings.Repeat("b", 1024))
+	}
+	blk := p.block("GET", "/slow", big...)
+	p.write(func() error {
+		first := min(len(blk), 16<<10)
+		if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk[:first], EndStream: true, EndHeaders: first == len(blk)}); err != nil {
+			return err
+		}
+		for rest := blk[first:]; len(rest) > 0; {
+			k := min(len(rest), 16<<10)
+			if err := p.fr.WriteContinuation(1, k == len(rest), rest[:k]); err != nil {
+				return err
+			}
+			rest = rest[k:]
+		}
+		return nil
+	})
+	waitFor(t, "the answer to the oversized request", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ended[1] || p.rst[1] != 0 || p.readErr != nil })
+	p.mu.Lock()
+	status, rst, closed := p.status[1], p.rst[1], p.readErr != nil
+	p.mu.Unlock()
+	if status != "431" || closed {
+		t.Errorf("oversized request: status %q, RST_STREAM %v, connection closed %v; want 431 and the connection open", status, rst, closed)
+	}
+	if c := calls.Load(); c != 0 {
+		t.Errorf("the backend was called %d times", c)
+	}
+	// Just within the limit, and on the same connection: served.
+	if err := p.request(3, "GET", "/ok", "x-fits", strings.Repeat("f", max/2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request within the limit answered", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ended[3] })
+	if p.status[3] != "200" {
+		t.Errorf("request within the limit: status %q, want 200", p.status[3])
+	}
+}
+
+// SETTINGS_MAX_FRAME_SIZE is 16384 (h2.go): a bigger HEADERS frame is a
+// connection error (GOAWAY FRAME_SIZE_ERROR) that never reaches the backend.
+func TestHTTP2FrameSizeLimit(t *testing.T) {
+	b, calls, _ := floodBackend(t)
+	ts := startServer(t, Config{H2C: true}, b)
+	p := dialH2C(t, ts)
+	p.mu.Lock()
+	adv, ok := p.settings[http2.SettingMaxFrameSize]
+	p.mu.Unlock()
+	if ok && adv != 16384 {
+		t.Fatalf("SETTINGS_MAX_FRAME_SIZE %d, want 16384", adv)
+	}
+	blk := p.block("GET", "/slow", "x-big", strings.Repeat("b", 30000))
+	if len(blk) <= 16384 {
+		t.Fatalf("the header block is %d bytes, want more than 16384", len(blk))
+	}
+	p.write(func() error {
+		return p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true, EndHeaders: true})
+	})
+	if code := p.waitClosed(); code == nil || *code != http2.ErrCodeFrameSize {
+		t.Errorf("GOAWAY %v, want FRAME_SIZE_ERROR", code)
+	}
+	if c := calls.Load(); c != 0 {
+		t.Errorf("the backend was called %d times", c)
+	}
+	servedAfter(t, ts)
+}
+
+// Request trailers, and "te: trailers", break nothing: the body before the
+// trailers reaches the worker whole, whether the trailers come from
+// net/http's client or in a raw HEADERS frame after the DATA.
+func TestHTTP2RequestTrailers(t *testing.T) {
+	var sn seen
+	ts := startServer(t, Config{H2C: true}, echoBackend(t, &sn))
+	req, err := http.NewRequest("POST", ts.url("/echo"), io.MultiReader(strings.NewReader("hello "), strings.NewReader("trailers")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Te", "trailers")
+	req.Trailer = http.Header{"X-Checksum": {"abc"}}
+	resp, err := client(t, nil, "h2c").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 201 || string(body) != "hello trailers" {
+		t.Fatalf("%s %d %q, want HTTP/2 201 \"hello trailers\"", resp.Proto, resp.StatusCode, body)
+	}
+	if h, b := sn.last(t); string(b) != "hello trailers" || header(h, "te") != "trailers" {
+		t.Errorf("the worker saw body %q, te %q", b, header(h, "te"))
+	}
+
+	p := dialH2C(t, ts)
+	err = p.write(func() error {
+		if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: p.block("POST", "/echo", "te", "trailers"), EndHeaders: true}); err != nil {
+			return err
+		}
+		if err := p.fr.WriteData(1, false, []byte("raw body")); err != nil {
+			return err
+		}
+		p.hb.Reset()
+		p.enc.WriteField(hpack.HeaderField{Name: "x-trailer", Value: "v", Sensitive: true})
+		return p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bytes.Clone(p.hb.Bytes()), EndStream: true, EndHeaders: true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the answer to the raw request with trailers", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.ended[1] || p.rst[1] != 0 || p.readErr != nil })
+	p.mu.Lock()
+	status := p.status[1]
+	p.mu.Unlock()
+	if status != "201" {
+		t.Errorf("raw request with trailers: status %q, want 201", status)
+	}
+	if _, b := sn.last(t); string(b) != "raw body" {
+		t.Errorf("the worker saw body %q, want \"raw body\"", b)
 	}
 }
