@@ -417,28 +417,30 @@ func TestHTTP2ContinuationFlood(t *testing.T) {
 // PING ACKs queue up, and net/http closes the connection once 10,000 control
 // frames wait (as it does for a client that sends them all at once faster
 // than it reads); SETTINGS ACKs do not queue (net/http owes one at a time,
-// however many SETTINGS came meanwhile), so that connection stays open. Memory stays bounded either
-// way, the backend is not called, and a normal client is served after.
+// however many SETTINGS came meanwhile), so that connection stays open.
+// Memory stays bounded either way, the backend is not called, and a normal
+// client is served after.
 func TestHTTP2ControlFrameFloods(t *testing.T) {
 	floods := []struct {
 		name         string
 		frame        func(p *h2peer, i int) error
 		unreadCloses bool
+		unreadN      int // frames sent unread
 	}{
+		// Enough PINGs to fill the socket buffers (a few MiB) many times
+		// over; the server hangs up long before.
 		{"PING", func(p *h2peer, i int) error {
 			return p.fr.WritePing(false, [8]byte{byte(i), byte(i >> 8), byte(i >> 16)})
-		}, true},
+		}, true, 3000000},
 		{"SETTINGS", func(p *h2peer, i int) error {
 			return p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(65535 + i%2)})
-		}, false},
+		}, false, 200000},
 	}
 	for _, fl := range floods {
 		for _, read := range []bool{true, false} {
 			name, n := fl.name+"/answered", 100000
 			if !read {
-				// Enough to fill the socket buffers (a few MiB) many
-				// times over; the server hangs up long before.
-				name, n = fl.name+"/unread", 3000000
+				name, n = fl.name+"/unread", fl.unreadN
 			}
 			t.Run(name, func(t *testing.T) {
 				b, calls, _ := floodBackend(t)
