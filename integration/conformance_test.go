@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,11 +22,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/covetpy/covetpy/integration/harness"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // HTTP/2 conformance: h2spec (github.com/summerwind/h2spec, `make bin/h2spec`) run
@@ -291,4 +296,80 @@ func waitServingTLS(g *gateway) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Rapid Reset against the real gateway and a Python worker: 20,000 streams,
+// each reset as soon as it is opened, begin at most a few hundred worker
+// requests, the connection is closed (docs/conformance.md), and the gateway
+// serves on.
+func TestH2RapidResetReachesFewWorkerRequests(t *testing.T) {
+	const n = 20000
+	g := startGateway(t, "confapp", 1, "--h2c")
+	nc, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(60 * time.Second))
+	bw := bufio.NewWriterSize(nc, 64<<10)
+	fr := http2.NewFramer(bw, nc)
+	io.WriteString(bw, http2.ClientPreface)
+	fr.WriteSettings()
+	bw.Flush()
+	done := make(chan error, 1)
+	go func() { // reads until the gateway hangs up; its SETTINGS are ACKed below
+		for {
+			if _, err := fr.ReadFrame(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", g.addr}, {":path", "/slow"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	// The same block each time: after the first, its fields are indexed.
+	first := bytes.Clone(hb.Bytes())
+	hb.Reset()
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", g.addr}, {":path", "/slow"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	again := bytes.Clone(hb.Bytes())
+	fr.WriteSettingsAck()
+	sent := 0
+	for i := range n {
+		blk := again
+		if i == 0 {
+			blk = first
+		}
+		id := uint32(2*i + 1)
+		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}) != nil ||
+			fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break
+		}
+		sent++
+	}
+	bw.Flush()
+	var closed bool
+	select {
+	case <-done:
+		closed = true
+	case <-time.After(20 * time.Second):
+	}
+	code, body, _ := g.get("/slow/count")
+	t.Logf("rapid reset: %d streams opened and reset, connection closed by the gateway %v, the worker began %s requests", sent, closed, body)
+	if code != 200 {
+		t.Fatalf("GET /slow/count: %d %q", code, body)
+	}
+	if calls, _ := strconv.Atoi(body); calls > 400 {
+		t.Errorf("the worker began %d requests for %d reset streams, want at most 400", calls, sent)
+	}
+	if !closed {
+		t.Error("the gateway kept the connection of a Rapid Reset client")
+	}
+	// Which ended it: net/http's GOAWAY ENHANCE_YOUR_CALM (handlers waiting
+	// to start) or the gateway's rule (a WARN line); either will do.
+	t.Logf("the gateway's Rapid Reset rule fired: %v", strings.Contains(g.out.String(), "http2 client reset too many requests"))
 }
