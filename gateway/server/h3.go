@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -24,15 +26,111 @@ type h3Front struct {
 	hs       *http3.Server
 	stopped  chan struct{} // closed once hs has shut down or closed
 	stopOnce sync.Once
+
+	mu      sync.Mutex
+	conns   map[*h3Conn]struct{} // the open connections
+	closing bool                 // shutting down: an idle connection is closed
 }
+
+// h3Conn is one QUIC connection and its requests in flight.
+type h3Conn struct {
+	qc     *quic.Conn
+	active atomic.Int64
+}
+
+type h3ConnKey struct{}
+
+// goawayGrace is how long an HTTP/3 connection with no request in flight
+// is left after GOAWAY (or after its last handler returned, during
+// Shutdown) before the server closes it, if its client has not: a request
+// stream accepted just before GOAWAY, whose handler has not yet started,
+// is served meanwhile, and the tail of a response the handler has handed
+// to QUIC gets delivered (a CONNECTION_CLOSE discards what is not yet
+// acknowledged). Clients that follow RFC 9114 5.2 close the connection
+// themselves as soon as their last response is in.
+const goawayGrace = time.Second
 
 func (f *h3Front) stop() { f.stopOnce.Do(func() { close(f.stopped) }) }
 
 // shutdown sends GOAWAY on every HTTP/3 connection; each closes once its
-// streams are answered (the client closes it) or ctx ends.
+// streams are answered (the server closes an idle one, the client may
+// first), or when ctx ends.
 func (f *h3Front) shutdown(ctx context.Context) {
+	f.mu.Lock()
+	f.closing = true
+	idle := make([]*h3Conn, 0, len(f.conns))
+	for c := range f.conns {
+		idle = append(idle, c)
+	}
+	f.mu.Unlock()
+	for _, c := range idle {
+		f.closeIfIdle(c)
+	}
 	f.hs.Shutdown(ctx)
 	f.stop()
+}
+
+// closeIfIdle closes c, after goawayGrace, if it has no request in flight
+// then.
+func (f *h3Front) closeIfIdle(c *h3Conn) {
+	if c.active.Load() != 0 {
+		return
+	}
+	time.AfterFunc(goawayGrace, func() {
+		if c.active.Load() == 0 {
+			c.qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+		}
+	})
+}
+
+// connContext registers qc, closes its requests' contexts when the Server
+// is closed (as over HTTP/1.1 and HTTP/2), and puts its h3Conn in ctx.
+func (f *h3Front) connContext(s *Server, ctx context.Context, qc *quic.Conn) context.Context {
+	c := &h3Conn{qc: qc}
+	f.mu.Lock()
+	if f.conns == nil {
+		f.conns = make(map[*h3Conn]struct{})
+	}
+	f.conns[c] = struct{}{}
+	closing := f.closing
+	f.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.baseCtx, cancel)
+	context.AfterFunc(qc.Context(), func() {
+		stop()
+		cancel()
+		f.mu.Lock()
+		delete(f.conns, c)
+		f.mu.Unlock()
+	})
+	if closing {
+		f.closeIfIdle(c)
+	}
+	return context.WithValue(ctx, h3ConnKey{}, c)
+}
+
+// track counts each request in flight on its connection, so that Shutdown
+// can close the connection once it has none.
+func (f *h3Front) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Context().Value(h3ConnKey{}).(*h3Conn)
+		if c == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		c.active.Add(1)
+		defer func() {
+			if c.active.Add(-1) == 0 {
+				f.mu.Lock()
+				closing := f.closing
+				f.mu.Unlock()
+				if closing {
+					f.closeIfIdle(c)
+				}
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // close closes every HTTP/3 connection at once.
@@ -50,23 +148,17 @@ func (s *Server) h3Front() *h3Front {
 		return nil
 	}
 	if s.h3 == nil {
-		s.h3 = &h3Front{
-			hs: &http3.Server{
-				Handler:        s.Handler("3"),
-				MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
-				IdleTimeout:    s.cfg.IdleTimeout,
-				Logger:         s.log.With("proto", "h3"),
-				// Close cancels every request, as it does over HTTP/1.1
-				// and HTTP/2.
-				ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
-					ctx, cancel := context.WithCancel(ctx)
-					stop := context.AfterFunc(s.baseCtx, cancel)
-					context.AfterFunc(qc.Context(), func() { stop(); cancel() })
-					return ctx
-				},
+		f := &h3Front{stopped: make(chan struct{})}
+		f.hs = &http3.Server{
+			Handler:        f.track(s.Handler("3")),
+			MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
+			IdleTimeout:    s.cfg.IdleTimeout,
+			Logger:         s.log.With("proto", "h3"),
+			ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
+				return f.connContext(s, ctx, qc)
 			},
-			stopped: make(chan struct{}),
 		}
+		s.h3 = f
 	}
 	return s.h3
 }

@@ -353,3 +353,36 @@ func TestHTTP3NeedsTLS(t *testing.T) {
 		t.Errorf("the socket is still open: %v", err)
 	}
 }
+
+// TestHTTP3ShutdownClosesIdleConnections: a QUIC connection with no
+// request in flight is closed by Shutdown after GOAWAY, even when its
+// client would keep it open.
+func TestHTTP3ShutdownClosesIdleConnections(t *testing.T) {
+	ts, tc, addr := startH3Server(t, Config{}, newFakeBackend())
+	ctc := tc.Clone()
+	ctc.NextProtos = []string{http3.NextProtoH3}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A bare QUIC client: it never reads GOAWAY, so it never closes.
+	qc, err := quic.DialAddr(ctx, addr, ctc, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	waitFor(t, "the QUIC connection to count", func() bool { return ts.srv.numConns() == 1 })
+	shut := make(chan error, 1)
+	go func() { shut <- ts.srv.Shutdown(context.Background()) }()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown waits on an idle QUIC connection")
+	}
+	select {
+	case <-qc.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client's connection was not closed")
+	}
+}
