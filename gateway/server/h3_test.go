@@ -386,3 +386,33 @@ func TestHTTP3ShutdownClosesIdleConnections(t *testing.T) {
 		t.Fatal("the client's connection was not closed")
 	}
 }
+
+// BenchmarkHTTP3VersusHTTP2 times one GET at a time on one connection,
+// HTTP/2 over TLS and HTTP/3, through a fake worker answering 1 KiB.
+func BenchmarkHTTP3VersusHTTP2(b *testing.B) {
+	be := newFakeBackend()
+	body := strings.Repeat("x", 1024)
+	be.handle(b, "GET", "/k", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		return respond(w, 200, body)
+	})
+	ts, tc, addr := startH3Server(b, Config{}, be)
+	for _, tt := range []struct {
+		name string
+		c    *http.Client
+		url  string
+	}{{"h2", client(b, tc, "2"), "https://" + ts.addr + "/k"}, {"h3", h3Client(b, tc), "https://" + addr + "/k"}} {
+		b.Run(tt.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				resp, err := tt.c.Get(tt.url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if n != 1024 {
+					b.Fatalf("%d bytes", n)
+				}
+			}
+		})
+	}
+}
