@@ -42,7 +42,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # those tests fail, not skip, without it.
 PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 
-.PHONY: all build venv run test test-go test-python test-integration compose-test fuzz bench bench-transport clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-transport clean
 
 all: build
 
@@ -122,7 +122,16 @@ NETPOLL_PY  := $(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python,$(PY))
 NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin \
 	$(if $(EAGER_PY),PYTHONPATH=$(CURDIR)/python-sdk)
 
-test-integration: build $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
+# System tools the integration tests drive: headless Chromium (integration/h3_test.go's
+# browser test over HTTP/3 and HTTP/2), installed with apt-get where it is missing and
+# this runs as root on Debian; elsewhere that test skips, saying why.
+test-tools:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> installing chromium (apt-get)"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	fi
+
+test-integration: build test-tools $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> integration (engine uring): real gateway, real Python workers, real clients"
 	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
