@@ -324,7 +324,7 @@ func (cfg *Config) validate() error {
 	if err := cfg.Dispatch.Validate(); err != nil {
 		return err
 	}
-	if err := cfg.TLS.validate(cfg.Server.HTTP2); err != nil {
+	if err := cfg.TLS.validate(cfg.Server.HTTP3EarlyData); err != nil {
 		return err
 	}
 	return cfg.Server.Validate()
