@@ -69,31 +69,55 @@ func netTransport(p *http.Protocols) func(*x509.CertPool) http.RoundTripper {
 	}
 }
 
+// client is an http.Client of the mode that trusts roots and presents cert (none if
+// nil).
+func (mode protoMode) client(roots *x509.CertPool, cert *certPair) *http.Client {
+	rt := mode.transport(roots)
+	if tr, ok := rt.(*http.Transport); ok && cert != nil {
+		tr.TLSClientConfig.Certificates = []tls.Certificate{cert.tlsCert()}
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: rt}
+}
+
 // modeGateway is a gateway serving gwapp in a protocol mode, and a client for it.
 type modeGateway struct {
 	*gateway
 	mode   protoMode
 	base   string // http://addr or https://addr
 	client *http.Client
+	// certFile and keyFile are the gateway's certificate and key files (TLS modes).
+	certFile, keyFile string
 }
 
 // startModeGateway runs the gateway with workers of gwapp in mode, with flags added,
 // and waits until the mode's client gets 200 from /hello and every worker attached.
 func startModeGateway(t *testing.T, mode protoMode, workers int, flags ...string) *modeGateway {
 	t.Helper()
+	var server *certPair
+	if mode.tls {
+		server = selfSignedServer(t)
+	}
+	return startModeGatewayWith(t, mode, server, nil, workers, flags...)
+}
+
+// startModeGatewayWith is startModeGateway with the gateway's certificate server
+// (written to server.crt and server.key in a folder of its own; nil without TLS) and
+// the client's certificate, if any.
+func startModeGatewayWith(t *testing.T, mode protoMode, server, client *certPair, workers int, flags ...string) *modeGateway {
+	t.Helper()
 	var roots *x509.CertPool
+	var certFile, keyFile string
 	scheme := "http"
 	if mode.tls {
-		cert := selfSignedServer(t)
-		certFile, keyFile := cert.write(t, t.TempDir(), "server")
+		certFile, keyFile = server.write(t, t.TempDir(), "server")
 		flags = append([]string{"--tls-cert", certFile, "--tls-key", keyFile}, flags...)
-		roots, scheme = pool(cert), "https"
+		roots, scheme = pool(server), "https"
 	}
 	flags = append(append([]string(nil), mode.flags...), flags...)
 	g := launchGateway(t, "gwapp", sdkWorker(t, "gwapp"), workers, flags...)
 	t.Cleanup(g.stop)
-	m := &modeGateway{gateway: g, mode: mode, base: scheme + "://" + g.addr,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: mode.transport(roots)}}
+	m := &modeGateway{gateway: g, mode: mode, base: scheme + "://" + g.addr, client: mode.client(roots, client),
+		certFile: certFile, keyFile: keyFile}
 	t.Cleanup(m.client.CloseIdleConnections)
 	g.waitServingBy(workers, func() (int, error) {
 		resp, err := m.client.Get(m.base + "/hello")

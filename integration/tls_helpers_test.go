@@ -4,8 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -137,4 +140,15 @@ func pool(certs ...*certPair) *x509.CertPool {
 		p.AddCert(c.cert)
 	}
 	return p
+}
+
+// tlsCert is c as a client certificate for a tls.Config.
+func (c *certPair) tlsCert() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{c.cert.Raw}, PrivateKey: c.key, Leaf: c.cert}
+}
+
+// fingerprint is the hex SHA-256 of c's DER, as covettls.Identity gives it.
+func (c *certPair) fingerprint() string {
+	sum := sha256.Sum256(c.cert.Raw)
+	return hex.EncodeToString(sum[:])
 }

@@ -158,3 +158,12 @@ async def held(req: Request, tag: str) -> StreamingResponse:
         yield b"timed out\n"
 
     return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/whoami")
+async def whoami(req: Request) -> dict[str, object]:
+    """The verified TLS client certificate the worker got (mTLS), or null."""
+    cert = req.client_cert
+    if cert is None:
+        return {"client_cert": None}
+    return {"client_cert": {"subject": cert.subject, "sans": list(cert.sans), "fingerprint": cert.fingerprint}}
