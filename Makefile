@@ -15,7 +15,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]'
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -135,7 +135,7 @@ test-integration: build test-tools $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> integration (engine uring): real gateway, real Python workers, real clients"
 	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
-	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl)"
+	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl; httpx over HTTP/1.1, TLS, HTTP/2 and h2c)"
 	COVET_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(PY) -m pytest -q -p no:cacheprovider integration/python
 	@echo "==> integration again (engine netpoll), the workers on $(NETPOLL_PY)$(if $(EAGER_PY), (eager tasks))"
 	$(NETPOLL_ENV) $(GO) test -count=1 -timeout 20m ./integration/...

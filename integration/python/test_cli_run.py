@@ -11,7 +11,6 @@ import json
 import os
 import re
 import selectors
-import shutil
 import signal
 import socket
 import ssl
@@ -20,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from conftest import GATEWAY, HERE, _python, need_gateway
+from conftest import GATEWAY, HERE, _python, need_gateway, self_signed
 
 TIMEOUT_S = 20.0
 
@@ -85,20 +83,6 @@ def test_versions_agree() -> None:
     gateway = subprocess.run([str(GATEWAY), "--version"], capture_output=True, text=True, timeout=TIMEOUT_S)
     assert (covet.returncode, covet.stdout) == (0, f"covet {sdk}\n"), covet.stderr
     assert (gateway.returncode, gateway.stdout) == (0, f"covet-gateway {sdk}\n"), gateway.stderr
-
-
-def self_signed(tmp_path: Path, name: str = "localhost") -> tuple[Path, Path]:
-    """A self-signed ECDSA certificate for ``name`` and 127.0.0.1, and its key, as
-    PEM files in tmp_path (made with the openssl command)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed: it makes the test certificate")
-    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=TIMEOUT_S)  # fmt: skip
-    return cert, key
 
 
 def test_run_serves_https_with_tls_flags(tmp_path: Path) -> None:
