@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 )
 
 // protoMode is one way clients reach the gateway: the flags it runs with and the
@@ -37,15 +39,13 @@ type protoMode struct {
 	version   string // req.http_version in the worker
 }
 
-// protoModes are the modes TestModes runs in. HTTP/3 is one more line here once the
-// gateway serves it (--http3) and the client is a quic-go http3.Transport:
-//
-//	{name: "h3", tls: true, flags: []string{"--http3"}, transport: h3Transport, major: 3, version: "3"},
+// protoModes are the modes TestModes (and, those over TLS, tls_test.go) run in.
 var protoModes = []protoMode{
 	{name: "http1", transport: netTransport(httpProtocols(true, false, false)), major: 1, version: "1.1"},
 	{name: "http1-tls", tls: true, transport: netTransport(httpProtocols(true, false, false)), major: 1, alpn: "http/1.1", version: "1.1"},
 	{name: "h2-tls", tls: true, transport: netTransport(httpProtocols(false, true, false)), major: 2, alpn: "h2", version: "2"},
 	{name: "h2c", flags: []string{"--h2c"}, transport: netTransport(httpProtocols(false, false, true)), major: 2, version: "2"},
+	{name: "h3", tls: true, flags: []string{"--http3"}, transport: h3Transport, major: 3, alpn: "h3", version: "3"},
 }
 
 // httpProtocols is the set of protocols a net/http client may speak.
@@ -73,10 +73,20 @@ func netTransport(p *http.Protocols) func(*x509.CertPool) http.RoundTripper {
 // nil).
 func (mode protoMode) client(roots *x509.CertPool, cert *certPair) *http.Client {
 	rt := mode.transport(roots)
-	if tr, ok := rt.(*http.Transport); ok && cert != nil {
-		tr.TLSClientConfig.Certificates = []tls.Certificate{cert.tlsCert()}
+	if cert != nil {
+		switch tr := rt.(type) {
+		case *http.Transport:
+			tr.TLSClientConfig.Certificates = []tls.Certificate{cert.tlsCert()}
+		case *http3.Transport:
+			tr.TLSClientConfig.Certificates = []tls.Certificate{cert.tlsCert()}
+		}
 	}
 	return &http.Client{Timeout: 30 * time.Second, Transport: rt}
+}
+
+// h3Transport makes quic-go's HTTP/3 client (QUIC on the listen port's UDP twin).
+func h3Transport(roots *x509.CertPool) http.RoundTripper {
+	return &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}
 }
 
 // modeGateway is a gateway serving gwapp in a protocol mode, and a client for it.
