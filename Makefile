@@ -15,7 +15,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]'
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -48,7 +48,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration compose-test fuzz bench bench-transport clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-transport clean
 
 all: build
 
@@ -132,11 +132,20 @@ NETPOLL_PY  := $(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python,$(PY))
 NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec \
 	$(if $(EAGER_PY),PYTHONPATH=$(CURDIR)/python-sdk)
 
-test-integration: build bin/h2spec $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
+# System tools the integration tests drive: headless Chromium (integration/h3_test.go's
+# browser test over HTTP/3 and HTTP/2), installed with apt-get where it is missing and
+# this runs as root on Debian; elsewhere that test skips, saying why.
+test-tools:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> installing chromium (apt-get)"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	fi
+
+test-integration: build bin/h2spec test-tools $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> integration (engine uring): real gateway, real Python workers, real clients"
 	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
-	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl)"
+	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl; httpx over HTTP/1.1, TLS, HTTP/2 and h2c)"
 	COVET_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin $(PY) -m pytest -q -p no:cacheprovider integration/python
 	@echo "==> integration again (engine netpoll), the workers on $(NETPOLL_PY)$(if $(EAGER_PY), (eager tasks))"
 	$(NETPOLL_ENV) $(GO) test -count=1 -timeout 20m ./integration/...

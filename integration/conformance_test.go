@@ -4,19 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -170,7 +163,11 @@ func checkH2spec(t *testing.T, what string, rs []h2specResult, known ...map[stri
 
 func TestH2specConformance(t *testing.T) {
 	bin := h2specBinary(t)
-	certFile, keyFile, cert := writeTestCert(t)
+	tc := writeTestCert(t) // h3_test.go
+	cert, err := tls.LoadX509KeyPair(tc.certFile, tc.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// The baseline: a bare net/http server (HTTP/2 on by default over TLS; h2c
 	// through Protocols), reading the body and answering 200.
@@ -201,9 +198,20 @@ func TestH2specConformance(t *testing.T) {
 	}
 
 	t.Run("TLS", func(t *testing.T) {
-		g := launchGateway(t, "confapp", sdkWorker(t, "confapp"), 1, "--tls-cert", certFile, "--tls-key", keyFile)
+		g := launchGateway(t, "confapp", sdkWorker(t, "confapp"), 1, "--tls-cert", tc.certFile, "--tls-key", tc.keyFile)
 		t.Cleanup(g.stop)
-		waitServingTLS(g)
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: tc.pool, ServerName: "localhost"}, ForceAttemptHTTP2: true}}
+		defer hc.CloseIdleConnections()
+		g.waitServingBy(1, func() (int, error) {
+			resp, err := hc.Get("https://" + g.addr + "/hello")
+			if err != nil {
+				return 0, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		})
 		ours := runH2spec(t, bin, g.addr, true)
 		checkH2spec(t, "gateway over TLS", ours, h2specKnown)
 		goRs := baseline(false)
@@ -222,80 +230,6 @@ func TestH2specConformance(t *testing.T) {
 			t.Errorf("the gateway fails %d h2spec cases over h2c, Go's net/http %d", n, m)
 		}
 	})
-}
-
-// writeTestCert writes a self-signed ECDSA certificate for 127.0.0.1 and
-// localhost, and its key, as PEM files; it returns their paths and the pair.
-func writeTestCert(t *testing.T) (certFile, keyFile string, cert tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err = tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, cert
-}
-
-// waitServingTLS is waitServing for a gateway serving TLS: it waits until
-// https://addr/hello answers over HTTP/2 and the worker has attached.
-func waitServingTLS(g *gateway) {
-	t := g.t
-	t.Helper()
-	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Get("https://" + g.addr + "/hello")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && resp.ProtoMajor == 2 && strings.Contains(g.out.String(), "worker attached") {
-				return
-			}
-		}
-		select {
-		case err := <-g.exited:
-			g.exited <- nil
-			t.Fatalf("gateway exited (%v) before serving; output:\n%s", err, g.out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not serving HTTPS after 30s (last error %v); output:\n%s", err, g.out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // Rapid Reset against the real gateway and a Python worker: 20,000 streams,

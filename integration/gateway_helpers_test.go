@@ -162,19 +162,31 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 	return g
 }
 
-// waitServing waits until g answers /hello and all its workers have attached.
+// waitServing waits until g answers /hello (plain HTTP/1.1) and all its workers have
+// attached.
 func (g *gateway) waitServing(workers int) {
+	g.t.Helper()
+	g.waitServingBy(workers, func() (int, error) {
+		resp, err := http.Get("http://" + g.addr + "/hello")
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	})
+}
+
+// waitServingBy waits until get (a GET of /hello) gives 200 and all of g's workers
+// have attached.
+func (g *gateway) waitServingBy(workers int, get func() (int, error)) {
 	t := g.t
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + g.addr + "/hello")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		st, err := get()
+		if err == nil && st == 200 {
+			break
 		}
 		select {
 		case err := <-g.exited:
@@ -183,7 +195,7 @@ func (g *gateway) waitServing(workers int) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gateway not serving after 30s (last error %v); output:\n%s", err, g.out)
+			t.Fatalf("gateway not serving after 30s (last: %d, %v); output:\n%s", st, err, g.out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

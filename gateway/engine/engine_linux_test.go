@@ -343,14 +343,19 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 		fds = append(fds, fd)
 		defer unix.Close(fd)
 	}
-	// Take every descriptor left.
+	// Take every descriptor left, and again after a pause: one that a
+	// goroutine of the runtime or the engine closes late (seen on a loaded
+	// machine) must not be free when the accept runs.
 	var fill []int
-	for {
-		fd, err := unix.Dup(fds[0])
-		if err != nil {
-			break
+	for range 3 {
+		for {
+			fd, err := unix.Dup(fds[0])
+			if err != nil {
+				break
+			}
+			fill = append(fill, fd)
 		}
-		fill = append(fill, fd)
+		time.Sleep(20 * time.Millisecond)
 	}
 	release := func() {
 		for _, fd := range fill {

@@ -286,6 +286,8 @@ func StatusText(code int) string {
 		return "Unprocessable Content"
 	case 426:
 		return "Upgrade Required"
+	case 425:
+		return "Too Early"
 	case 429:
 		return "Too Many Requests"
 	case 431:

@@ -153,6 +153,11 @@ type Config struct {
 	// AltSvc, when set, is sent as Alt-Svc on every HTTP/1.1 and HTTP/2
 	// response (covet-gateway sets it when it serves HTTP/3).
 	AltSvc string `config:"-"`
+	// HTTP3EarlyData accepts TLS early data (0-RTT) on HTTP/3: a resuming
+	// client saves a round trip, but its early requests can be replayed, so
+	// those with a method other than GET, HEAD or OPTIONS are answered 425
+	// Too Early. Off by default.
+	HTTP3EarlyData bool `config:"http3_early_data" help:"accept 0-RTT early data on HTTP/3 (unsafe methods in it are answered 425 Too Early)"`
 
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.

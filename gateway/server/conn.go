@@ -55,8 +55,8 @@ type conn struct {
 	// its verified client certificate, for the workers; nil for none.
 	tls        *tls.ConnectionState
 	clientCert *workerproto.ClientCert
-	ctx    context.Context // cancelled when the client is gone or the Server closes
-	cancel context.CancelFunc
+	ctx        context.Context // cancelled when the client is gone or the Server closes
+	cancel     context.CancelFunc
 
 	// writerDone is closed when the writer stops for good: after a
 	// response that ends the connection, or when it returns with nothing

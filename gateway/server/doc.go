@@ -11,7 +11,12 @@
 // fed those connections through a listener of its own (h2.go); its handler
 // (Server.Handler, also what HTTP/3 serves) routes with the same
 // routeRequest, answers the same gateway statuses and calls the same
-// Backend.Serve, one goroutine per stream.
+// Backend.Serve, one goroutine per stream. HTTP/3 (Server.ServeHTTP3, on
+// a UDP socket) is quic-go's http3 server with that handler, told "3"
+// (h3.go); its QUIC connections count with the others for MaxConnections,
+// Shutdown (GOAWAY, then the streams in flight finish) and the connection
+// metrics. With Config.AltSvc set, HTTP/1.1 and HTTP/2 responses advertise
+// it in Alt-Svc.
 //
 // # Connection model
 //

@@ -239,6 +239,8 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		answer = 501 // not a proxy (extended CONNECT is not served yet)
 	case target == "*":
 		answer = 204
+	case earlyData(r) && !replayable(method):
+		answer = 425 // replayable early data (HTTP/3 0-RTT): RFC 8470
 	default:
 		answer, allow, rt, pattern = s.routeRequest(method, path, &x.params, &x.pathBuf, &x.wparams)
 	}

@@ -123,8 +123,8 @@ func client(t testing.TB, tc *tls.Config, proto string) *http.Client {
 
 // seen records the request heads the fake worker got.
 type seen struct {
-	mu    sync.Mutex
-	heads []workerproto.RequestHead
+	mu     sync.Mutex
+	heads  []workerproto.RequestHead
 	bodies [][]byte
 }
 

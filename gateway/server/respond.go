@@ -42,6 +42,7 @@ var (
 var (
 	nameServer      = []byte("Server")
 	nameRequestID   = []byte("X-Request-ID")
+	nameAltSvc      = []byte("Alt-Svc")
 	nameContentType = []byte("Content-Type")
 	nameAllow       = []byte("Allow")
 	nameRetryAfter  = []byte("Retry-After")
@@ -195,6 +196,9 @@ func (c *conn) answer(x *exchange, status int, allow string, retryAfter int) end
 		hs = append(hs, http1.Header{Name: nameRetryAfter, Value: strconv.AppendInt(c.num[:0], int64(retryAfter), 10)})
 	}
 	hs = append(hs, http1.Header{Name: nameRequestID, Value: stringBytes(x.rid)})
+	if a := c.srv.cfg.AltSvc; a != "" {
+		hs = append(hs, http1.Header{Name: nameAltSvc, Value: stringBytes(a)})
+	}
 	rh := http1.ResponseHead{
 		Status:        status,
 		Header:        hs,
@@ -429,7 +433,7 @@ func (w *respWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 	c, x := w.c, w.x
 	isHead := x.req.IsHead()
 	hs := c.rhdrs[:0]
-	haveServer, haveID := false, false
+	haveServer, haveID, haveAltSvc := false, false, false
 	headLen := int64(-1)
 	for i := range headers {
 		f := &headers[i]
@@ -445,8 +449,13 @@ func (w *respWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 			haveServer = true
 		case fieldIs(f.Name, "x-request-id"):
 			haveID = true
+		case fieldIs(f.Name, "alt-svc"):
+			haveAltSvc = true
 		}
 		hs = append(hs, http1.Header{Name: f.Name, Value: f.Value})
+	}
+	if a := c.srv.cfg.AltSvc; a != "" && !haveAltSvc {
+		hs = append(hs, http1.Header{Name: nameAltSvc, Value: stringBytes(a)})
 	}
 	if !haveServer {
 		hs = append(hs, http1.Header{Name: nameServer, Value: valServer})

@@ -97,8 +97,11 @@ type Server struct {
 
 	// h2 is the HTTP/2 server (h2.go), when HTTP2 (with TLS) or H2C is on.
 	h2 *h2Front
+	// h3 is the HTTP/3 server (h3.go), made by the first ServeHTTP3;
+	// guarded by mu.
+	h3 *h3Front
 	// pending counts the open connections not in conns: in their TLS
-	// handshake or h2c preface, or served by h2. They count towards
+	// handshake or h2c preface, or served by h2 or h3. They count towards
 	// MaxConnections and keep Shutdown waiting.
 	pending atomic.Int64
 
@@ -295,11 +298,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.endRelease()
 	s.mu.Lock()
 	s.closeListenersLocked()
+	h3 := s.h3
 	s.mu.Unlock()
 	if s.h2 != nil {
 		// GOAWAY to every HTTP/2 connection; each closes once its
 		// streams are answered.
 		go s.h2.hs.Shutdown(ctx)
+	}
+	if h3 != nil {
+		go h3.shutdown(ctx) // GOAWAY to every HTTP/3 connection, likewise
 	}
 
 	const maxPoll = 100 * time.Millisecond
@@ -339,6 +346,9 @@ func (s *Server) closeAll() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.h3 != nil {
+		go s.h3.close()
+	}
 	for c := range s.conns {
 		c.nc.Close()
 	}

@@ -114,3 +114,56 @@ if (STATE / "extra-route").exists():
     @app.get("/extra")
     async def extra(req: Request) -> str:
         return "extra"
+
+
+# -- The protocol-mode suite (integration/modes_test.go) ------------------------------
+
+
+@app.get("/items/{id:int}")
+async def item(req: Request, id: int) -> dict[str, object]:
+    """A typed path parameter and a query parameter, with the protocol the worker saw."""
+    return {"id": id, "q": req.query_params.get("q"), "http_version": req.http_version, "scheme": req.scheme}
+
+
+@app.post("/echo")
+async def echo(req: Request) -> bytes:
+    return await req.body()
+
+
+@app.get("/wait/{tag}")
+async def wait(req: Request, tag: str) -> str:
+    """Records that it started, then waits; records a CANCEL as cancelled-<tag>."""
+    (STATE / f"started-{tag}").write_text("started")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        (STATE / f"cancelled-{tag}").write_text("cancelled")
+        raise
+    return "not cancelled"
+
+
+@app.get("/held/{tag}")
+async def held(req: Request, tag: str) -> StreamingResponse:
+    """Streams "first", then waits (10 s at most) for the test to create release-<tag>
+    before streaming "second" ("timed out" if it never does): the first piece must
+    reach the client while the handler still runs."""
+
+    async def gen():  # type: ignore[no-untyped-def]
+        yield b"first\n"
+        for _ in range(1000):
+            if (STATE / f"release-{tag}").exists():
+                yield b"second\n"
+                return
+            await asyncio.sleep(0.01)
+        yield b"timed out\n"
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/whoami")
+async def whoami(req: Request) -> dict[str, object]:
+    """The verified TLS client certificate the worker got (mTLS), or null."""
+    cert = req.client_cert
+    if cert is None:
+        return {"client_cert": None}
+    return {"client_cert": {"subject": cert.subject, "sans": list(cert.sans), "fingerprint": cert.fingerprint}}

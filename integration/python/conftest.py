@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +39,11 @@ class Gateway:
     port: int
     proc: subprocess.Popen[bytes]
     log_path: Path
+    scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def log_text(self) -> str:
         """Everything the gateway and its workers wrote to stdout and stderr so far."""
@@ -65,6 +66,20 @@ def need_gateway() -> None:
     """Skip the calling test, saying why, when bin/covet-gateway has not been built."""
     if not (GATEWAY.is_file() and os.access(GATEWAY, os.X_OK)):
         pytest.skip(f"{GATEWAY} does not exist or is not executable: run `make build` first")
+
+
+def self_signed(tmp_path: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed ECDSA certificate for ``name`` and 127.0.0.1, and its key, as
+    PEM files in tmp_path (made with the openssl command)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: it makes the test certificate")
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=STARTUP_TIMEOUT_S)  # fmt: skip
+    return cert, key
 
 
 def _free_port() -> int:
@@ -91,11 +106,14 @@ def _ready(host: str, port: int) -> bool:
 
 @contextlib.contextmanager
 def serving_gateway(
-    log_path: Path, app: str, module: str, workers: int, ready: Callable[[Gateway], bool], **env: str
+    log_path: Path, app: str, module: str, workers: int, ready: Callable[[Gateway], bool],
+    flags: Sequence[str] = (), scheme: str = "http", **env: str,
 ) -> Iterator[Gateway]:
     """Run bin/covet-gateway with ``workers`` workers of ``module:app`` (from this
-    folder) registering as ``app``; yield it once ``ready(gateway)`` holds, then stop
-    it with SIGTERM and expect a clean exit. ``env`` is added to the environment."""
+    folder) registering as ``app``, and ``flags`` added; yield it once
+    ``ready(gateway)`` holds, then stop it with SIGTERM and expect a clean exit.
+    ``env`` is added to the environment; ``scheme`` is the gateway's base_url's
+    (https when ``flags`` turn TLS on)."""
     need_gateway()
     host, port = "127.0.0.1", _free_port()
     argv = [
@@ -106,11 +124,12 @@ def serving_gateway(
         "--worker-cmd", f"{shlex.quote(_python())} -m covet worker {module}:app",
         "--worker-dir", str(HERE),
         "--drain-timeout", "5s",
+        *flags,
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1", **env))  # fmt: skip
-    gw = Gateway(host, port, proc, log_path)
+    gw = Gateway(host, port, proc, log_path, scheme)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not ready(gw):

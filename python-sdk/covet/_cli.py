@@ -8,6 +8,7 @@
     covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--app-name NAME]
               [--gateway PATH] [--reload] [--admin-listen ADDR] [--access-log]
               [--log-level LEVEL] [--config FILE] [--engine auto|uring|netpoll]
+              [--tls-cert FILE --tls-key FILE]... [--http3] [--h2c]
               [-- GATEWAY FLAGS...]
                                                  exec the gateway, which spawns workers
                                                  (--reload: run it as a child and SIGHUP it
@@ -15,7 +16,13 @@
 
 ``covet run`` passes what follows ``--`` to the gateway unchanged, after its own flags
 (so a repeated flag there wins); ``covet-gateway -h`` lists them. The gateway prints the
-banner once its listener is bound (its ``--banner`` setting).
+banner once its listener is bound (its ``--banner`` setting); it says ``https://`` when
+``--tls-cert`` is given.
+
+``--tls-cert``/``--tls-key`` serve HTTPS (HTTP/1.1, and HTTP/2 to clients that offer it):
+PEM files, repeatable, the Nth key belonging to the Nth certificate (several are chosen by
+SNI, the first the default). ``--http3`` also serves HTTP/3 on UDP at the same port and
+needs them; ``--h2c`` serves HTTP/2 with prior knowledge on cleartext connections.
 
 ``MODULE:ATTR`` is imported the way uvicorn does it: the current directory goes first
 on ``sys.path``, ``MODULE`` is imported, and ``ATTR`` (dots allowed) looked up in it.
@@ -116,9 +123,10 @@ def sdk_version() -> str:
 
 
 def gateway_argv(gateway: str, spec: str, app_name: str, workers: int, host: str, port: int,
-                 worker_app_name: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+                 worker_app_name: str | None = None, extra: Sequence[str] = (), scheme: str = "http") -> list[str]:
     """The gateway's command line (flags agreed with gateway/): covet run's own
-    settings, then ``extra`` (gateway flags passed through unchanged)."""
+    settings, then ``extra`` (gateway flags passed through unchanged). ``scheme`` is
+    the banner's: ``https`` when covet run passes TLS certificates."""
     worker_cmd = f"{shlex.quote(sys.executable)} -m covet worker {shlex.quote(spec)}"
     if worker_app_name:
         worker_cmd += f" --app-name {shlex.quote(worker_app_name)}"
@@ -130,7 +138,7 @@ def gateway_argv(gateway: str, spec: str, app_name: str, workers: int, host: str
         "--workers", str(workers),
         "--worker-cmd", worker_cmd,
         "--worker-dir", os.getcwd(),
-        "--banner", f"CovetPy serving {spec} on http://{{addr}} ({workers} worker{plural})",
+        "--banner", f"CovetPy serving {spec} on {scheme}://{{addr}} ({workers} worker{plural})",
         *extra,
     ]  # fmt: skip
 
@@ -168,7 +176,7 @@ def _port(text: str) -> int:
 #: ``covet run``'s flags for common gateway settings: (flag, takes a value). Each is
 #: passed on as the same gateway flag, only when given.
 GATEWAY_FLAGS: Final = (("--admin-listen", True), ("--access-log", False), ("--log-level", True), ("--config", True),
-                        ("--engine", True))
+                        ("--engine", True), ("--http3", False), ("--h2c", False))
 LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error")
 
 
@@ -207,7 +215,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", choices=("auto", "uring", "netpoll"),
                      help="gateway: socket engine (default netpoll; uring: io_uring; auto: io_uring where "
                           "the kernel allows it, else netpoll)")
+    run.add_argument("--tls-cert", metavar="FILE", action="append", default=[],
+                     help="gateway: serve HTTPS with this PEM certificate chain (repeatable: several are "
+                          "chosen by SNI, the first the default; each needs its --tls-key, in the same order)")
+    run.add_argument("--tls-key", metavar="FILE", action="append", default=[],
+                     help="gateway: the PEM private key of the --tls-cert at the same position")
+    run.add_argument("--http3", action="store_true",
+                     help="gateway: also serve HTTP/3 (QUIC) on UDP at the same port (needs --tls-cert)")
+    run.add_argument("--h2c", action="store_true",
+                     help="gateway: serve HTTP/2 with prior knowledge on cleartext connections")
     return p
+
+
+def _check_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """How covet run's TLS flags go together; an argparse error (exit 2) if not."""
+    if len(args.tls_cert) != len(args.tls_key):
+        parser.error(f"--tls-cert and --tls-key must pair up (each certificate with its key, in the same order): "
+                     f"got {len(args.tls_cert)} --tls-cert and {len(args.tls_key)} --tls-key")
+    if args.http3 and not args.tls_cert:
+        parser.error("--http3 needs TLS: give --tls-cert and --tls-key (where TLS comes from --config "
+                     "or the flags after --, pass -- --http3 instead)")
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -240,10 +267,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value:
             extra += [flag, value] if takes_value else [flag]
+    for cert, key in zip(args.tls_cert, args.tls_key, strict=True):
+        extra += ["--tls-cert", cert, "--tls-key", key]
     if args.log_level:  # the workers read it from the environment they inherit
         os.environ[ENV_LOG_LEVEL] = args.log_level
     argv = gateway_argv(gateway, args.app, name, args.workers, args.host, args.port, args.app_name,
-                        [*extra, *args.gateway_args])  # fmt: skip
+                        [*extra, *args.gateway_args], "https" if args.tls_cert else "http")  # fmt: skip
     sys.stdout.flush()
     sys.stderr.flush()
     if args.reload:
@@ -266,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if passthrough and args.command != "run":
         parser.error(f"arguments after -- are gateway flags, for covet run only (got {shlex.join(passthrough)})")
     args.gateway_args = passthrough
+    if args.command == "run":
+        _check_run(parser, args)
     commands = {"worker": _cmd_worker, "routes": _cmd_routes, "run": _cmd_run}
     try:
         return commands[args.command](args)

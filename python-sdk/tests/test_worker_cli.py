@@ -166,3 +166,41 @@ def test_version_is_the_installed_sdk_version() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"covet {importlib.metadata.version('covet')}\n"
     assert _cli.sdk_version() == importlib.metadata.version("covet")
+
+
+def test_run_passes_tls_pairs_in_order_and_the_banner_says_https(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--workers", "1", "--gateway", str(gw),
+              "--tls-cert", "a.crt", "--tls-key", "a.key", "--tls-key", "b.key", "--tls-cert", "b.crt",
+              "--http3", "--h2c")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(out.read_text())["argv"]
+    banner = argv.index("--banner")
+    assert argv[banner:] == ["--banner", "CovetPy serving worker_app:app on https://{addr} (1 worker)",
+                             "--http3", "--h2c",
+                             "--tls-cert", "a.crt", "--tls-key", "a.key", "--tls-cert", "b.crt", "--tls-key", "b.key"]
+
+
+def test_run_h2c_alone_stays_http(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--workers", "1", "--gateway", str(gw), "--h2c")
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(out.read_text())["argv"]
+    assert "CovetPy serving worker_app:app on http://{addr} (1 worker)" in argv
+    assert "--h2c" in argv and "--http3" not in argv and "--tls-cert" not in argv
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", "a.crt"], "--tls-cert and --tls-key must pair up (each certificate with its key, in the same "
+                                  "order): got 1 --tls-cert and 0 --tls-key"),
+        (["--tls-cert", "a.crt", "--tls-key", "a.key", "--tls-key", "b.key"], "got 1 --tls-cert and 2 --tls-key"),
+        (["--http3"], "--http3 needs TLS: give --tls-cert and --tls-key"),
+    ],
+)
+def test_run_refuses_tls_flags_that_do_not_go_together(tmp_path: Path, args: list[str], message: str) -> None:
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--gateway", str(gw), *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not out.exists()  # the gateway never ran

@@ -105,8 +105,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if tlsSrv != nil {
 		srv.TLS = tlsSrv.TLSConfig()
 	}
+	var h3pc net.PacketConn // HTTP/3's UDP socket (h3.go)
+	if cfg.TLS.HTTP3 {
+		if h3pc, srv.Config.AltSvc, err = listenHTTP3(ln, log.With("component", "http3")); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	if err := srv.Prepare(); err != nil {
 		ln.Close()
+		if h3pc != nil {
+			h3pc.Close()
+		}
 		return err
 	}
 	sup := supervisor.New(cfg.Supervisor, d, log.With("component", "supervisor"))
@@ -135,10 +145,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		log.Info("accepting external workers", "control_socket", cfg.ControlSocket)
 	}
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	h3addr := ""
+	if h3pc != nil {
+		h3addr = h3pc.LocalAddr().String()
+		go func() { served <- srv.ServeHTTP3(h3pc) }()
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "app", cfg.App, "workers", cfg.Workers, "procs", runtime.GOMAXPROCS(0), "engine", srv.EngineName(),
-		"tls", tlsSrv != nil, "http2", tlsSrv != nil && cfg.Server.HTTP2, "h2c", cfg.Server.H2C)
+		"tls", tlsSrv != nil, "http2", tlsSrv != nil && cfg.Server.HTTP2, "h2c", cfg.Server.H2C, "http3", h3addr)
 	if cfg.Banner != "" {
 		fmt.Fprintln(stdout, strings.ReplaceAll(cfg.Banner, "{addr}", ln.Addr().String()))
 	}
@@ -309,7 +324,7 @@ func (cfg *Config) validate() error {
 	if err := cfg.Dispatch.Validate(); err != nil {
 		return err
 	}
-	if err := cfg.TLS.validate(cfg.Server.HTTP2); err != nil {
+	if err := cfg.TLS.validate(cfg.Server.HTTP3EarlyData); err != nil {
 		return err
 	}
 	return cfg.Server.Validate()

@@ -87,6 +87,7 @@ func TestParseFlagsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--worker-cmd", "x", "--tls-cert", "a.pem"}, nil, "tls_key: 0 given for 1 tls_cert"},
 		{[]string{"--worker-cmd", "x", "--tls-cert", "a.pem", "--tls-key", "a.key", "--tls-cert", "b.pem"}, nil, "tls_key: 1 given for 2 tls_cert"},
 		{[]string{"--worker-cmd", "x", "--http3"}, nil, "http3: needs TLS"},
+		{[]string{"--worker-cmd", "x", "--http3-early-data"}, nil, "http3_early_data: needs http3"},
 		{[]string{"--worker-cmd", "x", "--tls-client-ca", "ca.pem"}, nil, "need tls_cert"},
 		{[]string{"--worker-cmd", "x", "--acme-email", "a@b.c"}, nil, "need acme_domains"},
 		{[]string{"--worker-cmd", "x"}, []string{"COVET_QUEUE_TIMEOUT=soon"}, "COVET_QUEUE_TIMEOUT: cannot parse"},

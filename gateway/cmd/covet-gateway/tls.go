@@ -31,8 +31,10 @@ type tlsSettings struct {
 func (t *tlsSettings) on() bool { return len(t.Cert) > 0 || len(t.Key) > 0 || len(t.ACMEDomains) > 0 }
 
 // validate checks what covettls.New cannot: how the settings go together.
-func (t *tlsSettings) validate(http2 bool) error {
+func (t *tlsSettings) validate(earlyData bool) error {
 	switch {
+	case earlyData && !t.HTTP3:
+		return errors.New("http3_early_data: needs http3")
 	case len(t.Cert) != len(t.Key):
 		return fmt.Errorf("tls_key: %d given for %d tls_cert; each certificate needs its key, in the same order", len(t.Key), len(t.Cert))
 	case !t.on() && t.HTTP3:
