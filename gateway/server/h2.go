@@ -69,8 +69,8 @@ func (s *Server) newH2Front() *h2Front {
 		},
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return s.baseCtx },
-		// Each connection's requests share an h2Conn, which ends a Rapid
-		// Reset (h2Conn.reset).
+		// Each connection's requests share an h2Conn, through which
+		// handler.clientReset ends a Rapid Reset.
 		ConnContext: func(ctx context.Context, nc net.Conn) context.Context {
 			return context.WithValue(ctx, h2ConnKey{}, &h2Conn{nc: nc})
 		},
@@ -106,7 +106,8 @@ func (s *Server) serveH2(nc net.Conn) {
 // CVE-2023-44487) has its next ones started as fast as it sends them, each a
 // worker request begun and canceled. So the requests a client reset before
 // their response was done are counted, and a connection where they are at
-// least h2MinResets and half of its requests is closed (as Envoy does).
+// least h2MinResets and half of its requests is closed (Envoy's rule for
+// premature resets is alike).
 type h2Conn struct {
 	nc       net.Conn
 	requests atomic.Int64
