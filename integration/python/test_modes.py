@@ -9,11 +9,11 @@ HTTP/3 is not among the modes: httpx has no HTTP/3 client.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,6 +56,7 @@ class ModeGateway:
     gw: Gateway
     mode: Mode
     client: httpx.Client
+    verify: ssl.SSLContext | bool
 
     def get(self, path: str, **kw: object) -> httpx.Response:
         r = self.client.get(self.gw.base_url + path, **kw)
@@ -84,7 +85,7 @@ def mgw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     try:
         with serving_gateway(tmp / "gateway.log", "sdkapp", "sdk_app", 1, ready, flags=flags,
                              scheme="https" if mode.tls else "http") as gw:  # fmt: skip
-            yield ModeGateway(gw, mode, client)
+            yield ModeGateway(gw, mode, client, verify)
     finally:
         client.close()
 
@@ -148,8 +149,15 @@ def test_handler_deadline_is_504(mgw: ModeGateway) -> None:
 
 def test_concurrent_requests_on_one_client(mgw: ModeGateway) -> None:
     """Several requests at once (HTTP/2: streams of one connection) each get their own
-    answer."""
-    with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda i: mgw.get(f"/sleep?n={i}").json()["n"], range(16)))
-    assert got == [str(i) for i in range(16)]
+    answer. The async client: httpcore's sync HTTP/2 connection shared by threads once
+    saw "Server disconnected" here (1 run in many, the gateway alive and exiting 0), a
+    failure this test is not about."""
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient(http1=mgw.mode.http1, http2=mgw.mode.http2, verify=mgw.verify, timeout=30) as c:
+            rs = await asyncio.gather(*(c.get(f"{mgw.gw.base_url}/sleep?n={i}") for i in range(16)))
+        assert {r.http_version for r in rs} == {mgw.mode.wire}
+        return [r.json()["n"] for r in rs]
+
+    assert asyncio.run(run()) == [str(i) for i in range(16)]
 
