@@ -271,6 +271,17 @@ func TestTLSPortRefusesPlainHTTPAndGarbage(t *testing.T) {
 }
 
 func TestHTTP2StreamingCancelAndLimits(t *testing.T) {
+	streamingCancelAndLimits(t, func(cfg Config, b Backend) (*http.Client, string) {
+		ts, tc := startTLSServer(t, cfg, b)
+		return client(t, tc, "2"), "https://" + ts.addr
+	})
+}
+
+// streamingCancelAndLimits: each piece of a streamed response arrives before
+// the worker writes the next, a client's cancel reaches the handler, and a
+// body over MaxBodyBytes, declared or not, is 413 without reaching it. start
+// serves b over the protocol under test and returns a client and the base URL.
+func streamingCancelAndLimits(t *testing.T, start func(Config, Backend) (*http.Client, string)) {
 	b := newFakeBackend()
 	next := make(chan struct{})
 	canceled := make(chan struct{})
@@ -296,11 +307,10 @@ func TestHTTP2StreamingCancelAndLimits(t *testing.T) {
 		uploads.Add(1)
 		return respond(w, 200, "")
 	})
-	ts, tc := startTLSServer(t, Config{Limits: http1.Limits{MaxBodyBytes: 1000}}, b)
-	c := client(t, tc, "2")
+	c, base := start(Config{Limits: http1.Limits{MaxBodyBytes: 1000}}, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+ts.addr+"/stream", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream", nil)
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +326,7 @@ func TestHTTP2StreamingCancelAndLimits(t *testing.T) {
 			next <- struct{}{}
 		}
 	}
-	cancel() // RST_STREAM: the handler's context ends
+	cancel() // the stream is reset: the handler's context ends
 	select {
 	case <-canceled:
 	case <-time.After(5 * time.Second):
@@ -331,7 +341,7 @@ func TestHTTP2StreamingCancelAndLimits(t *testing.T) {
 		if !declared {
 			body = io.MultiReader(body) // length unknown: no content-length
 		}
-		resp, err = c.Post("https://"+ts.addr+"/up", "text/plain", body)
+		resp, err = c.Post(base+"/up", "text/plain", body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -382,6 +392,17 @@ func TestH2CPriorKnowledgeBesideHTTP1(t *testing.T) {
 }
 
 func TestHTTP2ShutdownFinishesStreams(t *testing.T) {
+	shutdownFinishesStreams(t, func(cfg Config, b Backend) (*testServer, *http.Client, string) {
+		ts, tc := startTLSServer(t, cfg, b)
+		return ts, client(t, tc, "2"), "https://" + ts.addr
+	})
+}
+
+// shutdownFinishesStreams: Shutdown with a request in flight waits for
+// it, which completes, and then returns with no connection left. start
+// serves b over the protocol under test and returns a client and the base
+// URL.
+func shutdownFinishesStreams(t *testing.T, start func(Config, Backend) (*testServer, *http.Client, string)) {
 	b := newFakeBackend()
 	started := make(chan struct{})
 	release := make(chan struct{})
@@ -390,11 +411,10 @@ func TestHTTP2ShutdownFinishesStreams(t *testing.T) {
 		<-release
 		return respond(w, 200, "done")
 	})
-	ts, tc := startTLSServer(t, Config{}, b)
-	c := client(t, tc, "2")
+	ts, c, base := start(Config{}, b)
 	got := make(chan string, 1)
 	go func() {
-		resp, err := c.Get("https://" + ts.addr + "/slow")
+		resp, err := c.Get(base + "/slow")
 		if err != nil {
 			got <- err.Error()
 			return
@@ -404,6 +424,9 @@ func TestHTTP2ShutdownFinishesStreams(t *testing.T) {
 		got <- string(body)
 	}()
 	<-started
+	if n := ts.srv.numConns(); n != 1 {
+		t.Errorf("numConns %d with one connection open, want 1", n)
+	}
 	shut := make(chan error, 1)
 	go func() { shut <- ts.srv.Shutdown(context.Background()) }()
 	time.Sleep(50 * time.Millisecond) // let GOAWAY go out
@@ -423,6 +446,9 @@ func TestHTTP2ShutdownFinishesStreams(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Shutdown did not return after the last stream")
+	}
+	if n := ts.srv.numConns(); n != 0 {
+		t.Errorf("numConns %d after Shutdown", n)
 	}
 }
 

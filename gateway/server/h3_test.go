@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
-	"github.com/covetpy/covetpy/gateway/http1"
 )
 
 // startH3Server serves b over TLS (HTTP/1.1 and HTTP/2) and HTTP/3 on the
@@ -128,124 +126,17 @@ func TestHTTP3ServesRequestsAndAltSvc(t *testing.T) {
 }
 
 func TestHTTP3StreamingCancelAndLimits(t *testing.T) {
-	b := newFakeBackend()
-	next := make(chan struct{})
-	canceled := make(chan struct{})
-	b.handle(t, "GET", "/stream", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
-		if err := w.WriteHead(200, nil, -1); err != nil {
-			return err
-		}
-		for i := 0; i < 3; i++ {
-			if err := w.WriteBody([]byte("tick\n")); err != nil {
-				return err
-			}
-			select {
-			case <-next:
-			case <-ctx.Done():
-				close(canceled)
-				return dispatch.ErrCanceled
-			}
-		}
-		return nil
+	streamingCancelAndLimits(t, func(cfg Config, b Backend) (*http.Client, string) {
+		_, tc, addr := startH3Server(t, cfg, b)
+		return h3Client(t, tc), "https://" + addr
 	})
-	var uploads atomic.Int64
-	b.handle(t, "POST", "/up", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
-		uploads.Add(1)
-		return respond(w, 200, "")
-	})
-	_, tc, addr := startH3Server(t, Config{Limits: http1.Limits{MaxBodyBytes: 1000}}, b)
-	c := h3Client(t, tc)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/stream", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Each piece arrives before the worker writes the next: streamed.
-	br := bufio.NewReader(resp.Body)
-	for i := 0; i < 2; i++ {
-		line, err := br.ReadString('\n')
-		if err != nil || line != "tick\n" {
-			t.Fatalf("piece %d: %q %v", i, line, err)
-		}
-		if i == 0 {
-			next <- struct{}{}
-		}
-	}
-	cancel() // the stream is reset: the handler's context ends
-	select {
-	case <-canceled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stream's cancel did not reach the handler")
-	}
-	resp.Body.Close()
-
-	for _, declared := range []bool{true, false} {
-		body := io.Reader(strings.NewReader(strings.Repeat("x", 2000)))
-		if !declared {
-			body = io.MultiReader(body) // length unknown: no content-length
-		}
-		resp, err = c.Post("https://"+addr+"/up", "text/plain", body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 413 || uploads.Load() != 0 {
-			t.Fatalf("declared=%v: %d, %d uploads served", declared, resp.StatusCode, uploads.Load())
-		}
-	}
 }
 
 func TestHTTP3ShutdownFinishesStreams(t *testing.T) {
-	b := newFakeBackend()
-	started := make(chan struct{})
-	release := make(chan struct{})
-	b.handle(t, "GET", "/slow", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
-		close(started)
-		<-release
-		return respond(w, 200, "done")
+	shutdownFinishesStreams(t, func(cfg Config, b Backend) (*testServer, *http.Client, string) {
+		ts, tc, addr := startH3Server(t, cfg, b)
+		return ts, h3Client(t, tc), "https://" + addr
 	})
-	ts, tc, addr := startH3Server(t, Config{}, b)
-	c := h3Client(t, tc)
-	got := make(chan string, 1)
-	go func() {
-		resp, err := c.Get("https://" + addr + "/slow")
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		got <- string(body)
-	}()
-	<-started
-	if n := ts.srv.numConns(); n != 1 {
-		t.Errorf("numConns %d with one QUIC connection open, want 1", n)
-	}
-	shut := make(chan error, 1)
-	go func() { shut <- ts.srv.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond) // let GOAWAY go out
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned %v with a stream in flight", err)
-	default:
-	}
-	close(release)
-	if body := <-got; body != "done" {
-		t.Fatalf("in-flight stream got %q", body)
-	}
-	select {
-	case err := <-shut:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Shutdown did not return after the last stream")
-	}
-	if n := ts.srv.numConns(); n != 0 {
-		t.Errorf("numConns %d after Shutdown", n)
-	}
 }
 
 // countingCache is a TLS client session cache that counts the tickets put.
