@@ -1,6 +1,7 @@
 // Command gohttp answers the bench workloads with Go's net/http alone: the native
-// ceiling the CovetPy gateway is compared against. Standard library only; a module
-// of its own so the repository's `go ./...` never builds it.
+// ceiling the CovetPy gateway is compared against, over TLS too with -tls-cert and
+// -tls-key (bench/tls.py). Standard library only; a module of its own so the
+// repository's `go ./...` never builds it.
 package main
 
 import (
@@ -39,6 +40,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	cert := flag.String("tls-cert", "", "PEM certificate: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with it and -tls-key")
+	key := flag.String("tls-key", "", "PEM private key of -tls-cert")
 	flag.Parse()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /plaintext", func(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +80,10 @@ func main() {
 		time.Sleep(10 * time.Millisecond)
 		write(w, "text/plain; charset=utf-8", slept)
 	})
+	if *cert != "" {
+		log.Printf("gohttp listening on %s (TLS)", *addr)
+		log.Fatal(http.ListenAndServeTLS(*addr, *cert, *key, mux))
+	}
 	log.Printf("gohttp listening on %s", *addr)
 	log.Fatal(http.ListenAndServe(*addr, mux))
 }
