@@ -3,7 +3,8 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
-#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS
+#   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
@@ -167,10 +168,17 @@ fuzz:
 	done
 
 # Comparative HTTP benchmark: every server on loopback under wrk; rewrites
-# bench/RESULTS.md. BENCH_QUICK=1 for a smoke run; BENCH_DURATION, BENCH_ROUNDS,
-# BENCH_SERVERS, BENCH_WORKLOADS (see bench/run.py --list).
+# bench/RESULTS.md, then bench/RESULTS-tls.md (bench-tls below). BENCH_QUICK=1 for a
+# smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
+# bench/run.py --list).
 bench: build
-	python3 bench/run.py
+	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; exit $$rc
+
+# CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
+# Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
+# BENCH_TLS_CELLS (see bench/tls.py --list).
+bench-tls: build
+	python3 bench/tls.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport
