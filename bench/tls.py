@@ -268,7 +268,7 @@ def validate(cell: Cell, port: int) -> str | None:
 
 
 def load(cell: Cell, port: int, seconds: int) -> dict:
-    """One run of the cell's load client; req/s, errors and what latency it gives."""
+    """One run of h1's or h2's load client; req/s, errors and what latency it gives."""
     if cell.workload == "h1":
         w = R.Workload("json", "GET", PATH, "application/json", lambda b: True, "")
         argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
@@ -285,18 +285,45 @@ def load(cell: Cell, port: int, seconds: int) -> dict:
         argv = ["h2load", "-t1", f"-c{CONNS}", f"-m{H2_STREAMS}", "-D", str(seconds), url(port)]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         return parse_h2load(r.stdout, r.returncode)
-    if cell.workload == "h3":
-        x = tlsload("h3", "-c", str(H3_CONNS), "-m", str(H3_STREAMS), "-d", f"{seconds}s", "-w", "0s",
-                    "-ca", str(CERT), url(port), timeout=seconds + 60)
-    else:
-        x = tlsload("handshakes", "-c", str(HS_CONNS), "-d", f"{seconds}s", "-w", "0s",
-                    "-ca", str(CERT), url(port), timeout=seconds + 60)
+    raise ValueError(cell.workload)
+
+
+def tlsload_measured(cell: Cell, run: R.Running) -> dict:
+    """h3 and handshakes: one tlsload run, warm-up and measured time on the same
+    connections (Hypercorn's HTTP/3 server stops answering once a client's connections
+    are gone, so a separate warm-up run would leave nothing to measure); the server's
+    CPU is sampled at the marks tlsload prints around the measured time."""
+    args = (["h3", "-c", str(H3_CONNS), "-m", str(H3_STREAMS)] if cell.workload == "h3"
+            else ["handshakes", "-c", str(HS_CONNS)])
+    argv = [str(TLSLOAD), *args, "-d", f"{DURATION}s", "-w", f"{WARMUP}s", "-ca", str(CERT), url(run.port)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marks: dict[str, tuple] = {}
+    x = None
+    assert p.stdout is not None
+    for line in p.stdout:
+        if line.startswith("TLSLOAD-MARK "):
+            marks[line.split()[1]] = (R.tree(run.proc.pid), R.cpu_times())
+        elif line.startswith("TLSLOAD "):
+            x = json.loads(line[len("TLSLOAD "):])
+    err = p.stderr.read() if p.stderr else ""
+    p.wait(timeout=60)
+    if x is None or set(marks) != {"start", "stop"}:
+        raise RuntimeError(f"tlsload {args[0]}: exit {p.returncode}: {err.strip()[-400:]}")
     out = {k: x[k] for k in ("requests", "rps", "errors", "p50_us", "p99_us")}
-    if x.get("first_error"):
-        out["first_error"] = x["first_error"]
-    if x.get("groups"):
-        out["groups"] = x["groups"]
-    return out
+    for k in ("first_error", "groups"):
+        if x.get(k):
+            out[k] = x[k]
+    (before, (steal0, total0)), (after, (steal1, total1)) = marks["start"], marks["stop"]
+    return cpu_and_steal(out, run, before, after, steal1 - steal0, total1 - total0)
+
+
+def cpu_and_steal(res: dict, run: R.Running, before: dict, after: dict, steal: int, total: int) -> dict:
+    run.seen.update(after)
+    ticks = sum(t for _, _, t in after.values()) - sum(t for p, (_, _, t) in before.items() if p in after)
+    res["cpu_us_per_req"] = ticks / R.CLK_TCK / res["requests"] * 1e6 if res["requests"] else float("nan")
+    res["steal_pct"] = 100 * steal / total if total > 0 else 0.0
+    res["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
+    return res
 
 
 def parse_h2load(text: str, rc: int) -> dict:
@@ -326,19 +353,15 @@ def to_us(v: str) -> float:
 
 
 def measure(run: R.Running, cell: Cell) -> dict:
+    if cell.workload in ("h3", "handshakes"):
+        return tlsload_measured(cell, run)
     if WARMUP > 0:
         load(cell, run.port, WARMUP)
     before = R.tree(run.proc.pid)
     steal0, total0 = R.cpu_times()
     res = load(cell, run.port, DURATION)
     steal1, total1 = R.cpu_times()
-    after = R.tree(run.proc.pid)
-    run.seen.update(after)
-    ticks = sum(t for _, _, t in after.values()) - sum(t for p, (_, _, t) in before.items() if p in after)
-    res["cpu_us_per_req"] = ticks / R.CLK_TCK / res["requests"] * 1e6 if res["requests"] else float("nan")
-    res["steal_pct"] = 100 * (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
-    res["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
-    return res
+    return cpu_and_steal(res, run, before, R.tree(run.proc.pid), steal1 - steal0, total1 - total0)
 
 
 # --------------------------------------------------------------------------- the run

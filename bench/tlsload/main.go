@@ -8,7 +8,9 @@
 //	tlsload h3 -c 64 -m 10 -d 10s -w 2s -ca CERT URL   # HTTP/3 load
 //	tlsload handshakes -c 8 -d 10s -w 2s -ca CERT URL  # a new TLS connection per request
 //
-// Every command but cert prints one line, "TLSLOAD " and a JSON object, on stdout.
+// Every command but cert prints one line, "TLSLOAD " and a JSON object, on stdout; the
+// load commands keep the same connections from the warm-up (-w) into the measured time
+// (-d), whose start and end they mark on stdout.
 package main
 
 import (
@@ -203,14 +205,18 @@ func (s *stats) record(d time.Duration, err error) {
 	s.mu.Unlock()
 }
 
-// run keeps load on for warm, then measures for dur; returns the result object.
+// run keeps load on for warm, then measures for dur; returns the result object. The
+// lines "TLSLOAD-MARK start" and "TLSLOAD-MARK stop" on stdout bracket the measured
+// time, for a caller that samples the server's CPU time then.
 func (s *stats) run(warm, dur time.Duration, stop func()) map[string]any {
 	time.Sleep(warm)
+	fmt.Println("TLSLOAD-MARK start")
 	s.measuring.Store(true)
 	t0 := time.Now()
 	time.Sleep(dur)
 	s.measuring.Store(false)
 	elapsed := time.Since(t0)
+	fmt.Println("TLSLOAD-MARK stop")
 	stop()
 	s.mu.Lock()
 	lat := slices.Clone(s.lat)
