@@ -26,7 +26,7 @@ whole process tree (/proc/PID/stat), so CPU µs per request is the server's alon
 
 It writes bench/RESULTS-tls.md (BENCH_TLS_RESULTS) and bench/out/results-tls.json.
 
-Environment (all optional; the first five are bench/run.py's too):
+Environment (all optional; the first line's are bench/run.py's too):
     BENCH_DURATION, BENCH_ROUNDS, BENCH_WARMUP, BENCH_QUICK, BENCH_NO_INSTALL, BENCH_VENV
     BENCH_TLS_CELLS     comma list of cells, e.g. h2/covet-1,h2/granian-rsgi-1 or whole
                         workloads (h1,h2,h3,handshakes); `--list` shows them
