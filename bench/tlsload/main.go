@@ -5,7 +5,7 @@
 //
 //	tlsload cert -dir DIR                              # DIR/cert.pem, DIR/key.pem
 //	tlsload get -proto h1|h2|h3 -ca CERT URL           # one request
-//	tlsload h3 -c 64 -m 10 -d 10s -w 2s -ca CERT URL   # HTTP/3 load
+//	tlsload h3 -c 8 -m 10 -d 10s -w 2s -ca CERT URL    # HTTP/3 load
 //	tlsload handshakes -c 8 -d 10s -w 2s -ca CERT URL  # a new TLS connection per request
 //
 // Every command but cert prints one line, "TLSLOAD " and a JSON object, on stdout; the
@@ -35,6 +35,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,8 +246,29 @@ func checkBody(resp *http.Response) error {
 	return err
 }
 
+// checkAnswer reads the whole answer and checks it: status 200, the protocol, and
+// where given the media type and the exact body.
+func checkAnswer(resp *http.Response, major int, ctype, body string) error {
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return err
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("status %d", resp.StatusCode)
+	case resp.ProtoMajor != major:
+		return fmt.Errorf("answered over %s", resp.Proto)
+	case ctype != "" && !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype):
+		return fmt.Errorf("Content-Type %q", resp.Header.Get("Content-Type"))
+	case body != "" && string(got) != body:
+		return fmt.Errorf("body %.80q", got)
+	}
+	return nil
+}
+
 // h3load opens c QUIC connections (one http3.Transport, so one UDP socket, each) and
-// keeps m requests in flight on each.
+// keeps m requests in flight on each; every answer is checked (status 200, HTTP/3, and
+// -type and -body where given), a wrong one counting as an error.
 func h3load(args []string) error {
 	fs := flag.NewFlagSet("h3", flag.ExitOnError)
 	conns := fs.Int("c", 64, "QUIC connections")
@@ -254,6 +276,8 @@ func h3load(args []string) error {
 	dur := fs.Duration("d", 10*time.Second, "measured time")
 	warm := fs.Duration("w", 2*time.Second, "unmeasured load first")
 	ca := fs.String("ca", "cert.pem", "the certificate to trust")
+	wantType := fs.String("type", "", "media type every answer must have; empty = any")
+	wantBody := fs.String("body", "", "the body every answer must have; empty = any")
 	fs.Parse(args)
 	if fs.NArg() != 1 {
 		return errors.New("h3: one URL")
@@ -280,7 +304,7 @@ func h3load(args []string) error {
 					t0 := time.Now()
 					resp, err := c.Do(req)
 					if err == nil {
-						err = checkBody(resp)
+						err = checkAnswer(resp, 3, *wantType, *wantBody)
 					}
 					if ctx.Err() == nil {
 						st.record(time.Since(t0), err)
