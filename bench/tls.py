@@ -354,7 +354,11 @@ def tlsload_measured(cell: Cell, run: R.Running) -> dict:
 def cpu_and_steal(res: dict, run: R.Running, before: dict, after: dict, steal: int, total: int) -> dict:
     run.seen.update(after)
     ticks = sum(t for _, _, t in after.values()) - sum(t for p, (_, _, t) in before.items() if p in after)
-    res["cpu_us_per_req"] = ticks / R.CLK_TCK / res["requests"] * 1e6 if res["requests"] else float("nan")
+    per_req = (lambda t: t / R.CLK_TCK / res["requests"] * 1e6) if res["requests"] else (lambda t: float("nan"))
+    res["cpu_us_per_req"] = per_req(ticks)
+    root = run.proc.pid
+    if root in before and root in after:  # the root process alone: CovetPy's gateway
+        res["root_cpu_us_per_req"] = per_req(after[root][2] - before[root][2])
     res["steal_pct"] = 100 * steal / total if total > 0 else 0.0
     res["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
     return res
@@ -413,6 +417,7 @@ def summarize(runs: list[dict]) -> dict:
     mid = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
     out = {"rps_median": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
            "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in runs),
+           "gateway_cpu_us_per_req": statistics.median(r.get("root_cpu_us_per_req", float("nan")) for r in runs),
            "errors": sum(r["errors"] for r in runs), "steal_pct_max": max(r["steal_pct"] for r in runs),
            "load1": [r["load1"] for r in runs], "rounds": len(runs)}
     for k in ("p50_us", "p99_us", "mean_us"):
@@ -471,7 +476,8 @@ def main() -> int:
                     continue
                 res = measure(run, c)
                 results.setdefault(c.name, []).append(res)
-                R.log(f"    {c.name:<28} {res['rps']:>10,.0f} req/s  {res['cpu_us_per_req']:7.1f} µs CPU/req  "
+                R.log(f"    {c.name:<28} {res['rps']:>10,.0f} req/s  {res['cpu_us_per_req']:7.1f} µs CPU/req "
+                      f"({res.get('root_cpu_us_per_req', float('nan')):.1f} the root process)  "
                       f"errors {res['errors']}  steal {res['steal_pct']:.1f}%")
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 status[c.name] = f"failed: {str(e)[-300:]}"
@@ -519,8 +525,12 @@ def ratios_text(summary: dict) -> str:
         r = x["rps_median"] / y["rps_median"]
         verdict = "" if target is None else (" — met" if r >= target else " — NOT met")
         cpu = x["cpu_us_per_req"] / y["cpu_us_per_req"] if y["cpu_us_per_req"] else float("nan")
+        alone = ""
+        if a.startswith("handshakes/covet") and y["cpu_us_per_req"]:  # the TLS side without the worker's part
+            g = x["gateway_cpu_us_per_req"]
+            alone = f", the gateway alone {g / y['cpu_us_per_req']:.2f}x ({g:.1f} µs)"
         lines.append(f"- {label}: {r:.2f}x ({R.fmt_rps(x['rps_median'])} vs {R.fmt_rps(y['rps_median'])} req/s)"
-                     f"{verdict}; CPU {cpu:.2f}x ({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs)")
+                     f"{verdict}; CPU {cpu:.2f}x ({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs){alone}")
     return "\n".join(lines) + "\n"
 
 
@@ -564,9 +574,9 @@ def render(info: dict, cells: list[Cell], status: dict, summary: dict, elapsed: 
              f"{WARMUP}s unmeasured, then {DURATION}s measured (h3 and handshakes: on the warm-up's connections), "
              "and stops it. req/s: the median over the rounds, with min..max; for handshakes each request is one "
              "full handshake.")
-    L.append("- CPU µs/req: utime+stime of the server's whole process tree (CovetPy: gateway and worker) from "
-             "/proc/PID/stat before and after the measured run, over the requests completed. The load client's own "
-             "CPU is not counted, but it shares the machine's cores with the server.")
+    L.append("- CPU µs/req: utime+stime of the server's whole process tree (CovetPy: gateway and worker, "
+             "given apart in brackets) from /proc/PID/stat before and after the measured run, over the requests "
+             "completed. The load client's own CPU is not counted, but it shares the machine's cores with the server.")
     L.append("- Steal: the share of the machine's CPU time the hypervisor took during the measured run; load: the "
              "1-minute load average after each round's run (the machine is shared).")
     L.append("")
@@ -585,7 +595,8 @@ def render(info: dict, cells: list[Cell], status: dict, summary: dict, elapsed: 
         if not mine:
             continue
         L.append(f"## {w}: {WORKLOAD_TEXT[w]}\n")
-        L.append("| server | req/s | min..max | latency p50 / p99 | server CPU µs/req | errors | steal % | load |")
+        L.append("| server | req/s | min..max | latency p50 / p99 | server CPU µs/req (CovetPy: gateway + worker) "
+                 "| errors | steal % | load |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---|")
         for c in mine:
             s = summary.get(c.name)
@@ -593,8 +604,12 @@ def render(info: dict, cells: list[Cell], status: dict, summary: dict, elapsed: 
                 L.append(f"| {c.server} | {status.get(c.name, 'not run')} | | | | | | |")
                 continue
             errs = f"{s['errors']}" + (f" ({s['first_error'][:80]})" if s.get("first_error") else "")
+            cpu = f"{s['cpu_us_per_req']:.1f}"
+            if c.server.startswith("covet"):
+                g = s["gateway_cpu_us_per_req"]
+                cpu += f" ({g:.1f} + {s['cpu_us_per_req'] - g:.1f})"
             L.append(f"| {c.server} | {R.fmt_rps(s['rps_median'])} | {R.fmt_rps(s['rps_min'])}..{R.fmt_rps(s['rps_max'])}"
-                     f" | {lat_text(s)} | {s['cpu_us_per_req']:.1f} | {errs} | {s['steal_pct_max']:.1f} | "
+                     f" | {lat_text(s)} | {cpu} | {errs} | {s['steal_pct_max']:.1f} | "
                      f"{', '.join(f'{x:.1f}' for x in s['load1'])} |")
         L.append("")
     L.append(f"- Elapsed: {elapsed / 60:.1f} min.\n")
