@@ -14,6 +14,8 @@ Cells (a workload on one server configuration), one worker or process each:
                 Hypercorn, Go net/http
     h3          bench/tlsload h3 -c8 -m10 (quic-go; Debian's h2load has no HTTP/3):
                 CovetPy (--http3), Hypercorn (--quic-bind, aioquic)
+    h3-aioquic  the same with bench/h3aioquic.py, aioquic's client (Hypercorn's HTTP/3
+                fails under quic-go's client; this one is slow but it keeps working)
     handshakes  bench/tlsload handshakes -c8: per request a new TCP connection, a full
                 TLS 1.3 handshake (no session cache, X25519, ECDSA P-256 certificate),
                 GET /json with Connection: close: CovetPy against Go net/http
@@ -147,11 +149,16 @@ def all_cells() -> list[Cell]:
         Cell("h3", "covet-1", "CovetPy, 1 worker, --http3", lambda p: covet(p, http3=True), need_covet, cov),
         Cell("h3", "hypercorn-1", "Hypercorn raw ASGI, 1 worker, uvloop, --quic-bind", hypercorn(True),
              R.need_module("aioquic")),
+        Cell("h3-aioquic", "covet-1", "CovetPy, 1 worker, --http3", lambda p: covet(p, http3=True), need_covet, cov),
+        Cell("h3-aioquic", "hypercorn-1", "Hypercorn raw ASGI, 1 worker, uvloop, --quic-bind", hypercorn(True),
+             R.need_module("aioquic")),
         Cell("handshakes", "covet-1", "CovetPy, 1 worker", covet, need_covet, cov),
         Cell("handshakes", "go-nethttp", "Go net/http ListenAndServeTLS", gohttp, need_go),
     ]
     for c in cells:
         c.needs = (lambda n: lambda: n() or (None if TLSLOAD.exists() else "bench/out/tlsload could not be built"))(c.needs)
+        if c.workload == "h3-aioquic":
+            c.needs = (lambda n, m: lambda: n() or m())(c.needs, R.need_module("aioquic"))
     return cells
 
 
@@ -159,11 +166,13 @@ WORKLOAD_TEXT = {
     "h1": f"HTTP/1.1 over TLS, `wrk -t1 -c{CONNS} --latency` (keep-alive, no ALPN)",
     "h2": f"HTTP/2 over TLS, `h2load -t1 -c{CONNS} -m{H2_STREAMS}` (ALPN h2)",
     "h3": f"HTTP/3, `bench/out/tlsload h3 -c {H3_CONNS} -m {H3_STREAMS}` (quic-go client)",
+    "h3-aioquic": f"HTTP/3, `bench/h3aioquic.py -c {H3_CONNS} -m {H3_STREAMS}` (aioquic's client, one Python "
+                  "thread: it, not a fast server, sets the pace)",
     "handshakes": f"full TLS handshakes, `bench/out/tlsload handshakes -c {HS_CONNS}`: per request a new "
                   "TCP connection, a TLS 1.3 handshake without resumption (X25519), GET /json with "
                   "Connection: close",
 }
-PROTO_WANT = {"h1": "HTTP/1.1", "h2": "HTTP/2.0", "h3": "HTTP/3.0", "handshakes": "HTTP/1.1"}
+PROTO_WANT = {"h1": "HTTP/1.1", "h2": "HTTP/2.0", "h3": "HTTP/3.0", "h3-aioquic": "HTTP/3.0", "handshakes": "HTTP/1.1"}
 
 
 # --------------------------------------------------------------------------- setup
@@ -231,7 +240,7 @@ def get(proto: str, port: int) -> dict:
 
 
 def check_proto(cell: Cell) -> str:
-    return {"handshakes": "h1"}.get(cell.workload, cell.workload)
+    return {"handshakes": "h1", "h3-aioquic": "h3"}.get(cell.workload, cell.workload)
 
 
 def ready_proto(cell: Cell) -> str:
@@ -240,7 +249,7 @@ def ready_proto(cell: Cell) -> str:
     answers nothing; so no connection of a check comes before (or after) the h3 load,
     whose client checks every answer itself (tlsload h3 -type -body: status 200,
     HTTP/3, the media type, the exact body; a wrong one counts as an error)."""
-    return "h1" if cell.workload == "h3" else check_proto(cell)
+    return "h1" if cell.workload.startswith("h3") else check_proto(cell)
 
 
 def wait_ready(run: R.Running, cell: Cell, timeout: float = 60.0) -> str | None:
@@ -327,9 +336,15 @@ def tlsload_measured(cell: Cell, run: R.Running) -> dict:
     connections (Hypercorn's HTTP/3 server stops answering once a client's connections
     are gone, so a separate warm-up run would leave nothing to measure); the server's
     CPU is sampled at the marks tlsload prints around the measured time."""
-    args = (["h3", "-c", str(H3_CONNS), "-m", str(H3_STREAMS), "-type", "application/json", "-body", BODY]
-            if cell.workload == "h3" else ["handshakes", "-c", str(HS_CONNS)])
-    argv = [str(TLSLOAD), *args, "-d", f"{DURATION}s", "-w", f"{WARMUP}s", "-ca", str(CERT), url(run.port)]
+    if cell.workload == "h3-aioquic":
+        args = ["h3aioquic.py"]
+        argv = [str(R.VPY), str(BENCH / "h3aioquic.py"), "-c", str(H3_CONNS), "-m", str(H3_STREAMS),
+                "-d", str(DURATION), "-w", str(WARMUP), "--ca", str(CERT), "--type", "application/json",
+                "--body", BODY, url(run.port)]
+    else:
+        args = (["h3", "-c", str(H3_CONNS), "-m", str(H3_STREAMS), "-type", "application/json", "-body", BODY]
+                if cell.workload == "h3" else ["handshakes", "-c", str(HS_CONNS)])
+        argv = [str(TLSLOAD), *args, "-d", f"{DURATION}s", "-w", f"{WARMUP}s", "-ca", str(CERT), url(run.port)]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     marks: dict[str, tuple] = {}
     x = None
@@ -342,7 +357,7 @@ def tlsload_measured(cell: Cell, run: R.Running) -> dict:
     err = p.stderr.read() if p.stderr else ""
     p.wait(timeout=60)
     if x is None or set(marks) != {"start", "stop"}:
-        raise RuntimeError(f"tlsload {args[0]}: exit {p.returncode}: {err.strip()[-400:]}")
+        raise RuntimeError(f"{args[0]}: exit {p.returncode}: {err.strip()[-400:]}")
     out = {k: x[k] for k in ("requests", "rps", "errors", "p50_us", "p99_us")}
     for k in ("first_error", "groups"):
         if x.get(k):
@@ -391,7 +406,7 @@ def to_us(v: str) -> float:
 
 
 def measure(run: R.Running, cell: Cell) -> dict:
-    if cell.workload in ("h3", "handshakes"):
+    if cell.workload in ("h3", "h3-aioquic", "handshakes"):
         return tlsload_measured(cell, run)
     if WARMUP > 0:
         load(cell, run.port, WARMUP)
@@ -464,12 +479,12 @@ def main() -> int:
             srv = R.Server(c.name.replace("/", "-"), c.label, c.argv, env=c.env or {})
             run = R.Running(srv)
             try:
-                why = wait_ready(run, c) or (wait_udp(run.port) if c.workload == "h3" else None)
+                why = wait_ready(run, c) or (wait_udp(run.port) if c.workload.startswith("h3") else None)
                 if why:
                     status[c.name] = f"failed: {why}"
                     R.log(f"    {c.name}: {status[c.name]}")
                     continue
-                bad = None if c.workload == "h3" else validate(c, run.port)
+                bad = None if c.workload.startswith("h3") else validate(c, run.port)
                 if bad:
                     status[c.name] = f"WRONG: {bad}"
                     R.log(f"    {c.name}: {status[c.name]}")
@@ -508,6 +523,7 @@ RATIOS = [
     ("HTTP/1.1 over TLS, CovetPy / Hypercorn", "h1/covet-1", "h1/hypercorn-1", None),
     ("HTTP/2 over TLS, CovetPy / Hypercorn", "h2/covet-1", "h2/hypercorn-1", None),
     ("HTTP/3, CovetPy / Hypercorn (aioquic)", "h3/covet-1", "h3/hypercorn-1", None),
+    ("HTTP/3 under aioquic's client, CovetPy / Hypercorn", "h3-aioquic/covet-1", "h3-aioquic/hypercorn-1", None),
     ("TLS handshakes/s, CovetPy / Go net/http", "handshakes/covet-1", "handshakes/go-nethttp", None),
     ("CovetPy, HTTP/2 / HTTP/1.1 over TLS", "h2/covet-1", "h1/covet-1", None),
     ("CovetPy, HTTP/3 / HTTP/2", "h3/covet-1", "h2/covet-1", None),
