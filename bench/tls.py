@@ -535,7 +535,11 @@ def ratios_text(summary: dict) -> str:
              "over the second's (below 1: the first is cheaper)"]
     for label, a, b, target in RATIOS:
         x, y = summary.get(a), summary.get(b)
-        if not x or not y or not y["rps_median"]:
+        if x and y and not y["rps_median"]:
+            lines.append(f"- {label}: n/a: the second's median is 0 req/s ({R.fmt_rps(x['rps_median'])} vs 0; "
+                         f"{y['errors']} errors in all, first: {y.get('first_error', '-')[:100]})")
+            continue
+        if not x or not y:
             lines.append(f"- {label}: n/a (not measured)")
             continue
         r = x["rps_median"] / y["rps_median"]
