@@ -46,6 +46,19 @@ def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return line
 
 
+def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM covet run and check it exits 0 (killed after TIMEOUT_S)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
 def test_banner_comes_once_the_port_accepts(tmp_path: Path) -> None:
     need_gateway()
     log = tmp_path / "stderr.log"
@@ -65,15 +78,7 @@ def test_banner_comes_once_the_port_accepts(tmp_path: Path) -> None:
         # No retry: by the time the banner is out, the listener must be bound.
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-    assert proc.returncode == 0, log.read_text()[-3000:]
+        _stop(proc, log)
 
 
 def test_versions_agree() -> None:
@@ -147,15 +152,7 @@ def test_run_serves_https_with_tls_flags(tmp_path: Path, http3: bool) -> None:
         finally:
             plain.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-    assert proc.returncode == 0, log.read_text()[-3000:]
+        _stop(proc, log)
 
 
 def _h3_get(port: int, cafile: Path, path: str) -> dict[str, object]:
