@@ -20,13 +20,23 @@ const (
 	// FrameEarlyHints: worker -> gateway, EarlyHints (MessagePack array): a 103
 	// interim response, before the exchange's RESP_HEAD or RESP.
 	FrameEarlyHints FrameType = 35
+	FrameRespFile   FrameType = 36 // worker -> gateway: RespFile; the gateway sends a file from disk
 	FrameCancel     FrameType = 48 // gateway -> worker: empty; the request is abandoned
 	FrameError      FrameType = 49 // either way: ErrorPayload (MessagePack array)
 	FrameWindow     FrameType = 50 // gateway -> worker: WindowPayload; more response body may be sent
+	FrameReqWindow  FrameType = 51 // worker -> gateway: WindowPayload; more request body may be sent
 	FrameControl    FrameType = 64 // either way: reserved for ring-level control (map)
 
-	// FrameWebSocketFirst ..= FrameWebSocketLast are reserved for WebSocket frames
-	// (open, message, close, ...). None is defined by protocol version 1.
+	// WebSocket sessions (PROTOCOL.md 2.9).
+	FrameWSOpen   FrameType = 80 // gateway -> worker: WSOpen
+	FrameWSAccept FrameType = 81 // worker -> gateway: WSAccept
+	FrameWSText   FrameType = 82 // either way: a text message's bytes, fragmented
+	FrameWSBinary FrameType = 83 // either way: a binary message's bytes, fragmented
+	FrameWSClose  FrameType = 84 // either way: WSClose
+	FrameWSCredit FrameType = 85 // either way: WindowPayload; more message bytes may be sent
+
+	// FrameWebSocketFirst ..= FrameWebSocketLast are the WebSocket family; 86-95 are
+	// reserved.
 	FrameWebSocketFirst FrameType = 80
 	FrameWebSocketLast  FrameType = 95
 	// FrameGRPCFirst ..= FrameGRPCLast are reserved for gRPC (message, trailers, ...).
@@ -48,11 +58,12 @@ const (
 )
 
 // Known reports whether t is a frame type defined by protocol version 1 (the reserved
-// WebSocket and gRPC ranges are not).
+// parts of the WebSocket range and the gRPC range are not).
 func (t FrameType) Known() bool {
 	switch t {
 	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody, FrameResp,
-		FrameEarlyHints, FrameCancel, FrameError, FrameWindow, FrameControl:
+		FrameEarlyHints, FrameRespFile, FrameCancel, FrameError, FrameWindow, FrameReqWindow, FrameControl,
+		FrameWSOpen, FrameWSAccept, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit:
 		return true
 	}
 	return false
@@ -62,7 +73,8 @@ func (t FrameType) Known() bool {
 // ring).
 func (t FrameType) FromGateway() bool {
 	switch t {
-	case FramePad, FrameReqHead, FrameReqBody, FrameCancel, FrameError, FrameWindow, FrameControl:
+	case FramePad, FrameReqHead, FrameReqBody, FrameCancel, FrameError, FrameWindow, FrameControl,
+		FrameWSOpen, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit:
 		return true
 	}
 	return false
@@ -72,7 +84,8 @@ func (t FrameType) FromGateway() bool {
 // ring).
 func (t FrameType) FromWorker() bool {
 	switch t {
-	case FramePad, FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameError, FrameControl:
+	case FramePad, FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameRespFile, FrameError,
+		FrameReqWindow, FrameControl, FrameWSAccept, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit:
 		return true
 	}
 	return false
@@ -95,6 +108,22 @@ func (t FrameType) String() string {
 		return "RESP"
 	case FrameEarlyHints:
 		return "EARLY_HINTS"
+	case FrameRespFile:
+		return "RESP_FILE"
+	case FrameReqWindow:
+		return "REQ_WINDOW"
+	case FrameWSOpen:
+		return "WS_OPEN"
+	case FrameWSAccept:
+		return "WS_ACCEPT"
+	case FrameWSText:
+		return "WS_TEXT"
+	case FrameWSBinary:
+		return "WS_BINARY"
+	case FrameWSClose:
+		return "WS_CLOSE"
+	case FrameWSCredit:
+		return "WS_CREDIT"
 	case FrameCancel:
 		return "CANCEL"
 	case FrameError:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // Manifest limits (PROTOCOL.md 1.3 and 4).
@@ -18,7 +19,7 @@ var routeMethods = map[string]bool{
 	"HEAD": true, "OPTIONS": true, "*": true,
 }
 
-var routeKinds = map[string]bool{"http": true, "ws": true, "grpc": true}
+var routeKinds = map[string]bool{"http": true, "ws": true, "grpc": true, "static": true}
 
 // Validate checks a hello against PROTOCOL.md 1.3: the version (an error wrapping
 // ErrVersion), the pid, the app name, and the manifest (a *ManifestError naming the
@@ -74,7 +75,17 @@ func ValidateRoutes(routes []Route) error {
 		case len(r.Path) > MaxRoutePath:
 			return bad("path of %d bytes, at most %d allowed", len(r.Path), MaxRoutePath)
 		case !routeKinds[r.Kind]:
-			return bad("kind %s is not one of http ws grpc", strconv.Quote(r.Kind))
+			return bad("kind %s is not one of http ws grpc static", strconv.Quote(r.Kind))
+		case r.Kind == "static" && r.Method != "GET":
+			return bad("a static route's method is GET, not %s", r.Method)
+		}
+		if r.Kind == "static" {
+			if d, _ := r.Options["dir"].(string); len(d) == 0 || d[0] != '/' {
+				return bad("a static route needs option dir, an absolute path")
+			}
+			if !strings.HasSuffix(r.Path, "...}") && !strings.HasSuffix(r.Path, ":path}") {
+				return bad("a static route's path ends in a catch-all parameter ({path...})")
+			}
 		}
 		if err := checkOptions(r.Options); err != "" {
 			return bad("%s", err)
@@ -108,6 +119,18 @@ func checkOptions(o map[string]any) string {
 		case uint64:
 		default:
 			return fmt.Sprintf("option timeout_ms is %T, want integer", v)
+		}
+	}
+	for _, k := range [...]string{"resumable", "index"} {
+		if v, ok := o[k]; ok {
+			if _, ok := v.(bool); !ok {
+				return fmt.Sprintf("option %s is %T, want bool", k, v)
+			}
+		}
+	}
+	if v, ok := o["dir"]; ok {
+		if _, ok := v.(string); !ok {
+			return fmt.Sprintf("option dir is %T, want string", v)
 		}
 	}
 	if v, ok := o["roles"]; ok {
@@ -158,3 +181,12 @@ func (r *Route) Roles() []string {
 	}
 	return nil
 }
+
+// Resumable reports the "resumable" option of a ws route (PROTOCOL.md 1.3).
+func (r *Route) Resumable() bool { b, _ := r.Options["resumable"].(bool); return b }
+
+// Dir returns a static route's "dir" option, or "".
+func (r *Route) Dir() string { s, _ := r.Options["dir"].(string); return s }
+
+// Index reports a static route's "index" option.
+func (r *Route) Index() bool { b, _ := r.Options["index"].(bool); return b }

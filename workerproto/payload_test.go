@@ -470,17 +470,22 @@ func TestEarlyHints(t *testing.T) {
 }
 
 func TestFrameTypes(t *testing.T) {
-	for _, ft := range []FrameType{FrameReqHead, FrameReqBody, FrameCancel, FrameWindow} {
+	for _, ft := range []FrameType{FrameReqHead, FrameReqBody, FrameCancel, FrameWindow, FrameWSOpen} {
 		if !ft.Known() || !ft.FromGateway() || ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}
 	}
-	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints} {
+	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameRespFile, FrameReqWindow, FrameWSAccept} {
 		if !ft.Known() || ft.FromGateway() || !ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}
 	}
-	for _, ft := range []FrameType{0, 2, 15, 80, 95, 96, 111, 65} {
+	for _, ft := range []FrameType{FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit} {
+		if !ft.Known() || !ft.FromGateway() || !ft.FromWorker() {
+			t.Errorf("%v", ft)
+		}
+	}
+	for _, ft := range []FrameType{0, 2, 15, 86, 95, 96, 111, 65} {
 		if ft.Known() || ft.FromGateway() || ft.FromWorker() {
 			t.Errorf("%v should be unknown", ft)
 		}
