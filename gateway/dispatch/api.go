@@ -8,11 +8,30 @@ import (
 	"github.com/covetpy/covetpy/workerproto"
 )
 
+// Kind says who answers a route's requests (PROTOCOL.md 1.3).
+type Kind uint8
+
+const (
+	KindHTTP      Kind = iota // a worker's handler
+	KindWebSocket             // a worker's WebSocket handler, through ServeWebSocket
+	KindStatic                // the gateway, from the files under Route.Dir
+)
+
+var routeKinds = map[string]Kind{"http": KindHTTP, "ws": KindWebSocket, "static": KindStatic}
+
 // Route is what the route table maps a (method, pattern) to.
 type Route struct {
 	App     string        // the app whose workers serve it
 	Pattern string        // e.g. /users/{id:int}
 	Timeout time.Duration // handler deadline; 0 means Config.Timeout
+	Kind    Kind
+	// Resumable (KindWebSocket): a session whose worker goes away moves to
+	// another worker instead of closing with 1012.
+	Resumable bool
+	// Dir and Index (KindStatic): the directory served, and whether a
+	// directory's index.html answers for it.
+	Dir   string
+	Index bool
 
 	app *app
 }

@@ -163,11 +163,13 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 	}
 	var routes []router.Route[*Route]
 	for _, r := range h.Routes {
-		if r.Kind != "http" {
-			continue // WebSocket and gRPC routes are served by later front ends
+		kind, ok := routeKinds[r.Kind]
+		if !ok {
+			continue // gRPC routes are served by a later front end
 		}
 		routes = append(routes, router.Route[*Route]{Method: r.Method, Pattern: r.Path, Value: &Route{
-			App: h.App, Pattern: r.Path, Timeout: time.Duration(r.TimeoutMS()) * time.Millisecond, app: a,
+			App: h.App, Pattern: r.Path, Timeout: time.Duration(r.TimeoutMS()) * time.Millisecond,
+			Kind: kind, Resumable: r.Resumable(), Dir: r.Dir(), Index: r.Index(), app: a,
 		}})
 	}
 	err := d.routes.Replace(func(r router.Route[*Route]) bool { return r.Value.App == h.App }, routes...)
@@ -184,7 +186,7 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 func manifestKey(routes []workerproto.Route) string {
 	keys := make([]string, 0, len(routes))
 	for _, r := range routes {
-		keys = append(keys, fmt.Sprintf("%s %s %s %d", r.Method, r.Path, r.Kind, r.TimeoutMS()))
+		keys = append(keys, fmt.Sprintf("%s %s %s %d %t %q %t", r.Method, r.Path, r.Kind, r.TimeoutMS(), r.Resumable(), r.Dir(), r.Index()))
 	}
 	slices.Sort(keys)
 	return strings.Join(keys, "\n")
