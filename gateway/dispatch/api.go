@@ -99,3 +99,41 @@ var (
 	// was sent CANCEL.
 	ErrCanceled = errors.New("dispatch: request canceled")
 )
+
+// WebSocketPeer is the client's side of a WebSocket session (PROTOCOL.md 2.9),
+// implemented by the front end, which owns the connection: the handshake's
+// framing, masking, fragmentation, compression, UTF-8 checks, ping/pong, the
+// idle timeout and the close handshake. ServeWebSocket drives it.
+//
+// Before Accept, the embedded ResponseWriter answers the upgrade request
+// when the worker rejects it (a 403, or whatever the handler answered).
+// ReadMessage is called from one goroutine and WriteMessage from another,
+// concurrently; Close is called once, last, after both have stopped.
+type WebSocketPeer interface {
+	ResponseWriter
+	// Accept completes the handshake (101, or 200 for HTTP/2's extended
+	// CONNECT) with the chosen subprotocol ("" for none) and extra headers.
+	Accept(subprotocol string, headers []workerproto.Header) error
+	// ReadMessage returns the client's next whole message, validated and
+	// decompressed; p is valid until the next call. It returns a *CloseError
+	// once the session has ended on the client's side: the client's close
+	// frame (its code, 1005 without one), a lost connection (1006), or the
+	// front end's own close of it (1002, 1007, 1009, 1001 on shutdown, ...),
+	// after which the front end has already answered the client's close.
+	ReadMessage() (text bool, p []byte, err error)
+	// WriteMessage sends one whole message to the client.
+	WriteMessage(text bool, p []byte) error
+	// Close ends the session from the gateway's side: it runs the close
+	// handshake with code and reason (unless the client's close came first)
+	// and releases the connection.
+	Close(code int, reason string) error
+}
+
+// CloseError is how a WebSocket session ended on the client's side (RFC 6455
+// 7.4 codes; 1005 and 1006 are never sent on the wire).
+type CloseError struct {
+	Code   int
+	Reason string
+}
+
+func (e *CloseError) Error() string { return fmt.Sprintf("websocket closed: %d %s", e.Code, e.Reason) }
