@@ -107,8 +107,11 @@ var (
 //
 // Before Accept, the embedded ResponseWriter answers the upgrade request
 // when the worker rejects it (a 403, or whatever the handler answered).
-// ReadMessage is called from one goroutine and WriteMessage from another,
-// concurrently; Close is called once, last, after both have stopped.
+// After Accept, ReadMessage is called from one goroutine and WriteMessage and
+// then Close from another, concurrently. Close is called once: it may find
+// ReadMessage blocked, and must then make it return (a *CloseError with the
+// client's answering close, or 1006 once the connection is closed);
+// ServeWebSocket waits for that before it returns.
 type WebSocketPeer interface {
 	ResponseWriter
 	// Accept completes the handshake (101, or 200 for HTTP/2's extended

@@ -36,6 +36,9 @@ type call struct {
 	hints      []workerproto.EarlyHints
 	hintsSpare []workerproto.EarlyHints
 	nhints     int
+	// ws is the WebSocket session state when the exchange is one
+	// (websocket.go); nil for a request.
+	ws *wsState
 }
 
 // bodyChunk is the size of the pooled buffers that hold response body bytes between
@@ -111,7 +114,7 @@ func (c *call) armTimer(now, deadline time.Time) {
 
 func putCall(c *call) { // the timer keeps running: see armTimer
 	c.mu.Lock()
-	c.id, c.gotHead, c.done, c.err = 0, false, false, nil
+	c.id, c.gotHead, c.done, c.err, c.ws = 0, false, false, nil, nil
 	if c.nhints > 0 { // rare: do not keep hint payloads (up to 1 MiB each) pooled
 		c.hints, c.hintsSpare, c.nhints = nil, nil, 0
 	}
@@ -141,7 +144,7 @@ func (c *call) setHead(id uint64, b []byte, whole bool) error {
 	if c.id != id {
 		return nil
 	}
-	if c.gotHead || c.done {
+	if c.gotHead || c.done || (c.ws != nil && c.ws.accepted && !c.ws.resumed) {
 		return errSequence
 	}
 	if !whole {

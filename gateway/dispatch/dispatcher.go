@@ -499,6 +499,16 @@ func (a *app) release(s *Session) {
 	a.mu.Unlock()
 }
 
+// unclaim gives back the credit acquire took, for work that is not a request (a
+// WebSocket session): it counts neither in flight nor toward max_requests.
+func (a *app) unclaim(s *Session) {
+	a.mu.Lock()
+	s.inflight--
+	a.inflight--
+	a.wakeLocked()
+	a.mu.Unlock()
+}
+
 func (a *app) wakeLocked() {
 	if a.wake != nil {
 		close(a.wake)

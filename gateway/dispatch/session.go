@@ -317,6 +317,12 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			c.fail(f.ID, &StatusError{Status: ep.Status, Reason: "worker error"})
 		}
 		return nil
+	case workerproto.FrameWSAccept, workerproto.FrameWSText, workerproto.FrameWSBinary,
+		workerproto.FrameWSClose, workerproto.FrameWSCredit:
+		if c == nil {
+			return nil
+		}
+		return c.onWSFrame(f.ID, workerproto.FrameType(f.Type), f.Flags, f.Payload)
 	default:
 		return fmt.Errorf("dispatch: worker sent frame type %d on the response ring", f.Type)
 	}
