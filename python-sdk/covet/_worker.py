@@ -70,6 +70,7 @@ from ._payloads import (
     FRAME_RESP_BODY,
     FRAME_RESP_HEAD,
     FRAME_WINDOW,
+    FRAME_WS_FIRST,
     MAX_EARLY_HINTS,
     MAX_HEAD,
     RESPONSE_WINDOW,
@@ -79,6 +80,7 @@ from ._payloads import (
     encode_response_head,
 )
 from ._responses import Response
+from ._ws_worker import Sessions
 from ._shmring import (
     DEFAULT_BATCH,
     FRAME_HEADER,
@@ -303,6 +305,7 @@ class _Worker:
         self._drain_task: asyncio.Task[None] | None = None
         self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]  # set by run()
         self._starting: list[tuple[int, RequestHead, _Exchange]] = []  # read, task not made yet
+        self._ws = Sessions(self)  # WebSocket sessions (covet/_ws_worker.py)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -416,6 +419,7 @@ class _Worker:
         if self._ch.sock.fileno() >= 0:
             loop.remove_reader(self._ch.fileno())
         tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + list(self._aux)
+        tasks += self._ws.tasks()
         if self._drain_task is not None and not self._drain_task.done():
             tasks.append(self._drain_task)
         for t in tasks:
@@ -516,14 +520,16 @@ class _Worker:
     def _begin_drain(self, deadline_s: float, why: str) -> None:
         if self._draining:
             return
-        log.info("%s: draining %d in-flight requests (deadline %.3f s)", why, len(self._inflight), deadline_s)
+        log.info("%s: draining %d in-flight requests and %d WebSocket sessions (deadline %.3f s)",
+                 why, len(self._inflight), len(self._ws.live), deadline_s)  # fmt: skip
         self._draining = True
         assert self._seg is not None
         self._seg.set_state(STATE_DRAINING)
         self._drain_task = self._loop.create_task(self._drain(deadline_s))
 
     async def _drain(self, deadline_s: float) -> None:
-        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None]
+        # WebSocket sessions keep going until the deadline too (PROTOCOL.md 2.9).
+        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + self._ws.tasks()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=deadline_s)
             if pending:
@@ -631,6 +637,8 @@ class _Worker:
                 if ex.task is not None:
                     ex.task.cancel()
                 # else it is still in _starting, and _launch skips it: never started
+            else:
+                self._ws.cancel(rid)
         elif typ == FRAME_WINDOW:
             if flags != _BE:
                 raise ProtocolError(f"WINDOW for request {rid:#x}: flags {flags:#x}, want BEGIN|END")
@@ -640,6 +648,8 @@ class _Worker:
                 ex.window += grant
                 if ex.credit is not None and not ex.credit.done():
                     ex.credit.set_result(None)
+        elif typ >= FRAME_WS_FIRST:  # WebSocket frames (PROTOCOL.md 2.9)
+            self._ws.on_record(typ, rid, flags, payload)
         # CONTROL frames are reserved; unknown ids and types are ignored.
 
     def _head_fragment(self, rid: int, flags: int, payload: bytes) -> None:
@@ -685,6 +695,25 @@ class _Worker:
         for rid, head, ex in starting:
             if inflight.get(rid) is ex:  # not cancelled by a later record of the batch
                 ex.task = new_task(self._exchange(rid, head, ex))
+
+    def _write_soon(self, typ: int, rid: int, payload: bytes) -> None:
+        """Write a one-frame message (BEGIN|END) now if the ring has room, else from a
+        task of its own that waits for room; the gateway is woken at the end of this
+        loop turn."""
+        if self._writer.try_write(typ, rid, _BE, payload, False):
+            self._wake_soon()
+            return
+        t = self._loop.create_task(self._send(typ, rid, payload, True, True))
+        t.add_done_callback(lambda _: self._wake_soon())
+        self._aux.add(t)
+        t.add_done_callback(self._aux.discard)
+
+    async def _answer_http(self, rid: int, head: RequestHead, response: Response) -> None:
+        """Send ``response`` as the HTTP answer for ``rid`` (a rejected WebSocket
+        handshake), as an exchange's response is sent."""
+        ex = _Exchange(_NO_BODY, rid, self)
+        if not self._respond_now(rid, response, ex):
+            await self._respond(rid, head, response, ex)
 
     def _refuse(self, rid: int) -> None:
         payload = encode_error_payload(503, "worker is draining")
