@@ -121,6 +121,11 @@ class Router:
         existing = self._by_shape.get(shape_key)
         if existing is not None:
             same = existing.pattern.canonical == route.pattern.canonical
+            if existing.kind != route.kind:  # GET: an HTTP and a WebSocket route
+                raise ValueError(
+                    f"route {route.method} {route.pattern.source!r} ({route.kind}) conflicts with the "
+                    f"{existing.kind} route {existing.pattern.source!r}: a path has one GET route, HTTP or WebSocket"
+                )
             raise ValueError(
                 f"route {route.method} {route.pattern.source!r} "
                 + ("is already registered" if same else
