@@ -22,6 +22,9 @@ Inside the loop (all callbacks, no threads):
   cancels the task, after which nothing more is sent for its id; WINDOW grants the
   task more response body (a body past ``RESPONSE_WINDOW`` waits for the gateway to
   write the earlier bytes to its client, PROTOCOL 2.7);
+- WebSocket frames (types 80-95) go to the session table of ``covet/_ws_worker.py``,
+  and a CANCEL for an id with no HTTP exchange to it: a WS_OPEN starts a session's
+  task, messages, credit and closes flow through it (PROTOCOL 2.9);
 - the **control socket** is another ``add_reader`` callback: ping -> pong, drain ->
   graceful stop, EOF -> exit 1.
 
@@ -802,6 +805,9 @@ class _Worker:
                 await self._send_body(rid, body, True, True, ex)
             self._wake_soon()
             return
+        # A streamed body may be slow to start (an event stream waiting for its first
+        # event): let the gateway have the head now.
+        self._wake_soon()
         chunks = response.body_chunks()
         try:
             async for chunk in chunks:
