@@ -715,8 +715,14 @@ class _Worker:
         """Send ``response`` as the HTTP answer for ``rid`` (a rejected WebSocket
         handshake), as an exchange's response is sent."""
         ex = _Exchange(_NO_BODY, rid, self)
-        if not self._respond_now(rid, response, ex):
-            await self._respond(rid, head, response, ex)
+        ex.task = asyncio.current_task()
+        self._inflight[rid] = ex  # so that WINDOW grants and CANCEL reach it
+        try:
+            if not self._respond_now(rid, response, ex):
+                await self._respond(rid, head, response, ex)
+        finally:
+            if self._inflight.get(rid) is ex:
+                del self._inflight[rid]
 
     def _refuse(self, rid: int) -> None:
         payload = encode_error_payload(503, "worker is draining")

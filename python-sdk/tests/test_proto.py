@@ -594,7 +594,8 @@ def _mutations() -> st.SearchStrategy[bytes]:
 @given(_mutations())
 def test_decoders_raise_only_protocol_error(data: bytes) -> None:
     for fn in (p.parse_frame, p.decode_error_payload, p.decode_response_head,
-               p.decode_window_payload, p.decode_response, p.decode_early_hints):
+               p.decode_window_payload, p.decode_response, p.decode_early_hints,
+               p.decode_ws_open, p.decode_ws_accept, p.decode_ws_close):
         try:
             fn(data)
         except p.ProtocolError:
