@@ -699,15 +699,9 @@ class _Worker:
             if inflight.get(rid) is ex:  # not cancelled by a later record of the batch
                 ex.task = new_task(self._exchange(rid, head, ex))
 
-    def _write_soon(self, typ: int, rid: int, payload: bytes) -> None:
-        """Write a one-frame message (BEGIN|END) now if the ring has room, else from a
-        task of its own that waits for room; the gateway is woken at the end of this
-        loop turn."""
-        if self._writer.try_write(typ, rid, _BE, payload, False):
-            self._wake_soon()
-            return
-        t = self._loop.create_task(self._send(typ, rid, payload, True, True))
-        t.add_done_callback(lambda _: self._wake_soon())
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as an auxiliary task (cancelled when the worker stops)."""
+        t = self._loop.create_task(coro)
         self._aux.add(t)
         t.add_done_callback(self._aux.discard)
 

@@ -169,7 +169,22 @@ class Session:
         if self.owed >= self.grant_at:
             grant, self.owed = self.owed, 0
             self.recv_left += grant
-            self.worker._write_soon(FRAME_WS_CREDIT, self.rid, encode_window_payload(grant))
+            worker = self.worker
+            payload = encode_window_payload(grant)
+            if worker._writer.try_write(FRAME_WS_CREDIT, self.rid, _BE, payload, False):
+                worker._wake_soon()
+            else:
+                worker._spawn(self._grant_later(payload))
+
+    async def _grant_later(self, payload: bytes) -> None:
+        """A WS_CREDIT the full ring refused: written once there is room, under the
+        session's lock, and never after this side's WS_CLOSE (the gateway would take a
+        frame after it for a violation)."""
+        async with self.lock:
+            if self.closed:
+                return
+            await self.worker._send(FRAME_WS_CREDIT, self.rid, payload, True, True)
+        self.worker._wake_soon()
 
     # -- from the gateway --------------------------------------------------------------
 
