@@ -141,7 +141,7 @@ class WebSocket:
         self.close_reason = ""
         self._incoming: collections.deque[_Incoming] = collections.deque()
         self._peer_closed = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # receives waiting for a message
         self._rejection: Response | None = None
 
     # -- the upgrade request -----------------------------------------------------------
@@ -237,9 +237,10 @@ class WebSocket:
         self._wake()
 
     def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     async def _next(self) -> _Incoming:
         """The next message, left in the queue: WebSocketDisconnect once the client has
@@ -252,11 +253,12 @@ class WebSocket:
             if self.state_name == WebSocketState.CLOSED:
                 raise RuntimeError("receive after close(): this side has closed the WebSocket")
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiter = fut
+            self._waiters.append(fut)
             try:
                 await fut
             finally:
-                self._waiter = None
+                if not fut.done():  # cancelled (a timeout around the receive): forget it
+                    self._waiters.remove(fut)
         return self._incoming[0]
 
     def _take(self) -> str | bytes:

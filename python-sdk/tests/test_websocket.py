@@ -4,6 +4,7 @@ subprotocols, path parameters, query, headers and cookies."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -309,3 +310,25 @@ def test_gateway_answers_for_paths_without_a_websocket_route(client: TestClient)
     assert info.value.status_code == 200 and info.value.response.text == "a page"
     assert client.get("/echo").status_code == 426  # a WebSocket route without the upgrade
     assert client.post("/echo").status_code == 405
+
+
+@app.websocket("/two-readers")
+async def two_readers(ws: WebSocket) -> None:
+    """Two tasks wait for a message at once, and a third gives up after a timeout:
+    the first message wakes both waiting ones; one takes it, the other the next."""
+    await ws.accept()
+    try:
+        await asyncio.wait_for(ws.receive(), 0.001)
+    except TimeoutError:
+        pass
+    await ws.send_text("ready")
+    got = await asyncio.gather(ws.receive_text(), ws.receive_text())
+    await ws.send_json(sorted(got))
+
+
+def test_concurrent_receives_each_get_a_message(client: TestClient) -> None:
+    with client.websocket_connect("/two-readers") as ws:
+        assert ws.receive_text() == "ready"
+        ws.send_text("a")
+        ws.send_text("b")
+        assert ws.receive_json() == ["a", "b"]
