@@ -17,7 +17,8 @@ record of types 80-95 (``on_record``) and every CANCEL it has no HTTP exchange f
   window (a window at least twice the gateway's largest message then never stalls);
 - a message the handler sends goes out as fragments of at most one record, each
   waiting for credit (``WS_CREDIT`` from the gateway) and ring space, under a
-  per-session lock so that the fragments of two messages never interleave;
+  per-session lock so that the fragments of two messages never interleave; a message
+  of several fragments is finished even if the handler cancels its send;
 - the gateway's ``WS_CLOSE`` makes the handler's next receive raise
   WebSocketDisconnect (and wakes a send waiting for credit, which raises too);
 - the session ends with exactly one ``WS_CLOSE`` from this side (the handler's close,
@@ -73,6 +74,12 @@ log = logging.getLogger("covet.worker")
 _BE: Final = FLAG_BEGIN | FLAG_END
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a background send's outcome as seen (its caller may have gone)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Session:
     """One WebSocket session: its transport towards the gateway and its task.
 
@@ -113,31 +120,54 @@ class Session:
     async def send_message(self, text: bool, data: bytes) -> None:
         typ = FRAME_WS_TEXT if text else FRAME_WS_BINARY
         worker = self.worker
+        if len(data) <= worker._max_payload:  # one frame: a cancelled send writes nothing
+            async with self.lock:
+                await self._write_message(typ, data)
+            return
+        # Several frames: once the first is out, the message must be finished, or the
+        # next one would begin inside it (a violation). So it is sent by a task of its
+        # own that the caller's cancellation does not reach: a cancelled send may
+        # still be delivered whole. A CANCEL of the session stops it between frames.
+        task = worker._loop.create_task(self._send_locked(typ, data))
+        task.add_done_callback(_retrieve)
+        worker._aux.add(task)
+        task.add_done_callback(worker._aux.discard)
+        await asyncio.shield(task)
+
+    async def _send_locked(self, typ: int, data: bytes) -> None:
+        async with self.lock:
+            await self._write_message(typ, data)
+
+    async def _write_message(self, typ: int, data: bytes) -> None:
+        """Write one message as fragments of at most one record, each within credit
+        and ring space; the caller holds the lock."""
+        worker = self.worker
         w = worker._writer
         rid = self.rid
         view = memoryview(data)
         n = len(view)
-        async with self.lock:
-            off = 0
-            flags = FLAG_BEGIN
+        off = 0
+        flags = FLAG_BEGIN
+        while True:
+            k = min(n - off, worker._max_payload)
+            cost = k + WS_FRAME_COST
+            while self.send_credit < cost:
+                await self._wait_credit()
+            last = off + k == n
+            if last:
+                flags |= FLAG_END
+            chunk = view[off:off + k]
             while True:
-                k = min(n - off, worker._max_payload)
-                cost = k + WS_FRAME_COST
-                while self.send_credit < cost:
-                    await self._wait_credit()
                 if self.closed:
                     raise RuntimeError("send on a WebSocket session that has ended")
-                last = off + k == n
-                if last:
-                    flags |= FLAG_END
-                chunk = view[off:off + k]
-                while not w.try_write(typ, rid, flags, chunk, False):
-                    await worker._wait_space(FRAME_HEADER + k)
-                self.send_credit -= cost
-                if last:
+                if w.try_write(typ, rid, flags, chunk, False):
                     break
-                flags = 0
-                off += k
+                await worker._wait_space(FRAME_HEADER + k)
+            self.send_credit -= cost
+            if last:
+                break
+            flags = 0
+            off += k
         worker._wake_soon()
 
     async def _wait_credit(self) -> None:

@@ -311,3 +311,20 @@ def test_drain_keeps_sessions_until_the_deadline(gw: WSGateway) -> None:
     assert gw.wait_exit(TIMEOUT) == 0
     gw.collect()
     assert gw.session(rid).close is None  # cut at the deadline: the gateway handles it as a lost worker
+
+
+def test_a_cancelled_send_still_finishes_its_message(gw: WSGateway) -> None:
+    # The second message's first fragments are out when its send is cancelled: the
+    # worker must finish it (once credit comes) before the next message begins, or
+    # the gateway would see a BEGIN inside a message.
+    rid = GEN | 26
+    gw.open(rid, "/ws/cancelled-send")
+    gw.accepted(rid)
+    gw.until(lambda: "send cancelled" in gw.app_log(), "the send to be cancelled")
+    s = gw.session(rid)
+    assert len(s.messages) == 1 and s.partial is not None  # the second is half out
+    gw.send_frames(sr.WS_CREDIT, rid, _proto.encode_window_payload(s.cost_sent), BE)
+    msgs = gw.messages(rid, 3)
+    assert msgs == [(sr.WS_BINARY, b"a" * 32768), (sr.WS_BINARY, b"b" * 32768), (sr.WS_TEXT, b"after")]
+    gw.send_close(rid)
+    assert gw.closed(rid) == (1000, "")

@@ -101,3 +101,20 @@ async def events(req: Request) -> EventSourceResponse:
             note("events finally")
 
     return EventSourceResponse(gen(), ping=0.05)
+
+
+@app.websocket("/ws/cancelled-send")
+async def cancelled_send(ws: WebSocket) -> None:
+    """A 32 KiB message, then a second whose last fragment must wait for credit: its
+    send is cancelled meanwhile, and the handler sends one more message."""
+    await ws.accept()
+    await ws.send_bytes(b"a" * 32768)
+    task = asyncio.create_task(ws.send_bytes(b"b" * 32768))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        note("send cancelled")
+    await ws.send_text("after")
+    await ws.receive()
