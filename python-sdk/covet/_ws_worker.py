@@ -113,6 +113,9 @@ class Session:
 
     async def accept(self, subprotocol: str, headers: list[tuple[str, bytes]]) -> None:
         payload = encode_ws_accept(subprotocol, headers)
+        if len(payload) > self.worker._max_payload:  # WS_ACCEPT is one frame (PROTOCOL.md 2.9)
+            raise ValueError(f"accept(): its headers take {len(payload)} bytes, more than one ring record "
+                             f"holds ({self.worker._max_payload})")  # fmt: skip
         async with self.lock:
             await self.worker._send(FRAME_WS_ACCEPT, self.rid, payload, True, True)
         self.worker._wake_soon()
