@@ -264,13 +264,16 @@ func defaultConfig() *Config {
 		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo),
 		RingRequest: byteSize(d.Geometry.ReqCapacity), RingResponse: byteSize(d.Geometry.RespCapacity),
 		Dispatch:   d,
-		Server:     withHTTP2(server.Config{}.WithDefaults()),
+		Server:     serverDefaults(server.Config{}.WithDefaults()),
 		Supervisor: supervisor.Config{}.WithDefaults(),
 	}
 }
 
-func withHTTP2(c server.Config) server.Config {
+// serverDefaults turns on what the zero server.Config leaves off and the
+// gateway serves by default: HTTP/2 (with TLS) and WebSocket compression.
+func serverDefaults(c server.Config) server.Config {
 	c.HTTP2 = true // with TLS
+	c.WSCompression = true
 	return c
 }
 
