@@ -200,6 +200,10 @@ type hx struct {
 var hxs = sync.Pool{New: func() any { return new(hx) }}
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect && h.proto == "2" && r.Header.Get(":protocol") != "" {
+		h.serveExtendedConnect(rw, r) // RFC 8441 WebSocket (ws_h2.go)
+		return
+	}
 	s := h.s
 	start := time.Now()
 	x := hxs.Get().(*hx)

@@ -246,6 +246,9 @@ type wsSession struct {
 	// session on (drain skips it to find the next frame); -1 when the
 	// stream has no frame boundary left to find.
 	skip int64
+	// clientClosed: the client's Close frame came (valid or not): it will
+	// send nothing more, so there is nothing to drain.
+	clientClosed bool
 
 	wmu       sync.Mutex
 	whdr      [ws.MaxHeaderSize]byte
@@ -541,6 +544,7 @@ func (s *wsSession) control(h ws.Header) (code int, why string, err error) {
 		return 0, "", nil
 	}
 	// Close (RFC 6455 5.5.1): no payload, or a code and a UTF-8 reason.
+	s.clientClosed = true
 	switch {
 	case len(p) == 0:
 		s.answerClose(nil)
@@ -679,6 +683,9 @@ func (s *wsSession) closing() bool { return s.closeBy.Load() != 0 }
 // boundary can be found (a malformed length), it half-closes and drops
 // bytes until the client closes its side.
 func (s *wsSession) drain() {
+	if s.clientClosed {
+		return
+	}
 	s.t.SetReadDeadline(time.Now().Add(wsFailWait))
 	if s.skip < 0 {
 		if s.t.CloseWrite() == nil {

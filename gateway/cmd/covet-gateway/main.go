@@ -40,6 +40,7 @@ import (
 var version = "devel"
 
 func main() {
+	enableExtendedConnect() // WebSocket over HTTP/2 (xconnect.go)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "covet-gateway:", err)
 		os.Exit(1)
