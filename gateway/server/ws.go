@@ -397,6 +397,9 @@ func (s *wsSession) readMessage() (text bool, p []byte, code int, why string, er
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
 			s.skip = h.Length
+			// A refused Close (a reason over 125 bytes) is still the
+			// client's last frame: nothing to wait for after it.
+			s.clientClosed = h.OpCode == ws.OpClose
 			return false, nil, wsCloseProtocol, err.Error(), err
 		}
 		// With permessage-deflate only RSV1 has a meaning, and only on the
@@ -553,6 +556,9 @@ func (s *wsSession) control(h ws.Header) (code int, why string, err error) {
 		return wsCloseProtocol, "bad close frame", &wsFail{code: wsCloseProtocol, why: "close frame of 1 byte"}
 	}
 	c, reason := ws.ParseCloseFrameData(p)
+	if c > 4999 { // no meaning in RFC 6455 7.4.2, nor a valid WS_CLOSE code
+		return wsCloseProtocol, "bad close code", &wsFail{code: wsCloseProtocol, why: "close code over 4999"}
+	}
 	if err := ws.CheckCloseFrameData(c, reason); err != nil {
 		if errors.Is(err, ws.ErrProtocolInvalidUTF8) {
 			return wsCloseInvalidData, "invalid UTF-8 in close reason", err

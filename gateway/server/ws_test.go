@@ -425,6 +425,11 @@ func TestWSFailures(t *testing.T) {
 			code:   1002,
 		},
 		{
+			name:   "close over 125 bytes",
+			frames: [][]byte{frame(true, 0, ws.OpClose, closeBody(1000, strings.Repeat("r", 124)), false)},
+			code:   1002,
+		},
+		{
 			name:   "close of one byte",
 			frames: [][]byte{frame(true, 0, ws.OpClose, []byte{3}, false)},
 			code:   1002,
@@ -432,6 +437,16 @@ func TestWSFailures(t *testing.T) {
 		{
 			name:   "close code 1005",
 			frames: [][]byte{frame(true, 0, ws.OpClose, closeBody(1005, ""), false)},
+			code:   1002,
+		},
+		{
+			name:   "close code 5000",
+			frames: [][]byte{frame(true, 0, ws.OpClose, closeBody(5000, ""), false)},
+			code:   1002,
+		},
+		{
+			name:   "close code 1015",
+			frames: [][]byte{frame(true, 0, ws.OpClose, closeBody(1015, ""), false)},
 			code:   1002,
 		},
 		{
