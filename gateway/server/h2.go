@@ -241,7 +241,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var pattern string
 	switch {
 	case method == http.MethodConnect:
-		answer = 501 // not a proxy (extended CONNECT is not served yet)
+		answer = 501 // not a proxy (HTTP/2 extended CONNECT went to serveExtendedConnect)
 	case target == "*":
 		answer = 204
 	case earlyData(r) && !replayable(method):

@@ -2,8 +2,10 @@ package server
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,11 +79,11 @@ func (h *handler) serveExtendedConnect(rw http.ResponseWriter, r *http.Request) 
 	}
 	hs := x.dreq.Head.Headers[:0]
 	hs = append(hs, workerproto.Header{Name: nameHost, Value: stringBytes(r.Host)})
-	for name, vs := range r.Header {
+	for _, name := range slices.Sorted(maps.Keys(r.Header)) {
 		if strings.HasPrefix(name, ":") {
 			continue
 		}
-		for _, v := range vs {
+		for _, v := range r.Header[name] {
 			hs = append(hs, workerproto.Header{Name: stringBytes(strings.ToLower(name)), Value: stringBytes(v)})
 		}
 	}
