@@ -940,3 +940,40 @@ func TestWSConcurrentReadWrite(t *testing.T) {
 		t.Errorf("backend saw %d", ce.Code)
 	}
 }
+
+// TestWSPingFlood: a client that floods pings and reads none of the pongs
+// is read no faster than the pongs are written: once the socket buffers
+// are full both ways its writes stall, so the gateway holds nothing for it
+// beyond them.
+func TestWSPingFlood(t *testing.T) {
+	b := newWSBackend(t)
+	ts := startServer(t, wsConfig(), b)
+	rc, _ := wsOpen(t, ts)
+	ping := frame(true, 0, ws.OpPing, make([]byte, 125), false)
+	var sent atomic.Int64
+	go func() {
+		for {
+			if _, err := rc.nc.Write(ping); err != nil {
+				return
+			}
+			sent.Add(int64(len(ping)))
+		}
+	}()
+	var last int64 = -1
+	waitFor(t, "the client's pings to stall", func() bool {
+		n := sent.Load()
+		stalled := n == last
+		last = n
+		time.Sleep(100 * time.Millisecond)
+		return stalled && sent.Load() == n
+	})
+	if n := sent.Load(); n > 64<<20 {
+		t.Fatalf("%d MiB of pings taken from a client that reads no pong", n>>20)
+	}
+	// The pongs were all kept for it: it reads them, in order.
+	for i := 0; i < 100; i++ {
+		if h, p := rc.readFrame(); h.OpCode != ws.OpPong || len(p) != 125 {
+			t.Fatalf("frame %d: %v of %d bytes", i, h.OpCode, len(p))
+		}
+	}
+}
