@@ -80,6 +80,8 @@ var (
 	// errWSAccepted: the peer's ResponseWriter used after Accept, or Accept
 	// called twice or after a rejection began.
 	errWSAccepted = errors.New("server: websocket handshake already answered")
+	// errWSTextNotUTF8: WriteMessage of a text message that is not UTF-8.
+	errWSTextNotUTF8 = errors.New("server: websocket text message to send is not UTF-8")
 	// errWSSubprotocol: Accept chose a subprotocol the client did not offer
 	// (PROTOCOL.md 2.9: the session is closed with 1011).
 	errWSSubprotocol = errors.New("server: websocket subprotocol not offered by the client")
@@ -723,8 +725,13 @@ func (s *wsSession) endRead() {
 // may take WriteTimeout plus one second per MinWriteRate bytes; a client
 // that reads slower loses its connection, and until then the caller waits
 // (the worker's credit is not granted back), so a slow client costs the
-// gateway no more than the message being written.
+// gateway no more than the message being written. Text that is not UTF-8
+// is refused (errWSTextNotUTF8) and nothing is written: the caller closes
+// the session (PROTOCOL.md 2.9: 1011).
 func (s *wsSession) WriteMessage(text bool, p []byte) error {
+	if text && !utf8.Valid(p) {
+		return errWSTextNotUTF8
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closeSent {

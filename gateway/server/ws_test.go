@@ -580,6 +580,9 @@ func TestWSGatewayCloses(t *testing.T) {
 		if err := peer.WriteMessage(true, []byte("bye")); err != nil {
 			return err
 		}
+		if werr := peer.WriteMessage(true, []byte("\xff")); werr == nil {
+			t.Error("WriteMessage of text that is not UTF-8 succeeded")
+		}
 		err := peer.Close(4000, "done")
 		if werr := peer.WriteMessage(true, []byte("late")); werr == nil {
 			t.Error("WriteMessage after Close succeeded")
