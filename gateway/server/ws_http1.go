@@ -95,10 +95,11 @@ func (c *conn) wsClassify(x *exchange) {
 
 // wsHandOver queues an upgrade exchange with the bytes read past its head,
 // and tells the read loop to stop: from here on the connection's bytes are
-// the WebSocket session's.
+// the WebSocket session's, read through its own buffer, so the read buffer
+// goes back to the pool.
 func (c *conn) wsHandOver(x *exchange) parseResult {
 	x.ws.pre = append(x.ws.pre[:0], c.buf[c.r:c.w]...)
-	c.r = c.w
+	c.releaseBuf()
 	c.enqueue(item{x: x})
 	return parseStop
 }
