@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run the Autobahn|Testsuite fuzzing client against a WebSocket echo endpoint.
 
-    run.py --wstest PATH [--url ws://HOST:PORT/PATH] [--wsecho PATH] [--cases 1.*,2.*]
+    run.py --wstest PATH [--url ws://HOST:PORT/PATH] [--wsecho PATH] [--engine uring]
+           [--cases 1.*,2.*] [--exclude 9.*] [--reports DIR]
 
 Without --url it starts the test-only echo server (gateway/server/internal/wsecho,
 built to --wsecho) on a free loopback port and tests ws://ADDR/echo. It writes the
@@ -22,9 +23,11 @@ import tempfile
 ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
 
-def start_echo(wsecho):
+def start_echo(wsecho, engine):
     proc = subprocess.Popen(
-        [wsecho, "-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+        [wsecho, "-listen", "127.0.0.1:0", "-engine", engine],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
@@ -38,6 +41,7 @@ def main():
     ap.add_argument("--wstest", required=True)
     ap.add_argument("--url", default="")
     ap.add_argument("--wsecho", default="bin/wsecho")
+    ap.add_argument("--engine", default="", help="wsecho's socket engine (netpoll, uring, auto)")
     ap.add_argument("--cases", default="*")
     ap.add_argument("--exclude", default="")
     ap.add_argument("--reports", default="")
@@ -46,7 +50,7 @@ def main():
     proc = None
     url = args.url
     if not url:
-        proc, url = start_echo(args.wsecho)
+        proc, url = start_echo(args.wsecho, args.engine)
     work = tempfile.mkdtemp(prefix="autobahn-")
     reports = args.reports or os.path.join(work, "reports")
     spec = {
