@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,10 @@ func (b *wsBackend) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req 
 			if !errors.As(err, &ce) {
 				return err
 			}
-			b.closes <- ce
+			select {
+			case b.closes <- ce:
+			default: // nobody is looking (TestWSIdleConnCost)
+			}
 			return peer.Close(ce.Code, ce.Reason)
 		}
 		if err := peer.WriteMessage(text, p); err != nil {
@@ -978,5 +982,50 @@ func TestWSPingFlood(t *testing.T) {
 		if h, p := rc.readFrame(); h.OpCode != ws.OpPong || len(p) != 125 {
 			t.Fatalf("frame %d: %v of %d bytes", i, h.OpCode, len(p))
 		}
+	}
+}
+
+// TestWSIdleConnCost: an open, idle WebSocket session (compression agreed,
+// after a 200 KB message each way) holds a few KiB of buffers and the
+// goroutines that serve it, not the message nor a compressor: the bound
+// fails if a session kept its 200 KB buffer or a 600 KiB flate writer.
+func TestWSIdleConnCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: memory measurement skipped")
+	}
+	n := idleConnsFor(t, 200)
+	b := newWSBackend(t)
+	cfg := wsConfig()
+	cfg.WSCompression = true
+	ts := startServer(t, cfg, b)
+	big := bytes.Repeat([]byte("abcdefghij"), 20000)
+	open := func() {
+		rc, _ := wsOpen(t, ts, "Sec-WebSocket-Extensions: permessage-deflate")
+		rc.sendFrames(frame(true, 0, ws.OpBinary, big, false))
+		if h, p := rc.readFrame(); !h.Rsv1() || !bytes.Equal(inflateMsg(t, p), big) {
+			t.Fatal("no compressed echo")
+		}
+	}
+	settle := func() (runtime.MemStats, int) {
+		for range 3 {
+			runtime.GC()
+			time.Sleep(20 * time.Millisecond)
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms, runtime.NumGoroutine()
+	}
+	open() // the first session's one-off costs (pools) go in the baseline
+	ms0, g0 := settle()
+	for range n {
+		open()
+	}
+	ms1, g1 := settle()
+	used := func(ms *runtime.MemStats) int64 { return int64(ms.HeapInuse + ms.StackInuse) }
+	per := (used(&ms1) - used(&ms0)) / int64(n)
+	t.Logf("%d idle WebSocket sessions: %d B and %.1f goroutines each (heap %+d B, stacks %+d B)", n, per,
+		float64(g1-g0)/float64(n), (int64(ms1.HeapInuse)-int64(ms0.HeapInuse))/int64(n), (int64(ms1.StackInuse)-int64(ms0.StackInuse))/int64(n))
+	if !raceEnabled && per > 64<<10 {
+		t.Errorf("%d bytes per idle WebSocket session, want under 64 KiB", per)
 	}
 }
