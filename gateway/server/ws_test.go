@@ -1029,3 +1029,35 @@ func TestWSIdleConnCost(t *testing.T) {
 		t.Errorf("%d bytes per idle WebSocket session, want under 64 KiB", per)
 	}
 }
+
+// TestWSMetrics: a session counts in covet_websocket_sessions_open while it
+// is open, its messages in covet_websocket_messages_total, and its
+// handshake as a 101 of its route.
+func TestWSMetrics(t *testing.T) {
+	m, reg := newMetrics(t)
+	b := newWSBackend(t)
+	cfg := wsConfig()
+	cfg.Metrics = m
+	ts := startServer(t, cfg, b)
+	open := map[string]string{"protocol": "http/1.1"}
+	rc, _ := wsOpen(t, ts)
+	waitFor(t, "the session to count as open", func() bool {
+		return metricValue(t, reg, "covet_websocket_sessions_open", open) == 1
+	})
+	for range 3 {
+		rc.sendFrames(frame(true, 0, ws.OpText, []byte("m"), false))
+		rc.readFrame()
+	}
+	rc.sendFrames(frame(true, 0, ws.OpClose, closeBody(1000, ""), false))
+	rc.readFrame()
+	rc.expectEOF()
+	waitFor(t, "the session to count as closed", func() bool {
+		return metricValue(t, reg, "covet_websocket_sessions_open", open) == 0 &&
+			metricValue(t, reg, "covet_requests_total", map[string]string{"route": "/ws", "status": "101"}) == 1
+	})
+	for _, dir := range []string{"in", "out"} {
+		if v := metricValue(t, reg, "covet_websocket_messages_total", map[string]string{"direction": dir}); v != 3 {
+			t.Errorf("messages %s: %v, want 3", dir, v)
+		}
+	}
+}
