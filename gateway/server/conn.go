@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -81,12 +82,17 @@ type conn struct {
 	resume func()
 	// fresh: the reader has just moved to a new goroutine (serve), whose
 	// first wait must not grow its stack.
-	fresh     bool
-	buf       []byte
-	r, w      int       // buf[r:w] is read but not consumed by the parser
-	maxBuf    int       // MaxRequestLine + MaxHeaderBytes + 2
-	cur       *exchange // the exchange the parser is filling
-	discard   bool      // cur's body is read and dropped (the gateway answers cur)
+	fresh   bool
+	buf     []byte
+	r, w    int       // buf[r:w] is read but not consumed by the parser
+	maxBuf  int       // MaxRequestLine + MaxHeaderBytes + 2
+	cur     *exchange // the exchange the parser is filling
+	discard bool      // cur's body is read and dropped (the gateway answers cur)
+	// streamed: the message being parsed went to the writer at its head,
+	// and its body goes through pipe (pipe.go) as it arrives; pipe is nil
+	// once the backend has stopped wanting it (the rest is dropped).
+	streamed  bool
+	pipe      *bodyPipe
 	lastRead  time.Time // when the last bytes arrived (the accept, before any)
 	headStart time.Time // first byte of the head being read; zero when none
 	bodyStart time.Time // end of the head whose body is being read
@@ -192,6 +198,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 // arrive, the read fails or the idle deadline passes.
 func (c *conn) serve() {
 	clientGone, idle := c.readLoop()
+	c.breakBody(errClientGone) // a body still streaming ends here, whatever ended the reading
 	if idle {
 		c.fresh = true
 		if c.pr != nil {
@@ -391,7 +398,9 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		if draining {
 			return false, false
 		}
-		if st := c.p.State(); st == http1.StateHead || st == http1.StateBody {
+		if c.streamed {
+			c.breakBody(errTimeout) // its exchange answers it
+		} else if st := c.p.State(); st == http1.StateHead || st == http1.StateBody {
 			c.enqueue(item{perr: errTimeout})
 		}
 		return false, false
@@ -591,6 +600,12 @@ func (c *conn) parseBuffered() parseResult {
 				pe = &http1.Error{Status: 400, Reason: "parse_error", Close: true}
 			}
 			c.debug("reject", pe)
+			if c.streamed {
+				// The body broke off (over max_body_bytes, bad chunked
+				// framing): its exchange answers it, or closes.
+				c.breakBody(pe)
+				return parseDrain
+			}
 			if !c.enqueue(item{perr: pe}) {
 				return parseStop
 			}
@@ -608,6 +623,7 @@ func (c *conn) parseBuffered() parseResult {
 			c.discard = x.answer != 0
 			c.curExpect = false
 			x.body = x.body[:0]
+			x.pipe = nil
 			if x.req.ExpectContinue && x.req.HasBody() {
 				if x.answer != 0 {
 					// Rejected before the body was asked for: answer,
@@ -624,15 +640,44 @@ func (c *conn) parseBuffered() parseResult {
 					return parseStop
 				}
 			}
+			if !c.discard && (x.req.Chunked || x.req.ContentLength > streamMin) {
+				// A large body, or one of unknown length: the backend takes
+				// it as it arrives. The exchange is the writer's from here;
+				// the parser must not store trailers in it.
+				x.pipe = newBodyPipe()
+				c.pipe, c.streamed = x.pipe, true
+				c.p.Detach()
+				c.cur = nil
+				if !c.enqueue(item{x: x}) {
+					return parseStop
+				}
+				continue
+			}
 			if !c.discard && x.req.ContentLength > 0 {
 				x.body = growBody(x.body, x.req.ContentLength)
 			}
 		case http1.EventBody:
 			c.bodyRead += int64(len(ev.Data))
-			if !c.discard {
+			switch {
+			case c.pipe != nil:
+				if c.pipe.write(ev.Data) != nil {
+					c.pipe = nil // the backend is done: drop the rest
+				} else if d := c.pipe.takeBlocked(); d > 0 {
+					// Waiting for the backend is not the client's slowness.
+					c.bodyStart = c.bodyStart.Add(d)
+				}
+			case c.streamed, c.discard:
+			default:
 				x.body = append(x.body, ev.Data...)
 			}
 		case http1.EventEnd:
+			if c.streamed {
+				if c.pipe != nil {
+					c.pipe.end(io.EOF)
+				}
+				c.pipe, c.streamed = nil, false
+				continue // cur is still empty, for the next message
+			}
 			c.cur = nil
 			if !c.enqueue(item{x: x}) {
 				return parseStop
@@ -666,7 +711,7 @@ const (
 // free end of the body being read, at most up to that body's end, so that
 // the bytes after it still arrive in buf. nil means buf.
 func (c *conn) bodyDst(draining bool) []byte {
-	if draining || c.r != c.w || c.cur == nil || c.discard {
+	if draining || c.r != c.w || c.cur == nil || c.discard || c.streamed {
 		return nil
 	}
 	rem := c.p.BodyRemaining()
@@ -705,6 +750,15 @@ func (c *conn) takeBody(n int) {
 	}
 	x.body = x.body[:start+n]
 	c.bodyRead += int64(n)
+}
+
+// breakBody ends a body still streaming to the backend with err (the
+// backend sees its read fail); nothing if none is.
+func (c *conn) breakBody(err error) {
+	if c.pipe != nil {
+		c.pipe.end(err)
+	}
+	c.pipe, c.streamed = nil, false
 }
 
 // enqueue hands it to the writer, starting one if none is running, and
@@ -750,6 +804,7 @@ func recycle(x *exchange) {
 	if cap(x.body) > maxKeptBody {
 		x.body = nil
 	}
+	x.pipe = nil
 	exchanges.Put(x)
 }
 

@@ -242,7 +242,13 @@ func (c *conn) serveRouted(x *exchange) ending {
 	w := &c.rw
 	w.reset(x)
 	err := c.callServe(x, d, w)
-	d.Body = nil
+	d.Body, d.BodyStream = nil, nil
+	if x.pipe != nil {
+		// Whatever Serve did with it, the reader must not wait on the pipe
+		// any more: it drops the rest of the body (bounded by
+		// max_body_bytes and the body deadlines), or closes.
+		x.pipe.Stop()
+	}
 	switch {
 	case err == nil && w.started:
 		return w.end()
@@ -269,6 +275,17 @@ func (c *conn) serveRouted(x *exchange) ending {
 	}
 	// No response head was accepted: answer the failure.
 	c.wbuf = c.wbuf[:0]
+	if be := bodyError(err); be != nil {
+		// The body broke off (PROTOCOL.md 2.8): the parser's own answer
+		// (413, 400, 408); the connection cannot go on.
+		var pe *http1.Error
+		if !errors.As(be.Err, &pe) {
+			return closeHard // the client went away
+		}
+		c.debug("request body", pe)
+		x.closeAfter = true
+		return c.answer(x, pe.Status, "", 0)
+	}
 	if se := statusError(err); se != nil {
 		c.debug("dispatch", err)
 		return c.answer(x, se.Status, "", se.RetryAfter)
@@ -281,6 +298,15 @@ func (c *conn) serveRouted(x *exchange) ending {
 		x.closeAfter = true // the backend's state is suspect: start afresh
 	}
 	return c.answer(x, 502, "", 0)
+}
+
+// bodyError returns err as a *dispatch.BodyError, or nil.
+func bodyError(err error) *dispatch.BodyError {
+	var be *dispatch.BodyError
+	if errors.As(err, &be) {
+		return be
+	}
+	return nil
 }
 
 // statusError returns err as a *dispatch.StatusError, or nil. It is kept

@@ -1,0 +1,222 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/http1"
+)
+
+// streamBackend has POST /upload, whose handler reads the body as a stream
+// (req.BodyStream) through read, then answers with its length and SHA-256;
+// and POST /early, which answers 413 without reading the body.
+func streamBackend(t *testing.T, read func(req *dispatch.Request) ([]byte, error)) *fakeBackend {
+	b := newFakeBackend()
+	b.handleStream(t, "POST", "/upload", func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		if req.BodyStream == nil {
+			return respond(w, 500, "body not streamed")
+		}
+		body, err := read(req)
+		if err != nil {
+			return &dispatch.BodyError{Err: err} // as dispatch answers a broken body
+		}
+		return respond(w, 200, fmt.Sprintf("%d %x %d", len(body), sha256.Sum256(body), req.Head.Body))
+	})
+	b.handleStream(t, "POST", "/early", func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		return respond(w, 413, "too big for me")
+	})
+	b.handle(t, "GET", "/hello", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		return respond(w, 200, "hello")
+	})
+	return b
+}
+
+// TestStreamedBodyBackpressure: a large body reaches the backend as it arrives,
+// before the client has sent it all, and while the backend does not read, the
+// gateway reads no more than its pipe and read buffer hold: the client's writes
+// stop (net.Pipe: a write returns only once the gateway has read it). Once the
+// backend reads on, the whole body arrives intact.
+func TestStreamedBodyBackpressure(t *testing.T) {
+	const size = 16 << 20
+	first := make(chan struct{})
+	release := make(chan struct{})
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) {
+		buf := make([]byte, 1000)
+		n, err := io.ReadFull(req.BodyStream, buf)
+		if err != nil {
+			return nil, err
+		}
+		close(first)
+		<-release
+		rest, err := io.ReadAll(req.BodyStream)
+		return append(buf[:n], rest...), err
+	})
+	l := newPipeListener()
+	srv := &Server{Backend: b, Config: Config{Limits: http1.Limits{MaxBodyBytes: 1 << 30}}}
+	go srv.Serve(l)
+	defer srv.Close()
+	nc := l.dial()
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(60 * time.Second))
+
+	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	var written atomic.Int64
+	sent := make(chan error, 1)
+	go func() {
+		if _, err := fmt.Fprintf(nc, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size); err != nil {
+			sent <- err
+			return
+		}
+		for p := body; len(p) > 0; p = p[min(len(p), 4096):] {
+			n, err := nc.Write(p[:min(len(p), 4096)])
+			written.Add(int64(n))
+			if err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	select {
+	case <-first:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backend got no body bytes before the body was complete")
+	}
+	// The backend holds on. The gateway may take in its pipe, its read buffer
+	// and one client write beyond what the backend read; give a gateway that
+	// buffered more the time to show it.
+	bound := int64(1000 + pipeSize + initialReadBuf + 4096)
+	for range 20 {
+		time.Sleep(5 * time.Millisecond)
+		if w := written.Load(); w > bound {
+			t.Fatalf("the client wrote %d body bytes while the backend read 1000: over the bound %d", w, bound)
+		}
+	}
+	close(release)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	want := fmt.Sprintf("%d %x %d", size, sha256.Sum256(body), size)
+	if resp.StatusCode != 200 || string(got) != want {
+		t.Fatalf("%d %q, want 200 %q", resp.StatusCode, got, want)
+	}
+}
+
+// TestStreamedChunkedBody: a chunked body streams too (Head.Body -1), arrives
+// intact, and the connection then serves the next request.
+func TestStreamedChunkedBody(t *testing.T) {
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) { return io.ReadAll(req.BodyStream) })
+	ts := startServer(t, Config{}, b)
+	rc := ts.dial(t)
+	var sb strings.Builder
+	var all []byte
+	sb.WriteString("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for i := range 50 {
+		chunk := bytes.Repeat([]byte{byte('a' + i%26)}, 3000+i)
+		all = append(all, chunk...)
+		fmt.Fprintf(&sb, "%x\r\n%s\r\n", len(chunk), chunk)
+	}
+	sb.WriteString("0\r\nX-Trailer: yes\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	rc.send(sb.String())
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != fmt.Sprintf("%d %x -1", len(all), sha256.Sum256(all)) {
+		t.Fatalf("chunked upload: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("the request after it: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestStreamedBodyTooLarge: a chunked body that passes max_body_bytes while the
+// backend streams it breaks off there: the backend's read fails, and the client
+// gets 413 and the connection closes.
+func TestStreamedBodyTooLarge(t *testing.T) {
+	var readErr atomic.Value
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) {
+		body, err := io.ReadAll(req.BodyStream)
+		if err != nil {
+			readErr.Store(err)
+		}
+		return body, err
+	})
+	ts := startServer(t, Config{Limits: http1.Limits{MaxBodyBytes: 200 << 10}}, b)
+	rc := ts.dial(t)
+	chunk := strings.Repeat("z", 50<<10)
+	var sb strings.Builder
+	sb.WriteString("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for range 5 { // 250 KiB
+		fmt.Fprintf(&sb, "%x\r\n%s\r\n", len(chunk), chunk)
+	}
+	sb.WriteString("0\r\n\r\n")
+	rc.send(sb.String())
+	resp, _ := rc.read("POST")
+	if resp.StatusCode != 413 || !resp.Close {
+		t.Fatalf("a body over max_body_bytes mid-stream: %d close=%v, want 413 and close", resp.StatusCode, resp.Close)
+	}
+	var pe *http1.Error
+	if err, _ := readErr.Load().(error); !errors.As(err, &pe) || pe.Status != 413 {
+		t.Fatalf("the backend's read failed with %v, want the 413", err)
+	}
+	rc.expectEOF()
+}
+
+// TestStreamedBodyEarlyAnswer: a backend that answers before reading the body
+// (a 413 of its own) gets its answer to the client at once; the gateway drops
+// the rest of the body and the connection serves the next request.
+func TestStreamedBodyEarlyAnswer(t *testing.T) {
+	b := streamBackend(t, nil)
+	ts := startServer(t, Config{}, b)
+	rc := ts.dial(t)
+	const size = 1 << 20
+	rc.send(fmt.Sprintf("POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+	if resp, body := rc.read("POST"); resp.StatusCode != 413 || body != "too big for me" {
+		t.Fatalf("early answer: %d %q", resp.StatusCode, body)
+	}
+	rc.send(strings.Repeat("q", size) + "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("the request after the dropped body: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestStreamedBodyClientGone: a client that leaves mid-body breaks the body
+// off: the backend's blocked read returns an error, it does not hang.
+func TestStreamedBodyClientGone(t *testing.T) {
+	readDone := make(chan error, 1)
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) {
+		body, err := io.ReadAll(req.BodyStream)
+		readDone <- err
+		return body, err
+	})
+	ts := startServer(t, Config{}, b)
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(nc, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", 1<<20, strings.Repeat("x", 100<<10))
+	time.Sleep(10 * time.Millisecond) // let some of it through first (not required)
+	nc.Close()
+	select {
+	case err := <-readDone:
+		if err == nil {
+			t.Fatal("the backend read a whole body from a client that left mid-body")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backend's read did not end after the client left")
+	}
+}
