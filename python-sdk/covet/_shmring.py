@@ -101,6 +101,7 @@ EARLY_HINTS: Final = 35
 CANCEL: Final = 48
 ERROR: Final = 49
 WINDOW: Final = 50
+REQ_WINDOW: Final = 51
 CONTROL: Final = 64
 
 # Flags.
@@ -121,7 +122,7 @@ RESPONSE_RING: Final = 1
 
 #: Types a consumer accepts on each ring by default (PAD is always handled).
 REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL})
-RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, CONTROL})
+RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, REQ_WINDOW, CONTROL})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).
 DEFAULT_BATCH: Final = 256
