@@ -220,3 +220,41 @@ func TestStreamedBodyClientGone(t *testing.T) {
 		t.Fatal("the backend's read did not end after the client left")
 	}
 }
+
+// TestStreamedBodyHTTP2AndHTTP3: over HTTP/2 and HTTP/3 a body of unknown length
+// streams to the backend too (Head.Body -1) and arrives intact; one that passes
+// max_body_bytes mid-stream breaks the backend's read off with a 413, which the
+// client gets.
+func TestStreamedBodyHTTP2AndHTTP3(t *testing.T) {
+	const max = 1 << 20
+	cfg := Config{Limits: http1.Limits{MaxBodyBytes: max}}
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) { return io.ReadAll(req.BodyStream) })
+	ts2, tc2 := startTLSServer(t, cfg, b)
+	_, tc3, addr3 := startH3Server(t, cfg, b)
+	for _, tt := range []struct {
+		name string
+		c    *http.Client
+		addr string
+	}{{"h2", client(t, tc2, "2"), ts2.addr}, {"h3", h3Client(t, tc3), addr3}} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := bytes.Repeat([]byte("streamed "), 100000) // 900 kB
+			post := func(n int) (int, string) {
+				// A reader the client cannot size: no Content-Length.
+				resp, err := tt.c.Post("https://"+tt.addr+"/upload", "application/octet-stream", io.MultiReader(bytes.NewReader(body[:n/2]), bytes.NewReader(body[n/2:n])))
+				if err != nil {
+					return 0, err.Error()
+				}
+				defer resp.Body.Close()
+				got, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(got)
+			}
+			if st, got := post(len(body)); st != 200 || got != fmt.Sprintf("%d %x -1", len(body), sha256.Sum256(body)) {
+				t.Fatalf("upload: %d %q", st, got)
+			}
+			body = bytes.Repeat([]byte("x"), max+100)
+			if st, _ := post(len(body)); st != 413 {
+				t.Fatalf("a body over max_body_bytes: %d, want 413", st)
+			}
+		})
+	}
+}
