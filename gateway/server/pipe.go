@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"io"
 	"sync"
 	"time"
 )
@@ -130,12 +129,4 @@ func (p *bodyPipe) takeBlocked() time.Duration {
 	d := p.blocked
 	p.blocked = 0
 	return d
-}
-
-// complete reports whether the whole body went through: it ended well and the
-// backend read all of it.
-func (p *bodyPipe) complete() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err == io.EOF && p.n == 0
 }

@@ -282,9 +282,15 @@ func (c *conn) serveRouted(x *exchange) ending {
 		if !errors.As(be.Err, &pe) {
 			return closeHard // the client went away
 		}
+		// The same answer as when the parser rejects a request before
+		// its body (handle's perr): the body is not the worker's.
 		c.debug("request body", pe)
-		x.closeAfter = true
-		return c.answer(x, pe.Status, "", 0)
+		c.status = pe.Status
+		c.wbuf = http1.AppendError(c.wbuf, pe, c.srv.date.Value(time.Now()))
+		if c.flush() != nil {
+			return closeHard
+		}
+		return closeGraceful
 	}
 	if se := statusError(err); se != nil {
 		c.debug("dispatch", err)
