@@ -355,6 +355,9 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		} else if waitIdle {
 			c.buf, n, err = c.ri.ReadIdle(getReadBuf, putReadBuf)
 			c.r, c.w = 0, n
+		} else if dst := c.pipeDst(draining); dst != nil {
+			n, err = c.nc.Read(dst)
+			c.takePiped(dst, n)
 		} else if dst := c.bodyDst(draining); dst != nil {
 			n, err = c.nc.Read(dst)
 			c.takeBody(n)
@@ -733,6 +736,52 @@ func (c *conn) bodyDst(draining bool) []byte {
 		x.body = nb
 	}
 	return x.body[n:min(n+want, cap(x.body))]
+}
+
+// pipeDst is bodyDst for a streamed body of known length: the free run at
+// the write end of its pipe, up to the body's end, so that a large upload is
+// read from the socket straight into the pipe, in reads of up to the pipe's
+// size, not through buf. It waits while the pipe is full (the backend's time,
+// not the client's). nil means buf (or bodyDst).
+func (c *conn) pipeDst(draining bool) []byte {
+	if draining || c.r != c.w || c.pipe == nil {
+		return nil
+	}
+	rem := c.p.BodyRemaining()
+	if rem < directBodyMin {
+		return nil // chunked (0), or the end of the body: through buf
+	}
+	dst := c.pipe.space(int(min(rem, pipeSize)))
+	if dst == nil {
+		c.pipe = nil // the backend is done: drop the rest, through buf
+	}
+	if d := c.pipeBlocked(); d > 0 {
+		c.bodyStart = c.bodyStart.Add(d)
+	}
+	return dst
+}
+
+// pipeBlocked is the time the reader has waited on the pipe since last asked.
+func (c *conn) pipeBlocked() time.Duration {
+	if c.pipe == nil {
+		return 0
+	}
+	return c.pipe.takeBlocked()
+}
+
+// takePiped hands the parser the n bytes a read put in dst (pipeDst) and
+// makes them readable by the backend.
+func (c *conn) takePiped(dst []byte, n int) {
+	if n <= 0 {
+		return
+	}
+	ev, k, err := c.p.Next(dst[:n], nil)
+	if err != nil || ev.Kind != http1.EventBody || k != n {
+		// Cannot happen: n is at most BodyRemaining.
+		panic("server: direct body read not taken whole by the parser")
+	}
+	c.pipe.commit(n)
+	c.bodyRead += int64(n)
 }
 
 // takeBody hands the parser the n bytes a read put at the end of the

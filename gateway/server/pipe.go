@@ -65,9 +65,8 @@ func (p *bodyPipe) Read(b []byte) (int, error) {
 		p.r = (p.r + c) % len(p.buf)
 		p.n -= c
 	}
-	if p.n == 0 {
-		p.r = 0
-	}
+	// r stays where it is even when the pipe empties: the writer may be
+	// filling the run after it (space); only the writer moves r back.
 	p.cond.Broadcast() // room for the writer
 	if p.n == 0 && p.err != nil {
 		return k, p.err
@@ -110,6 +109,42 @@ func (p *bodyPipe) write(b []byte) error {
 		p.cond.Broadcast()
 	}
 	return nil
+}
+
+// space waits for room and returns the free run at the write end, at most
+// max bytes, for the writer to fill and commit; nil once the backend has
+// stopped. Only the writer writes there, and Read never reads past what was
+// committed, so the run is filled without the lock.
+func (p *bodyPipe) space(max int) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == len(p.buf) && !p.stopped {
+		start := time.Now()
+		for p.n == len(p.buf) && !p.stopped {
+			p.cond.Wait()
+		}
+		p.blocked += time.Since(start)
+	}
+	if p.stopped {
+		return nil
+	}
+	if p.n == 0 {
+		p.r = 0 // an empty pipe offers one run of its whole size
+	}
+	w := (p.r + p.n) % len(p.buf)
+	end := len(p.buf)
+	if w < p.r {
+		end = p.r
+	}
+	return p.buf[w:min(end, w+max)]
+}
+
+// commit makes n bytes the writer put in space's run readable.
+func (p *bodyPipe) commit(n int) {
+	p.mu.Lock()
+	p.n += n
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 // end closes the write side: io.EOF for a complete body, or why it broke off.
