@@ -336,6 +336,14 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 			c.enqueue(item{perr: &http1.Error{Status: 431, Reason: "head_too_large", Close: true}})
 			draining = true
 			c.r, c.w = 0, 0
+		} else if c.pipe != nil && c.bodyRead >= streamMin && len(c.buf) < chunkedReadBuf {
+			// A large chunked body goes through buf (its framing must be
+			// parsed): read it in larger pieces than a head needs.
+			nb := make([]byte, min(chunkedReadBuf, c.maxBuf))
+			c.w = copy(nb, c.buf[c.r:c.w])
+			c.r = 0
+			putReadBuf(c.buf)
+			c.buf = nb
 		}
 		idle := c.setReadDeadline(draining)
 		var n int
@@ -708,6 +716,9 @@ const (
 	// body (bodyDst); below it, through buf, which also takes in whatever
 	// the client sent after the body.
 	directBodyMin = 4 << 10
+	// chunkedReadBuf is the read buffer of a connection reading a chunked
+	// body past streamMin (at most maxBuf).
+	chunkedReadBuf = 64 << 10
 )
 
 // bodyDst returns where the next read should go when it can skip buf: the
