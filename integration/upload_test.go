@@ -106,7 +106,9 @@ func TestUploadStreamsWithinAMemoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: a 1 GiB upload")
 	}
-	g := startGateway(t, "uploadapp", 1, "--max-body-bytes", strconv.Itoa(2<<30))
+	// The handler deadline covers the whole upload: a safety bound here, not a
+	// speed requirement.
+	g := startGateway(t, "uploadapp", 1, "--max-body-bytes", strconv.Itoa(2<<30), "--timeout", "10m")
 	pid := g.cmd.Process.Pid
 	// Warm up: the ring's pages, the pools, one upload's worth of everything.
 	warm := newGenBody(16 << 20)
