@@ -258,3 +258,48 @@ func TestStreamedBodyHTTP2AndHTTP3(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamedBodyTooSlow: a client that stalls mid-body past the body deadline
+// breaks the streamed body off: the backend's read fails and the client gets 408
+// and the connection closes.
+func TestStreamedBodyTooSlow(t *testing.T) {
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) { return io.ReadAll(req.BodyStream) })
+	ts := startServer(t, Config{BodyReadTimeout: 200 * time.Millisecond}, b)
+	rc := ts.dial(t)
+	rc.send(fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", 1<<20, strings.Repeat("s", 100<<10)))
+	resp, _ := rc.read("POST") // the rest never comes
+	if resp.StatusCode != 408 || !resp.Close {
+		t.Fatalf("a stalled streamed body: %d close=%v, want 408 and close", resp.StatusCode, resp.Close)
+	}
+}
+
+// TestStreamedBodySlowBackendIsNotTheClients: the time the reader waits for a
+// slow backend to drain the pipe does not count against the client's body
+// deadline. Here the client could send the whole body at once (net.Pipe: it
+// waits only for the gateway), the backend sleeps long past BodyReadTimeout
+// plus what the bytes already read buy at MinBodyRate, and the body still
+// arrives whole.
+func TestStreamedBodySlowBackendIsNotTheClients(t *testing.T) {
+	const size = 4 << 20
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) {
+		time.Sleep(2500 * time.Millisecond)
+		return io.ReadAll(req.BodyStream)
+	})
+	l := newPipeListener()
+	srv := &Server{Backend: b, Config: Config{BodyReadTimeout: 500 * time.Millisecond, MinBodyRate: 1 << 20}}
+	go srv.Serve(l)
+	defer srv.Close()
+	nc := l.dial()
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(60 * time.Second))
+	body := bytes.Repeat([]byte("w"), size)
+	go fmt.Fprintf(nc, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", size, body)
+	resp, err := http.ReadResponse(bufio.NewReader(nc), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("%d %x %d", size, sha256.Sum256(body), size); resp.StatusCode != 200 || string(got) != want {
+		t.Fatalf("%d %q, want 200 %q", resp.StatusCode, got, want)
+	}
+}
