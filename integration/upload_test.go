@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -232,5 +233,33 @@ func TestUploadEarlyAnswer(t *testing.T) {
 	b, _ = io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(b) != "hello" {
 		t.Fatalf("the request after the dropped body: %d %q", resp.StatusCode, b)
+	}
+}
+
+// TestUploadUnknownLengthEveryProtocol: a body of unknown length (chunked on
+// HTTP/1.1, no content-length on HTTP/2 and HTTP/3), larger than the request
+// window, streams to a real worker and comes back whole over every protocol.
+func TestUploadUnknownLengthEveryProtocol(t *testing.T) {
+	for _, mode := range protoModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := startModeGateway(t, mode, 1)
+			in := make([]byte, 3<<20+5)
+			for i := range in {
+				in[i] = byte(i * 31 >> 4)
+			}
+			req, err := http.NewRequest("POST", m.base+"/echo", struct{ io.Reader }{bytes.NewReader(in)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := m.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != mode.major || !bytes.Equal(out, in) {
+				t.Fatalf("%s %d: %d bytes back of %d", resp.Proto, resp.StatusCode, len(out), len(in))
+			}
+		})
 	}
 }
