@@ -303,3 +303,21 @@ func TestStreamedBodySlowBackendIsNotTheClients(t *testing.T) {
 		t.Fatalf("%d %q, want 200 %q", resp.StatusCode, got, want)
 	}
 }
+
+// TestStreamedBodyExpectContinue: a large body sent after 100 Continue streams
+// as any other, and the connection serves the next request.
+func TestStreamedBodyExpectContinue(t *testing.T) {
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) { return io.ReadAll(req.BodyStream) })
+	ts := startServer(t, Config{}, b)
+	rc := ts.dial(t)
+	body := strings.Repeat("e", 1<<20)
+	rc.send(fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body)))
+	rc.expect100()
+	rc.send(body + "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, got := rc.read("POST"); resp.StatusCode != 200 || got != fmt.Sprintf("%d %x %d", len(body), sha256.Sum256([]byte(body)), len(body)) {
+		t.Fatalf("upload after 100 Continue: %d %q", resp.StatusCode, got)
+	}
+	if resp, got := rc.read("GET"); resp.StatusCode != 200 || got != "hello" {
+		t.Fatalf("the request after it: %d %q", resp.StatusCode, got)
+	}
+}
