@@ -73,6 +73,11 @@ func (c *conn) writeLoop() {
 		}
 		c.status, c.wrote, c.blocked = 0, 0, 0
 		end := c.handle(it)
+		if it.x != nil && it.x.pipe != nil {
+			// However it was answered (the backend may never have read it),
+			// the reader must not wait on a streamed body's pipe any more.
+			it.x.pipe.Stop()
+		}
 		if c.srv.timed {
 			c.observe(it)
 		}

@@ -321,3 +321,24 @@ func TestStreamedBodyExpectContinue(t *testing.T) {
 		t.Fatalf("the request after it: %d %q", resp.StatusCode, got)
 	}
 }
+
+// TestStreamedBodyNeverRead: a backend that fails before it reads a streamed
+// body (no worker: 503) gets its answer out; the reader drops the body, which is
+// larger than the pipe, and the connection serves the next request.
+func TestStreamedBodyNeverRead(t *testing.T) {
+	b := streamBackend(t, nil)
+	b.handleStream(t, "POST", "/noworker", func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		return dispatch.ErrNoWorker
+	})
+	ts := startServer(t, Config{}, b)
+	rc := ts.dial(t)
+	const size = 4 * pipeSize
+	rc.send(fmt.Sprintf("POST /noworker HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+	go rc.nc.Write([]byte(strings.Repeat("n", size) + "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"))
+	if resp, _ := rc.read("POST"); resp.StatusCode != 503 {
+		t.Fatalf("no worker: %d, want 503", resp.StatusCode)
+	}
+	if resp, got := rc.read("GET"); resp.StatusCode != 200 || got != "hello" {
+		t.Fatalf("the request after the dropped body: %d %q", resp.StatusCode, got)
+	}
+}
