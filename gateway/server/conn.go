@@ -113,6 +113,11 @@ type conn struct {
 	// writerEnding: the writer is closing the connection after a response
 	// that ends it (closing is set too), and then stops for good.
 	writerEnding bool
+	// livePipe is the pipe of the last streamed body queued: the reader may
+	// be blocked writing into it. A writer that ends the connection stops
+	// it, so that a body queued behind the response that ended it does not
+	// hold the reader forever.
+	livePipe *bodyPipe
 	// contPending counts queued 100 Continue answers not yet written, and
 	// contSent is when the last was. A body the client was asked for with
 	// 100 Continue is timed from then, and not at all before: bodyWait says
@@ -835,6 +840,9 @@ func (c *conn) enqueue(it item) bool {
 	}
 	c.inflight++
 	c.readerIdle = false
+	if it.x != nil && it.x.pipe != nil {
+		c.livePipe = it.x.pipe
+	}
 	if it.cont {
 		c.contPending++
 	}

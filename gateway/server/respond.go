@@ -73,10 +73,12 @@ func (c *conn) writeLoop() {
 		}
 		c.status, c.wrote, c.blocked = 0, 0, 0
 		end := c.handle(it)
+		var pipe *bodyPipe // read before recycle: the exchange is the reader's after it
 		if it.x != nil && it.x.pipe != nil {
 			// However it was answered (the backend may never have read it),
 			// the reader must not wait on a streamed body's pipe any more.
-			it.x.pipe.Stop()
+			pipe = it.x.pipe
+			pipe.Stop()
 		}
 		if c.srv.timed {
 			c.observe(it)
@@ -89,8 +91,17 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Lock()
 		c.inflight--
+		if pipe != nil && c.livePipe == pipe {
+			c.livePipe = nil // stopped above
+		}
 		if end != keepOpen {
 			c.closing, c.writerEnding = true, true
+			if lp := c.livePipe; lp != nil {
+				// A streamed body queued behind this response: it will not
+				// be answered, so the reader must not wait on it.
+				c.livePipe = nil
+				lp.Stop()
+			}
 			c.mu.Unlock()
 			if end == closeGraceful {
 				c.closeWrite()

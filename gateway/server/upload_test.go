@@ -342,3 +342,32 @@ func TestStreamedBodyNeverRead(t *testing.T) {
 		t.Fatalf("the request after the dropped body: %d %q", resp.StatusCode, got)
 	}
 }
+
+// TestStreamedBodyBehindAClosingResponse: a large body pipelined behind a
+// request whose response closes the connection is never answered; the reader,
+// which may be writing it into its pipe, does not stay blocked there: the
+// connection ends, and Shutdown finds nothing left open.
+func TestStreamedBodyBehindAClosingResponse(t *testing.T) {
+	b := streamBackend(t, func(req *dispatch.Request) ([]byte, error) { return io.ReadAll(req.BodyStream) })
+	started := make(chan struct{})
+	b.handle(t, "GET", "/boom", 0, func(ctx context.Context, req *dispatch.Request, w dispatch.ResponseWriter) error {
+		<-started     // until the upload behind it is queued
+		panic("boom") // a 502 that closes the connection
+	})
+	ts := startServer(t, Config{}, b)
+	rc := ts.dial(t)
+	rc.send(fmt.Sprintf("GET /boom HTTP/1.1\r\nHost: x\r\n\r\nPOST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 8*pipeSize))
+	go func() {
+		rc.nc.Write(bytes.Repeat([]byte("p"), 2*pipeSize)) // by now the reader has most likely queued the upload
+		close(started)
+		rc.nc.Write(bytes.Repeat([]byte("p"), 6*pipeSize)) // fails once the gateway closes
+	}()
+	if resp, _ := rc.read("GET"); resp.StatusCode != 502 || !resp.Close {
+		t.Fatalf("first response: %d close=%v, want 502 and close", resp.StatusCode, resp.Close)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v (a connection stayed open)", err)
+	}
+}
