@@ -39,13 +39,48 @@ type Route struct {
 // Request is one routed request, ready to go to a worker. The front end fills it;
 // Serve does not keep it after it returns.
 type Request struct {
-	// Head is sent as the REQ_HEAD payload. Head.Body must be len(Body) (0 for none).
+	// Head is sent as the REQ_HEAD payload. Head.Body must be len(Body) (0 for
+	// none), or with BodyStream the body's length, -1 when unknown (chunked).
 	Head workerproto.RequestHead
-	// Body is the whole request body (the front end has read it, within its limit).
+	// Body is the whole request body (the front end has read it, within its
+	// limit). A body over workerproto.RequestWindow goes to the worker within
+	// the request window, as a streamed one does.
 	Body []byte
+	// BodyStream, when not nil, is a body still arriving from the client; Body
+	// is then unused. Serve sends it as it comes, within the request window
+	// (PROTOCOL.md 2.8), while it waits for the response.
+	BodyStream BodyStream
 	// Timeout overrides the route's deadline when non-zero.
 	Timeout time.Duration
 }
+
+// BodyStream is a request body the front end is still reading from its client.
+// Serve reads it on a goroutine of its own, never past the request window, so a
+// front end that reads its client only as BodyStream is read holds only what it
+// buffers itself.
+type BodyStream interface {
+	// Read reads body bytes as io.Reader does: it blocks until some arrive,
+	// and returns io.EOF after the last (possibly with it). Any other error
+	// breaks the body off: the worker's handler sees its read fail (a
+	// REQ_BODY fragment flagged ERR), and Serve returns that error if the
+	// response head has not reached the ResponseWriter yet (the front end
+	// answers it: 413, 400, 408), ErrAborted otherwise.
+	Read(p []byte) (int, error)
+	// Stop says Serve needs no more of the body: the response has ended,
+	// before or after the body did. A Read blocked in it, or made later,
+	// must return at once (with any error). Serve calls Stop, and waits for
+	// its Read to return, before it returns, if it read the stream at all;
+	// the front end still owns the rest of the body (to discard it or close
+	// the connection).
+	Stop()
+}
+
+// BodyError wraps a BodyStream's error when the body broke off before the
+// response head reached the writer: the front end answers the client itself.
+type BodyError struct{ Err error }
+
+func (e *BodyError) Error() string { return "dispatch: request body broke off: " + e.Err.Error() }
+func (e *BodyError) Unwrap() error { return e.Err }
 
 // ResponseWriter receives a worker's answer, on the goroutine that called Serve.
 type ResponseWriter interface {
@@ -83,7 +118,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("dispatch: %d %s", e.Status, e.Reason)
 }
 
-// Errors Serve returns. Each is a *StatusError, or ErrAborted.
+// Errors Serve returns. Each is a *StatusError, ErrAborted, ErrCanceled or a
+// *BodyError.
 var (
 	ErrNoWorker     = &StatusError{Status: 503, Reason: "no live worker", RetryAfter: 1}
 	ErrQueueFull    = &StatusError{Status: 503, Reason: "queue full", RetryAfter: 1}

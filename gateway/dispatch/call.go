@@ -39,6 +39,9 @@ type call struct {
 	// ws is the WebSocket session state when the exchange is one
 	// (websocket.go); nil for a request.
 	ws *wsState
+	// up is the request body's upload (upload.go), nil when the body went
+	// with the head; set by the Serve goroutine before any grant can come.
+	up *upload
 }
 
 // bodyChunk is the size of the pooled buffers that hold response body bytes between
@@ -114,7 +117,7 @@ func (c *call) armTimer(now, deadline time.Time) {
 
 func putCall(c *call) { // the timer keeps running: see armTimer
 	c.mu.Lock()
-	c.id, c.gotHead, c.done, c.err, c.ws = 0, false, false, nil, nil
+	c.id, c.gotHead, c.done, c.err, c.ws, c.up = 0, false, false, nil, nil, nil
 	if c.nhints > 0 { // rare: do not keep hint payloads (up to 1 MiB each) pooled
 		c.hints, c.hintsSpare, c.nhints = nil, nil, 0
 	}
@@ -225,6 +228,20 @@ func (c *call) addBodyLocked(p []byte, end bool) error {
 	}
 	c.notify()
 	return nil
+}
+
+// reqGrant hands a REQ_WINDOW grant to the call's upload; one for a call without
+// one (its body went whole, or has been sent) is ignored.
+func (c *call) reqGrant(id uint64, n int64) {
+	c.mu.Lock()
+	up := c.up
+	if c.id != id {
+		up = nil
+	}
+	c.mu.Unlock()
+	if up != nil {
+		up.grant(n)
+	}
 }
 
 func (c *call) fail(id uint64, err error) {

@@ -246,12 +246,19 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 	}
 	*bp = head
 	deadline := time.Now().Add(timeout)
+	src := req.BodyStream
+	if src == nil && len(req.Body) > workerproto.RequestWindow {
+		src = &bytesStream{}
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := rt.app.acquire(ctx, d.cfg)
 		if err != nil {
 			return err
 		}
-		err = s.do(ctx, deadline, head, req.Body, w)
+		if bs, ok := src.(*bytesStream); ok {
+			bs.Reset(req.Body) // from the start again on a retry
+		}
+		err = s.do(ctx, deadline, head, req.Body, src, req.Head.Body, w)
 		rt.app.release(s)
 		if err != errRetry {
 			return err
@@ -263,8 +270,9 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 	}
 }
 
-// do runs one exchange on s.
-func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte, w ResponseWriter) error {
+// do runs one exchange on s. With src the body is streamed (upload.go), length
+// long (-1: unknown), and body is unused.
+func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte, src BodyStream, length int64, w ResponseWriter) (err error) {
 	c := s.begin()
 	id := c.id
 	if err := s.write(workerproto.FrameReqHead, id, 0, head); err != nil {
@@ -276,7 +284,23 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		}
 		return errRetry
 	}
-	if len(body) > 0 {
+	var bodyErr chan error // nil (never ready) without an upload
+	if src != nil {
+		up := s.newUpload(id, src, length)
+		c.mu.Lock()
+		c.up = up // before any body can reach the worker, and a grant come back
+		c.mu.Unlock()
+		go up.run()
+		bodyErr = up.failed
+		defer func() {
+			up.finish()
+			if err == errRetry && up.read.Load() > 0 && !isBytesStream(src) {
+				// The worker never took the head, but body bytes left the
+				// client's stream for its ring: they cannot be sent again.
+				err = ErrWorkerDied
+			}
+		}()
+	} else if len(body) > 0 {
 		if err := s.write(workerproto.FrameReqBody, id, 0, body); err != nil && s.ctx.Err() == nil {
 			s.end(c)
 			s.close(fmt.Errorf("request ring: %w", err))
@@ -294,6 +318,14 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		case <-ctx.Done():
 			s.abandon(c)
 			return ErrCanceled
+		case berr := <-bodyErr:
+			// The body broke off (PROTOCOL.md 2.8): the worker has its ERR
+			// fragment; the front end answers the client, or closes.
+			s.abandon(c)
+			if wroteHead {
+				return ErrAborted
+			}
+			return &BodyError{Err: berr}
 		case <-c.timer.C:
 			if now := time.Now(); now.Before(deadline) {
 				// Armed for an earlier request of this pooled call.

@@ -37,6 +37,14 @@
 // Written chunks go back to the pool before their bytes are granted back, so one
 // response holds at most [MaxResponseHeld]; [HeldResponseBytes] counts what all
 // responses hold, for the front end's budget on them.
+// A request body (PROTOCOL.md 2.8) goes after the head: a whole one of at most
+// the request window at once, on the Serve goroutine; a [BodyStream] (or a whole
+// body over the window) through an upload goroutine (upload.go) that reads it as
+// the worker grants room with REQ_WINDOW, at most [workerproto.RequestWindow]
+// ahead of what the handler took, while Serve waits for the answer. A stream that
+// fails ends with a REQ_BODY fragment flagged ERR|END, and Serve returns its error
+// as a [*BodyError] if the response has not begun. Serve stops the upload, and
+// waits for it, before it returns.
 // A worker's EARLY_HINTS (PROTOCOL.md 3.5) are decoded by the ring reader and
 // handed, before the head, to a ResponseWriter that implements [InterimWriter];
 // other writers never see them.

@@ -303,6 +303,18 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			return nil
 		}
 		return c.addBody(f.ID, f.Payload, f.Flags&workerproto.FlagEnd != 0)
+	case workerproto.FrameReqWindow:
+		if f.Flags != workerproto.FlagBegin|workerproto.FlagEnd {
+			return fmt.Errorf("dispatch: REQ_WINDOW frame flagged %#x, want BEGIN|END", f.Flags)
+		}
+		wp, err := workerproto.DecodeWindowPayload(f.Payload)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			c.reqGrant(f.ID, wp.Grant)
+		}
+		return nil
 	case workerproto.FrameError:
 		msg, done, err := s.asm.Add(f)
 		if err != nil || !done {

@@ -82,6 +82,9 @@ type Parser struct {
 	st    uint8
 	err   *Error   // sticky connection-fatal error
 	cur   *Request // request whose body or trailers are being parsed
+	// detached: Detach dropped cur mid-message; detachedKeep is its
+	// KeepAlive, for endMessage.
+	detached, detachedKeep bool
 
 	// Incremental field-section scan. Offsets are relative to b[0], the
 	// first unconsumed byte; they survive ErrNeedMore because the caller
@@ -165,6 +168,16 @@ func (p *Parser) BodyRemaining() int64 {
 	return 0
 }
 
+// Detach makes the parser forget the Request of the message whose body it is
+// parsing, so that the caller may hand that Request to another goroutine while
+// the body is still being read: the message's trailers are then checked but not
+// stored. The message's keep-alive decision is kept.
+func (p *Parser) Detach() {
+	if p.cur != nil {
+		p.detachedKeep, p.detached, p.cur = p.cur.KeepAlive, true, nil
+	}
+}
+
 // Next parses the next event from b, the unconsumed bytes received so far,
 // and returns it with n, the number of bytes of b it consumed. The caller
 // drops b[:n] and calls Next again with what is left plus whatever arrives.
@@ -232,13 +245,19 @@ func (p *Parser) Next(b []byte, req *Request) (Event, int, error) {
 func (p *Parser) fail(e *Error) (Event, int, error) {
 	p.err = e
 	p.st = stClosed
-	p.cur = nil
+	p.cur, p.detached = nil, false
 	return Event{}, 0, e
 }
 
 func (p *Parser) endMessage() {
-	keep := p.cur == nil || p.cur.KeepAlive
-	p.cur = nil
+	keep := true
+	switch {
+	case p.cur != nil:
+		keep = p.cur.KeepAlive
+	case p.detached:
+		keep = p.detachedKeep
+	}
+	p.cur, p.detached = nil, false
 	p.resetHead()
 	if keep {
 		p.st = stHead

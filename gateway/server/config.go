@@ -49,9 +49,11 @@ var ErrInvalidConfig = errors.New("server: invalid config")
 type Config struct {
 	// Limits bounds what a client may send (request line, header section,
 	// fields, body, chunk extensions, trailers); zero fields take the
-	// http1 defaults (8 KiB, 64 KiB, 100, 10 MiB, 4 KiB, 16 KiB). The whole
-	// request body is buffered in memory before it is dispatched, so
-	// Limits.MaxBodyBytes is also the per-connection body memory bound.
+	// http1 defaults (8 KiB, 64 KiB, 100, 10 MiB, 4 KiB, 16 KiB). A body
+	// of at most 64 KiB is read whole before it is dispatched; a larger or
+	// chunked one streams to the worker, holding at most a 256 KiB pipe per
+	// connection (HTTP/1.1) whatever Limits.MaxBodyBytes is; the limit is
+	// still enforced mid-stream (413).
 	Limits http1.Limits
 
 	// Engine is the socket engine plaintext connections run on: "netpoll"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -81,12 +82,17 @@ type conn struct {
 	resume func()
 	// fresh: the reader has just moved to a new goroutine (serve), whose
 	// first wait must not grow its stack.
-	fresh     bool
-	buf       []byte
-	r, w      int       // buf[r:w] is read but not consumed by the parser
-	maxBuf    int       // MaxRequestLine + MaxHeaderBytes + 2
-	cur       *exchange // the exchange the parser is filling
-	discard   bool      // cur's body is read and dropped (the gateway answers cur)
+	fresh   bool
+	buf     []byte
+	r, w    int       // buf[r:w] is read but not consumed by the parser
+	maxBuf  int       // MaxRequestLine + MaxHeaderBytes + 2
+	cur     *exchange // the exchange the parser is filling
+	discard bool      // cur's body is read and dropped (the gateway answers cur)
+	// streamed: the message being parsed went to the writer at its head,
+	// and its body goes through pipe (pipe.go) as it arrives; pipe is nil
+	// once the backend has stopped wanting it (the rest is dropped).
+	streamed  bool
+	pipe      *bodyPipe
 	lastRead  time.Time // when the last bytes arrived (the accept, before any)
 	headStart time.Time // first byte of the head being read; zero when none
 	bodyStart time.Time // end of the head whose body is being read
@@ -107,6 +113,11 @@ type conn struct {
 	// writerEnding: the writer is closing the connection after a response
 	// that ends it (closing is set too), and then stops for good.
 	writerEnding bool
+	// livePipe is the pipe of the last streamed body queued: the reader may
+	// be blocked writing into it. A writer that ends the connection stops
+	// it, so that a body queued behind the response that ended it does not
+	// hold the reader forever.
+	livePipe *bodyPipe
 	// contPending counts queued 100 Continue answers not yet written, and
 	// contSent is when the last was. A body the client was asked for with
 	// 100 Continue is timed from then, and not at all before: bodyWait says
@@ -192,6 +203,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 // arrive, the read fails or the idle deadline passes.
 func (c *conn) serve() {
 	clientGone, idle := c.readLoop()
+	c.breakBody(errClientGone) // a body still streaming ends here, whatever ended the reading
 	if idle {
 		c.fresh = true
 		if c.pr != nil {
@@ -329,6 +341,14 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 			c.enqueue(item{perr: &http1.Error{Status: 431, Reason: "head_too_large", Close: true}})
 			draining = true
 			c.r, c.w = 0, 0
+		} else if c.pipe != nil && c.bodyRead >= streamMin && len(c.buf) < chunkedReadBuf {
+			// A large chunked body goes through buf (its framing must be
+			// parsed): read it in larger pieces than a head needs.
+			nb := make([]byte, min(chunkedReadBuf, c.maxBuf))
+			c.w = copy(nb, c.buf[c.r:c.w])
+			c.r = 0
+			putReadBuf(c.buf)
+			c.buf = nb
 		}
 		idle := c.setReadDeadline(draining)
 		var n int
@@ -348,6 +368,9 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		} else if waitIdle {
 			c.buf, n, err = c.ri.ReadIdle(getReadBuf, putReadBuf)
 			c.r, c.w = 0, n
+		} else if dst := c.pipeDst(draining); dst != nil {
+			n, err = c.nc.Read(dst)
+			c.takePiped(dst, n)
 		} else if dst := c.bodyDst(draining); dst != nil {
 			n, err = c.nc.Read(dst)
 			c.takeBody(n)
@@ -391,7 +414,9 @@ func (c *conn) readLoop() (clientGone, idle bool) {
 		if draining {
 			return false, false
 		}
-		if st := c.p.State(); st == http1.StateHead || st == http1.StateBody {
+		if c.streamed {
+			c.breakBody(errTimeout) // its exchange answers it
+		} else if st := c.p.State(); st == http1.StateHead || st == http1.StateBody {
 			c.enqueue(item{perr: errTimeout})
 		}
 		return false, false
@@ -591,6 +616,12 @@ func (c *conn) parseBuffered() parseResult {
 				pe = &http1.Error{Status: 400, Reason: "parse_error", Close: true}
 			}
 			c.debug("reject", pe)
+			if c.streamed {
+				// The body broke off (over max_body_bytes, bad chunked
+				// framing): its exchange answers it, or closes.
+				c.breakBody(pe)
+				return parseDrain
+			}
 			if !c.enqueue(item{perr: pe}) {
 				return parseStop
 			}
@@ -609,6 +640,7 @@ func (c *conn) parseBuffered() parseResult {
 			c.discard = x.answer != 0
 			c.curExpect = false
 			x.body = x.body[:0]
+			x.pipe = nil
 			if x.req.ExpectContinue && x.req.HasBody() {
 				if x.answer != 0 {
 					// Rejected before the body was asked for: answer,
@@ -625,15 +657,44 @@ func (c *conn) parseBuffered() parseResult {
 					return parseStop
 				}
 			}
+			if !c.discard && (x.req.Chunked || x.req.ContentLength > streamMin) {
+				// A large body, or one of unknown length: the backend takes
+				// it as it arrives. The exchange is the writer's from here;
+				// the parser must not store trailers in it.
+				x.pipe = newBodyPipe()
+				c.pipe, c.streamed = x.pipe, true
+				c.p.Detach()
+				c.cur = nil
+				if !c.enqueue(item{x: x}) {
+					return parseStop
+				}
+				continue
+			}
 			if !c.discard && x.req.ContentLength > 0 {
 				x.body = growBody(x.body, x.req.ContentLength)
 			}
 		case http1.EventBody:
 			c.bodyRead += int64(len(ev.Data))
-			if !c.discard {
+			switch {
+			case c.pipe != nil:
+				if c.pipe.write(ev.Data) != nil {
+					c.pipe = nil // the backend is done: drop the rest
+				} else if d := c.pipe.takeBlocked(); d > 0 {
+					// Waiting for the backend is not the client's slowness.
+					c.bodyStart = c.bodyStart.Add(d)
+				}
+			case c.streamed, c.discard:
+			default:
 				x.body = append(x.body, ev.Data...)
 			}
 		case http1.EventEnd:
+			if c.streamed {
+				if c.pipe != nil {
+					c.pipe.end(io.EOF)
+				}
+				c.pipe, c.streamed = nil, false
+				continue // cur is still empty, for the next message
+			}
 			c.cur = nil
 			if x.ws.upgrade {
 				return c.wsHandOver(x)
@@ -664,13 +725,16 @@ const (
 	// body (bodyDst); below it, through buf, which also takes in whatever
 	// the client sent after the body.
 	directBodyMin = 4 << 10
+	// chunkedReadBuf is the read buffer of a connection reading a chunked
+	// body past streamMin (at most maxBuf).
+	chunkedReadBuf = 64 << 10
 )
 
 // bodyDst returns where the next read should go when it can skip buf: the
 // free end of the body being read, at most up to that body's end, so that
 // the bytes after it still arrive in buf. nil means buf.
 func (c *conn) bodyDst(draining bool) []byte {
-	if draining || c.r != c.w || c.cur == nil || c.discard {
+	if draining || c.r != c.w || c.cur == nil || c.discard || c.streamed {
 		return nil
 	}
 	rem := c.p.BodyRemaining()
@@ -694,6 +758,52 @@ func (c *conn) bodyDst(draining bool) []byte {
 	return x.body[n:min(n+want, cap(x.body))]
 }
 
+// pipeDst is bodyDst for a streamed body of known length: the free run at
+// the write end of its pipe, up to the body's end, so that a large upload is
+// read from the socket straight into the pipe, in reads of up to the pipe's
+// size, not through buf. It waits while the pipe is full (the backend's time,
+// not the client's). nil means buf (or bodyDst).
+func (c *conn) pipeDst(draining bool) []byte {
+	if draining || c.r != c.w || c.pipe == nil {
+		return nil
+	}
+	rem := c.p.BodyRemaining()
+	if rem < directBodyMin {
+		return nil // chunked (0), or the end of the body: through buf
+	}
+	dst := c.pipe.space(int(min(rem, pipeSize)))
+	if dst == nil {
+		c.pipe = nil // the backend is done: drop the rest, through buf
+	}
+	if d := c.pipeBlocked(); d > 0 {
+		c.bodyStart = c.bodyStart.Add(d)
+	}
+	return dst
+}
+
+// pipeBlocked is the time the reader has waited on the pipe since last asked.
+func (c *conn) pipeBlocked() time.Duration {
+	if c.pipe == nil {
+		return 0
+	}
+	return c.pipe.takeBlocked()
+}
+
+// takePiped hands the parser the n bytes a read put in dst (pipeDst) and
+// makes them readable by the backend.
+func (c *conn) takePiped(dst []byte, n int) {
+	if n <= 0 {
+		return
+	}
+	ev, k, err := c.p.Next(dst[:n], nil)
+	if err != nil || ev.Kind != http1.EventBody || k != n {
+		// Cannot happen: n is at most BodyRemaining.
+		panic("server: direct body read not taken whole by the parser")
+	}
+	c.pipe.commit(n)
+	c.bodyRead += int64(n)
+}
+
 // takeBody hands the parser the n bytes a read put at the end of the
 // current body (bodyDst); they stay where they are.
 func (c *conn) takeBody(n int) {
@@ -711,6 +821,15 @@ func (c *conn) takeBody(n int) {
 	c.bodyRead += int64(n)
 }
 
+// breakBody ends a body still streaming to the backend with err (the
+// backend sees its read fail); nothing if none is.
+func (c *conn) breakBody(err error) {
+	if c.pipe != nil {
+		c.pipe.end(err)
+	}
+	c.pipe, c.streamed = nil, false
+}
+
 // enqueue hands it to the writer, starting one if none is running, and
 // waits while the queue is full. It reports false when the connection is
 // closing (the writer has stopped for good, or Shutdown closed it).
@@ -725,6 +844,9 @@ func (c *conn) enqueue(it item) bool {
 	}
 	c.inflight++
 	c.readerIdle = false
+	if it.x != nil && it.x.pipe != nil {
+		c.livePipe = it.x.pipe
+	}
 	if it.cont {
 		c.contPending++
 	}
@@ -754,6 +876,7 @@ func recycle(x *exchange) {
 	if cap(x.body) > maxKeptBody {
 		x.body = nil
 	}
+	x.pipe = nil
 	exchanges.Put(x)
 }
 

@@ -23,8 +23,20 @@
 // Each connection has a reader goroutine and, while it has work, a writer
 // goroutine. The reader owns the socket's read side, the read buffer and
 // the http1.Parser: it reads, parses, looks each request head up in the
-// route table at once, buffers the body (within Limits.MaxBodyBytes) and
-// queues the complete request. The writer takes the queue in order and
+// route table at once, buffers a body of at most 64 KiB (streamMin) and
+// queues the complete request. A larger body, or a chunked one, is not
+// buffered: the request is queued as soon as its head is parsed, and the
+// reader feeds the body through a bounded pipe (pipe.go, 256 KiB) that the
+// backend drains as the worker takes the body (PROTOCOL.md 2.8); while the
+// pipe is full the reader reads nothing more, so TCP's window slows the
+// client, and the time it waits does not count against the body's
+// minimum-rate deadline. The next request is parsed only once that body has
+// ended. A body that breaks off (over Limits.MaxBodyBytes, bad chunked
+// framing, too slow) fails the backend's read; the writer answers 413, 400
+// or 408 and closes if the response has not begun, else closes. A backend
+// that answers before it read the whole body gets its answer out at once;
+// the reader then drops the rest (at most Limits.MaxBodyBytes) and the
+// connection goes on. The writer takes the queue in order and
 // answers one request at a time: it calls Backend.Serve, which streams the
 // worker's answer into the connection's ResponseWriter. Pipelined requests
 // are therefore parsed ahead (up to Config.MaxPipelined; then the reader

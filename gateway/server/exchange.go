@@ -23,6 +23,9 @@ import (
 type exchange struct {
 	req  http1.Request
 	body []byte // the whole request body (routed requests only)
+	// pipe carries the body instead while it arrives (a large or chunked
+	// one, handed to the writer at its head); nil otherwise.
+	pipe *bodyPipe
 
 	answer int    // != 0: the gateway answers this status itself
 	allow  string // Allow value for 405 and automatic OPTIONS
@@ -151,6 +154,11 @@ func (c *conn) fillRequest(d *dispatch.Request, x *exchange) {
 	}
 	d.Head.ClientCert = c.clientCert
 	d.Body = x.body
+	d.BodyStream = nil
+	if x.pipe != nil {
+		d.Head.Body = x.req.ContentLength // -1 when chunked
+		d.BodyStream = x.pipe
+	}
 	d.Timeout = 0
 }
 

@@ -254,7 +254,19 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		obs(nil)
 		return
 	}
-	body, status := h.readBody(rw, r)
+	var stream *h2Body
+	var body []byte
+	status := 0
+	if r.ContentLength < 0 || r.ContentLength > streamMin {
+		// Large or of unknown length: the worker takes it as it arrives.
+		if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
+			status = 413
+		} else {
+			stream = newH2Body(s, rw, r)
+		}
+	} else {
+		body, status = h.readBody(rw, r)
+	}
 	if status != 0 {
 		if status != statusClientGone {
 			w.answer(status, "", 0)
@@ -311,6 +323,10 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		Body:        int64(len(body)),
 		TimeoutMS:   rt.Timeout.Milliseconds(),
 	}
+	if stream != nil {
+		d.Head.Body = r.ContentLength // -1: unknown
+		d.BodyStream = stream
+	}
 	if r.TLS == nil {
 		d.Head.Scheme = "http"
 	}
@@ -319,7 +335,20 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	d.Body = body
 	err := h.callServe(ctx, rt, d, w)
+	if stream != nil {
+		stream.Stop() // Serve may not have read it at all
+	}
+	var be *dispatch.BodyError
 	switch {
+	case errors.As(err, &be) && !w.started:
+		// The body broke off before the response began (PROTOCOL.md 2.8).
+		var pe *http1.Error
+		if errors.As(be.Err, &pe) {
+			w.answer(pe.Status, "", 0)
+		} else {
+			h.clientReset(ctx)
+			w.status = statusClientGone
+		}
 	case err == nil && w.started:
 		if w.length >= 0 && w.written < w.length && !w.isHead {
 			s.log.Warn("response body shorter than its length", "remote", r.RemoteAddr, "request_id", rid, "missing", w.length-w.written)
@@ -408,6 +437,78 @@ func (h *handler) readBody(rw http.ResponseWriter, r *http.Request) (body []byte
 			h.s.log.Debug("request body", "remote", r.RemoteAddr, "err", err)
 			return nil, statusClientGone
 		}
+	}
+}
+
+// errH2BodyTooLarge breaks off a streamed HTTP/2 or HTTP/3 body that passes
+// Limits.MaxBodyBytes.
+var errH2BodyTooLarge = &http1.Error{Status: 413, Reason: "body_too_large", Close: true}
+
+// h2Body is an HTTP/2 or HTTP/3 request body streamed to the backend
+// (dispatch.BodyStream): r.Body read as the backend asks, within
+// Limits.MaxBodyBytes, at the pace BodyReadTimeout and MinBodyRate ask of the
+// client. Only the time spent in the client's reads counts against that pace,
+// not the time the backend takes between them. A failure is an *http1.Error
+// (413, 408) or the client's own (the stream reset or the connection lost).
+type h2Body struct {
+	s    *Server
+	rc   *http.ResponseController
+	body io.ReadCloser
+	max  int64
+
+	mu      sync.Mutex // guards stopped
+	stopped bool
+
+	read   int64         // bytes read; owned by the reading goroutine
+	client time.Duration // time spent in reads
+	closed sync.Once
+}
+
+func newH2Body(s *Server, rw http.ResponseWriter, r *http.Request) *h2Body {
+	return &h2Body{s: s, rc: http.NewResponseController(rw), body: r.Body, max: s.cfg.Limits.MaxBodyBytes}
+}
+
+// Read implements dispatch.BodyStream.
+func (b *h2Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	stopped := b.stopped
+	b.mu.Unlock()
+	if stopped || b.body == nil || b.body == http.NoBody {
+		if stopped {
+			return 0, errPipeStopped
+		}
+		return 0, io.EOF
+	}
+	cfg := &b.s.cfg
+	start := time.Now()
+	_ = b.rc.SetReadDeadline(cfg.bodyDeadline(start.Add(-b.client), b.read))
+	n, err := b.body.Read(p)
+	b.client += time.Since(start)
+	b.read += int64(n)
+	switch {
+	case b.read > b.max:
+		return 0, errH2BodyTooLarge
+	case err == nil, err == io.EOF:
+		if err == io.EOF {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+		return n, err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return n, errTimeout
+	default:
+		b.s.log.Debug("request body", "err", err)
+		return n, errClientGone
+	}
+}
+
+// Stop implements dispatch.BodyStream: closing the body makes a blocked Read
+// return.
+func (b *h2Body) Stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	if b.body != nil {
+		b.closed.Do(func() { b.body.Close() })
 	}
 }
 

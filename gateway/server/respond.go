@@ -73,6 +73,13 @@ func (c *conn) writeLoop() {
 		}
 		c.status, c.wrote, c.blocked = 0, 0, 0
 		end := c.handle(it)
+		var pipe *bodyPipe // read before recycle: the exchange is the reader's after it
+		if it.x != nil && it.x.pipe != nil {
+			// However it was answered (the backend may never have read it),
+			// the reader must not wait on a streamed body's pipe any more.
+			pipe = it.x.pipe
+			pipe.Stop()
+		}
 		if c.srv.timed {
 			c.observe(it)
 		}
@@ -84,8 +91,17 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Lock()
 		c.inflight--
+		if pipe != nil && c.livePipe == pipe {
+			c.livePipe = nil // stopped above
+		}
 		if end != keepOpen {
 			c.closing, c.writerEnding = true, true
+			if lp := c.livePipe; lp != nil {
+				// A streamed body queued behind this response: it will not
+				// be answered, so the reader must not wait on it.
+				c.livePipe = nil
+				lp.Stop()
+			}
 			c.mu.Unlock()
 			if end == closeGraceful {
 				c.closeWrite()
@@ -246,7 +262,13 @@ func (c *conn) serveRouted(x *exchange) ending {
 	w := &c.rw
 	w.reset(x)
 	err := c.callServe(x, d, w)
-	d.Body = nil
+	d.Body, d.BodyStream = nil, nil
+	if x.pipe != nil {
+		// Whatever Serve did with it, the reader must not wait on the pipe
+		// any more: it drops the rest of the body (bounded by
+		// max_body_bytes and the body deadlines), or closes.
+		x.pipe.Stop()
+	}
 	switch {
 	case err == nil && w.started:
 		return w.end()
@@ -273,6 +295,23 @@ func (c *conn) serveRouted(x *exchange) ending {
 	}
 	// No response head was accepted: answer the failure.
 	c.wbuf = c.wbuf[:0]
+	if be := bodyError(err); be != nil {
+		// The body broke off (PROTOCOL.md 2.8): the parser's own answer
+		// (413, 400, 408); the connection cannot go on.
+		var pe *http1.Error
+		if !errors.As(be.Err, &pe) {
+			return closeHard // the client went away
+		}
+		// The same answer as when the parser rejects a request before
+		// its body (handle's perr): the body is not the worker's.
+		c.debug("request body", pe)
+		c.status = pe.Status
+		c.wbuf = http1.AppendError(c.wbuf, pe, c.srv.date.Value(time.Now()))
+		if c.flush() != nil {
+			return closeHard
+		}
+		return closeGraceful
+	}
 	if se := statusError(err); se != nil {
 		c.debug("dispatch", err)
 		return c.answer(x, se.Status, "", se.RetryAfter)
@@ -285,6 +324,15 @@ func (c *conn) serveRouted(x *exchange) ending {
 		x.closeAfter = true // the backend's state is suspect: start afresh
 	}
 	return c.answer(x, 502, "", 0)
+}
+
+// bodyError returns err as a *dispatch.BodyError, or nil.
+func bodyError(err error) *dispatch.BodyError {
+	var be *dispatch.BodyError
+	if errors.As(err, &be) {
+		return be
+	}
+	return nil
 }
 
 // statusError returns err as a *dispatch.StatusError, or nil. It is kept

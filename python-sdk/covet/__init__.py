@@ -2,7 +2,7 @@
 
 from ._app import Covet
 from ._datastructures import Address, Headers, MutableHeaders, QueryParams
-from ._exceptions import HTTPException
+from ._exceptions import BodyAborted, HTTPException
 from ._forms import FormData, UploadFile
 from ._head import ClientCert
 from ._request import Request
@@ -19,6 +19,7 @@ from ._responses import (
 
 __all__ = [
     "Address",
+    "BodyAborted",
     "ClientCert",
     "Covet",
     "EventSourceResponse",

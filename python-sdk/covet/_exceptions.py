@@ -6,7 +6,7 @@ import http
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HTTPException"]
+__all__ = ["BodyAborted", "HTTPException"]
 
 
 def reason_phrase(status: int) -> str:
@@ -45,3 +45,15 @@ class HTTPException(Exception):
 
     def __str__(self) -> str:
         return f"{self.status}: {self.detail}"
+
+
+class BodyAborted(Exception):
+    """The request body broke off before its end: the client went away, the body passed
+    the gateway's ``max_body_bytes``, its chunked framing was bad, or it arrived too
+    slowly (a REQ_BODY fragment flagged ERR, PROTOCOL.md 2.8).
+
+    ``req.stream()``, ``req.body()``, ``req.json()`` and ``req.form()`` raise it. The
+    gateway answers the client itself (413, 400, 408) or closes the connection, and
+    cancels the handler, so a handler rarely needs to catch it: catch it only to clean
+    up what a partial upload left behind.
+    """

@@ -39,6 +39,8 @@ __all__ = [
     "FRAME_CANCEL",
     "FRAME_ERROR",
     "FRAME_WINDOW",
+    "FRAME_REQ_WINDOW",
+    "REQUEST_WINDOW",
     "FRAME_CONTROL",
     "FRAME_WS_FIRST",
     "FRAME_WS_LAST",
@@ -102,6 +104,9 @@ FRAME_EARLY_HINTS: Final = _shmring.EARLY_HINTS  # a 103's fields, before the he
 FRAME_CANCEL: Final = _shmring.CANCEL
 FRAME_ERROR: Final = _shmring.ERROR
 FRAME_WINDOW: Final = _shmring.WINDOW
+FRAME_REQ_WINDOW: Final = _shmring.REQ_WINDOW  # 51: more request body may come (2.8)
+#: Request body the gateway sends before the worker grants more with REQ_WINDOW (2.8).
+REQUEST_WINDOW: Final = 1 << 20
 FRAME_CONTROL: Final = _shmring.CONTROL
 FRAME_WS_FIRST: Final = 80
 FRAME_WS_LAST: Final = 95

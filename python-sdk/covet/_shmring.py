@@ -101,6 +101,7 @@ EARLY_HINTS: Final = 35
 CANCEL: Final = 48
 ERROR: Final = 49
 WINDOW: Final = 50
+REQ_WINDOW: Final = 51
 CONTROL: Final = 64
 WS_OPEN: Final = 80
 WS_ACCEPT: Final = 81
@@ -128,7 +129,7 @@ RESPONSE_RING: Final = 1
 #: Types a consumer accepts on each ring by default (PAD is always handled).
 REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL,
                                   WS_OPEN, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
-RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, CONTROL,
+RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, REQ_WINDOW, CONTROL,
                                    WS_ACCEPT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).

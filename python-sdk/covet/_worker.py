@@ -48,6 +48,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from ._app import Covet
+from ._exceptions import BodyAborted
 from ._control import (
     CODE_INTERNAL,
     CODE_PROTOCOL,
@@ -69,6 +70,7 @@ from ._payloads import (
     FRAME_ERROR,
     FRAME_REQ_BODY,
     FRAME_REQ_HEAD,
+    FRAME_REQ_WINDOW,
     FRAME_RESP,
     FRAME_RESP_BODY,
     FRAME_RESP_HEAD,
@@ -76,11 +78,13 @@ from ._payloads import (
     FRAME_WS_FIRST,
     MAX_EARLY_HINTS,
     MAX_HEAD,
+    REQUEST_WINDOW,
     RESPONSE_WINDOW,
     decode_window_payload,
     encode_early_hints,
     encode_error_payload,
     encode_response_head,
+    encode_window_payload,
 )
 from ._responses import Response
 from ._ws_worker import Sessions
@@ -138,21 +142,29 @@ _BE_ERR: Final = FLAG_BEGIN | FLAG_END | FLAG_ERR  # every ERROR frame carries E
 _PLAIN_BODY_CHUNKS: Final = Response.body_chunks
 
 
-class BodyAborted(Exception):
-    """The gateway aborted the request body (a REQ_BODY fragment flagged ERR)."""
+#: The worker grants request body back (REQ_WINDOW, PROTOCOL 2.8) each time the handler
+#: has taken this much of it: a quarter of the window, so the gateway reads on while the
+#: handler works through the rest.
+GRANT_AT: Final = REQUEST_WINDOW // 4
 
 
 class _RequestBody:
     """One request's body as it arrives: an async iterator over a small queue that the
-    pump feeds with REQ_BODY fragments. Read once, by the handler, if at all."""
+    pump feeds with REQ_BODY fragments. Read once, by the handler, if at all.
 
-    __slots__ = ("_chunks", "_done", "_error", "_waiter")
+    The gateway sends at most REQUEST_WINDOW bytes ahead of what the handler took:
+    ``grant`` (when set) is called with the bytes taken each time they reach GRANT_AT,
+    until the body's last fragment has arrived."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_chunks", "_done", "_error", "_taken", "_waiter", "grant")
+
+    def __init__(self, grant: Callable[[int], None] | None = None) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._taken = 0
+        self.grant = grant
 
     def __aiter__(self) -> _RequestBody:
         return self
@@ -170,7 +182,12 @@ class _RequestBody:
                 await fut
             finally:
                 self._waiter = None
-        return chunks.popleft()
+        chunk = chunks.popleft()
+        self._taken += len(chunk)
+        if self._taken >= GRANT_AT and not self._done and self.grant is not None:
+            self.grant(self._taken)
+            self._taken = 0
+        return chunk
 
     def _wake(self) -> None:
         w = self._waiter
@@ -681,7 +698,7 @@ class _Worker:
             head = decode_head(payload)
         except Exception as e:
             raise ProtocolError(f"REQ_HEAD of request {rid:#x}: {e}") from None
-        ex = _Exchange(_RequestBody() if head.body_length else _NO_BODY, rid, self)
+        ex = _Exchange(_RequestBody(functools.partial(self._grant_body, rid)) if head.body_length else _NO_BODY, rid, self)
         self._inflight[rid] = ex
         self._starting.append((rid, head, ex))
 
@@ -717,6 +734,18 @@ class _Worker:
         finally:
             if self._inflight.get(rid) is ex:
                 del self._inflight[rid]
+
+    def _grant_body(self, rid: int, n: int) -> None:
+        """Let the gateway send ``n`` more bytes of request ``rid``'s body (REQ_WINDOW,
+        PROTOCOL 2.8); a grant for a request no longer in flight is not sent."""
+        if rid not in self._inflight:
+            return
+        payload = encode_window_payload(n)
+        if self._writer.try_write(FRAME_REQ_WINDOW, rid, _BE, payload):
+            return
+        t = self._loop.create_task(self._send(FRAME_REQ_WINDOW, rid, payload, True, True))
+        self._aux.add(t)
+        t.add_done_callback(self._aux.discard)
 
     def _refuse(self, rid: int) -> None:
         payload = encode_error_payload(503, "worker is draining")

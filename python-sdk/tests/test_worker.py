@@ -21,7 +21,7 @@ import pytest
 
 from covet import _proto
 from covet import _shmring as sr
-from covet._worker import SPIN_MAX_BURST, WHOLE_MAX
+from covet._worker import GRANT_AT, SPIN_MAX_BURST, WHOLE_MAX
 
 try:  # tests/ may or may not be a package
     from .shmring_gateway import make_bell, make_memfd  # type: ignore[import-not-found,unused-ignore]
@@ -71,6 +71,7 @@ class FakeGateway:
         self.log_path = tmp_path / "app.log"
         self.stderr_path = tmp_path / "worker.stderr"
         self.answers: dict[int, Answer] = {}
+        self.grants: dict[int, list[int]] = {}  # REQ_WINDOW grants, per request id
         self.seg: sr.Segment | None = None
         self.sock, child = socket.socketpair()
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
@@ -154,10 +155,11 @@ class FakeGateway:
     def request(self, rid: int, method: str, path: str, route: str | None = None,
                 params: list[str] | None = None, body: bytes = b"", query: str = "",
                 headers: list[tuple[str, bytes]] | None = None, wake: bool = True,
-                client_cert: _proto.ClientCert | None = None) -> None:
+                client_cert: _proto.ClientCert | None = None, body_length: int | None = None) -> None:
         h = _proto.RequestHead(method, path, query, [x for pair in (headers or []) for x in pair],
                                route or path, params or [], "1.1", "http", "127.0.0.1:5555",
-                               f"req-{rid:x}", len(body), 0, client_cert)  # fmt: skip
+                               f"req-{rid:x}", len(body) if body_length is None else body_length,
+                               0, client_cert)  # fmt: skip
         self.send_frames(sr.REQ_HEAD, rid, _proto.encode_head(h), wake=wake)
         if body:
             self.send_frames(sr.REQ_BODY, rid, body, wake=wake)
@@ -165,7 +167,22 @@ class FakeGateway:
     def cancel(self, rid: int) -> None:
         self.send_frames(sr.CANCEL, rid, b"", sr.FLAG_CANCEL)
 
+    def send_body(self, rid: int, data: bytes, begin: bool, end: bool, flags: int = 0) -> None:
+        """Some of a streamed request body: REQ_BODY fragments, the first flagged BEGIN if
+        begin, the last END|flags if end."""
+        deadline = time.monotonic() + TIMEOUT
+        for f, chunk in self.writer.fragments(data, begin, end, flags):
+            while not self.writer.try_write(sr.REQ_BODY, rid, f, chunk, True):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("request ring stayed full\n" + self.stderr())
+                self.collect()
+                self.gw_bell.wait(0.005)
+
     def _on_frame(self, typ: int, rid: int, flags: int, payload: bytes) -> None:
+        if typ == sr.REQ_WINDOW:
+            assert flags == sr.BEGIN | sr.END, (rid, flags)
+            self.grants.setdefault(rid, []).append(_proto.decode_window_payload(payload))
+            return
         a = self.answers.setdefault(rid, Answer())
         if a.done:
             a.late.append((typ, flags))
@@ -457,6 +474,41 @@ def test_request_body_is_streamed_in_fragments(gw: FakeGateway) -> None:
     a = gw.exchange(GEN | 3, "POST", "/count", body=b"x" * 50_000)
     got = a.json()
     assert got["bytes"] == 50_000 and got["chunks"] >= 50_000 // gw.writer.max_payload
+
+
+def test_request_body_is_granted_back_as_the_handler_takes_it(gw: FakeGateway) -> None:
+    # PROTOCOL 2.8: the gateway sends a window of body; the worker grants back what the
+    # handler took, a quarter of the window at a time, until the body's END came.
+    rid, win = GEN | 700, _proto.REQUEST_WINDOW
+    gw.request(rid, "POST", "/count", body_length=-1)
+    first = os.urandom(win)
+    gw.send_body(rid, first, True, False)
+    got = lambda: sum(gw.grants.get(rid, []))  # noqa: E731
+    # The handler took the whole window: all of it is granted back but what is left
+    # short of a quarter (so the gateway can always send on).
+    gw.until(lambda: got() > win - GRANT_AT, "grants for the window taken")
+    assert got() <= win and all(g >= GRANT_AT for g in gw.grants[rid]), gw.grants[rid]
+    assert not gw.answers.get(rid)
+    gw.send_body(rid, b"y" * 300_000, False, True)
+    a = gw.answer(rid)
+    assert a.status == 200 and a.json()["bytes"] == win + 300_000
+    assert got() <= win + 300_000
+
+
+def test_small_body_costs_no_grant(gw: FakeGateway) -> None:
+    a = gw.exchange(GEN | 705, "POST", "/count", body=b"s" * (GRANT_AT - 1))
+    assert a.json()["bytes"] == GRANT_AT - 1 and GEN | 705 not in gw.grants
+
+
+def test_body_broken_off_raises_body_aborted(gw: FakeGateway) -> None:
+    # A REQ_BODY fragment flagged ERR|END (the client left, the body passed
+    # max_body_bytes): the handler's read raises covet.BodyAborted.
+    rid = GEN | 710
+    gw.request(rid, "POST", "/aborted", body_length=-1)
+    gw.send_body(rid, b"part" * 1000, True, False)
+    gw.send_body(rid, b"", False, True, sr.FLAG_ERR)
+    a = gw.answer(rid)
+    assert a.status == 200 and a.json() == {"read": 4000, "aborted": "BodyAborted"}, a
 
 
 def test_fragmented_request_head(gw: FakeGateway) -> None:

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 
-from covet import Covet, Request, Response, StreamingResponse
+from covet import BodyAborted, Covet, Request, Response, StreamingResponse
 
 app = Covet("worker-test")
 not_an_app = object()
@@ -70,6 +70,17 @@ async def count(req: Request) -> dict[str, int]:
         n += len(chunk)
         chunks += 1
     return {"bytes": n, "chunks": chunks}
+
+
+@app.post("/aborted")
+async def aborted(req: Request) -> dict[str, object]:
+    n = 0
+    try:
+        async for chunk in req.stream():
+            n += len(chunk)
+    except BodyAborted as e:
+        return {"read": n, "aborted": type(e).__name__}
+    return {"read": n, "aborted": None}
 
 
 @app.get("/stream/{n:int}")
