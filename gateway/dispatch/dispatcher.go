@@ -314,6 +314,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		c.body = c.spare
 		hints := c.hints
 		c.hints, c.hintsSpare = c.hintsSpare[:0], nil
+		file := c.file
 		c.mu.Unlock()
 		c.spare = chunks // the writer's until drained below; putCall frees them on an early end
 		if len(hints) > 0 {
@@ -327,6 +328,11 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		if cerr != nil && !wroteHead {
 			s.end(c)
 			return cerr
+		}
+		if file != nil { // the whole answer: the worker sends nothing more
+			err := writeFile(w, file)
+			s.end(c)
+			return err
 		}
 		if gotHead && !wroteHead {
 			// c.head is immutable once gotHead is set.
@@ -387,6 +393,15 @@ func writeInterim(w ResponseWriter, hints []workerproto.EarlyHints) error {
 		}
 	}
 	return nil
+}
+
+// writeFile hands a worker's RESP_FILE answer to w, if it is a FileWriter.
+func writeFile(w ResponseWriter, f *workerproto.RespFile) error {
+	fw, ok := w.(FileWriter)
+	if !ok {
+		return ErrNoFileWriter
+	}
+	return fw.WriteFile(f.Status, f.Headers, f.Path)
 }
 
 // grantAt is how many response body bytes the gateway writes to the client before it
