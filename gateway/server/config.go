@@ -159,6 +159,16 @@ type Config struct {
 	// Too Early. Off by default.
 	HTTP3EarlyData bool `config:"http3_early_data" help:"accept 0-RTT early data on HTTP/3 (unsafe methods in it are answered 425 Too Early)"`
 
+	// Static mounts directories that the gateway serves from disk itself,
+	// before any route: each entry is "PREFIX=DIR" (e.g.
+	// "/assets=./public"), and a GET or HEAD of PREFIX/NAME is answered
+	// with the file DIR/NAME (static.go, docs/operations.md). PREFIX starts
+	// with "/", is not "/" and has no trailing slash, no dot segment, no
+	// "%", "{" or "}"; DIR must be a directory. StaticIndex answers a
+	// directory with its index.html. Empty: none.
+	Static      []string `config:"static" help:"directories the gateway serves from disk, each PREFIX=DIR (e.g. /assets=./public); empty = none"`
+	StaticIndex bool     `config:"static_index" help:"answer a request for a directory of a static mount with its index.html"`
+
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.
 	Logger *slog.Logger
@@ -220,6 +230,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPipelined < 0 || c.MaxPipelined > 1<<16 {
 		return fmt.Errorf("%w: MaxPipelined %d is outside 0..65536", ErrInvalidConfig, c.MaxPipelined)
+	}
+	if _, err := parseMounts(c.Static); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	return nil
 }

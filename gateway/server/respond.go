@@ -170,6 +170,9 @@ func (c *conn) handle(it item) ending {
 	if x.answer != 0 {
 		return c.answer(x, x.answer, x.allow, 0)
 	}
+	if x.route.Kind == dispatch.KindStatic {
+		return c.serveStatic(x) // static.go: from disk, no worker
+	}
 	return c.serveRouted(x)
 }
 
@@ -407,6 +410,7 @@ type respWriter struct {
 var (
 	_ dispatch.ResponseWriter = (*respWriter)(nil)
 	_ dispatch.InterimWriter  = (*respWriter)(nil)
+	_ dispatch.FileWriter     = (*respWriter)(nil)
 )
 
 func (w *respWriter) reset(x *exchange) {
