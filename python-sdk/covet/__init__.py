@@ -7,6 +7,7 @@ from ._forms import FormData, UploadFile
 from ._head import ClientCert
 from ._request import Request
 from ._responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -19,6 +20,7 @@ __all__ = [
     "Address",
     "ClientCert",
     "Covet",
+    "FileResponse",
     "FormData",
     "HTMLResponse",
     "HTTPException",

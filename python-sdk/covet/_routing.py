@@ -51,6 +51,10 @@ class Route:
     timeout_ms: int | None
     is_async: bool
     kinds: dict[str, ParamKind]
+    #: The route kind (PROTOCOL.md 1.3): "http", or "static" for app.static.
+    kind: str = "http"
+    #: Kind-specific manifest options, e.g. a static route's dir and index.
+    extra: tuple[tuple[str, Any], ...] = ()
 
     def manifest_entry(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -58,7 +62,8 @@ class Route:
             options["name"] = self.name
         if self.timeout_ms is not None:
             options["timeout_ms"] = self.timeout_ms
-        return {"method": self.method, "path": self.pattern.canonical, "kind": "http",
+        options.update(self.extra)
+        return {"method": self.method, "path": self.pattern.canonical, "kind": self.kind,
                 "options": options}  # fmt: skip
 
 
