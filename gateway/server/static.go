@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,15 +25,12 @@ import (
 // hWriter's WriteFile). gateway/static opens the file (confined to the
 // directory) and decides the answer (conditional requests, ranges); here the
 // answer is written. On HTTP/1.1 over a plain socket the body goes with
-// sendfile(2) (engine.FileSender), except that a body of at most
-// smallFile bytes is read into the write buffer behind its head, so that
-// head and body leave in one write (one packet for the client to wait
-// for, where sendfile would need a second write); over TLS it is copied
-// through a pooled buffer, and HTTP/2 and HTTP/3 copy it through their
-// ResponseWriter.
+// sendfile(2) (engine.FileSender), the head just before it with MSG_MORE
+// so that both leave in one segment; over TLS it is copied through the
+// write buffer (a body of at most smallFile bytes in one write with its
+// head), and HTTP/2 and HTTP/3 copy it through their ResponseWriter.
 
-// smallFile is the largest body read into the write buffer behind its head
-// instead of being sent with sendfile.
+// smallFile is the largest body that, copied, shares one write with its head.
 const smallFile = 16 << 10
 
 // mount is one of Config.Static's entries, opened.
@@ -371,32 +369,28 @@ func (c *conn) writeFile(x *exchange, f *static.File, full int, extra []workerpr
 	return rh.Close, c.sendFileBody(f, fa.Offset, fa.Length)
 }
 
-// sendFileBody writes the buffered head, then n bytes of f from off.
+// sendFileBody writes the buffered head, then n (> 0) bytes of f from off:
+// with sendfile on a plain socket (the head with MSG_MORE, so that it leaves
+// with the file's first bytes), else copied (copyFile).
 func (c *conn) sendFileBody(f *static.File, off, n int64) error {
-	if n <= smallFile {
-		start := len(c.wbuf)
-		c.wbuf = append(c.wbuf, make([]byte, n)...)
-		k, err := f.ReadAt(c.wbuf[start:], off)
-		if int64(k) != n {
-			c.wbuf = c.wbuf[:0]
-			c.srv.log.Warn("static: file changed while read", "file", f.Name(), "err", err)
-			return errShortFile
-		}
-		return c.flush()
-	}
 	fs, ok := c.nc.(engine.FileSender)
 	if !ok {
 		return c.copyFile(f, off, n)
 	}
-	if err := c.flush(); err != nil {
-		return err
+	if c.werr != nil {
+		return c.werr
 	}
 	c.sent = true
-	return c.bounded(func() (int64, error) {
-		k, err := fs.SendFile(f.File, off, n)
-		off, n = off+k, n-k
+	head := c.wbuf
+	err := c.bounded(func() (int64, error) {
+		k, err := fs.SendFile(head, f.File, off, n)
+		hk := min(k, int64(len(head)))
+		head = head[hk:]
+		off, n = off+k-hk, n-k+hk
 		return k, err
 	})
+	c.wbuf = c.wbuf[:0]
+	return err
 }
 
 // errShortFile: a file shrank while it was being sent.
@@ -404,28 +398,35 @@ var errShortFile = errors.New("server: static file shorter than its length")
 
 var copyBufs = sync.Pool{New: func() any { return new([64 << 10]byte) }}
 
-// copyFile writes the buffered head, then n bytes of f from off, through a
-// pooled buffer (TLS: the bytes must pass through user space).
+// copyFile writes the buffered head, then n bytes of f from off, through
+// the write buffer (TLS: the bytes must pass through user space): a body of
+// at most smallFile bytes goes in one write with the head.
 func (c *conn) copyFile(f *static.File, off, n int64) error {
-	if err := c.flush(); err != nil {
-		return err
-	}
-	buf := copyBufs.Get().(*[64 << 10]byte)
-	defer copyBufs.Put(buf)
 	for n > 0 {
-		k, err := f.ReadAt(buf[:min(n, int64(len(buf)))], off)
-		if k == 0 {
-			c.srv.log.Warn("static: file changed while sent", "file", f.Name(), "err", err)
-			return errShortFile
+		start := len(c.wbuf)
+		k := min(n, copyChunk)
+		if len(c.wbuf) > 0 && n > smallFile {
+			k = 0 // the head alone first: then whole chunks
 		}
-		off, n = off+int64(k), n-int64(k)
-		c.wbuf = append(c.wbuf[:0], buf[:k]...)
+		if k > 0 {
+			c.wbuf = slices.Grow(c.wbuf, int(k))[:start+int(k)]
+			got, err := f.ReadAt(c.wbuf[start:], off)
+			if int64(got) != k {
+				c.wbuf = c.wbuf[:0]
+				c.srv.log.Warn("static: file changed while sent", "file", f.Name(), "err", err)
+				return errShortFile
+			}
+			off, n = off+k, n-k
+		}
 		if err := c.flush(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// copyChunk is how much of a file one write carries when it is copied.
+const copyChunk = 64 << 10
 
 // WriteFile implements dispatch.FileWriter: a worker's RESP_FILE answer.
 // A file that cannot be opened is answered 404.
