@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -302,5 +305,55 @@ func TestStaticConfig(t *testing.T) {
 	c = Config{Static: []string{"/a=" + dir, "/b/c=" + dir}}
 	if err := c.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestStaticObserved: static answers count in the metrics and the access log
+// like routed ones, under their route pattern, with the bytes sent (the
+// sendfile body included), over HTTP/1.1 and HTTP/2.
+func TestStaticObserved(t *testing.T) {
+	dir, outside, big := staticTree(t)
+	m, reg := newMetrics(t)
+	var logs lockedBuffer
+	cfg := Config{H2C: true, Static: []string{"/m=" + dir}, Metrics: m, AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))}
+	ts := startServer(t, cfg, staticBackend(t, dir, outside))
+	for _, proto := range []string{"1.1", "h2c"} {
+		cl := client(t, &tls.Config{}, proto)
+		for _, path := range []string{"/assets/big.bin", "/m/big.bin", "/download/big.bin", "/assets/nope"} {
+			resp, err := cl.Get("http://" + ts.addr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	waitFor(t, "8 access records", func() bool { return len(logs.lines()) == 8 })
+	for _, c := range []struct {
+		app, route, status string
+		proto              string
+	}{
+		{"app", "/assets/{path...}", "200", "http/1.1"}, {"", "/m/{path...}", "200", "http/1.1"},
+		{"GET /download/{name}", "/download/{name}", "200", "http/1.1"}, {"app", "/assets/{path...}", "404", "http/1.1"},
+		{"app", "/assets/{path...}", "200", "h2"}, {"", "/m/{path...}", "200", "h2"},
+	} {
+		labels := map[string]string{"app": c.app, "route": c.route, "method": "GET", "status": c.status, "protocol": c.proto}
+		if got := metricValue(t, reg, "covet_requests_total", labels); got != 1 {
+			t.Errorf("covet_requests_total%v = %v, want 1", labels, got)
+		}
+	}
+	if out := metricValue(t, reg, "covet_bytes_sent_total", nil); out < float64(6*len(big)) {
+		t.Errorf("bytes sent %v, want at least %d", out, 6*len(big))
+	}
+	var rec struct {
+		Route  string `json:"route"`
+		Status int    `json:"status"`
+		Bytes  int64  `json:"bytes"`
+	}
+	if err := json.Unmarshal([]byte(logs.lines()[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Route != "/assets/{path...}" || rec.Status != 200 || rec.Bytes < int64(len(big)) {
+		t.Errorf("access record %+v", rec)
 	}
 }
