@@ -138,20 +138,25 @@ func staticCases(big []byte) []staticCase {
 }
 
 // TestStaticEveryProtocol serves the same requests over HTTP/1.1 on a plain
-// socket (sendfile), HTTP/1.1 over TLS (copied), h2c and HTTP/2 over TLS.
+// socket (sendfile), HTTP/1.1 over TLS (copied), h2c, HTTP/2 over TLS and
+// HTTP/3.
 func TestStaticEveryProtocol(t *testing.T) {
 	dir, outside, big := staticTree(t)
 	cfg := Config{H2C: true, Static: []string{"/m=" + dir}, StaticIndex: true}
 	plain := startServer(t, cfg, staticBackend(t, dir, outside))
-	tlsSrv, tc := startTLSServer(t, cfg, staticBackend(t, dir, outside))
+	tlsSrv, tc, h3addr := startH3Server(t, cfg, staticBackend(t, dir, outside))
 	for _, p := range []struct{ name, base, proto string }{
 		{"http1", "http://" + plain.addr, "1.1"},
 		{"h2c", "http://" + plain.addr, "h2c"},
 		{"https1", "https://" + tlsSrv.addr, "1.1"},
 		{"h2", "https://" + tlsSrv.addr, "2"},
+		{"h3", "https://" + h3addr, "3"},
 	} {
 		t.Run(p.name, func(t *testing.T) {
-			cl := client(t, tc, p.proto)
+			cl := h3Client(t, tc)
+			if p.proto != "3" {
+				cl = client(t, tc, p.proto)
+			}
 			for _, c := range staticCases(big) {
 				req, _ := http.NewRequest(c.method, p.base+c.path, nil)
 				for i := 0; i+1 < len(c.hdr); i += 2 {
