@@ -201,7 +201,7 @@ func compressible(ct string) bool {
 		strings.HasPrefix(ct, "application/json"), strings.HasPrefix(ct, "application/xml"),
 		strings.HasPrefix(ct, "image/svg+xml"), strings.HasPrefix(ct, "application/wasm"),
 		strings.HasPrefix(ct, "application/manifest+json"), strings.HasPrefix(ct, "font/ttf"),
-		strings.HasPrefix(ct, "font/otf"), ct == "application/octet-stream":
+		strings.HasPrefix(ct, "font/otf"):
 		return true
 	}
 	return false
