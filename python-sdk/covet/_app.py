@@ -319,7 +319,9 @@ class _StaticFiles:
     """The handler of an app.static route, for an in-process client (TestClient): the
     gateway serves these requests itself and never hands them to a worker. It refuses
     what the gateway refuses (empty and dot segments, backslashes, NUL, a symbolic
-    link out of the directory) with 404 and answers with a FileResponse."""
+    link out of the directory) with the gateway's own 404 (``Not Found`` and a newline,
+    as text; the app's exception handlers never see it) and answers with a
+    FileResponse."""
 
     def __init__(self, root: str, index: bool) -> None:
         self.root = root
@@ -331,22 +333,26 @@ class _StaticFiles:
         if path == "":
             parts = []
         if any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
-            raise HTTPException(404)
+            return _not_found()
         real = os.path.realpath(os.path.join(self.root, *parts))
         if real != self.root and not real.startswith(self.root + os.sep):
-            raise HTTPException(404)
+            return _not_found()
         if os.path.isdir(real):
             if not self.index:
-                raise HTTPException(404)
+                return _not_found()
             if not trailing:
                 query = request.head.query
                 return RedirectResponse(request.head.path + "/" + ("?" + query if query else ""), 301)
             real = os.path.join(real, "index.html")
         elif trailing and parts:
-            raise HTTPException(404)
+            return _not_found()
         if not os.path.isfile(real):
-            raise HTTPException(404)
+            return _not_found()
         return FileResponse(real)
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not Found\n", 404)
 
 
 def _without_body(response: Response) -> Response:

@@ -131,7 +131,8 @@ def test_testclient_serves_static(tree: Path) -> None:
         assert (r.status_code, r.content) == (200, b"<h1>docs</h1>")
         r = client.get("/assets/docs?x=1")
         assert (r.status_code, r.headers["location"]) == (301, "/assets/docs/?x=1")
-        assert client.get("/assets/missing.txt").status_code == 404
+        r = client.get("/assets/missing.txt")
+        assert (r.status_code, r.text, r.headers["content-type"]) == (404, "Not Found\n", "text/plain; charset=utf-8")
         assert client.get("/assets/escape.txt").status_code == 404
         assert client.get("/assets/../secret.txt").status_code == 400
         assert client.get("/assets/%2e%2e/secret.txt").status_code == 400
