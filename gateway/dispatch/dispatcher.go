@@ -253,6 +253,10 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 		}
 		err = s.do(ctx, deadline, head, req.Body, w)
 		rt.app.release(s)
+		if fa, ok := err.(*fileAnswer); ok {
+			// Sent with the worker's credit back: a slow client holds no worker.
+			return writeFile(w, fa.f)
+		}
 		if err != errRetry {
 			return err
 		}
@@ -330,9 +334,8 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			return cerr
 		}
 		if file != nil { // the whole answer: the worker sends nothing more
-			err := writeFile(w, file)
 			s.end(c)
-			return err
+			return &fileAnswer{file} // Serve writes it once the worker is released
 		}
 		if gotHead && !wroteHead {
 			// c.head is immutable once gotHead is set.
@@ -394,6 +397,12 @@ func writeInterim(w ResponseWriter, hints []workerproto.EarlyHints) error {
 	}
 	return nil
 }
+
+// fileAnswer is how do hands a worker's RESP_FILE answer to Serve, which
+// writes it after releasing the worker.
+type fileAnswer struct{ f *workerproto.RespFile }
+
+func (*fileAnswer) Error() string { return "dispatch: file answer" }
 
 // writeFile hands a worker's RESP_FILE answer to w, if it is a FileWriter.
 func writeFile(w ResponseWriter, f *workerproto.RespFile) error {

@@ -5,6 +5,7 @@ traversal forms reach the gateway as written) and curl."""
 from __future__ import annotations
 
 import http.client
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,27 @@ def test_curl(gw: Gateway, curl: str, tmp_path: Path) -> None:
     r = subprocess.run([curl, "-sS", "-H", "Accept-Encoding: br", "-D", "-", f"{gw.base_url}/assets/app.js"],
                        capture_output=True, timeout=30)  # fmt: skip
     assert b"content-encoding: br" in r.stdout.lower() and r.stdout.endswith(b"BROTLI-BYTES")
+
+
+def test_file_response_frees_the_worker(tree: Path, tmp_path: Path) -> None:
+    """A FileResponse is sent after the worker's credit is given back: with one worker
+    taking one request at a time, a client that does not read a large file does not
+    hold up the next request."""
+    huge = tree / "huge.bin"
+    with open(huge, "wb") as f:
+        f.truncate(256 << 20)  # sparse: more than the socket buffers take
+    flags = ["--max-inflight", "1", "--queue-timeout", "3s"]
+    try:
+        with serving_gateway(tmp_path / "gateway.log", "staticapp", "static_app", 1, _ready, flags,
+                             COVET_STATIC_DIR=str(tree)) as g:  # fmt: skip
+            stalled = socket.create_connection((g.host, g.port), timeout=10)
+            try:
+                stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                stalled.sendall(b"GET /download/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert stalled.recv(12) == b"HTTP/1.1 200"  # the head came; the body waits
+                for _ in range(3):
+                    assert _get(g, "/ready")[::2] == (200, b"ready")
+            finally:
+                stalled.close()
+    finally:
+        huge.unlink()
