@@ -82,8 +82,10 @@ type FileWriter interface {
 	// content-type among them replaces the one inferred from the name. A
 	// file that cannot be opened or is not a regular file is answered 404
 	// by the writer itself. It is called once, in place of WriteHead, on
-	// the goroutine that called Serve; an error is a failed write to the
-	// client, after which the front end breaks the response off.
+	// the goroutine that called Serve, after the worker has been released
+	// (a slow client holds no worker credit while the file goes out); an
+	// error is a failed write to the client, after which the front end
+	// breaks the response off.
 	WriteFile(status int, headers []workerproto.Header, path string) error
 }
 
