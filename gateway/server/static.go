@@ -345,10 +345,27 @@ func (c *conn) redirect(x *exchange, location string) ending {
 // is broken off).
 func (c *conn) writeFile(x *exchange, f *static.File, full int, extra []workerproto.Header) (closeConn bool, err error) {
 	fr := h1FileRequest(&x.req, x.method)
-	hs := append(c.rhdrs[:0], http1.Header{Name: nameServer, Value: valServer})
+	haveServer, haveID, haveAltSvc := false, false, false
+	for i := range extra {
+		switch n := extra[i].Name; {
+		case fieldIs(n, "server"):
+			haveServer = true
+		case fieldIs(n, "x-request-id"):
+			haveID = true
+		case fieldIs(n, "alt-svc"):
+			haveAltSvc = true
+		}
+	}
+	hs := c.rhdrs[:0]
+	if !haveServer {
+		hs = append(hs, http1.Header{Name: nameServer, Value: valServer})
+	}
 	fa := planFile(hs, f, &fr, full, extra)
-	hs = append(fa.fields, http1.Header{Name: nameRequestID, Value: stringBytes(x.rid)})
-	if a := c.srv.cfg.AltSvc; a != "" {
+	hs = fa.fields
+	if !haveID {
+		hs = append(hs, http1.Header{Name: nameRequestID, Value: stringBytes(x.rid)})
+	}
+	if a := c.srv.cfg.AltSvc; a != "" && !haveAltSvc {
 		hs = append(hs, http1.Header{Name: nameAltSvc, Value: stringBytes(a)})
 	}
 	length := fa.Length

@@ -82,6 +82,7 @@ func staticBackend(t *testing.T, dir, outside string) *fakeBackend {
 		}
 		return w.(dispatch.FileWriter).WriteFile(status, []workerproto.Header{
 			{Name: []byte("content-disposition"), Value: []byte(`attachment; filename="` + name + `"`)},
+			{Name: []byte("server"), Value: []byte("the-worker")},
 		}, p)
 	})
 	return b
@@ -128,7 +129,7 @@ func staticCases(big []byte) []staticCase {
 		{name: "mount index", method: "GET", path: "/m/docs/", status: 200, body: "<h1>docs</h1>"},
 		{name: "mount post", method: "POST", path: "/m/small.txt", status: 405, body: "Method Not Allowed\n", headers: map[string]string{"Allow": "GET, HEAD"}},
 		{name: "file answer", method: "GET", path: "/download/small.txt", status: 200, body: "hello static\n",
-			headers: map[string]string{"Content-Disposition": `attachment; filename="small.txt"`, "Content-Type": "text/plain; charset=utf-8"}},
+			headers: map[string]string{"Content-Disposition": `attachment; filename="small.txt"`, "Content-Type": "text/plain; charset=utf-8", "Server": "the-worker"}},
 		{name: "file answer range", method: "GET", path: "/download/big.bin", hdr: []string{"Range", "bytes=5-"}, status: 206, bodyOf: big[5:]},
 		{name: "file answer outside any root", method: "GET", path: "/download/secret", status: 200, body: "top secret"},
 		{name: "file answer missing", method: "GET", path: "/download/gone.txt", status: 404, body: "Not Found\n"},
