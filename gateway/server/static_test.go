@@ -363,3 +363,38 @@ func TestStaticObserved(t *testing.T) {
 		t.Errorf("access record %+v", rec)
 	}
 }
+
+// TestStaticPipelinedAndHTTP10: static answers keep their place among
+// pipelined requests (a worker's answer between them), HEAD among them
+// sends no body, and an HTTP/1.0 client gets its file and the close it
+// asked for.
+func TestStaticPipelinedAndHTTP10(t *testing.T) {
+	dir, outside, big := staticTree(t)
+	ts := startServer(t, Config{Static: []string{"/m=" + dir}}, staticBackend(t, dir, outside))
+	rc := ts.dial(t)
+	rc.send("GET /m/big.bin HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"HEAD /assets/small.txt HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"GET /download/small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-4\r\n\r\n" +
+		"GET /assets/small.txt HTTP/1.1\r\nHost: x\r\nIf-Match: \"nope\"\r\n\r\n" +
+		"GET /assets/small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+	for i, want := range []struct {
+		method string
+		status int
+		body   string
+	}{{"GET", 200, string(big)}, {"HEAD", 200, ""}, {"GET", 206, "hello"}, {"GET", 412, ""}, {"GET", 200, "hello static\n"}} {
+		resp, body := rc.read(want.method)
+		if resp.StatusCode != want.status || body != want.body {
+			t.Fatalf("response %d: %d, %d bytes %.20q; want %d, %d bytes", i, resp.StatusCode, len(body), body, want.status, len(want.body))
+		}
+		if want.method == "HEAD" && resp.ContentLength != 13 {
+			t.Errorf("HEAD Content-Length %d, want 13", resp.ContentLength)
+		}
+	}
+	old := ts.dial(t)
+	old.send("GET /assets/big.bin HTTP/1.0\r\n\r\n")
+	resp, body := old.read("GET")
+	if resp.StatusCode != 200 || body != string(big) || !resp.Close {
+		t.Fatalf("HTTP/1.0: %d, %d bytes, close %v", resp.StatusCode, len(body), resp.Close)
+	}
+	old.expectEOF()
+}
