@@ -3,8 +3,9 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
-#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, then static files
 #   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
+#   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
@@ -50,7 +51,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-transport autobahn clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-transport autobahn clean
 
 all: build
 
@@ -185,24 +186,30 @@ autobahn:
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in ./shmring ./workerproto ./router ./gateway/http1; do \
+	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 	    echo "==> fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
 
 # Comparative HTTP benchmark: every server on loopback under wrk; rewrites
-# bench/RESULTS.md, then bench/RESULTS-tls.md (bench-tls below). BENCH_QUICK=1 for a
+# bench/RESULTS.md, then bench/RESULTS-tls.md and bench/RESULTS-static.md (bench-tls and
+# bench-static below). BENCH_QUICK=1 for a
 # smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
 # bench/run.py --list).
 bench: build
-	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; exit $$rc
+	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
 # BENCH_TLS_CELLS (see bench/tls.py --list).
 bench-tls: build
 	python3 bench/tls.py
+
+# Static files: the gateway's static mount against nginx (sendfile) and Starlette's
+# StaticFiles, 1 KiB / 64 KiB / 1 MiB; rewrites bench/RESULTS-static.md.
+bench-static: build
+	python3 bench/static.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport

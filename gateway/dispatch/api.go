@@ -106,6 +106,24 @@ type InterimWriter interface {
 	WriteInterim(status int, headers []workerproto.Header) error
 }
 
+// FileWriter is implemented by a ResponseWriter that can answer with a file
+// from disk: a worker's RESP_FILE (PROTOCOL.md 3.6) reaches the client only
+// through it (Serve answers ErrNoFileWriter for a writer without it).
+type FileWriter interface {
+	// WriteFile answers with the file at path, an absolute path, as a
+	// static route's file is answered (conditional requests, ranges, HEAD,
+	// precompressed siblings), status being the full answer's. headers
+	// (valid only during the call) are added to the gateway's; a
+	// content-type among them replaces the one inferred from the name. A
+	// file that cannot be opened or is not a regular file is answered 404
+	// by the writer itself. It is called once, in place of WriteHead, on
+	// the goroutine that called Serve, after the worker has been released
+	// (a slow client holds no worker credit while the file goes out); an
+	// error is a failed write to the client, after which the front end
+	// breaks the response off.
+	WriteFile(status int, headers []workerproto.Header, path string) error
+}
+
 // StatusError is a failure the front end answers with Status itself: it happened
 // before any of the response reached the ResponseWriter.
 type StatusError struct {
@@ -127,6 +145,9 @@ var (
 	ErrWorkerDied   = &StatusError{Status: 502, Reason: "worker died"}
 	ErrBadResponse  = &StatusError{Status: 502, Reason: "invalid worker response"}
 	ErrDeadline     = &StatusError{Status: 504, Reason: "handler deadline passed"}
+	// ErrNoFileWriter: the worker answered with RESP_FILE and the writer is
+	// no FileWriter.
+	ErrNoFileWriter = &StatusError{Status: 502, Reason: "file answer not supported by this front end"}
 	// ErrAborted: the response broke off after its head reached the writer (the
 	// worker died, failed mid-stream or passed its deadline). The front end must
 	// close the connection so the client sees an incomplete response.

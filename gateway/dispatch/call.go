@@ -1,7 +1,9 @@
 package dispatch
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +44,9 @@ type call struct {
 	// up is the request body's upload (upload.go), nil when the body went
 	// with the head; set by the Serve goroutine before any grant can come.
 	up *upload
+	// file is the worker's RESP_FILE answer (a copy), set with gotHead and
+	// done; immutable once set.
+	file *workerproto.RespFile
 }
 
 // bodyChunk is the size of the pooled buffers that hold response body bytes between
@@ -117,7 +122,7 @@ func (c *call) armTimer(now, deadline time.Time) {
 
 func putCall(c *call) { // the timer keeps running: see armTimer
 	c.mu.Lock()
-	c.id, c.gotHead, c.done, c.err, c.ws, c.up = 0, false, false, nil, nil, nil
+	c.id, c.gotHead, c.done, c.err, c.ws, c.up, c.file = 0, false, false, nil, nil, nil, nil
 	if c.nhints > 0 { // rare: do not keep hint payloads (up to 1 MiB each) pooled
 		c.hints, c.hintsSpare, c.nhints = nil, nil, 0
 	}
@@ -164,6 +169,31 @@ func (c *call) setHead(id uint64, b []byte, whole bool) error {
 	}
 	c.gotHead = true
 	return c.addBodyLocked(body, true)
+}
+
+// setFile takes a RESP_FILE payload: the whole answer, in place of a head
+// and body. The decoded answer is copied: the payload lives in the ring.
+func (c *call) setFile(id uint64, b []byte) error {
+	f, err := workerproto.DecodeRespFile(b)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id != id {
+		return nil
+	}
+	if c.gotHead || c.done {
+		return errSequence
+	}
+	hs := make([]workerproto.Header, len(f.Headers))
+	for i, h := range f.Headers {
+		hs[i] = workerproto.Header{Name: bytes.Clone(h.Name), Value: bytes.Clone(h.Value)}
+	}
+	c.file = &workerproto.RespFile{Status: f.Status, Headers: hs, Path: strings.Clone(f.Path)}
+	c.gotHead, c.done = true, true
+	c.notify()
+	return nil
 }
 
 // addHints takes an EARLY_HINTS payload. One after the response head (or after the

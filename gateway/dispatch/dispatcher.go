@@ -260,6 +260,10 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 		}
 		err = s.do(ctx, deadline, head, req.Body, src, req.Head.Body, w)
 		rt.app.release(s)
+		if fa, ok := err.(*fileAnswer); ok {
+			// Sent with the worker's credit back: a slow client holds no worker.
+			return writeFile(w, fa.f)
+		}
 		if err != errRetry {
 			return err
 		}
@@ -346,6 +350,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		c.body = c.spare
 		hints := c.hints
 		c.hints, c.hintsSpare = c.hintsSpare[:0], nil
+		file := c.file
 		c.mu.Unlock()
 		c.spare = chunks // the writer's until drained below; putCall frees them on an early end
 		if len(hints) > 0 {
@@ -359,6 +364,10 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		if cerr != nil && !wroteHead {
 			s.end(c)
 			return cerr
+		}
+		if file != nil { // the whole answer: the worker sends nothing more
+			s.end(c)
+			return &fileAnswer{file} // Serve writes it once the worker is released
 		}
 		if gotHead && !wroteHead {
 			// c.head is immutable once gotHead is set.
@@ -419,6 +428,21 @@ func writeInterim(w ResponseWriter, hints []workerproto.EarlyHints) error {
 		}
 	}
 	return nil
+}
+
+// fileAnswer is how do hands a worker's RESP_FILE answer to Serve, which
+// writes it after releasing the worker.
+type fileAnswer struct{ f *workerproto.RespFile }
+
+func (*fileAnswer) Error() string { return "dispatch: file answer" }
+
+// writeFile hands a worker's RESP_FILE answer to w, if it is a FileWriter.
+func writeFile(w ResponseWriter, f *workerproto.RespFile) error {
+	fw, ok := w.(FileWriter)
+	if !ok {
+		return ErrNoFileWriter
+	}
+	return fw.WriteFile(f.Status, f.Headers, f.Path)
 }
 
 // grantAt is how many response body bytes the gateway writes to the client before it

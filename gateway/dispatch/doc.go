@@ -47,7 +47,11 @@
 // waits for it, before it returns.
 // A worker's EARLY_HINTS (PROTOCOL.md 3.5) are decoded by the ring reader and
 // handed, before the head, to a ResponseWriter that implements [InterimWriter];
-// other writers never see them.
+// other writers never see them. A worker's RESP_FILE (PROTOCOL.md 3.6), the whole
+// answer in one frame, is copied out of the ring and handed to a ResponseWriter that
+// implements [FileWriter], which sends the file itself; Serve answers
+// [ErrNoFileWriter] (502) for another writer. Routes of kind [KindStatic] never reach
+// Serve: the front ends answer them from disk.
 // The reader spins before sleeping only while at most one call is open: under load
 // the worker is the busy side, and a wakeup then collects a batch.
 package dispatch

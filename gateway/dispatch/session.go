@@ -288,6 +288,14 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			return nil
 		}
 		return c.setHead(f.ID, f.Payload, true)
+	case workerproto.FrameRespFile:
+		if f.Flags != workerproto.FlagBegin|workerproto.FlagEnd {
+			return fmt.Errorf("dispatch: RESP_FILE frame flagged %#x, want BEGIN|END", f.Flags)
+		}
+		if c == nil {
+			return nil
+		}
+		return c.setFile(f.ID, f.Payload)
 	case workerproto.FrameEarlyHints:
 		msg, done, err := s.asm.Add(f)
 		if err != nil || !done || c == nil {

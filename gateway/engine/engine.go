@@ -34,6 +34,10 @@
 // seccomp profile (EPERM), by kernel.io_uring_disabled, by kernels before
 // 5.19 (no provided-buffer rings) and, before 5.12, by a low RLIMIT_MEMLOCK.
 //
+// Both engines' Conns are FileSenders: a static file's bytes go from the
+// page cache to the socket with sendfile(2) (non-blocking; one that would
+// block waits for room as a write does).
+//
 // TLS runs over either engine's Conns (crypto/tls wraps the Conn); HTTP/3
 // is UDP (QUIC) and does not use an engine.
 package engine

@@ -186,6 +186,15 @@ type Config struct {
 	// that offer it. The zero Config leaves it off; covet-gateway turns it
 	// on by default.
 	WSCompression bool `config:"ws_compression" help:"negotiate permessage-deflate (RFC 7692) on WebSocket sessions"`
+	// Static mounts directories that the gateway serves from disk itself,
+	// before any route: each entry is "PREFIX=DIR" (e.g.
+	// "/assets=./public"), and a GET or HEAD of PREFIX/NAME is answered
+	// with the file DIR/NAME (static.go, docs/operations.md). PREFIX starts
+	// with "/", is not "/" and has no trailing slash, no dot segment, no
+	// "%", "{" or "}"; DIR must be a directory. StaticIndex answers a
+	// directory with its index.html. Empty: none.
+	Static      []string `config:"static" help:"directories the gateway serves from disk, each PREFIX=DIR (e.g. /assets=./public); empty = none"`
+	StaticIndex bool     `config:"static_index" help:"answer a request for a directory of a static mount with its index.html"`
 
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.
@@ -251,6 +260,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WSMaxMessageBytes < 0 || c.WSMaxMessageBytes > MaxWSMessageBytes {
 		return fmt.Errorf("%w: WSMaxMessageBytes %d is outside 0..%d", ErrInvalidConfig, c.WSMaxMessageBytes, MaxWSMessageBytes)
+	}
+	if _, err := parseMounts(c.Static); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	return nil
 }

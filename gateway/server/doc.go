@@ -201,6 +201,18 @@
 // access log or the metrics. One the writer refuses (a field that could split
 // the response) leaves nothing on the wire and the request is answered 502.
 //
+// # Static files
+//
+// A request under one of Config.Static's mounts (matched before any route)
+// or routed to a route of kind static is answered from disk by the front end
+// itself, and a worker's RESP_FILE through dispatch.FileWriter the same way
+// (static.go; gateway/static opens the file, confined to the directory, and
+// decides 200, 206, 304, 412 or 416). On HTTP/1.1 over a plain socket the
+// head goes with MSG_MORE and the body with sendfile(2) (engine.FileSender),
+// under the same write deadlines as any response; over TLS, HTTP/2 and
+// HTTP/3 the bytes are copied. docs/operations.md ("Static files") has the
+// rules.
+//
 // # Bounds on all clients together
 //
 // MaxConnections bounds the connections open at once (by default 7/8 of the

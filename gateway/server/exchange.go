@@ -105,6 +105,9 @@ func (s *Server) routeRequest(method, path string, ps *router.Params, pathBuf *[
 		*pathBuf = b
 		lookup = bytesString(b)
 	}
+	if m := s.statics.match(lookup); m != nil { // static.go: mounts come first
+		return routeMount(method, m)
+	}
 	m, st := s.Backend.Lookup(method, lookup, ps)
 	switch st {
 	case router.StatusFound:

@@ -227,7 +227,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		rid = strings.Clone(requestID(&x.ridBuf, h.seed, h.n.Add(1)))
 	}
 	w := &x.w
-	*w = hWriter{rw: rw, s: s, rid: rid, isHead: method == http.MethodHead}
+	*w = hWriter{rw: rw, req: r, s: s, rid: rid, isHead: method == http.MethodHead}
 	w.flusher, _ = rw.(http.Flusher)
 	obs := func(rt *dispatch.Route) {
 		if s.timed {
@@ -252,6 +252,14 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if answer != 0 {
 		w.answer(answer, allow, 0)
 		obs(nil)
+		return
+	}
+	if rt.Kind == dispatch.KindStatic { // static.go: from disk, no worker
+		err := s.serveStaticHTTP(w, r, rt, &x.params, path, query)
+		obs(rt)
+		if err != nil {
+			panic(http.ErrAbortHandler) // the client must see a broken response
+		}
 		return
 	}
 	var stream *h2Body
@@ -515,6 +523,7 @@ func (b *h2Body) Stop() {
 // hWriter is the dispatch.ResponseWriter of one HTTP/2 or HTTP/3 request.
 type hWriter struct {
 	rw      http.ResponseWriter
+	req     *http.Request
 	flusher http.Flusher
 	s       *Server
 	rid     string
@@ -529,7 +538,10 @@ type hWriter struct {
 	err     error
 }
 
-var _ dispatch.ResponseWriter = (*hWriter)(nil)
+var (
+	_ dispatch.ResponseWriter = (*hWriter)(nil)
+	_ dispatch.FileWriter     = (*hWriter)(nil)
+)
 
 // WriteHead implements dispatch.ResponseWriter. Connection-specific fields
 // (forbidden in HTTP/2 and HTTP/3) and Content-Length are dropped, the

@@ -189,6 +189,9 @@ func (c *conn) handle(it item) ending {
 	if x.ws.upgrade {
 		return c.serveWebSocket(x)
 	}
+	if x.route.Kind == dispatch.KindStatic {
+		return c.serveStatic(x) // static.go: from disk, no worker
+	}
 	return c.serveRouted(x)
 }
 
@@ -459,6 +462,7 @@ type respWriter struct {
 var (
 	_ dispatch.ResponseWriter = (*respWriter)(nil)
 	_ dispatch.InterimWriter  = (*respWriter)(nil)
+	_ dispatch.FileWriter     = (*respWriter)(nil)
 )
 
 func (w *respWriter) reset(x *exchange) {

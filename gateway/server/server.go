@@ -104,6 +104,8 @@ type Server struct {
 	// handshake or h2c preface, or served by h2 or h3. They count towards
 	// MaxConnections and keep Shutdown waiting.
 	pending atomic.Int64
+	// statics: the static mounts and static routes' directories (static.go).
+	statics statics
 
 	// wsSessions are the open WebSocket sessions (ws.go), told 1001 by
 	// Shutdown.
@@ -128,6 +130,10 @@ func (s *Server) init() error {
 		}
 		s.cfg = s.Config.WithDefaults()
 		s.log = s.cfg.Logger
+		if err := s.statics.open(&s.cfg); err != nil {
+			s.initErr = err
+			return
+		}
 		if s.eng = s.Engine; s.eng == nil {
 			name := s.cfg.Engine
 			if name == "" {

@@ -9,6 +9,7 @@ from ._request import Request
 from ._sse import EventSourceResponse, ServerSentEvent
 from ._websocket import WebSocket, WebSocketDisconnect
 from ._responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -23,6 +24,7 @@ __all__ = [
     "ClientCert",
     "Covet",
     "EventSourceResponse",
+    "FileResponse",
     "FormData",
     "HTMLResponse",
     "HTTPException",

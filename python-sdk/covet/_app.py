@@ -7,6 +7,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from ._exceptions import HTTPException
 from ._head import BodySource, RequestHead
 from ._patterns import ConversionError, Pattern, convert
 from ._request import InterimSink, Request
-from ._responses import JSONResponse, PlainTextResponse, Response, to_response
+from ._responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, to_response
 from ._routing import HTTP_METHODS, Route, Router, check_signature, is_async_callable, timeout_to_ms
 
 __all__ = ["Covet"]
@@ -132,6 +133,36 @@ class Covet:
 
     def options(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
         return self.route(path, ["OPTIONS"], name=name, timeout=timeout)
+
+    def static(
+        self, prefix: str, directory: str | os.PathLike[str], *, index: bool = False, name: str | None = None
+    ) -> None:
+        """Serve the files under ``directory`` at ``prefix`` (``/assets/app.js`` is
+        ``directory/app.js``): the gateway answers these requests from disk itself,
+        without the worker (sendfile, ETag and Last-Modified with 304, ranges,
+        precompressed ``.br``/``.gz`` siblings; docs/python-app.md). With ``index`` a
+        directory is answered with its ``index.html`` (and one named without its
+        trailing slash is redirected to it).
+
+        ``directory`` is resolved to an absolute path now (symbolic links too) and must
+        exist; the gateway must see the same directory at that path. The route is
+        ``GET prefix/{path...}`` of kind ``static`` in the manifest.
+        """
+        self._check_open(f"static files at {prefix!r}")
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ValueError(f"static prefix must be a path starting with '/', got {prefix!r}")
+        base = prefix.rstrip("/")
+        if not base:
+            raise ValueError("static prefix '/' would take every path; mount the files under a prefix such as /assets")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"route name must be a str, got {type(name).__name__}")
+        root = os.path.realpath(os.fspath(directory))
+        if not os.path.isdir(root):
+            raise ValueError(f"static directory {os.fspath(directory)!r} ({root}) does not exist or is not a directory")
+        pattern = Pattern.parse(base + "/{path...}")
+        options = (("dir", root), ("index", bool(index)))
+        endpoint = _StaticFiles(root, bool(index))
+        self.router.add(Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "static", extra=options))
 
     def websocket(self, path: str, *, name: str | None = None, resumable: bool = False) -> Callable[[F], F]:
         """Register the decorated coroutine function as the WebSocket endpoint at
@@ -305,9 +336,52 @@ class Covet:
         )  # fmt: skip
 
 
+class _StaticFiles:
+    """The handler of an app.static route, for an in-process client (TestClient): the
+    gateway serves these requests itself and never hands them to a worker. It refuses
+    what the gateway refuses (empty and dot segments, backslashes, NUL, a symbolic
+    link out of the directory) with the gateway's own 404 (``Not Found`` and a newline,
+    as text; the app's exception handlers never see it) and answers with a
+    FileResponse."""
+
+    def __init__(self, root: str, index: bool) -> None:
+        self.root = root
+        self.index = index
+
+    async def __call__(self, request: Request, path: str) -> Response:
+        trailing = path == "" or path.endswith("/")
+        parts = path.split("/")[:-1] if trailing else path.split("/")
+        if path == "":
+            parts = []
+        if any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
+            return _not_found()
+        real = os.path.realpath(os.path.join(self.root, *parts))
+        if real != self.root and not real.startswith(self.root + os.sep):
+            return _not_found()
+        if os.path.isdir(real):
+            if not self.index:
+                return _not_found()
+            if not trailing:
+                query = request.head.query
+                return RedirectResponse(request.head.path + "/" + ("?" + query if query else ""), 301)
+            real = os.path.join(real, "index.html")
+        elif trailing and parts:
+            return _not_found()
+        if not os.path.isfile(real):
+            return _not_found()
+        return FileResponse(real)
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not Found\n", 404)
+
+
 def _without_body(response: Response) -> Response:
     """The answer to HEAD: the same status and headers, no body; a known length is kept
-    as an explicit Content-Length header (the gateway sends no body for body_length 0)."""
+    as an explicit Content-Length header (the gateway sends no body for body_length 0).
+    A FileResponse is kept: the gateway answers HEAD for the file itself."""
+    if isinstance(response, FileResponse):
+        return response
     stripped = Response(b"", response.status)
     stripped.headers.raw.extend(response.headers.raw)
     length = response.body_length

@@ -224,6 +224,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="gateway: also serve HTTP/3 (QUIC) on UDP at the same port (needs --tls-cert)")
     run.add_argument("--h2c", action="store_true",
                      help="gateway: serve HTTP/2 with prior knowledge on cleartext connections")
+    run.add_argument("--static", metavar="PREFIX=DIR", action="append", default=[],
+                     help="gateway: serve the files under DIR at PREFIX from disk, e.g. /assets=./public "
+                          "(repeatable; no worker sees these requests)")
+    run.add_argument("--static-index", action="store_true",
+                     help="gateway: answer a request for a directory of a --static mount with its index.html")
     return p
 
 
@@ -232,6 +237,12 @@ def _check_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if len(args.tls_cert) != len(args.tls_key):
         parser.error(f"--tls-cert and --tls-key must pair up (each certificate with its key, in the same order): "
                      f"got {len(args.tls_cert)} --tls-cert and {len(args.tls_key)} --tls-key")
+    for entry in args.static:
+        prefix, sep, directory = entry.partition("=")
+        if not sep or not prefix.startswith("/") or not directory:
+            parser.error(f"--static {entry}: want PREFIX=DIR, e.g. /assets=./public")
+        if not os.path.isdir(directory):
+            parser.error(f"--static {entry}: {directory} is not a directory")
     if args.http3 and not args.tls_cert:
         parser.error("--http3 needs TLS: give --tls-cert and --tls-key (where TLS comes from --config "
                      "or the flags after --, pass -- --http3 instead)")
@@ -269,6 +280,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             extra += [flag, value] if takes_value else [flag]
     for cert, key in zip(args.tls_cert, args.tls_key, strict=True):
         extra += ["--tls-cert", cert, "--tls-key", key]
+    for entry in args.static:
+        prefix, _, directory = entry.partition("=")
+        extra += ["--static", f"{prefix}={os.path.abspath(directory)}"]
+    if args.static_index:
+        extra.append("--static-index")
     if args.log_level:  # the workers read it from the environment they inherit
         os.environ[ENV_LOG_LEVEL] = args.log_level
     argv = gateway_argv(gateway, args.app, name, args.workers, args.host, args.port, args.app_name,

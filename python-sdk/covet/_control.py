@@ -319,7 +319,7 @@ def parse_frame(buf: bytes | bytearray | memoryview) -> tuple[dict[str, Any], in
 
 _APP_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _METHODS: Final = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"))
-_KINDS: Final = frozenset(("http", "ws", "grpc"))
+_KINDS: Final = frozenset(("http", "ws", "grpc", "static"))
 
 
 def validate_routes(routes: Sequence[Mapping[str, Any]]) -> None:
@@ -346,7 +346,17 @@ def validate_routes(routes: Sequence[Mapping[str, Any]]) -> None:
         if len(path.encode()) > MAX_ROUTE_PATH:
             raise bad(f"path of {len(path.encode())} bytes, at most {MAX_ROUTE_PATH} allowed")
         if kind not in _KINDS:
-            raise bad(f"kind {kind!r} is not one of http ws grpc")
+            raise bad(f"kind {kind!r} is not one of http ws grpc static")
+        if kind == "static":
+            if method != "GET":
+                raise bad(f"a static route's method is GET, not {method}")
+            d = opts.get("dir")
+            if type(d) is not str or not d.startswith("/"):
+                raise bad("a static route needs option dir, an absolute path")
+            if not path.endswith("...}"):
+                raise bad("a static route's path ends in a catch-all parameter ({path...})")
+            if "index" in opts and type(opts["index"]) is not bool:
+                raise bad("option index is not a bool")
         if "name" in opts and type(opts["name"]) is not str:
             raise bad("option name is not a string")
         if "timeout_ms" in opts and (type(opts["timeout_ms"]) is not int or opts["timeout_ms"] < 0):

@@ -79,6 +79,10 @@ __all__ = [
     "decode_ws_accept",
     "encode_ws_close",
     "decode_ws_close",
+    "FRAME_RESP_FILE",
+    "MAX_FILE_PATH",
+    "encode_resp_file",
+    "decode_resp_file",
 ]
 
 #: One packer reused for response heads: msgpack.packb builds a Packer per call, which
@@ -101,6 +105,7 @@ FRAME_RESP_HEAD: Final = _shmring.RESP_HEAD
 FRAME_RESP_BODY: Final = _shmring.RESP_BODY
 FRAME_RESP: Final = _shmring.RESP  # head and whole body in one frame (2.4)
 FRAME_EARLY_HINTS: Final = _shmring.EARLY_HINTS  # a 103's fields, before the head (3.5)
+FRAME_RESP_FILE: Final = 36  # a file the gateway sends, in place of the head (2.4, 3.6)
 FRAME_CANCEL: Final = _shmring.CANCEL
 FRAME_ERROR: Final = _shmring.ERROR
 FRAME_WINDOW: Final = _shmring.WINDOW
@@ -391,3 +396,39 @@ def decode_ws_close(payload: bytes) -> tuple[int, str]:
         raise ProtocolError("ws_close: want array of 2")
     _check_close(a[0], a[1], ProtocolError)
     return a[0], a[1]
+
+
+#: The longest path a RESP_FILE names, in bytes (4).
+MAX_FILE_PATH: Final = 4096
+
+
+def encode_resp_file(status: int, headers: Iterable[tuple[str, bytes]], path: str) -> bytes:
+    """Encode a RESP_FILE payload (PROTOCOL.md 3.6): ``[status, [name, value, ...],
+    path]``. The status and fields are checked as :func:`encode_response_head` checks
+    a head's; the path must be absolute, 1 ..= 4096 bytes of UTF-8 without NUL
+    (ValueError)."""
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"status {status!r} not in 200..599")
+    if type(path) is not str or not path.startswith("/") or "\x00" in path:
+        raise ValueError(f"file path {path!r} is not an absolute path without NUL")
+    try:
+        raw = path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"file path {path!r} is not valid UTF-8") from None
+    if len(raw) > MAX_FILE_PATH:
+        raise ValueError(f"file path of {len(raw)} bytes, at most {MAX_FILE_PATH}")
+    return msgpack.packb([status, _checked_fields(headers), path], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_resp_file(payload: bytes) -> tuple[int, list[tuple[str, bytes]], str]:
+    """Decode a RESP_FILE payload (for tests): (status, [(name, value)], path)."""
+    v = unpack_strict(payload, "resp_file")
+    if type(v) is not list or len(v) != 3 or type(v[0]) is not int or type(v[1]) is not list or type(v[2]) is not str:
+        raise ProtocolError("resp_file: want [status int, headers array, path str]")
+    flat = v[1]
+    if len(flat) & 1:
+        raise ProtocolError("resp_file: headers must be [name, value, ...]")
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    if any(type(n) is not str or type(val) is not bytes for n, val in pairs):
+        raise ProtocolError("resp_file: fields must be [str, bin, ...]")
+    return v[0], pairs, v[2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import json.encoder
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "PlainTextResponse",
     "RedirectResponse",
     "StreamingResponse",
+    "FileResponse",
     "HeadersLike",
     "to_response",
 ]
@@ -309,6 +311,70 @@ class StreamingResponse(Response):
             close = getattr(sync_iter, "close", None)
             if close is not None:
                 await loop.run_in_executor(None, close)
+
+
+class FileResponse(Response):
+    """A file the gateway sends from disk itself: the worker never reads it.
+
+    The worker sends the gateway the file's absolute path (RESP_FILE, PROTOCOL.md 3.6),
+    and the gateway answers as it answers a static route: Content-Type from the file
+    name (``media_type`` replaces it), ETag and Last-Modified, conditional requests
+    (304), ranges (206, 416), HEAD, and a precompressed ``.br`` or ``.gz`` sibling
+    when the client takes it. ``filename`` adds ``Content-Disposition: attachment``.
+    A file the gateway cannot open, or that is not a regular file, is answered 404.
+    A ``status_code`` other than 200 is sent as it is, with the whole file (a custom
+    404 page): conditions and ranges apply to a 200 only.
+
+    ``path`` is resolved against the worker's working directory now; the gateway must
+    see the same file at that path (in containers, share the volume at the same
+    place). ``covet.testing.TestClient`` reads the file itself.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        status_code: int = 200,
+        headers: HeadersLike | None = None,
+        media_type: str | None = None,
+        filename: str | None = None,
+    ) -> None:
+        super().__init__(b"", status_code, headers, media_type)
+        full = os.path.abspath(os.fspath(path))
+        if "\x00" in full:
+            raise ValueError(f"file path {full!r} holds a NUL")
+        try:
+            size = len(full.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"file path {full!r} is not valid UTF-8") from None
+        if size > 4096:
+            raise ValueError(f"file path of {size} bytes, at most 4096")
+        self.path = full
+        if filename is not None:
+            self.headers.append("content-disposition", _attachment(filename))
+
+    @property
+    def body_length(self) -> int:
+        """-1: the gateway, not the worker, knows the file's length."""
+        return -1
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes, read here: only for an in-process client (a worker sends
+        the path instead)."""
+        with open(self.path, "rb") as f:
+            while chunk := f.read(64 << 10):
+                yield chunk
+
+
+def _attachment(filename: str) -> str:
+    """``attachment; filename="..."`` (ASCII, quotes and backslashes replaced) with a
+    ``filename*`` in UTF-8 (RFC 6266) when the name is not plain ASCII."""
+    if not isinstance(filename, str) or not filename or any(ord(c) < 0x20 or c == "\x7f" for c in filename):
+        raise ValueError(f"filename must be a non-empty str without control characters, got {filename!r}")
+    plain = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename)
+    value = f'attachment; filename="{plain}"'
+    if plain != filename:
+        value += "; filename*=UTF-8''" + quote(filename, safe="")
+    return value
 
 
 def _advance(iterator: Iterator[bytes | str]) -> bytes | str | None:

@@ -54,8 +54,12 @@ class Route:
     timeout_ms: int | None
     is_async: bool
     kinds: dict[str, ParamKind]
+    #: The route kind (PROTOCOL.md 1.3): "http", "ws" for app.websocket, "static" for
+    #: app.static.
     kind: str = "http"
     resumable: bool = False
+    #: Kind-specific manifest options, e.g. a static route's dir and index.
+    extra: tuple[tuple[str, Any], ...] = ()
 
     def manifest_entry(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -65,6 +69,7 @@ class Route:
             options["timeout_ms"] = self.timeout_ms
         if self.resumable:
             options["resumable"] = True
+        options.update(self.extra)
         return {"method": self.method, "path": self.pattern.canonical, "kind": self.kind,
                 "options": options}  # fmt: skip
 

@@ -73,6 +73,7 @@ from ._payloads import (
     FRAME_REQ_WINDOW,
     FRAME_RESP,
     FRAME_RESP_BODY,
+    FRAME_RESP_FILE,
     FRAME_RESP_HEAD,
     FRAME_WINDOW,
     FRAME_WS_FIRST,
@@ -83,10 +84,11 @@ from ._payloads import (
     decode_window_payload,
     encode_early_hints,
     encode_error_payload,
+    encode_resp_file,
     encode_response_head,
     encode_window_payload,
 )
-from ._responses import Response
+from ._responses import FileResponse, Response
 from ._ws_worker import Sessions
 from ._shmring import (
     DEFAULT_BATCH,
@@ -812,6 +814,9 @@ class _Worker:
     async def _respond(self, rid: int, head: RequestHead, response: Response, ex: _Exchange) -> None:
         w = self._writer
         maxp = self._max_payload
+        if ex.sent == 0 and isinstance(response, FileResponse):
+            await self._respond_file(rid, head, response, ex)
+            return
         if ex.sent == 0:
             try:
                 resp_head = encode_response_head(response.status, response.raw_headers, response.body_length)
@@ -855,6 +860,24 @@ class _Worker:
             if aclose is not None:
                 await aclose()
         await self._send_body(rid, b"", ex.sent == 1, True, ex)
+        self._wake_soon()
+
+    async def _respond_file(self, rid: int, head: RequestHead, response: FileResponse, ex: _Exchange) -> None:
+        """Answer with RESP_FILE: the gateway sends the file (PROTOCOL.md 2.4, 3.6)."""
+        try:
+            payload = encode_resp_file(response.status, response.raw_headers, response.path)
+            if len(payload) > self._max_payload:
+                raise ValueError(f"{len(payload)} bytes, more than one record ({self._max_payload})")
+        except ValueError as e:
+            log.error("request %#x (%s %s, request_id=%s): file response refused: %s",
+                      rid, head.method, head.path, head.request_id, e,
+                      extra={"request_id": head.request_id})  # fmt: skip
+            payload = encode_error_payload(500, f"bad file response: {e}")
+            await self._send(FRAME_ERROR, rid, payload, True, True, flags=FLAG_ERR)
+            self._wake_soon()
+            return
+        await self._send(FRAME_RESP_FILE, rid, payload, True, True)
+        ex.sent = 2
         self._wake_soon()
 
     async def _send_interim(self, rid: int, payload: bytes) -> None:

@@ -27,6 +27,8 @@ import asyncio
 import collections
 import json as jsonlib
 import logging
+import mimetypes
+import os
 import re
 import secrets
 import threading
@@ -43,7 +45,7 @@ from ._datastructures import Headers, encode_header
 from ._head import ClientCert, RequestHead
 from ._multipart import parse_options_header
 from ._proto import MAX_EARLY_HINTS, encode_early_hints, encode_response_head
-from ._responses import Response
+from ._responses import FileResponse, Response
 from ._websocket import WebSocket, WebSocketDisconnect, run_session
 
 __all__ = ["IncompleteResponse", "TestClient", "TestResponse", "WebSocketRejected", "WebSocketTestSession"]
@@ -351,6 +353,11 @@ class TestClient:
         hints.began = True
         if limit.expired():  # also when the handler swallowed its cancellation
             return self._gateway_answer(head.method, 504, head.request_id, close, hints=hints.hints)
+        if isinstance(response, FileResponse):  # the gateway would send the file
+            served = _read_file(response)
+            if served is None:
+                return self._gateway_answer(head.method, 404, head.request_id, close, hints=hints.hints)
+            response = served
         answer = _response_fields(head, response, close, _http_date())
         if isinstance(answer, int):  # the worker or the gateway refused the head
             return self._gateway_answer(head.method, answer, head.request_id, close, hints=hints.hints)
@@ -570,6 +577,25 @@ def _response_fields(
     if close:
         fields.append(("connection", b"close"))
     return fields, not no_body
+
+
+def _read_file(response: FileResponse) -> Response | None:
+    """The file a FileResponse (or an app.static route) names, read here as the gateway
+    would send it whole: its bytes, the handler's fields, and a Content-Type from the
+    file name unless the handler set one. None (404) when it is not a regular file.
+    Conditional requests, ranges and precompressed siblings are the gateway's alone."""
+    if not os.path.isfile(response.path):
+        return None
+    with open(response.path, "rb") as f:
+        data = f.read()
+    served = Response(data, response.status, response.raw_headers)
+    if "content-type" not in served.headers:
+        guessed, _ = mimetypes.guess_type(response.path)
+        media = guessed or "application/octet-stream"
+        if media.startswith("text/") or media in ("application/javascript", "text/javascript"):
+            media += "; charset=utf-8"
+        served.headers.append("content-type", media)
+    return served
 
 
 def _has_dot_segment(raw_path: str) -> bool:

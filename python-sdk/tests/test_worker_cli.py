@@ -204,3 +204,24 @@ def test_run_refuses_tls_flags_that_do_not_go_together(tmp_path: Path, args: lis
     r = covet("run", "worker_app:app", "--gateway", str(gw), *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not out.exists()  # the gateway never ran
+
+
+def test_run_passes_static_mounts_with_absolute_dirs(tmp_path: Path) -> None:
+    gw, out = fake_gateway(tmp_path)
+    (tmp_path / "public").mkdir()
+    r = covet("run", "worker_app:app", "--workers", "1", "--gateway", str(gw),
+              "--static", f"/assets={tmp_path / 'public'}", "--static", f"/b={tmp_path}", "--static-index")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(out.read_text())["argv"]
+    i = argv.index("--static")
+    assert argv[i:i + 5] == ["--static", f"/assets={tmp_path / 'public'}", "--static", f"/b={tmp_path}", "--static-index"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [("assets=.", "want PREFIX=DIR"), ("/assets", "want PREFIX=DIR"), ("/a=/no/such/dir", "/no/such/dir is not a directory")],
+)
+def test_run_refuses_bad_static_mounts(tmp_path: Path, entry: str, message: str) -> None:
+    gw, _ = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--gateway", str(gw), "--static", entry)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
