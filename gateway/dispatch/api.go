@@ -95,6 +95,14 @@ type ResponseWriter interface {
 	WriteBodyv(ps [][]byte) error
 }
 
+// Flusher is implemented by a ResponseWriter that buffers what it is given.
+// Serve calls Flush when a streamed response's head has come with no body yet,
+// so that the client sees the head at once (an event stream opens before its
+// first event).
+type Flusher interface {
+	Flush() error
+}
+
 // InterimWriter is implemented by a ResponseWriter that can send informational
 // responses. A worker's 103 Early Hints (PROTOCOL.md 3.5) reach the client only
 // through it; Serve drops them for a writer without it.

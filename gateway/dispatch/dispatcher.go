@@ -313,7 +313,11 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		// If the session ended during the write, teardown fails c with the right
 		// error: retryable only if the head is still on the ring.
 	}
-	c.armTimer(time.Now(), deadline)
+	start := time.Now()
+	c.armTimer(start, deadline)
+	// span is the handler's time; a streamed response gets it afresh with each
+	// piece of body (streamIdle), so that a stream lives while it makes progress.
+	span := deadline.Sub(start)
 	wroteHead := false
 	var written int64 // body bytes handed to w and not yet granted back to the worker
 	for {
@@ -376,6 +380,19 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 				return err
 			}
 			wroteHead = true
+			if f, ok := w.(Flusher); ok && len(chunks) == 0 && !done {
+				// A stream whose first piece has not come yet (an event stream
+				// waiting for its first event): the client gets the head now.
+				if err := f.Flush(); err != nil {
+					s.abandon(c)
+					return err
+				}
+			}
+		}
+		if wroteHead && c.head.Body < 0 && len(chunks) > 0 && !done {
+			// streamIdle: the deadline of a streamed response counts from its
+			// last piece of body (docs/operations.md, "Deadlines").
+			deadline = time.Now().Add(span)
 		}
 		for rest := chunks; len(rest) > 0; {
 			// Until the body is complete, write it a grant's worth at a time and

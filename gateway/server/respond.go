@@ -550,6 +550,18 @@ func (w *respWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 	return nil
 }
 
+// Flush implements dispatch.Flusher: it writes what is buffered (a streamed
+// response's head) at once.
+func (w *respWriter) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.c.flush(); err != nil {
+		w.err = err
+	}
+	return w.err
+}
+
 // WriteInterim implements dispatch.InterimWriter: it writes an informational
 // response (103 Early Hints) at once, ahead of the final head. An HTTP/1.0
 // client gets none (RFC 9110 15.2: a server must not send it a 1xx), and a

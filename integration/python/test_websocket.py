@@ -241,6 +241,14 @@ def test_sse_streams_unbuffered_and_disconnect_runs_finally(gw: Gateway) -> None
     try:
         s.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
         buf = b""
+        while b"\r\n\r\n" not in buf:  # the head comes before any event exists
+            chunk = s.recv(4096)
+            assert chunk, f"closed early: {buf!r}"
+            buf += chunk
+        # Nothing else came with it: not an event, not the first ping (3 s later), which
+        # would have carried a head held back in a buffer.
+        assert b"data:" not in buf and b"ping" not in buf, buf
+        assert http_get(gw, "/events/go", "POST")[0] == 200
         while b"data: one" not in buf:
             chunk = s.recv(4096)
             assert chunk, f"closed early: {buf!r}"
@@ -297,3 +305,42 @@ def test_chromium_echo(gw: Gateway, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the handler never saw the page's close code 4100"
         time.sleep(0.05)
 
+
+
+def _read_stream(gw: Gateway, path: str) -> tuple[bytes, bool]:
+    """The decoded body of a chunked response and whether it ended properly (the last
+    chunk came) rather than with the connection closed midway."""
+    s = socket.create_connection((gw.host, gw.port), timeout=TIMEOUT)
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk or raw.endswith(b"0\r\n\r\n"):
+                break
+            raw += chunk
+            if raw.endswith(b"\r\n0\r\n\r\n"):
+                break
+    finally:
+        s.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0] and b"chunked" in head.lower(), head
+    body, complete = b"", False
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            complete = True
+            break
+        body += rest[:size]
+        rest = rest[size + 2:]
+    return body, complete
+
+
+def test_stream_deadline_counts_from_the_last_piece(gw: Gateway) -> None:
+    """A streamed response outlives its route's 1 s deadline while pieces keep coming
+    (12 pieces 200 ms apart); one that stalls past it is broken off."""
+    body, complete = _read_stream(gw, "/stream/200/12")
+    assert complete and body == b"".join(f"piece {i}\n".encode() for i in range(12))
+    body, complete = _read_stream(gw, "/stream/3000/3")
+    assert not complete and body == b"piece 0\n"

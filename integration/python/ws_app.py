@@ -15,6 +15,7 @@ from covet import (
     HTTPException,
     PlainTextResponse,
     Request,
+    StreamingResponse,
     WebSocket,
     WebSocketDisconnect,
 )
@@ -122,15 +123,31 @@ async def ws_resumable(ws: WebSocket) -> None:
 async def events(req: Request) -> EventSourceResponse:
     async def gen():  # type: ignore[no-untyped-def]
         try:
+            # Each event exists only once the test asks for it, after it has seen what
+            # came before (the head, then the first event).
+            await SSE_GO.wait()
+            SSE_GO.clear()
             yield {"event": "first", "id": "1", "data": "one"}
-            await SSE_GO.wait()  # the test asks for the second only once it has the first
+            await SSE_GO.wait()
             SSE_GO.clear()
             yield {"event": "second", "id": "2", "data": "two\nlines"}
             await asyncio.sleep(3600)  # until the client leaves
         finally:
             SSE_FINALLY.append(req.request_id)
 
-    return EventSourceResponse(gen(), ping=1)
+    return EventSourceResponse(gen(), ping=3)
+
+
+@app.get("/stream/{pause_ms:int}/{n:int}", timeout=1.0)
+async def stream(req: Request, pause_ms: int, n: int) -> StreamingResponse:
+    """n pieces, pause_ms apart, under a 1 s route deadline."""
+
+    async def pieces():  # type: ignore[no-untyped-def]
+        for i in range(n):
+            yield f"piece {i}\n"
+            await asyncio.sleep(pause_ms / 1000)
+
+    return StreamingResponse(pieces(), media_type="text/plain")
 
 
 @app.post("/events/go")
