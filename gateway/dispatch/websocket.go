@@ -60,8 +60,39 @@ type wsState struct {
 
 type wsMsg struct {
 	text bool
-	p    []byte
+	p    []byte // from getMsgBuf; putMsgBuf once written
 	cost int64
+}
+
+// Message buffers from the worker, pooled by size class so that an echo costs
+// no allocation: a message takes the smallest class its first fragment fits
+// (and grows by append past it), so a buffer is at most 4x its message and
+// holds memory only while its message waits to be written.
+var msgPools = [...]struct {
+	size int
+	pool sync.Pool
+}{{size: 256}, {size: 4 << 10}, {size: 64 << 10}}
+
+func getMsgBuf(n int) []byte {
+	for i := range msgPools {
+		if p := &msgPools[i]; n <= p.size {
+			if b, ok := p.pool.Get().(*[]byte); ok {
+				return (*b)[:0]
+			}
+			return make([]byte, 0, p.size)
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+func putMsgBuf(b []byte) {
+	for i := range msgPools {
+		if p := &msgPools[i]; cap(b) == p.size {
+			b = b[:0]
+			p.pool.Put(&b)
+			return
+		}
+	}
 }
 
 // take spends cost of the credit if there is that much.
@@ -123,7 +154,7 @@ func (c *call) onWSFrame(id uint64, typ workerproto.FrameType, flags uint32, p [
 			if ws.curOpen {
 				return fmt.Errorf("%w: BEGIN inside a message", errWSFrame)
 			}
-			ws.curOpen, ws.curText, ws.cur, ws.curCost = true, text, nil, 0
+			ws.curOpen, ws.curText, ws.cur, ws.curCost = true, text, getMsgBuf(len(p)), 0
 		} else if !ws.curOpen || ws.curText != text {
 			return fmt.Errorf("%w: a fragment continuing no message", errWSFrame)
 		}
@@ -429,7 +460,9 @@ func (w *wsSession) pump(ctx context.Context, s *Session, c *call) {
 		done, cerr, gotHead := c.done, c.err, c.gotHead
 		c.mu.Unlock()
 		for _, m := range msgs {
-			if w.peer.WriteMessage(m.text, m.p) != nil {
+			err := w.peer.WriteMessage(m.text, m.p)
+			putMsgBuf(m.p)
+			if err != nil {
 				continue // the connection is gone; readClient reports how
 			}
 			owed += m.cost

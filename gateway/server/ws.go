@@ -791,11 +791,7 @@ func (s *wsSession) writeFrameLocked(op ws.OpCode, rsv1 bool, p []byte, d time.D
 	if s.werr != nil {
 		return s.werr
 	}
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
-	if rsv1 {
-		h.Rsv = ws.Rsv(true, false, false)
-	}
-	n := putWSHeader(s.whdr[:], h)
+	n := putWSHeader(&s.whdr, op, rsv1, len(p))
 	s.bufs = append(s.bufStore[:0], s.whdr[:n])
 	if len(p) > 0 {
 		s.bufs = append(s.bufs, p)
@@ -813,26 +809,27 @@ func (s *wsSession) writeFrameLocked(op ws.OpCode, rsv1 bool, p []byte, d time.D
 	return err
 }
 
-// putWSHeader encodes h into b (at least ws.MaxHeaderSize long) and returns
-// its length.
-func putWSHeader(b []byte, h ws.Header) int {
-	w := fixedWriter{b: b[:0:len(b)]}
-	_ = ws.WriteHeaderBuffer(&w, h, w.scratch[:]) // cannot fail: b has room
-	return len(w.b)
-}
-
-// fixedWriter appends into a slice that never grows (putWSHeader).
-type fixedWriter struct {
-	b       []byte
-	scratch [ws.MaxHeaderSize]byte
-}
-
-func (w *fixedWriter) Write(p []byte) (int, error) {
-	if len(w.b)+len(p) > cap(w.b) {
-		return 0, io.ErrShortWrite
+// putWSHeader encodes the header of an unfragmented, unmasked frame of n
+// payload bytes into b (RFC 6455 5.2: FIN, RSV1 for a compressed message, the
+// opcode, then the length in 7 bits, or 126 and 16 bits, or 127 and 64 bits)
+// and returns its length.
+func putWSHeader(b *[ws.MaxHeaderSize]byte, op ws.OpCode, rsv1 bool, n int) int {
+	b[0] = 0x80 | byte(op)
+	if rsv1 {
+		b[0] |= 0x40
 	}
-	w.b = append(w.b, p...)
-	return len(p), nil
+	switch {
+	case n < 126:
+		b[1] = byte(n)
+		return 2
+	case n <= 0xffff:
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+		return 4
+	}
+	b[1] = 127
+	binary.BigEndian.PutUint64(b[2:], uint64(n))
+	return 10
 }
 
 // writeControl writes a control frame (pong, ping) unless the gateway has

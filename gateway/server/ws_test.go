@@ -1061,3 +1061,23 @@ func TestWSMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestPutWSHeader: the gateway's frame headers read back, with gobwas/ws's own
+// reader, as the frame that was meant, for every length encoding.
+func TestPutWSHeader(t *testing.T) {
+	for _, op := range []ws.OpCode{ws.OpText, ws.OpBinary, ws.OpClose, ws.OpPing, ws.OpPong} {
+		for _, n := range []int{0, 1, 125, 126, 127, 0xffff, 0x10000, 1 << 24} {
+			for _, rsv1 := range []bool{false, true} {
+				var b [ws.MaxHeaderSize]byte
+				k := putWSHeader(&b, op, rsv1, n)
+				h, err := ws.ReadHeader(bytes.NewReader(b[:k]))
+				if err != nil {
+					t.Fatalf("op %v n %d: %v", op, n, err)
+				}
+				if !h.Fin || h.OpCode != op || h.Length != int64(n) || h.Masked || (h.Rsv == ws.Rsv(true, false, false)) != rsv1 {
+					t.Fatalf("op %v n %d rsv1 %t: read back %+v", op, n, rsv1, h)
+				}
+			}
+		}
+	}
+}
