@@ -394,7 +394,8 @@ def main() -> int:
         sys.exit(f"BENCH_WS_CELLS={os.environ.get('BENCH_WS_CELLS')!r} names no cell (see --list)")
     t0 = time.time()
     OUT.mkdir(exist_ok=True)
-    nofile = raise_nofile(IDLE_N + 2048)
+    # Twice the idle count: the gateway's max_connections defaults to 7/8 of the limit.
+    nofile = raise_nofile(2 * IDLE_N + 4096)
     notes = R.ensure_venv()
     ensure_extra_packages()
     T.build_go_tools()
