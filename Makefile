@@ -9,6 +9,7 @@
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
+#   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_URL)
 #
 # giouring links on Go >= 1.23 only with -checklinkname=0; it is set here, once.
 export GOFLAGS := -ldflags=-checklinkname=0
@@ -17,7 +18,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]'
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -50,7 +51,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-ws bench-transport clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-ws bench-transport autobahn clean
 
 all: build
 
@@ -160,6 +161,29 @@ test-integration: build bin/h2spec test-tools $(if $(EAGER_PY),$(EAGER_VENV)/.st
 # up, drives the gateway, workers and Prometheus on 127.0.0.1, then `down -v`.
 compose-test:
 	deploy/compose-test.sh
+
+# WebSocket conformance: Autobahn|Testsuite's fuzzing client (wstest 0.8.2, a Python 2.7
+# program: installed with --user into pyenv's 2.7, its dependencies pinned in
+# integration/autobahn/requirements-py27.txt) against AUTOBAHN_URL, by default the
+# test-only echo server bin/wsecho (gateway/server/internal/wsecho: the real front end,
+# an in-process echo backend) on a free loopback port. Fails unless every case, the
+# compression ones (12.*, 13.*) included, is OK, NON-STRICT or INFORMATIONAL
+# (integration/autobahn/run.py reads reports/index.json). The 9.* cases send messages
+# of up to 16 MiB: an AUTOBAHN_URL gateway needs ws_max_message_bytes >= 16777216.
+# AUTOBAHN_CASES narrows the run (e.g. '1.*,5.*'); AUTOBAHN_ENGINE is bin/wsecho's
+# socket engine (netpoll, the default, or uring). About 15 minutes in full on 2 CPUs.
+AUTOBAHN_URL    ?=
+AUTOBAHN_CASES  ?= *
+AUTOBAHN_ENGINE ?= netpoll
+PY27 = $(shell ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/2.7*/bin/python 2>/dev/null | tail -1)
+
+autobahn:
+	@test -n "$(PY27)" || { echo "make autobahn: no Python 2.7 under pyenv (pyenv install 2.7.18)"; exit 1; }
+	$(PY27) -m pip install -q --user --no-warn-script-location -r integration/autobahn/requirements-py27.txt
+	@mkdir -p bin
+	$(GO) build -o bin/wsecho ./gateway/server/internal/wsecho
+	python3 integration/autobahn/run.py --wstest "$$($(PY27) -c 'import site; print(site.USER_BASE)')/bin/wstest" \
+		--wsecho bin/wsecho --engine $(AUTOBAHN_ENGINE) --cases '$(AUTOBAHN_CASES)' $(if $(AUTOBAHN_URL),--url '$(AUTOBAHN_URL)')
 
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s

@@ -61,6 +61,7 @@ func goldenTable() []goldenRecord {
 	respHead := cat(mpArr(3), mpUint16(200), mpArr(2), mpStr("content-type"), mpBin("text/plain"), []byte{0x05})
 	errPayload := cat(mpArr(2), mpUint16(499), mpStr("cancelled"))
 	window := cat(mpArr(1), []byte{0xce, 0x00, 0x04, 0x00, 0x00}) // [262144]
+	wsCredit := cat(mpArr(1), mpUint16(16448))                    // [16448]
 	control := cat([]byte{0x81}, mpStr("op"), mpStr("noop"))      // fixmap {"op": "noop"}
 	maxBody := pattern(7, MaxPayload(goldenCapacity))
 
@@ -77,6 +78,9 @@ func goldenTable() []goldenRecord {
 		{File: "cancel.hex", Description: "CANCEL: empty, flags BEGIN|END|CANCEL", Type: 48, ID: 3<<32 | 5, Flags: 0x7},
 		{File: "error.hex", Description: "ERROR [499, \"cancelled\"], flags BEGIN|END|ERR", Type: 49, ID: 3<<32 | 5, Flags: 0xb, Payload: hex.EncodeToString(errPayload)},
 		{File: "window.hex", Description: "WINDOW [262144]: 256 KiB more response body, flags BEGIN|END", Type: 50, ID: 3<<32 | 6, Flags: 3, Payload: hex.EncodeToString(window)},
+		{File: "ws_text_begin.hex", Description: "WS_TEXT first fragment (BEGIN only) of the text message \"héllo, world\"", Type: 82, ID: 4<<32 | 11, Flags: 1, Payload: hex.EncodeToString([]byte("héllo, "))},
+		{File: "ws_text_end.hex", Description: "WS_TEXT last fragment (END only): the message is the two payloads joined", Type: 82, ID: 4<<32 | 11, Flags: 2, Payload: hex.EncodeToString([]byte("world"))},
+		{File: "ws_credit.hex", Description: "WS_CREDIT [16448]: the cost of a 16 KiB message in one frame (16384 + 64) granted back, flags BEGIN|END", Type: 85, ID: 4<<32 | 11, Flags: 3, Payload: hex.EncodeToString(wsCredit)},
 		{File: "control.hex", Description: "CONTROL {\"op\": \"noop\"}, id 0", Type: 64, ID: 0, Flags: 3, Payload: hex.EncodeToString(control)},
 		{File: "pad.hex", Description: "PAD of 16 bytes at index 4080 of a 4096-byte ring: no frame header; the 8 bytes after the record header are zero (consumed space)", Type: TypePad, Index: goldenCapacity - 16},
 	}

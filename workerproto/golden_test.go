@@ -27,6 +27,10 @@ type goldenVector struct {
 	win     *WindowPayload
 	whole   *wholeResponse
 	hints   *EarlyHints
+	rfile   *RespFile
+	wsOpen  *WSOpen
+	wsAcc   *WSAccept
+	wsClose *WSClose
 }
 
 // wholeResponse is a RESP payload: a head and the whole body.
@@ -107,6 +111,33 @@ func goldenVectors() []goldenVector {
 				{Name: []byte("link"), Value: []byte("</app.js>; rel=preload; as=script")},
 			},
 		}},
+		{file: "resp_file.hex", comment: "RESP_FILE payload (frame type 36): a file the gateway sends itself", rfile: &RespFile{
+			Status: 200,
+			Headers: []Header{
+				{Name: []byte("content-type"), Value: []byte("application/pdf")},
+				{Name: []byte("content-disposition"), Value: []byte("attachment; filename=\"report.pdf\"")},
+			},
+			Path: "/srv/files/report.pdf",
+		}},
+		{file: "ws_open.hex", comment: "WS_OPEN payload (frame type 80): the upgrade request, not resumed, a 64 KiB window", wsOpen: &WSOpen{
+			Head: RequestHead{
+				Method: "GET", Path: "/ws/rooms/blue", Query: "token=abc",
+				Headers: []Header{
+					{Name: []byte("host"), Value: []byte("chat.example.com")},
+					{Name: []byte("upgrade"), Value: []byte("websocket")},
+					{Name: []byte("sec-websocket-protocol"), Value: []byte("chat.v2, chat.v1")},
+				},
+				Route: "/ws/rooms/{room}", Params: []Param{{Name: "room", Value: "blue"}},
+				HTTPVersion: "1.1", Scheme: "https", Client: "198.51.100.4:40000",
+				RequestID: "01J9Z6T8K5", Body: 0, TimeoutMS: 0,
+			},
+			Resumed: false, Window: 64 << 10,
+		}},
+		{file: "ws_accept.hex", comment: "WS_ACCEPT payload (frame type 81): subprotocol chat.v2 and a cookie", wsAcc: &WSAccept{
+			Subprotocol: "chat.v2",
+			Headers:     []Header{{Name: []byte("set-cookie"), Value: []byte("seen=1; Path=/")}},
+		}},
+		{file: "ws_close.hex", comment: "WS_CLOSE payload (frame type 84): 4001 with a reason", wsClose: &WSClose{Code: 4001, Reason: "room closed"}},
 	}
 }
 
@@ -125,6 +156,14 @@ func (v goldenVector) encode() ([]byte, error) {
 		return v.whole.Append(nil)
 	case v.hints != nil:
 		return v.hints.Append(nil)
+	case v.rfile != nil:
+		return v.rfile.Append(nil)
+	case v.wsOpen != nil:
+		return v.wsOpen.Append(nil)
+	case v.wsAcc != nil:
+		return v.wsAcc.Append(nil)
+	case v.wsClose != nil:
+		return v.wsClose.Append(nil)
 	default:
 		return v.errp.Append(nil)
 	}
@@ -144,6 +183,14 @@ func (v goldenVector) kind() string {
 		return "resp_payload"
 	case v.hints != nil:
 		return "early_hints"
+	case v.rfile != nil:
+		return "resp_file"
+	case v.wsOpen != nil:
+		return "ws_open"
+	case v.wsAcc != nil:
+		return "ws_accept"
+	case v.wsClose != nil:
+		return "ws_close"
 	}
 	return "error_payload"
 }
@@ -168,22 +215,31 @@ func jsonFields(kind string, b []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		hs := [][]string{}
-		for _, f := range h.Headers {
-			hs = append(hs, []string{string(f.Name), hex.EncodeToString(f.Value)})
+		return headJSON(h), nil
+	case "ws_open":
+		o, err := DecodeWSOpen(b)
+		if err != nil {
+			return nil, err
 		}
-		ps := [][]string{}
-		for _, p := range h.Params {
-			ps = append(ps, []string{p.Name, p.Value})
+		return ordered{{"head", headJSON(o.Head)}, {"resumed", o.Resumed}, {"window", o.Window}}, nil
+	case "ws_accept":
+		a, err := DecodeWSAccept(b)
+		if err != nil {
+			return nil, err
 		}
-		o := ordered{{"method", h.Method}, {"path", h.Path}, {"query", h.Query}, {"headers", hs},
-			{"route", h.Route}, {"params", ps}, {"http_version", h.HTTPVersion}, {"scheme", h.Scheme},
-			{"client", h.Client}, {"request_id", h.RequestID}, {"body", h.Body}, {"timeout_ms", h.TimeoutMS}}
-		if cc := h.ClientCert; cc != nil {
-			sans := append([]string{}, cc.SANs...)
-			o = append(o, kv{"client_cert", ordered{{"subject", cc.Subject}, {"sans", sans}, {"fingerprint", cc.Fingerprint}}})
+		return ordered{{"subprotocol", a.Subprotocol}, {"headers", headersJSON(a.Headers)}}, nil
+	case "ws_close":
+		c, err := DecodeWSClose(b)
+		if err != nil {
+			return nil, err
 		}
-		return o, nil
+		return ordered{{"code", c.Code}, {"reason", c.Reason}}, nil
+	case "resp_file":
+		f, err := DecodeRespFile(b)
+		if err != nil {
+			return nil, err
+		}
+		return ordered{{"status", f.Status}, {"headers", headersJSON(f.Headers)}, {"path", f.Path}}, nil
 	case "early_hints":
 		var h EarlyHints
 		if err := h.Decode(b); err != nil {
@@ -229,6 +285,35 @@ func jsonFields(kind string, b []byte) (any, error) {
 		return ordered{{"status", h.Status}, {"headers", hs}, {"body", h.Body}, {"content", hex.EncodeToString(body)}}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
+}
+
+// headJSON is a REQ_HEAD's JSON form in vectors.json.
+func headJSON(h RequestHead) ordered {
+	hs := [][]string{}
+	for _, f := range h.Headers {
+		hs = append(hs, []string{string(f.Name), hex.EncodeToString(f.Value)})
+	}
+	ps := [][]string{}
+	for _, p := range h.Params {
+		ps = append(ps, []string{p.Name, p.Value})
+	}
+	o := ordered{{"method", h.Method}, {"path", h.Path}, {"query", h.Query}, {"headers", hs},
+		{"route", h.Route}, {"params", ps}, {"http_version", h.HTTPVersion}, {"scheme", h.Scheme},
+		{"client", h.Client}, {"request_id", h.RequestID}, {"body", h.Body}, {"timeout_ms", h.TimeoutMS}}
+	if cc := h.ClientCert; cc != nil {
+		sans := append([]string{}, cc.SANs...)
+		o = append(o, kv{"client_cert", ordered{{"subject", cc.Subject}, {"sans", sans}, {"fingerprint", cc.Fingerprint}}})
+	}
+	return o
+}
+
+// headersJSON is a header list's JSON form: [name, hex value] pairs.
+func headersJSON(fields []Header) [][]string {
+	hs := [][]string{}
+	for _, f := range fields {
+		hs = append(hs, []string{string(f.Name), hex.EncodeToString(f.Value)})
+	}
+	return hs
 }
 
 func messageJSON(m Message) ordered {
@@ -491,6 +576,30 @@ func reencode(kind string, b []byte) ([]byte, error) {
 			return nil, err
 		}
 		return h.Append(nil)
+	case "ws_open":
+		o, err := DecodeWSOpen(b)
+		if err != nil {
+			return nil, err
+		}
+		return o.Append(nil)
+	case "ws_accept":
+		a, err := DecodeWSAccept(b)
+		if err != nil {
+			return nil, err
+		}
+		return a.Append(nil)
+	case "ws_close":
+		c, err := DecodeWSClose(b)
+		if err != nil {
+			return nil, err
+		}
+		return c.Append(nil)
+	case "resp_file":
+		f, err := DecodeRespFile(b)
+		if err != nil {
+			return nil, err
+		}
+		return f.Append(nil)
 	}
 	e, err := DecodeErrorPayload(b)
 	if err != nil {

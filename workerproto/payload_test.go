@@ -164,6 +164,14 @@ func TestPayloadTruncated(t *testing.T) {
 				if _, err = h.DecodeWithBody(b[:i]); i >= len(b)-len(v.whole.body) && errors.Is(err, ErrBadValue) {
 					continue // the head is whole: a short body is a length mismatch
 				}
+			case "resp_file":
+				_, err = DecodeRespFile(b[:i])
+			case "ws_open":
+				_, err = DecodeWSOpen(b[:i])
+			case "ws_accept":
+				_, err = DecodeWSAccept(b[:i])
+			case "ws_close":
+				_, err = DecodeWSClose(b[:i])
 			default:
 				_, err = DecodeErrorPayload(b[:i])
 			}

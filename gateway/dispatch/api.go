@@ -126,6 +126,9 @@ type WebSocketPeer interface {
 	ReadMessage() (text bool, p []byte, err error)
 	// WriteMessage sends one whole message to the client.
 	WriteMessage(text bool, p []byte) error
+	// MaxMessage is the largest message the front end takes from the client;
+	// it sizes both windows (PROTOCOL.md 2.9: twice the largest message).
+	MaxMessage() int
 	// Close ends the session from the gateway's side: it runs the close
 	// handshake with code and reason (unless the client's close came first)
 	// and releases the connection.

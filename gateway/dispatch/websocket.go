@@ -185,14 +185,14 @@ type wsSession struct {
 }
 
 // ServeWebSocket runs one WebSocket session (PROTOCOL.md 2.9) for an upgrade
-// request routed to a KindWebSocket route; maxMessage is the largest message the
-// front end takes from the client, which sizes both windows. Until the worker has
+// request routed to a KindWebSocket route; the peer's MaxMessage sizes both
+// windows. Until the worker has
 // accepted or rejected the session the route's deadline applies, and an error
 // from api.go (a *StatusError, ErrCanceled) is returned for the front end to
 // answer as it answers Serve's. Once the worker has decided, ServeWebSocket
 // returns nil when the session is over: the peer has been answered (the
 // worker's rejection) or closed, and neither goroutine uses it any more.
-func (d *Dispatcher) ServeWebSocket(ctx context.Context, rt *Route, req *Request, peer WebSocketPeer, maxMessage int) error {
+func (d *Dispatcher) ServeWebSocket(ctx context.Context, rt *Route, req *Request, peer WebSocketPeer) error {
 	timeout := req.Timeout
 	if timeout == 0 {
 		timeout = rt.Timeout
@@ -203,7 +203,7 @@ func (d *Dispatcher) ServeWebSocket(ctx context.Context, rt *Route, req *Request
 	w := &wsSession{d: d, rt: rt, peer: peer, head: req.Head, changed: make(chan struct{}), clientEnd: make(chan struct{})}
 	w.head.TimeoutMS = timeout.Milliseconds()
 	w.head.Body = 0
-	w.window = min(max(2*int64(maxMessage), workerproto.WSMinWindow), workerproto.MaxWindowGrant)
+	w.window = min(max(2*int64(peer.MaxMessage()), workerproto.WSMinWindow), workerproto.MaxWindowGrant)
 	if _, err := (&workerproto.WSOpen{Head: w.head, Window: w.window}).Append(nil); err != nil {
 		return &StatusError{Status: 400, Reason: "request head not encodable"}
 	}

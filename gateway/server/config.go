@@ -26,6 +26,13 @@ const (
 
 	DefaultMaxBufferedResponseBytes = 256 << 20
 	DefaultResponseBudgetWait       = 5 * time.Second
+
+	DefaultWSMaxMessageBytes = 1 << 20
+	DefaultWSPingInterval    = 30 * time.Second
+	DefaultWSIdleTimeout     = 120 * time.Second
+	// MaxWSMessageBytes caps WSMaxMessageBytes: a worker's WebSocket window
+	// is twice the largest message (PROTOCOL.md 2.9) and at most 2^30.
+	MaxWSMessageBytes = 1 << 29
 )
 
 // maxMinRate caps MinBodyRate and MinWriteRate so that the deadline
@@ -36,7 +43,8 @@ const maxMinRate = 1 << 30
 var ErrInvalidConfig = errors.New("server: invalid config")
 
 // Config tunes a Server. The zero value is ready to use: every field left
-// at zero takes the documented default. Negative values are invalid.
+// at zero takes the documented default. Negative values are invalid, but
+// for WSPingInterval and WSIdleTimeout, where they turn the feature off.
 // The Server reads its Config once, when Serve is first called.
 type Config struct {
 	// Limits bounds what a client may send (request line, header section,
@@ -159,6 +167,24 @@ type Config struct {
 	// Too Early. Off by default.
 	HTTP3EarlyData bool `config:"http3_early_data" help:"accept 0-RTT early data on HTTP/3 (unsafe methods in it are answered 425 Too Early)"`
 
+	// WSMaxMessageBytes is the largest WebSocket message a client may send,
+	// counted whole (all its fragments) and after decompression; a larger
+	// one closes the session with 1009. It also bounds the memory a
+	// session's reading holds. Default 1 MiB; at most 512 MiB.
+	WSMaxMessageBytes int64 `config:"ws_max_message_bytes" help:"largest WebSocket message a client may send (whole, decompressed), else close 1009; 0 = 1048576 (1 MiB)"`
+	// WSPingInterval is how often the gateway pings each WebSocket client
+	// (skipped while a message is being written). Default 30s; negative:
+	// no pings.
+	WSPingInterval time.Duration `config:"ws_ping_interval" help:"period of the gateway's WebSocket pings; 0 = 30s, negative = none"`
+	// WSIdleTimeout closes a WebSocket session (1001) when no frame, pongs
+	// included, has come from the client for this long; with pings on, a
+	// live client always answers within it. Default 120s; negative: none.
+	WSIdleTimeout time.Duration `config:"ws_idle_timeout" help:"close a WebSocket session (1001) after this long without a frame from the client; 0 = 120s, negative = never"`
+	// WSCompression negotiates permessage-deflate (RFC 7692) with clients
+	// that offer it. The zero Config leaves it off; covet-gateway turns it
+	// on by default.
+	WSCompression bool `config:"ws_compression" help:"negotiate permessage-deflate (RFC 7692) on WebSocket sessions"`
+
 	// Logger receives connection and dispatch errors, mostly at Debug
 	// level. nil discards them.
 	Logger *slog.Logger
@@ -221,6 +247,9 @@ func (c *Config) Validate() error {
 	if c.MaxPipelined < 0 || c.MaxPipelined > 1<<16 {
 		return fmt.Errorf("%w: MaxPipelined %d is outside 0..65536", ErrInvalidConfig, c.MaxPipelined)
 	}
+	if c.WSMaxMessageBytes < 0 || c.WSMaxMessageBytes > MaxWSMessageBytes {
+		return fmt.Errorf("%w: WSMaxMessageBytes %d is outside 0..%d", ErrInvalidConfig, c.WSMaxMessageBytes, MaxWSMessageBytes)
+	}
 	return nil
 }
 
@@ -259,6 +288,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = defaultMaxConnections()
+	}
+	if c.WSMaxMessageBytes == 0 {
+		c.WSMaxMessageBytes = DefaultWSMaxMessageBytes
+	}
+	if c.WSPingInterval == 0 {
+		c.WSPingInterval = DefaultWSPingInterval
+	}
+	if c.WSIdleTimeout == 0 {
+		c.WSIdleTimeout = DefaultWSIdleTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

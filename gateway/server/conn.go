@@ -292,7 +292,7 @@ type parseResult uint8
 const (
 	parseMore  parseResult = iota // read more bytes
 	parseDrain                    // no more requests: watch the socket until close
-	parseStop                     // the writer is gone: stop reading
+	parseStop                     // the writer is gone, or the connection upgraded (ws_http1.go): stop reading
 )
 
 // readLoop reads and parses until the connection ends. It reports whether
@@ -605,6 +605,7 @@ func (c *conn) parseBuffered() parseResult {
 			c.bodyStart, c.bodyRead = c.lastRead, 0 // when the head's last bytes arrived
 			x.start = c.bodyStart
 			c.classify(x)
+			c.wsClassify(x)
 			c.discard = x.answer != 0
 			c.curExpect = false
 			x.body = x.body[:0]
@@ -634,6 +635,9 @@ func (c *conn) parseBuffered() parseResult {
 			}
 		case http1.EventEnd:
 			c.cur = nil
+			if x.ws.upgrade {
+				return c.wsHandOver(x)
+			}
 			if !c.enqueue(item{x: x}) {
 				return parseStop
 			}

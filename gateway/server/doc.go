@@ -205,10 +205,28 @@
 // burst that held 32 MiB or more has ended, the server returns freed
 // memory to the system (limits.go). docs/operations.md has the figures.
 //
+// # WebSocket
+//
+// A request routed to a dispatch.KindWebSocket route is a WebSocket
+// upgrade (RFC 6455; ws_http1.go checks the handshake as the head is
+// parsed, answering 426 or 400 itself), or, over HTTP/2, a CONNECT with
+// :protocol websocket (RFC 8441, ws_h2.go). It is served by the Backend's
+// optional ServeWebSocket (501 without it) with a dispatch.WebSocketPeer:
+// the connection's response writer until the backend accepts (101, or 200
+// over HTTP/2), then a session (ws.go) that reads whole, validated,
+// decompressed messages and writes messages, pings and the close
+// handshake, framed with github.com/gobwas/ws. An HTTP/1.1 upgrade ends the
+// reader's work on the connection: the bytes it read past the head go to
+// the session, and no request pipelined behind it is served; the writer
+// goroutine runs the session and the connection closes after it.
+// docs/operations.md has the settings (Config.WS*), limits and close codes.
+//
 // # Shutdown
 //
 // Server.Shutdown closes the listeners, closes idle keep-alive connections
 // at once and lets busy ones finish the response being written, sent with
-// Connection: close; when its context ends it closes the rest, cancelling
-// their requests. Server.Close does that at once.
+// Connection: close; it sends every open WebSocket session a Close frame
+// with 1001, and each ends when the client answers; when its context ends
+// it closes the rest, cancelling their requests. Server.Close does that at
+// once.
 package server

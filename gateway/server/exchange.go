@@ -39,8 +39,9 @@ type exchange struct {
 	params  router.Params
 	wparams []workerproto.Param // params percent-decoded for the worker
 	ridBuf  [16]byte
-	pathBuf []byte    // the path in canonical form, when it differs (router.AppendCanonicalPath)
-	start   time.Time // head parsed: the start of the request's latency
+	pathBuf []byte     // the path in canonical form, when it differs (router.AppendCanonicalPath)
+	start   time.Time  // head parsed: the start of the request's latency
+	ws      wsExchange // a WebSocket route's handshake (ws_http1.go)
 }
 
 // item is one entry of a connection's answer queue: a request, an interim

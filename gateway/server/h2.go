@@ -200,6 +200,10 @@ type hx struct {
 var hxs = sync.Pool{New: func() any { return new(hx) }}
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect && h.proto == "2" && r.Header.Get(":protocol") != "" {
+		h.serveExtendedConnect(rw, r) // RFC 8441 WebSocket (ws_h2.go)
+		return
+	}
 	s := h.s
 	start := time.Now()
 	x := hxs.Get().(*hx)
@@ -237,7 +241,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var pattern string
 	switch {
 	case method == http.MethodConnect:
-		answer = 501 // not a proxy (extended CONNECT is not served yet)
+		answer = 501 // not a proxy (HTTP/2 extended CONNECT went to serveExtendedConnect)
 	case target == "*":
 		answer = 204
 	case earlyData(r) && !replayable(method):

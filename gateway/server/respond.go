@@ -170,6 +170,9 @@ func (c *conn) handle(it item) ending {
 	if x.answer != 0 {
 		return c.answer(x, x.answer, x.allow, 0)
 	}
+	if x.ws.upgrade {
+		return c.serveWebSocket(x)
+	}
 	return c.serveRouted(x)
 }
 
@@ -199,6 +202,7 @@ func (c *conn) answer(x *exchange, status int, allow string, retryAfter int) end
 	if a := c.srv.cfg.AltSvc; a != "" {
 		hs = append(hs, http1.Header{Name: nameAltSvc, Value: stringBytes(a)})
 	}
+	hs = appendWSHint(hs, x)
 	rh := http1.ResponseHead{
 		Status:        status,
 		Header:        hs,

@@ -105,6 +105,11 @@ type Server struct {
 	// MaxConnections and keep Shutdown waiting.
 	pending atomic.Int64
 
+	// wsSessions are the open WebSocket sessions (ws.go), told 1001 by
+	// Shutdown.
+	wsMu       sync.Mutex
+	wsSessions map[*wsSession]struct{}
+
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	conns      map[*conn]struct{}
@@ -296,6 +301,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.inShutdown.Store(true)
 	defer s.endRelease()
+	s.closeWebSockets() // close 1001; each ends once the client answers
 	s.mu.Lock()
 	s.closeListenersLocked()
 	h3 := s.h3

@@ -60,6 +60,7 @@ type Metrics struct {
 
 	pool   poolCollector
 	limits limitMetrics // limits.go
+	ws     wsMetrics    // ws.go
 
 	routes cowMap[routeKey, *Route]
 	apps   cowMap[string, *App]
@@ -166,7 +167,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		m.connsOpen, m.connsAccepted, m.tlsFailures, m.bytesIn, m.bytesOut, &m.pool,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	}, m.limits.init()...) {
+	}, append(m.limits.init(), m.ws.init()...)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,8 @@ from ._exceptions import HTTPException
 from ._forms import FormData, UploadFile
 from ._head import ClientCert
 from ._request import Request
+from ._sse import EventSourceResponse, ServerSentEvent
+from ._websocket import WebSocket, WebSocketDisconnect
 from ._responses import (
     HTMLResponse,
     JSONResponse,
@@ -19,6 +21,7 @@ __all__ = [
     "Address",
     "ClientCert",
     "Covet",
+    "EventSourceResponse",
     "FormData",
     "HTMLResponse",
     "HTTPException",
@@ -30,6 +33,9 @@ __all__ = [
     "RedirectResponse",
     "Request",
     "Response",
+    "ServerSentEvent",
     "StreamingResponse",
     "UploadFile",
+    "WebSocket",
+    "WebSocketDisconnect",
 ]

@@ -133,11 +133,32 @@ class Covet:
     def options(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
         return self.route(path, ["OPTIONS"], name=name, timeout=timeout)
 
-    def ws(self, path: str) -> Callable[[F], F]:
-        """Reserved for WebSocket routes; not implemented yet."""
-        raise NotImplementedError(
-            "WebSocket routes (app.ws) are not implemented yet; only HTTP routes are served"
-        )
+    def websocket(self, path: str, *, name: str | None = None, resumable: bool = False) -> Callable[[F], F]:
+        """Register the decorated coroutine function as the WebSocket endpoint at
+        ``path``: ``async def handler(ws, **path_params)`` gets a :class:`covet.WebSocket`
+        (docs/python-app.md, "WebSocket"). The route is a GET route of kind ``ws``;
+        ``resumable=True`` asks the gateway to move a client's session to another worker
+        when this one goes away, instead of closing it (the handler then starts again
+        with ``ws.resumed`` true)."""
+        pattern = Pattern.parse(path)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"route name must be a str, got {type(name).__name__}")
+        if not isinstance(resumable, bool):
+            raise TypeError(f"resumable must be a bool, got {type(resumable).__name__}")
+
+        def decorator(endpoint: F) -> F:
+            self._check_open(f"WebSocket route {path!r}")
+            if not is_async_callable(endpoint):
+                raise TypeError(f"WebSocket route {path!r} handler must be an async function (async def)")
+            check_signature(endpoint, pattern)
+            self.router.add(Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "ws", resumable))
+            return endpoint
+
+        return decorator
+
+    def ws(self, path: str, *, name: str | None = None, resumable: bool = False) -> Callable[[F], F]:
+        """Alias of :meth:`websocket`."""
+        return self.websocket(path, name=name, resumable=resumable)
 
     def on_startup(self, fn: F) -> F:
         """Run ``fn`` (sync or async, no arguments) when the worker starts, in order."""

@@ -351,6 +351,8 @@ def validate_routes(routes: Sequence[Mapping[str, Any]]) -> None:
             raise bad("option name is not a string")
         if "timeout_ms" in opts and (type(opts["timeout_ms"]) is not int or opts["timeout_ms"] < 0):
             raise bad("option timeout_ms is not a non-negative integer")
+        if "resumable" in opts and type(opts["resumable"]) is not bool:
+            raise bad("option resumable is not a bool")
         if "roles" in opts and (
             type(opts["roles"]) not in (list, tuple) or any(type(x) is not str for x in opts["roles"])
         ):

@@ -3,8 +3,10 @@
 Frame type numbers and flags (2.3, the ring layer's numbers under the protocol's
 names), the response-flow window (2.7), and the MessagePack payloads a worker writes
 and reads: :func:`encode_response_head` (3.2), :func:`encode_error_payload` (3.3),
-:func:`decode_window_payload` (3.4), :func:`encode_early_hints` (3.5), plus their
-inverses for tests. The request head
+:func:`decode_window_payload` (3.4, also the WS_CREDIT payload), :func:`encode_early_hints`
+(3.5), the WebSocket payloads :func:`decode_ws_open` (3.7), :func:`encode_ws_accept`
+(3.8) and :func:`encode_ws_close` / :func:`decode_ws_close` (3.9), plus their inverses
+for tests. The request head
 (3.1) has one decoder, ``covet._head.decode_head``.
 
 Decoders raise ``covet._control.ProtocolError`` (TruncatedError for a cut payload).
@@ -21,6 +23,7 @@ import msgpack  # type: ignore[import-untyped]
 from covet import _shmring
 from covet._control import ProtocolError, TruncatedError, msgpack_type, unpack_strict
 from covet._datastructures import BAD_FIELD_VALUE
+from covet._head import RequestHead, encode_head
 
 __all__ = [
     "MAX_HEAD",
@@ -39,6 +42,15 @@ __all__ = [
     "FRAME_CONTROL",
     "FRAME_WS_FIRST",
     "FRAME_WS_LAST",
+    "FRAME_WS_OPEN",
+    "FRAME_WS_ACCEPT",
+    "FRAME_WS_TEXT",
+    "FRAME_WS_BINARY",
+    "FRAME_WS_CLOSE",
+    "FRAME_WS_CREDIT",
+    "WS_FRAME_COST",
+    "WS_MIN_WINDOW",
+    "MAX_CLOSE_REASON",
     "FRAME_GRPC_FIRST",
     "FRAME_GRPC_LAST",
     "FLAG_BEGIN",
@@ -58,6 +70,13 @@ __all__ = [
     "decode_window_payload",
     "encode_early_hints",
     "decode_early_hints",
+    "ws_cost",
+    "encode_ws_open",
+    "decode_ws_open",
+    "encode_ws_accept",
+    "decode_ws_accept",
+    "encode_ws_close",
+    "decode_ws_close",
 ]
 
 #: One packer reused for response heads: msgpack.packb builds a Packer per call, which
@@ -86,6 +105,12 @@ FRAME_WINDOW: Final = _shmring.WINDOW
 FRAME_CONTROL: Final = _shmring.CONTROL
 FRAME_WS_FIRST: Final = 80
 FRAME_WS_LAST: Final = 95
+FRAME_WS_OPEN: Final = 80  # gateway -> worker: a session begins (2.9, 3.7)
+FRAME_WS_ACCEPT: Final = 81  # worker -> gateway: the handler accepted it (3.8)
+FRAME_WS_TEXT: Final = 82  # either: a text message's UTF-8 bytes, in fragments
+FRAME_WS_BINARY: Final = 83  # either: a binary message, in fragments
+FRAME_WS_CLOSE: Final = 84  # either: the session's end on the sender's side (3.9)
+FRAME_WS_CREDIT: Final = 85  # either: more message bytes may be sent (3.4 payload)
 FRAME_GRPC_FIRST: Final = 96
 FRAME_GRPC_LAST: Final = 111
 
@@ -99,6 +124,12 @@ MAX_HEADER_NAME: Final = 256
 MAX_HEADER_VALUE: Final = 64 << 10
 #: EARLY_HINTS messages one exchange may send (4); the gateway ends the session on more.
 MAX_EARLY_HINTS: Final = 16
+#: What a WS_TEXT or WS_BINARY frame costs its sender's window beyond its payload
+#: (2.9), the smallest initial window a WS_OPEN carries (4), and the longest WS_CLOSE
+#: reason in bytes (3.9).
+WS_FRAME_COST: Final = 64
+WS_MIN_WINDOW: Final = 64 << 10
+MAX_CLOSE_REASON: Final = 123
 
 
 _TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
@@ -268,3 +299,90 @@ def decode_window_payload(payload: bytes) -> int:
     if type(grant) is not int or not 1 <= grant <= MAX_WINDOW_GRANT:
         raise ProtocolError(f"window: grant {grant!r} not an int in 1..{MAX_WINDOW_GRANT}")
     return grant
+
+
+def ws_cost(payload_length: int) -> int:
+    """What one WS_TEXT / WS_BINARY frame of ``payload_length`` bytes costs (2.9)."""
+    return payload_length + WS_FRAME_COST
+
+
+def encode_ws_open(head: RequestHead, resumed: bool, window: int) -> bytes:
+    """Encode a WS_OPEN payload (PROTOCOL.md 3.7; the gateway's job, here for tests):
+    ``[REQ_HEAD array, resumed, window]``."""
+    if type(window) is not int or not 1 <= window <= MAX_WINDOW_GRANT:
+        raise ValueError(f"window {window!r} not in 1..{MAX_WINDOW_GRANT}")
+    if type(resumed) is not bool:
+        raise TypeError("resumed must be a bool")
+    return b"\x93" + encode_head(head) + _packer.pack(resumed) + _packer.pack(window)  # type: ignore[no-any-return]
+
+
+def decode_ws_open(payload: bytes) -> tuple[RequestHead, bool, int]:
+    """Decode a WS_OPEN payload strictly: (head, resumed, window); the head is checked
+    as a REQ_HEAD is (3.1), the window is an int in 1..MAX_WINDOW_GRANT."""
+    a = unpack_strict(payload, "ws_open")
+    if type(a) is not list or len(a) != 3:
+        raise ProtocolError("ws_open: want array of 3")
+    raw_head, resumed, window = a
+    try:
+        head = RequestHead.from_wire(raw_head)
+    except ValueError as e:
+        raise ProtocolError(f"ws_open: head: {e}") from None
+    if type(resumed) is not bool:
+        raise ProtocolError(f"ws_open: resumed: want bool, got {msgpack_type(resumed)}")
+    if type(window) is not int or not 1 <= window <= MAX_WINDOW_GRANT:
+        raise ProtocolError(f"ws_open: window {window!r} not an int in 1..{MAX_WINDOW_GRANT}")
+    return head, resumed, window
+
+
+def encode_ws_accept(subprotocol: str, headers: Iterable[tuple[str, bytes]]) -> bytes:
+    """Encode a WS_ACCEPT payload (PROTOCOL.md 3.8): the chosen subprotocol (an HTTP
+    token, or empty for none) and the 101 response's extra fields, checked as
+    :func:`encode_response_head` checks a head's (ValueError)."""
+    if type(subprotocol) is not str:
+        raise TypeError("subprotocol must be a str")
+    if subprotocol and not _SUBPROTOCOL_RE.fullmatch(subprotocol):
+        raise ValueError(f"subprotocol {subprotocol!r} is not an HTTP token")
+    return msgpack.packb([subprotocol, _checked_fields(headers)], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+_SUBPROTOCOL_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def decode_ws_accept(payload: bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """Decode a WS_ACCEPT payload (for tests): (subprotocol, [(name, value)])."""
+    a = unpack_strict(payload, "ws_accept")
+    if type(a) is not list or len(a) != 2:
+        raise ProtocolError("ws_accept: want array of 2")
+    subprotocol, flat = a
+    if type(subprotocol) is not str or type(flat) is not list or len(flat) & 1:
+        raise ProtocolError("ws_accept: mistyped element")
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
+        raise ProtocolError("ws_accept: headers must be [str, bin, ...]")
+    return subprotocol, pairs
+
+
+def _check_close(code: Any, reason: Any, error: type[Exception]) -> None:
+    if type(code) is not int or not 1000 <= code <= 4999:
+        raise error(f"ws_close: code {code!r} not an int in 1000..4999")
+    if type(reason) is not str or len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON:
+        raise error(f"ws_close: reason must be a str of at most {MAX_CLOSE_REASON} bytes of UTF-8")
+
+
+def encode_ws_close(code: int, reason: str) -> bytes:
+    """Encode a WS_CLOSE payload (PROTOCOL.md 3.9): ``[code, reason]``, code 1000..4999,
+    reason at most 123 bytes of UTF-8 (ValueError otherwise)."""
+    _check_close(code, reason, ValueError)
+    try:
+        return msgpack.packb([code, reason])  # type: ignore[no-any-return]
+    except UnicodeEncodeError:
+        raise ValueError("ws_close: reason is not valid UTF-8 (a lone surrogate)") from None
+
+
+def decode_ws_close(payload: bytes) -> tuple[int, str]:
+    """Decode a WS_CLOSE payload strictly: (code, reason)."""
+    a = unpack_strict(payload, "ws_close")
+    if type(a) is not list or len(a) != 2:
+        raise ProtocolError("ws_close: want array of 2")
+    _check_close(a[0], a[1], ProtocolError)
+    return a[0], a[1]

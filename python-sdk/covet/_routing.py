@@ -19,6 +19,7 @@ __all__ = ["HTTP_METHODS", "MAX_ROUTES", "Route", "Router", "Match", "is_async_c
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_ROUTES = 4096
+WS_KEY = "WS"  # the method key of WebSocket routes in the lookup table
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -42,7 +43,9 @@ def timeout_to_ms(timeout: float | None) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One registered (method, pattern) -> handler binding."""
+    """One registered (method, pattern) -> handler binding. ``kind`` is ``http``, or
+    ``ws`` for a WebSocket endpoint (method GET), whose ``resumable`` option the
+    manifest carries when it is true (PROTOCOL.md 1.3)."""
 
     method: str
     pattern: Pattern
@@ -51,6 +54,8 @@ class Route:
     timeout_ms: int | None
     is_async: bool
     kinds: dict[str, ParamKind]
+    kind: str = "http"
+    resumable: bool = False
 
     def manifest_entry(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -58,7 +63,9 @@ class Route:
             options["name"] = self.name
         if self.timeout_ms is not None:
             options["timeout_ms"] = self.timeout_ms
-        return {"method": self.method, "path": self.pattern.canonical, "kind": "http",
+        if self.resumable:
+            options["resumable"] = True
+        return {"method": self.method, "path": self.pattern.canonical, "kind": self.kind,
                 "options": options}  # fmt: skip
 
 
@@ -114,6 +121,11 @@ class Router:
         existing = self._by_shape.get(shape_key)
         if existing is not None:
             same = existing.pattern.canonical == route.pattern.canonical
+            if existing.kind != route.kind:  # GET: an HTTP and a WebSocket route
+                raise ValueError(
+                    f"route {route.method} {route.pattern.source!r} ({route.kind}) conflicts with the "
+                    f"{existing.kind} route {existing.pattern.source!r}: a path has one GET route, HTTP or WebSocket"
+                )
             raise ValueError(
                 f"route {route.method} {route.pattern.source!r} "
                 + ("is already registered" if same else
@@ -124,11 +136,18 @@ class Router:
             raise ValueError(f"an app may register at most {MAX_ROUTES} routes")
         self.routes.append(route)
         self._by_shape[shape_key] = route
-        self._by_key[(route.method, route.pattern.canonical)] = route
-        self._by_key.setdefault((route.method, route.pattern.source), route)
+        # A WebSocket route is found only by lookup_ws: an HTTP request never reaches
+        # its handler.
+        method = WS_KEY if route.kind == "ws" else route.method
+        self._by_key[(method, route.pattern.canonical)] = route
+        self._by_key.setdefault((method, route.pattern.source), route)
+
+    def lookup_ws(self, pattern: str) -> Route | None:
+        """The WebSocket route the gateway matched for a WS_OPEN."""
+        return self._by_key.get((WS_KEY, pattern))
 
     def lookup(self, method: str, pattern: str) -> Route | None:
-        """The route the gateway matched; HEAD falls back to the GET route."""
+        """The HTTP route the gateway matched; HEAD falls back to the GET route."""
         route = self._by_key.get((method, pattern))
         if route is None and method == "HEAD":
             route = self._by_key.get(("GET", pattern))

@@ -102,6 +102,12 @@ CANCEL: Final = 48
 ERROR: Final = 49
 WINDOW: Final = 50
 CONTROL: Final = 64
+WS_OPEN: Final = 80
+WS_ACCEPT: Final = 81
+WS_TEXT: Final = 82
+WS_BINARY: Final = 83
+WS_CLOSE: Final = 84
+WS_CREDIT: Final = 85
 
 # Flags.
 BEGIN: Final = 0x1
@@ -120,8 +126,10 @@ REQUEST_RING: Final = 0
 RESPONSE_RING: Final = 1
 
 #: Types a consumer accepts on each ring by default (PAD is always handled).
-REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL})
-RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, CONTROL})
+REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL,
+                                  WS_OPEN, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
+RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, CONTROL,
+                                   WS_ACCEPT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).
 DEFAULT_BATCH: Final = 256

@@ -22,6 +22,9 @@ Inside the loop (all callbacks, no threads):
   cancels the task, after which nothing more is sent for its id; WINDOW grants the
   task more response body (a body past ``RESPONSE_WINDOW`` waits for the gateway to
   write the earlier bytes to its client, PROTOCOL 2.7);
+- WebSocket frames (types 80-95) go to the session table of ``covet/_ws_worker.py``,
+  and a CANCEL for an id with no HTTP exchange to it: a WS_OPEN starts a session's
+  task, messages, credit and closes flow through it (PROTOCOL 2.9);
 - the **control socket** is another ``add_reader`` callback: ping -> pong, drain ->
   graceful stop, EOF -> exit 1.
 
@@ -70,6 +73,7 @@ from ._payloads import (
     FRAME_RESP_BODY,
     FRAME_RESP_HEAD,
     FRAME_WINDOW,
+    FRAME_WS_FIRST,
     MAX_EARLY_HINTS,
     MAX_HEAD,
     RESPONSE_WINDOW,
@@ -79,6 +83,7 @@ from ._payloads import (
     encode_response_head,
 )
 from ._responses import Response
+from ._ws_worker import Sessions
 from ._shmring import (
     DEFAULT_BATCH,
     FRAME_HEADER,
@@ -303,6 +308,7 @@ class _Worker:
         self._drain_task: asyncio.Task[None] | None = None
         self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]  # set by run()
         self._starting: list[tuple[int, RequestHead, _Exchange]] = []  # read, task not made yet
+        self._ws = Sessions(self)  # WebSocket sessions (covet/_ws_worker.py)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -416,6 +422,7 @@ class _Worker:
         if self._ch.sock.fileno() >= 0:
             loop.remove_reader(self._ch.fileno())
         tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + list(self._aux)
+        tasks += self._ws.tasks()
         if self._drain_task is not None and not self._drain_task.done():
             tasks.append(self._drain_task)
         for t in tasks:
@@ -516,14 +523,16 @@ class _Worker:
     def _begin_drain(self, deadline_s: float, why: str) -> None:
         if self._draining:
             return
-        log.info("%s: draining %d in-flight requests (deadline %.3f s)", why, len(self._inflight), deadline_s)
+        log.info("%s: draining %d in-flight requests and %d WebSocket sessions (deadline %.3f s)",
+                 why, len(self._inflight), len(self._ws.live), deadline_s)  # fmt: skip
         self._draining = True
         assert self._seg is not None
         self._seg.set_state(STATE_DRAINING)
         self._drain_task = self._loop.create_task(self._drain(deadline_s))
 
     async def _drain(self, deadline_s: float) -> None:
-        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None]
+        # WebSocket sessions keep going until the deadline too (PROTOCOL.md 2.9).
+        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + self._ws.tasks()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=deadline_s)
             if pending:
@@ -631,6 +640,8 @@ class _Worker:
                 if ex.task is not None:
                     ex.task.cancel()
                 # else it is still in _starting, and _launch skips it: never started
+            else:
+                self._ws.cancel(rid)
         elif typ == FRAME_WINDOW:
             if flags != _BE:
                 raise ProtocolError(f"WINDOW for request {rid:#x}: flags {flags:#x}, want BEGIN|END")
@@ -640,6 +651,8 @@ class _Worker:
                 ex.window += grant
                 if ex.credit is not None and not ex.credit.done():
                     ex.credit.set_result(None)
+        elif typ >= FRAME_WS_FIRST:  # WebSocket frames (PROTOCOL.md 2.9)
+            self._ws.on_record(typ, rid, flags, payload)
         # CONTROL frames are reserved; unknown ids and types are ignored.
 
     def _head_fragment(self, rid: int, flags: int, payload: bytes) -> None:
@@ -685,6 +698,25 @@ class _Worker:
         for rid, head, ex in starting:
             if inflight.get(rid) is ex:  # not cancelled by a later record of the batch
                 ex.task = new_task(self._exchange(rid, head, ex))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as an auxiliary task (cancelled when the worker stops)."""
+        t = self._loop.create_task(coro)
+        self._aux.add(t)
+        t.add_done_callback(self._aux.discard)
+
+    async def _answer_http(self, rid: int, head: RequestHead, response: Response) -> None:
+        """Send ``response`` as the HTTP answer for ``rid`` (a rejected WebSocket
+        handshake), as an exchange's response is sent."""
+        ex = _Exchange(_NO_BODY, rid, self)
+        ex.task = asyncio.current_task()
+        self._inflight[rid] = ex  # so that WINDOW grants and CANCEL reach it
+        try:
+            if not self._respond_now(rid, response, ex):
+                await self._respond(rid, head, response, ex)
+        finally:
+            if self._inflight.get(rid) is ex:
+                del self._inflight[rid]
 
     def _refuse(self, rid: int) -> None:
         payload = encode_error_payload(503, "worker is draining")
@@ -773,6 +805,9 @@ class _Worker:
                 await self._send_body(rid, body, True, True, ex)
             self._wake_soon()
             return
+        # A streamed body may be slow to start (an event stream waiting for its first
+        # event): let the gateway have the head now.
+        self._wake_soon()
         chunks = response.body_chunks()
         try:
             async for chunk in chunks:

@@ -11,6 +11,11 @@ Server, X-Request-ID, Content-Length or Transfer-Encoding) and drops the ones th
 gateway drops. Routed requests go through the same ``Covet._handle`` path a worker
 uses. Redirects are returned, not followed.
 
+``websocket_connect(path)`` opens a WebSocket session with a ``@app.websocket``
+handler in the same way (a context manager with ``send_text`` / ``receive_text`` ...,
+raising ``WebSocketDisconnect`` when the app closes, and ``WebSocketRejected``, which
+carries the HTTP answer, when it refuses the handshake).
+
 A request may carry a verified TLS client certificate (``client_cert=``, what an mTLS
 connection gives ``req.client_cert``), and the 103 Early Hints a handler sends are kept
 on the response (``response.early_hints``).
@@ -19,6 +24,7 @@ on the response (``response.early_hints``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json as jsonlib
 import logging
 import re
@@ -38,8 +44,9 @@ from ._head import ClientCert, RequestHead
 from ._multipart import parse_options_header
 from ._proto import MAX_EARLY_HINTS, encode_early_hints, encode_response_head
 from ._responses import Response
+from ._websocket import WebSocket, WebSocketDisconnect, run_session
 
-__all__ = ["IncompleteResponse", "TestClient", "TestResponse"]
+__all__ = ["IncompleteResponse", "TestClient", "TestResponse", "WebSocketRejected", "WebSocketTestSession"]
 
 T = TypeVar("T")
 error_log = logging.getLogger("covet.error")
@@ -61,6 +68,7 @@ _STATUS_TEXT = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    426: "Upgrade Required",
     500: "Internal Server Error",
     502: "Bad Gateway",
     504: "Gateway Timeout",
@@ -316,6 +324,8 @@ class TestClient:
             return self._gateway_answer(method, 400, request_id, close)
 
         route = match.route
+        if route.kind == "ws":  # a WebSocket endpoint: only an upgrade is served there
+            return self._gateway_answer(method, 426, request_id, close)
         timeout_ms = route.timeout_ms if route.timeout_ms is not None else max(1, round(self.timeout * 1000))
         wire: list[Any] = [
             method, raw_path, query, [x for pair in raw_headers for x in pair],
@@ -435,6 +445,84 @@ class TestClient:
 
     def options(self, url: str, **kwargs: Any) -> TestResponse:
         return self.request("OPTIONS", url, **kwargs)
+
+    # -- WebSocket ----------------------------------------------------------------------
+
+    def websocket_connect(
+        self,
+        url: str,
+        subprotocols: Iterable[str] | None = None,
+        headers: HeaderArg | None = None,
+        *,
+        cookies: Mapping[str, str] | None = None,
+    ) -> WebSocketTestSession:
+        """Open a WebSocket session with the app's ``@app.websocket`` route for ``url``
+        (``ws://`` and ``wss://`` URLs are taken too), offering ``subprotocols``. The
+        handler runs until it accepts: the session is returned (use it as a context
+        manager, which closes it with 1000 at the end of the block); if it refuses
+        instead, WebSocketRejected carries the HTTP response the client would get. A
+        path with no WebSocket route is answered as the gateway answers a GET to it
+        (404, 405, or the HTTP route's own response), and refused the same way."""
+        parts = urlsplit(url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        http_url = parts._replace(scheme=scheme).geturl() if parts.scheme else url
+        offered = list(subprotocols or [])
+        upgrade: list[tuple[str, str | bytes]] = [
+            ("upgrade", "websocket"), ("connection", "Upgrade"), ("sec-websocket-version", "13"),
+            ("sec-websocket-key", secrets.token_urlsafe(16)),
+        ]  # fmt: skip
+        if offered:
+            upgrade.append(("sec-websocket-protocol", ", ".join(offered)))
+        upgrade.extend(_encode_headers(headers))
+        raw_path = quote(urlsplit(http_url).path or "/", safe=_PATH_SAFE)
+        match = self.app.router.match("GET", raw_path)
+        if match.route is None or match.route.kind != "ws":
+            raise WebSocketRejected(self.request("GET", http_url, headers=upgrade, cookies=cookies))
+        base = urlsplit(self.base_url)
+        split = urlsplit(http_url)
+        host = split.netloc or base.netloc or "testserver"
+        raw_headers: list[tuple[str, bytes]] = [("host", host.encode("latin-1"))]
+        jar = {**self.cookies, **(cookies or {})}
+        if jar:
+            raw_headers.append(("cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode("latin-1")))
+        raw_headers.extend(encode_header(n, v) for n, v in upgrade)
+        given_id = Headers(raw_headers).get("x-request-id")
+        request_id = given_id if given_id and _REQUEST_ID.fullmatch(given_id) else secrets.token_hex(8)
+        route = match.route
+        wire: list[Any] = [
+            "GET", raw_path, split.query, [x for pair in raw_headers for x in pair],
+            route.pattern.canonical, [x for pair in match.params for x in pair],
+            "1.1", split.scheme or base.scheme or "http", f"{self.client[0]}:{self.client[1]}", request_id, 0, 0,
+        ]  # fmt: skip
+        head = RequestHead.from_wire(wire)
+        peer = _TestPeer()
+        ws = WebSocket(head, peer)
+        session = WebSocketTestSession(self, ws, peer)
+
+        async def start() -> asyncio.Task[Response | None]:
+            task = asyncio.get_running_loop().create_task(run_session(self.app, route, ws))
+            await peer.wait(lambda: peer.accepted is not None, task, self.timeout)
+            return task
+
+        task = self._run(start())
+        session._task = task
+        if peer.accepted is None:
+            response = task.result() if task.done() else None
+            if response is None:
+                raise RuntimeError("websocket_connect: the handler neither accepted nor refused the session "
+                                   f"within {self.timeout} s")  # fmt: skip
+            raise WebSocketRejected(self._run(self._answer(head, response)))
+        self._keep_cookies(peer.accepted[1])
+        return session
+
+    async def _answer(self, head: RequestHead, response: Response) -> TestResponse:
+        """The HTTP answer the gateway writes for ``response`` (a refused handshake)."""
+        answer = _response_fields(head, response, False, _http_date())
+        if isinstance(answer, int):
+            return self._gateway_answer(head.method, answer, head.request_id, False)
+        fields, framing = answer
+        body = b"".join([chunk async for chunk in response.body_chunks()]) if framing else b""
+        return TestResponse(response.status, Headers(fields), body, head.request_id)
 
 
 def _response_fields(
@@ -571,3 +659,186 @@ def _parse_set_cookie(value: str) -> tuple[str, str, bool]:
             except (TypeError, ValueError):
                 pass
     return name.strip(), cookie_value.strip(), expired
+
+
+class WebSocketRejected(Exception):
+    """The app refused a WebSocket handshake (``websocket_connect``): ``response`` is
+    the HTTP answer the client got instead of ``101 Switching Protocols``, and
+    ``status_code`` its status (403 when the handler closed or returned before
+    accepting, an HTTPException's status when it raised one)."""
+
+    def __init__(self, response: TestResponse) -> None:
+        super().__init__(f"WebSocket handshake refused: HTTP {response.status_code}")
+        self.response = response
+        self.status_code = response.status_code
+
+
+_ToClient = tuple[str, Any]  # ("text", str) / ("bytes", bytes) / ("close", (code, reason))
+
+
+class _TestPeer:
+    """The TestClient's side of a session: a WebSocketTransport that keeps what the
+    app sends for the test to read. Sends are not limited by credit (max_message 0)."""
+
+    max_message = 0
+
+    def __init__(self) -> None:
+        self.accepted: tuple[str, list[tuple[str, bytes]]] | None = None
+        self.to_client: collections.deque[_ToClient] = collections.deque()
+        self.closed = False
+        self._changed: asyncio.Event | None = None
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def accept(self, subprotocol: str, headers: list[tuple[str, bytes]]) -> None:
+        encode_response_head(200, headers, 0)  # the worker's checks of the fields: ValueError
+        self.accepted = (subprotocol, headers)
+        self._notify()
+
+    async def send_message(self, text: bool, data: bytes) -> None:
+        self.to_client.append(("text", data.decode("utf-8")) if text else ("bytes", data))
+        self._notify()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = True
+        self.to_client.append(("close", (code, reason)))
+        self._notify()
+
+    def consumed(self, cost: int) -> None:
+        pass
+
+    async def wait(self, ready: Any, task: asyncio.Task[Any], timeout: float) -> None:
+        """Run the loop until ``ready()`` or the session's task ends (at most
+        ``timeout`` seconds: a safety bound, not a pace)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        async with asyncio.timeout(timeout):
+            while not ready() and not task.done():
+                changed.clear()
+                waiter = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait((waiter, task), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+
+
+class WebSocketTestSession:
+    """An open WebSocket session between the test and the app (from
+    ``TestClient.websocket_connect``). ``receive_*`` wait (at most the client's
+    ``timeout``) for the app's next message and raise WebSocketDisconnect once the app
+    has closed; ``close()`` is the client's close, which the handler sees as
+    WebSocketDisconnect."""
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, ws: WebSocket, peer: _TestPeer) -> None:
+        self._client = client
+        self._ws = ws
+        self._peer = peer
+        self._task: asyncio.Task[Response | None] | None = None
+        self._client_closed = False
+
+    @property
+    def accepted_subprotocol(self) -> str | None:
+        """The subprotocol the app chose, or None."""
+        return (self._peer.accepted[0] or None) if self._peer.accepted else None
+
+    @property
+    def extra_headers(self) -> Headers:
+        """The fields the app added to the 101 response (accept's ``headers``)."""
+        return Headers(self._peer.accepted[1] if self._peer.accepted else [])
+
+    def __enter__(self) -> WebSocketTestSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- sending
+
+    def _deliver(self, message: str | bytes) -> None:
+        if self._client_closed:
+            raise RuntimeError("send after close(): this side has closed the WebSocket")
+
+        async def deliver() -> None:
+            size = len(message.encode("utf-8")) if isinstance(message, str) else len(message)
+            self._ws._deliver(message, size + 64)
+            await asyncio.sleep(0)  # let the handler take it
+
+        self._client._run(deliver())
+
+    def send_text(self, data: str) -> None:
+        self._deliver(str(data))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._deliver(bytes(data))
+
+    def send_json(self, data: Any, mode: str = "text") -> None:
+        text = jsonlib.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        self._deliver(text if mode == "text" else text.encode())
+
+    # -- receiving
+
+    def receive(self) -> str | bytes:
+        """The app's next message (str or bytes)."""
+        peer = self._peer
+        task = self._task
+        assert task is not None
+
+        async def next_message() -> _ToClient:
+            await peer.wait(lambda: bool(peer.to_client), task, self._client.timeout)
+            if not peer.to_client:
+                raise RuntimeError("the WebSocket handler ended without closing")  # run_session always closes
+            return peer.to_client[0]
+
+        kind, value = self._client._run(next_message())
+        if kind == "close":
+            raise WebSocketDisconnect(*value)
+        peer.to_client.popleft()
+        return value  # type: ignore[no-any-return]
+
+    def receive_text(self) -> str:
+        message = self.receive()
+        if not isinstance(message, str):
+            raise TypeError(f"receive_text(): the app sent a binary message ({len(message)} bytes)")
+        return message
+
+    def receive_bytes(self) -> bytes:
+        message = self.receive()
+        if not isinstance(message, bytes):
+            raise TypeError(f"receive_bytes(): the app sent a text message ({len(message)} characters)")
+        return message
+
+    def receive_json(self) -> Any:
+        return jsonlib.loads(self.receive())
+
+    # -- closing
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """The client's close (a second call does nothing). The handler's next receive
+        raises WebSocketDisconnect(code, reason); like the gateway, the client then
+        waits at most 5 seconds for the handler to end, and cancels it after."""
+        if self._client_closed:
+            return
+        self._client_closed = True
+        task = self._task
+        assert task is not None
+
+        async def finish() -> None:
+            self._ws._deliver_close(code, reason)
+            if not task.done():
+                try:
+                    await self._peer.wait(lambda: False, task, WS_CLOSE_GRACE)
+                except TimeoutError:
+                    task.cancel()
+                    await asyncio.wait((task,))
+
+        self._client._run(finish())
+
+
+#: How long the gateway waits for a handler to answer its WS_CLOSE before it cancels
+#: the session (workerproto/PROTOCOL.md 2.9).
+WS_CLOSE_GRACE = 5.0

@@ -180,9 +180,25 @@ def test_testclient_freezes_the_app() -> None:
             app.post("/")(index)
 
 
-def test_ws_is_reserved() -> None:
-    with pytest.raises(NotImplementedError, match="WebSocket"):
-        Covet().ws("/chat")
+def test_ws_is_an_alias_of_websocket_and_registers_a_ws_route() -> None:
+    app = Covet()
+
+    @app.ws("/chat/{room}", name="chat", resumable=True)
+    async def chat(ws: object, room: str) -> None: ...
+
+    @app.websocket("/plain")
+    async def plain(ws: object) -> None: ...
+
+    assert app.manifest() == [
+        {"method": "GET", "path": "/chat/{room}", "kind": "ws", "options": {"name": "chat", "resumable": True}},
+        {"method": "GET", "path": "/plain", "kind": "ws", "options": {}},
+    ]
+    with pytest.raises(TypeError, match="async function"):
+        app.websocket("/sync")(lambda ws: None)
+    with pytest.raises(TypeError, match="no parameter named 'room'"):
+        app.websocket("/x/{room}")(plain)
+    with pytest.raises(ValueError, match="one GET route, HTTP or WebSocket"):
+        app.get("/plain")(lambda req: None)
 
 
 def test_startup_and_shutdown_hooks_sync_and_async() -> None:

@@ -40,6 +40,7 @@ import (
 var version = "devel"
 
 func main() {
+	enableExtendedConnect() // WebSocket over HTTP/2 (xconnect.go)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "covet-gateway:", err)
 		os.Exit(1)
@@ -264,13 +265,16 @@ func defaultConfig() *Config {
 		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo),
 		RingRequest: byteSize(d.Geometry.ReqCapacity), RingResponse: byteSize(d.Geometry.RespCapacity),
 		Dispatch:   d,
-		Server:     withHTTP2(server.Config{}.WithDefaults()),
+		Server:     serverDefaults(server.Config{}.WithDefaults()),
 		Supervisor: supervisor.Config{}.WithDefaults(),
 	}
 }
 
-func withHTTP2(c server.Config) server.Config {
+// serverDefaults turns on what the zero server.Config leaves off and the
+// gateway serves by default: HTTP/2 (with TLS) and WebSocket compression.
+func serverDefaults(c server.Config) server.Config {
 	c.HTTP2 = true // with TLS
+	c.WSCompression = true
 	return c
 }
 

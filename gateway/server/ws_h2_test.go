@@ -1,0 +1,131 @@
+//lint:file-ignore SA1019 x/net/http2's Transport is deprecated, but net/http's client refuses the ":protocol" field extended CONNECT needs
+
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/net/http2"
+)
+
+// xconnectOn reports whether this process started with extended CONNECT
+// enabled in Go's HTTP/2 (GODEBUG=http2xconnect=1, read by net/http at
+// start-up). A test that needs it and runs without it runs itself again in
+// a child process with it set, and passes or fails with the child.
+func xconnectOn(t *testing.T) bool {
+	t.Helper()
+	if strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1") {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "GODEBUG=http2xconnect=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("%s with GODEBUG=http2xconnect=1: %v\n%s", t.Name(), err, out)
+	}
+	return false
+}
+
+// TestWSH2 opens a session over HTTP/2 with RFC 8441's extended CONNECT
+// (h2c with prior knowledge), echoes a message and closes.
+func TestWSH2(t *testing.T) {
+	if !xconnectOn(t) {
+		return
+	}
+	b := newWSBackend(t)
+	b.subprotocol = "chat"
+	cfg := wsConfig()
+	cfg.H2C = true
+	ts := startServer(t, cfg, b)
+	// x/net/http2's client: net/http's refuses a ":protocol" field.
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodConnect, "http://"+ts.addr+"/ws", pr)
+	req.Header.Set(":protocol", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Protocol", "chat")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Sec-WebSocket-Protocol") != "chat" || resp.Header.Get("Sec-WebSocket-Accept") != "" {
+		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	if h := <-b.heads; h.Method != "GET" || h.Route != "/ws" {
+		t.Errorf("worker head %+v", h)
+	}
+	go pw.Write(frame(true, 0, ws.OpText, []byte("over h2"), false))
+	h, err := ws.ReadHeader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, h.Length)
+	io.ReadFull(resp.Body, p)
+	if h.OpCode != ws.OpText || string(p) != "over h2" {
+		t.Fatalf("echo %v %q", h.OpCode, p)
+	}
+	go pw.Write(frame(true, 0, ws.OpClose, closeBody(1000, ""), false))
+	h, _ = ws.ReadHeader(resp.Body)
+	p = make([]byte, h.Length)
+	io.ReadFull(resp.Body, p)
+	if h.OpCode != ws.OpClose || binary.BigEndian.Uint16(p) != 1000 {
+		t.Fatalf("close answer %v %q", h.OpCode, p)
+	}
+	if ce := b.closed(t); ce.Code != 1000 {
+		t.Errorf("backend saw %d", ce.Code)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Errorf("stream did not end cleanly: %v", err)
+	}
+
+	// A version other than 13, and a route that is not a WebSocket one.
+	for _, tc := range []struct {
+		path, version string
+		status        int
+	}{
+		{
+			path:    "/ws",
+			version: "8",
+			status:  426,
+		},
+		{
+			path:    "/plain",
+			version: "13",
+			status:  400,
+		},
+	} {
+		req, _ := http.NewRequest(http.MethodConnect, "http://"+ts.addr+tc.path, http.NoBody)
+		req.Header.Set(":protocol", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", tc.version)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s version %s: %d, want %d", tc.path, tc.version, resp.StatusCode, tc.status)
+		}
+	}
+}
