@@ -56,6 +56,8 @@ type wsConn struct {
 	wbuf []byte
 	rng  *mrand.ChaCha8
 	msg  []byte // the message being reassembled
+	// closeSent: our close frame is out, so the server's is the answer, not to be answered.
+	closeSent bool
 }
 
 // wsDialConn wraps c, over which the handshake is yet to be done.
@@ -134,6 +136,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 func (w *wsConn) write(op byte, payload []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closeSent {
+		return errors.New("write after the close frame")
+	}
+	w.closeSent = op == opClose
 	n := len(payload)
 	b := append(w.wbuf[:0], 0x80|op)
 	switch {
@@ -223,7 +229,12 @@ func (w *wsConn) read() (byte, []byte, error) {
 				if n >= 2 {
 					ce.code, ce.reason = int(binary.BigEndian.Uint16(ctl[:2])), string(ctl[2:n])
 				}
-				w.write(opClose, ctl[:min(n, 2)])
+				w.mu.Lock()
+				answer := !w.closeSent
+				w.mu.Unlock()
+				if answer {
+					w.write(opClose, ctl[:min(n, 2)])
+				}
 				return 0, nil, ce
 			default:
 				return 0, nil, fmt.Errorf("unknown control opcode %#x", fop)

@@ -133,6 +133,26 @@ func TestReadClose(t *testing.T) {
 	}
 }
 
+// A close we began is not answered again when the server's close frame comes back.
+func TestCloseAnswerNotAnswered(t *testing.T) {
+	w, srv := pipeConn(t)
+	ours := nextFrame(srv)
+	done := make(chan error, 1)
+	go func() { done <- w.close(5 * time.Second) }()
+	if f := <-ours; f.err != nil || f.op != opClose || !bytes.Equal(f.p, []byte{0x03, 0xE8}) {
+		t.Fatalf("close sent as opcode %d %x %v; want a close 03e8", f.op, f.p, f.err)
+	}
+	after := nextFrame(srv)
+	srv.Write([]byte{0x88, 0x02, 0x03, 0xE8})
+	srv.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("close: %v; want a clean end", err)
+	}
+	if f := <-after; f.err == nil {
+		t.Fatalf("the client answered the server's close with opcode %d %x", f.op, f.p)
+	}
+}
+
 // Every length encoding, from the client's side, unmasked by the test.
 func TestWriteLengths(t *testing.T) {
 	for _, n := range []int{0, 125, 126, 65535, 65536} {
