@@ -3,9 +3,10 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
-#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, then static files
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets
 #   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
+#   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
@@ -51,7 +52,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-transport autobahn clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport autobahn clean
 
 all: build
 
@@ -117,6 +118,8 @@ test-go: venv bin/pebble
 	COVET_TEST_ENGINE=netpoll COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(ENGINE_PKGS)
 	@echo "==> allocation and idle-memory tests without the race detector (its sync.Pool drops items), each engine"
 	for e in uring netpoll; do COVET_TEST_ENGINE=$$e $(GO) test -count=1 -run 'Alloc|IdleConnCost' ./gateway/server/ || exit 1; done
+	@echo "==> bench/tlsload (a module of its own): its WebSocket client's tests"
+	cd bench/tlsload && GOFLAGS= $(GO) vet . && GOFLAGS= $(GO) test -race -count=1 .
 
 test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	@echo "==> mypy --strict on the SDK (python-sdk/covet)"
@@ -193,12 +196,12 @@ fuzz:
 	done
 
 # Comparative HTTP benchmark: every server on loopback under wrk; rewrites
-# bench/RESULTS.md, then bench/RESULTS-tls.md and bench/RESULTS-static.md (bench-tls and
-# bench-static below). BENCH_QUICK=1 for a
+# bench/RESULTS.md, then bench/RESULTS-tls.md, bench/RESULTS-static.md and
+# bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below). BENCH_QUICK=1 for a
 # smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
 # bench/run.py --list).
 bench: build
-	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; exit $$rc
+	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
@@ -210,6 +213,13 @@ bench-tls: build
 # StaticFiles, 1 KiB / 64 KiB / 1 MiB; rewrites bench/RESULTS-static.md.
 bench-static: build
 	python3 bench/static.py
+
+# WebSockets: echo messages/s and latency at 64 connections (64 B text, 16 KiB binary),
+# and the memory of 10,000 idle connections, CovetPy against uvicorn and Granian;
+# rewrites bench/RESULTS-ws.md. Same BENCH_* settings, and BENCH_WS_CELLS (see
+# bench/ws.py --list).
+bench-ws: build
+	python3 bench/ws.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport

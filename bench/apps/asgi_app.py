@@ -1,4 +1,7 @@
-"""A raw ASGI 3 app, no framework (served by uvicorn and by Granian's ASGI interface)."""
+"""A raw ASGI 3 app, no framework (served by uvicorn and by Granian's ASGI interface).
+
+Besides the HTTP workloads, a WebSocket echo at /ws/echo for bench/ws.py: every text or
+binary message comes back as it came."""
 
 import asyncio
 import json
@@ -32,6 +35,24 @@ async def _read_body(receive):
             return b"".join(chunks)
 
 
+async def _ws(scope, receive, send):
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if scope["path"] != "/ws/echo":
+        return await send({"type": "websocket.close", "code": 1008})  # refused: 403
+    await send({"type": "websocket.accept"})
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.receive":
+            text = msg.get("text")
+            if text is not None:
+                await send({"type": "websocket.send", "text": text})
+            else:
+                await send({"type": "websocket.send", "bytes": msg["bytes"]})
+        elif msg["type"] == "websocket.disconnect":
+            return
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -41,6 +62,8 @@ async def app(scope, receive, send):
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        return await _ws(scope, receive, send)
     if scope["type"] != "http":
         return
     path, method = scope["path"], scope["method"]

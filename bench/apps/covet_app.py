@@ -1,8 +1,9 @@
-"""CovetPy native API: the bench workloads (served by bin/covet-gateway + workers)."""
+"""CovetPy native API: the bench workloads (served by bin/covet-gateway + workers), and
+bench/ws.py's WebSocket echo at /ws/echo."""
 
 import asyncio
 
-from covet import Covet, PlainTextResponse, Request, Response, StreamingResponse
+from covet import Covet, PlainTextResponse, Request, Response, StreamingResponse, WebSocket
 from common import BODY_1M, BODY_10K, JSON_MESSAGE, PLAINTEXT, SLEEP_S, SLEPT
 
 app = Covet("bench")
@@ -57,3 +58,13 @@ async def stream(req: Request):
             yield CHUNK_64K
 
     return StreamingResponse(chunks(), media_type=OCTET)
+
+
+@app.websocket("/ws/echo")
+async def ws_echo(ws: WebSocket):
+    await ws.accept()
+    async for m in ws:  # str for a text message, bytes for a binary one
+        if isinstance(m, str):
+            await ws.send_text(m)
+        else:
+            await ws.send_bytes(m)

@@ -1,10 +1,12 @@
-"""Starlette (served by uvicorn): the bench workloads."""
+"""Starlette (served by uvicorn): the bench workloads, and bench/ws.py's WebSocket echo at
+/ws/echo as a WebSocketEndpoint."""
 
 import asyncio
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.endpoints import WebSocketEndpoint
+from starlette.routing import Route, WebSocketRoute
 
 from common import BODY_1M, BODY_10K, JSON_MESSAGE, PLAINTEXT, SLEEP_S, SLEPT
 
@@ -40,6 +42,21 @@ async def sleep(request):
     return PlainTextResponse(SLEPT)
 
 
+class WsEcho(WebSocketEndpoint):
+    """Every message back as it came. decode is overridden because the default one (no
+    encoding) takes an empty text message for a binary one and fails on it."""
+
+    async def decode(self, websocket, message):
+        text = message.get("text")
+        return text if text is not None else message["bytes"]
+
+    async def on_receive(self, websocket, data):
+        if isinstance(data, str):
+            await websocket.send_text(data)
+        else:
+            await websocket.send_bytes(data)
+
+
 app = Starlette(routes=[
     Route("/plaintext", plaintext),
     Route("/json", json_),
@@ -48,4 +65,5 @@ app = Starlette(routes=[
     Route("/1m", one_m),
     Route("/echo", echo, methods=["POST"]),
     Route("/sleep", sleep),
+    WebSocketRoute("/ws/echo", WsEcho),
 ])

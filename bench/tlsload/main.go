@@ -1,12 +1,17 @@
 // Command tlsload is bench/tls.py's helper for what h2load cannot do here: it makes the
 // benchmark's certificate, checks one answer over HTTP/1.1, HTTP/2 or HTTP/3, loads a
-// server over HTTP/3 (quic-go), and measures full TLS handshakes per second. A module
-// of its own, like bench/gohttp, so the repository's `go ./...` never builds it.
+// server over HTTP/3 (quic-go), and measures full TLS handshakes per second. For
+// bench/ws.py it also drives WebSockets (ws.go): an echo check, a closed-loop echo
+// load and a hold of many idle connections. A module of its own, like bench/gohttp, so
+// the repository's `go ./...` never builds it.
 //
 //	tlsload cert -dir DIR                              # DIR/cert.pem, DIR/key.pem
 //	tlsload get -proto h1|h2|h3 -ca CERT URL           # one request
 //	tlsload h3 -c 8 -m 10 -d 10s -w 2s -ca CERT URL    # HTTP/3 load
 //	tlsload handshakes -c 8 -d 10s -w 2s -ca CERT URL  # a new TLS connection per request
+//	tlsload wscheck ws://HOST:PORT/PATH                # WebSocket echoes of many sizes, checked
+//	tlsload ws -c 64 -size 64 [-binary] -d 10s -w 2s ws://HOST:PORT/PATH   # echo load
+//	tlsload wsidle -n 10000 ws://HOST:PORT/PATH        # hold idle WebSockets until stdin ends
 //
 // Every command but cert prints one line, "TLSLOAD " and a JSON object, on stdout; the
 // load commands keep the same connections from the warm-up (-w) into the measured time
@@ -46,7 +51,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tlsload cert|get|h3|handshakes [flags]")
+		fmt.Fprintln(os.Stderr, "usage: tlsload cert|get|h3|handshakes|wscheck|ws|wsidle [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -59,6 +64,12 @@ func main() {
 		err = h3load(args)
 	case "handshakes":
 		err = handshakes(args)
+	case "wscheck":
+		err = wscheck(args)
+	case "ws":
+		err = wsload(args)
+	case "wsidle":
+		err = wsidle(args)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}
