@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 
 from covet import (
     Covet,
@@ -15,6 +16,7 @@ from covet import (
     HTTPException,
     PlainTextResponse,
     Request,
+    Response,
     StreamingResponse,
     WebSocket,
     WebSocketDisconnect,
@@ -27,6 +29,7 @@ app = Covet("wsapp")
 CLOSES: list[int] = []
 SSE_FINALLY: list[str] = []
 SSE_GO = asyncio.Event()
+PAGE_CLOSED: dict[str, asyncio.Event] = {}  # /page's sessions, by token, once ended
 
 
 @app.get("/r/plain")
@@ -80,6 +83,8 @@ async def record(ws: WebSocket) -> None:
             await ws.send_text(await ws.receive_text())
     except WebSocketDisconnect as e:
         CLOSES.append(e.code)
+        if (token := ws.query_params.get("page")) in PAGE_CLOSED:
+            PAGE_CLOSED[token].set()
 
 
 @app.get("/closes")
@@ -162,13 +167,31 @@ async def events_finally(req: Request) -> list[str]:
 
 
 PAGE = """<!doctype html><title>pending</title><script>
-const ws = new WebSocket(`ws://${location.host}/ws/record`);
+const ws = new WebSocket(`ws://${location.host}/ws/record?page=TOKEN`);
 ws.onopen = () => ws.send("hello from chromium");
 ws.onmessage = (e) => { document.title = "echo:" + e.data; ws.close(4100, "page done"); };
 ws.onerror = () => { document.title = "error"; };
-</script>"""
+</script><script src="/page/closed.js?page=TOKEN"></script>"""
+
+
+@app.get("/page/closed.js")
+async def page_closed(req: Request) -> Response:
+    """Answers once the page's /ws/record session has ended (at most 10 s): the
+    page's load event, after which Chromium dumps the DOM, waits for this
+    parser-blocking script, so the dump comes after the page's socket has closed."""
+    closed = PAGE_CLOSED.get(req.query_params.get("page", ""))
+    if closed is None:
+        return Response("unknown page", status=404)
+    try:
+        await asyncio.wait_for(closed.wait(), 10)
+        js = 'document.title += " closed";'
+    except asyncio.TimeoutError:
+        js = 'document.title += " no-close";'
+    return Response(js, media_type="text/javascript")
 
 
 @app.get("/page")
 async def page(req: Request) -> HTMLResponse:
-    return HTMLResponse(PAGE)
+    token = uuid.uuid4().hex
+    PAGE_CLOSED[token] = asyncio.Event()
+    return HTMLResponse(PAGE.replace("TOKEN", token))
