@@ -165,26 +165,29 @@ compose-test:
 
 # WebSocket conformance: Autobahn|Testsuite's fuzzing client (wstest 0.8.2, a Python 2.7
 # program: installed with --user into pyenv's 2.7, its dependencies pinned in
-# integration/autobahn/requirements-py27.txt) against AUTOBAHN_URL, by default the
-# test-only echo server bin/wsecho (gateway/server/internal/wsecho: the real front end,
-# an in-process echo backend) on a free loopback port. Fails unless every case, the
-# compression ones (12.*, 13.*) included, is OK, NON-STRICT or INFORMATIONAL
-# (integration/autobahn/run.py reads reports/index.json). The 9.* cases send messages
-# of up to 16 MiB: an AUTOBAHN_URL gateway needs ws_max_message_bytes >= 16777216.
-# AUTOBAHN_CASES narrows the run (e.g. '1.*,5.*'); AUTOBAHN_ENGINE is bin/wsecho's
-# socket engine (netpoll, the default, or uring). About 15 minutes in full on 2 CPUs.
+# integration/autobahn/requirements-py27.txt). AUTOBAHN_TARGET picks what it tests:
+# `stack` (the default): bin/covet-gateway with one Python worker serving the echo route
+# of integration/python/ws_app.py, on a free loopback port, with ws_max_message_bytes
+# 16 MiB for the 9.* cases; `wsecho`: the test-only echo server bin/wsecho
+# (gateway/server/internal/wsecho: the gateway's front end, an in-process echo backend);
+# or AUTOBAHN_URL, a server already running. Fails unless every case, the compression
+# ones (12.*, 13.*) included, is OK, NON-STRICT or INFORMATIONAL
+# (integration/autobahn/run.py reads reports/index.json). AUTOBAHN_CASES narrows the run
+# (e.g. '1.*,5.*'); AUTOBAHN_ENGINE is the socket engine (netpoll, the default, or
+# uring). About 15 minutes in full on 2 CPUs.
 AUTOBAHN_URL    ?=
+AUTOBAHN_TARGET ?= stack
 AUTOBAHN_CASES  ?= *
 AUTOBAHN_ENGINE ?= netpoll
 PY27 = $(shell ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/2.7*/bin/python 2>/dev/null | tail -1)
 
-autobahn:
+autobahn: build venv
 	@test -n "$(PY27)" || { echo "make autobahn: no Python 2.7 under pyenv (pyenv install 2.7.18)"; exit 1; }
 	$(PY27) -m pip install -q --user --no-warn-script-location -r integration/autobahn/requirements-py27.txt
-	@mkdir -p bin
 	$(GO) build -o bin/wsecho ./gateway/server/internal/wsecho
 	python3 integration/autobahn/run.py --wstest "$$($(PY27) -c 'import site; print(site.USER_BASE)')/bin/wstest" \
-		--wsecho bin/wsecho --engine $(AUTOBAHN_ENGINE) --cases '$(AUTOBAHN_CASES)' $(if $(AUTOBAHN_URL),--url '$(AUTOBAHN_URL)')
+		--wsecho bin/wsecho --gateway bin/covet-gateway --python $(PY) --engine $(AUTOBAHN_ENGINE) \
+		--cases '$(AUTOBAHN_CASES)' $(if $(AUTOBAHN_URL),--url '$(AUTOBAHN_URL)',$(if $(filter stack,$(AUTOBAHN_TARGET)),--stack))
 
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s

@@ -98,6 +98,7 @@ RESP_HEAD: Final = 32
 RESP_BODY: Final = 33
 RESP: Final = 34
 EARLY_HINTS: Final = 35
+RESP_FILE: Final = 36
 CANCEL: Final = 48
 ERROR: Final = 49
 WINDOW: Final = 50
@@ -129,7 +130,7 @@ RESPONSE_RING: Final = 1
 #: Types a consumer accepts on each ring by default (PAD is always handled).
 REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL,
                                   WS_OPEN, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
-RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, ERROR, REQ_WINDOW, CONTROL,
+RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, RESP_FILE, ERROR, REQ_WINDOW, CONTROL,
                                    WS_ACCEPT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).
