@@ -3,7 +3,7 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
-#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets, uploads
 #   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
@@ -200,11 +200,13 @@ fuzz:
 
 # Comparative HTTP benchmark: every server on loopback under wrk; rewrites
 # bench/RESULTS.md, then bench/RESULTS-tls.md, bench/RESULTS-static.md and
-# bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below). BENCH_QUICK=1 for a
+# bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below), then upload
+# throughput (bench/upload.py, Content-Length and chunked; markdown on stdout). BENCH_QUICK=1 for a
 # smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
 # bench/run.py --list).
 bench: build
-	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; exit $$rc
+	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; \
+	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
