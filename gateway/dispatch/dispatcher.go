@@ -224,16 +224,22 @@ func (d *Dispatcher) Live() map[string]int {
 	return m
 }
 
+// timeout is the handler deadline of req: its own, else its route's, else the
+// configured default.
+func (d *Dispatcher) timeout(rt *Route, req *Request) time.Duration {
+	switch {
+	case req.Timeout != 0:
+		return req.Timeout
+	case rt.Timeout != 0:
+		return rt.Timeout
+	}
+	return d.cfg.Timeout
+}
+
 // Serve sends req to a worker of rt's app and writes the answer to w. It returns nil
 // when the whole response reached w, or one of the errors in api.go.
 func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w ResponseWriter) error {
-	timeout := req.Timeout
-	if timeout == 0 {
-		timeout = rt.Timeout
-	}
-	if timeout == 0 {
-		timeout = d.cfg.Timeout
-	}
+	timeout := d.timeout(rt, req)
 	req.Head.TimeoutMS = timeout.Milliseconds() // the effective deadline, default applied
 	bp, _ := d.heads.Get().(*[]byte)
 	if bp == nil {

@@ -224,13 +224,7 @@ type wsSession struct {
 // returns nil when the session is over: the peer has been answered (the
 // worker's rejection) or closed, and neither goroutine uses it any more.
 func (d *Dispatcher) ServeWebSocket(ctx context.Context, rt *Route, req *Request, peer WebSocketPeer) error {
-	timeout := req.Timeout
-	if timeout == 0 {
-		timeout = rt.Timeout
-	}
-	if timeout == 0 {
-		timeout = d.cfg.Timeout
-	}
+	timeout := d.timeout(rt, req)
 	w := &wsSession{d: d, rt: rt, peer: peer, head: req.Head, changed: make(chan struct{}), clientEnd: make(chan struct{})}
 	w.head.TimeoutMS = timeout.Milliseconds()
 	w.head.Body = 0

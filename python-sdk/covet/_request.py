@@ -42,37 +42,11 @@ def parse_cookie_header(value: str) -> dict[str, str]:
     return cookies
 
 
-class Request:
-    """One HTTP request, already parsed and routed by the gateway.
+class HTTPConnection:
+    """What a Request and a WebSocket share: the head of the request that opened them,
+    read on first use and cached (``head`` is the decoded REQ_HEAD)."""
 
-    Attributes derived from the head are computed on first use and cached. The body is
-    read at most once from the transport: ``await req.body()`` buffers it (and later calls
-    return the same bytes), ``req.stream()`` hands chunks on as they arrive without
-    buffering (the body cannot be read again after that).
-    """
-
-    def __init__(
-        self,
-        head: RequestHead,
-        body: BodySource,
-        path_params: Mapping[str, Any] | None = None,
-        interim: InterimSink | None = None,
-    ) -> None:
-        self.head = head
-        self._source = body
-        self._interim = interim
-        self._body: bytes | None = None
-        self._streamed = False
-        self._json: Any = _UNSET
-        self._form: FormData | None = None
-        self.path_params: dict[str, Any] = dict(path_params) if path_params else {}
-        """Path parameters, converted to their declared types (int, uuid.UUID, str)."""
-
-    # -- head ---------------------------------------------------------------------------
-
-    @property
-    def method(self) -> str:
-        return self.head.method
+    head: RequestHead
 
     @property
     def raw_path(self) -> str:
@@ -113,16 +87,49 @@ class Request:
         return Address.parse(self.head.client) if self.head.client else None
 
     @property
+    def request_id(self) -> str:
+        return self.head.request_id
+
+
+class Request(HTTPConnection):
+    """One HTTP request, already parsed and routed by the gateway.
+
+    Attributes derived from the head are computed on first use and cached. The body is
+    read at most once from the transport: ``await req.body()`` buffers it (and later calls
+    return the same bytes), ``req.stream()`` hands chunks on as they arrive without
+    buffering (the body cannot be read again after that).
+    """
+
+    def __init__(
+        self,
+        head: RequestHead,
+        body: BodySource,
+        path_params: Mapping[str, Any] | None = None,
+        interim: InterimSink | None = None,
+    ) -> None:
+        self.head = head
+        self._source = body
+        self._interim = interim
+        self._body: bytes | None = None
+        self._streamed = False
+        self._json: Any = _UNSET
+        self._form: FormData | None = None
+        self.path_params: dict[str, Any] = dict(path_params) if path_params else {}
+        """Path parameters, converted to their declared types (int, uuid.UUID, str)."""
+
+    # -- head ---------------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        return self.head.method
+
+    @property
     def scheme(self) -> str:
         return self.head.scheme
 
     @property
     def http_version(self) -> str:
         return self.head.http_version
-
-    @property
-    def request_id(self) -> str:
-        return self.head.request_id
 
     @property
     def client_cert(self) -> ClientCert | None:

@@ -28,11 +28,10 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, unquote
 
-from ._datastructures import Address, Headers, QueryParams, encode_header
+from ._datastructures import encode_header
 from ._head import RequestHead
-from ._request import Request, parse_cookie_header
+from ._request import HTTPConnection, Request
 from ._responses import PlainTextResponse, Response
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ class WebSocketTransport(Protocol):
 _Incoming = tuple[str | bytes, int]  # a message and its cost against the window
 
 
-class WebSocket:
+class WebSocket(HTTPConnection):
     """One WebSocket session, handed to a ``@app.websocket`` handler.
 
     The upgrade request's head is read as a Request's is (``path_params``,
@@ -146,39 +145,6 @@ class WebSocket:
 
     # -- the upgrade request -----------------------------------------------------------
 
-    @property
-    def raw_path(self) -> str:
-        return self.head.path
-
-    @cached_property
-    def path(self) -> str:
-        """The percent-decoded path."""
-        return unquote(self.head.path, encoding="utf-8", errors="replace")
-
-    @property
-    def query_string(self) -> str:
-        return self.head.query
-
-    @cached_property
-    def query_params(self) -> QueryParams:
-        return QueryParams(parse_qsl(self.head.query, keep_blank_values=True, encoding="utf-8", errors="replace"))
-
-    @cached_property
-    def headers(self) -> Headers:
-        return Headers.from_flat(self.head.headers)
-
-    @cached_property
-    def cookies(self) -> dict[str, str]:
-        cookies: dict[str, str] = {}
-        for value in self.headers.getlist("cookie"):
-            for name, val in parse_cookie_header(value).items():
-                cookies.setdefault(name, val)
-        return cookies
-
-    @cached_property
-    def client(self) -> Address | None:
-        return Address.parse(self.head.client) if self.head.client else None
-
     @cached_property
     def url(self) -> str:
         """The URL the client addressed, with a ``ws`` or ``wss`` scheme."""
@@ -186,10 +152,6 @@ class WebSocket:
         scheme = "wss" if self.head.scheme == "https" else "ws"
         query = f"?{self.head.query}" if self.head.query else ""
         return f"{scheme}://{host}{self.head.path}{query}"
-
-    @property
-    def request_id(self) -> str:
-        return self.head.request_id
 
     @cached_property
     def subprotocols(self) -> list[str]:
