@@ -25,26 +25,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import Gateway, serving_gateway
+from conftest import Gateway, _ready, serving_gateway
 
 TIMEOUT = 10.0
 
 
-def _ready(gw: Gateway) -> bool:
-    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=2)
-    try:
-        conn.request("GET", "/r/plain")
-        resp = conn.getresponse()
-        return resp.status == 200 and resp.read() == b"just text"
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 @contextlib.contextmanager
 def ws_gateway(tmp_path: Path, workers: int = 1, flags: tuple[str, ...] = (), **env: str) -> Iterator[Gateway]:
-    with serving_gateway(tmp_path / "gateway.log", "wsapp", "ws_app", workers, _ready, flags,
+    with serving_gateway(tmp_path / "gateway.log", "wsapp", "ws_app", workers, lambda gw: _ready(gw.host, gw.port), flags,
                          COVET_LOG_LEVEL="INFO", **env) as gw:  # fmt: skip
         yield gw
 
