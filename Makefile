@@ -10,7 +10,8 @@
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
-#   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_URL)
+#   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
+#   make conformance         the same (the conformance suites too long for make test)
 #
 # giouring links on Go >= 1.23 only with -checklinkname=0; it is set here, once.
 export GOFLAGS := -ldflags=-checklinkname=0
@@ -52,7 +53,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport autobahn clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport autobahn conformance clean
 
 all: build
 
@@ -188,6 +189,10 @@ autobahn: build venv
 	python3 integration/autobahn/run.py --wstest "$$($(PY27) -c 'import site; print(site.USER_BASE)')/bin/wstest" \
 		--wsecho bin/wsecho --gateway bin/covet-gateway --python $(PY) --engine $(AUTOBAHN_ENGINE) \
 		--cases '$(AUTOBAHN_CASES)' $(if $(AUTOBAHN_URL),--url '$(AUTOBAHN_URL)',$(if $(filter stack,$(AUTOBAHN_TARGET)),--stack))
+
+# The conformance suites that do not fit `make test`'s time: Autobahn against the real
+# stack (h2spec runs inside `make test`, in the integration tests).
+conformance: autobahn
 
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s
