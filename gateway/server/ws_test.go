@@ -788,8 +788,8 @@ func TestWSIdleTimeout(t *testing.T) {
 	cfg := wsConfig()
 	cfg.WSIdleTimeout = 100 * time.Millisecond
 	ts := startServer(t, cfg, b)
+	start := time.Now() // before the handshake: the session's idle clock starts after it
 	rc, _ := wsOpen(t, ts)
-	start := time.Now()
 	if why := rc.expectClose(1001); why != "idle timeout" {
 		t.Errorf("reason %q", why)
 	}
