@@ -63,6 +63,7 @@ __all__ = [
     "MAX_HEADER_NAME",
     "MAX_HEADER_VALUE",
     "MAX_EARLY_HINTS",
+    "assemble_fragment",
     "encode_response_head",
     "decode_response_head",
     "decode_response",
@@ -432,3 +433,30 @@ def decode_resp_file(payload: bytes) -> tuple[int, list[tuple[str, bytes]], str]
     if any(type(n) is not str or type(val) is not bytes for n, val in pairs):
         raise ProtocolError("resp_file: fields must be [str, bin, ...]")
     return v[0], pairs, v[2]
+
+
+def assemble_fragment(
+    partial: dict[int, list[bytes]], what: str, rid: int, flags: int, payload: bytes
+) -> bytes | None:
+    """Collect one fragment of a message assembled whole before it is decoded (a
+    REQ_HEAD, a WS_OPEN: PROTOCOL.md 2.4) in ``partial``, keyed by request id; return
+    the whole payload at its END fragment, else None. A BEGIN inside a message, a
+    fragment that begins none and a message over MAX_HEAD raise ProtocolError naming
+    ``what``."""
+    parts = partial.get(rid)
+    if flags & FLAG_BEGIN:
+        if parts is not None:
+            raise ProtocolError(f"{what} of request {rid:#x}: BEGIN inside a message")
+        if flags & FLAG_END:
+            return payload
+        partial[rid] = [payload]
+        return None
+    if parts is None:
+        raise ProtocolError(f"{what} of request {rid:#x}: fragment without BEGIN")
+    parts.append(payload)
+    if sum(map(len, parts)) > MAX_HEAD:
+        raise ProtocolError(f"{what} of request {rid:#x}: over {MAX_HEAD} bytes")
+    if flags & FLAG_END:
+        del partial[rid]
+        return b"".join(parts)
+    return None

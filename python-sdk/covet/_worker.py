@@ -78,9 +78,9 @@ from ._payloads import (
     FRAME_WINDOW,
     FRAME_WS_FIRST,
     MAX_EARLY_HINTS,
-    MAX_HEAD,
     REQUEST_WINDOW,
     RESPONSE_WINDOW,
+    assemble_fragment,
     decode_window_payload,
     encode_early_hints,
     encode_error_payload,
@@ -675,20 +675,9 @@ class _Worker:
         # CONTROL frames are reserved; unknown ids and types are ignored.
 
     def _head_fragment(self, rid: int, flags: int, payload: bytes) -> None:
-        parts = self._partial.get(rid)
-        if flags & FLAG_BEGIN:
-            if parts is not None:
-                raise ProtocolError(f"REQ_HEAD of request {rid:#x}: BEGIN inside a message")
-            self._partial[rid] = [payload]
-            return
-        if parts is None:
-            raise ProtocolError(f"REQ_HEAD of request {rid:#x}: fragment without BEGIN")
-        parts.append(payload)
-        if sum(map(len, parts)) > MAX_HEAD:
-            raise ProtocolError(f"REQ_HEAD of request {rid:#x}: over {MAX_HEAD} bytes")
-        if flags & FLAG_END:
-            del self._partial[rid]
-            self._start(rid, b"".join(parts))
+        whole = assemble_fragment(self._partial, "REQ_HEAD", rid, flags, payload)
+        if whole is not None:
+            self._start(rid, whole)
 
     def _start(self, rid: int, payload: bytes) -> None:
         if self._draining:

@@ -51,8 +51,8 @@ from ._payloads import (
     FRAME_WS_OPEN,
     FRAME_WS_TEXT,
     FRAME_WS_ACCEPT,
-    MAX_HEAD,
     WS_FRAME_COST,
+    assemble_fragment,
     decode_window_payload,
     decode_ws_close,
     decode_ws_open,
@@ -360,23 +360,9 @@ class Sessions:
     def _open_fragment(self, rid: int, flags: int, payload: bytes) -> None:
         if flags & ~_BE:
             raise ProtocolError(f"WS_OPEN for {rid:#x}: flags {flags:#x}")
-        parts = self.opening.get(rid)
-        if flags & FLAG_BEGIN:
-            if parts is not None:
-                raise ProtocolError(f"WS_OPEN for {rid:#x}: BEGIN inside a message")
-            if flags & FLAG_END:
-                self._open(rid, payload)
-                return
-            self.opening[rid] = [payload]
-            return
-        if parts is None:
-            raise ProtocolError(f"WS_OPEN for {rid:#x}: fragment without BEGIN")
-        parts.append(payload)
-        if sum(map(len, parts)) > MAX_HEAD:
-            raise ProtocolError(f"WS_OPEN for {rid:#x}: over {MAX_HEAD} bytes")
-        if flags & FLAG_END:
-            del self.opening[rid]
-            self._open(rid, b"".join(parts))
+        whole = assemble_fragment(self.opening, "WS_OPEN", rid, flags, payload)
+        if whole is not None:
+            self._open(rid, whole)
 
     def _open(self, rid: int, payload: bytes) -> None:
         worker = self.worker

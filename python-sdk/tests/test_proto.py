@@ -608,3 +608,24 @@ def test_decoders_raise_only_protocol_error(data: bytes) -> None:
         p.decode_message(data[4:])
     except p.ProtocolError:
         pass
+
+
+def test_assemble_fragment() -> None:
+    """A head assembled from fragments: whole at END; BEGIN inside a message, a
+    fragment beginning none and a message over MAX_HEAD are protocol errors."""
+    from covet._control import ProtocolError
+    from covet._payloads import FLAG_BEGIN, FLAG_END, MAX_HEAD, assemble_fragment
+
+    partial: dict[int, list[bytes]] = {}
+    assert assemble_fragment(partial, "REQ_HEAD", 7, FLAG_BEGIN | FLAG_END, b"one") == b"one"
+    assert assemble_fragment(partial, "REQ_HEAD", 7, FLAG_BEGIN, b"ab") is None
+    assert assemble_fragment(partial, "REQ_HEAD", 7, 0, b"cd") is None
+    assert assemble_fragment(partial, "REQ_HEAD", 7, FLAG_END, b"e") == b"abcde"
+    assert partial == {}
+    with pytest.raises(ProtocolError, match="WS_OPEN of request 0x8: fragment without BEGIN"):
+        assemble_fragment(partial, "WS_OPEN", 8, FLAG_END, b"x")
+    assemble_fragment(partial, "WS_OPEN", 8, FLAG_BEGIN, b"x")
+    with pytest.raises(ProtocolError, match="BEGIN inside a message"):
+        assemble_fragment(partial, "WS_OPEN", 8, FLAG_BEGIN, b"y")
+    with pytest.raises(ProtocolError, match="over"):
+        assemble_fragment(partial, "WS_OPEN", 8, 0, bytes(MAX_HEAD))
