@@ -234,6 +234,11 @@ func TestValidateHello(t *testing.T) {
 		{"option name", func(h *Hello) { h.Routes[0].Options["name"] = int64(1) }, ErrManifest, "option name is int64, want string"},
 		{"option timeout", func(h *Hello) { h.Routes[0].Options["timeout_ms"] = "5" }, ErrManifest, "option timeout_ms is string"},
 		{"option roles", func(h *Hello) { h.Routes[0].Options["roles"] = []any{"a", int64(1)} }, ErrManifest, "option roles[1] is int64"},
+		{"option scopes", func(h *Hello) { h.Routes[0].Options["scopes"] = "read" }, ErrManifest, "option scopes is string, want array of strings"},
+		{"option auth", func(h *Hello) { h.Routes[0].Options["auth"] = "yes" }, ErrManifest, "option auth is string, want bool"},
+		{"option rate_limit", func(h *Hello) { h.Routes[0].Options["rate_limit"] = int64(5) }, ErrManifest, "option rate_limit is int64, want string"},
+		{"option cors true", func(h *Hello) { h.Routes[0].Options["cors"] = true }, ErrManifest, "option cors is true, want false or a map"},
+		{"option security_headers", func(h *Hello) { h.Routes[0].Options["security_headers"] = []any{} }, ErrManifest, "option security_headers is []interface {}, want false or a map"},
 		{"too many", func(h *Hello) { h.Routes = make([]Route, MaxRoutes+1) }, ErrManifest, "workerproto: manifest: 4097 routes, at most 4096 allowed"},
 	}
 	for _, c := range cases {

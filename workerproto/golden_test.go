@@ -105,6 +105,17 @@ func goldenVectors() []goldenVector {
 				Fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 			},
 		}},
+		{file: "req_head_auth.hex", comment: "REQ_HEAD payload (frame type 16) with its 14th element, a verified bearer token (no client certificate: the 13th is nil)", req: &RequestHead{
+			Method: "GET", Path: "/admin/reports", Query: "year=2026", Headers: []Header{{Name: []byte("host"), Value: []byte("api.example.com")}},
+			Route: "/admin/reports", HTTPVersion: "1.1", Scheme: "https", Client: "192.0.2.10:50211",
+			RequestID: "01J9Z6T8K5", Body: 0, TimeoutMS: 30000,
+			Auth: &Auth{
+				Subject: "alice",
+				Claims:  []byte(`{"sub":"alice","iss":"https://id.example.com","exp":1893456000,"roles":["admin"],"scope":"reports:read reports:write"}`),
+				Roles:   []string{"admin"},
+				Scopes:  []string{"reports:read", "reports:write"},
+			},
+		}},
 		{file: "early_hints.hex", comment: "EARLY_HINTS payload (frame type 35): two Link fields", hints: &EarlyHints{
 			Headers: []Header{
 				{Name: []byte("link"), Value: []byte("</style.css>; rel=preload; as=style")},

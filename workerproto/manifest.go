@@ -121,30 +121,55 @@ func checkOptions(o map[string]any) string {
 			return fmt.Sprintf("option timeout_ms is %T, want integer", v)
 		}
 	}
-	for _, k := range [...]string{"resumable", "index"} {
+	for _, k := range [...]string{"resumable", "index", "auth", "compress"} {
 		if v, ok := o[k]; ok {
 			if _, ok := v.(bool); !ok {
 				return fmt.Sprintf("option %s is %T, want bool", k, v)
 			}
 		}
 	}
-	if v, ok := o["dir"]; ok {
-		if _, ok := v.(string); !ok {
-			return fmt.Sprintf("option dir is %T, want string", v)
+	for _, k := range [...]string{"dir", "rate_limit", "rate_limit_key"} {
+		if v, ok := o[k]; ok {
+			if _, ok := v.(string); !ok {
+				return fmt.Sprintf("option %s is %T, want string", k, v)
+			}
 		}
 	}
-	if v, ok := o["roles"]; ok {
-		switch rs := v.(type) {
-		case []string:
-		case []any:
-			for j, x := range rs {
-				if _, ok := x.(string); !ok {
-					return fmt.Sprintf("option roles[%d] is %T, want string", j, x)
-				}
+	for _, k := range [...]string{"roles", "scopes"} {
+		if v, ok := o[k]; ok {
+			if p := checkStrings(k, v); p != "" {
+				return p
+			}
+		}
+	}
+	// cors and security_headers: false, or a map (PROTOCOL.md 1.3); the
+	// gateway checks the map's keys when it registers the route.
+	for _, k := range [...]string{"cors", "security_headers"} {
+		switch v := o[k].(type) {
+		case nil, map[string]any:
+		case bool:
+			if v {
+				return fmt.Sprintf("option %s is true, want false or a map", k)
 			}
 		default:
-			return fmt.Sprintf("option roles is %T, want array of strings", v)
+			return fmt.Sprintf("option %s is %T, want false or a map", k, v)
 		}
+	}
+	return ""
+}
+
+// checkStrings checks that v, option k, is an array of strings.
+func checkStrings(k string, v any) string {
+	switch rs := v.(type) {
+	case []string:
+	case []any:
+		for j, x := range rs {
+			if _, ok := x.(string); !ok {
+				return fmt.Sprintf("option %s[%d] is %T, want string", k, j, x)
+			}
+		}
+	default:
+		return fmt.Sprintf("option %s is %T, want array of strings", k, v)
 	}
 	return ""
 }
@@ -166,8 +191,14 @@ func (r *Route) TimeoutMS() int64 {
 }
 
 // Roles returns the route's "roles" option, or nil.
-func (r *Route) Roles() []string {
-	switch rs := r.Options["roles"].(type) {
+func (r *Route) Roles() []string { return r.Strings("roles") }
+
+// Scopes returns the route's "scopes" option, or nil.
+func (r *Route) Scopes() []string { return r.Strings("scopes") }
+
+// Strings returns the route's option k, an array of strings, or nil.
+func (r *Route) Strings(k string) []string {
+	switch rs := r.Options[k].(type) {
 	case []string:
 		return rs
 	case []any:

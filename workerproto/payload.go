@@ -14,8 +14,9 @@ const (
 	MaxHeaderValueLen   = 64 << 10
 	minResponseStatus   = 200 // 1xx are not sent by workers (PROTOCOL.md 3.2)
 	maxStatus           = 599
-	requestHeadElements = 12 // 13 with client_cert
+	requestHeadElements = 12 // 13 with client_cert, 14 with auth
 	clientCertElements  = 3
+	authElements        = 4
 )
 
 // Header is one HTTP field: a lower-case name and the value's raw bytes.
@@ -47,6 +48,19 @@ type RequestHead struct {
 	// ClientCert is the connection's verified TLS client certificate (mTLS), or
 	// nil: then the payload has 12 elements, else 13.
 	ClientCert *ClientCert
+	// Auth is the identity the gateway verified from the request's bearer
+	// token, or nil: with it the payload has 14 elements, the 13th being
+	// ClientCert or nil.
+	Auth *Auth
+}
+
+// Auth is a request's verified bearer token as the worker gets it: REQ_HEAD's
+// optional 14th element (PROTOCOL.md 3.1). The worker never re-verifies it.
+type Auth struct {
+	Subject string   // the token's sub claim, "" when it has none
+	Claims  []byte   // the token's claims set, the JSON object the gateway verified
+	Roles   []string // from the roles claim (auth_roles_claim)
+	Scopes  []string // from the scopes claim (auth_scopes_claim)
 }
 
 // ClientCert is a verified TLS client certificate as the worker gets it: the
@@ -75,16 +89,19 @@ var tokenLower = func() (t [256]byte) {
 }()
 
 // Append appends h's MessagePack encoding (a 12-element array, 13 with a
-// ClientCert) to b. It does not allocate when b has room. Header names are written lower-cased; a header name that
+// ClientCert, 14 with Auth) to b. It does not allocate when b has room. Header names are written lower-cased; a header name that
 // is empty or not an HTTP token, or a str field that is not valid UTF-8, is an error
 // (wrapping ErrBadValue), so that the gateway answers the client 400 rather than send
 // the worker a payload it must refuse.
 func (h *RequestHead) Append(b []byte) ([]byte, error) {
 	start := len(b)
-	if h.ClientCert == nil {
-		b = append(b, 0x9c) // fixarray of 12
-	} else {
+	switch {
+	case h.Auth != nil:
+		b = append(b, 0x9e) // fixarray of 14
+	case h.ClientCert != nil:
 		b = append(b, 0x9d) // fixarray of 13
+	default:
+		b = append(b, 0x9c) // fixarray of 12
 	}
 	b = appendStr(b, h.Method)
 	b = appendStr(b, h.Path)
@@ -127,6 +144,21 @@ func (h *RequestHead) Append(b []byte) ([]byte, error) {
 			b = appendStr(b, s)
 		}
 		b = appendStr(b, cc.Fingerprint)
+	} else if h.Auth != nil {
+		b = append(b, 0xc0) // nil: no client certificate
+	}
+	if a := h.Auth; a != nil {
+		b = append(b, 0x94)
+		b = appendStr(b, a.Subject)
+		b = appendBin(b, a.Claims)
+		b = appendArrayLen(b, len(a.Roles))
+		for _, s := range a.Roles {
+			b = appendStr(b, s)
+		}
+		b = appendArrayLen(b, len(a.Scopes))
+		for _, s := range a.Scopes {
+			b = appendStr(b, s)
+		}
 	}
 	if !h.validUTF8() {
 		return b[:start], &FieldError{Where: "req_head", Field: "str", Err: ErrBadValue, Detail: "a str field is not valid UTF-8"}
@@ -147,6 +179,15 @@ func (h *RequestHead) validUTF8() bool {
 			ok = utf8.ValidString(cc.SANs[i])
 		}
 	}
+	if a := h.Auth; ok && a != nil {
+		ok = utf8.ValidString(a.Subject)
+		for i := 0; ok && i < len(a.Roles); i++ {
+			ok = utf8.ValidString(a.Roles[i])
+		}
+		for i := 0; ok && i < len(a.Scopes); i++ {
+			ok = utf8.ValidString(a.Scopes[i])
+		}
+	}
 	return ok
 }
 
@@ -165,6 +206,17 @@ func (h *RequestHead) Len() int {
 	if cc := h.ClientCert; cc != nil {
 		n += 1 + strSize(len(cc.Subject)) + arraySize(len(cc.SANs)) + strSize(len(cc.Fingerprint))
 		for _, s := range cc.SANs {
+			n += strSize(len(s))
+		}
+	} else if h.Auth != nil {
+		n++ // nil
+	}
+	if a := h.Auth; a != nil {
+		n += 1 + strSize(len(a.Subject)) + binSize(len(a.Claims)) + arraySize(len(a.Roles)) + arraySize(len(a.Scopes))
+		for _, s := range a.Roles {
+			n += strSize(len(s))
+		}
+		for _, s := range a.Scopes {
 			n += strSize(len(s))
 		}
 	}
@@ -217,10 +269,10 @@ func DecodeRequestHead(b []byte) (RequestHead, error) {
 	if err != nil {
 		return h, wrapField(where, "array", err)
 	}
-	if n != requestHeadElements && n != requestHeadElements+1 {
-		return h, fieldErr(where, "array", ErrBadValue, "want 12 or 13 elements, got %d", n)
+	if n < requestHeadElements || n > requestHeadElements+2 {
+		return h, fieldErr(where, "array", ErrBadValue, "want 12, 13 or 14 elements, got %d", n)
 	}
-	withCert := n == requestHeadElements+1
+	withCert, withAuth := n >= requestHeadElements+1, n == requestHeadElements+2
 	strs := [...]struct {
 		name string
 		dst  *string
@@ -305,8 +357,16 @@ func DecodeRequestHead(b []byte) (RequestHead, error) {
 	if h.TimeoutMS < 0 {
 		return h, fieldErr(where, "timeout_ms", ErrBadValue, "negative (%d)", h.TimeoutMS)
 	}
-	if withCert {
+	switch {
+	case withAuth && r.off < len(b) && b[r.off] == 0xc0: // nil: no client certificate
+		r.off++
+	case withCert:
 		if h.ClientCert, err = decodeClientCert(&r); err != nil {
+			return h, err
+		}
+	}
+	if withAuth {
+		if h.Auth, err = decodeAuth(&r); err != nil {
 			return h, err
 		}
 	}
@@ -648,4 +708,45 @@ func DecodeWindowPayload(b []byte) (WindowPayload, error) {
 		return WindowPayload{}, ErrTrailingBytes
 	}
 	return WindowPayload{Grant: g}, nil
+}
+
+// decodeAuth decodes REQ_HEAD's auth element: [subject str, claims bin, roles
+// array of str, scopes array of str]. Errors name the element.
+func decodeAuth(r *mpReader) (*Auth, error) {
+	const where, field = "req_head", "auth"
+	n, err := r.arrayLen()
+	if err != nil {
+		return nil, wrapField(where, field, err)
+	}
+	if n != authElements {
+		return nil, fieldErr(where, field, ErrBadValue, "want 4 elements, got %d", n)
+	}
+	a := new(Auth)
+	v, err := r.str()
+	if err != nil {
+		return nil, wrapField(where, field+".subject", err)
+	}
+	a.Subject = string(v)
+	if v, err = r.bin(); err != nil {
+		return nil, wrapField(where, field+".claims", err)
+	}
+	a.Claims = append([]byte(nil), v...)
+	for _, l := range [...]struct {
+		name string
+		dst  *[]string
+	}{{"roles", &a.Roles}, {"scopes", &a.Scopes}} {
+		if n, err = r.arrayLen(); err != nil { // bounded by the bytes left
+			return nil, wrapField(where, field+"."+l.name, err)
+		}
+		if n > 0 {
+			*l.dst = make([]string, n)
+		}
+		for i := range *l.dst {
+			if v, err = r.str(); err != nil {
+				return nil, wrapField(where, field+"."+l.name, err)
+			}
+			(*l.dst)[i] = string(v)
+		}
+	}
+	return a, nil
 }

@@ -372,11 +372,47 @@ func TestRequestHeadDecodeErrors(t *testing.T) {
 			t.Errorf("element %d = %v: got %v, want %q", c.i, c.v, err, c.text)
 		}
 	}
-	if _, err := DecodeRequestHead(respBytes(t, base()[:11]...)); err == nil || !strings.Contains(err.Error(), "want 12 or 13 elements, got 11") {
+	if _, err := DecodeRequestHead(respBytes(t, base()[:11]...)); err == nil || !strings.Contains(err.Error(), "want 12, 13 or 14 elements, got 11") {
 		t.Error(err)
 	}
-	if _, err := DecodeRequestHead(respBytes(t, append(base(), []any{"s", []any{}, "f"}, 1)...)); err == nil || !strings.Contains(err.Error(), "want 12 or 13 elements, got 14") {
+	if _, err := DecodeRequestHead(respBytes(t, append(base(), nil, []any{"s", []byte("{}"), []any{}, []any{}}, 1)...)); err == nil || !strings.Contains(err.Error(), "want 12, 13 or 14 elements, got 15") {
 		t.Error(err)
+	}
+	// A 14th element must be the 4-element auth array; the 13th may then be nil.
+	for _, c := range []struct {
+		cert, auth any
+		text       string
+	}{
+		{nil, 1, `"auth": want array, got int`},
+		{nil, []any{"s", []byte("{}"), []any{}}, "want 4 elements, got 3"},
+		{nil, []any{"s", "{}", []any{}, []any{}}, `"auth.claims": want bin, got str`},
+		{nil, []any{"s", []byte("{}"), []any{1}, []any{}}, `"auth.roles": want str, got int`},
+		{nil, []any{"s", []byte("{}"), []any{}, "read"}, `"auth.scopes": want array, got str`},
+		{1, []any{"s", []byte("{}"), []any{}, []any{}}, `"client_cert": want array, got int`},
+	} {
+		if _, err := DecodeRequestHead(respBytes(t, append(base(), c.cert, c.auth)...)); err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("cert %v auth %v: got %v, want %q", c.cert, c.auth, err, c.text)
+		}
+	}
+}
+
+func TestRequestHeadAuth(t *testing.T) {
+	a := &Auth{Subject: "alice", Claims: []byte(`{"sub":"alice"}`), Roles: []string{"admin"}, Scopes: []string{"a", "b"}}
+	for _, cc := range []*ClientCert{nil, {Subject: "CN=a", Fingerprint: "00"}} {
+		h := RequestHead{Method: "GET", Path: "/", Route: "/", HTTPVersion: "1.1", Scheme: "http", Auth: a, ClientCert: cc}
+		b, err := h.Append(nil)
+		if err != nil || b[0] != 0x9e || len(b) != h.Len() {
+			t.Fatalf("14 elements: %x %v (len %d)", b, err, h.Len())
+		}
+		got, err := DecodeRequestHead(b)
+		if err != nil || !reflect.DeepEqual(got.Auth, a) || !reflect.DeepEqual(got.ClientCert, cc) {
+			t.Fatalf("round trip: %+v %+v %v", got.Auth, got.ClientCert, err)
+		}
+	}
+	h := RequestHead{Method: "GET", Path: "/", Auth: &Auth{Subject: "\xff"}}
+	h.Auth.Subject = string([]byte{0xff})
+	if _, err := h.Append(nil); err == nil {
+		t.Fatal("a subject that is not UTF-8 was encoded")
 	}
 }
 

@@ -32,6 +32,9 @@ type Route struct {
 	// directory's index.html answers for it.
 	Dir   string
 	Index bool
+	// Policy is what Config.CompileRoute made of the route's options (the
+	// gateway's middleware chain reads it); nil without one.
+	Policy any
 
 	app *app
 }

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+	"github.com/covetpy/covetpy/workerproto"
 	"time"
 
 	"github.com/covetpy/covetpy/ops/metrics"
@@ -43,6 +44,12 @@ type Config struct {
 	// requests, queue depth, workers by state and ring occupancy from at scrape
 	// time. nil records nothing.
 	Metrics *metrics.Metrics
+	// CompileRoute, when set, is called for each route of a manifest as it
+	// is registered, and what it returns becomes the Route's Policy: the
+	// gateway's middleware chain compiles the route's security options
+	// (PROTOCOL.md 1.3) there, once. An error refuses the manifest (error
+	// code manifest, naming the route). It must not block.
+	CompileRoute func(app string, r *workerproto.Route) (any, error) `config:"-"`
 }
 
 // WithDefaults returns c with every zero field set to its default.

@@ -167,10 +167,19 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 		if !ok {
 			continue // gRPC routes are served by a later front end
 		}
-		routes = append(routes, router.Route[*Route]{Method: r.Method, Pattern: r.Path, Value: &Route{
+		rt := &Route{
 			App: h.App, Pattern: r.Path, Timeout: time.Duration(r.TimeoutMS()) * time.Millisecond,
 			Kind: kind, Resumable: r.Resumable(), Dir: r.Dir(), Index: r.Index(), app: a,
-		}})
+		}
+		if d.cfg.CompileRoute != nil {
+			p, err := d.cfg.CompileRoute(h.App, &r)
+			if err != nil {
+				return nil, &workerproto.Error{Code: workerproto.CodeManifest,
+					Message: fmt.Sprintf("route %s %s: %v", r.Method, r.Path, err)}
+			}
+			rt.Policy = p
+		}
+		routes = append(routes, router.Route[*Route]{Method: r.Method, Pattern: r.Path, Value: rt})
 	}
 	err := d.routes.Replace(func(r router.Route[*Route]) bool { return r.Value.App == h.App }, routes...)
 	if err != nil {
@@ -186,7 +195,8 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 func manifestKey(routes []workerproto.Route) string {
 	keys := make([]string, 0, len(routes))
 	for _, r := range routes {
-		keys = append(keys, fmt.Sprintf("%s %s %s %d %t %q %t", r.Method, r.Path, r.Kind, r.TimeoutMS(), r.Resumable(), r.Dir(), r.Index()))
+		// fmt prints a map's keys in sorted order: equal options, equal keys.
+		keys = append(keys, fmt.Sprintf("%s %s %s %v", r.Method, r.Path, r.Kind, r.Options))
 	}
 	slices.Sort(keys)
 	return strings.Join(keys, "\n")

@@ -58,9 +58,10 @@ type Metrics struct {
 	bytesIn       prometheus.Counter
 	bytesOut      prometheus.Counter
 
-	pool   poolCollector
-	limits limitMetrics // limits.go
-	ws     wsMetrics    // ws.go
+	pool     poolCollector
+	limits   limitMetrics    // limits.go
+	ws       wsMetrics       // ws.go
+	security securityMetrics // security.go
 
 	routes cowMap[routeKey, *Route]
 	apps   cowMap[string, *App]
@@ -167,7 +168,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		m.connsOpen, m.connsAccepted, m.tlsFailures, m.bytesIn, m.bytesOut, &m.pool,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	}, append(m.limits.init(), m.ws.init()...)...) {
+	}, append(append(m.limits.init(), m.ws.init()...), m.security.init()...)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -218,6 +218,26 @@ func TestNilSafe(t *testing.T) {
 	m.WorkerRestarted("a", "x")
 	m.WorkerRecycled("a", "x")
 	m.SetPoolSource(nil)
+	m.AuthDecision("deny", "expired")
+	m.JWKSFetch("ok")
+	m.RateLimited("a")
+	m.RateLimitStoreError("open")
+	m.ClientRefused("conns_per_ip")
+	m.CORSPreflight("allowed")
+	m.Compressed("gzip")
+}
+
+func TestSecurityCounters(t *testing.T) {
+	m, reg := newTest(t)
+	m.AuthDecision("deny", "expired")
+	m.AuthDecision("deny", "expired")
+	m.RateLimitStoreError("closed")
+	if c := find(family(t, reg, "covet_auth_decisions_total"), map[string]string{"decision": "deny", "reason": "expired"}); c.GetCounter().GetValue() != 2 {
+		t.Fatal(c)
+	}
+	if c := find(family(t, reg, "covet_rate_limit_store_errors_total"), map[string]string{"mode": "closed"}); c.GetCounter().GetValue() != 1 {
+		t.Fatal(c)
+	}
 }
 
 func get(t *testing.T, h http.Handler, path string, header ...string) *http.Response {
