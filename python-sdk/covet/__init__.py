@@ -6,6 +6,7 @@ from ._exceptions import BodyAborted, HTTPException
 from ._forms import FormData, UploadFile
 from ._head import Auth, ClientCert
 from ._request import Request
+from ._security import CORS
 from ._sse import EventSourceResponse, ServerSentEvent
 from ._websocket import WebSocket, WebSocketDisconnect
 from ._responses import (
@@ -22,6 +23,7 @@ __all__ = [
     "Address",
     "Auth",
     "BodyAborted",
+    "CORS",
     "ClientCert",
     "Covet",
     "EventSourceResponse",
