@@ -327,7 +327,8 @@ def test_auth_constructor() -> None:
 def test_req_head_auth_round_trip(wire: list[Any], cert: ClientCert | None) -> None:
     raw = pk(wire)
     head = p.decode_head(raw)
-    assert _decode(raw) == head  # msgspec's fast path takes it, no fallback    assert head.client_cert == cert
+    assert _decode(raw) == head  # msgspec's fast path takes it, no fallback
+    assert head.client_cert == cert
     assert head.auth == Auth("alice", CLAIMS, ["admin"], ["reports:read", "reports:write"])
     assert type(head.auth) is Auth and type(head.auth.roles) is tuple
     assert p.encode_head(head) == raw
