@@ -156,8 +156,8 @@ func TestLocalLongKeys(t *testing.T) {
 	if !l.Allow(b, lim, t0).Allowed {
 		t.Fatal("two long keys that differ at the end are counted as one")
 	}
-	for _, s := range l.shards {
-		for k := range s.tat {
+	for i := range l.shards {
+		for k := range l.shards[i].tat {
 			if len(k) > maxKeyLen+1 {
 				t.Fatalf("a key of %d bytes held", len(k))
 			}
