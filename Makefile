@@ -8,6 +8,7 @@
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
+#   make bench-security      CPU the gateway's middleware adds: JWT verification, rate limits, the chain
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
 #   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
@@ -53,7 +54,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport autobahn conformance clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security autobahn conformance clean
 
 all: build
 
@@ -211,7 +212,8 @@ fuzz:
 # bench/run.py --list).
 bench: build
 	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; \
-	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; exit $$rc
+	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; \
+	  $(MAKE) --no-print-directory bench-security || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
@@ -230,6 +232,12 @@ bench-static: build
 # bench/ws.py --list).
 bench-ws: build
 	python3 bench/ws.py
+
+# Security in the gateway: the CPU the middleware chain adds per request (JWT
+# verification uncached and cached for HS256, ES256, EdDSA and ML-DSA-44, a local rate
+# limit, the whole chain), Go benchmarks, one run.
+bench-security:
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/auth ./gateway/ratelimit ./gateway/guard
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport
