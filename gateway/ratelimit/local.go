@@ -20,7 +20,7 @@ import (
 // request, with a whole burst: at capacity the limiter forgets before it refuses,
 // so that a flood of new keys cannot lock out the clients already known. Keys longer
 // than maxKeyLen bytes are held as their SHA-256 digest, so that one entry costs at
-// most about maxKeyLen+80 bytes whatever a client sends.
+// most about maxKeyLen+60 bytes whatever a client sends.
 type Local struct {
 	epoch    time.Time // monotonic origin: times are held as nanoseconds since epoch
 	seed     maphash.Seed
