@@ -36,31 +36,40 @@ func (d *Decision) AppendHeaders(hs []workerproto.Header) []workerproto.Header {
 	}
 	// One buffer for the three values; the headers slice into it.
 	b := make([]byte, 0, 96)
-	name := d.Limit.String()
 	b = append(b, '"')
-	b = append(b, name...)
+	b = d.Limit.appendString(b)
+	nameEnd := len(b)
 	b = append(b, `";q=`...)
 	b = strconv.AppendInt(b, d.Limit.N, 10)
 	b = append(b, ";w="...)
 	b = strconv.AppendInt(b, ceilSeconds(d.Limit.Per, 1), 10)
-	hs = append(hs, workerproto.Header{Name: []byte("ratelimit-policy"), Value: b[:len(b):len(b)]})
+	hs = append(hs, workerproto.Header{Name: hdrPolicy, Value: b[:len(b):len(b)]})
 	if !d.Unknown {
 		start := len(b)
-		b = append(b, '"')
-		b = append(b, name...)
+		b = append(b, b[:nameEnd]...) // the quote and the name again
 		b = append(b, `";r=`...)
 		b = strconv.AppendInt(b, max(d.Remaining, 0), 10)
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, ceilSeconds(d.Reset, 0), 10)
-		hs = append(hs, workerproto.Header{Name: []byte("ratelimit"), Value: b[start:len(b):len(b)]})
+		hs = append(hs, workerproto.Header{Name: hdrRateLimit, Value: b[start:len(b):len(b)]})
 	}
 	if !d.Allowed {
 		start := len(b)
 		b = strconv.AppendInt(b, ceilSeconds(d.RetryAfter, 1), 10)
-		hs = append(hs, workerproto.Header{Name: []byte("retry-after"), Value: b[start:len(b):len(b)]})
+		hs = append(hs, workerproto.Header{Name: hdrRetryAfter, Value: b[start:len(b):len(b)]})
 	}
 	return hs
 }
+
+// The field names, shared by every Decision's headers: read-only (their capacity
+// is their length, so an append copies).
+var (
+	hdrPolicy     = fieldName("ratelimit-policy")
+	hdrRateLimit  = fieldName("ratelimit")
+	hdrRetryAfter = fieldName("retry-after")
+)
+
+func fieldName(s string) []byte { b := []byte(s); return b[:len(b):len(b)] }
 
 // ceilSeconds is d in whole seconds, rounded up, at least floor.
 func ceilSeconds(d time.Duration, floor int64) int64 {

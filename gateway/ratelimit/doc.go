@@ -14,4 +14,12 @@
 // A [Decision] carries what the client is told: the RateLimit-Policy and RateLimit
 // fields of draft-ietf-httpapi-ratelimit-headers-10, and Retry-After on refusal
 // ([Decision.AppendHeaders]).
+//
+// With Redis each decision is one Lua script, atomic, on Redis' clock (TIME), the
+// key prefixed [KeyPrefix] and expiring when the limit is wholly restored. A
+// decision Redis cannot make within rate_limit_redis_timeout admits (open) or
+// refuses (closed) and is counted; after a few failures in a row a circuit breaker
+// stops asking Redis for a growing pause (100 ms doubling to 5 s, one probe at a
+// time), so a dead server costs no request a timeout. docs/security-ratelimit.md
+// has the whole story.
 package ratelimit

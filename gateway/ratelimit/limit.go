@@ -44,16 +44,20 @@ var units = [...]struct {
 // String is the canonical spelling of l, which ParseLimit reads back: "5/minute",
 // "100/second", "none" for the zero Limit; a Per that is not one of the units is
 // written as a Go duration ("3/10s").
-func (l Limit) String() string {
+func (l Limit) String() string { return string(l.appendString(nil)) }
+
+func (l Limit) appendString(b []byte) []byte {
 	if l.IsZero() {
-		return "none"
+		return append(b, "none"...)
 	}
+	b = strconv.AppendInt(b, l.N, 10)
+	b = append(b, '/')
 	for _, u := range units {
 		if l.Per == u.d {
-			return strconv.FormatInt(l.N, 10) + "/" + u.long
+			return append(b, u.long...)
 		}
 	}
-	return strconv.FormatInt(l.N, 10) + "/" + l.Per.String()
+	return append(b, l.Per.String()...)
 }
 
 // ParseLimit reads a rate limit: "N/unit" with N a positive integer and unit one

@@ -1,6 +1,8 @@
 package ratelimit
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -89,4 +91,51 @@ func TestParseKey(t *testing.T) {
 			t.Errorf("ParseKey(%q) error = %v, want %s", in, err, want)
 		}
 	}
+}
+
+// FuzzParseLimit: rate_limit comes from a worker's manifest. Whatever it is,
+// ParseLimit does not panic, and what it accepts prints back to itself.
+func FuzzParseLimit(f *testing.F) {
+	for _, s := range []string{"5/minute", "100/s", "none", "0/m", "5/fortnight", "1000000/second", "1000001/s",
+		"99999999999999999999/d", "/", "5//m", "-1/s", "1e3/s", "５/m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseLimit(s)
+		if err != nil {
+			if !l.IsZero() {
+				t.Fatalf("ParseLimit(%q) failed but returned %v", s, l)
+			}
+			if !strings.HasPrefix(err.Error(), strconv.Quote(s)+": ") {
+				t.Fatalf("ParseLimit(%q) error does not quote it first: %v", s, err)
+			}
+			return
+		}
+		back, err := ParseLimit(l.String())
+		if err != nil || back != l {
+			t.Fatalf("ParseLimit(%q) = %v; its String %q reads back as %v, %v", s, l, l.String(), back, err)
+		}
+		if !l.IsZero() && (l.N < 1 || l.interval() < int64(time.Microsecond)) {
+			t.Fatalf("ParseLimit(%q) = %v: outside 1 per day .. %d per second", s, l, MaxRate)
+		}
+	})
+}
+
+// FuzzParseKey: rate_limit_key comes from a worker's manifest too.
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{"ip", "subject", "header:X-API-Key", "header:", "header:a b", "header:ü", "cookie"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseKey(s)
+		if err != nil {
+			return
+		}
+		if k.Kind == KeyHeader && (k.Header == "" || k.Header != strings.ToLower(k.Header)) {
+			t.Fatalf("ParseKey(%q) = %+v: header name empty or not lower-case", s, k)
+		}
+		if back, err := ParseKey(k.String()); err != nil || back != k {
+			t.Fatalf("ParseKey(%q) = %+v; its String %q reads back as %+v, %v", s, k, k.String(), back, err)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"crypto/sha256"
 	"hash/maphash"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +20,7 @@ import (
 // request, with a whole burst: at capacity the limiter forgets before it refuses,
 // so that a flood of new keys cannot lock out the clients already known. Keys longer
 // than maxKeyLen bytes are held as their SHA-256 digest, so that one entry costs at
-// most about maxKeyLen+80 bytes whatever a client sends.
+// most about maxKeyLen+60 bytes whatever a client sends.
 type Local struct {
 	epoch    time.Time // monotonic origin: times are held as nanoseconds since epoch
 	seed     maphash.Seed
@@ -35,7 +36,10 @@ type localShard struct {
 	tat map[string]int64
 	// inserts since the shard was last swept, owned under mu.
 	inserts int
-	_       [40]byte // a cache line each
+	// soonest is at most the earliest tat held (ns since epoch): before it a sweep
+	// would find nothing. Owned under mu.
+	soonest int64
+	_       [32]byte // a cache line each
 }
 
 const (
@@ -58,6 +62,7 @@ func NewLocal(maxKeys int) *Local {
 		mask: uint64(n - 1), perShard: maxKeys / n}
 	for i := range l.shards {
 		l.shards[i].tat = make(map[string]int64)
+		l.shards[i].soonest = math.MinInt64
 	}
 	return l
 }
@@ -101,13 +106,16 @@ func (l *Local) insert(s *localShard, key string, tat, now int64) {
 		// A sweep walks the whole shard; after one, the next waits until an
 		// eighth of the shard has been inserted again, so a shard full of live
 		// keys costs O(1) per insert, not a walk each.
-		if s.inserts >= l.perShard/8 {
+		if s.inserts >= l.perShard/8 && now >= s.soonest {
+			soonest := tat
 			for k, v := range s.tat {
 				if v <= now {
 					delete(s.tat, k)
+				} else {
+					soonest = min(soonest, v)
 				}
 			}
-			s.inserts = 0
+			s.inserts, s.soonest = 0, soonest
 		}
 		if len(s.tat) >= l.perShard {
 			victim, first, i := "", int64(0), 0
@@ -124,6 +132,7 @@ func (l *Local) insert(s *localShard, key string, tat, now int64) {
 	}
 	s.tat[strings.Clone(key)] = tat // the caller's string may borrow a buffer
 	s.inserts++
+	s.soonest = min(s.soonest, tat)
 }
 
 // Len is the number of keys held.

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/covetpy/covetpy/workerproto"
 )
 
 // t0 is an injected clock's start: a wall time without a monotonic reading.
@@ -245,5 +247,47 @@ func BenchmarkLocalAllowNow(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		l.Allow("app|POST /login|198.51.100.7", lim, time.Now())
+	}
+}
+
+// TestLocalAllowNoAllocs: deciding for a key already held allocates nothing.
+func TestLocalAllowNoAllocs(t *testing.T) {
+	l := NewLocal(0)
+	lim := Limit{1_000_000, time.Second}
+	key := "app|GET /items/{id}|203.0.113.9"
+	now := time.Now()
+	l.Allow(key, lim, now)
+	if n := testing.AllocsPerRun(1000, func() { l.Allow(key, lim, now) }); n != 0 {
+		t.Fatalf("Local.Allow allocates %v times per call", n)
+	}
+	d := l.Allow(key, lim, now)
+	if n := testing.AllocsPerRun(1000, func() { d.AppendHeaders(make([]workerproto.Header, 0, 4)) }); n > 2 {
+		t.Fatalf("AppendHeaders allocates %v times per call, want at most 2 (the slice, the values)", n)
+	}
+}
+
+// BenchmarkLocalAllowChurn: every request a key the limiter has not seen, the table
+// full (16384 keys held, 131072 cycled through): the sweep and eviction path.
+func BenchmarkLocalAllowChurn(b *testing.B) {
+	l := NewLocal(1 << 14)
+	lim := Limit{10, time.Minute}
+	keys := make([]string, 1<<17)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("app|POST /login|10.%d.%d.%d", i>>16, (i>>8)&255, i&255)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.Allow(keys[i&(1<<17-1)], lim, now)
+	}
+}
+
+func BenchmarkAppendHeaders(b *testing.B) {
+	d := Decision{Allowed: false, Limit: Limit{5, time.Minute}, Reset: time.Minute, RetryAfter: 12 * time.Second}
+	hs := make([]workerproto.Header, 0, 8)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		hs = d.AppendHeaders(hs[:0])
 	}
 }
