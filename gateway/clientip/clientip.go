@@ -114,8 +114,8 @@ func (r *Resolver) Trusts(ip netip.Addr) bool {
 }
 
 // Client returns the client address of a request that came from peer (the
-// socket's "ip:port", "[ip6]:port" for IPv6) with headers (lower-case
-// names), as the package doc says: peer itself unless peer is a trusted
+// socket's "ip:port", "[ip6]:port" for IPv6) with headers (names in any
+// case), as the package doc says: peer itself unless peer is a trusted
 // proxy and a Forwarded or X-Forwarded-For header names another. It
 // allocates nothing when it returns peer because peer is not trusted.
 func (r *Resolver) Client(peer string, headers []workerproto.Header) string {
@@ -162,18 +162,18 @@ type hop struct {
 func forwardedHops(headers []workerproto.Header, hops []hop) (_ []hop, ok bool) {
 	fwd := false
 	for _, h := range headers {
-		if string(h.Name) == "forwarded" {
+		if fieldIs(h.Name, "forwarded") {
 			fwd = true
 			break
 		}
 	}
 	for _, h := range headers {
 		switch {
-		case fwd && string(h.Name) == "forwarded":
+		case fwd && fieldIs(h.Name, "forwarded"):
 			if hops, ok = appendForwarded(hops, h.Value); !ok {
 				return nil, false
 			}
-		case !fwd && string(h.Name) == "x-forwarded-for":
+		case !fwd && fieldIs(h.Name, "x-forwarded-for"):
 			if hops, ok = appendXFF(hops, h.Value); !ok {
 				return nil, false
 			}
@@ -393,4 +393,23 @@ func isTchar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// fieldIs reports whether the field name b is lower, a lower-case name,
+// ignoring case: HTTP/1.1 names come as the client spelled them, HTTP/2's
+// in Go's canonical form. It allocates nothing.
+func fieldIs(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
