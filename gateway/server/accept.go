@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -142,10 +143,15 @@ var errProxyTooSlow = errors.New("no PROXY header within read_header_timeout")
 // connection that does not start with a valid header is closed unanswered
 // (covet_proxy_protocol_refusals_total). nc counts in s.pending.
 func (s *Server) serveProxied(nc engine.Conn) {
+	// Close ends the wait at once, as it ends TLS handshakes.
+	stop := context.AfterFunc(s.baseCtx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
 	h, first, err := readProxyHeader(nc, time.Now().Add(s.cfg.ReadHeaderTimeout))
+	closing := !stop()
 	if err != nil {
 		reason := "invalid"
 		switch {
+		case closing:
+			reason = "closed"
 		case errors.Is(err, errProxyTooSlow):
 			reason = "timeout"
 		case !errors.Is(err, proxyproto.ErrInvalid):
@@ -163,7 +169,7 @@ func (s *Server) serveProxied(nc engine.Conn) {
 		o.remote = net.TCPAddrFromAddrPort(src)
 		ip = src.Addr()
 	}
-	if !s.admitIP(&o, ip) {
+	if closing || !s.admitIP(&o, ip) {
 		s.dropPending(nc)
 		return
 	}

@@ -180,6 +180,18 @@ func TestProxyProtocolRefuses(t *testing.T) {
 	}
 }
 
+// Close does not wait for a PROXY header still to come (read_header_timeout,
+// 10s by default, is longer than waitFor's 5s).
+func TestProxyProtocolCloseEndsTheWait(t *testing.T) {
+	ts := startServer(t, Config{ProxyProtocol: true}, clientBackend(t))
+	rc := ts.dial(t)
+	rc.send("PROXY TCP4 ")
+	waitFor(t, "the connection to be pending", func() bool { return ts.srv.numConns() == 1 })
+	ts.srv.Close()
+	waitFor(t, "the pending connection to close", func() bool { return ts.srv.numConns() == 0 })
+	rc.expectEOF()
+}
+
 // proxyClient is an HTTP client (proto "1.1", "2" or "h2c") whose
 // connections begin with header, dialled from local.
 func proxyClient(t testing.TB, tc *tls.Config, proto, local string, header func() string) *http.Client {

@@ -27,7 +27,7 @@ func (s *securityMetrics) init() []prometheus.Collector {
 	s.clientRefuse = cv("client_refusals_total", "Connections or requests refused by a per-client limit: conns_per_ip (max_conns_per_ip) or request_rate_per_ip (the per-IP request rate).", "reason")
 	s.preflights = cv("cors_preflights_total", "CORS preflight requests the gateway answered, by result: allowed or denied.", "result")
 	s.compressed = cv("compressed_responses_total", "Responses the gateway compressed, by encoding: gzip, br or zstd.", "encoding")
-	s.proxyRefuse = cv("proxy_protocol_refusals_total", "Connections closed because they did not begin with a valid PROXY protocol header (proxy_protocol), by reason: invalid (not a PROXY header), timeout (none within read_header_timeout) or closed (the peer left or the read failed first).", "reason")
+	s.proxyRefuse = cv("proxy_protocol_refusals_total", "Connections closed because they did not begin with a valid PROXY protocol header (proxy_protocol), by reason: invalid (not a PROXY header), timeout (none within read_header_timeout) or closed (the peer left, the read failed or the gateway closed first).", "reason")
 	return []prometheus.Collector{s.auth, s.jwksFetches, s.rateLimited, s.storeErrors, s.clientRefuse, s.preflights, s.compressed, s.proxyRefuse}
 }
 
