@@ -211,7 +211,7 @@ conformance: autobahn
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static ./gateway/ratelimit; do \
+	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static ./gateway/ratelimit ./gateway/proxyproto ./gateway/clientip; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 	    echo "==> fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

@@ -142,6 +142,30 @@ type Config struct {
 	// or unlimited.
 	MaxConnections int `config:"max_connections" help:"most client connections open at once; at the limit the longest-idle keep-alive one is closed for a new one; 0 = 7/8 of the open-file limit"`
 
+	// MaxConnsPerIP is the most connections one client IP address may have
+	// open at once (HTTP/1.1, TLS and h2c alike; HTTP/3 is not counted). A
+	// connection beyond it is closed as soon as it is accepted, unanswered
+	// (a response would cost what the limit saves), and counted in
+	// covet_client_refusals_total{reason="conns_per_ip"}. The address is
+	// the PROXY header's source when ProxyProtocol is on (the balancer's
+	// own for a LOCAL header), else the socket's peer; IPv4-mapped IPv6
+	// addresses count as IPv4, other IPv6 addresses one by one. Default 0:
+	// no limit.
+	MaxConnsPerIP int `config:"max_conns_per_ip" help:"most connections one client IP may have open (the PROXY header's source with proxy_protocol); more are closed at once, unanswered; 0 = no limit"`
+
+	// ProxyProtocol requires every connection Serve accepts to begin with
+	// a PROXY protocol header, version 1 or 2 (gateway/proxyproto), sent by
+	// the load balancer in front; it must arrive within ReadHeaderTimeout,
+	// before the TLS handshake or the first HTTP byte. Its source address
+	// becomes the connection's client (REQ_HEAD's client, the access log,
+	// MaxConnsPerIP); a LOCAL header (a balancer's health check), or one
+	// naming no IP source (UNKNOWN, UNSPEC, UNIX), keeps the socket's peer.
+	// A connection without a valid header is closed unanswered and counted
+	// in covet_proxy_protocol_refusals_total. Anyone who can reach the port
+	// can claim any address this way: only the balancer may. Off by
+	// default. HTTP/3 (UDP) is not affected.
+	ProxyProtocol bool `config:"proxy_protocol" help:"every connection must begin with a PROXY protocol v1/v2 header (from the load balancer) giving the client's address; others are closed"`
+
 	// MaxPipelined is how many requests (and 100-continue answers) a
 	// connection parses ahead of the one being answered. When the queue is
 	// full the connection stops reading until a response is done.
@@ -251,6 +275,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 0 {
 		return fmt.Errorf("%w: MaxConnections %d is negative", ErrInvalidConfig, c.MaxConnections)
+	}
+	if c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("%w: MaxConnsPerIP %d is negative", ErrInvalidConfig, c.MaxConnsPerIP)
 	}
 	if c.MaxConcurrentStreams < 0 || c.MaxConcurrentStreams > 1<<20 {
 		return fmt.Errorf("%w: MaxConcurrentStreams %d is outside 0..1048576", ErrInvalidConfig, c.MaxConcurrentStreams)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -56,8 +57,12 @@ type conn struct {
 	// its verified client certificate, for the workers; nil for none.
 	tls        *tls.ConnectionState
 	clientCert *workerproto.ClientCert
-	ctx        context.Context // cancelled when the client is gone or the Server closes
-	cancel     context.CancelFunc
+	// ip is the address the connection counts against in Server.perIP
+	// (max_conns_per_ip), released when it closes; not valid when it is
+	// not counted (or is counted by its proxiedConn: TLS).
+	ip     netip.Addr
+	ctx    context.Context // cancelled when the client is gone or the Server closes
+	cancel context.CancelFunc
 
 	// writerDone is closed when the writer stops for good: after a
 	// response that ends the connection, or when it returns with nothing
@@ -248,6 +253,7 @@ func (c *conn) serve() {
 	}
 	c.cancel()
 	c.nc.Close()
+	c.srv.releaseIP(c.ip)
 	c.releaseBuf()
 }
 

@@ -18,6 +18,21 @@
 // metrics. With Config.AltSvc set, HTTP/1.1 and HTTP/2 responses advertise
 // it in Alt-Svc.
 //
+// # Before the first HTTP byte
+//
+// With Config.ProxyProtocol every accepted connection first has its PROXY
+// protocol header read (accept.go, parsed by gateway/proxyproto) on its own
+// goroutine, within ReadHeaderTimeout, before TLS or h2c look at it; bytes
+// read past the header are kept and served first. The header's source
+// becomes the connection's remote address: conn.remote for HTTP/1.1, and
+// RemoteAddr of the proxiedConn that TLS and HTTP/2 run over. A connection
+// without a valid header is closed unanswered. Config.MaxConnsPerIP then
+// counts the connection against its IP (the header's source, else the
+// socket's peer; before MaxConnections, so that a refused one sheds no
+// idle connection): one over the limit is closed at once; the count is
+// released when the conn's reader finishes (HTTP/1.1 on a plain socket) or
+// when its proxiedConn is closed (TLS, HTTP/2, h2c). HTTP/3 is not counted.
+//
 // # Connection model
 //
 // Each connection has a reader goroutine and, while it has work, a writer

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,9 @@ type Server struct {
 	// handshake or h2c preface, or served by h2 or h3. They count towards
 	// MaxConnections and keep Shutdown waiting.
 	pending atomic.Int64
+	// perIP counts the open connections per client IP when MaxConnsPerIP
+	// is on; nil otherwise (accept.go).
+	perIP *perIP
 	// statics: the static mounts and static routes' directories (static.go).
 	statics statics
 
@@ -169,6 +173,9 @@ func (s *Server) init() error {
 		if minBytes == 0 {
 			minBytes = releaseMinBytes
 		}
+		if s.cfg.MaxConnsPerIP > 0 {
+			s.perIP = &perIP{max: s.cfg.MaxConnsPerIP, n: make(map[netip.Addr]int)}
+		}
 		if (s.cfg.HTTP2 && s.TLS != nil) || s.cfg.H2C {
 			s.h2 = s.newH2Front()
 		}
@@ -227,26 +234,26 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		delay = 0
+		var o origin
+		if !s.cfg.ProxyProtocol && !s.admitIP(&o, addrIP(nc.RemoteAddr())) {
+			nc.Close() // max_conns_per_ip: refused before it can shed another
+			continue
+		}
 		if !s.admit() {
 			nc.Close() // every connection is busy: refused (MaxConnections)
+			s.releaseIP(o.ip)
 			continue
 		}
 		s.metrics.ConnAccepted()
-		switch {
-		case s.TLS != nil:
+		if s.cfg.ProxyProtocol {
+			// The PROXY header first, on the connection's own goroutine;
+			// it then counts per IP by the header's source.
 			s.pending.Add(1)
-			go s.serveTLS(engine.Wrap(nc))
-		case s.cfg.H2C:
-			s.pending.Add(1)
-			go s.serveH2C(engine.Wrap(nc))
-		default:
-			c := newConn(s, nc)
-			if !s.trackConn(c, true) {
-				nc.Close()
-				return ErrServerClosed
-			}
-			s.metrics.ConnOpened(metrics.ProtoHTTP1)
-			go c.serve()
+			go s.serveProxied(engine.Wrap(nc))
+			continue
+		}
+		if !s.acceptPlain(nc, o) {
+			return ErrServerClosed
 		}
 	}
 }

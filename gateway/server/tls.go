@@ -140,49 +140,40 @@ func looksLikeHTTP(h [5]byte) bool {
 // h2Preface is what an HTTP/2 client with prior knowledge sends first.
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// serveH2C reads nc's first bytes, within ReadHeaderTimeout, until they are
-// the HTTP/2 preface or cannot be: HTTP/2 then, else HTTP/1.1 with the
-// bytes read so far already buffered.
-func (s *Server) serveH2C(nc engine.Conn) {
+// serveH2C reads nc's first bytes (after o.first, bytes already read), within
+// ReadHeaderTimeout, until they are the HTTP/2 preface or cannot be: HTTP/2
+// then, else HTTP/1.1 with the bytes read so far already buffered.
+func (s *Server) serveH2C(nc engine.Conn, o origin) {
 	var buf [len(h2Preface)]byte
-	n := 0
-	nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
-	for n < len(buf) && string(buf[:n]) == h2Preface[:n] {
-		m, err := nc.Read(buf[n:])
-		n += m
-		if err != nil && n == 0 {
-			s.log.Debug("h2c: no request", "remote", remoteAddr(nc), "err", err)
-			s.dropPending(nc)
-			return
+	got := o.first
+	if len(got) < len(buf) {
+		n := copy(buf[:], got)
+		nc.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+		for n < len(buf) && string(buf[:n]) == h2Preface[:n] {
+			m, err := nc.Read(buf[n:])
+			n += m
+			if err != nil && n == 0 {
+				pc := s.originConn(nc, o)
+				s.log.Debug("h2c: no request", "remote", remoteAddr(pc), "err", err)
+				s.dropPending(pc) // uncounts its IP
+				return
+			}
+			if err != nil {
+				break // HTTP/1.1 reads the error again and answers it
+			}
 		}
-		if err != nil {
-			break // HTTP/1.1 reads the error again and answers it
-		}
+		nc.SetReadDeadline(time.Time{})
+		got = buf[:n]
 	}
-	nc.SetReadDeadline(time.Time{})
-	if n == len(buf) && string(buf[:]) == h2Preface {
-		s.serveH2(&prefixConn{Conn: nc, prefix: buf[:]})
+	if len(got) >= len(h2Preface) && string(got[:len(h2Preface)]) == h2Preface {
+		o.first = got
+		s.serveH2(s.originConn(nc, o))
 		return
 	}
 	c := newConn(s, nc)
-	c.buf = getReadBuf()
-	c.w = copy(c.buf, buf[:n])
+	o.first = got
+	c.adopt(o)
 	s.startConn(c)
-}
-
-// prefixConn replays bytes already read from Conn before reading on.
-type prefixConn struct {
-	engine.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
 }
 
 // startConn serves c, a connection that counted in s.pending, on this
@@ -192,6 +183,7 @@ func (s *Server) startConn(c *conn) {
 	s.pending.Add(-1)
 	if !ok {
 		c.nc.Close()
+		c.srv.releaseIP(c.ip)
 		c.releaseBuf()
 		return
 	}

@@ -13,6 +13,7 @@ type securityMetrics struct {
 	clientRefuse *prometheus.CounterVec // reason
 	preflights   *prometheus.CounterVec // result
 	compressed   *prometheus.CounterVec // encoding
+	proxyRefuse  *prometheus.CounterVec // reason
 }
 
 func (s *securityMetrics) init() []prometheus.Collector {
@@ -26,7 +27,8 @@ func (s *securityMetrics) init() []prometheus.Collector {
 	s.clientRefuse = cv("client_refusals_total", "Connections or requests refused by a per-client limit: conns_per_ip (max_conns_per_ip) or request_rate_per_ip (the per-IP request rate).", "reason")
 	s.preflights = cv("cors_preflights_total", "CORS preflight requests the gateway answered, by result: allowed or denied.", "result")
 	s.compressed = cv("compressed_responses_total", "Responses the gateway compressed, by encoding: gzip, br or zstd.", "encoding")
-	return []prometheus.Collector{s.auth, s.jwksFetches, s.rateLimited, s.storeErrors, s.clientRefuse, s.preflights, s.compressed}
+	s.proxyRefuse = cv("proxy_protocol_refusals_total", "Connections closed because they did not begin with a valid PROXY protocol header (proxy_protocol), by reason: invalid (not a PROXY header), timeout (none within read_header_timeout) or closed (the peer left, the read failed or the gateway closed first).", "reason")
+	return []prometheus.Collector{s.auth, s.jwksFetches, s.rateLimited, s.storeErrors, s.clientRefuse, s.preflights, s.compressed, s.proxyRefuse}
 }
 
 // AuthDecision counts a bearer-token decision: decision "allow" or "deny",
@@ -70,6 +72,15 @@ func (m *Metrics) ClientRefused(reason string) {
 		return
 	}
 	m.security.clientRefuse.WithLabelValues(reason).Inc()
+}
+
+// ProxyProtocolRefused counts a connection closed for want of a valid PROXY
+// protocol header: reason "invalid", "timeout" or "closed".
+func (m *Metrics) ProxyProtocolRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.security.proxyRefuse.WithLabelValues(reason).Inc()
 }
 
 // CORSPreflight counts a preflight answered by the gateway: result "allowed" or
