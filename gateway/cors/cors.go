@@ -480,18 +480,18 @@ func typeName(v any) string {
 }
 
 // IsPreflight reports whether a request is a CORS preflight: OPTIONS with an
-// Origin and an Access-Control-Request-Method field. Header names are lower
-// case. It allocates nothing.
+// Origin and an Access-Control-Request-Method field. Header names are compared
+// without regard to case. It allocates nothing.
 func IsPreflight(method string, headers []workerproto.Header) bool {
 	if method != "OPTIONS" {
 		return false
 	}
 	var o, m bool
 	for i := range headers {
-		switch string(headers[i].Name) {
-		case nameOrigin:
+		switch {
+		case fieldIs(headers[i].Name, nameOrigin):
 			o = true
-		case nameReqMeth:
+		case fieldIs(headers[i].Name, nameReqMeth):
 			m = true
 		}
 	}
@@ -503,7 +503,7 @@ func IsPreflight(method string, headers []workerproto.Header) bool {
 func origin(headers []workerproto.Header) (v []byte, ok bool) {
 	n := 0
 	for i := range headers {
-		if string(headers[i].Name) == nameOrigin {
+		if fieldIs(headers[i].Name, nameOrigin) {
 			v = headers[i].Value
 			n++
 		}
@@ -651,7 +651,7 @@ func (p *Policy) Preflight(headers []workerproto.Header, hs []workerproto.Header
 	var method []byte
 	n := 0
 	for i := range headers {
-		if string(headers[i].Name) == nameReqMeth {
+		if fieldIs(headers[i].Name, nameReqMeth) {
 			method = bytes.TrimSpace(headers[i].Value)
 			n++
 		}
@@ -719,7 +719,7 @@ func (p *Policy) Preflight(headers []workerproto.Header, hs []workerproto.Header
 			// Browsers take "*" literally with credentials: echo the names.
 			hv = nil
 			for i := range headers {
-				if string(headers[i].Name) == nameReqHdrs {
+				if fieldIs(headers[i].Name, nameReqHdrs) {
 					eachItem(headers[i].Value, func(h []byte) bool {
 						hv = appendItem(hv, bytes.ToLower(h))
 						return true
@@ -758,4 +758,23 @@ func appendItem(l, item []byte) []byte {
 		l = append(l, ", "...)
 	}
 	return append(l, item...)
+}
+
+// fieldIs reports whether the field name b is lower, a lower-case name,
+// ignoring case: HTTP/1.1 names come as the client spelled them, HTTP/2's
+// in Go's canonical form. It allocates nothing.
+func fieldIs(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
