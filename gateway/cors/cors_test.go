@@ -529,3 +529,24 @@ func FuzzPolicy(f *testing.F) {
 		}
 	})
 }
+
+// Field names may come in any case (HTTP/1.1 as the client spelled them,
+// HTTP/2 in Go's canonical form): they are matched without regard to case.
+func TestFieldNameCase(t *testing.T) {
+	p := mustNew(t, Config{AllowOrigins: []string{"https://app.example.com"}, AllowMethods: []string{"PUT"}, AllowHeaders: []string{"x-a"}})
+	req := hdrs("Origin", "https://app.example.com", "Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "x-b")
+	if !IsPreflight("OPTIONS", req) {
+		t.Fatal("canonical names: not a preflight")
+	}
+	if out, ok := p.Preflight(req, nil); ok {
+		t.Errorf("canonical Access-Control-Request-Headers ignored: x-b allowed\n%s", fields(out))
+	}
+	req[2].Value = []byte("X-A")
+	if out, ok := p.Preflight(req, nil); !ok {
+		t.Errorf("canonical names refused:\n%s", fields(out))
+	}
+	hs := p.Actual(req, hdrs("Vary", "Origin", "Access-Control-Allow-Origin", "https://w.example"))
+	if got := fields(hs); got != "Vary: Origin\nAccess-Control-Allow-Origin: https://w.example\n" {
+		t.Errorf("worker fields in canonical case: %q", got)
+	}
+}
