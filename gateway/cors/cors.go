@@ -560,7 +560,7 @@ func (w *wildcard) match(o []byte) bool {
 // field (or "*").
 func varies(hs []workerproto.Header, name string) bool {
 	for i := range hs {
-		if string(hs[i].Name) != "vary" {
+		if !fieldIs(hs[i].Name, "vary") {
 			continue
 		}
 		for v := hs[i].Value; len(v) > 0; {
@@ -581,7 +581,7 @@ func varies(hs []workerproto.Header, name string) bool {
 
 func has(hs []workerproto.Header, name []byte) bool {
 	for i := range hs {
-		if bytes.Equal(hs[i].Name, name) {
+		if bytes.EqualFold(hs[i].Name, name) {
 			return true
 		}
 	}
@@ -674,7 +674,7 @@ func (p *Policy) Preflight(headers []workerproto.Header, hs []workerproto.Header
 	// field must be allowed.
 	requested := false
 	for i := range headers {
-		if string(headers[i].Name) != nameReqHdrs {
+		if !fieldIs(headers[i].Name, nameReqHdrs) {
 			continue
 		}
 		ok := eachItem(headers[i].Value, func(h []byte) bool {

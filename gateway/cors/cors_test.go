@@ -481,3 +481,72 @@ func BenchmarkPreflight(b *testing.B) {
 		buf, _ = p.Preflight(req, buf[:0])
 	}
 }
+
+// FuzzPolicy feeds peer-controlled Origin and Access-Control-Request-* values
+// to a policy with exact and wildcard origins: no panic, and an origin is only
+// ever allowed when it is an exact entry or a well-formed subdomain of the
+// wildcard, answered byte for byte.
+func FuzzPolicy(f *testing.F) {
+	p, err := New(Config{AllowOrigins: []string{"https://app.example.com", "https://*.example.com", "http://*.local.test:8080"},
+		AllowMethods: []string{"PUT", "*"}, AllowHeaders: []string{"x-a", "*"}, AllowCredentials: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"https://app.example.com", "https://a.example.com", "https://evil-example.com",
+		"https://example.com.evil.net", "http://a.local.test:8080", "http://a.local.test:80800", "null", "", "https://:"} {
+		f.Add(s, "PUT", "x-a, x-b")
+	}
+	f.Fuzz(func(t *testing.T, origin, method, reqHeaders string) {
+		req := hdrs("origin", origin, "access-control-request-method", method, "access-control-request-headers", reqHeaders)
+		out, ok := p.Preflight(req, nil)
+		got, has := get(out, "access-control-allow-origin")
+		if ok != has {
+			t.Fatalf("allowed=%v but allow-origin present=%v", ok, has)
+		}
+		if v := allowed(p, origin); v != got && ok {
+			t.Fatalf("Actual and Preflight disagree: %q vs %q", v, got)
+		}
+		if !has {
+			return
+		}
+		o := strings.TrimSpace(origin)
+		lo := strings.ToLower(o)
+		switch {
+		case lo == "https://app.example.com":
+			if got != "https://app.example.com" {
+				t.Fatalf("exact answered %q", got)
+			}
+		case strings.HasPrefix(lo, "https://") && strings.HasSuffix(lo, ".example.com"):
+			if got != o || !isLabels([]byte(lo[len("https://"):len(lo)-len(".example.com")])) {
+				t.Fatalf("origin %q answered %q", origin, got)
+			}
+		case strings.HasPrefix(lo, "http://") && strings.HasSuffix(lo, ".local.test:8080"):
+			if got != o || !isLabels([]byte(lo[len("http://"):len(lo)-len(".local.test:8080")])) {
+				t.Fatalf("origin %q answered %q", origin, got)
+			}
+		default:
+			t.Fatalf("origin %q allowed as %q", origin, got)
+		}
+	})
+}
+
+// Field names may come in any case (HTTP/1.1 as the client spelled them,
+// HTTP/2 in Go's canonical form): they are matched without regard to case.
+func TestFieldNameCase(t *testing.T) {
+	p := mustNew(t, Config{AllowOrigins: []string{"https://app.example.com"}, AllowMethods: []string{"PUT"}, AllowHeaders: []string{"x-a"}})
+	req := hdrs("Origin", "https://app.example.com", "Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "x-b")
+	if !IsPreflight("OPTIONS", req) {
+		t.Fatal("canonical names: not a preflight")
+	}
+	if out, ok := p.Preflight(req, nil); ok {
+		t.Errorf("canonical Access-Control-Request-Headers ignored: x-b allowed\n%s", fields(out))
+	}
+	req[2].Value = []byte("X-A")
+	if out, ok := p.Preflight(req, nil); !ok {
+		t.Errorf("canonical names refused:\n%s", fields(out))
+	}
+	hs := p.Actual(req, hdrs("Vary", "Origin", "Access-Control-Allow-Origin", "https://w.example"))
+	if got := fields(hs); got != "Vary: Origin\nAccess-Control-Allow-Origin: https://w.example\n" {
+		t.Errorf("worker fields in canonical case: %q", got)
+	}
+}

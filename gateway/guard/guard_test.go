@@ -300,6 +300,14 @@ func TestCORSPreflightNeverReachesBackend(t *testing.T) {
 	if rec.status != 200 || rec.get("access-control-allow-origin") != "https://app.example.com" {
 		t.Fatalf("actual request: %d %v", rec.status, rec.headers)
 	}
+	// Without an Origin (or with a refused one) no allow fields, but Vary:
+	// origin all the same, so that a cache keeps the answers apart.
+	for _, kv := range [][]string{nil, {"Origin", "https://evil.example.net"}} {
+		rec = do(t, c, "PUT", "/items/7", kv...)
+		if rec.status != 200 || rec.get("access-control-allow-origin") != "" || rec.get("vary") != "origin" {
+			t.Fatalf("request with %q: %d %v", kv, rec.status, rec.headers)
+		}
+	}
 }
 
 func TestCompressionAndHeaders(t *testing.T) {

@@ -32,7 +32,11 @@ var writers = sync.Pool{New: func() any { return new(writer) }}
 // nothing to add to it (the common case costs nothing). extra are fields of
 // the chain's own answer.
 func (c *Chain) wrap(h *workerproto.RequestHead, p *policy, w dispatch.ResponseWriter, rl ratelimit.Decision, extra []workerproto.Header) *writer {
-	origin := p.cors != nil && header(h.Headers, "origin") != nil
+	// Every response of a CORS route goes through cors.Policy.Actual: the
+	// allow fields when the Origin is allowed, and Vary: origin with or
+	// without an Origin, so that a cache never hands one origin's answer
+	// (or a no-Origin one) to another.
+	origin := p.cors != nil
 	var cw *compress.Writer
 	if c.comp != nil && p.compress {
 		if ae := header(h.Headers, "accept-encoding"); ae != nil {

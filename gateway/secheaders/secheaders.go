@@ -166,8 +166,8 @@ func (s *Set) ForRoute(opt any) (*Set, error) {
 	}
 }
 
-// Append appends the set's fields to hs, a response's header fields (lower-case
-// names), skipping any name hs already carries (the worker's own value wins)
+// Append appends the set's fields to hs, a response's header fields, skipping
+// any name hs already carries, in any case (the worker's own value wins),
 // and HSTS unless tls (the response goes out over TLS). It returns the
 // extended slice.
 func (s *Set) Append(hs []workerproto.Header, tls bool) []workerproto.Header {
@@ -190,7 +190,7 @@ func (s *Set) Append(hs []workerproto.Header, tls bool) []workerproto.Header {
 
 func has(hs []workerproto.Header, name []byte) bool {
 	for i := range hs {
-		if bytes.Equal(hs[i].Name, name) {
+		if bytes.EqualFold(hs[i].Name, name) {
 			return true
 		}
 	}

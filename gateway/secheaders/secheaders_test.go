@@ -188,3 +188,10 @@ func BenchmarkAppend(b *testing.B) {
 		buf = s.Append(append(buf[:0], resp...), true)
 	}
 }
+
+func TestWorkerNameCase(t *testing.T) {
+	s := mustNew(t, Config{Enabled: true, HSTS: "off", ReferrerPolicy: "off"})
+	if got := fields(s.Append(hdrs("X-Frame-Options", "SAMEORIGIN"), false)); got != "X-Frame-Options: SAMEORIGIN\nx-content-type-options: nosniff\n" {
+		t.Errorf("got %q", got)
+	}
+}
