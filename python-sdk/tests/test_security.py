@@ -15,7 +15,7 @@ import pytest
 
 from covet import CORS, Auth, ClientCert, Covet, Request, WebSocket
 from covet import _proto as p
-from covet._head import _UNSET, _decode, decode_head
+from covet._head import _decode, decode_head
 from covet.testing import TestClient
 
 REQ = ["GET", "/a", "", ["host", b"x"], "/a", [], "1.1", "http", "1.2.3.4:5", "id", 0, 0]
@@ -273,12 +273,13 @@ def test_auth_claims_are_decoded_lazily_and_cached() -> None:
     head = decode_head(pk([*REQ, None, AUTH]))
     auth = head.auth
     assert auth is not None
-    assert auth._claims is _UNSET  # nothing decoded yet
+    assert "claims" not in auth.__dict__  # nothing decoded yet
     claims = auth.claims
     assert claims == {"sub": "alice", "iss": "https://id.example.com", "roles": ["admin"], "n": 1.5}
     assert auth.claims is claims  # cached
     assert auth.raw_claims == CLAIMS
-    assert auth.subject == "alice"
+    assert "claims" in auth.__dict__
+    assert auth.subject == "alice" and auth.sub == "alice"
     assert auth.roles == ("admin",) and auth.scopes == ("reports:read", "reports:write")
     assert auth.has_role("admin") and not auth.has_role("ops")
     assert auth.has_scope("reports:write") and not auth.has_scope("reports")
@@ -286,7 +287,7 @@ def test_auth_claims_are_decoded_lazily_and_cached() -> None:
 
 def test_auth_without_a_subject_and_bad_claims() -> None:
     auth = decode_head(pk([*REQ, None, ["", b"{}", [], []]])).auth
-    assert auth is not None and auth.subject is None and auth.claims == {}
+    assert auth is not None and auth.subject is None and auth.sub == "" and auth.claims == {}
     assert auth.roles == () and auth.scopes == ()
     for raw, text in [(b"[1]", "must be a JSON object, got list"), (b"{", "not valid JSON")]:
         bad = decode_head(pk([*REQ, None, ["a", raw, [], []]])).auth
