@@ -29,11 +29,25 @@ def test_routes_prints_the_table() -> None:
     r = covet("routes", "worker_app:app")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["METHOD", "PATH", "NAME", "TIMEOUT"]
+    assert lines[0].split() == ["METHOD", "PATH", "NAME", "TIMEOUT", "SECURITY"]
     rows = [line.split() for line in lines[1:]]
-    assert ["GET", "/json", "json", "2.5s"] in rows
-    assert ["GET", "/item/{id:int}", "-", "-"] in rows
-    assert ["POST", "/echo", "-", "-"] in rows
+    assert ["GET", "/json", "json", "2.5s", "-"] in rows
+    assert ["GET", "/item/{id:int}", "-", "-", "-"] in rows
+    assert ["POST", "/echo", "-", "-", "-"] in rows
+
+
+def test_routes_shows_the_security_options(tmp_path: Path) -> None:
+    (tmp_path / "sec_app.py").write_text(
+        "from covet import Covet\n"
+        "app = Covet(security_headers={'x-frame-options': 'DENY'})\n"
+        "@app.get('/admin', auth=True, roles=['admin', 'ops'], rate_limit='5/minute', rate_limit_key='subject',"
+        " cors=False, compress=False)\n"
+        "def admin(req): return 'x'\n"
+    )
+    r = covet("routes", "sec_app:app", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split() == [
+        "GET", "/admin", "-", "-", "auth,roles=admin|ops,rate=5/minute,key=subject,cors=off,headers=set,compress=off"]
 
 
 def test_routes_from_another_directory_via_pythonpath(tmp_path: Path) -> None:
