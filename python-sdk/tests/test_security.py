@@ -117,7 +117,8 @@ def test_each_decorator_takes_the_options() -> None:
 
 def test_rate_limit_forms_and_none() -> None:
     app = Covet()
-    forms = ["1/second", "100/minute", "1000/hour", "10/day", "5/s", "5/m", "5/h", "5/d", "none"]
+    forms = ["1/second", "100/minute", "1000/hour", "10/day", "5/s", "5/m", "5/h", "5/d", "none", "05/minute",
+             "1000000/second", "86400000000/day"]
     for i, form in enumerate(forms):
         app.get(f"/r{i}", rate_limit=form)(lambda req: "x")
     assert [o["rate_limit"] for o in options(app)] == forms
@@ -195,6 +196,8 @@ BAD = [
     ({"rate_limit": "minute"}, ValueError, r"rate_limit 'minute'"),
     ({"rate_limit": "None"}, ValueError, r"rate_limit 'None'"),
     ({"rate_limit": 5}, TypeError, r"rate_limit must be a str"),
+    ({"rate_limit": "1000001/second"}, ValueError, r"rate_limit '1000001/second': at most 1000000 per second"),
+    ({"rate_limit": "-1/second"}, ValueError, r"rate_limit '-1/second'"),
     ({"rate_limit_key": "cookie"}, ValueError, r"rate_limit_key 'cookie': want \"ip\", \"subject\" or \"header:<Name>\""),
     ({"rate_limit_key": "header:"}, ValueError, r"rate_limit_key 'header:': '' is not a header name"),
     ({"rate_limit_key": "header:X Key"}, ValueError, r"'X Key' is not a header name"),
@@ -208,6 +211,9 @@ BAD = [
     ({"cors": {"allow_origins": ["https://a.*.example"]}}, ValueError, r"allow_origins\[0\]"),
     ({"cors": {"allow_origins": ["*"], "allow_credentials": True}}, ValueError, r"allow_credentials cannot go with"),
     ({"cors": {"allow_origins": ["*"], "allow_credentials": "yes"}}, TypeError, r"allow_credentials must be a bool"),
+    ({"cors": {"allow_origins": ["https://a.example"], "allow_credentials": True, "expose_headers": ["*"]}},
+     ValueError, r"allow_credentials cannot go with expose_headers"),
+    ({"cors": {"allow_origins": ["https://a.example", "*"]}}, ValueError, r"allow_origins\[1\] \"\*\": must be the only"),
     ({"cors": {"allow_origins": ["*"], "max_age": -1}}, ValueError, r"max_age must be a whole number"),
     ({"cors": {"allow_origins": ["*"], "max_age": 1.5}}, ValueError, r"max_age must be a whole number"),
     ({"cors": {"allow_origins": ["*"], "allow_methods": ["GET POST"]}}, ValueError, r"allow_methods\[0\] 'GET POST'"),
@@ -255,6 +261,7 @@ def test_validate_routes_checks_the_option_types() -> None:
 
 
 def test_cors_dataclass() -> None:
+    assert CORS(["null"]).to_option() == {"allow_origins": ["null"]}
     c = CORS(["https://a.example:8443", "http://[::1]:8000"], allow_headers=["*"])
     assert c.allow_origins == ("https://a.example:8443", "http://[::1]:8000")  # tuples: hashable, frozen
     assert hash(c) == hash(CORS(("https://a.example:8443", "http://[::1]:8000"), allow_headers=("*",)))
