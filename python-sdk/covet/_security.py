@@ -27,6 +27,11 @@ _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: subdomain); no path, no trailing slash.
 _ORIGIN_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(\*\.)?[A-Za-z0-9.\-\[\]:]+")
 _FIELD_VALUE_BAD: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Fields a security_headers map cannot set (gateway/secheaders): the gateway's framing.
+_FRAMING: Final = frozenset({
+    "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer", "host",
+    "proxy-connection", "content-encoding", "content-range", "content-type",
+})  # fmt: skip
 _CORS_LISTS: Final = ("allow_origins", "allow_methods", "allow_headers", "expose_headers")
 _CORS_KEYS: Final = (*_CORS_LISTS, "allow_credentials", "max_age")
 
@@ -159,6 +164,10 @@ def security_headers_option(value: Any, what: str = "security_headers") -> Any:
         if header_value != header_value.strip(" \t") or _FIELD_VALUE_BAD.search(header_value):
             raise ValueError(f"{what}[{name!r}]: {header_value!r} is not a valid header value")
         key = name.lower()
+        if key in _FRAMING:
+            raise ValueError(f"{what}: {name!r} is a framing field, not a security header")
+        if key == "x-frame-options" and header_value and header_value.upper() not in ("DENY", "SAMEORIGIN"):
+            raise ValueError(f"{what}[{name!r}]: {header_value!r}: want DENY or SAMEORIGIN (or \"\" to remove it)")
         if key in out:
             raise ValueError(f"{what}: header {name!r} given twice")
         out[key] = header_value

@@ -222,6 +222,8 @@ BAD = [
     ({"security_headers": {"x-a": 1}}, TypeError, r"security_headers\['x-a'\] must be a str"),
     ({"security_headers": {"x-a": "a\r\nb: c"}}, ValueError, r"is not a valid header value"),
     ({"security_headers": {"X-A": "1", "x-a": "2"}}, ValueError, r"header 'x-a' given twice"),
+    ({"security_headers": {"Content-Type": "text/html"}}, ValueError, r"'Content-Type' is a framing field"),
+    ({"security_headers": {"X-Frame-Options": "ALLOW-FROM https://a"}}, ValueError, r"want DENY or SAMEORIGIN"),
     ({"compress": "gzip"}, TypeError, r"compress must be a bool or None"),
 ]
 
