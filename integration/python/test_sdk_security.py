@@ -3,6 +3,8 @@ per-subject rate limit, CORS (the app's default and a route's own), security hea
 (the app's map, a route turning them off) and compression per route, in Python; the real
 bin/covet-gateway reads them from the worker's manifest and enforces them; real clients
 (http.client, the websockets library) check what comes back and what the one worker saw.
+A value only the gateway checks refuses the worker's manifest with a message naming the
+route and the option.
 
 Tokens are HS256 JWTs minted here with the standard library (hmac), verified by the
 gateway with a JWKS file holding the shared key; nothing of this suite trusts the SDK's
@@ -18,8 +20,11 @@ import hashlib
 import hmac
 import http.client
 import json
+import shlex
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +32,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 import security_app
-from conftest import Gateway, serving_gateway
+from conftest import GATEWAY, Gateway, _python, need_gateway, serving_gateway
 
 SECRET = b"integration-test-shared-secret-of-32+bytes"
 ISSUER = "https://id.covet.test"
@@ -194,3 +199,21 @@ def test_websocket_auth_and_ws_auth(gw: Gateway) -> None:
 
     asyncio.run(run())
 
+
+
+def test_a_value_only_the_gateway_checks_refuses_the_manifest(tmp_path: Path) -> None:
+    # The SDK checks what it cheaply can; the gateway checks every value when the worker
+    # registers. An HSTS value without max-age passes the SDK and is refused by the
+    # gateway, naming the route and the option; the gateway gives up on the app.
+    need_gateway()
+    (tmp_path / "bad_app.py").write_text(
+        "from covet import Covet\n"
+        "app = Covet('badapp')\n"
+        "@app.get('/hsts', security_headers={'Strict-Transport-Security': 'bogus'})\n"
+        "def hsts(req): return 'x'\n"
+    )
+    argv = [str(GATEWAY), "--listen", "127.0.0.1:0", "--app", "badapp", "--workers", "1",
+            "--worker-cmd", f"{shlex.quote(_python())} -m covet worker bad_app:app", "--worker-dir", str(tmp_path)]  # fmt: skip
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert 'route GET /hsts: security_headers.strict-transport-security: "bogus"' in r.stderr, r.stderr[-2000:]
