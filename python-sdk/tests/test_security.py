@@ -12,6 +12,8 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from covet import CORS, Auth, ClientCert, Covet, Request, WebSocket
 from covet import _proto as p
@@ -433,3 +435,23 @@ def test_testclient_websocket_auth() -> None:
         assert session.receive_text() == "Auth(subject='carol', roles=(), scopes=('chat',))"
     with client.websocket_connect("/ws") as session:
         assert session.receive_text() == "None"
+
+
+_text = st.text(max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    subject=_text, claims=st.binary(max_size=64), roles=st.lists(_text, max_size=4), scopes=st.lists(_text, max_size=4),
+    cert=st.none() | st.tuples(_text, st.lists(_text, max_size=3), _text),
+)  # fmt: skip
+def test_req_head_auth_round_trips(subject: str, claims: bytes, roles: list[str], scopes: list[str],
+                                   cert: tuple[str, list[str], str] | None) -> None:  # fmt: skip
+    wire = [*REQ, None if cert is None else list(cert), [subject, claims, roles, scopes]]
+    raw = pk(wire)
+    head = p.decode_head(raw)
+    assert head == p.RequestHead.from_wire(wire) == _decode(raw)
+    assert head.auth is not None and (head.auth.sub, head.auth.raw_claims) == (subject, claims)
+    assert head.auth.roles == tuple(roles) and head.auth.scopes == tuple(scopes)
+    assert (head.client_cert is None) == (cert is None)
+    assert p.encode_head(head) == raw
