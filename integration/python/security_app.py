@@ -51,7 +51,7 @@ def admin(req: Request) -> dict[str, Any]:
     return {"auth": identity(req.auth)}
 
 
-@app.get("/limited", auth=True, rate_limit="2/minute", rate_limit_key="subject")
+@app.get("/limited", auth=True, rate_limit="2/hour", rate_limit_key="subject")
 def limited(req: Request) -> str:
     hits["limited"] += 1
     return "ok"

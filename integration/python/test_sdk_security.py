@@ -132,8 +132,8 @@ def test_auth_roles_and_scopes_are_enforced_before_the_worker(gw: Gateway) -> No
 
 
 def test_a_per_subject_rate_limit_from_the_decorator(gw: Gateway) -> None:
-    # rate_limit="2/minute" (a burst of 2), rate_limit_key="subject": dave's third
-    # request within the minute is refused, erin still has her own two.
+    # rate_limit="2/hour" (a burst of 2), rate_limit_key="subject": dave's third
+    # request within the half hour is refused, erin still has her own two.
     dave, erin = bearer(mint({"sub": "dave"})), bearer(mint({"sub": "erin"}))
     assert [get(gw, "GET", "/limited", dave)[0] for _ in range(2)] == [200, 200]
     status, msg, _ = get(gw, "GET", "/limited", dave)
