@@ -4,7 +4,8 @@
 
     covet --version                              the SDK's version
     covet worker MODULE:ATTR [--app-name NAME]   serve as one worker of a gateway
-    covet routes MODULE:ATTR                     print the route table
+    covet routes MODULE:ATTR                     print the route table (with each route's
+                                                 security options)
     covet run MODULE:ATTR [--workers N] [--host H] [--port P] [--app-name NAME]
               [--gateway PATH] [--reload] [--admin-listen ADDR] [--access-log]
               [--log-level LEVEL] [--config FILE] [--engine auto|uring|netpoll]
@@ -259,14 +260,34 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_routes(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     rows = []
-    for route in app.router.routes:
+    for route, entry in zip(app.router.routes, app.manifest(), strict=True):
         timeout = "-" if route.timeout_ms is None else f"{route.timeout_ms / 1000:g}s"
-        rows.append((route.method, route.pattern.canonical, route.name or "-", timeout))
-    header = ("METHOD", "PATH", "NAME", "TIMEOUT")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        rows.append((route.method, route.pattern.canonical, route.name or "-", timeout, _security_cell(entry["options"])))
+    header = ("METHOD", "PATH", "NAME", "TIMEOUT", "SECURITY")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     return 0
+
+
+def _security_cell(options: dict[str, Any]) -> str:
+    """A route's security options as ``covet routes`` shows them, e.g.
+    ``auth,roles=admin|ops,rate=5/minute,key=subject,cors=off``; ``-`` for none."""
+    parts: list[str] = []
+    if options.get("auth"):
+        parts.append("auth")
+    for key in ("roles", "scopes"):
+        if options.get(key):
+            parts.append(f"{key}={'|'.join(options[key])}")
+    for key, label in (("rate_limit", "rate"), ("rate_limit_key", "key")):
+        if key in options:
+            parts.append(f"{label}={options[key]}")
+    for key, label in (("cors", "cors"), ("security_headers", "headers")):
+        if key in options:
+            parts.append(f"{label}={'off' if options[key] is False else 'set'}")
+    if "compress" in options:
+        parts.append(f"compress={'on' if options['compress'] else 'off'}")
+    return ",".join(parts) or "-"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ the gateway's side, for tests.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from functools import cached_property
 from typing import Any, NamedTuple, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
@@ -33,7 +34,6 @@ REQ_HEAD_FIELDS = 12
 certificate, 14 with an identity (``auth``), the 13th then nil when there is no
 certificate."""
 
-_UNSET: Any = object()
 
 
 def _check(value: Any, kind: type, index: int, name: str) -> None:
@@ -67,17 +67,26 @@ class ClientCert(NamedTuple):
     fingerprint: str
 
 
-class Auth:
+class _AuthFields(NamedTuple):
+    sub: str
+    raw_claims: bytes
+    roles: tuple[str, ...]
+    scopes: tuple[str, ...]
+
+
+class Auth(_AuthFields):
     """The identity the gateway verified for a request: REQ_HEAD's optional 14th element
     (``auth``), read as ``req.auth`` / ``ws.auth``.
 
     The gateway checked the bearer token (signature, algorithm, ``exp``, ``nbf``,
     ``iss``, ``aud``) and the route's roles and scopes before the request reached the
     worker, which never re-verifies it. ``subject`` is the token's ``sub`` (None when
-    it has none); ``claims`` the token's claims set, a dict decoded from the JSON the
-    gateway verified on first access and cached (``raw_claims`` keeps the bytes);
-    ``roles`` and ``scopes`` are what the gateway read from the claims named by its
-    ``auth_roles_claim`` and ``auth_scopes_claim`` settings.
+    it has none; ``sub`` is the wire value, ``""`` then); ``claims`` the token's claims
+    set, a dict decoded from the JSON the gateway verified on first access and cached
+    (``raw_claims`` keeps the bytes); ``roles`` and ``scopes`` are what the gateway read
+    from the claims named by its ``auth_roles_claim`` and ``auth_scopes_claim``
+    settings. A NamedTuple of the four wire fields (as :class:`ClientCert` is), so that
+    msgspec decodes and checks it without Python code on the worker's hot path.
 
     Build one to give a :class:`covet.testing.TestClient` request an identity:
     ``Auth("alice", roles=["admin"])`` (``claims`` a mapping or JSON bytes; by default
@@ -85,21 +94,13 @@ class Auth:
     handler as the gateway would.
     """
 
-    __slots__ = ("_subject", "raw_claims", "roles", "scopes", "_claims")
-
-    _subject: str
-    raw_claims: bytes
-    roles: tuple[str, ...]
-    scopes: tuple[str, ...]
-    _claims: Any
-
-    def __init__(
-        self,
+    def __new__(
+        cls,
         subject: str | None = None,
         claims: Mapping[str, Any] | bytes | None = None,
         roles: Iterable[str] = (),
         scopes: Iterable[str] = (),
-    ) -> None:
+    ) -> Auth:
         if subject is None:
             subject = ""
         if not isinstance(subject, str):
@@ -112,38 +113,25 @@ class Auth:
             raw = msgspec.json.encode(dict(claims))
         else:
             raise TypeError(f"Auth claims must be a mapping or JSON bytes, got {type(claims).__name__}")
-        self._subject = subject
-        self.raw_claims = raw
-        self.roles = _str_tuple(roles, "roles")
-        self.scopes = _str_tuple(scopes, "scopes")
-        self._claims = _UNSET
-
-    @classmethod
-    def _from_wire(cls, subject: str, raw_claims: bytes, roles: tuple[str, ...], scopes: tuple[str, ...]) -> Auth:
-        auth = cls.__new__(cls)
-        auth._subject, auth.raw_claims, auth.roles, auth.scopes, auth._claims = (
-            subject, raw_claims, roles, scopes, _UNSET)  # fmt: skip
-        return auth
+        fields = (subject, raw, _str_tuple(roles, "roles"), _str_tuple(scopes, "scopes"))
+        return tuple.__new__(cls, fields)
 
     @property
     def subject(self) -> str | None:
         """The token's ``sub`` claim, or None when it has none."""
-        return self._subject or None
+        return self[0] or None
 
-    @property
+    @cached_property
     def claims(self) -> dict[str, Any]:
         """The verified claims set (decoded on first access, then cached). ValueError if
         the bytes are not a JSON object (never from a gateway)."""
-        claims = self._claims
-        if claims is _UNSET:
-            try:
-                claims = msgspec.json.decode(self.raw_claims)
-            except msgspec.DecodeError as e:
-                raise ValueError(f"auth claims are not valid JSON: {e}") from None
-            if not isinstance(claims, dict):
-                raise ValueError(f"auth claims must be a JSON object, got {type(claims).__name__}")
-            self._claims = claims
-        return claims  # type: ignore[no-any-return]
+        try:
+            claims = msgspec.json.decode(self.raw_claims)
+        except msgspec.DecodeError as e:
+            raise ValueError(f"auth claims are not valid JSON: {e}") from None
+        if not isinstance(claims, dict):
+            raise ValueError(f"auth claims must be a JSON object, got {type(claims).__name__}")
+        return claims
 
     def has_role(self, role: str) -> bool:
         """Whether the identity carries ``role``."""
@@ -155,18 +143,7 @@ class Auth:
 
     def to_wire(self) -> list[Any]:
         """REQ_HEAD's ``auth`` element: ``[subject, claims, roles, scopes]``."""
-        return [self._subject, self.raw_claims, list(self.roles), list(self.scopes)]
-
-    def _key(self) -> tuple[Any, ...]:
-        return (self._subject, self.raw_claims, self.roles, self.scopes)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Auth):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
+        return [self.sub, self.raw_claims, list(self.roles), list(self.scopes)]
 
     def __repr__(self) -> str:
         return f"Auth(subject={self.subject!r}, roles={self.roles!r}, scopes={self.scopes!r})"
@@ -282,14 +259,7 @@ def _checked_auth(value: Any) -> Auth:
     for name, items in (("roles", roles), ("scopes", scopes)):
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
             raise ValueError(f"REQ_HEAD[13] (auth): {name} must be an array of str")
-    return Auth._from_wire(str(subject), bytes(claims), tuple(str(x) for x in roles), tuple(str(x) for x in scopes))
-
-
-def _auth_hook(kind: type, obj: Any) -> Any:
-    """msgspec's decode hook for the one custom type of a REQ_HEAD, :class:`Auth`."""
-    if kind is Auth:
-        return _checked_auth(obj)
-    raise NotImplementedError(f"no decoder for {kind!r}")
+    return tuple.__new__(Auth, (str(subject), bytes(claims), tuple(str(x) for x in roles), tuple(str(x) for x in scopes)))
 
 
 def decode_head(payload: bytes) -> RequestHead:
@@ -358,4 +328,4 @@ _WIRE_TYPES: list[type] = [str, str, str, list, str, list, str, str, str, str, i
 _STR_BYTES: list[type] = [str, bytes]
 _STR: list[type] = [str]
 _new_head = tuple.__new__
-_decode = msgspec.msgpack.Decoder(RequestHead, dec_hook=_auth_hook).decode
+_decode = msgspec.msgpack.Decoder(RequestHead).decode

@@ -18,12 +18,20 @@ from typing import Any, Final
 __all__ = ["CORS", "NO_SECURITY", "RouteSecurity", "route_security", "cors_option", "security_headers_option"]
 
 #: rate_limit: ``N/unit`` (N >= 1), or ``none`` (exempt from the gateway's default).
-_RATE_RE: Final = re.compile(r"[1-9][0-9]{0,17}/(second|minute|hour|day|s|m|h|d)")
+_RATE_RE: Final = re.compile(r"([0-9]{1,19})/(second|minute|hour|day|s|m|h|d)")
+_UNIT_SECONDS: Final = {"second": 1, "s": 1, "minute": 60, "m": 60, "hour": 3600, "h": 3600, "day": 86400, "d": 86400}
+#: The gateway's highest rate (gateway/ratelimit MaxRate): one request per microsecond.
+MAX_RATE_PER_SECOND: Final = 1_000_000
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: An origin for allow_origins: scheme://host[:port], the host may start with "*." (any
 #: subdomain); no path, no trailing slash.
 _ORIGIN_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(\*\.)?[A-Za-z0-9.\-\[\]:]+")
 _FIELD_VALUE_BAD: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Fields a security_headers map cannot set (gateway/secheaders): the gateway's framing.
+_FRAMING: Final = frozenset({
+    "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer", "host",
+    "proxy-connection", "content-encoding", "content-range", "content-type",
+})  # fmt: skip
 _CORS_LISTS: Final = ("allow_origins", "allow_methods", "allow_headers", "expose_headers")
 _CORS_KEYS: Final = (*_CORS_LISTS, "allow_credentials", "max_age")
 
@@ -67,10 +75,13 @@ class CORS:
         if not origins:
             raise ValueError("cors allow_origins must name at least one origin (or \"*\")")
         for i, origin in enumerate(origins):
-            if origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+            if origin == "*":
+                if len(origins) != 1:
+                    raise ValueError(f"cors allow_origins[{i}] \"*\": must be the only origin")
+            elif origin != "null" and not _ORIGIN_RE.fullmatch(origin):
                 raise ValueError(
                     f"cors allow_origins[{i}] {origin!r}: must be \"*\", an origin such as "
-                    "\"https://app.example.com\" (no path), or \"https://*.example.com\""
+                    "\"https://app.example.com\" (no path), \"https://*.example.com\" or \"null\""
                 )
         for name in ("allow_methods", "allow_headers", "expose_headers"):
             for i, value in enumerate(getattr(self, name)):
@@ -82,6 +93,11 @@ class CORS:
             raise ValueError(
                 "cors allow_credentials cannot go with allow_origins \"*\" (the Fetch standard "
                 "forbids it): list the origins"
+            )
+        if self.allow_credentials and "*" in self.expose_headers:
+            raise ValueError(
+                "cors allow_credentials cannot go with expose_headers \"*\" (browsers take it "
+                "literally then): list the names"
             )
         age = self.max_age
         if age is not None and (isinstance(age, bool) or not isinstance(age, int) or age < 0):
@@ -148,6 +164,10 @@ def security_headers_option(value: Any, what: str = "security_headers") -> Any:
         if header_value != header_value.strip(" \t") or _FIELD_VALUE_BAD.search(header_value):
             raise ValueError(f"{what}[{name!r}]: {header_value!r} is not a valid header value")
         key = name.lower()
+        if key in _FRAMING:
+            raise ValueError(f"{what}: {name!r} is a framing field, not a security header")
+        if key == "x-frame-options" and header_value and header_value.upper() not in ("DENY", "SAMEORIGIN"):
+            raise ValueError(f"{what}[{name!r}]: {header_value!r}: want DENY or SAMEORIGIN (or \"\" to remove it)")
         if key in out:
             raise ValueError(f"{what}: header {name!r} given twice")
         out[key] = header_value
@@ -225,11 +245,14 @@ def route_security(
         if rate_limit is not None:
             if not isinstance(rate_limit, str):
                 raise TypeError(f"rate_limit must be a str such as \"5/minute\", got {type(rate_limit).__name__}")
-            if rate_limit != "none" and not _RATE_RE.fullmatch(rate_limit):
+            rate = _RATE_RE.fullmatch(rate_limit)
+            if rate_limit != "none" and (rate is None or int(rate[1]) < 1):
                 raise ValueError(
                     f"rate_limit {rate_limit!r}: want N/unit with N >= 1 and unit one of second, minute, "
                     "hour, day (or s, m, h, d), e.g. \"5/minute\", or \"none\""
                 )
+            if rate is not None and int(rate[1]) > MAX_RATE_PER_SECOND * _UNIT_SECONDS[rate[2]]:
+                raise ValueError(f"rate_limit {rate_limit!r}: at most {MAX_RATE_PER_SECOND} per second")
         if rate_limit_key is not None:
             if not isinstance(rate_limit_key, str):
                 raise TypeError(f"rate_limit_key must be a str, got {type(rate_limit_key).__name__}")

@@ -5,7 +5,8 @@
 Times, one at a time and without the rings or the event loop, each step a worker takes
 for a request: decoding and checking the REQ_HEAD (``decode_head``, the worker's path,
 beside msgpack plus ``RequestHead.from_wire``, its fallback), running the app (routing, the
-handler, building the response) for a text, a JSON and a path-parameter route, and
+handler, building the response) for a text, a JSON and a path-parameter route, and the
+JSON route again with a verified identity in the head (``auth``), and
 encoding the RESP_HEAD; then the cost of an asyncio Task per request, which the worker
 pays on top: scheduled, and on Python 3.12+ eager as the worker makes it
 (docs/performance.md). The step figures are the best of five runs.
@@ -52,11 +53,17 @@ async def _no_body() -> Any:
         yield b""
 
 
-def wire(path: str, route: str, params: list[str]) -> bytes:
-    """A REQ_HEAD as the gateway sends it for a wrk request."""
+#: REQ_HEAD's auth element for a verified bearer token (PROTOCOL.md 3.1), no certificate.
+AUTH = [None, ["alice", b'{"sub":"alice","iss":"https://id.example.com","exp":1893456000,"roles":["admin"]}',
+               ["admin"], ["reports:read"]]]  # fmt: skip
+
+
+def wire(path: str, route: str, params: list[str], extra: list[Any] | None = None) -> bytes:
+    """A REQ_HEAD as the gateway sends it for a wrk request (``extra``: the optional
+    13th and 14th elements)."""
     return msgpack.packb(  # type: ignore[no-any-return]
         ["GET", path, "", ["host", b"127.0.0.1:8000"], route, params, "1.1", "http",
-         "127.0.0.1:50000", "", 0, 0],
+         "127.0.0.1:50000", "", 0, 0, *(extra or [])],
         use_bin_type=True,
     )  # fmt: skip
 
@@ -77,13 +84,14 @@ def run_sync(head: RequestHead) -> Response:
 
 def main() -> None:
     unpackb = msgpack.unpackb
-    for path, route, params in [("/plaintext", "/plaintext", []), ("/json", "/json", []),
-                                ("/users/42", "/users/{id:int}", ["id", "42"])]:  # fmt: skip
-        payload = wire(path, route, params)
+    for path, route, params, extra in [("/plaintext", "/plaintext", [], None), ("/json", "/json", [], None),
+                                       ("/users/42", "/users/{id:int}", ["id", "42"], None),
+                                       ("/json", "/json", [], AUTH)]:  # fmt: skip
+        payload = wire(path, route, params, extra)
         arr = unpackb(payload, raw=False)
         head = RequestHead.from_wire(arr)
         resp = run_sync(head)
-        print(f"{path}:")
+        print(f"{path}{' (with a verified token: REQ_HEAD auth)' if extra else ''}:")
         print(f"  decode_head           {per_call_us(lambda: decode_head(payload)):6.2f} us")
         print(f"  msgpack decode        {per_call_us(lambda: unpackb(payload, raw=False)):6.2f} us")
         print(f"  RequestHead.from_wire {per_call_us(lambda: RequestHead.from_wire(arr)):6.2f} us")

@@ -12,10 +12,12 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from covet import CORS, Auth, ClientCert, Covet, Request, WebSocket
 from covet import _proto as p
-from covet._head import _UNSET, _decode, decode_head
+from covet._head import _decode, decode_head
 from covet.testing import TestClient
 
 REQ = ["GET", "/a", "", ["host", b"x"], "/a", [], "1.1", "http", "1.2.3.4:5", "id", 0, 0]
@@ -117,7 +119,8 @@ def test_each_decorator_takes_the_options() -> None:
 
 def test_rate_limit_forms_and_none() -> None:
     app = Covet()
-    forms = ["1/second", "100/minute", "1000/hour", "10/day", "5/s", "5/m", "5/h", "5/d", "none"]
+    forms = ["1/second", "100/minute", "1000/hour", "10/day", "5/s", "5/m", "5/h", "5/d", "none", "05/minute",
+             "1000000/second", "86400000000/day"]
     for i, form in enumerate(forms):
         app.get(f"/r{i}", rate_limit=form)(lambda req: "x")
     assert [o["rate_limit"] for o in options(app)] == forms
@@ -195,6 +198,8 @@ BAD = [
     ({"rate_limit": "minute"}, ValueError, r"rate_limit 'minute'"),
     ({"rate_limit": "None"}, ValueError, r"rate_limit 'None'"),
     ({"rate_limit": 5}, TypeError, r"rate_limit must be a str"),
+    ({"rate_limit": "1000001/second"}, ValueError, r"rate_limit '1000001/second': at most 1000000 per second"),
+    ({"rate_limit": "-1/second"}, ValueError, r"rate_limit '-1/second'"),
     ({"rate_limit_key": "cookie"}, ValueError, r"rate_limit_key 'cookie': want \"ip\", \"subject\" or \"header:<Name>\""),
     ({"rate_limit_key": "header:"}, ValueError, r"rate_limit_key 'header:': '' is not a header name"),
     ({"rate_limit_key": "header:X Key"}, ValueError, r"'X Key' is not a header name"),
@@ -208,6 +213,9 @@ BAD = [
     ({"cors": {"allow_origins": ["https://a.*.example"]}}, ValueError, r"allow_origins\[0\]"),
     ({"cors": {"allow_origins": ["*"], "allow_credentials": True}}, ValueError, r"allow_credentials cannot go with"),
     ({"cors": {"allow_origins": ["*"], "allow_credentials": "yes"}}, TypeError, r"allow_credentials must be a bool"),
+    ({"cors": {"allow_origins": ["https://a.example"], "allow_credentials": True, "expose_headers": ["*"]}},
+     ValueError, r"allow_credentials cannot go with expose_headers"),
+    ({"cors": {"allow_origins": ["https://a.example", "*"]}}, ValueError, r"allow_origins\[1\] \"\*\": must be the only"),
     ({"cors": {"allow_origins": ["*"], "max_age": -1}}, ValueError, r"max_age must be a whole number"),
     ({"cors": {"allow_origins": ["*"], "max_age": 1.5}}, ValueError, r"max_age must be a whole number"),
     ({"cors": {"allow_origins": ["*"], "allow_methods": ["GET POST"]}}, ValueError, r"allow_methods\[0\] 'GET POST'"),
@@ -216,6 +224,8 @@ BAD = [
     ({"security_headers": {"x-a": 1}}, TypeError, r"security_headers\['x-a'\] must be a str"),
     ({"security_headers": {"x-a": "a\r\nb: c"}}, ValueError, r"is not a valid header value"),
     ({"security_headers": {"X-A": "1", "x-a": "2"}}, ValueError, r"header 'x-a' given twice"),
+    ({"security_headers": {"Content-Type": "text/html"}}, ValueError, r"'Content-Type' is a framing field"),
+    ({"security_headers": {"X-Frame-Options": "ALLOW-FROM https://a"}}, ValueError, r"want DENY or SAMEORIGIN"),
     ({"compress": "gzip"}, TypeError, r"compress must be a bool or None"),
 ]
 
@@ -255,6 +265,7 @@ def test_validate_routes_checks_the_option_types() -> None:
 
 
 def test_cors_dataclass() -> None:
+    assert CORS(["null"]).to_option() == {"allow_origins": ["null"]}
     c = CORS(["https://a.example:8443", "http://[::1]:8000"], allow_headers=["*"])
     assert c.allow_origins == ("https://a.example:8443", "http://[::1]:8000")  # tuples: hashable, frozen
     assert hash(c) == hash(CORS(("https://a.example:8443", "http://[::1]:8000"), allow_headers=("*",)))
@@ -273,12 +284,13 @@ def test_auth_claims_are_decoded_lazily_and_cached() -> None:
     head = decode_head(pk([*REQ, None, AUTH]))
     auth = head.auth
     assert auth is not None
-    assert auth._claims is _UNSET  # nothing decoded yet
+    assert "claims" not in auth.__dict__  # nothing decoded yet
     claims = auth.claims
     assert claims == {"sub": "alice", "iss": "https://id.example.com", "roles": ["admin"], "n": 1.5}
     assert auth.claims is claims  # cached
     assert auth.raw_claims == CLAIMS
-    assert auth.subject == "alice"
+    assert "claims" in auth.__dict__
+    assert auth.subject == "alice" and auth.sub == "alice"
     assert auth.roles == ("admin",) and auth.scopes == ("reports:read", "reports:write")
     assert auth.has_role("admin") and not auth.has_role("ops")
     assert auth.has_scope("reports:write") and not auth.has_scope("reports")
@@ -286,7 +298,7 @@ def test_auth_claims_are_decoded_lazily_and_cached() -> None:
 
 def test_auth_without_a_subject_and_bad_claims() -> None:
     auth = decode_head(pk([*REQ, None, ["", b"{}", [], []]])).auth
-    assert auth is not None and auth.subject is None and auth.claims == {}
+    assert auth is not None and auth.subject is None and auth.sub == "" and auth.claims == {}
     assert auth.roles == () and auth.scopes == ()
     for raw, text in [(b"[1]", "must be a JSON object, got list"), (b"{", "not valid JSON")]:
         bad = decode_head(pk([*REQ, None, ["a", raw, [], []]])).auth
@@ -423,3 +435,23 @@ def test_testclient_websocket_auth() -> None:
         assert session.receive_text() == "Auth(subject='carol', roles=(), scopes=('chat',))"
     with client.websocket_connect("/ws") as session:
         assert session.receive_text() == "None"
+
+
+_text = st.text(max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    subject=_text, claims=st.binary(max_size=64), roles=st.lists(_text, max_size=4), scopes=st.lists(_text, max_size=4),
+    cert=st.none() | st.tuples(_text, st.lists(_text, max_size=3), _text),
+)  # fmt: skip
+def test_req_head_auth_round_trips(subject: str, claims: bytes, roles: list[str], scopes: list[str],
+                                   cert: tuple[str, list[str], str] | None) -> None:  # fmt: skip
+    wire = [*REQ, None if cert is None else list(cert), [subject, claims, roles, scopes]]
+    raw = pk(wire)
+    head = p.decode_head(raw)
+    assert head == p.RequestHead.from_wire(wire) == _decode(raw)
+    assert head.auth is not None and (head.auth.sub, head.auth.raw_claims) == (subject, claims)
+    assert head.auth.roles == tuple(roles) and head.auth.scopes == tuple(scopes)
+    assert (head.client_cert is None) == (cert is None)
+    assert p.encode_head(head) == raw

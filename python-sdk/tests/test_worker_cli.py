@@ -29,11 +29,25 @@ def test_routes_prints_the_table() -> None:
     r = covet("routes", "worker_app:app")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["METHOD", "PATH", "NAME", "TIMEOUT"]
+    assert lines[0].split() == ["METHOD", "PATH", "NAME", "TIMEOUT", "SECURITY"]
     rows = [line.split() for line in lines[1:]]
-    assert ["GET", "/json", "json", "2.5s"] in rows
-    assert ["GET", "/item/{id:int}", "-", "-"] in rows
-    assert ["POST", "/echo", "-", "-"] in rows
+    assert ["GET", "/json", "json", "2.5s", "-"] in rows
+    assert ["GET", "/item/{id:int}", "-", "-", "-"] in rows
+    assert ["POST", "/echo", "-", "-", "-"] in rows
+
+
+def test_routes_shows_the_security_options(tmp_path: Path) -> None:
+    (tmp_path / "sec_app.py").write_text(
+        "from covet import Covet\n"
+        "app = Covet(security_headers={'x-frame-options': 'DENY'})\n"
+        "@app.get('/admin', auth=True, roles=['admin', 'ops'], rate_limit='5/minute', rate_limit_key='subject',"
+        " cors=False, compress=False)\n"
+        "def admin(req): return 'x'\n"
+    )
+    r = covet("routes", "sec_app:app", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split() == [
+        "GET", "/admin", "-", "-", "auth,roles=admin|ops,rate=5/minute,key=subject,cors=off,headers=set,compress=off"]
 
 
 def test_routes_from_another_directory_via_pythonpath(tmp_path: Path) -> None:
@@ -65,7 +79,8 @@ def fake_gateway(tmp_path: Path) -> tuple[Path, Path]:
     out = tmp_path / "argv.json"
     gw = tmp_path / "fake-gateway"
     gw.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
-                  f"json.dump({{'argv': sys.argv, 'cwd': os.getcwd(), 'log_level': os.environ.get('COVET_LOG_LEVEL')}},"
+                  f"json.dump({{'argv': sys.argv, 'cwd': os.getcwd(), 'log_level': os.environ.get('COVET_LOG_LEVEL'),"
+                  f" 'jwks': os.environ.get('COVET_AUTH_JWKS_FILE')}},"
                   f" open({str(out)!r}, 'w'))\n")
     gw.chmod(0o755)
     return gw, out
@@ -85,6 +100,21 @@ def test_run_execs_the_gateway_with_the_agreed_flags(tmp_path: Path) -> None:
     assert argv[9:] == ["--worker-dir", str(TESTS_DIR),
                         "--banner", "CovetPy serving worker_app:app on http://{addr} (3 workers)"]
     assert shlex.split(argv[8]) == [sys.executable, "-m", "covet", "worker", "worker_app:app"]
+
+
+def test_run_passes_gateway_settings_by_config_environment_and_flags(tmp_path: Path) -> None:
+    # The security settings (auth_jwks_file, rate_limit_default, ...) reach the gateway
+    # as any of its settings does: --config, a COVET_<KEY> variable it inherits, or a
+    # flag after --.
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "worker_app:app", "--gateway", str(gw), "--config", "gw.yaml", "--",
+              "--rate-limit-default", "100/second", env={"COVET_AUTH_JWKS_FILE": "/etc/jwks.json"})
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    assert got["jwks"] == "/etc/jwks.json"
+    argv = got["argv"]
+    assert argv[argv.index("--config") + 1] == "gw.yaml"
+    assert argv[-2:] == ["--rate-limit-default", "100/second"]
 
 
 def test_run_finds_the_gateway_through_the_environment(tmp_path: Path) -> None:
