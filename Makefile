@@ -8,6 +8,7 @@
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
+#   make bench-compress      response compression: the gateway's gzip and zstd against nginx's gzip
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
 #   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
@@ -20,7 +21,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets zstandard brotli
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -53,7 +54,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport autobahn conformance clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-compress autobahn conformance clean
 
 all: build
 
@@ -206,12 +207,13 @@ fuzz:
 # Comparative HTTP benchmark: every server on loopback under wrk; rewrites
 # bench/RESULTS.md, then bench/RESULTS-tls.md, bench/RESULTS-static.md and
 # bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below), then upload
-# throughput (bench/upload.py, Content-Length and chunked; markdown on stdout). BENCH_QUICK=1 for a
+# throughput (bench/upload.py, Content-Length and chunked; markdown on stdout), then
+# bench/RESULTS-compress.md (bench-compress below). BENCH_QUICK=1 for a
 # smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
 # bench/run.py --list).
 bench: build
 	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; \
-	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; exit $$rc
+	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; python3 bench/compress.py || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
@@ -230,6 +232,13 @@ bench-static: build
 # bench/ws.py --list).
 bench-ws: build
 	python3 bench/ws.py
+
+# Response compression: the gateway's gzip and zstd (compression: gzip,zstd, in front of
+# a worker answering a 64 KiB JSON and a 1 MiB HTML body) against nginx's gzip at the
+# same level on the same bodies, under wrk; rewrites bench/RESULTS-compress.md. Same
+# BENCH_* settings, and BENCH_GZIP_LEVEL, BENCH_COMPRESS_CONNECTIONS.
+bench-compress: build
+	python3 bench/compress.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport
