@@ -120,6 +120,7 @@ test-go: venv bin/pebble
 	COVET_TEST_ENGINE=netpoll COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(ENGINE_PKGS)
 	@echo "==> allocation and idle-memory tests without the race detector (its sync.Pool drops items), each engine"
 	for e in uring netpoll; do COVET_TEST_ENGINE=$$e $(GO) test -count=1 -run 'Alloc|IdleConnCost' ./gateway/server/ || exit 1; done
+	$(GO) test -count=1 -run Alloc ./gateway/compress/
 	@echo "==> bench/tlsload (a module of its own): its WebSocket client's tests"
 	cd bench/tlsload && GOFLAGS= $(GO) vet . && GOFLAGS= $(GO) test -race -count=1 .
 
@@ -198,7 +199,7 @@ conformance: autobahn
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static; do \
+	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static ./gateway/compress; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 	    echo "==> fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
