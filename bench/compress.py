@@ -376,8 +376,8 @@ def ratios_text(summary: dict) -> str:
 
 def table_text(summary: dict, status: dict) -> str:
     L = ["| body | encoding | server | size | req/s | min..max | wire MiB/s | payload MiB/s | latency p50 / p99 | "
-         "CPU µs/req | errors | steal % |",
-         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "CPU µs/req | errors | steal % | load |",
+         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, (body, _) in BODIES.items():
         for coding in ("gzip", "zstd", "identity"):
             for s in SERVERS:
@@ -385,12 +385,13 @@ def table_text(summary: dict, status: dict) -> str:
                     continue
                 x = summary.get(f"{name}/{coding}/{s.name}")
                 if x is None:
-                    L.append(f"| {name} | {coding} | {s.name} | | {status.get(s.name, 'not run')} | | | | | | | |")
+                    L.append(f"| {name} | {coding} | {s.name} | | {status.get(s.name, 'not run')} | | | | | | | | |")
                     continue
                 L.append(f"| {name} | {coding} | {s.name} | {x['size']:,} ({x['size'] / len(body):.1%}) | "
                          f"{R.fmt_rps(x['rps_median'])} | {R.fmt_rps(x['rps_min'])}..{R.fmt_rps(x['rps_max'])} | "
                          f"{x['wire_mib_s']:,.1f} | {x['payload_mib_s']:,.1f} | {R.fmt_lat(x['p50_us'])} / "
-                         f"{R.fmt_lat(x['p99_us'])} | {x['cpu_us_per_req']:,.1f} | {x['errors']} | {x['steal_pct_max']:.1f} |")
+                         f"{R.fmt_lat(x['p99_us'])} | {x['cpu_us_per_req']:,.1f} | {x['errors']} | {x['steal_pct_max']:.1f} | "
+                         f"{', '.join(f'{v:.1f}' for v in x['load1'])} |")
     return "\n".join(L) + "\n"
 
 
@@ -421,7 +422,8 @@ def render(info: dict, status: dict, summary: dict, elapsed: float) -> str:
           f"{WARMUP}s unmeasured and {DURATION}s measured. req/s: the median over the rounds, with min..max.",
           "- wire MiB/s: the bytes wrk read (compressed); payload MiB/s: req/s x the identity body's size. "
           "CPU µs/req: utime+stime of the server's process tree (for CovetPy the gateway and its worker) over the "
-          "measured run, per request; wrk shares the machine's cores.",
+          "measured run, per request; wrk shares the machine's cores. load: the 1-minute load average after each "
+          "measured run: on a loaded machine req/s swing widely, CPU per request much less.",
           "", "## Servers\n"]
     for s in SERVERS:
         L.append(f"- `{s.name}`: {s.label}" + (f" — {status[s.name]}" if s.name in status else ""))
