@@ -12,6 +12,7 @@ import (
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/ops/metrics"
+	"github.com/covetpy/covetpy/workerproto"
 )
 
 // Config is the gateway's compression settings. The zero value is off.
@@ -218,4 +219,15 @@ func (c *Compressor) Wrap(w dispatch.ResponseWriter, method string, acceptEncodi
 	}
 	cw.reset(c, w, k)
 	return cw
+}
+
+// Varies reports whether a response that was not wrapped (Wrap returned nil
+// because the client accepts none of the offered codings) should still say
+// Vary: accept-encoding, because to another client it would have been
+// compressed (RFC 9110 12.5.5): compression is on, and the response is not
+// one of those never compressed (eligible; its length does not matter). The
+// caller adds the field where the head has none naming accept-encoding. A nil
+// Compressor says false.
+func (c *Compressor) Varies(status int, headers []workerproto.Header) bool {
+	return c != nil && eligible(status, headers, -1, c.minBytes) != asIs
 }
