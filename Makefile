@@ -9,6 +9,7 @@
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make bench-security      CPU the gateway's middleware adds: JWT verification, rate limits, the chain
+#   make bench-compress      response compression: the gateway's gzip and zstd against nginx's gzip
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
 #   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
@@ -21,7 +22,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets zstandard brotli
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -54,7 +55,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security autobahn conformance clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress autobahn conformance clean
 
 all: build
 
@@ -132,6 +133,7 @@ test-go: venv bin/pebble test-redis
 	COVET_TEST_ENGINE=netpoll COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(ENGINE_PKGS)
 	@echo "==> allocation and idle-memory tests without the race detector (its sync.Pool drops items), each engine"
 	for e in uring netpoll; do COVET_TEST_ENGINE=$$e $(GO) test -count=1 -run 'Alloc|IdleConnCost' ./gateway/server/ || exit 1; done
+	$(GO) test -count=1 -run Alloc ./gateway/compress/
 	@echo "==> bench/tlsload (a module of its own): its WebSocket client's tests"
 	cd bench/tlsload && GOFLAGS= $(GO) vet . && GOFLAGS= $(GO) test -race -count=1 .
 
@@ -211,7 +213,7 @@ conformance: autobahn
 # Short fuzz runs of every fuzz target; the committed corpora also run in `make test`.
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static ./gateway/ratelimit ./gateway/proxyproto ./gateway/clientip; do \
+	@for pkg in ./shmring ./workerproto ./router ./gateway/http1 ./gateway/static ./gateway/ratelimit ./gateway/proxyproto ./gateway/clientip ./gateway/compress ./gateway/cors; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
 	    echo "==> fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
@@ -220,12 +222,13 @@ fuzz:
 # Comparative HTTP benchmark: every server on loopback under wrk; rewrites
 # bench/RESULTS.md, then bench/RESULTS-tls.md, bench/RESULTS-static.md and
 # bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below), then upload
-# throughput (bench/upload.py, Content-Length and chunked; markdown on stdout). BENCH_QUICK=1 for a
+# throughput (bench/upload.py, Content-Length and chunked; markdown on stdout), then
+# bench/RESULTS-compress.md (bench-compress below). BENCH_QUICK=1 for a
 # smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
 # bench/run.py --list).
 bench: build
 	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; \
-	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; \
+	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; python3 bench/compress.py || rc=1; \
 	  $(MAKE) --no-print-directory bench-security || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
@@ -251,6 +254,13 @@ bench-ws: build
 # limit, the whole chain), Go benchmarks, one run.
 bench-security:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/auth ./gateway/ratelimit ./gateway/guard
+
+# Response compression: the gateway's gzip and zstd (compression: gzip,zstd, in front of
+# a worker answering a 64 KiB JSON and a 1 MiB HTML body) against nginx's gzip at the
+# same level on the same bodies, under wrk; rewrites bench/RESULTS-compress.md. Same
+# BENCH_* settings, and BENCH_GZIP_LEVEL, BENCH_COMPRESS_CONNECTIONS.
+bench-compress: build
+	python3 bench/compress.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport

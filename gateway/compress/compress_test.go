@@ -387,3 +387,32 @@ func compressedCount(t *testing.T, reg *prometheus.Registry, encoding string) fl
 	}
 	return 0
 }
+
+func TestVaries(t *testing.T) {
+	var off *Compressor
+	if off.Varies(200, nil) {
+		t.Error("off: varies")
+	}
+	c := mustNew(t, all)
+	cases := []struct {
+		status int
+		head   []string
+		want   bool
+	}{
+		{200, []string{"content-type", "application/json"}, true},
+		{404, []string{"content-type", "text/html"}, true},
+		{200, nil, true},
+		{204, nil, false},
+		{304, nil, false},
+		{206, []string{"content-type", "text/html"}, false},
+		{200, []string{"content-type", "image/png"}, false},
+		{200, []string{"content-type", "text/event-stream"}, false},
+		{200, []string{"content-encoding", "br"}, false},
+		{200, []string{"cache-control", "no-transform"}, false},
+	}
+	for _, tc := range cases {
+		if got := c.Varies(tc.status, hdrs(tc.head...)); got != tc.want {
+			t.Errorf("Varies(%d, %v) = %v; want %v", tc.status, tc.head, got, tc.want)
+		}
+	}
+}
