@@ -315,6 +315,12 @@ func headJSON(h RequestHead) ordered {
 		sans := append([]string{}, cc.SANs...)
 		o = append(o, kv{"client_cert", ordered{{"subject", cc.Subject}, {"sans", sans}, {"fingerprint", cc.Fingerprint}}})
 	}
+	if a := h.Auth; a != nil {
+		roles := append([]string{}, a.Roles...)
+		scopes := append([]string{}, a.Scopes...)
+		o = append(o, kv{"auth", ordered{{"subject", a.Subject}, {"claims", hex.EncodeToString(a.Claims)},
+			{"roles", roles}, {"scopes", scopes}}})
+	}
 	return o
 }
 

@@ -4,8 +4,9 @@ from ._app import Covet
 from ._datastructures import Address, Headers, MutableHeaders, QueryParams
 from ._exceptions import BodyAborted, HTTPException
 from ._forms import FormData, UploadFile
-from ._head import ClientCert
+from ._head import Auth, ClientCert
 from ._request import Request
+from ._security import CORS
 from ._sse import EventSourceResponse, ServerSentEvent
 from ._websocket import WebSocket, WebSocketDisconnect
 from ._responses import (
@@ -20,7 +21,9 @@ from ._responses import (
 
 __all__ = [
     "Address",
+    "Auth",
     "BodyAborted",
+    "CORS",
     "ClientCert",
     "Covet",
     "EventSourceResponse",

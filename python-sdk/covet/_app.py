@@ -9,7 +9,7 @@ import inspect
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ._exceptions import HTTPException
@@ -18,6 +18,7 @@ from ._patterns import ConversionError, Pattern, convert
 from ._request import InterimSink, Request
 from ._responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, to_response
 from ._routing import HTTP_METHODS, Route, Router, check_signature, is_async_callable, timeout_to_ms
+from ._security import CORS, cors_option, route_security, security_headers_option
 
 __all__ = ["Covet"]
 
@@ -45,14 +46,27 @@ class Covet:
     """A CovetPy application.
 
     ``name`` identifies the app to the gateway (1-64 characters of ``[A-Za-z0-9_.-]``).
+    ``cors`` (a :class:`covet.CORS` or mapping; False: no CORS on any route) and
+    ``security_headers`` (a mapping of overrides; False: none) are defaults the SDK
+    writes into every route that does not set its own (static routes excepted); the
+    gateway enforces them.
     Register handlers with the method decorators before the worker starts; the worker
     calls ``freeze()``, after which the app can no longer change.
     """
 
-    def __init__(self, name: str = "covet") -> None:
+    def __init__(
+        self,
+        name: str = "covet",
+        *,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+    ) -> None:
         if not isinstance(name, str) or not _APP_NAME_RE.fullmatch(name):
             raise ValueError(f"app name must be 1-64 characters of [A-Za-z0-9_.-], got {name!r}")
         self.name = name
+        #: The app's defaults (option form) for routes that set no cors / security_headers.
+        self._cors = cors_option(cors, "app cors")
+        self._security_headers = security_headers_option(security_headers, "app security_headers")
         self.router = Router()
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
@@ -81,10 +95,32 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``path`` and each of ``methods``.
 
         ``timeout`` (seconds) is passed to the gateway as the route's deadline.
+
+        The security options travel in the manifest and the gateway enforces them before
+        a request reaches the worker (PROTOCOL.md 1.3; docs/python-app.md, "Security"):
+        ``auth=True`` requires a verified bearer token (401 without one), whose identity
+        the handler reads as ``req.auth``; ``roles`` and ``scopes`` (with ``auth``) must
+        all be carried by the token (403); ``rate_limit`` (``"5/minute"``, units second,
+        minute, hour, day or s, m, h, d; ``"none"`` exempts the route from the gateway's
+        ``rate_limit_default``) counted by ``rate_limit_key`` (``"ip"``, ``"subject"``,
+        ``"header:X-API-Key"``); ``cors`` (False: off; a :class:`covet.CORS` or mapping:
+        this route's settings; None or True: the app's, else the gateway's);
+        ``security_headers`` (False: none; a mapping overrides the gateway's one by one,
+        ``""`` removing one; True: the gateway's set, even when its default is off);
+        ``compress=False`` never compresses the route's responses. Bad values raise
+        ValueError or TypeError here, naming the route.
         """
         if isinstance(methods, str):
             raise TypeError("methods must be a list of method names, not a str")
@@ -98,6 +134,10 @@ class Covet:
         timeout_ms = timeout_to_ms(timeout)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
+        security = route_security(
+            f"route {'|'.join(wanted)} {path!r}", auth=auth, roles=roles, scopes=scopes, rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key, cors=cors, security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
         def decorator(endpoint: F) -> F:
             self._check_open(f"route {path!r}")
@@ -107,32 +147,165 @@ class Covet:
             is_async = is_async_callable(endpoint)
             for method in wanted:
                 self.router.add(
-                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds())
+                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds(), security=security)
                 )
             return endpoint
 
         return decorator
 
-    def get(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["GET"], name=name, timeout=timeout)
+    def get(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``GET path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["GET"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
-    def post(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["POST"], name=name, timeout=timeout)
+    def post(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``POST path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["POST"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
-    def put(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["PUT"], name=name, timeout=timeout)
+    def put(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``PUT path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["PUT"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
-    def patch(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["PATCH"], name=name, timeout=timeout)
+    def patch(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``PATCH path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["PATCH"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
-    def delete(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["DELETE"], name=name, timeout=timeout)
+    def delete(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``DELETE path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["DELETE"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
-    def head(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["HEAD"], name=name, timeout=timeout)
+    def head(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``HEAD path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["HEAD"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
-    def options(self, path: str, *, name: str | None = None, timeout: float | None = None) -> Callable[[F], F]:
-        return self.route(path, ["OPTIONS"], name=name, timeout=timeout)
+    def options(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated handler for ``OPTIONS path``; the options as :meth:`route`'s."""
+        return self.route(
+            path, ["OPTIONS"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
+            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
+            security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
     def static(
         self, prefix: str, directory: str | os.PathLike[str], *, index: bool = False, name: str | None = None
@@ -164,32 +337,70 @@ class Covet:
         endpoint = _StaticFiles(root, bool(index))
         self.router.add(Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "static", extra=options))
 
-    def websocket(self, path: str, *, name: str | None = None, resumable: bool = False) -> Callable[[F], F]:
+    def websocket(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        resumable: bool = False,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
         """Register the decorated coroutine function as the WebSocket endpoint at
         ``path``: ``async def handler(ws, **path_params)`` gets a :class:`covet.WebSocket`
         (docs/python-app.md, "WebSocket"). The route is a GET route of kind ``ws``;
         ``resumable=True`` asks the gateway to move a client's session to another worker
         when this one goes away, instead of closing it (the handler then starts again
-        with ``ws.resumed`` true)."""
+        with ``ws.resumed`` true). The security options are :meth:`route`'s; the gateway
+        applies them to the upgrade request, and ``ws.auth`` is its verified identity."""
         pattern = Pattern.parse(path)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
         if not isinstance(resumable, bool):
             raise TypeError(f"resumable must be a bool, got {type(resumable).__name__}")
+        security = route_security(
+            f"WebSocket route {path!r}", auth=auth, roles=roles, scopes=scopes, rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key, cors=cors, security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
         def decorator(endpoint: F) -> F:
             self._check_open(f"WebSocket route {path!r}")
             if not is_async_callable(endpoint):
                 raise TypeError(f"WebSocket route {path!r} handler must be an async function (async def)")
             check_signature(endpoint, pattern)
-            self.router.add(Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "ws", resumable))
+            self.router.add(
+                Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "ws", resumable, security=security)
+            )
             return endpoint
 
         return decorator
 
-    def ws(self, path: str, *, name: str | None = None, resumable: bool = False) -> Callable[[F], F]:
+    def ws(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        resumable: bool = False,
+        auth: bool = False,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
+        cors: bool | Mapping[str, Any] | CORS | None = None,
+        security_headers: bool | Mapping[str, str] | None = None,
+        compress: bool | None = None,
+    ) -> Callable[[F], F]:
         """Alias of :meth:`websocket`."""
-        return self.websocket(path, name=name, resumable=resumable)
+        return self.websocket(
+            path, name=name, resumable=resumable, auth=auth, roles=roles, scopes=scopes, rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key, cors=cors, security_headers=security_headers, compress=compress,
+        )  # fmt: skip
 
     def on_startup(self, fn: F) -> F:
         """Run ``fn`` (sync or async, no arguments) when the worker starts, in order."""
@@ -228,7 +439,7 @@ class Covet:
 
     def manifest(self) -> list[dict[str, Any]]:
         """The route manifest for the gateway handshake (PROTOCOL 1.3 route maps)."""
-        return [route.manifest_entry() for route in self.router.routes]
+        return [route.manifest_entry(self._cors, self._security_headers) for route in self.router.routes]
 
     # -- lifecycle ----------------------------------------------------------------------
 

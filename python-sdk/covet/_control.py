@@ -361,12 +361,18 @@ def validate_routes(routes: Sequence[Mapping[str, Any]]) -> None:
             raise bad("option name is not a string")
         if "timeout_ms" in opts and (type(opts["timeout_ms"]) is not int or opts["timeout_ms"] < 0):
             raise bad("option timeout_ms is not a non-negative integer")
-        if "resumable" in opts and type(opts["resumable"]) is not bool:
-            raise bad("option resumable is not a bool")
-        if "roles" in opts and (
-            type(opts["roles"]) not in (list, tuple) or any(type(x) is not str for x in opts["roles"])
-        ):
-            raise bad("option roles is not an array of strings")
+        for k in ("resumable", "auth", "compress"):
+            if k in opts and type(opts[k]) is not bool:
+                raise bad(f"option {k} is not a bool")
+        for k in ("rate_limit", "rate_limit_key"):
+            if k in opts and type(opts[k]) is not str:
+                raise bad(f"option {k} is not a string")
+        for k in ("roles", "scopes"):
+            if k in opts and (type(opts[k]) not in (list, tuple) or any(type(x) is not str for x in opts[k])):
+                raise bad(f"option {k} is not an array of strings")
+        for k in ("cors", "security_headers"):
+            if k in opts and opts[k] is not False and type(opts[k]) is not dict:
+                raise bad(f"option {k} is not false or a map")
         key = (method, path)
         if key in seen:
             raise bad(f"duplicate of route {seen[key]}")

@@ -1,14 +1,14 @@
 """RequestHead: what the gateway tells a worker about one request (REQ_HEAD, PROTOCOL 3.1).
 
 The one decoder of REQ_HEAD in the SDK: :func:`decode_head` (msgspec, with a msgpack
-fallback that names a malformed element), checked against the golden vector
-``workerproto/testdata/req_head.hex`` by ``tests/test_proto.py``. :func:`encode_head` is
+fallback that names a malformed element), checked against the golden vectors
+``workerproto/testdata/req_head*.hex`` by ``tests/test_proto.py``. :func:`encode_head` is
 the gateway's side, for tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
@@ -17,6 +17,7 @@ import msgspec
 __all__ = [
     "RequestHead",
     "ClientCert",
+    "Auth",
     "BodySource",
     "REQ_HEAD_FIELDS",
     "well_formed",
@@ -28,7 +29,11 @@ BodySource: TypeAlias = AsyncIterable[bytes]
 """The request body as it arrives: an async iterable of chunks (fragments), consumed once."""
 
 REQ_HEAD_FIELDS = 12
-"""Elements of a REQ_HEAD without a client certificate; one with it has 13."""
+"""Elements of a REQ_HEAD without a client certificate or an identity; 13 with a
+certificate, 14 with an identity (``auth``), the 13th then nil when there is no
+certificate."""
+
+_UNSET: Any = object()
 
 
 def _check(value: Any, kind: type, index: int, name: str) -> None:
@@ -62,6 +67,121 @@ class ClientCert(NamedTuple):
     fingerprint: str
 
 
+class Auth:
+    """The identity the gateway verified for a request: REQ_HEAD's optional 14th element
+    (``auth``), read as ``req.auth`` / ``ws.auth``.
+
+    The gateway checked the bearer token (signature, algorithm, ``exp``, ``nbf``,
+    ``iss``, ``aud``) and the route's roles and scopes before the request reached the
+    worker, which never re-verifies it. ``subject`` is the token's ``sub`` (None when
+    it has none); ``claims`` the token's claims set, a dict decoded from the JSON the
+    gateway verified on first access and cached (``raw_claims`` keeps the bytes);
+    ``roles`` and ``scopes`` are what the gateway read from the claims named by its
+    ``auth_roles_claim`` and ``auth_scopes_claim`` settings.
+
+    Build one to give a :class:`covet.testing.TestClient` request an identity:
+    ``Auth("alice", roles=["admin"])`` (``claims`` a mapping or JSON bytes; by default
+    ``{"sub": subject}``). TestClient verifies nothing: it hands the identity to the
+    handler as the gateway would.
+    """
+
+    __slots__ = ("_subject", "raw_claims", "roles", "scopes", "_claims")
+
+    _subject: str
+    raw_claims: bytes
+    roles: tuple[str, ...]
+    scopes: tuple[str, ...]
+    _claims: Any
+
+    def __init__(
+        self,
+        subject: str | None = None,
+        claims: Mapping[str, Any] | bytes | None = None,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+    ) -> None:
+        if subject is None:
+            subject = ""
+        if not isinstance(subject, str):
+            raise TypeError(f"Auth subject must be a str or None, got {type(subject).__name__}")
+        if claims is None:
+            claims = {"sub": subject} if subject else {}
+        if isinstance(claims, (bytes, bytearray, memoryview)):
+            raw = bytes(claims)
+        elif isinstance(claims, Mapping):
+            raw = msgspec.json.encode(dict(claims))
+        else:
+            raise TypeError(f"Auth claims must be a mapping or JSON bytes, got {type(claims).__name__}")
+        self._subject = subject
+        self.raw_claims = raw
+        self.roles = _str_tuple(roles, "roles")
+        self.scopes = _str_tuple(scopes, "scopes")
+        self._claims = _UNSET
+
+    @classmethod
+    def _from_wire(cls, subject: str, raw_claims: bytes, roles: tuple[str, ...], scopes: tuple[str, ...]) -> Auth:
+        auth = cls.__new__(cls)
+        auth._subject, auth.raw_claims, auth.roles, auth.scopes, auth._claims = (
+            subject, raw_claims, roles, scopes, _UNSET)  # fmt: skip
+        return auth
+
+    @property
+    def subject(self) -> str | None:
+        """The token's ``sub`` claim, or None when it has none."""
+        return self._subject or None
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The verified claims set (decoded on first access, then cached). ValueError if
+        the bytes are not a JSON object (never from a gateway)."""
+        claims = self._claims
+        if claims is _UNSET:
+            try:
+                claims = msgspec.json.decode(self.raw_claims)
+            except msgspec.DecodeError as e:
+                raise ValueError(f"auth claims are not valid JSON: {e}") from None
+            if not isinstance(claims, dict):
+                raise ValueError(f"auth claims must be a JSON object, got {type(claims).__name__}")
+            self._claims = claims
+        return claims  # type: ignore[no-any-return]
+
+    def has_role(self, role: str) -> bool:
+        """Whether the identity carries ``role``."""
+        return role in self.roles
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the identity carries ``scope``."""
+        return scope in self.scopes
+
+    def to_wire(self) -> list[Any]:
+        """REQ_HEAD's ``auth`` element: ``[subject, claims, roles, scopes]``."""
+        return [self._subject, self.raw_claims, list(self.roles), list(self.scopes)]
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self._subject, self.raw_claims, self.roles, self.scopes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Auth):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Auth(subject={self.subject!r}, roles={self.roles!r}, scopes={self.scopes!r})"
+
+
+def _str_tuple(values: Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"Auth {what} must be a list of str, not a single {type(values).__name__}")
+    out = tuple(values)
+    for v in out:
+        if not isinstance(v, str):
+            raise TypeError(f"Auth {what} must be str, got {type(v).__name__}")
+    return out
+
+
 class RequestHead(NamedTuple):
     """One request's head, as decoded from REQ_HEAD: the wire array itself, checked.
 
@@ -74,7 +194,8 @@ class RequestHead(NamedTuple):
     the body size if known, -1 if a body of unknown length follows, 0 if none;
     ``timeout_ms`` is the time the handler has left (0 = no deadline);
     ``client_cert`` the verified client certificate, or None (no mTLS, or the client
-    sent none).
+    sent none); ``auth`` the identity the gateway verified, or None (no token, or one
+    the gateway did not accept on a route without ``auth``).
     """
 
     method: str
@@ -90,6 +211,7 @@ class RequestHead(NamedTuple):
     body_length: int
     timeout_ms: int
     client_cert: ClientCert | None = None
+    auth: Auth | None = None
 
     @classmethod
     def from_wire(cls, arr: Sequence[Any]) -> RequestHead:
@@ -98,14 +220,14 @@ class RequestHead(NamedTuple):
         Raises ValueError, naming the element, if the array breaks PROTOCOL 3.1.
         """
         if well_formed(arr):
-            return _new_head(cls, (*arr, None))
+            return _new_head(cls, (*arr, None, None))
         return cls._checked(arr)
 
     @classmethod
     def _checked(cls, arr: Sequence[Any]) -> RequestHead:
-        if not isinstance(arr, (list, tuple)) or len(arr) not in (REQ_HEAD_FIELDS, REQ_HEAD_FIELDS + 1):
+        if not isinstance(arr, (list, tuple)) or len(arr) not in (REQ_HEAD_FIELDS, REQ_HEAD_FIELDS + 1, REQ_HEAD_FIELDS + 2):
             size = len(arr) if isinstance(arr, (list, tuple)) else type(arr).__name__
-            raise ValueError(f"REQ_HEAD must be an array of 12 or 13 elements, got {size}")
+            raise ValueError(f"REQ_HEAD must be an array of 12, 13 or 14 elements, got {size}")
         for index, name in ((0, "method"), (1, "path"), (2, "query"), (4, "route"),
                             (6, "http_version"), (7, "scheme"), (8, "client"),
                             (9, "request_id")):  # fmt: skip
@@ -119,12 +241,18 @@ class RequestHead(NamedTuple):
             raise ValueError(f"REQ_HEAD[10] (body) must be >= -1, got {body}")
         if timeout_ms < 0:
             raise ValueError(f"REQ_HEAD[11] (timeout_ms) must be >= 0, got {timeout_ms}")
-        cert = _checked_cert(arr[12]) if len(arr) > REQ_HEAD_FIELDS else None
+        cert = auth = None
+        if len(arr) > REQ_HEAD_FIELDS + 1:
+            auth = _checked_auth(arr[13])
+            if arr[12] is not None:
+                cert = _checked_cert(arr[12])
+        elif len(arr) > REQ_HEAD_FIELDS:
+            cert = _checked_cert(arr[12])
         # Well-typed after all (a tuple, or str/bytes subclasses): normalise.
         return cls(
             str(arr[0]), str(arr[1]), str(arr[2]), [bytes(x) if i & 1 else str(x) for i, x in enumerate(arr[3])],
             str(arr[4]), [str(x) for x in arr[5]], str(arr[6]), str(arr[7]), str(arr[8]), str(arr[9]),
-            int(body), int(timeout_ms), cert,
+            int(body), int(timeout_ms), cert, auth,
         )  # fmt: skip
 
 
@@ -141,6 +269,29 @@ def _checked_cert(value: Any) -> ClientCert:
     return ClientCert(str(subject), tuple(str(x) for x in sans), str(fingerprint))
 
 
+def _checked_auth(value: Any) -> Auth:
+    """REQ_HEAD[13] (auth): [subject str, claims bin, roles array of str, scopes array of str]."""
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        got = f"{len(value)} elements" if isinstance(value, (list, tuple)) else type(value).__name__
+        raise ValueError(f"REQ_HEAD[13] (auth) must be an array of 4 elements, got {got}")
+    subject, claims, roles, scopes = value
+    if not isinstance(subject, str):
+        raise ValueError(f"REQ_HEAD[13] (auth): subject must be str, got {type(subject).__name__}")
+    if not isinstance(claims, bytes):
+        raise ValueError(f"REQ_HEAD[13] (auth): claims must be bin, got {type(claims).__name__}")
+    for name, items in (("roles", roles), ("scopes", scopes)):
+        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+            raise ValueError(f"REQ_HEAD[13] (auth): {name} must be an array of str")
+    return Auth._from_wire(str(subject), bytes(claims), tuple(str(x) for x in roles), tuple(str(x) for x in scopes))
+
+
+def _auth_hook(kind: type, obj: Any) -> Any:
+    """msgspec's decode hook for the one custom type of a REQ_HEAD, :class:`Auth`."""
+    if kind is Auth:
+        return _checked_auth(obj)
+    raise NotImplementedError(f"no decoder for {kind!r}")
+
+
 def decode_head(payload: bytes) -> RequestHead:
     """Decode and check a REQ_HEAD payload (PROTOCOL 3.1); ValueError names what is wrong.
 
@@ -150,7 +301,8 @@ def decode_head(payload: bytes) -> RequestHead:
     again with msgpack and checked element by element, for a message that names the
     element. msgspec reads a 13th element that is nil as no certificate, which the
     protocol refuses: a head without one must be a fixarray of 12 (0x9c), as every
-    encoder writes it, or it is checked again.
+    encoder writes it, one of 13 (0x9d) must have a certificate and one of 14 (0x9e) an
+    identity (its certificate may be nil), or it is checked again.
     """
     try:
         head = _decode(payload)
@@ -163,7 +315,11 @@ def decode_head(payload: bytes) -> RequestHead:
             and not len(head[5]) & 1
             and head[10] >= -1
             and head[11] >= 0
-            and (payload[0] == 0x9C or head[12] is not None)
+            and (
+                (n := payload[0]) == 0x9C
+                or (n == 0x9D and head[12] is not None)
+                or (n == 0x9E and head[13] is not None)
+            )
         ):
             return head
     return RequestHead.from_wire(msgpack.unpackb(payload, raw=False))
@@ -171,10 +327,14 @@ def decode_head(payload: bytes) -> RequestHead:
 
 def encode_head(head: RequestHead) -> bytes:
     """Encode a REQ_HEAD payload (the gateway's job; here for tests): 12 elements, 13
-    with a client certificate."""
-    arr = list(head)
-    if arr[12] is None:
-        del arr[12]
+    with a client certificate, 14 with an identity (the 13th nil without a certificate)."""
+    arr: list[Any] = list(head)
+    if head.auth is None:
+        del arr[13]
+        if head.client_cert is None:
+            del arr[12]
+    else:
+        arr[13] = head.auth.to_wire()
     payload: bytes = msgpack.packb(arr, use_bin_type=True)
     return payload
 
@@ -198,4 +358,4 @@ _WIRE_TYPES: list[type] = [str, str, str, list, str, list, str, str, str, str, i
 _STR_BYTES: list[type] = [str, bytes]
 _STR: list[type] = [str]
 _new_head = tuple.__new__
-_decode = msgspec.msgpack.Decoder(RequestHead).decode
+_decode = msgspec.msgpack.Decoder(RequestHead, dec_hook=_auth_hook).decode

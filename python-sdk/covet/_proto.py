@@ -40,7 +40,7 @@ from covet._control import (
     parse_frame,
     validate_routes,
 )
-from covet._head import ClientCert, RequestHead, decode_head, encode_head
+from covet._head import Auth, ClientCert, RequestHead, decode_head, encode_head
 from covet._payloads import (
     FLAG_BEGIN,
     FLAG_CANCEL,
@@ -148,6 +148,7 @@ __all__ = [
     "WELCOME_FDS",
     "WS_FRAME_COST",
     "WS_MIN_WINDOW",
+    "Auth",
     "ClientCert",
     "ControlChannel",
     "PeerError",

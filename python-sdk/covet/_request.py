@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote
 from ._datastructures import Address, Headers, QueryParams, encode_header
 from ._exceptions import HTTPException
 from ._forms import FormData, parse_form
-from ._head import BodySource, ClientCert, RequestHead
+from ._head import Auth, BodySource, ClientCert, RequestHead
 
 __all__ = ["Request", "InterimSink", "parse_cookie_header"]
 
@@ -89,6 +89,14 @@ class HTTPConnection:
     @property
     def request_id(self) -> str:
         return self.head.request_id
+
+    @property
+    def auth(self) -> Auth | None:
+        """The identity the gateway verified from the request's bearer token (subject,
+        claims, roles, scopes), or None when it sent none: no token, or, on a route
+        without ``auth=True``, a token it did not accept. The gateway has enforced the
+        route's ``auth``, ``roles`` and ``scopes`` before the handler runs."""
+        return self.head.auth
 
 
 class Request(HTTPConnection):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._patterns import ParamKind, Pattern, canonical_path
+from ._security import NO_SECURITY, RouteSecurity
 
 __all__ = ["HTTP_METHODS", "MAX_ROUTES", "Route", "Router", "Match", "is_async_callable"]
 
@@ -60,8 +61,14 @@ class Route:
     resumable: bool = False
     #: Kind-specific manifest options, e.g. a static route's dir and index.
     extra: tuple[tuple[str, Any], ...] = ()
+    #: The route's security options (auth, roles, rate limit, CORS, ...), checked.
+    security: RouteSecurity = NO_SECURITY
 
-    def manifest_entry(self) -> dict[str, Any]:
+    def manifest_entry(self, app_cors: Any = None, app_security_headers: Any = None) -> dict[str, Any]:
+        """The route map of the manifest (PROTOCOL.md 1.3); ``app_cors`` and
+        ``app_security_headers`` are the app's defaults (option form) for the security
+        options the route does not set itself. A static route carries none of them: the
+        gateway serves it without the security chain."""
         options: dict[str, Any] = {}
         if self.name is not None:
             options["name"] = self.name
@@ -70,6 +77,8 @@ class Route:
         if self.resumable:
             options["resumable"] = True
         options.update(self.extra)
+        if self.kind != "static":
+            options.update(self.security.options(app_cors, app_security_headers))
         return {"method": self.method, "path": self.pattern.canonical, "kind": self.kind,
                 "options": options}  # fmt: skip
 

@@ -17,8 +17,16 @@ raising ``WebSocketDisconnect`` when the app closes, and ``WebSocketRejected``, 
 carries the HTTP answer, when it refuses the handshake).
 
 A request may carry a verified TLS client certificate (``client_cert=``, what an mTLS
-connection gives ``req.client_cert``), and the 103 Early Hints a handler sends are kept
-on the response (``response.early_hints``).
+connection gives ``req.client_cert``) and a verified identity (``auth=covet.Auth(...)``,
+what the gateway gives ``req.auth`` / ``ws.auth`` for a valid bearer token), and the
+103 Early Hints a handler sends are kept on the response (``response.early_hints``).
+
+TestClient enforces none of a route's security options (PROTOCOL.md 1.3): it verifies
+no token, checks no roles or scopes, counts no rate limit and adds no CORS, security
+or compression fields. The identity given with ``auth=`` reaches the handler as is,
+also on a route without ``auth=True``; without one ``req.auth`` is None, even on a route
+with ``auth=True`` (which the gateway would have answered 401). Test those through the
+gateway (docs/python-app.md, "Security").
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from urllib.parse import quote, unquote_to_bytes, urlencode, urlsplit
 
 from ._app import Covet
 from ._datastructures import Headers, encode_header
-from ._head import ClientCert, RequestHead
+from ._head import Auth, ClientCert, RequestHead
 from ._multipart import parse_options_header
 from ._proto import MAX_EARLY_HINTS, encode_early_hints, encode_response_head
 from ._responses import FileResponse, Response
@@ -277,10 +285,12 @@ class TestClient:
         json: Any = None,
         files: Mapping[str, FileSpec] | None = None,
         client_cert: ClientCert | None = None,
+        auth: Auth | None = None,
     ) -> TestResponse:
         """Send one request. ``client_cert`` is the verified TLS client certificate the
         gateway would pass on for an mTLS connection (``req.client_cert``); None for
-        none."""
+        none. ``auth`` is the identity the gateway would pass on for a verified bearer
+        token (``req.auth``), as given: TestClient verifies and enforces nothing."""
         method = method.upper()
         base = urlsplit(self.base_url)
         parts = urlsplit(url)
@@ -334,8 +344,7 @@ class TestClient:
             route.pattern.canonical, [x for pair in match.params for x in pair],
             "1.1", scheme, f"{self.client[0]}:{self.client[1]}", request_id, len(body), timeout_ms,
         ]  # fmt: skip
-        if client_cert is not None:
-            wire.append([client_cert.subject, list(client_cert.sans), client_cert.fingerprint])
+        _append_identity(wire, client_cert, auth)
         head = RequestHead.from_wire(wire)
         return self._run(self._exchange(head, body, timeout_ms / 1000, close))
 
@@ -462,6 +471,7 @@ class TestClient:
         headers: HeaderArg | None = None,
         *,
         cookies: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
     ) -> WebSocketTestSession:
         """Open a WebSocket session with the app's ``@app.websocket`` route for ``url``
         (``ws://`` and ``wss://`` URLs are taken too), offering ``subprotocols``. The
@@ -469,7 +479,9 @@ class TestClient:
         manager, which closes it with 1000 at the end of the block); if it refuses
         instead, WebSocketRejected carries the HTTP response the client would get. A
         path with no WebSocket route is answered as the gateway answers a GET to it
-        (404, 405, or the HTTP route's own response), and refused the same way."""
+        (404, 405, or the HTTP route's own response), and refused the same way.
+        ``auth`` is the verified identity the handler sees as ``ws.auth``, as for
+        :meth:`request`."""
         parts = urlsplit(url)
         scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
         http_url = parts._replace(scheme=scheme).geturl() if parts.scheme else url
@@ -484,7 +496,7 @@ class TestClient:
         raw_path = quote(urlsplit(http_url).path or "/", safe=_PATH_SAFE)
         match = self.app.router.match("GET", raw_path)
         if match.route is None or match.route.kind != "ws":
-            raise WebSocketRejected(self.request("GET", http_url, headers=upgrade, cookies=cookies))
+            raise WebSocketRejected(self.request("GET", http_url, headers=upgrade, cookies=cookies, auth=auth))
         base = urlsplit(self.base_url)
         split = urlsplit(http_url)
         host = split.netloc or base.netloc or "testserver"
@@ -501,6 +513,7 @@ class TestClient:
             route.pattern.canonical, [x for pair in match.params for x in pair],
             "1.1", split.scheme or base.scheme or "http", f"{self.client[0]}:{self.client[1]}", request_id, 0, 0,
         ]  # fmt: skip
+        _append_identity(wire, None, auth)
         head = RequestHead.from_wire(wire)
         peer = _TestPeer()
         ws = WebSocket(head, peer)
@@ -596,6 +609,19 @@ def _read_file(response: FileResponse) -> Response | None:
             media += "; charset=utf-8"
         served.headers.append("content-type", media)
     return served
+
+
+def _append_identity(wire: list[Any], client_cert: ClientCert | None, auth: Auth | None) -> None:
+    """REQ_HEAD's optional elements: the client certificate (13th), the identity (14th,
+    after a nil 13th when there is no certificate)."""
+    if client_cert is not None and not isinstance(client_cert, ClientCert):
+        raise TypeError(f"client_cert must be a covet.ClientCert, got {type(client_cert).__name__}")
+    if auth is not None and not isinstance(auth, Auth):
+        raise TypeError(f"auth must be a covet.Auth, got {type(auth).__name__}")
+    if client_cert is not None or auth is not None:
+        wire.append(None if client_cert is None else [client_cert.subject, list(client_cert.sans), client_cert.fingerprint])
+    if auth is not None:
+        wire.append(auth.to_wire())
 
 
 def _has_dot_segment(raw_path: str) -> bool:

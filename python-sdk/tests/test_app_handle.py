@@ -41,7 +41,7 @@ def test_from_wire_accepts_a_tuple_and_normalises_it() -> None:
 
 
 MALFORMED = [
-        (["GET"], "array of 12 or 13 elements"),
+        (["GET"], "array of 12, 13 or 14 elements"),
         ([1, "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0], r"REQ_HEAD\[0\] \(method\) must be str"),
         (["GET", "/", "", ["a"], "/", [], "1.1", "http", "", "r", 0, 0], "odd number"),
         (["GET", "/", "", ["a", "b"], "/", [], "1.1", "http", "", "r", 0, 0], r"must be \(str, bytes\)"),
@@ -52,7 +52,10 @@ MALFORMED = [
         (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, -1], "must be >= 0"),
         (["GET", "/", "", [b"a", b"b"], "/", [], "1.1", "http", "", "r", 0, 0], r"must be \(str, bytes\)"),
         (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, 0], r"\(client_cert\) must be an array of 3"),
-        (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, ["s", [], "f"], 0], "array of 12 or 13 elements"),
+        (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, ["s", [], "f"], 0], r"\(auth\) must be an array of 4"),
+        (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, None, None], r"\(auth\) must be an array of 4"),
+        (["GET", "/", "", [], "/", [], "1.1", "http", "", "r", 0, 0, None, ["s", b"{}", [], []], 0],
+         "array of 12, 13 or 14 elements"),
 ]
 
 

@@ -47,6 +47,7 @@ def test_vectors_cover_every_message() -> None:
               "ws_open", "ws_accept", "ws_close", "resp_file"):
         assert (k, None) in kinds
     assert any(v["kind"] == "req_head" and "client_cert" in v["fields"] for v in VECTORS)
+    assert any(v["kind"] == "req_head" and "auth" in v["fields"] for v in VECTORS)
 
 
 def _head_json(h: p.RequestHead) -> dict[str, Any]:
@@ -69,6 +70,10 @@ def _head_json(h: p.RequestHead) -> dict[str, Any]:
     if h.client_cert is not None:
         cc = h.client_cert
         out["client_cert"] = {"subject": cc.subject, "sans": list(cc.sans), "fingerprint": cc.fingerprint}
+    if h.auth is not None:
+        a = h.auth
+        out["auth"] = {"subject": a.subject or "", "claims": a.raw_claims.hex(), "roles": list(a.roles),
+                       "scopes": list(a.scopes)}  # fmt: skip
     return out
 
 
@@ -278,9 +283,10 @@ def test_request_head_errors(index: int, value: Any, text: str) -> None:
 
 def test_request_head_shape_errors() -> None:
     for data, text in [
-        (pk(REQ[:11]), "must be an array of 12 or 13 elements, got 11"),
-        (pk([*REQ, ["s", [], "f"], 1]), "must be an array of 12 or 13 elements, got 14"),
-        (pk({"a": 1}), "must be an array of 12 or 13 elements, got dict"),
+        (pk(REQ[:11]), "must be an array of 12, 13 or 14 elements, got 11"),
+        (pk([*REQ, ["s", [], "f"], 1]), "REQ_HEAD[13] (auth) must be an array of 4 elements, got int"),
+        (pk([*REQ, None, ["s", b"{}", [], []], 1]), "must be an array of 12, 13 or 14 elements, got 15"),
+        (pk({"a": 1}), "must be an array of 12, 13 or 14 elements, got dict"),
         (pk(REQ) + b"\x00", "extra data"),
         (pk(REQ)[:-1], "incomplete"),
         (b"\x91\xa1\xff", "utf-8"),

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/guard"
 	"github.com/covetpy/covetpy/gateway/server"
 	"github.com/covetpy/covetpy/gateway/supervisor"
 	"github.com/covetpy/covetpy/ops/config"
@@ -75,10 +76,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	// ops END
 
+	// The middleware chain (gateway/guard) sits between the front ends and the
+	// dispatcher; the dispatcher asks it to compile each route's security
+	// options as workers register.
+	var chain *guard.Chain
+	cfg.Dispatch.CompileRoute = func(app string, r *workerproto.Route) (any, error) { return chain.CompileRoute(app, r) }
 	d, err := dispatch.New(cfg.Dispatch, log.With("component", "dispatch"))
 	if err != nil {
 		return err
 	}
+	if chain, err = guard.New(cfg.Guard, d, cfg.Dispatch.Metrics, log.With("component", "guard")); err != nil {
+		return err
+	}
+	defer chain.Close()
 	// ops (ops.go): the admin listener, /metrics /healthz /readyz. BEGIN
 	stopAdmin, err := serveAdmin(cfg, reg, d.Ready, log.With("component", "admin"))
 	if err != nil {
@@ -101,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopTLS()
-	srv := &server.Server{Config: cfg.Server, Backend: d}
+	srv := &server.Server{Config: cfg.Server, Backend: chain}
 	srv.Config.Logger = log.With("component", "http")
 	if tlsSrv != nil {
 		srv.TLS = tlsSrv.TLSConfig()
@@ -254,7 +264,8 @@ type Config struct {
 	Server     server.Config
 	TLS        tlsSettings // tls.go
 	Supervisor supervisor.Config
-	Ops        opsConfig // ops.go: admin listener, access log
+	Ops        opsConfig    // ops.go: admin listener, access log
+	Guard      guard.Config // auth, rate limits, CORS, security headers, compression, client addresses, audit log
 }
 
 // defaultConfig is the configuration before the file, the environment and the flags.

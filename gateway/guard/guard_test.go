@@ -1,0 +1,348 @@
+package guard
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/covetpy/covetpy/gateway/audit"
+	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/router"
+	"github.com/covetpy/covetpy/workerproto"
+)
+
+// backend stands in for the dispatcher: it routes with a real router and
+// answers every request it gets with a fixed body, recording the head.
+type backend struct {
+	routes *router.Router[*dispatch.Route]
+	seen   []workerproto.RequestHead
+	body   []byte
+	record bool
+}
+
+func (b *backend) Lookup(method, path string, ps *router.Params) (router.Match[*dispatch.Route], router.Status) {
+	return b.routes.Lookup(method, path, ps)
+}
+
+func (b *backend) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error {
+	if b.record {
+		b.seen = append(b.seen, req.Head)
+	}
+	if err := w.WriteHead(200, []workerproto.Header{{Name: []byte("content-type"), Value: []byte("text/plain")}}, int64(len(b.body))); err != nil {
+		return err
+	}
+	return w.WriteBody(b.body)
+}
+
+func (b *backend) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, peer dispatch.WebSocketPeer) error {
+	b.seen = append(b.seen, req.Head)
+	return nil
+}
+
+// recorder is the front end's ResponseWriter.
+type recorder struct {
+	status  int
+	headers map[string][]string
+	body    bytes.Buffer
+}
+
+func (r *recorder) WriteHead(status int, hs []workerproto.Header, n int64) error {
+	r.status = status
+	r.headers = map[string][]string{}
+	for _, h := range hs {
+		k := strings.ToLower(string(h.Name))
+		r.headers[k] = append(r.headers[k], string(h.Value))
+	}
+	return nil
+}
+func (r *recorder) WriteBody(p []byte) error { r.body.Write(p); return nil }
+func (r *recorder) WriteBodyv(ps [][]byte) error {
+	for _, p := range ps {
+		r.body.Write(p)
+	}
+	return nil
+}
+func (r *recorder) get(name string) string { return strings.Join(r.headers[name], ", ") }
+
+var secret = []byte("a secret of thirty-two bytes....")
+
+// hs256 mints a token signed with secret.
+func hs256(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	hb, _ := json.Marshal(map[string]any{"alg": "HS256", "typ": "JWT", "kid": "k1"})
+	cb, _ := json.Marshal(claims)
+	in := enc.EncodeToString(hb) + "." + enc.EncodeToString(cb)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(in))
+	return in + "." + enc.EncodeToString(m.Sum(nil))
+}
+
+// setup builds a chain over a backend with the given routes (options as a
+// manifest would carry them) and returns both.
+func setup(t testing.TB, cfg Config, routes ...workerproto.Route) (*Chain, *backend) {
+	t.Helper()
+	dir := t.TempDir()
+	jwks := filepath.Join(dir, "jwks.json")
+	k := base64.RawURLEncoding.EncodeToString(secret)
+	if err := os.WriteFile(jwks, []byte(`{"keys":[{"kty":"oct","kid":"k1","alg":"HS256","k":"`+k+`"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.JWKSFile == "" {
+		cfg.Auth.JWKSFile = jwks
+		cfg.Auth.Algorithms = []string{"HS256"}
+	}
+	if cfg.Audit.Path == "" {
+		cfg.Audit.Path = filepath.Join(dir, "audit.jsonl")
+	}
+	b := &backend{routes: router.New[*dispatch.Route](), body: []byte("hello"), record: true}
+	c, err := New(cfg, b, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var rs []router.Route[*dispatch.Route]
+	for i := range routes {
+		r := &routes[i]
+		p, err := c.CompileRoute("app", r)
+		if err != nil {
+			t.Fatalf("%s %s: %v", r.Method, r.Path, err)
+		}
+		rs = append(rs, router.Route[*dispatch.Route]{Method: r.Method, Pattern: r.Path, Value: &dispatch.Route{App: "app", Pattern: r.Path, Policy: p}})
+	}
+	if err := b.routes.Replace(func(router.Route[*dispatch.Route]) bool { return true }, rs...); err != nil {
+		t.Fatal(err)
+	}
+	return c, b
+}
+
+// do routes and serves one request through the chain, as a front end would.
+func do(t *testing.T, c *Chain, method, path string, headers ...string) *recorder {
+	t.Helper()
+	var ps router.Params
+	m, st := c.Lookup(method, path, &ps)
+	rec := &recorder{}
+	switch st {
+	case router.StatusFound:
+	case router.StatusOptions:
+		rec.status = 204 // the front end's own answer
+		return rec
+	default:
+		t.Fatalf("%s %s: routing status %v", method, path, st)
+	}
+	req := &dispatch.Request{Head: workerproto.RequestHead{
+		Method: method, Path: path, Route: m.Pattern, HTTPVersion: "1.1", Scheme: "http",
+		Client: "192.0.2.7:40000", RequestID: "r1",
+	}}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Head.Headers = append(req.Head.Headers, workerproto.Header{Name: []byte(headers[i]), Value: []byte(headers[i+1])})
+	}
+	if err := c.Serve(context.Background(), m.Value, req, rec); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return rec
+}
+
+func opts(kv ...any) map[string]any {
+	m := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
+func TestAuthDecisions(t *testing.T) {
+	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	c, b := setup(t, Config{Audit: audit.Config{Path: auditPath}},
+		workerproto.Route{Method: "GET", Path: "/admin", Kind: "http", Options: opts("auth", true, "roles", []any{"admin"}, "scopes", []any{"reports:read"})},
+		workerproto.Route{Method: "GET", Path: "/public", Kind: "http", Options: opts()},
+	)
+	exp := time.Now().Add(time.Hour).Unix()
+	good := hs256(t, map[string]any{"sub": "alice", "exp": exp, "roles": []string{"admin"}, "scope": "reports:read other"})
+	weak := hs256(t, map[string]any{"sub": "bob", "exp": exp, "roles": []string{"user"}, "scope": "reports:read"})
+
+	rec := do(t, c, "GET", "/admin")
+	if rec.status != 401 || !strings.Contains(rec.get("www-authenticate"), `error="invalid_token"`) {
+		t.Fatalf("no token: %d %v", rec.status, rec.headers)
+	}
+	rec = do(t, c, "GET", "/admin", "Authorization", "Bearer "+good[:len(good)-2]+"xx")
+	if rec.status != 401 {
+		t.Fatalf("bad signature: %d", rec.status)
+	}
+	rec = do(t, c, "GET", "/admin", "authorization", "Bearer "+weak)
+	if rec.status != 403 || !strings.Contains(rec.get("www-authenticate"), `error="insufficient_scope"`) {
+		t.Fatalf("lacking a role: %d %v", rec.status, rec.headers)
+	}
+	if len(b.seen) != 0 {
+		t.Fatalf("the backend saw %d refused requests", len(b.seen))
+	}
+	rec = do(t, c, "GET", "/admin", "Authorization", "Bearer "+good)
+	if rec.status != 200 || len(b.seen) != 1 {
+		t.Fatalf("good token: %d, backend saw %d", rec.status, len(b.seen))
+	}
+	a := b.seen[0].Auth
+	if a == nil || a.Subject != "alice" || len(a.Roles) != 1 || a.Roles[0] != "admin" || len(a.Scopes) != 2 || !bytes.Contains(a.Claims, []byte(`"sub":"alice"`)) {
+		t.Fatalf("identity: %+v", a)
+	}
+	// A public route: a valid token still reaches the worker, an invalid one
+	// is dropped, none is fine.
+	do(t, c, "GET", "/public", "Authorization", "Bearer "+weak)
+	do(t, c, "GET", "/public", "Authorization", "Bearer nonsense")
+	do(t, c, "GET", "/public")
+	if len(b.seen) != 4 || b.seen[1].Auth == nil || b.seen[1].Auth.Subject != "bob" || b.seen[2].Auth != nil || b.seen[3].Auth != nil {
+		t.Fatalf("public route identities: %d seen", len(b.seen))
+	}
+	// Every decision is audited, none with the token.
+	c.Close()
+	log, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("%d audit lines, want 6:\n%s", len(lines), log)
+	}
+	for _, want := range []string{`"reason":"missing","status":401`, `"reason":"insufficient_scope","status":403`, `"decision":"allow","reason":"ok"`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("audit log lacks %s:\n%s", want, log)
+		}
+	}
+	if strings.Contains(string(log), good[:20]) || strings.Contains(string(log), "nonsense") {
+		t.Error("the audit log holds a token")
+	}
+}
+
+func TestCompileRouteErrors(t *testing.T) {
+	c, _ := setup(t, Config{})
+	for _, tc := range []struct {
+		o    map[string]any
+		want string
+	}{
+		{opts("roles", []any{"admin"}), "roles and scopes need auth true"},
+		{opts("rate_limit", "5/fortnight"), "rate_limit"},
+		{opts("rate_limit_key", "cookie:x"), "rate_limit_key"},
+	} {
+		_, err := c.CompileRoute("app", &workerproto.Route{Method: "GET", Path: "/x", Kind: "http", Options: tc.o})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.o, err, tc.want)
+		}
+	}
+	bare, err := New(Config{}, &backend{routes: router.New[*dispatch.Route]()}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	if _, err := bare.CompileRoute("app", &workerproto.Route{Method: "GET", Path: "/x", Kind: "http", Options: opts("auth", true)}); err == nil || !strings.Contains(err.Error(), "auth_jwks_file") {
+		t.Fatalf("auth without keys: %v", err)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	c, b := setup(t, Config{},
+		workerproto.Route{Method: "POST", Path: "/login", Kind: "http", Options: opts("rate_limit", "2/minute")},
+		workerproto.Route{Method: "GET", Path: "/key", Kind: "http", Options: opts("rate_limit", "1/minute", "rate_limit_key", "header:X-API-Key")},
+	)
+	for i, want := range []int{200, 200, 429} {
+		if rec := do(t, c, "POST", "/login"); rec.status != want {
+			t.Fatalf("request %d: %d, want %d", i, rec.status, want)
+		} else if want == 429 && rec.get("retry-after") == "" {
+			t.Fatalf("429 without Retry-After: %v", rec.headers)
+		}
+	}
+	// Keyed by header: each key has its own budget; none falls back to the IP.
+	for _, tc := range []struct {
+		key  string
+		want int
+	}{{"a", 200}, {"b", 200}, {"a", 429}, {"", 200}, {"", 429}} {
+		var rec *recorder
+		if tc.key == "" {
+			rec = do(t, c, "GET", "/key")
+		} else {
+			rec = do(t, c, "GET", "/key", "X-Api-Key", tc.key)
+		}
+		if rec.status != tc.want {
+			t.Fatalf("key %q: %d, want %d", tc.key, rec.status, tc.want)
+		}
+	}
+	if len(b.seen) != 5 {
+		t.Fatalf("backend saw %d, want 5", len(b.seen))
+	}
+}
+
+func TestCORSPreflightNeverReachesBackend(t *testing.T) {
+	c, b := setup(t, Config{},
+		workerproto.Route{Method: "PUT", Path: "/items/{id}", Kind: "http", Options: opts("cors", map[string]any{
+			"allow_origins": []any{"https://app.example.com"}, "allow_methods": []any{"PUT"}, "allow_headers": []any{"X-Token"},
+		})},
+	)
+	rec := do(t, c, "OPTIONS", "/items/7", "Origin", "https://app.example.com", "Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "x-token")
+	if rec.status != 204 || rec.get("access-control-allow-origin") != "https://app.example.com" {
+		t.Fatalf("preflight: %d %v", rec.status, rec.headers)
+	}
+	rec = do(t, c, "OPTIONS", "/items/7", "Origin", "https://evil.example.net", "Access-Control-Request-Method", "PUT")
+	if rec.status != 204 || rec.get("access-control-allow-origin") != "" {
+		t.Fatalf("denied preflight: %d %v", rec.status, rec.headers)
+	}
+	if len(b.seen) != 0 {
+		t.Fatalf("the backend saw a preflight")
+	}
+	rec = do(t, c, "PUT", "/items/7", "Origin", "https://app.example.com")
+	if rec.status != 200 || rec.get("access-control-allow-origin") != "https://app.example.com" {
+		t.Fatalf("actual request: %d %v", rec.status, rec.headers)
+	}
+}
+
+func TestCompressionAndHeaders(t *testing.T) {
+	cfg := Config{}
+	cfg.Compress.Encodings = []string{"gzip"}
+	cfg.Headers.Enabled = true
+	c, b := setup(t, cfg,
+		workerproto.Route{Method: "GET", Path: "/big", Kind: "http", Options: opts()},
+		workerproto.Route{Method: "GET", Path: "/raw", Kind: "http", Options: opts("compress", false, "security_headers", false)},
+	)
+	b.body = bytes.Repeat([]byte("covet "), 2000)
+	rec := do(t, c, "GET", "/big", "Accept-Encoding", "gzip")
+	if rec.get("content-encoding") != "gzip" || rec.get("x-content-type-options") != "nosniff" {
+		t.Fatalf("headers: %v", rec.headers)
+	}
+	zr, err := gzip.NewReader(&rec.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(got, b.body) {
+		t.Fatalf("decoded %d bytes, %v", len(got), err)
+	}
+	rec = do(t, c, "GET", "/raw", "Accept-Encoding", "gzip")
+	if rec.get("content-encoding") != "" || rec.get("x-content-type-options") != "" || !bytes.Equal(rec.body.Bytes(), b.body) {
+		t.Fatalf("route with compress false and no security headers: %v", rec.headers)
+	}
+}
+
+func TestClientAddressAndIPRate(t *testing.T) {
+	cfg := Config{IPRequestRate: "2/minute"}
+	cfg.ClientIP.TrustedProxies = []string{"192.0.2.0/24"}
+	c, b := setup(t, cfg, workerproto.Route{Method: "GET", Path: "/", Kind: "http", Options: opts()})
+	for i, want := range []int{200, 200, 429} {
+		if rec := do(t, c, "GET", "/", "X-Forwarded-For", "203.0.113.9"); rec.status != want {
+			t.Fatalf("request %d: %d, want %d", i, rec.status, want)
+		}
+	}
+	// Another client behind the same proxy has its own budget.
+	if rec := do(t, c, "GET", "/", "X-Forwarded-For", "203.0.113.10"); rec.status != 200 {
+		t.Fatalf("second client: %d", rec.status)
+	}
+	if len(b.seen) != 3 || !strings.HasPrefix(b.seen[0].Client, "203.0.113.9") {
+		t.Fatalf("client seen: %+v", b.seen)
+	}
+}
