@@ -8,7 +8,12 @@ verified; a missing token is 401 with ``WWW-Authenticate: Bearer error="invalid_
 included, with an error_description saying which); a valid token lacking the route's
 role or scope is 403 with ``error="insufficient_scope"``; every token of the attack
 matrix is 401; and every decision is one JSON line of the audit log, found by the
-request's X-Request-ID, naming the reason and never holding the token.
+request's X-Request-ID, naming the reason and never holding the token. A second gateway
+on auth_jwks_url shows 10,000 requests with random unknown kids fetching the URL at most
+once per auth_jwks_cooldown.
+
+The 1 MB token needs max_header_bytes above its size: with the default (64 KiB) the front
+end answers 431 before the chain runs, and nothing is audited.
 """
 
 from __future__ import annotations
@@ -339,3 +344,75 @@ def test_public_route_takes_a_valid_token_and_ignores_a_bad_one(world: World) ->
     assert status == 200 and json.loads(body)["auth"] is None
     status, _, body = world.get("/public")
     assert status == 200 and json.loads(body)["auth"] is None
+
+
+class _JWKS(http.server.BaseHTTPRequestHandler):
+    doc = b""
+    fetches = 0
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:  # noqa: N802
+        with type(self).lock:
+            type(self).fetches += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/jwk-set+json")
+        self.send_header("Content-Length", str(len(self.doc)))
+        self.end_headers()
+        self.wfile.write(self.doc)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_unknown_kids_fetch_the_jwks_url_at_most_once_per_cooldown(tmp_path: Path) -> None:
+    """10,000 requests, 32 connections at once, each token with a random unknown kid:
+    the gateway fetches auth_jwks_url at most once per auth_jwks_cooldown (here 2s)."""
+    key = ed_key("real")
+    _JWKS.doc = json.dumps({"keys": [key.jwk]}).encode()
+    _JWKS.fetches = 0
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _JWKS)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    cooldown = 2.0
+    flags = ["--auth-jwks-url", f"http://127.0.0.1:{srv.server_port}/jwks.json", "--auth-algorithms", "EdDSA",
+             "--auth-jwks-cooldown", f"{cooldown:g}s"]
+    tokens = [key.token(good_claims(), header={"kid": os.urandom(12).hex()}) for _ in range(10_000)]
+    try:
+        with serving_gateway(tmp_path / "gateway.log", "authapp", "auth_app", 1, _ready, flags) as gw:
+            assert _JWKS.fetches == 1, "the startup fetch"
+            time.sleep(cooldown + 0.2)  # the cooldown has passed: the first unknown kid may fetch
+
+            statuses: dict[int, int] = {}
+            lock = threading.Lock()
+
+            def client(chunk: list[str]) -> None:
+                conn = http.client.HTTPConnection(gw.host, gw.port, timeout=30)
+                try:
+                    for tok in chunk:
+                        conn.request("GET", "/me", headers={"Authorization": "Bearer " + tok})
+                        resp = conn.getresponse()
+                        resp.read()
+                        with lock:
+                            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                finally:
+                    conn.close()
+
+            start = time.monotonic()
+            threads = [threading.Thread(target=client, args=(tokens[i::32],)) for i in range(32)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.monotonic() - start
+            assert statuses == {401: 10_000}
+            print(f"10,000 unknown-kid requests in {elapsed:.1f}s: {_JWKS.fetches} JWKS fetches (startup included)")
+            allowed = 1 + 1 + int(elapsed / cooldown)  # startup, then one per cooldown begun
+            assert 2 <= _JWKS.fetches <= allowed, f"{_JWKS.fetches} fetches in {elapsed:.1f}s (at most {allowed})"
+            # The real key still works.
+            conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
+            conn.request("GET", "/me", headers={"Authorization": "Bearer " + key.token()})
+            resp = conn.getresponse()
+            assert resp.status == 200 and json.loads(resp.read())["auth"]["subject"] == "alice"
+            conn.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
