@@ -31,7 +31,11 @@ func newJWKSServer(t *testing.T, keys ...map[string]any) *jwksServer {
 		s.mu.Lock()
 		doc, status, delay := s.doc, s.status, s.delay
 		s.mu.Unlock()
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done(): // the client gave up
+			return
+		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.WriteHeader(status)
 		w.Write(doc)
@@ -244,5 +248,32 @@ func TestJWKSPeriodicRefresh(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	if n := srv.fetches.Load(); n != after {
 		t.Fatalf("fetches went on after Close: %d -> %d", after, n)
+	}
+}
+
+// Close ends a fetch in flight instead of waiting out its timeout.
+func TestCloseEndsAFetchInFlight(t *testing.T) {
+	s := newSigner(t, "HS256", "k")
+	srv := newJWKSServer(t, s.jwk)
+	v, err := New(Config{JWKSURL: srv.URL, Algorithms: []string{"HS256"}, JWKSRefresh: time.Millisecond}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	srv.delay = time.Minute // the next refresh hangs
+	srv.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.fetches.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if srv.fetches.Load() < 2 {
+		t.Fatal("no periodic refresh started")
+	}
+	done := make(chan struct{})
+	go func() { v.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(fetchTimeout / 2):
+		t.Fatal("Close waited for the hung fetch")
 	}
 }
