@@ -16,14 +16,15 @@ package audit
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Config is the audit log's setting.
@@ -60,6 +61,7 @@ type Log struct {
 	failed bool // a write failed: reported once
 	stop   chan struct{}
 	done   chan struct{}
+	line   []byte // Record's scratch, under mu
 	closed sync.Once
 	err    error // Close's
 }
@@ -124,17 +126,79 @@ func (l *Log) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	e.Time = e.Time.UTC()
-	b, err := json.Marshal(&e)
-	if err != nil { // cannot happen: every field is a string, an int or a time
-		return
-	}
-	b = append(b, '\n')
 	l.mu.Lock()
-	_, err = l.w.Write(b)
+	l.line = appendEntry(l.line[:0], &e)
+	_, err := l.w.Write(l.line)
 	l.check(err)
 	l.mu.Unlock()
 }
+
+// appendEntry appends e as one JSON object and a newline: the encoding
+// json.Marshal gives the Entry, without its reflection (a line is written for
+// every authenticated request).
+func appendEntry(b []byte, e *Entry) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = appendField(b, "decision", e.Decision)
+	b = appendField(b, "reason", e.Reason)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = appendField(b, "app", e.App)
+	b = appendField(b, "route", e.Route)
+	b = appendField(b, "method", e.Method)
+	b = appendField(b, "path", e.Path)
+	if e.Subject != "" {
+		b = appendField(b, "subject", e.Subject)
+	}
+	b = appendField(b, "client", e.Client)
+	b = appendField(b, "request_id", e.RequestID)
+	return append(b, "}\n"...)
+}
+
+// appendField appends ,"name":"value" with value escaped as a JSON string
+// (invalid UTF-8 becomes U+FFFD, as encoding/json does).
+func appendField(b []byte, name, v string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, `":"`...)
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else if r == '\u2028' || r == '\u2029' {
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		} else {
+			b = append(b, v[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
+
+const hex = "0123456789abcdef"
 
 // Close writes what is buffered and closes the file. Later calls return the
 // first one's error; Record after Close records nothing.

@@ -84,3 +84,19 @@ func TestOpenErrorsAndNil(t *testing.T) {
 		t.Fatalf("got %v, want an error naming audit_log", err)
 	}
 }
+
+// The hand-written encoder gives what encoding/json gives the Entry.
+func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
+	for _, e := range []Entry{
+		{Time: time.Unix(1, 5).UTC(), Decision: "allow", Reason: "ok", Route: "/a/{id}", Path: "/a/%2F"},
+		{Time: time.Unix(1893456000, 0).UTC(), Decision: "deny", Reason: "expired", Status: 401, Subject: "ünï \"q\" \\ \n\r\t\x01\x7f \u2028 \u2029", Path: "/bad\xff\xfe", Client: "[::1]:1"},
+	} {
+		want, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendEntry(nil, &e); string(got) != string(want)+"\n" {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	}
+}

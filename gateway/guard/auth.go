@@ -30,11 +30,11 @@ const (
 // token still reaches the worker, and an invalid one is ignored (the request
 // goes on without an identity); both are audited.
 func (c *Chain) authenticate(rt *dispatch.Route, h *workerproto.RequestHead, p *policy, w dispatch.ResponseWriter) (id *auth.Identity, done bool, err error) {
-	v := header(h.Headers, "authorization")
-	if v == nil && !p.auth {
+	if c.verifier == nil { // no key source (then no route has auth): tokens are not ours
 		return nil, false, nil
 	}
-	if c.verifier == nil { // no key source: tokens on public routes are not ours
+	v := header(h.Headers, "authorization")
+	if v == nil && !p.auth {
 		return nil, false, nil
 	}
 	reason := reasonMissing

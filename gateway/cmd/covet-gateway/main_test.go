@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/covetpy/covetpy/gateway/guard"
 	"github.com/covetpy/covetpy/ops/config"
 
 	"github.com/covetpy/covetpy/shmring"
@@ -194,5 +195,46 @@ func TestTLSStartupErrorsNameTheFile(t *testing.T) {
 		t.Errorf("no TLS settings: %v, %v", s, err)
 	} else {
 		stop()
+	}
+}
+
+// The security settings are keys of the one config: flags, COVET_<KEY> (a list
+// comma-separated), and a bad value stops start-up naming the key.
+func TestSecuritySettings(t *testing.T) {
+	env := []string{"COVET_AUTH_ALGORITHMS=ES256,EdDSA", "COVET_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.1"}
+	cfg, _, err := parseFlags([]string{"--workers", "0", "--compression", "gzip,zstd", "--cors-allow-origins", "https://a.example",
+		"--rate-limit-default", "100/minute", "--audit-log", "stderr", "--ip-request-rate", "50/second"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cfg.Guard
+	if !slices.Equal(g.Auth.Algorithms, []string{"ES256", "EdDSA"}) || !slices.Equal(g.Compress.Encodings, []string{"gzip", "zstd"}) ||
+		!slices.Equal(g.ClientIP.TrustedProxies, []string{"10.0.0.0/8", "192.0.2.1"}) || !slices.Equal(g.CORS.AllowOrigins, []string{"https://a.example"}) ||
+		g.RateLimit.Default != "100/minute" || g.Audit.Path != "stderr" || g.IPRequestRate != "50/second" {
+		t.Fatalf("guard settings: %+v", g)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth-jwks-file", "/dev/null", "--auth-algorithms", "HS256,nOnE"}, "auth_algorithms"},
+		{[]string{"--rate-limit-default", "5/fortnight"}, "rate_limit_default"},
+		{[]string{"--compression", "gzip,lzma"}, "compression"},
+		{[]string{"--trusted-proxies", "10.0.0.0/33"}, "trusted_proxies"},
+		{[]string{"--cors-allow-origins", "*", "--cors-allow-credentials"}, "cors_allow"},
+		{[]string{"--ip-request-rate", "many"}, "ip_request_rate"},
+		{[]string{"--rate-limit-redis-failure", "ajar"}, "rate_limit_redis_failure"},
+	} {
+		cfg, _, err := parseFlags(append([]string{"--workers", "0"}, tc.args...), nil, io.Discard)
+		if err == nil {
+			var c *guard.Chain
+			c, err = guard.New(cfg.Guard, nil, nil, nil)
+			if c != nil {
+				c.Close()
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error naming %s", tc.args, err, tc.want)
+		}
 	}
 }
