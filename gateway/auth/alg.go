@@ -117,15 +117,11 @@ func init() {
 	register(&algorithm{name: "Ed448", fits: func(k *key) bool { return k.kty == "OKP" && k.crv == "Ed448" }, verify: verifyEd448})
 	// draft-ietf-cose-dilithium: key type AKP whose alg names the parameter set;
 	// JOSE signs with the empty context.
-	register(&algorithm{name: "ML-DSA-44", fits: akpFits("ML-DSA-44"), verify: func(k *key, input, sig []byte) bool {
-		return k.mldsa44 != nil && mldsa44.Verify(k.mldsa44, input, nil, sig)
-	}})
-	register(&algorithm{name: "ML-DSA-65", fits: akpFits("ML-DSA-65"), verify: func(k *key, input, sig []byte) bool {
-		return k.mldsa65 != nil && mldsa65.Verify(k.mldsa65, input, nil, sig)
-	}})
-	register(&algorithm{name: "ML-DSA-87", fits: akpFits("ML-DSA-87"), verify: func(k *key, input, sig []byte) bool {
-		return k.mldsa87 != nil && mldsa87.Verify(k.mldsa87, input, nil, sig)
-	}})
+	for _, name := range []string{"ML-DSA-44", "ML-DSA-65", "ML-DSA-87"} {
+		register(&algorithm{name: name, fits: akpFits(name), verify: func(k *key, input, sig []byte) bool {
+			return k.verifyMLDSA(input, nil, sig)
+		}})
+	}
 }
 
 func akpFits(alg string) func(k *key) bool {
@@ -164,4 +160,18 @@ func keyFits(a *algorithm, k *key) bool {
 		}
 	}
 	return a.fits(k)
+}
+
+// verifyMLDSA verifies an ML-DSA signature (FIPS 204, pure, with context
+// ctx) with the AKP key's parameter set.
+func (k *key) verifyMLDSA(msg, ctx, sig []byte) bool {
+	switch {
+	case k.mldsa44 != nil:
+		return mldsa44.Verify(k.mldsa44, msg, ctx, sig)
+	case k.mldsa65 != nil:
+		return mldsa65.Verify(k.mldsa65, msg, ctx, sig)
+	case k.mldsa87 != nil:
+		return mldsa87.Verify(k.mldsa87, msg, ctx, sig)
+	}
+	return false
 }

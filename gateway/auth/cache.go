@@ -4,7 +4,8 @@ import "sync"
 
 // tokenCache maps the SHA-256 of a verified token to its identity. It is
 // sharded to keep lock contention low and bounded: a full shard drops an
-// expired entry, or else an arbitrary one, before it takes a new one.
+// arbitrary entry before it takes a new one. An entry past its until, or of
+// an older key set, is dropped when it is next looked up.
 type tokenCache struct {
 	perShard int
 	shards   [cacheShards]cacheShard

@@ -206,3 +206,5 @@ func claimsAt(now time.Time, extra map[string]any) map[string]any {
 	}
 	return c
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -44,8 +44,8 @@ func parseCompact(token []byte, allowed map[string]*algorithm) (*compact, *Error
 		return nil, fail(ReasonMalformed, "a JWS compact serialization has exactly three parts")
 	}
 	h64, p64, s64 := token[:first], rest[:second], rest[second+1:]
-	if len(h64) == 0 || len(p64) == 0 {
-		return nil, fail(ReasonMalformed, "empty header or payload")
+	if len(h64) == 0 {
+		return nil, fail(ReasonMalformed, "empty header")
 	}
 	c := &compact{input: token[:first+1+second]}
 	hdr, err := decode64(h64)

@@ -47,7 +47,9 @@ type Verifier struct {
 	log     *slog.Logger
 	now     func() time.Time
 	fetch   func(ctx context.Context) ([]byte, error)
-	cache   *tokenCache // nil: no cache
+	cache   *tokenCache     // nil: no cache
+	ctx     context.Context // canceled by Close: ends a fetch in flight
+	cancel  context.CancelFunc
 	stop    chan struct{}
 	done    chan struct{}
 	closing sync.Once
@@ -81,6 +83,7 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) (*Verifier, error) {
 	}
 	v := &Verifier{cfg: cfg, m: m, log: log, now: time.Now, allowed: map[string]*algorithm{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+	v.ctx, v.cancel = context.WithCancel(context.Background())
 	for _, a := range cfg.Algorithms {
 		v.allowed[a] = algorithms[a]
 	}
@@ -101,13 +104,16 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) (*Verifier, error) {
 	return v, nil
 }
 
-// Close stops the periodic refresh. Verify still works afterwards with the
-// keys already loaded.
+// Close stops the periodic refresh and ends a fetch in flight. Verify still
+// works afterwards with the keys already loaded.
 func (v *Verifier) Close() {
 	if v == nil {
 		return
 	}
-	v.closing.Do(func() { close(v.stop) })
+	v.closing.Do(func() {
+		v.cancel()
+		close(v.stop)
+	})
 	<-v.done
 }
 
@@ -204,7 +210,7 @@ func (v *Verifier) refresh() error {
 	v.mu.Lock()
 	v.lastAttempt = v.now()
 	v.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	ctx, cancel := context.WithTimeout(v.ctx, fetchTimeout)
 	defer cancel()
 	data, err := v.fetch(ctx)
 	var set *keySet

@@ -389,22 +389,6 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
-func TestCheckDuplicates(t *testing.T) {
-	for doc, want := range map[string]bool{
-		`{"a":1,"b":{"a":2}}`:          true,
-		`{"a":1,"a":1}`:                false,
-		`{"a":[{"b":1,"b":2}]}`:        false,
-		`{"a":1} {"b":2}`:              false,
-		`{"a":1`:                       false,
-		`[` + strings.Repeat(`[`, 100): false,
-		`"x"`:                          true,
-	} {
-		if got := checkDuplicates([]byte(doc)) == nil; got != want {
-			t.Errorf("checkDuplicates(%s) ok=%v, want %v", doc, got, want)
-		}
-	}
-}
-
 func FuzzVerify(f *testing.F) {
 	now := fixedClock
 	s := newSigner(f, "HS256", "k")
