@@ -21,7 +21,7 @@ type Config struct {
 	Leeway        time.Duration `config:"auth_leeway" help:"clock skew allowed for exp, nbf and iat; default 0, at most 5m"`
 	RolesClaim    string        `config:"auth_roles_claim" help:"dotted path of the claim holding the roles (a string or a list); default roles"`
 	ScopesClaim   string        `config:"auth_scopes_claim" help:"dotted path of the claim holding the scopes (space-separated string or list); default scope"`
-	CacheSize     int           `config:"auth_cache_size" help:"verified tokens kept (by SHA-256) to skip re-verifying; default 10000, -1 = no cache"`
+	CacheSize     int           `config:"auth_cache_size" help:"verified tokens kept (each up to auth_max_token_bytes) to skip re-verifying; default 10000, -1 = no cache"`
 	MaxTokenBytes int           `config:"auth_max_token_bytes" help:"longest bearer token accepted, in bytes; longer ones are refused unparsed; default 8192"`
 }
 

@@ -27,7 +27,8 @@
 // auth_leeway), an iss other than auth_issuer, or an aud with none of
 // auth_audience.
 //
-// Verified tokens are cached by their SHA-256 (auth_cache_size entries), each
-// until its exp plus auth_leeway, and only while the key set that verified it
-// is the current one.
+// Verified tokens are cached (auth_cache_size entries) under a seeded fast
+// hash of the token, each entry holding the token so that only the same bytes
+// hit, until its exp plus auth_leeway, and only while the key set that
+// verified it is the current one.
 package auth

@@ -3,7 +3,6 @@ package auth
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,12 +274,12 @@ func (v *Verifier) verify(token []byte) (*Identity, *Error) {
 	if len(token) > v.cfg.MaxTokenBytes {
 		return nil, fail(ReasonTooLarge, fmt.Sprintf("token longer than auth_max_token_bytes (%d)", v.cfg.MaxTokenBytes))
 	}
-	var sum [32]byte
+	var key uint64
 	now := v.now()
 	if v.cache != nil {
-		sum = sha256.Sum256(token)
+		key = v.cache.key(token)
 		if set := v.keys.Load(); set != nil {
-			if id := v.cache.get(&sum, set.gen, now.UnixNano()); id != nil {
+			if id := v.cache.get(key, token, set.gen, now.UnixNano()); id != nil {
 				return id, nil
 			}
 		}
@@ -294,7 +293,7 @@ func (v *Verifier) verify(token []byte) (*Identity, *Error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(&sum, id, set.gen, until)
+		v.cache.put(key, token, id, set.gen, until)
 	}
 	return id, nil
 }

@@ -405,3 +405,24 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// A cache hit is a byte-for-byte match: another token under the same key (a
+// hash collision) is a miss, never the other token's identity.
+func TestTokenCacheMatchesTheToken(t *testing.T) {
+	c := newTokenCache(16)
+	id := &Identity{Subject: "alice"}
+	c.put(7, []byte("token-a"), id, 1, 100)
+	if got := c.get(7, []byte("token-a"), 1, 50); got != id {
+		t.Fatalf("hit: %v", got)
+	}
+	if got := c.get(7, []byte("token-b"), 1, 50); got != nil {
+		t.Fatalf("a colliding token got %v", got)
+	}
+	if got := c.get(7, []byte("token-a"), 2, 50); got != nil {
+		t.Fatal("an entry of an older key set was used")
+	}
+	c.put(7, []byte("token-a"), id, 1, 100)
+	if got := c.get(7, []byte("token-a"), 1, 100); got != nil {
+		t.Fatal("an entry was used at its until")
+	}
+}
