@@ -7,7 +7,7 @@
 // compressed at all (a HEAD request, or a client that accepts none of the
 // configured encodings). The Writer decides in WriteHead, from the status, the
 // response's fields and its length, whether this body is compressed (the rules
-// are in eligible and docs/security-compress.md):
+// are in eligible and docs/security.md):
 //
 //   - a known-length body of up to bufferBytes is held, compressed whole and
 //     sent with an exact Content-Length (or sent as it was, with no

@@ -20,6 +20,6 @@
 // decision Redis cannot make within rate_limit_redis_timeout admits (open) or
 // refuses (closed) and is counted; after a few failures in a row a circuit breaker
 // stops asking Redis for a growing pause (100 ms doubling to 5 s, one probe at a
-// time), so a dead server costs no request a timeout. docs/security-ratelimit.md
+// time), so a dead server costs no request a timeout. docs/security.md
 // has the whole story.
 package ratelimit
