@@ -9,8 +9,8 @@ import inspect
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, Unpack
 
 from ._exceptions import HTTPException
 from ._head import BodySource, RequestHead
@@ -18,7 +18,7 @@ from ._patterns import ConversionError, Pattern, convert
 from ._request import InterimSink, Request
 from ._responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, to_response
 from ._routing import HTTP_METHODS, Route, Router, check_signature, is_async_callable, timeout_to_ms
-from ._security import CORS, cors_option, route_security, security_headers_option
+from ._security import CORS, SecurityOptions, cors_option, route_security, security_headers_option
 
 __all__ = ["Covet"]
 
@@ -95,14 +95,7 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``path`` and each of ``methods``.
 
@@ -134,10 +127,7 @@ class Covet:
         timeout_ms = timeout_to_ms(timeout)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
-        security = route_security(
-            f"route {'|'.join(wanted)} {path!r}", auth=auth, roles=roles, scopes=scopes, rate_limit=rate_limit,
-            rate_limit_key=rate_limit_key, cors=cors, security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        checked = route_security(f"route {'|'.join(wanted)} {path!r}", **security)
 
         def decorator(endpoint: F) -> F:
             self._check_open(f"route {path!r}")
@@ -147,7 +137,7 @@ class Covet:
             is_async = is_async_callable(endpoint)
             for method in wanted:
                 self.router.add(
-                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds(), security=security)
+                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds(), security=checked)
                 )
             return endpoint
 
@@ -159,21 +149,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``GET path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["GET"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["GET"], name=name, timeout=timeout, **security)
 
     def post(
         self,
@@ -181,21 +160,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``POST path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["POST"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["POST"], name=name, timeout=timeout, **security)
 
     def put(
         self,
@@ -203,21 +171,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``PUT path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["PUT"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["PUT"], name=name, timeout=timeout, **security)
 
     def patch(
         self,
@@ -225,21 +182,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``PATCH path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["PATCH"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["PATCH"], name=name, timeout=timeout, **security)
 
     def delete(
         self,
@@ -247,21 +193,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``DELETE path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["DELETE"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["DELETE"], name=name, timeout=timeout, **security)
 
     def head(
         self,
@@ -269,21 +204,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``HEAD path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["HEAD"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["HEAD"], name=name, timeout=timeout, **security)
 
     def options(
         self,
@@ -291,21 +215,10 @@ class Covet:
         *,
         name: str | None = None,
         timeout: float | None = None,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``OPTIONS path``; the options as :meth:`route`'s."""
-        return self.route(
-            path, ["OPTIONS"], name=name, timeout=timeout, auth=auth, roles=roles, scopes=scopes,
-            rate_limit=rate_limit, rate_limit_key=rate_limit_key, cors=cors,
-            security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.route(path, ["OPTIONS"], name=name, timeout=timeout, **security)
 
     def static(
         self, prefix: str, directory: str | os.PathLike[str], *, index: bool = False, name: str | None = None
@@ -343,14 +256,7 @@ class Covet:
         *,
         name: str | None = None,
         resumable: bool = False,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Register the decorated coroutine function as the WebSocket endpoint at
         ``path``: ``async def handler(ws, **path_params)`` gets a :class:`covet.WebSocket`
@@ -364,10 +270,7 @@ class Covet:
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
         if not isinstance(resumable, bool):
             raise TypeError(f"resumable must be a bool, got {type(resumable).__name__}")
-        security = route_security(
-            f"WebSocket route {path!r}", auth=auth, roles=roles, scopes=scopes, rate_limit=rate_limit,
-            rate_limit_key=rate_limit_key, cors=cors, security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        checked = route_security(f"WebSocket route {path!r}", **security)
 
         def decorator(endpoint: F) -> F:
             self._check_open(f"WebSocket route {path!r}")
@@ -375,7 +278,7 @@ class Covet:
                 raise TypeError(f"WebSocket route {path!r} handler must be an async function (async def)")
             check_signature(endpoint, pattern)
             self.router.add(
-                Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "ws", resumable, security=security)
+                Route("GET", pattern, endpoint, name, None, True, pattern.kinds(), "ws", resumable, security=checked)
             )
             return endpoint
 
@@ -387,20 +290,10 @@ class Covet:
         *,
         name: str | None = None,
         resumable: bool = False,
-        auth: bool = False,
-        roles: Sequence[str] = (),
-        scopes: Sequence[str] = (),
-        rate_limit: str | None = None,
-        rate_limit_key: str | None = None,
-        cors: bool | Mapping[str, Any] | CORS | None = None,
-        security_headers: bool | Mapping[str, str] | None = None,
-        compress: bool | None = None,
+        **security: Unpack[SecurityOptions],
     ) -> Callable[[F], F]:
         """Alias of :meth:`websocket`."""
-        return self.websocket(
-            path, name=name, resumable=resumable, auth=auth, roles=roles, scopes=scopes, rate_limit=rate_limit,
-            rate_limit_key=rate_limit_key, cors=cors, security_headers=security_headers, compress=compress,
-        )  # fmt: skip
+        return self.websocket(path, name=name, resumable=resumable, **security)
 
     def on_startup(self, fn: F) -> F:
         """Run ``fn`` (sync or async, no arguments) when the worker starts, in order."""

@@ -11,11 +11,19 @@ runs per request: the options travel in the manifest only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
-__all__ = ["CORS", "NO_SECURITY", "RouteSecurity", "route_security", "cors_option", "security_headers_option"]
+__all__ = [
+    "CORS",
+    "NO_SECURITY",
+    "RouteSecurity",
+    "SecurityOptions",
+    "route_security",
+    "cors_option",
+    "security_headers_option",
+]
 
 #: rate_limit: ``N/unit`` (N >= 1), or ``none`` (exempt from the gateway's default).
 _RATE_RE: Final = re.compile(r"([0-9]{1,19})/(second|minute|hour|day|s|m|h|d)")
@@ -215,6 +223,20 @@ class RouteSecurity:
 
 
 NO_SECURITY: Final = RouteSecurity()
+
+
+class SecurityOptions(TypedDict, total=False):
+    """The security keywords every route decorator takes (``auth=True, roles=[...]``);
+    :meth:`covet.Covet.route` documents them."""
+
+    auth: bool
+    roles: Sequence[str]
+    scopes: Sequence[str]
+    rate_limit: str | None
+    rate_limit_key: str | None
+    cors: bool | Mapping[str, Any] | CORS | None
+    security_headers: bool | Mapping[str, str] | None
+    compress: bool | None
 
 
 def route_security(
