@@ -1,6 +1,7 @@
 package workerproto
 
 import (
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -749,4 +750,48 @@ func decodeAuth(r *mpReader) (*Auth, error) {
 		}
 	}
 	return a, nil
+}
+
+// NameIs reports whether name equals lower, a lower-case ASCII string, without
+// regard to case: request field names reach the gateway's middleware as the
+// client spelled them over HTTP/1.1 and in Go's canonical form over HTTP/2. It
+// allocates nothing.
+func NameIs(name []byte, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := range len(name) {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TypeName names a decoded MessagePack value's type as PROTOCOL.md does (str,
+// int, bin, array, map, ...), for errors about a manifest's option values.
+func TypeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nil"
+	case bool:
+		return "bool"
+	case string:
+		return "str"
+	case int, int64, uint64:
+		return "int"
+	case float32, float64:
+		return "float"
+	case []any, []string:
+		return "array"
+	case map[string]any:
+		return "map"
+	case []byte:
+		return "bin"
+	}
+	return fmt.Sprintf("%T", v)
 }

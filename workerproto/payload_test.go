@@ -569,3 +569,22 @@ func BenchmarkRequestHeadDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestNameIsAndTypeName(t *testing.T) {
+	for _, c := range []struct {
+		name, lower string
+		want        bool
+	}{{"Origin", "origin", true}, {"ORIGIN", "origin", true}, {"origin", "origin", true}, {"Origins", "origin", false}, {"Orig1n", "origin", false}, {"", "", true}} {
+		if got := NameIs([]byte(c.name), c.lower); got != c.want {
+			t.Errorf("NameIs(%q, %q) = %v", c.name, c.lower, got)
+		}
+	}
+	for v, want := range map[any]string{nil: "nil", true: "bool", "s": "str", int64(1): "int", 1.5: "float"} {
+		if got := TypeName(v); got != want {
+			t.Errorf("TypeName(%#v) = %s, want %s", v, got, want)
+		}
+	}
+	if TypeName([]any{}) != "array" || TypeName(map[string]any{}) != "map" || TypeName([]byte{}) != "bin" || TypeName(struct{}{}) != "struct {}" {
+		t.Error("TypeName of containers")
+	}
+}

@@ -162,18 +162,18 @@ type hop struct {
 func forwardedHops(headers []workerproto.Header, hops []hop) (_ []hop, ok bool) {
 	fwd := false
 	for _, h := range headers {
-		if fieldIs(h.Name, "forwarded") {
+		if workerproto.NameIs(h.Name, "forwarded") {
 			fwd = true
 			break
 		}
 	}
 	for _, h := range headers {
 		switch {
-		case fwd && fieldIs(h.Name, "forwarded"):
+		case fwd && workerproto.NameIs(h.Name, "forwarded"):
 			if hops, ok = appendForwarded(hops, h.Value); !ok {
 				return nil, false
 			}
-		case !fwd && fieldIs(h.Name, "x-forwarded-for"):
+		case !fwd && workerproto.NameIs(h.Name, "x-forwarded-for"):
 			if hops, ok = appendXFF(hops, h.Value); !ok {
 				return nil, false
 			}
@@ -393,23 +393,4 @@ func isTchar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// fieldIs reports whether the field name b is lower, a lower-case name,
-// ignoring case: HTTP/1.1 names come as the client spelled them, HTTP/2's
-// in Go's canonical form. It allocates nothing.
-func fieldIs(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -152,11 +152,11 @@ func level(key string, v, def, lo, hi int) (int, error) {
 // 8.4.1.3) to a coding.
 func parseCoding(b []byte) (coding, bool) {
 	switch {
-	case fieldIs(b, "gzip"), fieldIs(b, "x-gzip"):
+	case workerproto.NameIs(b, "gzip"), workerproto.NameIs(b, "x-gzip"):
 		return codingGzip, true
-	case fieldIs(b, "br"):
+	case workerproto.NameIs(b, "br"):
 		return codingBr, true
-	case fieldIs(b, "zstd"):
+	case workerproto.NameIs(b, "zstd"):
 		return codingZstd, true
 	}
 	return 0, false

@@ -36,13 +36,13 @@ func eligible(status int, headers []workerproto.Header, bodyLen, minBytes int64)
 	for i := range headers {
 		f := &headers[i]
 		switch {
-		case fieldIs(f.Name, "content-encoding"), fieldIs(f.Name, "content-range"):
+		case workerproto.NameIs(f.Name, "content-encoding"), workerproto.NameIs(f.Name, "content-range"):
 			return asIs
-		case fieldIs(f.Name, "cache-control"):
+		case workerproto.NameIs(f.Name, "cache-control"):
 			if hasToken(f.Value, "no-transform") {
 				return asIs
 			}
-		case fieldIs(f.Name, "content-type"):
+		case workerproto.NameIs(f.Name, "content-type"):
 			if compressedType(f.Value) {
 				return asIs
 			}
@@ -65,19 +65,19 @@ func compressedType(v []byte) bool {
 	mt = trim(mt)
 	typ, sub := cut(mt, '/')
 	switch {
-	case fieldIs(typ, "text"):
-		return fieldIs(sub, "event-stream")
-	case fieldIs(typ, "image"):
-		return !fieldIs(sub, "svg+xml") && !fieldIs(sub, "bmp")
-	case fieldIs(typ, "audio"), fieldIs(typ, "video"):
+	case workerproto.NameIs(typ, "text"):
+		return workerproto.NameIs(sub, "event-stream")
+	case workerproto.NameIs(typ, "image"):
+		return !workerproto.NameIs(sub, "svg+xml") && !workerproto.NameIs(sub, "bmp")
+	case workerproto.NameIs(typ, "audio"), workerproto.NameIs(typ, "video"):
 		return true
-	case fieldIs(typ, "font"):
-		return fieldIs(sub, "woff") || fieldIs(sub, "woff2")
-	case fieldIs(typ, "multipart"):
-		return fieldIs(sub, "byteranges")
-	case fieldIs(typ, "application"):
+	case workerproto.NameIs(typ, "font"):
+		return workerproto.NameIs(sub, "woff") || workerproto.NameIs(sub, "woff2")
+	case workerproto.NameIs(typ, "multipart"):
+		return workerproto.NameIs(sub, "byteranges")
+	case workerproto.NameIs(typ, "application"):
 		for _, s := range compressedApplication {
-			if fieldIs(sub, s) {
+			if workerproto.NameIs(sub, s) {
 				return true
 			}
 		}
@@ -98,30 +98,13 @@ func hasToken(v []byte, token string) bool {
 		var elem []byte
 		elem, v = cut(v, ',')
 		name, _ := cut(elem, '=')
-		if fieldIs(trim(name), token) {
+		if workerproto.NameIs(trim(name), token) {
 			return true
 		}
 	}
 	return false
 }
 
-// fieldIs reports whether b equals lower (lower-case ASCII), ignoring case.
-func fieldIs(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func hasPrefixFold(b []byte, lower string) bool {
-	return len(b) >= len(lower) && fieldIs(b[:len(lower)], lower)
+	return len(b) >= len(lower) && workerproto.NameIs(b[:len(lower)], lower)
 }

@@ -151,12 +151,12 @@ func (w *Writer) head(src []workerproto.Header, compressing bool) []workerproto.
 	for i := range src {
 		f := &src[i]
 		switch {
-		case fieldIs(f.Name, "vary"):
+		case workerproto.NameIs(f.Name, "vary"):
 			if hasToken(f.Value, "accept-encoding") || hasToken(f.Value, "*") {
 				varied = true
 			}
 			need += len(f.Value) + len(sepList) + len(valAcceptEncoding)
-		case fieldIs(f.Name, "etag"):
+		case workerproto.NameIs(f.Name, "etag"):
 			need += len(weakPrefix) + len(f.Value)
 		}
 	}
@@ -166,9 +166,9 @@ func (w *Writer) head(src []workerproto.Header, compressing bool) []workerproto.
 	s, hs := w.scratch[:0], w.hdrs[:0] // s never grows past need: its slices stay put
 	for _, f := range src {
 		switch {
-		case compressing && fieldIs(f.Name, "content-length"):
+		case compressing && workerproto.NameIs(f.Name, "content-length"):
 			continue
-		case !varied && fieldIs(f.Name, "vary"):
+		case !varied && workerproto.NameIs(f.Name, "vary"):
 			varied = true
 			start := len(s)
 			if v := trim(f.Value); len(v) > 0 {
@@ -177,7 +177,7 @@ func (w *Writer) head(src []workerproto.Header, compressing bool) []workerproto.
 			}
 			s = append(s, valAcceptEncoding...)
 			f.Value = s[start:]
-		case compressing && fieldIs(f.Name, "etag"):
+		case compressing && workerproto.NameIs(f.Name, "etag"):
 			if v := trim(f.Value); len(v) > 0 && !hasPrefixFold(v, "w/") {
 				start := len(s)
 				s = append(s, weakPrefix...)

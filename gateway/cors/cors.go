@@ -130,13 +130,13 @@ func ForRoute(def *Policy, opt any) (*Policy, error) {
 			case "allow_credentials":
 				b, ok := v.(bool)
 				if !ok {
-					return nil, fmt.Errorf("cors.allow_credentials is %s, want bool", typeName(v))
+					return nil, fmt.Errorf("cors.allow_credentials is %s, want bool", workerproto.TypeName(v))
 				}
 				creds = b
 			case "max_age":
 				n, ok := toInt(v)
 				if !ok {
-					return nil, fmt.Errorf("cors.max_age is %s, want integer (seconds)", typeName(v))
+					return nil, fmt.Errorf("cors.max_age is %s, want integer (seconds)", workerproto.TypeName(v))
 				}
 				if n < 0 {
 					return nil, fmt.Errorf("cors.max_age: %d is negative", n)
@@ -159,7 +159,7 @@ func ForRoute(def *Policy, opt any) (*Policy, error) {
 		}
 		return compile(optionKey, lists[0], lists[1], lists[2], lists[3], creds, age)
 	default:
-		return nil, fmt.Errorf("cors is %s, want false or a map", typeName(opt))
+		return nil, fmt.Errorf("cors is %s, want false or a map", workerproto.TypeName(opt))
 	}
 }
 
@@ -432,13 +432,13 @@ func toStrings(key string, v any) ([]string, error) {
 		for i, x := range l {
 			s, ok := x.(string)
 			if !ok {
-				return nil, fmt.Errorf("%s[%d] is %s, want string", key, i, typeName(x))
+				return nil, fmt.Errorf("%s[%d] is %s, want string", key, i, workerproto.TypeName(x))
 			}
 			out[i] = s
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%s is %s, want array of strings", key, typeName(v))
+	return nil, fmt.Errorf("%s is %s, want array of strings", key, workerproto.TypeName(v))
 }
 
 func toInt(v any) (int64, bool) {
@@ -456,29 +456,6 @@ func toInt(v any) (int64, bool) {
 	return 0, false
 }
 
-// typeName names a decoded MessagePack value's type the way PROTOCOL.md does.
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nil"
-	case bool:
-		return "bool"
-	case string:
-		return "str"
-	case int, int64, uint64:
-		return "int"
-	case float32, float64:
-		return "float"
-	case []any, []string:
-		return "array"
-	case map[string]any:
-		return "map"
-	case []byte:
-		return "bin"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
 // IsPreflight reports whether a request is a CORS preflight: OPTIONS with an
 // Origin and an Access-Control-Request-Method field. Header names are compared
 // without regard to case. It allocates nothing.
@@ -489,9 +466,9 @@ func IsPreflight(method string, headers []workerproto.Header) bool {
 	var o, m bool
 	for i := range headers {
 		switch {
-		case fieldIs(headers[i].Name, nameOrigin):
+		case workerproto.NameIs(headers[i].Name, nameOrigin):
 			o = true
-		case fieldIs(headers[i].Name, nameReqMeth):
+		case workerproto.NameIs(headers[i].Name, nameReqMeth):
 			m = true
 		}
 	}
@@ -503,7 +480,7 @@ func IsPreflight(method string, headers []workerproto.Header) bool {
 func origin(headers []workerproto.Header) (v []byte, ok bool) {
 	n := 0
 	for i := range headers {
-		if fieldIs(headers[i].Name, nameOrigin) {
+		if workerproto.NameIs(headers[i].Name, nameOrigin) {
 			v = headers[i].Value
 			n++
 		}
@@ -560,7 +537,7 @@ func (w *wildcard) match(o []byte) bool {
 // field (or "*").
 func varies(hs []workerproto.Header, name string) bool {
 	for i := range hs {
-		if !fieldIs(hs[i].Name, "vary") {
+		if !workerproto.NameIs(hs[i].Name, "vary") {
 			continue
 		}
 		for v := hs[i].Value; len(v) > 0; {
@@ -651,7 +628,7 @@ func (p *Policy) Preflight(headers []workerproto.Header, hs []workerproto.Header
 	var method []byte
 	n := 0
 	for i := range headers {
-		if fieldIs(headers[i].Name, nameReqMeth) {
+		if workerproto.NameIs(headers[i].Name, nameReqMeth) {
 			method = bytes.TrimSpace(headers[i].Value)
 			n++
 		}
@@ -674,7 +651,7 @@ func (p *Policy) Preflight(headers []workerproto.Header, hs []workerproto.Header
 	// field must be allowed.
 	requested := false
 	for i := range headers {
-		if !fieldIs(headers[i].Name, nameReqHdrs) {
+		if !workerproto.NameIs(headers[i].Name, nameReqHdrs) {
 			continue
 		}
 		ok := eachItem(headers[i].Value, func(h []byte) bool {
@@ -719,7 +696,7 @@ func (p *Policy) Preflight(headers []workerproto.Header, hs []workerproto.Header
 			// Browsers take "*" literally with credentials: echo the names.
 			hv = nil
 			for i := range headers {
-				if fieldIs(headers[i].Name, nameReqHdrs) {
+				if workerproto.NameIs(headers[i].Name, nameReqHdrs) {
 					eachItem(headers[i].Value, func(h []byte) bool {
 						hv = appendItem(hv, bytes.ToLower(h))
 						return true
@@ -758,23 +735,4 @@ func appendItem(l, item []byte) []byte {
 		l = append(l, ", "...)
 	}
 	return append(l, item...)
-}
-
-// fieldIs reports whether the field name b is lower, a lower-case name,
-// ignoring case: HTTP/1.1 names come as the client spelled them, HTTP/2's
-// in Go's canonical form. It allocates nothing.
-func fieldIs(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

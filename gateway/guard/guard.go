@@ -294,28 +294,11 @@ func hostOf(client string) string {
 // case), compared without regard to case; nil when absent.
 func header(hs []workerproto.Header, name string) []byte {
 	for i := range hs {
-		if equalFold(hs[i].Name, name) {
+		if workerproto.NameIs(hs[i].Name, name) {
 			return hs[i].Value
 		}
 	}
 	return nil
-}
-
-// equalFold reports whether b equals the lower-case ASCII s, ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x := b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if x != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 var (

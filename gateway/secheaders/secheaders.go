@@ -141,7 +141,7 @@ func (s *Set) ForRoute(opt any) (*Set, error) {
 			}
 			v, ok := o[k].(string)
 			if !ok {
-				return nil, fmt.Errorf("security_headers.%s is %s, want str", k, typeName(o[k]))
+				return nil, fmt.Errorf("security_headers.%s is %s, want str", k, workerproto.TypeName(o[k]))
 			}
 			i := slices.IndexFunc(r.fields, func(f field) bool { return string(f.name) == name })
 			if v == "" {
@@ -162,7 +162,7 @@ func (s *Set) ForRoute(opt any) (*Set, error) {
 		}
 		return r, nil
 	default:
-		return nil, fmt.Errorf("security_headers is %s, want false or a map", typeName(opt))
+		return nil, fmt.Errorf("security_headers is %s, want false or a map", workerproto.TypeName(opt))
 	}
 }
 
@@ -289,25 +289,4 @@ func isToken(s string) bool {
 		}
 	}
 	return true
-}
-
-// typeName names a decoded MessagePack value's type the way PROTOCOL.md does.
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nil"
-	case bool:
-		return "bool"
-	case string:
-		return "str"
-	case int, int64, uint64:
-		return "int"
-	case float32, float64:
-		return "float"
-	case []any, []string:
-		return "array"
-	case map[string]any:
-		return "map"
-	}
-	return fmt.Sprintf("%T", v)
 }
