@@ -204,10 +204,7 @@ func (c *Chain) Lookup(method, path string, ps *router.Params) (router.Match[*di
 func (c *Chain) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error {
 	p := c.policyOf(rt)
 	h := &req.Head
-	if c.clients != nil {
-		h.Client = c.clients.Client(h.Client, h.Headers)
-	}
-	if refused, err := c.ipRefused(h, p, w); refused {
+	if done, err := c.fromClient(h, p, w); done {
 		return err
 	}
 	if (rt == c.preflight || p.cors != nil) && cors.IsPreflight(h.Method, h.Headers) {
@@ -216,19 +213,9 @@ func (c *Chain) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Req
 	if rt == c.preflight { // a plain OPTIONS no route answers
 		return c.answerOptions(h, p, w)
 	}
-	id, done, err := c.authenticate(rt, h, p, w)
+	rl, done, err := c.admit(ctx, rt, h, p, w)
 	if done {
 		return err
-	}
-	if id != nil {
-		h.Auth = &workerproto.Auth{Subject: id.Subject, Claims: id.Claims, Roles: id.Roles, Scopes: id.Scopes}
-	}
-	var rl ratelimit.Decision
-	if p.limit.N > 0 {
-		var done bool
-		if rl, done, err = c.rateLimit(ctx, rt, h, p, id, w); done {
-			return err
-		}
 	}
 	gw := c.wrap(h, p, w, rl, nil)
 	if gw == nil {
@@ -248,25 +235,39 @@ func (c *Chain) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Req
 func (c *Chain) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, peer dispatch.WebSocketPeer) error {
 	p := c.policyOf(rt)
 	h := &req.Head
+	if done, err := c.fromClient(h, p, peer); done {
+		return err
+	}
+	if _, done, err := c.admit(ctx, rt, h, p, peer); done {
+		return err
+	}
+	return c.next.ServeWebSocket(ctx, rt, req, peer)
+}
+
+// fromClient settles the client address (trusted proxies) and applies the
+// per-IP request rate; done reports that it answered the request (429).
+func (c *Chain) fromClient(h *workerproto.RequestHead, p *policy, w dispatch.ResponseWriter) (done bool, err error) {
 	if c.clients != nil {
 		h.Client = c.clients.Client(h.Client, h.Headers)
 	}
-	if refused, err := c.ipRefused(h, p, peer); refused {
-		return err
-	}
-	id, done, err := c.authenticate(rt, h, p, peer)
+	return c.ipRefused(h, p, w)
+}
+
+// admit authenticates the request (its identity goes to the worker in h)
+// and applies the route's rate limit; done reports that it answered the
+// request (401, 403, 429, 503), rl is the limit's decision otherwise.
+func (c *Chain) admit(ctx context.Context, rt *dispatch.Route, h *workerproto.RequestHead, p *policy, w dispatch.ResponseWriter) (rl ratelimit.Decision, done bool, err error) {
+	id, done, err := c.authenticate(rt, h, p, w)
 	if done {
-		return err
+		return rl, true, err
 	}
 	if id != nil {
 		h.Auth = &workerproto.Auth{Subject: id.Subject, Claims: id.Claims, Roles: id.Roles, Scopes: id.Scopes}
 	}
 	if p.limit.N > 0 {
-		if _, done, err := c.rateLimit(ctx, rt, h, p, id, peer); done {
-			return err
-		}
+		return c.rateLimit(ctx, rt, h, p, id, w)
 	}
-	return c.next.ServeWebSocket(ctx, rt, req, peer)
+	return rl, false, nil
 }
 
 // ipRefused applies ip_request_rate; refused reports that it answered.
