@@ -331,8 +331,13 @@ func TestCompressionAndHeaders(t *testing.T) {
 	if err != nil || !bytes.Equal(got, b.body) {
 		t.Fatalf("decoded %d bytes, %v", len(got), err)
 	}
+	// A client that accepts no coding still learns the answer varies.
+	rec = do(t, c, "GET", "/big")
+	if rec.get("content-encoding") != "" || rec.get("vary") != "accept-encoding" || !bytes.Equal(rec.body.Bytes(), b.body) {
+		t.Fatalf("no Accept-Encoding: %v", rec.headers)
+	}
 	rec = do(t, c, "GET", "/raw", "Accept-Encoding", "gzip")
-	if rec.get("content-encoding") != "" || rec.get("x-content-type-options") != "" || !bytes.Equal(rec.body.Bytes(), b.body) {
+	if rec.get("content-encoding") != "" || rec.get("x-content-type-options") != "" || rec.get("vary") != "" || !bytes.Equal(rec.body.Bytes(), b.body) {
 		t.Fatalf("route with compress false and no security headers: %v", rec.headers)
 	}
 }
@@ -352,5 +357,23 @@ func TestClientAddressAndIPRate(t *testing.T) {
 	}
 	if len(b.seen) != 3 || !strings.HasPrefix(b.seen[0].Client, "203.0.113.9") {
 		t.Fatalf("client seen: %+v", b.seen)
+	}
+}
+
+func TestVaries(t *testing.T) {
+	hs := func(vs ...string) []workerproto.Header {
+		var out []workerproto.Header
+		for _, v := range vs {
+			out = append(out, workerproto.Header{Name: []byte("Vary"), Value: []byte(v)})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		h    []workerproto.Header
+		want bool
+	}{{nil, false}, {hs("origin"), false}, {hs("Origin, Accept-Encoding"), true}, {hs("origin", "accept-encoding"), true}, {hs("*"), true}, {hs("accept-encoding-x"), false}} {
+		if got := varies(tc.h, "accept-encoding"); got != tc.want {
+			t.Errorf("%v: %v", tc.h, got)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/covetpy/covetpy/gateway/compress"
@@ -24,6 +25,10 @@ type writer struct {
 	extra  []workerproto.Header
 	hs     []workerproto.Header // scratch for the head's fields
 	origin bool
+	// vary: compression is on for the route but this client accepts none
+	// of its codings; the response still says Vary: accept-encoding where
+	// another client would have had it compressed (RFC 9110 12.5.5).
+	vary bool
 }
 
 var writers = sync.Pool{New: func() any { return new(writer) }}
@@ -43,12 +48,13 @@ func (c *Chain) wrap(h *workerproto.RequestHead, p *policy, w dispatch.ResponseW
 			cw = c.comp.Wrap(w, h.Method, ae)
 		}
 	}
+	vary := cw == nil && c.comp != nil && p.compress
 	rlSet := rl.Limit.N > 0
-	if !origin && cw == nil && !rlSet && len(extra) == 0 && !p.headers.Enabled() {
+	if !origin && cw == nil && !vary && !rlSet && len(extra) == 0 && !p.headers.Enabled() {
 		return nil
 	}
 	g := writers.Get().(*writer)
-	g.inner, g.comp, g.c, g.p, g.h, g.rl, g.rlSet, g.extra, g.origin = w, cw, c, p, h, rl, rlSet, extra, origin
+	g.inner, g.comp, g.c, g.p, g.h, g.rl, g.rlSet, g.extra, g.origin, g.vary = w, cw, c, p, h, rl, rlSet, extra, origin, vary
 	if cw != nil {
 		g.inner = cw
 	}
@@ -74,9 +80,12 @@ func (g *writer) release() {
 }
 
 // fields returns headers with the chain's fields appended, in g's scratch.
-func (g *writer) fields(headers []workerproto.Header) []workerproto.Header {
+func (g *writer) fields(status int, headers []workerproto.Header) []workerproto.Header {
 	hs := append(g.hs[:0], headers...)
 	hs = append(hs, g.extra...)
+	if g.vary && g.c.comp.Varies(status, headers) && !varies(headers, "accept-encoding") {
+		hs = append(hs, workerproto.Header{Name: nameVary, Value: valAcceptEncoding})
+	}
 	if g.origin {
 		hs = g.p.cors.Actual(g.h.Headers, hs)
 	}
@@ -89,7 +98,7 @@ func (g *writer) fields(headers []workerproto.Header) []workerproto.Header {
 }
 
 func (g *writer) WriteHead(status int, headers []workerproto.Header, bodyLen int64) error {
-	return g.inner.WriteHead(status, g.fields(headers), bodyLen)
+	return g.inner.WriteHead(status, g.fields(status, headers), bodyLen)
 }
 
 func (g *writer) WriteBody(p []byte) error     { return g.inner.WriteBody(p) }
@@ -118,5 +127,26 @@ func (g *writer) WriteFile(status int, headers []workerproto.Header, path string
 	if !ok {
 		return dispatch.ErrNoFileWriter
 	}
-	return fw.WriteFile(status, g.fields(headers), path)
+	return fw.WriteFile(status, g.fields(status, headers), path)
+}
+
+var (
+	nameVary          = []byte("vary")
+	valAcceptEncoding = []byte("accept-encoding")
+)
+
+// varies reports whether headers hold a Vary field naming name (or "*").
+func varies(headers []workerproto.Header, name string) bool {
+	for i := range headers {
+		if !workerproto.NameIs(headers[i].Name, "vary") {
+			continue
+		}
+		for _, f := range bytes.Split(headers[i].Value, []byte(",")) {
+			f = bytes.TrimSpace(f)
+			if workerproto.NameIs(f, name) || string(f) == "*" {
+				return true
+			}
+		}
+	}
+	return false
 }
