@@ -20,8 +20,8 @@
 //     the front end's ResponseWriter, only when there is something to add.
 //
 // ServeWebSocket runs steps 1, 2, 4 and 5 before the session is handed on. The
-// gateway's static routes are served by the front ends from disk and do not
-// pass through the chain.
+// gateway's static routes are served by the front ends from disk, outside the
+// chain; StaticFields gives them its CORS fields and security headers.
 //
 // The chain answers by writing through the ResponseWriter it was given, as a
 // worker's answer would be written, so every front end (HTTP/1.1, HTTP/2,

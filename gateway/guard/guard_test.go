@@ -377,3 +377,30 @@ func TestVaries(t *testing.T) {
 		}
 	}
 }
+
+// Files the front end serves itself get the route's CORS fields and security
+// headers (HSTS only over TLS).
+func TestStaticFields(t *testing.T) {
+	cfg := Config{}
+	cfg.Headers.Enabled = true
+	cfg.CORS.AllowOrigins = []string{"https://app.example"}
+	c, _ := setup(t, cfg)
+	names := func(hs []workerproto.Header) string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, string(h.Name)+"="+string(h.Value))
+		}
+		return strings.Join(out, " ")
+	}
+	rt := &dispatch.Route{Kind: dispatch.KindStatic}
+	got := names(c.StaticFields(rt, []byte("https://app.example"), true, nil))
+	for _, want := range []string{"access-control-allow-origin=https://app.example", "x-content-type-options=nosniff", "strict-transport-security="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("over TLS with an allowed origin: %s lacks %s", got, want)
+		}
+	}
+	got = names(c.StaticFields(rt, nil, false, nil))
+	if strings.Contains(got, "access-control-allow-origin") || strings.Contains(got, "strict-transport-security") || !strings.Contains(got, "vary=origin") {
+		t.Errorf("plain, no origin: %s", got)
+	}
+}

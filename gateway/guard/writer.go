@@ -150,3 +150,22 @@ func varies(headers []workerproto.Header, name string) bool {
 	}
 	return false
 }
+
+var nameOrigin = []byte("origin")
+
+// StaticFields appends to hs the fields the chain adds to a file the front
+// end serves from disk itself (a static route or mount, which never passes
+// through Serve): the route's CORS fields, for the request's Origin (nil for
+// none), and its security headers.
+func (c *Chain) StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header {
+	p := c.policyOf(rt)
+	if p.cors != nil {
+		var req [1]workerproto.Header
+		n := 0
+		if origin != nil {
+			req[0], n = workerproto.Header{Name: nameOrigin, Value: origin}, 1
+		}
+		hs = p.cors.Actual(req[:n], hs)
+	}
+	return p.headers.Append(hs, https)
+}

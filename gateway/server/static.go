@@ -303,7 +303,8 @@ func (c *conn) serveStatic(x *exchange) ending {
 		return c.answer(x, 404, "", 0)
 	}
 	defer f.Close()
-	closeConn, err := c.writeFile(x, f, 200, nil)
+	extra := c.srv.staticFields(x.route, x.req.Header("origin"), c.tls != nil)
+	closeConn, err := c.writeFile(x, f, 200, extra)
 	switch {
 	case err != nil:
 		c.wbuf = c.wbuf[:0]
@@ -506,7 +507,27 @@ func (s *Server) serveStaticHTTP(w *hWriter, r *http.Request, rt *dispatch.Route
 		return nil
 	}
 	defer f.Close()
-	return w.sendFile(r, f, 200, nil)
+	var origin []byte
+	if o := r.Header["Origin"]; len(o) == 1 {
+		origin = stringBytes(o[0])
+	}
+	return w.sendFile(r, f, 200, s.staticFields(rt, origin, r.TLS != nil))
+}
+
+// staticFielder is the Backend's optional side (*guard.Chain implements it):
+// the response fields it adds to a file the front end serves from disk
+// itself, for a static route or mount (CORS fields, security headers).
+type staticFielder interface {
+	StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header
+}
+
+// staticFields returns the Backend's fields for a file of route rt, nil
+// when it adds none. origin is the request's Origin value, nil for none.
+func (s *Server) staticFields(rt *dispatch.Route, origin []byte, https bool) []workerproto.Header {
+	if sf, ok := s.Backend.(staticFielder); ok {
+		return sf.StaticFields(rt, origin, https, nil)
+	}
+	return nil
 }
 
 // WriteFile implements dispatch.FileWriter for HTTP/2 and HTTP/3.

@@ -200,3 +200,26 @@ def test_file_response_frees_the_worker(tree: Path, tmp_path: Path) -> None:
                 stalled.close()
     finally:
         huge.unlink()
+
+
+def test_security_fields_on_static_files(tree: Path, tmp_path: Path) -> None:
+    """The gateway's security headers and CORS fields reach the files the front end
+    serves itself (a manifest static route, a --static mount) and a worker's
+    FileResponse, as they reach a worker's answers."""
+    flags = ["--static", f"/m={tree}", "--security-headers", "--cors-allow-origins", "https://app.example"]
+    with serving_gateway(tmp_path / "gateway.log", "staticapp", "static_app", 1, _ready, flags,
+                         COVET_STATIC_DIR=str(tree)) as g:  # fmt: skip
+        for path in ("/assets/hello.txt", "/m/hello.txt", "/download/hello.txt"):
+            status, headers, body = _get(g, path, Origin="https://app.example")
+            assert (status, body) == (200, b"hello static\n"), path
+            assert headers["X-Content-Type-Options"] == "nosniff", (path, headers)
+            assert headers["X-Frame-Options"] == "DENY", path
+            assert "Strict-Transport-Security" not in headers, path  # plain HTTP: no HSTS
+            assert headers["Access-Control-Allow-Origin"] == "https://app.example", path
+            assert "origin" in headers["Vary"].lower(), path
+            status, headers, _ = _get(g, path, Origin="https://evil.example")
+            assert status == 200 and "Access-Control-Allow-Origin" not in headers, path
+        # A conditional answer carries them too.
+        _, headers, _ = _get(g, "/m/hello.txt")
+        status, headers, _ = _get(g, "/m/hello.txt", If_None_Match=headers["ETag"])
+        assert status == 304 and headers["X-Content-Type-Options"] == "nosniff"
