@@ -488,6 +488,14 @@ func origin(headers []workerproto.Header) (v []byte, ok bool) {
 	return v, n == 1
 }
 
+// AllowsOrigin reports whether the policy allows the request origin o. The
+// gateway asks it for a WebSocket upgrade, which the CORS protocol does not
+// cover: a page on another origin may open a WebSocket with the user's
+// cookies (cross-site WebSocket hijacking), so an upgrade whose Origin the
+// route's policy does not allow, and that is not same-origin, is refused. A
+// nil Policy allows every origin.
+func (p *Policy) AllowsOrigin(o []byte) bool { return p == nil || p.allowOrigin(o) != nil }
+
 // allowOrigin returns the access-control-allow-origin value for the request
 // origin o, or nil when o is not allowed.
 func (p *Policy) allowOrigin(o []byte) []byte {

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -238,10 +239,31 @@ func (c *Chain) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req *dis
 	if done, err := c.fromClient(h, p, peer); done {
 		return err
 	}
+	if p.cors != nil && !sameOrAllowedOrigin(h, p) {
+		c.metrics.CORSPreflight("denied")
+		return c.answer(h, p, peer, 403, nil)
+	}
 	if _, done, err := c.admit(ctx, rt, h, p, peer); done {
 		return err
 	}
 	return c.next.ServeWebSocket(ctx, rt, req, peer)
+}
+
+// sameOrAllowedOrigin reports whether a WebSocket upgrade may go on under
+// the route's CORS policy: it has no Origin (not a browser), its Origin is the
+// request's own (scheme and Host), or the policy allows it. The CORS protocol
+// does not cover WebSockets, so without this check any page could open one
+// with the user's cookies (cross-site WebSocket hijacking).
+func sameOrAllowedOrigin(h *workerproto.RequestHead, p *policy) bool {
+	o := header(h.Headers, "origin")
+	if o == nil {
+		return true
+	}
+	host := header(h.Headers, "host") // HTTP/2's :authority travels as host too
+	if s, rest, ok := bytes.Cut(o, []byte("://")); ok && host != nil && string(s) == h.Scheme && bytes.EqualFold(rest, host) {
+		return true
+	}
+	return p.cors.AllowsOrigin(o)
 }
 
 // fromClient settles the client address (trusted proxies) and applies the

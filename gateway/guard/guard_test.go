@@ -404,3 +404,49 @@ func TestStaticFields(t *testing.T) {
 		t.Errorf("plain, no origin: %s", got)
 	}
 }
+
+// peer is a WebSocket client's side that records what the chain answers.
+type peer struct{ recorder }
+
+func (*peer) Accept(string, []workerproto.Header) error { return nil }
+func (*peer) ReadMessage() (bool, []byte, error)        { return false, nil, &dispatch.CloseError{Code: 1006} }
+func (*peer) WriteMessage(bool, []byte) error           { return nil }
+func (*peer) MaxMessage() int                           { return 1 << 20 }
+func (*peer) Close(int, string) error                   { return nil }
+
+// A WebSocket upgrade on a route with a CORS policy is refused from an origin
+// the policy does not allow, unless it is the request's own.
+func TestWebSocketOrigin(t *testing.T) {
+	c, b := setup(t, Config{},
+		workerproto.Route{Method: "GET", Path: "/ws", Kind: "ws", Options: opts("cors", map[string]any{"allow_origins": []any{"https://app.example"}})},
+		workerproto.Route{Method: "GET", Path: "/open", Kind: "ws", Options: opts()},
+	)
+	for _, tc := range []struct {
+		path, origin string
+		want         int // 0: handed on
+	}{
+		{"/ws", "", 0},
+		{"/ws", "https://app.example", 0},
+		{"/ws", "http://gw.example:8000", 0}, // same origin as the request
+		{"/ws", "https://evil.example", 403},
+		{"/ws", "https://gw.example:8000", 403}, // another scheme is another origin
+		{"/open", "https://evil.example", 0},    // no CORS policy: the app's business
+	} {
+		var ps router.Params
+		m, _ := c.Lookup("GET", tc.path, &ps)
+		req := &dispatch.Request{Head: workerproto.RequestHead{Method: "GET", Path: tc.path, Scheme: "http", Client: "192.0.2.7:1",
+			Headers: []workerproto.Header{{Name: []byte("Host"), Value: []byte("gw.example:8000")}}}}
+		if tc.origin != "" {
+			req.Head.Headers = append(req.Head.Headers, workerproto.Header{Name: []byte("Origin"), Value: []byte(tc.origin)})
+		}
+		p := &peer{}
+		before := len(b.seen)
+		if err := c.ServeWebSocket(context.Background(), m.Value, req, p); err != nil {
+			t.Fatal(err)
+		}
+		handed := len(b.seen) > before
+		if tc.want == 0 && (!handed || p.status != 0) || tc.want != 0 && (handed || p.status != tc.want) {
+			t.Errorf("%s from %q: status %d, handed on %v", tc.path, tc.origin, p.status, handed)
+		}
+	}
+}

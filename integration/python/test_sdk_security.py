@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 import security_app
 from conftest import GATEWAY, Gateway, _python, need_gateway, serving_gateway
@@ -196,6 +197,26 @@ def test_websocket_auth_and_ws_auth(gw: Gateway) -> None:
                            open_timeout=10) as ws:  # fmt: skip
             got = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert got["subject"] == "gus" and got["roles"] == ["chat"] and got["claims"]["aud"] == AUDIENCE
+
+    asyncio.run(run())
+
+
+def test_websocket_origin_checked_against_the_apps_cors(gw: Gateway) -> None:
+    """CORS does not cover WebSockets, so the gateway checks an upgrade's Origin against
+    the route's CORS origins itself (a page elsewhere must not open the user's session):
+    an allowed origin and the gateway's own go on, another is refused 403 before auth."""
+    url = f"ws://{gw.host}:{gw.port}/ws"
+    token = bearer(mint({"sub": "gus", "roles": ["chat"]}))
+
+    async def run() -> None:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url, origin=Origin("https://evil.example.com"), additional_headers=token, open_timeout=10):
+                pass
+        assert info.value.response.status_code == 403
+        for origin in ("https://app.example.com", f"http://{gw.host}:{gw.port}"):
+            async with connect(url, origin=Origin(origin), additional_headers=token, open_timeout=10) as ws:
+                got = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert got["subject"] == "gus", origin
 
     asyncio.run(run())
 
