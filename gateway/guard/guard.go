@@ -67,12 +67,13 @@ type Chain struct {
 	corsOn    atomic.Bool
 }
 
-// New builds the chain in front of next. Errors name the setting.
+// New builds the chain in front of next. Errors name the setting. log is the
+// gateway's logger: each part logs under its own component.
 func New(cfg Config, next Backend, m *metrics.Metrics, log *slog.Logger) (c *Chain, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c = &Chain{next: next, metrics: m, log: log, preflight: &dispatch.Route{Pattern: metrics.Unmatched}}
+	c = &Chain{next: next, metrics: m, log: log.With("component", "guard"), preflight: &dispatch.Route{Pattern: metrics.Unmatched}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -99,7 +100,7 @@ func New(cfg Config, next Backend, m *metrics.Metrics, log *slog.Logger) (c *Cha
 	if c.comp, err = compress.New(cfg.Compress, m); err != nil {
 		return c, err
 	}
-	if c.audit, err = audit.Open(cfg.Audit, log); err != nil {
+	if c.audit, err = audit.Open(cfg.Audit, log.With("component", "audit")); err != nil {
 		return c, err
 	}
 	c.def = &policy{compress: true}

@@ -92,6 +92,9 @@ func newRedisStore(rawURL string, timeout time.Duration, log *slog.Logger) (*red
 	o.DialerRetries = 1
 	o.DisableIdentity = true
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// go-redis logs failed dials itself; route them to the gateway's log, at
+	// debug (the breaker's own warnings say what matters, once per outage).
+	redis.SetLogger(redisLog{log})
 	return &redisStore{client: redis.NewClient(o), script: redis.NewScript(gcraScript), timeout: timeout,
 		log: log, epoch: time.Now()}, nil
 }
@@ -154,4 +157,11 @@ func (s *redisStore) failed(err error) {
 		s.log.Warn("rate_limit_redis fails; not asking it again for a while, decisions follow rate_limit_redis_failure",
 			"failures", n, "pause", pause, "err", err)
 	}
+}
+
+// redisLog is go-redis's logger on the gateway's slog logger, at debug.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

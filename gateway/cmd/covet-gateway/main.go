@@ -85,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if chain, err = guard.New(cfg.Guard, d, cfg.Dispatch.Metrics, log.With("component", "guard")); err != nil {
+	if chain, err = guard.New(cfg.Guard, d, cfg.Dispatch.Metrics, log); err != nil {
 		return err
 	}
 	defer chain.Close()
