@@ -113,6 +113,9 @@ func TestAttackMatrix(t *testing.T) {
 		tc{"jwk header, no kid", attacker.mintRaw(mustJSON(map[string]any{"alg": "ES256", "jwk": attacker.jwk}), string(claimsJSON)), ReasonBadSignature},
 		tc{"x5c header", attacker.mint(good, map[string]any{"x5c": []string{"MIIB"}}), ReasonBadSignature},
 		tc{"expired", ec.mint(claimsAt(now, map[string]any{"iss": "https://issuer.test", "aud": "api", "exp": now.Add(-time.Second).Unix()}), nil), ReasonExpired},
+		// Claims are checked before the signature (which costs far more):
+		// an expired token is refused as expired whatever its signature.
+		tc{"expired with a bad signature", flipLast(ec.mint(claimsAt(now, map[string]any{"iss": "https://issuer.test", "aud": "api", "exp": now.Add(-time.Second).Unix()}), nil)), ReasonExpired},
 		tc{"exp now", ec.mint(claimsAt(now, map[string]any{"iss": "https://issuer.test", "aud": "api", "exp": now.Unix()}), nil), ReasonExpired},
 		tc{"no exp", ec.mint(claimsAt(now, map[string]any{"iss": "https://issuer.test", "aud": "api", "exp": nil}), nil), ReasonMissingExp},
 		tc{"not yet valid (nbf)", ec.mint(claimsAt(now, map[string]any{"iss": "https://issuer.test", "aud": "api", "nbf": now.Add(time.Minute).Unix()}), nil), ReasonNotYetValid},
@@ -146,7 +149,10 @@ func TestAttackMatrix(t *testing.T) {
 		tc{"duplicate nested member in claims", ec.mintRaw(`{"alg":"ES256","kid":"ec"}`,
 			strings.Replace(string(claimsJSON), `"sub":"alice"`, `"sub":"alice","realm":{"roles":[],"roles":["admin"]}`, 1)), ReasonDuplicateKeys},
 		tc{"modified signature", flipLast(ec.mint(good, nil)), ReasonBadSignature},
-		tc{"modified payload", swapPayload(ec.mint(good, nil), b64([]byte(`{"sub":"root","exp":9999999999}`))), ReasonBadSignature},
+		// Claims that would pass, in another token's signature: the
+		// signature check refuses them.
+		tc{"modified payload", swapPayload(ec.mint(good, nil), b64([]byte(strings.Replace(string(claimsJSON), `"sub":"alice"`, `"sub":"root"`, 1)))), ReasonBadSignature},
+		tc{"modified payload, claims refused first", swapPayload(ec.mint(good, nil), b64([]byte(`{"sub":"root","exp":9999999999}`))), ReasonBadIssuer},
 		tc{"empty signature", strings.TrimRight(ec.mint(good, nil), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), ReasonBadSignature},
 		tc{"a 1 MB token", "eyJhbGciOiJFUzI1NiJ9." + strings.Repeat("A", 1<<20) + ".AAAA", ReasonTooLarge},
 		tc{"alg not a string", ec.mintRaw(`{"alg":256,"kid":"ec"}`, string(claimsJSON)), ReasonMalformed},
