@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/covetpy/covetpy/gateway/compress"
 	"github.com/covetpy/covetpy/gateway/cors"
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/gateway/ratelimit"
 	"github.com/covetpy/covetpy/gateway/secheaders"
 	"github.com/covetpy/covetpy/ops/metrics"
@@ -339,7 +339,7 @@ var (
 func (c *Chain) answer(h *workerproto.RequestHead, p *policy, w dispatch.ResponseWriter, status int, hs []workerproto.Header) error {
 	var body []byte
 	if status != 204 {
-		body = []byte(statusText(status) + "\n")
+		body = []byte(http1.StatusText(status) + "\n") // as the front ends word their own
 		hs = append(hs, workerproto.Header{Name: nameContentType, Value: valTextPlain})
 	}
 	if gw := c.wrap(h, p, w, ratelimit.Decision{}, hs); gw != nil {
@@ -354,20 +354,6 @@ func (c *Chain) answer(h *workerproto.RequestHead, p *policy, w dispatch.Respons
 		return w.WriteBody(body)
 	}
 	return nil
-}
-
-func statusText(status int) string {
-	switch status {
-	case 401:
-		return "Unauthorized"
-	case 403:
-		return "Forbidden"
-	case 429:
-		return "Too Many Requests"
-	case 503:
-		return "Service Unavailable"
-	}
-	return strconv.Itoa(status)
 }
 
 // servePreflight answers a CORS preflight with the policy of the route its
