@@ -198,25 +198,6 @@ def decoded(coding: str, data: bytes) -> bytes:
     return data
 
 
-def wait_ready(run: R.Running, timeout: float = 60.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if run.proc.poll() is not None:
-            return f"exited with status {run.proc.returncode} (see bench/out/{run.server.name}.log)"
-        try:
-            status, _, _ = get(run.port, "/plaintext", "identity")
-            if status == 200:
-                time.sleep(0.3)
-                run.seen.update(R.tree(run.proc.pid))
-                return None
-            last = f"status {status}"
-        except OSError as e:
-            last = str(e)
-        time.sleep(0.2)
-    return f"not ready after {timeout:.0f}s ({last})"
-
-
 def validate(port: int, name: str, coding: str) -> tuple[str | None, int]:
     """(what is wrong or None, the size of the body on the wire)."""
     body = BODIES[name][0]
@@ -299,49 +280,27 @@ def main() -> int:
     ensure_tools()
     make_files()
     info = R.machine_info({})
-    status: dict[str, str] = {}
-    for s in SERVERS:
-        why = s.needs()
-        if why:
-            status[s.name] = f"not run: {why}"
-    runnable = [s for s in SERVERS if s.name not in status]
     results: dict[str, list[dict]] = {}
-    for rnd in range(ROUNDS):
-        k = rnd % len(runnable) if runnable else 0
-        R.log(f"==> round {rnd + 1}/{ROUNDS} (load average {Path('/proc/loadavg').read_text().split()[0]})")
-        for s in runnable[k:] + runnable[:k]:
-            if status.get(s.name, "").startswith(("failed", "WRONG")):
-                continue
-            run = R.Running(R.Server(f"compress-{s.name}", s.label, s.argv, env=s.env))
-            try:
-                why = wait_ready(run)
-                if why:
-                    status[s.name] = f"failed: {why}"
-                    R.log(f"    {s.name}: {status[s.name]}")
-                    continue
-                sizes = {}
-                for name, coding in cells(s):
-                    bad, sizes[name, coding] = validate(run.port, name, coding)
-                    if bad:
-                        status[s.name] = f"WRONG: {bad}"
-                        break
-                if status.get(s.name, "").startswith("WRONG"):
-                    R.log(f"    {s.name}: {status[s.name]}")
-                    continue
-                for name, coding in cells(s):
-                    res = measure(run, name, coding)
-                    res["size"] = sizes[name, coding]
-                    results.setdefault(f"{name}/{coding}/{s.name}", []).append(res)
-                    R.log(f"    {name:>8} {coding:<8} {s.name:<6} {res['rps']:>9,.0f} req/s  wire {res['wire_mib_s']:>7,.1f} "
-                          f"MiB/s  payload {res['payload_mib_s']:>8,.1f} MiB/s  {res['cpu_us_per_req']:8.1f} µs CPU/req  "
-                          f"errors {res['errors']}  steal {res['steal_pct']:.1f}%")
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                status[s.name] = f"failed: {str(e)[-300:]}"
-                R.log(f"    {s.name}: {status[s.name]}")
-            finally:
-                problem = run.stop()
-                if problem:
-                    R.log(f"    {s.name} shutdown: {problem}")
+
+    def visit(run: R.Running, s: Srv) -> str | None:
+        why = run.wait_ready(probe=lambda port: get(port, "/plaintext", "identity")[0])
+        if why:
+            return f"failed: {why}"
+        sizes = {}
+        for name, coding in cells(s):
+            bad, sizes[name, coding] = validate(run.port, name, coding)
+            if bad:
+                return f"WRONG: {bad}"
+        for name, coding in cells(s):
+            res = measure(run, name, coding)
+            res["size"] = sizes[name, coding]
+            results.setdefault(f"{name}/{coding}/{s.name}", []).append(res)
+            R.log(f"    {name:>8} {coding:<8} {s.name:<6} {res['rps']:>9,.0f} req/s  wire {res['wire_mib_s']:>7,.1f} "
+                  f"MiB/s  payload {res['payload_mib_s']:>8,.1f} MiB/s  {res['cpu_us_per_req']:8.1f} µs CPU/req  "
+                  f"errors {res['errors']}  steal {res['steal_pct']:.1f}%")
+        return None
+
+    status = R.interleaved_rounds(SERVERS, "compress", visit)
     elapsed = time.time() - t0
     summary = {n: summarize(r) for n, r in results.items()}
     RESULTS_MD.write_text(render(info, status, summary, elapsed))

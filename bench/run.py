@@ -45,6 +45,7 @@ import os
 import platform
 import pwd
 import grp
+import http.client as http_client
 import shlex
 import shutil
 import signal
@@ -556,21 +557,22 @@ class Running:
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
         self.seen: set[int] = {self.proc.pid}
 
-    def wait_ready(self, timeout: float = 60.0) -> str | None:
-        """None once GET /plaintext answers 200; else why not."""
+    def wait_ready(self, timeout: float = 60.0, probe: Callable[[int], int] | None = None) -> str | None:
+        """None once the server answers 200 (to GET /plaintext, or to probe(port), which
+        returns the status of a request of its own); else why not."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return f"exited with status {self.proc.returncode} before answering (see bench/out/{self.server.name}.log)"
             try:
-                status, _, _ = http("GET", self.port, "/plaintext", timeout=2)
+                status = probe(self.port) if probe else http("GET", self.port, "/plaintext", timeout=2)[0]
                 if status == 200:
                     time.sleep(0.3)  # let the remaining workers of a multi-process server come up
                     self.seen.update(tree(self.proc.pid))
                     return None
                 last = f"status {status}"
-            except (OSError, urllib.error.URLError) as e:
+            except (OSError, urllib.error.URLError, http_client.HTTPException) as e:
                 last = str(e)
             time.sleep(0.2)
         return f"not ready after {timeout:.0f}s ({last})"
@@ -625,6 +627,42 @@ class Running:
         self.logf.close()
         return "; ".join(problems)
 
+
+
+def interleaved_rounds(servers: list, prefix: str, visit: Callable[[Running, object], str | None]) -> dict[str, str]:
+    """Run each server ROUNDS times, starting every one in turn per round with the order
+    rotated each round (so that none always runs first, or on a warmer machine), and let
+    visit(run, server) check and measure it. servers have name, label, argv, env and
+    needs() (why the server cannot run, or None). visit returns None, or the server's
+    status when it failed ("failed: ..." or "WRONG: ..."), after which it is not started
+    again; an exception from starting or measuring fails it too. Returns each server's
+    status (absent: it ran)."""
+    status: dict[str, str] = {}
+    for s in servers:
+        why = s.needs()
+        if why:
+            status[s.name] = f"not run: {why}"
+    runnable = [s for s in servers if s.name not in status]
+    for rnd in range(ROUNDS):
+        k = rnd % len(runnable) if runnable else 0
+        log(f"==> round {rnd + 1}/{ROUNDS} (load average {Path('/proc/loadavg').read_text().split()[0]})")
+        for s in runnable[k:] + runnable[:k]:
+            if status.get(s.name, "").startswith(("failed", "WRONG")):
+                continue
+            run = Running(Server(f"{prefix}-{s.name}", s.label, s.argv, env=s.env))
+            try:
+                why = visit(run, s)
+                if why:
+                    status[s.name] = why
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                status[s.name] = f"failed: {str(e)[-300:]}"
+            finally:
+                problem = run.stop()
+                if problem:
+                    log(f"    {s.name} shutdown: {problem}")
+            if s.name in status:
+                log(f"    {s.name}: {status[s.name]}")
+    return status
 
 def validate(run: Running, w: Workload) -> str | None:
     """None if the endpoint answers exactly what every server must answer; else what was wrong."""

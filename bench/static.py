@@ -173,25 +173,6 @@ def get(port: int, path: str) -> tuple[int, bytes]:
     return status, body
 
 
-def wait_ready(run: R.Running, timeout: float = 60.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if run.proc.poll() is not None:
-            return f"exited with status {run.proc.returncode} (see bench/out/{run.server.name}.log)"
-        try:
-            status, _ = get(run.port, "/static/1k.bin")
-            if status == 200:
-                time.sleep(0.3)
-                run.seen.update(R.tree(run.proc.pid))
-                return None
-            last = f"status {status}"
-        except OSError as e:
-            last = str(e)
-        time.sleep(0.2)
-    return f"not ready after {timeout:.0f}s ({last})"
-
-
 def validate(port: int) -> str | None:
     for name, size in FILES.items():
         status, body = get(port, f"/static/{name}.bin")
@@ -250,43 +231,23 @@ def main() -> int:
     ensure_packages()
     make_files()
     info = R.machine_info({})
-    status: dict[str, str] = {}
-    for s in SERVERS:
-        why = s.needs()
-        if why:
-            status[s.name] = f"not run: {why}"
-    runnable = [s for s in SERVERS if s.name not in status]
     results: dict[str, list[dict]] = {}
-    for rnd in range(ROUNDS):
-        k = rnd % len(runnable) if runnable else 0
-        R.log(f"==> round {rnd + 1}/{ROUNDS} (load average {Path('/proc/loadavg').read_text().split()[0]})")
-        for s in runnable[k:] + runnable[:k]:
-            if status.get(s.name, "").startswith(("failed", "WRONG")):
-                continue
-            run = R.Running(R.Server(f"static-{s.name}", s.label, s.argv, env=s.env))
-            try:
-                why = wait_ready(run)
-                if why:
-                    status[s.name] = f"failed: {why}"
-                    R.log(f"    {s.name}: {status[s.name]}")
-                    continue
-                bad = validate(run.port)
-                if bad:
-                    status[s.name] = f"WRONG: {bad}"
-                    R.log(f"    {s.name}: {status[s.name]}")
-                    continue
-                for name in FILES:
-                    res = measure(run, name)
-                    results.setdefault(f"{name}/{s.name}", []).append(res)
-                    R.log(f"    {name:>4} {s.name:<10} {res['rps']:>10,.0f} req/s {res['mib_s']:>8,.0f} MiB/s "
-                          f"{res['cpu_us_per_req']:7.1f} µs CPU/req  errors {res['errors']}  steal {res['steal_pct']:.1f}%")
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                status[s.name] = f"failed: {str(e)[-300:]}"
-                R.log(f"    {s.name}: {status[s.name]}")
-            finally:
-                problem = run.stop()
-                if problem:
-                    R.log(f"    {s.name} shutdown: {problem}")
+
+    def visit(run: R.Running, s: Srv) -> str | None:
+        why = run.wait_ready(probe=lambda port: get(port, "/static/1k.bin")[0])
+        if why:
+            return f"failed: {why}"
+        bad = validate(run.port)
+        if bad:
+            return f"WRONG: {bad}"
+        for name in FILES:
+            res = measure(run, name)
+            results.setdefault(f"{name}/{s.name}", []).append(res)
+            R.log(f"    {name:>4} {s.name:<10} {res['rps']:>10,.0f} req/s {res['mib_s']:>8,.0f} MiB/s "
+                  f"{res['cpu_us_per_req']:7.1f} µs CPU/req  errors {res['errors']}  steal {res['steal_pct']:.1f}%")
+        return None
+
+    status = R.interleaved_rounds(SERVERS, "static", visit)
     elapsed = time.time() - t0
     summary = {n: summarize(r) for n, r in results.items()}
     RESULTS_MD.write_text(render(info, status, summary, elapsed))
