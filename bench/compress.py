@@ -41,18 +41,15 @@ Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_WARMUP, BENCH_QUICK, BENCH_NO_I
 
 from __future__ import annotations
 
-import grp
 import gzip
 import http.client
 import json
 import os
-import pwd
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,33 +78,12 @@ def covet(port: int) -> list[str]:
 
 
 def nginx(port: int) -> list[str]:
-    d = Path(tempfile.mkdtemp(prefix="nginx-compress-", dir=OUT))
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / sub).mkdir()
-    user = ""
-    if os.geteuid() == 0:  # workers would otherwise drop to `nobody`, who may not read DIR
-        user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};"
     types = "\n".join(f"        location = /{name} {{ default_type {ctype.split(';')[0]}; "
                       f"{'charset utf-8; ' if 'charset' in ctype else ''}alias {DIR}/{name}; }}"
                       for name, (_, ctype) in BODIES.items())
-    (d / "nginx.conf").write_text(f"""\
-{user}
-worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
+    return R.nginx_command("nginx-compress-", "1", f"""\
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 1000000;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
     gzip on;
     gzip_comp_level {LEVEL};
     gzip_types application/json text/html;
@@ -119,9 +95,7 @@ http {{
         location = /plaintext {{ return 200 "Hello, World!"; }}
 {types}
     }}
-}}
 """)
-    return [R.nginx_bin() or "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
 
 
 @dataclass
@@ -144,20 +118,6 @@ SERVERS = [
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def ensure_tools() -> None:
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx")) if not (shutil.which(tool) or
-               (tool == "nginx" and R.nginx_bin()))]  # fmt: skip
-    if missing and not R.NO_INSTALL:
-        R.log(f"==> installing {' '.join(missing)} with apt-get (missing)")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(sudo + ["apt-get", "install", "-y", "-q"] + missing, env=env).returncode != 0:
-            subprocess.run(sudo + ["apt-get", "update", "-q"], check=False)
-            subprocess.run(sudo + ["apt-get", "install", "-y", "-q"] + missing, env=env, check=False)
-    if not shutil.which("wrk"):
-        sys.exit("wrk is not installed and could not be installed (apt-get install -y wrk)")
 
 
 def make_files() -> None:
@@ -277,7 +237,7 @@ def summarize(runs: list[dict]) -> dict:
 def main() -> int:
     t0 = time.time()
     OUT.mkdir(exist_ok=True)
-    ensure_tools()
+    R.ensure_apt_tools({"wrk": "wrk", "nginx": "nginx"})
     make_files()
     info = R.machine_info({})
     results: dict[str, list[dict]] = {}

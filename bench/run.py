@@ -251,16 +251,21 @@ def uvicorn_argv(module: str, workers: int) -> Callable[[int], list[str]]:
                          "--no-access-log", "--log-level", "warning"]
 
 
-def nginx_argv(port: int) -> list[str]:
-    d = Path(tempfile.mkdtemp(prefix="nginx-", dir=OUT))
+def nginx_command(prefix: str, workers: str, body: str) -> list[str]:
+    """An nginx in the foreground from a fresh directory under bench/out: its nginx.conf
+    is the frame every bench shares (one master, pid, error log and temp paths inside the
+    directory; run as root, its workers keep the current user, who can read the bench's
+    files) around body, the directives and servers of the http block. Returns the
+    command."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=OUT))
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (d / sub).mkdir()
     user = ""
-    if os.geteuid() == 0:  # workers would otherwise drop to `nobody`; keep them as the current user
+    if os.geteuid() == 0:
         user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};"
     (d / "nginx.conf").write_text(f"""\
 {user}
-worker_processes auto;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {d}/nginx.pid;
@@ -274,6 +279,13 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+{body}}}
+""")
+    return [nginx_bin() or "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
+
+
+def nginx_argv(port: int) -> list[str]:
+    return nginx_command("nginx-", "auto", f"""\
     server {{
         listen {HOST}:{port};
         location = /plaintext {{
@@ -281,9 +293,24 @@ http {{
             return 200 "Hello, World!";
         }}
     }}
-}}
 """)
-    return [nginx_bin() or "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
+
+
+def ensure_apt_tools(packages: dict[str, str], required: tuple[str, ...] = ("wrk",)) -> None:
+    """Install with apt-get the Debian package of each command of packages (command ->
+    package) that is missing, unless BENCH_NO_INSTALL; exit when a required command is
+    still missing (the others' servers are reported as not run)."""
+    missing = [pkg for tool, pkg in packages.items() if not (shutil.which(tool) or (tool == "nginx" and nginx_bin()))]
+    if missing and not NO_INSTALL:
+        log(f"==> installing {' '.join(missing)} with apt-get (missing)")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(sudo + ["apt-get", "install", "-y", "-q"] + missing, env=env).returncode != 0:
+            subprocess.run(sudo + ["apt-get", "update", "-q"], check=False)
+            subprocess.run(sudo + ["apt-get", "install", "-y", "-q"] + missing, env=env, check=False)
+    for tool in required:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed and could not be installed (apt-get install -y {packages[tool]})")
 
 
 def all_servers() -> list[Server]:
@@ -335,18 +362,6 @@ def all_servers() -> list[Server]:
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def ensure_tools() -> None:
-    missing = [t for t in ("wrk", "nginx") if not (shutil.which(t) or (t == "nginx" and nginx_bin()))]
-    if missing and not NO_INSTALL:
-        log(f"==> installing {' '.join(missing)} with apt-get (missing)")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "update", "-q"], check=False)
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "wrk", "nginx"], check=False,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not shutil.which("wrk"):
-        sys.exit("wrk is not installed and could not be installed (apt-get install -y wrk)")
 
 
 def ensure_venv() -> dict[str, str]:
@@ -824,7 +839,7 @@ def main() -> int:
         shutil.rmtree(old, ignore_errors=True)
     for old in OUT.glob("*.log"):
         old.unlink()
-    ensure_tools()
+    ensure_apt_tools({"wrk": "wrk", "nginx": "nginx"})
     notes = ensure_venv()
     go_err = build_go()
     info = machine_info(notes)

@@ -178,20 +178,6 @@ PROTO_WANT = {"h1": "HTTP/1.1", "h2": "HTTP/2.0", "h3": "HTTP/3.0", "h3-aioquic"
 # --------------------------------------------------------------------------- setup
 
 
-def ensure_tools() -> None:
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("h2load", "nghttp2-client")) if not shutil.which(tool)]
-    if missing and not R.NO_INSTALL:
-        R.log(f"==> installing {' '.join(missing)} with apt-get (missing)")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(sudo + ["apt-get", "install", "-y", "-q"] + missing, env=env).returncode != 0:
-            subprocess.run(sudo + ["apt-get", "update", "-q"], check=False)
-            subprocess.run(sudo + ["apt-get", "install", "-y", "-q"] + missing, env=env, check=False)
-    for tool in ("wrk", "h2load"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed and could not be installed (apt-get install -y wrk nghttp2-client)")
-
-
 def ensure_extra_packages() -> None:
     if R.NO_INSTALL or not R.VPY.exists():
         return
@@ -451,7 +437,7 @@ def main() -> int:
         return 0
     t0 = time.time()
     OUT.mkdir(exist_ok=True)
-    ensure_tools()
+    R.ensure_apt_tools({"wrk": "wrk", "h2load": "nghttp2-client"}, ("wrk", "h2load"))
     notes = R.ensure_venv()
     ensure_extra_packages()
     build_go_tools()
