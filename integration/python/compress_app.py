@@ -112,11 +112,6 @@ async def sse(req: Request, token: str) -> Response:
     return EventSourceResponse(events(), ping=None)
 
 
-try:
-    @app.get("/uncompressed", compress=False)  # type: ignore[call-arg]
-    async def uncompressed(req: Request) -> Response:
-        return Response(JSON_BODY, media_type="application/json")
-
-    HAS_COMPRESS_OPTION = True
-except TypeError:  # an SDK without the route option (PROTOCOL.md 1.3 `compress`)
-    HAS_COMPRESS_OPTION = False
+@app.get("/uncompressed", compress=False)
+async def uncompressed(req: Request) -> Response:
+    return Response(JSON_BODY, media_type="application/json")

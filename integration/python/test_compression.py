@@ -205,7 +205,5 @@ def test_sse_not_compressed(cgw: CGW) -> None:
 
 
 def test_route_option_off(cgw: CGW) -> None:
-    if not A.HAS_COMPRESS_OPTION:
-        pytest.skip("this SDK's route decorators have no compress option yet (PROTOCOL.md 1.3 `compress`)")
     status, head, body = cgw.raw("/uncompressed", "gzip, br, zstd")
     assert status == 200 and "content-encoding" not in head and body == A.JSON_BODY
