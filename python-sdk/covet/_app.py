@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar, Unpack
 
+from ._binding import RouteOptions, check_signature, compile_handler, route_docs
+from ._datastructures import State
 from ._exceptions import HTTPException
 from ._head import BodySource, RequestHead
+from ._openapi import install_docs
 from ._patterns import ConversionError, Pattern, convert
 from ._request import InterimSink, Request
 from ._responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, to_response
-from ._routing import HTTP_METHODS, Route, Router, check_signature, is_async_callable, timeout_to_ms
+from ._routing import HTTP_METHODS, Route, Router, is_async_callable, timeout_to_ms
+from ._validation import RequestValidationError
 from ._security import CORS, SecurityOptions, cors_option, route_security, security_headers_option
 
 __all__ = ["Covet"]
@@ -25,6 +30,11 @@ __all__ = ["Covet"]
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[], Any]
 ExceptionHandler = Callable[[Request, Exception], Any]
+#: An HTTP middleware: ``async def mw(req, call_next) -> Response``.
+Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+#: ``Covet(lifespan=fn)``: ``fn(app)`` is an async context manager around the worker's
+#: life; what it yields (a mapping, or None) seeds each request's ``req.state``.
+Lifespan = Callable[["Covet"], contextlib.AbstractAsyncContextManager[Any]]
 
 error_log = logging.getLogger("covet.error")
 _APP_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -60,6 +70,12 @@ class Covet:
         *,
         cors: bool | Mapping[str, Any] | CORS | None = None,
         security_headers: bool | Mapping[str, str] | None = None,
+        lifespan: Lifespan | None = None,
+        title: str | None = None,
+        version: str = "0.1.0",
+        description: str | None = None,
+        openapi_url: str | None = "/openapi.json",
+        docs_url: str | None = "/docs",
     ) -> None:
         if not isinstance(name, str) or not _APP_NAME_RE.fullmatch(name):
             raise ValueError(f"app name must be 1-64 characters of [A-Za-z0-9_.-], got {name!r}")
@@ -72,7 +88,29 @@ class Covet:
         self._shutdown: list[Hook] = []
         self._status_handlers: dict[int, ExceptionHandler] = {}
         self._class_handlers: dict[type[BaseException], ExceptionHandler] = {}
+        self._middleware: list[Middleware] = []
+        #: The middleware wrapped around the routed handler, outermost first; built by
+        #: freeze(). None when there is no middleware.
+        self._stack: Callable[[Request], Awaitable[Response]] | None = None
+        if lifespan is not None and not callable(lifespan):
+            raise TypeError(f"lifespan must be a callable returning an async context manager, got {lifespan!r}")
+        self._lifespan = lifespan
+        self._lifespan_exit: contextlib.AsyncExitStack | None = None
+        #: What the lifespan context yielded (a mapping): each request's ``req.state``
+        #: starts as a copy of it.
+        self._lifespan_state: dict[str, Any] = {}
+        #: Application-wide state: ``app.state.pool = ...`` in a startup hook or lifespan.
+        self.state = State()
+        #: Replacements for dependencies, ``{original: replacement}`` (tests, mostly);
+        #: read per request, so they may change while the app serves.
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self.title = title if title is not None else name
+        self.version = version
+        self.description = description
+        self.openapi_url = openapi_url
+        self.docs_url = docs_url
         self._frozen = False
+        install_docs(self)
 
     # -- registration -------------------------------------------------------------------
 
@@ -81,8 +119,15 @@ class Covet:
         return self._frozen
 
     def freeze(self) -> None:
-        """Forbid further registration (called by the worker before serving)."""
+        """Forbid further registration (called by the worker before serving) and build
+        the middleware stack."""
+        if self._frozen:
+            return
         self._frozen = True
+        inner: Callable[[Request], Awaitable[Response]] = self._route_response
+        for mw in reversed(self._middleware):
+            inner = functools.partial(_run_middleware, mw, inner)
+        self._stack = inner if self._middleware else None
 
     def _check_open(self, what: str) -> None:
         if self._frozen:
@@ -92,14 +137,23 @@ class Covet:
         self,
         path: str,
         methods: Iterable[str] = ("GET",),
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
+        **options: Unpack[RouteOptions],
     ) -> Callable[[F], F]:
         """Register the decorated handler for ``path`` and each of ``methods``.
 
-        ``timeout`` (seconds) is passed to the gateway as the route's deadline.
+        The handler's parameters are bound by name and type (docs/python-app.md,
+        "Typed handlers"): path parameters, then query values, headers and cookies
+        (``Query``, ``Header``, ``Cookie``), a typed body (a msgspec Struct, dataclass,
+        TypedDict or pydantic model), dependencies (``Depends``), ``BackgroundTasks``,
+        and the request (annotated ``Request``, or the first positional parameter when
+        unannotated). A value that does not convert answers 422.
+
+        ``name`` names the route; ``timeout`` (seconds) is passed to the gateway as the
+        route's deadline. ``status_code`` is the status of a response made from the
+        handler's return value (``status=`` is the same). ``response_model`` converts the
+        return value to that type before it is sent. ``tags``, ``summary``,
+        ``description`` (default: the docstring), ``responses``, ``deprecated``,
+        ``include_in_schema`` and ``operation_id`` go into the OpenAPI document.
 
         The security options travel in the manifest and the gateway enforces them before
         a request reaches the worker (PROTOCOL.md 1.3; docs/python-app.md, "Security"):
@@ -123,102 +177,58 @@ class Covet:
                 raise ValueError(f"unsupported HTTP method {m!r} (use one of {', '.join(HTTP_METHODS)})")
         if not wanted or len(set(wanted)) != len(wanted):
             raise ValueError(f"methods must be non-empty and without repeats, got {wanted!r}")
+        where = f"route {'|'.join(wanted)} {path!r}"
         pattern = Pattern.parse(path)
-        timeout_ms = timeout_to_ms(timeout)
+        opts: dict[str, Any] = dict(options)
+        name = opts.pop("name", None)
+        timeout_ms = timeout_to_ms(opts.pop("timeout", None))
         if name is not None and not isinstance(name, str):
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
-        checked = route_security(f"route {'|'.join(wanted)} {path!r}", **security)
+        docs = route_docs(where, opts)
+        checked = route_security(where, **opts)
 
         def decorator(endpoint: F) -> F:
             self._check_open(f"route {path!r}")
             if not callable(endpoint):
                 raise TypeError(f"route {path!r} handler must be callable")
-            check_signature(endpoint, pattern)
+            plan, binder = compile_handler(endpoint, pattern, docs, self)
             is_async = is_async_callable(endpoint)
             for method in wanted:
                 self.router.add(
-                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds(), security=checked)
+                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds(), security=checked,
+                          plan=plan, binder=binder, docs=docs)  # fmt: skip
                 )
             return endpoint
 
         return decorator
 
-    def get(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def get(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``GET path``; the options as :meth:`route`'s."""
-        return self.route(path, ["GET"], name=name, timeout=timeout, **security)
+        return self.route(path, ["GET"], **options)
 
-    def post(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``POST path``; the options as :meth:`route`'s."""
-        return self.route(path, ["POST"], name=name, timeout=timeout, **security)
+        return self.route(path, ["POST"], **options)
 
-    def put(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``PUT path``; the options as :meth:`route`'s."""
-        return self.route(path, ["PUT"], name=name, timeout=timeout, **security)
+        return self.route(path, ["PUT"], **options)
 
-    def patch(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``PATCH path``; the options as :meth:`route`'s."""
-        return self.route(path, ["PATCH"], name=name, timeout=timeout, **security)
+        return self.route(path, ["PATCH"], **options)
 
-    def delete(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def delete(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``DELETE path``; the options as :meth:`route`'s."""
-        return self.route(path, ["DELETE"], name=name, timeout=timeout, **security)
+        return self.route(path, ["DELETE"], **options)
 
-    def head(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def head(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``HEAD path``; the options as :meth:`route`'s."""
-        return self.route(path, ["HEAD"], name=name, timeout=timeout, **security)
+        return self.route(path, ["HEAD"], **options)
 
-    def options(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        **security: Unpack[SecurityOptions],
-    ) -> Callable[[F], F]:
+    def options(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register the decorated handler for ``OPTIONS path``; the options as :meth:`route`'s."""
-        return self.route(path, ["OPTIONS"], name=name, timeout=timeout, **security)
+        return self.route(path, ["OPTIONS"], **options)
 
     def static(
         self, prefix: str, directory: str | os.PathLike[str], *, index: bool = False, name: str | None = None
@@ -330,6 +340,25 @@ class Covet:
 
         return decorator
 
+    def middleware(self, fn: Middleware | str | None = None) -> Any:
+        """Register an HTTP middleware: ``async def mw(req, call_next)`` that awaits
+        ``call_next(req)`` for the response (or returns its own, short-circuiting), and
+        may edit it (``response.headers`` is mutable) before returning it. Middleware
+        runs in registration order, the first registered outermost, around every
+        routed HTTP request (not WebSocket sessions, not the gateway's static files).
+        ``call_next`` never raises for the handler's errors: they are already answered
+        by then (HTTPException, exception handlers, 500). Used bare
+        (``@app.middleware``) or as ``@app.middleware("http")``."""
+        if fn is None or isinstance(fn, str):
+            if fn not in (None, "http"):
+                raise ValueError(f"middleware type must be 'http', got {fn!r}")
+            return self.middleware
+        self._check_open("a middleware")
+        if not is_async_callable(fn):
+            raise TypeError(f"middleware {getattr(fn, '__qualname__', fn)!r} must be an async function (req, call_next)")
+        self._middleware.append(fn)
+        return fn
+
     def manifest(self) -> list[dict[str, Any]]:
         """The route manifest for the gateway handshake (PROTOCOL 1.3 route maps)."""
         return [route.manifest_entry(self._cors, self._security_headers) for route in self.router.routes]
@@ -337,56 +366,101 @@ class Covet:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Run the startup hooks in registration order; the first failure propagates."""
+        """Enter the lifespan context (``Covet(lifespan=...)``), then run the startup
+        hooks in registration order; the first failure propagates."""
+        if self._lifespan is not None:
+            stack = contextlib.AsyncExitStack()
+            state = await stack.enter_async_context(self._lifespan(self))
+            self._lifespan_exit = stack
+            if state is not None:
+                if not isinstance(state, Mapping):
+                    await stack.aclose()
+                    self._lifespan_exit = None
+                    raise TypeError(f"lifespan must yield a mapping (request state) or None, got {type(state).__name__}")
+                self._lifespan_state = dict(state)
         for hook in self._startup:
             await _call(hook, is_async_callable(hook))
 
     async def shutdown(self) -> None:
-        """Run every shutdown hook in reverse order; failures are logged, not raised."""
+        """Run every shutdown hook in reverse order, then leave the lifespan context;
+        failures are logged, not raised."""
         for hook in reversed(self._shutdown):
             try:
                 await _call(hook, is_async_callable(hook))
             except Exception:
                 error_log.exception("shutdown hook %r failed", hook)
+        stack, self._lifespan_exit = self._lifespan_exit, None
+        if stack is not None:
+            try:
+                await stack.aclose()
+            except Exception:
+                error_log.exception("lifespan %r failed on shutdown", self._lifespan)
 
     # -- handling -----------------------------------------------------------------------
 
     async def _handle(self, head: RequestHead, body: BodySource, interim: InterimSink | None = None) -> Response:
-        """Run the handler for one routed request and return its response. ``interim``
-        sends the handler's 103 Early Hints (``Request.send_early_hints``).
+        """Run the middleware and the handler for one routed request and return its
+        response. ``interim`` sends the handler's 103 Early Hints
+        (``Request.send_early_hints``). The response's ``background`` (if any) is for
+        the caller to run once the response has been sent: the request's background
+        tasks, then its dependencies' cleanup.
 
         Never raises (cancellation of the calling task aside): a missing route or a path
-        parameter that does not convert gives 404, HTTPException its status, and any
-        other exception a registered handler's answer or a logged 500.
+        parameter that does not convert gives 404, HTTPException its status, a value
+        that does not fit the handler's types 422, and any other exception a registered
+        handler's answer or a logged 500.
         """
-        request = Request(head, body, None, interim)
-        # One coroutine frame for the whole request: routing and the handler call are
-        # inline (every await of a helper coroutine costs a frame per request).
+        request = Request(head, body, None, interim, self)
+        stack = self._stack
+        if stack is None:
+            response = await self._route_response(request)
+        else:
+            try:
+                try:
+                    response = await stack(request)
+                except Exception as exc:  # a middleware failed
+                    response = await self._handle_exception(request, exc)
+            except Exception as exc:
+                self._log(request, exc)
+                response = PlainTextResponse("Internal Server Error", 500)
+        if request.deferred is not None:
+            response.background = request.deferred.after(response.background)
+        if head.method == "HEAD":
+            response = _without_body(response)
+        return response
+
+    async def _route_response(self, request: Request) -> Response:
+        """The routed handler's response (what a middleware's ``call_next`` gives):
+        routing, binding, the handler, its return value converted, its exceptions
+        answered."""
+        head = request.head
+        # One coroutine frame for the handler's part of the request: routing and the
+        # handler call are inline (every await of a helper coroutine costs a frame).
         try:
             try:
                 route = self.router.lookup(head.method, head.route)
                 if route is None:
                     raise HTTPException(404)
-                if not head.params and not route.kinds:
+                binder = route.binder
+                if binder is not None:
+                    response = await binder(request, head.params)
+                elif not head.params and not route.kinds:
                     if route.is_async:
-                        result = await route.endpoint(request)
+                        response = to_response(await route.endpoint(request))
                     else:
-                        result = await _call(route.endpoint, False, request)
+                        response = to_response(await _call(route.endpoint, False, request))
                 else:
                     params = self._params(route, head.params)
                     request.path_params = params
                     if route.is_async:
-                        result = await route.endpoint(request, **params)
+                        response = to_response(await route.endpoint(request, **params))
                     else:
-                        result = await _call(route.endpoint, False, request, **params)
-                response = to_response(result)
+                        response = to_response(await _call(route.endpoint, False, request, **params))
             except Exception as exc:
                 response = await self._handle_exception(request, exc)
         except Exception as exc:  # an exception handler itself failed
             self._log(request, exc)
             response = PlainTextResponse("Internal Server Error", 500)
-        if head.method == "HEAD":
-            response = _without_body(response)
         return response
 
     @staticmethod
@@ -409,7 +483,11 @@ class Covet:
         return params
 
     async def _handle_exception(self, request: Request, exc: Exception) -> Response:
-        if isinstance(exc, HTTPException):
+        if isinstance(exc, RequestValidationError):
+            handler = self._class_handler(exc)
+            if handler is None:
+                return JSONResponse({"detail": exc.errors}, 422)
+        elif isinstance(exc, HTTPException):
             handler = self._status_handlers.get(exc.status) or self._class_handler(exc)
             if handler is None:
                 return JSONResponse({"detail": exc.detail}, exc.status, exc.headers)
@@ -438,6 +516,13 @@ class Covet:
             head.method, head.path, head.route, head.request_id,
             exc_info=exc, extra={"request_id": head.request_id},
         )  # fmt: skip
+
+
+async def _run_middleware(mw: Middleware, call_next: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
+    response = await mw(request, call_next)
+    if not isinstance(response, Response):
+        raise TypeError(f"middleware {getattr(mw, '__qualname__', mw)!r} returned {type(response).__name__}, not a Response")
+    return response
 
 
 class _StaticFiles:
@@ -486,7 +571,7 @@ def _without_body(response: Response) -> Response:
     A FileResponse is kept: the gateway answers HEAD for the file itself."""
     if isinstance(response, FileResponse):
         return response
-    stripped = Response(b"", response.status)
+    stripped = Response(b"", response.status, background=response.background)
     stripped.headers.raw.extend(response.headers.raw)
     length = response.body_length
     if length > 0 and "content-length" not in stripped.headers:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Generic, NamedTuple, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
-__all__ = ["Address", "MultiDict", "QueryParams", "Headers", "MutableHeaders", "encode_header"]
+__all__ = ["Address", "MultiDict", "QueryParams", "Headers", "MutableHeaders", "State", "encode_header"]
 
 V = TypeVar("V")
 D = TypeVar("D")
@@ -209,3 +209,34 @@ class MutableHeaders(Headers):
         if len(kept) == len(self._raw):
             raise KeyError(key)
         self._raw = kept
+
+
+class State:
+    """An attribute bag: ``app.state.db = pool``, ``req.state.user = user``. Reading a
+    name never set raises AttributeError naming it."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_state", dict(values) if values else {})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._state[name]
+        except KeyError:
+            raise AttributeError(f"state has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._state[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._state[name]
+        except KeyError:
+            raise AttributeError(f"state has no attribute {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._state
+
+    def __repr__(self) -> str:
+        return f"State({self._state!r})"

@@ -27,10 +27,16 @@ class HTTPException(Exception):
 
     def __init__(
         self,
-        status: int,
+        status: int | None = None,
         detail: Any = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        status_code: int | None = None,
     ) -> None:
+        if status is None:
+            status = status_code
+        elif status_code is not None and status_code != status:
+            raise ValueError(f"HTTPException status={status!r} and status_code={status_code!r} disagree; give one")
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise ValueError(f"HTTPException status must be an int in 400..599, got {status!r}")
         if detail is None:
@@ -39,6 +45,11 @@ class HTTPException(Exception):
         self.status = status
         self.detail = detail
         self.headers: dict[str, str] = dict(headers) if headers else {}
+
+    @property
+    def status_code(self) -> int:
+        """The status (Starlette's name for ``status``)."""
+        return self.status
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status!r}, detail={self.detail!r})"

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
-from ._datastructures import Address, Headers, QueryParams, encode_header
+from ._datastructures import Address, Headers, QueryParams, State, encode_header
 from ._exceptions import HTTPException
 from ._forms import FormData, parse_form
 from ._head import Auth, BodySource, ClientCert, RequestHead
@@ -108,14 +108,21 @@ class Request(HTTPConnection):
     buffering (the body cannot be read again after that).
     """
 
+    #: What must run after this request's response: its background tasks and its
+    #: dependencies' cleanup (covet._binding.Deferred); None when nothing.
+    deferred: Any = None
+
     def __init__(
         self,
         head: RequestHead,
         body: BodySource,
         path_params: Mapping[str, Any] | None = None,
         interim: InterimSink | None = None,
+        app: Any = None,
     ) -> None:
         self.head = head
+        #: The Covet app serving the request (None for a Request built by hand).
+        self.app = app
         self._source = body
         self._interim = interim
         self._body: bytes | None = None
@@ -130,6 +137,14 @@ class Request(HTTPConnection):
     @property
     def method(self) -> str:
         return self.head.method
+
+    @cached_property
+    def state(self) -> State:
+        """Per-request state for middleware, dependencies and the handler to share
+        (``req.state.user = ...``); it starts as a copy of what the app's lifespan
+        yielded."""
+        lifespan_state = getattr(self.app, "_lifespan_state", None)
+        return State(lifespan_state)
 
     @property
     def scheme(self) -> str:

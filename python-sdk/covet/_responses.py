@@ -9,15 +9,15 @@ or -1 when streamed) and ``body_chunks()`` (an async iterator of the body's byte
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import json.encoder
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
+
+import msgspec
 
 from ._datastructures import MutableHeaders, encode_header
 
@@ -41,29 +41,27 @@ _ATTR_BAD_RE = re.compile(r"[;\x00-\x1f\x7f]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _json_default(o: object) -> Any:
+def _enc_hook(o: Any) -> Any:
+    """What msgspec does not encode itself: pydantic models (by their own JSON dump)."""
+    dump = getattr(o, "model_dump", None)
+    if dump is not None and callable(dump):
+        return dump(mode="json")
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
-def _make_json_encode() -> Callable[[Any], str]:
-    """Compact UTF-8 JSON, NaN refused. json.dumps with options builds an encoder per
-    call (half the cost for small bodies), so build CPython's C encoder once. It runs
-    without a circular-reference table (a shared one is unsafe across the thread pool's
-    sync handlers), so a cycle raises RecursionError instead of ValueError."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    basestring = getattr(json.encoder, "c_encode_basestring", None)
-    if make is None or basestring is None:  # no C accelerator: the library's own path
-        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-    chunks = make(None, _json_default, basestring, None, ":", ",", False, False, False)
-    join = "".join
-
-    def encode(o: Any) -> str:
-        return join(chunks(o, 0))
-
-    return encode
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="number")
 
 
-_json_encode = _make_json_encode()
+def encode_json(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON (msgspec): dicts, lists, tuples, sets, str,
+    numbers, bools, None, and msgspec Structs, dataclasses, TypedDicts, pydantic
+    models, datetimes (RFC 3339), dates, times, UUIDs, Decimals (as numbers) and Enums
+    (by value). NaN and the infinities become ``null``; anything else raises
+    TypeError."""
+    try:
+        return _encoder.encode(value)
+    except msgspec.EncodeError as e:
+        raise TypeError(str(e)) from None
 
 
 _CONTENT_TYPES: dict[str, tuple[str, bytes]] = {}
@@ -98,6 +96,9 @@ class Response:
     """
 
     media_type: ClassVar[str | None] = None
+    #: What to run once the response has been sent (``background=``): an async callable
+    #: of no arguments, such as a :class:`covet.BackgroundTasks`.
+    background: Callable[[], Awaitable[None]] | None = None
 
     def __init__(
         self,
@@ -105,8 +106,15 @@ class Response:
         status: int = 200,
         headers: HeadersLike | None = None,
         media_type: str | None = None,
+        *,
+        status_code: int | None = None,
+        background: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        if status_code is not None:
+            status = status_code
         self.status = status if type(status) is int and 200 <= status <= 599 else _check_status(status)
+        if background is not None:
+            self.background = background
         self.body = self.render(body)
         media_type = media_type if media_type is not None else type(self).media_type
         if headers is None:  # the common case: at most a Content-Type, validated once per type
@@ -127,6 +135,15 @@ class Response:
         if isinstance(body, str):
             return body.encode("utf-8")
         raise TypeError(f"{type(self).__name__} body must be bytes or str, got {type(body).__name__}")
+
+    @property
+    def status_code(self) -> int:
+        """The status (Starlette's name for ``status``)."""
+        return self.status
+
+    @status_code.setter
+    def status_code(self, value: int) -> None:
+        self.status = _check_status(value)
 
     @property
     def raw_headers(self) -> list[tuple[str, bytes]]:
@@ -224,7 +241,9 @@ def _http_date(expires: datetime | int | str) -> str:
 
 
 class JSONResponse(Response):
-    """``content`` serialised as compact UTF-8 JSON (non-ASCII kept, NaN refused)."""
+    """``content`` serialised as compact UTF-8 JSON by :func:`encode_json` (non-ASCII
+    kept; Structs, dataclasses, pydantic models, datetimes, UUIDs, Decimals and Enums
+    too)."""
 
     media_type = "application/json"
 
@@ -234,11 +253,14 @@ class JSONResponse(Response):
         status: int = 200,
         headers: HeadersLike | None = None,
         media_type: str | None = None,
+        *,
+        status_code: int | None = None,
+        background: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(content, status, headers, media_type)
+        super().__init__(content, status, headers, media_type, status_code=status_code, background=background)
 
     def render(self, body: Any) -> bytes:
-        return _json_encode(body).encode()
+        return encode_json(body)
 
 
 class HTMLResponse(Response):
@@ -252,10 +274,20 @@ class PlainTextResponse(Response):
 class RedirectResponse(Response):
     """Redirect to ``url`` (non-ASCII and spaces are percent-encoded); status 3xx."""
 
-    def __init__(self, url: str, status: int = 307, headers: HeadersLike | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        status: int = 307,
+        headers: HeadersLike | None = None,
+        *,
+        status_code: int | None = None,
+        background: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        if status_code is not None:
+            status = status_code
         if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status <= 399:
             raise ValueError(f"redirect status must be an int in 300..399, got {status!r}")
-        super().__init__(b"", status, headers)
+        super().__init__(b"", status, headers, background=background)
         self.headers["location"] = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
 
 
@@ -276,8 +308,11 @@ class StreamingResponse(Response):
         status: int = 200,
         headers: HeadersLike | None = None,
         media_type: str | None = None,
+        *,
+        status_code: int | None = None,
+        background: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(b"", status, headers, media_type)
+        super().__init__(b"", status, headers, media_type, status_code=status_code, background=background)
         if not isinstance(content, (Iterable, AsyncIterable)) or isinstance(content, (str, bytes)):
             raise TypeError("StreamingResponse content must be a (sync or async) iterable of chunks")
         self.content = content
@@ -337,8 +372,11 @@ class FileResponse(Response):
         headers: HeadersLike | None = None,
         media_type: str | None = None,
         filename: str | None = None,
+        *,
+        status: int | None = None,
+        background: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(b"", status_code, headers, media_type)
+        super().__init__(b"", status if status is not None else status_code, headers, media_type, background=background)
         full = os.path.abspath(os.fspath(path))
         if "\x00" in full:
             raise ValueError(f"file path {full!r} holds a NUL")
@@ -394,28 +432,41 @@ def _chunk(chunk: bytes | str) -> bytes:
     raise TypeError(f"streamed chunks must be bytes or str, got {type(chunk).__name__}")
 
 
-def to_response(value: Any) -> Response:
+def to_response(value: Any, status: int | None = None) -> Response:
     """Turn a handler's return value into a Response.
 
-    Response → itself; dict or list → JSON; str → text/plain; bytes →
-    application/octet-stream; None → 204 No Content; ``(body, status)`` → the body
-    converted as above with that status. Anything else raises TypeError.
+    Response → itself; str → text/plain; bytes → application/octet-stream; None → an
+    empty body, 204 No Content unless ``status`` says otherwise; a tuple
+    ``(body, status)`` or ``(body, status, headers)`` → the body converted as here with
+    that status and those headers added; anything else (dicts, lists, Structs,
+    dataclasses, pydantic models, numbers, ...) → JSON, or TypeError when it does not
+    encode. ``status`` is the route's ``status_code`` for a value that is not a
+    Response or a tuple.
     """
     if isinstance(value, Response):
         return value
     if isinstance(value, (dict, list)):
-        return JSONResponse(value)
+        return JSONResponse(value, status or 200)
     if isinstance(value, str):
-        return PlainTextResponse(value)
+        return PlainTextResponse(value, status or 200)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return Response(value, media_type="application/octet-stream")  # type: ignore[arg-type]
+        return Response(value, status or 200, media_type="application/octet-stream")  # type: ignore[arg-type]
     if value is None:
-        return Response(status=204)
-    if isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], (Response, tuple)):
-        response = to_response(value[0])
-        response.status = _check_status(value[1])
-        return response
-    raise TypeError(
-        f"handler returned {type(value).__name__}; return a Response, dict, list, str, "
-        "bytes, None or a (body, status) tuple"
-    )
+        return Response(status=status or 204)
+    if isinstance(value, tuple) and len(value) in (2, 3) and not isinstance(value[0], tuple) and type(value) is tuple:
+        if isinstance(value[1], int) and not isinstance(value[1], bool):
+            response = to_response(value[0], _check_status(value[1]))
+            response.status = value[1]
+            if len(value) == 3 and value[2] is not None:
+                headers = value[2]
+                items = headers.items() if isinstance(headers, Mapping) else headers
+                for name, field_value in items:
+                    response.headers.append(name, field_value)
+            return response
+    try:
+        return JSONResponse(value, status or 200)
+    except TypeError as e:
+        raise TypeError(
+            f"handler returned {type(value).__name__}, which does not encode as JSON ({e}); return a Response, "
+            "a str, bytes, None, a (body, status[, headers]) tuple, or a JSON-encodable value"
+        ) from None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._binding import NO_DOCS, Binder, Plan, RouteDocs
 from ._patterns import ParamKind, Pattern, canonical_path
 from ._security import NO_SECURITY, RouteSecurity
 
@@ -63,6 +64,14 @@ class Route:
     extra: tuple[tuple[str, Any], ...] = ()
     #: The route's security options (auth, roles, rate limit, CORS, ...), checked.
     security: RouteSecurity = NO_SECURITY
+    #: How the handler's parameters are bound (None: a WebSocket or static route).
+    plan: Plan | None = None
+    #: The compiled binding step, ``await binder(request, raw_params)`` giving the
+    #: handler's return value; None when the handler takes only ``(req, **params)``
+    #: (the plain call path).
+    binder: Binder | None = None
+    #: Status code and OpenAPI documentation from the decorator.
+    docs: RouteDocs = NO_DOCS
 
     def manifest_entry(self, app_cors: Any = None, app_security_headers: Any = None) -> dict[str, Any]:
         """The route map of the manifest (PROTOCOL.md 1.3); ``app_cors`` and
@@ -81,35 +90,6 @@ class Route:
             options.update(self.security.options(app_cors, app_security_headers))
         return {"method": self.method, "path": self.pattern.canonical, "kind": self.kind,
                 "options": options}  # fmt: skip
-
-
-def check_signature(endpoint: Callable[..., Any], pattern: Pattern) -> None:
-    """Reject, at registration, a handler that cannot be called as ``f(req, **params)``."""
-    try:
-        sig = inspect.signature(endpoint)
-    except (TypeError, ValueError):
-        return  # not introspectable (some builtins): trust the caller
-    where = f"handler {getattr(endpoint, '__qualname__', endpoint)!r} for {pattern.source!r}"
-    params = list(sig.parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    has_var_pos = any(p.kind is p.VAR_POSITIONAL for p in params)
-    if not positional and not has_var_pos:
-        raise TypeError(f"{where} must take the request as its first positional argument")
-    first = positional[0] if positional else None
-    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
-    by_name = {p.name: p for p in params}
-    for name in pattern.param_names:
-        p = by_name.get(name)
-        if p is first or (p is not None and p.kind is p.POSITIONAL_ONLY):
-            raise TypeError(f"{where}: path parameter {name!r} clashes with the request argument")
-        if p is None and not has_var_kw:
-            raise TypeError(f"{where} has no parameter named {name!r} (nor **kwargs)")
-    for p in params:
-        if p is first or p.default is not p.empty:
-            continue
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in pattern.param_names:
-            continue
-        raise TypeError(f"{where}: required parameter {p.name!r} is not a path parameter")
 
 
 @dataclass(frozen=True, slots=True)

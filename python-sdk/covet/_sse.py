@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,12 +111,14 @@ class EventSourceResponse(Response):
         headers: HeadersLike | None = None,
         *,
         ping: float | None = DEFAULT_PING,
+        status_code: int | None = None,
+        background: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if not isinstance(content, (Iterable, AsyncIterable)) or isinstance(content, (str, bytes)):
             raise TypeError("EventSourceResponse content must be a (sync or async) iterable of events")
         if ping is not None and (isinstance(ping, bool) or not isinstance(ping, (int, float)) or ping < 0):
             raise ValueError(f"ping must be a non-negative number of seconds or None, got {ping!r}")
-        super().__init__(b"", status, headers)
+        super().__init__(b"", status, headers, status_code=status_code, background=background)
         for name, value in (("content-type", "text/event-stream"), ("cache-control", "no-cache"),
                             ("x-accel-buffering", "no")):  # fmt: skip
             if name not in self.headers:
