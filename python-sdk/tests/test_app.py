@@ -24,7 +24,7 @@ def test_decorators_return_function_unchanged() -> None:
 
 
 def test_manifest_shape_and_options() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.get("/users/{id:int}", name="user", timeout=1.5)
     async def user(req: object, id: int) -> dict[str, int]:
@@ -181,7 +181,7 @@ def test_testclient_freezes_the_app() -> None:
 
 
 def test_ws_is_an_alias_of_websocket_and_registers_a_ws_route() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.ws("/chat/{room}", name="chat", resumable=True)
     async def chat(ws: object, room: str) -> None: ...

@@ -39,7 +39,7 @@ def options(app: Covet) -> list[dict[str, Any]]:
 
 
 def test_no_security_options_leave_the_manifest_as_it_was() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.get("/a", name="a", timeout=1)
     def a(req: Request) -> str:
@@ -53,7 +53,7 @@ def test_no_security_options_leave_the_manifest_as_it_was() -> None:
 
 
 def test_every_option_in_its_wire_shape() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.post(
         "/admin/{id:int}", auth=True, roles=("admin", "ops"), scopes=["reports:write"], rate_limit="5/minute",
@@ -97,7 +97,7 @@ def test_every_option_in_its_wire_shape() -> None:
 
 
 def test_each_decorator_takes_the_options() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     for method in ("get", "post", "put", "patch", "delete", "head", "options"):
         getattr(app, method)(f"/{method}", auth=True, rate_limit="1/s", compress=True)(lambda req: "x")
     app.route("/route", ["GET", "POST"], auth=True, scopes=["a"])(lambda req: "x")
@@ -118,7 +118,7 @@ def test_each_decorator_takes_the_options() -> None:
 
 
 def test_rate_limit_forms_and_none() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     forms = ["1/second", "100/minute", "1000/hour", "10/day", "5/s", "5/m", "5/h", "5/d", "none", "05/minute",
              "1000000/second", "86400000000/day"]
     for i, form in enumerate(forms):
@@ -127,7 +127,7 @@ def test_rate_limit_forms_and_none() -> None:
 
 
 def test_bool_options_map_to_the_protocol() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     app.get("/on", cors=True, security_headers=True, compress=True)(lambda req: "x")
     app.get("/off", cors=False, security_headers=False, compress=False)(lambda req: "x")
     # cors=True inherits (the gateway's settings: nothing to send); security_headers=True
@@ -137,7 +137,7 @@ def test_bool_options_map_to_the_protocol() -> None:
 
 
 def test_cors_mapping_is_checked_and_written_as_given() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     app.get("/m", cors={"allow_origins": ["*"], "max_age": 0})(lambda req: "x")
     assert options(app) == [{"cors": {"allow_origins": ["*"], "max_age": 0}}]
 
@@ -146,7 +146,7 @@ def test_cors_mapping_is_checked_and_written_as_given() -> None:
 
 
 def test_app_defaults_fill_routes_that_set_none(tmp_path: Any) -> None:
-    app = Covet(cors={"allow_origins": ["https://app.example.com"]}, security_headers={"Referrer-Policy": "no-referrer"})
+    app = Covet(openapi_url=None, cors={"allow_origins": ["https://app.example.com"]}, security_headers={"Referrer-Policy": "no-referrer"})
     default_cors = {"allow_origins": ["https://app.example.com"]}
     default_headers = {"referrer-policy": "no-referrer"}
     app.get("/plain")(lambda req: "x")
@@ -168,10 +168,10 @@ def test_app_defaults_fill_routes_that_set_none(tmp_path: Any) -> None:
 
 
 def test_app_defaults_apply_to_routes_registered_before_and_after() -> None:
-    app = Covet(cors=CORS(["*"], max_age=5), security_headers=False)
+    app = Covet(openapi_url=None, cors=CORS(["*"], max_age=5), security_headers=False)
     app.get("/a")(lambda req: "x")
     assert options(app) == [{"cors": {"allow_origins": ["*"], "max_age": 5}, "security_headers": False}]
-    off = Covet(cors=False, security_headers=True)
+    off = Covet(openapi_url=None, cors=False, security_headers=True)
     off.get("/a")(lambda req: "x")
     assert options(off) == [{"cors": False, "security_headers": {}}]
 
@@ -232,7 +232,7 @@ BAD = [
 
 @pytest.mark.parametrize(("kwargs", "exc", "text"), BAD)
 def test_bad_options_are_refused_naming_the_route(kwargs: dict[str, Any], exc: type[Exception], text: str) -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     with pytest.raises(exc, match=text) as info:
         app.get("/x", **kwargs)
     assert str(info.value).startswith("route GET '/x': ")
@@ -240,7 +240,7 @@ def test_bad_options_are_refused_naming_the_route(kwargs: dict[str, Any], exc: t
 
 
 def test_websocket_options_are_checked_too() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     with pytest.raises(ValueError, match=r"WebSocket route '/w': roles need auth=True"):
         app.websocket("/w", roles=["a"])
     with pytest.raises(ValueError, match=r"route GET\|POST '/m': rate_limit"):
@@ -397,7 +397,7 @@ def test_req_head_auth_golden_vector_claims() -> None:
 
 
 def test_testclient_hands_the_identity_to_the_handler() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.get("/me", auth=True, roles=["admin"])
     def me(req: Request) -> dict[str, Any]:
@@ -422,7 +422,7 @@ def test_testclient_hands_the_identity_to_the_handler() -> None:
 
 
 def test_testclient_websocket_auth() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.websocket("/ws", auth=True)
     async def ws_handler(ws: WebSocket) -> None:

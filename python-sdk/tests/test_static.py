@@ -26,7 +26,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def build(public: Path) -> Covet:
-    app = Covet()
+    app = Covet(openapi_url=None)
     app.static("/assets", public, index=True, name="assets")
 
     @app.get("/download/{name}")
@@ -53,7 +53,7 @@ def test_manifest(tree: Path) -> None:
 
 
 def test_static_refuses(tree: Path, tmp_path: Path) -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
     with pytest.raises(ValueError, match="does not exist or is not a directory"):
         app.static("/a", tmp_path / "missing")
     with pytest.raises(ValueError, match="does not exist or is not a directory"):

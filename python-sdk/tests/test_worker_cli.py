@@ -39,7 +39,7 @@ def test_routes_prints_the_table() -> None:
 def test_routes_shows_the_security_options(tmp_path: Path) -> None:
     (tmp_path / "sec_app.py").write_text(
         "from covet import Covet\n"
-        "app = Covet(security_headers={'x-frame-options': 'DENY'})\n"
+        "app = Covet(openapi_url=None, security_headers={'x-frame-options': 'DENY'})\n"
         "@app.get('/admin', auth=True, roles=['admin', 'ops'], rate_limit='5/minute', rate_limit_key='subject',"
         " cors=False, compress=False)\n"
         "def admin(req): return 'x'\n"
