@@ -34,8 +34,9 @@ from ._routing import Route
 
 __all__ = ["install_docs", "openapi_document"]
 
-_REF = "#/components/schemas/{name}"
 _REF_PREFIX = "#/components/schemas/"
+_MSGSPEC_REF = _REF_PREFIX + "{name}"
+_PYDANTIC_REF = _REF_PREFIX + "{model}"
 _NONE = type(None)
 
 #: FastAPI's names and shapes for the 422 body, so that clients generated from either
@@ -190,10 +191,10 @@ class _Schemas:
         """msgspec's schemas of ``types``; ``{}`` for a type it does not know (an
         arbitrary class as a return annotation, say)."""
         try:
-            schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+            schemas, components = msgspec.json.schema_components(types, ref_template=_MSGSPEC_REF)
         except (TypeError, ValueError):
             known = [t for t in types if _msgspec_knows(t)]
-            schemas, components = msgspec.json.schema_components(known, ref_template=_REF)
+            schemas, components = msgspec.json.schema_components(known, ref_template=_MSGSPEC_REF)
             found = iter(schemas)
             schemas = tuple(next(found) if _msgspec_knows(t) else {} for t in types)
         out = [dict(s) for s in schemas]
@@ -207,7 +208,7 @@ class _Schemas:
         from pydantic import TypeAdapter
 
         inputs = [(i, mode, TypeAdapter(tp)) for i, (tp, mode) in enumerate(wanted)]
-        by_key, top = TypeAdapter.json_schemas(inputs, ref_template=_REF)  # type: ignore[arg-type]
+        by_key, top = TypeAdapter.json_schemas(inputs, ref_template=_PYDANTIC_REF)  # type: ignore[arg-type]
         out = [dict(by_key[(i, mode)]) for i, (_, mode) in enumerate(wanted)]  # type: ignore[index]
         self._merge(dict(top.get("$defs", {})), out)
         return out
@@ -377,7 +378,7 @@ class _DocumentBuilder:
             return status or 204, entry
         if isinstance(tp, type) and issubclass(tp, Response):
             if tp.media_type is not None:
-                entry["content"] = {tp.media_type: {"schema": {}}}
+                entry["content"] = {tp.media_type.split(";")[0]: {"schema": {}}}
             return status or 200, entry
         if tp is str:
             entry["content"] = {"text/plain": {"schema": {"type": "string"}}}
