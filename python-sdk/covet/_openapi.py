@@ -20,6 +20,7 @@ import inspect
 import re
 import string
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -59,6 +60,12 @@ _HTTP_VALIDATION_ERROR: dict[str, Any] = {
     "properties": {"detail": {"title": "Detail", "type": "array", "items": {"$ref": _REF_PREFIX + "ValidationError"}}},
 }
 _BEARER: dict[str, Any] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+#: The order of parameters in an operation, by where they come from (FastAPI's).
+_SOURCE_ORDER = {"path": 0, "query": 1, "header": 2, "cookie": 3}
+#: The types a path parameter of each pattern type converts to without fail: the
+#: gateway's router only matches a segment of that form.
+_SURE_PATH_TYPES: dict[str, tuple[Any, ...]] = {"int": (int,), "uuid": (uuid.UUID,), "str": (str,), "path": (str,)}
 
 #: A path parameter's schema when only the pattern's type is known.
 _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -291,7 +298,7 @@ class _DocumentBuilder:
                 if kind == "path":
                     entry["x-covet-catch-all"] = True
                 out.append(entry)
-        for f in plan.fields:
+        for f in sorted(plan.fields, key=lambda f: _SOURCE_ORDER[f.source]):
             info = f.info
             if info is not None and not info.include_in_schema:
                 continue
@@ -347,7 +354,7 @@ class _DocumentBuilder:
         tp = docs.response_model if docs.response_model is not None else plan.return_type
         status, success = self._success(tp, docs.status_code)
         responses: dict[str, Any] = {str(status): success}
-        if plan.fields or plan.body is not None:
+        if plan.body is not None or any(_can_fail(f, route.kinds) for f in plan.fields):
             if self.validation_ref is None:
                 self.schemas.component("ValidationError", _VALIDATION_ERROR)
                 self.validation_ref = self.schemas.component("HTTPValidationError", _HTTP_VALIDATION_ERROR)
@@ -389,6 +396,14 @@ class _DocumentBuilder:
         else:
             entry["content"] = {"application/json": {"schema": self.schemas.slot(tp, "serialization")}}
         return status or 200, entry
+
+
+def _can_fail(f: FieldSpec, kinds: dict[str, Any]) -> bool:
+    """Whether binding ``f`` can answer 422: anything but a path parameter whose type
+    the pattern already guarantees (``{id:int}`` bound as an int, say)."""
+    if f.source != "path" or (f.info is not None and not f.info.constraints.empty()):
+        return True
+    return f.tp not in _SURE_PATH_TYPES.get(kinds.get(f.alias, ""), ())
 
 
 def _is_array(tp: Any) -> bool:

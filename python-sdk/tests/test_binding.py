@@ -464,7 +464,7 @@ def test_registration_errors_name_the_handler_and_parameter() -> None:
 
 
 def test_plain_handlers_keep_the_plain_call_path() -> None:
-    app = Covet()
+    app = Covet(openapi_url=None)
 
     @app.get("/a/{id:int}")
     async def a(req: Request, id: int) -> None: ...

@@ -12,14 +12,15 @@ import inspect
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
+import jsonschema
 import msgspec
 import pydantic
 import pytest
 from openapi_spec_validator import validate
 
-from covet import Covet, HTMLResponse, Query
+from covet import BackgroundTasks, Covet, Depends, HTMLResponse, HTTPException, Query, Request
 from covet._binding import BodySpec, FieldSpec, Plan, route_docs
 from covet._openapi import openapi_document
 from covet._params import REQUIRED, Body, Cookie, Header, Param
@@ -317,7 +318,93 @@ def test_declared_responses_are_added_and_merged() -> None:
     assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Item"}
     assert responses["200"]["headers"] == {"X-Count": {"schema": {"type": "integer"}}}
     assert responses["409"] == {"description": "Conflict", "content": {"text/plain": {"schema": {"type": "string"}}}}
-    assert set(responses) == {"200", "404", "409", "422"}
+    # A str path parameter always binds: nothing can answer 422.
+    assert set(responses) == {"200", "404", "409"}
+
+
+# -- real handlers: the binder's plans, and answers that fit the document ------------------
+
+
+def shop_app() -> Covet:
+    app = Covet("shop", title="Shop")
+
+    def paging(limit: Annotated[int, Query(ge=1, le=100)] = 10, x_client: Annotated[str | None, Header()] = None) -> int:
+        return limit
+
+    @app.get("/items/{item_id:int}", tags=["items"], responses={404: {"description": "No such item", "model": Tag}})
+    async def read_item(req: Request, item_id: int, q: str | None = None, limit: int = Depends(paging)) -> Item:
+        """One item by its number."""
+        if item_id == 0:
+            raise HTTPException(404, {"name": "none"})
+        return Item(name=q or "thing", price=item_id * 1.5)
+
+    @app.post("/pets", status_code=201, tags=["pets"])
+    async def create_pet(pet: Pet, tasks: BackgroundTasks) -> Pet:
+        return pet
+
+    @app.put("/points/{name}")
+    def move(name: str, point: Point, note: Annotated[str, Body(max_length=10)] = "") -> Point:
+        return point
+
+    @app.delete("/items/{item_id:int}", tags=["items"])
+    async def delete_item(item_id: int) -> None:
+        return None
+
+    return app
+
+
+def response_schema(doc: dict[str, Any], op: dict[str, Any], status: int) -> dict[str, Any]:
+    """The documented JSON schema of ``op``'s ``status`` answer, its references
+    resolvable (the document's components beside it)."""
+    schema = op["responses"][str(status)]["content"]["application/json"]["schema"]
+    return {**schema, "components": doc["components"]}
+
+
+def test_real_handlers_are_documented_and_answer_as_documented() -> None:
+    app = shop_app()
+    with TestClient(app) as client:
+        doc = client.get("/openapi.json").json()
+        validate(doc)
+        read = doc["paths"]["/items/{item_id}"]["get"]
+        # The request and the dependency are not parameters; the dependency's own are
+        # (in the binder's order, the dependencies' first), path, query, header.
+        assert [(p["name"], p["in"]) for p in read["parameters"]] == [
+            ("item_id", "path"), ("limit", "query"), ("q", "query"), ("x-client", "header")]  # fmt: skip
+        assert params_by_name(read)["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100,
+                                                           "title": "Limit", "default": 10}  # fmt: skip
+        assert read["description"] == "One item by its number."
+        assert set(read["responses"]) == {"200", "404", "422"}
+        ok = client.get("/items/4?q=lamp")
+        assert ok.status_code == 200
+        jsonschema.validate(ok.json(), response_schema(doc, read, 200))
+        bad = client.get("/items/4?limit=0")
+        assert bad.status_code == 422
+        jsonschema.validate(bad.json(), response_schema(doc, read, 422))
+        missing = client.get("/items/0")
+        assert missing.status_code == 404
+
+        create = doc["paths"]["/pets"]["post"]
+        assert "parameters" not in create
+        assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Pet-Input"}
+        created = client.post("/pets", json={"name": "Rex", "owner": {"name": "Ann"}})
+        assert created.status_code == 201
+        assert set(create["responses"]) == {"201", "422"}
+        jsonschema.validate(created.json(), response_schema(doc, create, 201))
+        assert created.json()["owner"]["initial"] == "A"
+
+        move = doc["paths"]["/points/{name}"]["put"]
+        body = resolve(doc, move["requestBody"]["content"]["application/json"]["schema"])
+        assert body["required"] == ["point"]
+        assert body["properties"]["note"] == {"type": "string", "maxLength": 10, "title": "Note", "default": ""}
+        assert resolve(doc, body["properties"]["point"])["required"] == ["x", "y"]
+        moved = client.put("/points/p", json={"point": {"x": 1, "y": 2}, "note": "hi"})
+        assert moved.status_code == 200
+        jsonschema.validate(moved.json(), response_schema(doc, move, 200))
+
+        delete = doc["paths"]["/items/{item_id}"]["delete"]
+        # `-> None` answers 204; an {item_id:int} path parameter always converts.
+        assert delete["responses"] == {"204": {"description": "Successful Response"}}
+        assert client.delete("/items/3").status_code == 204
 
 
 # -- operations, security, info ------------------------------------------------------------
