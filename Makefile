@@ -156,8 +156,9 @@ NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NET
 	$(if $(EAGER_PY),PYTHONPATH=$(CURDIR)/python-sdk)
 
 # System tools the integration tests drive: headless Chromium (integration/h3_test.go's
-# browser test over HTTP/3 and HTTP/2), installed with apt-get where it is missing and
-# this runs as root on Debian; elsewhere that test skips, saying why.
+# browser test over HTTP/3 and HTTP/2, integration/python/test_openapi_docs.py's render
+# of the /docs page), installed with apt-get where it is missing and this runs as root
+# on Debian; elsewhere those tests skip, saying why.
 test-tools:
 	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> installing chromium (apt-get)"; \

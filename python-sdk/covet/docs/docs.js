@@ -15,7 +15,7 @@ function el(tag, attrs, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -155,11 +155,18 @@ function render() {
     main.append(el("section", { class: "tag", "aria-labelledby": id }, el("h2", { id }, tag),
       entries.map((entry) => operationView(entry, index++))));
   }
+  // A link to one operation (#op-<operationId>) opens it.
+  const linked = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (linked && linked.tagName === "DETAILS") {
+    linked.open = true;
+    linked.scrollIntoView();
+  }
 }
 
 function operationView({ path, method, op, shared }, index) {
   const body = el("div", { class: "op-body" });
-  const details = el("details", { class: "op " + method + (op.deprecated ? " deprecated" : ""), id: "op-" + index },
+  const id = "op-" + (op.operationId || String(index)).replace(/[^\w-]/g, "_");
+  const details = el("details", { class: "op " + method + (op.deprecated ? " deprecated" : ""), id },
     el("summary", {},
       el("span", { class: "method" }, method.toUpperCase()),
       el("code", { class: "path" }, path),
@@ -168,7 +175,9 @@ function operationView({ path, method, op, shared }, index) {
       op.security && op.security.length ? el("span", { class: "badge lock", title: "requires a bearer token" }, "auth") : null),
     body);
   details.addEventListener("toggle", () => {
-    if (details.open && !body.childElementCount) body.append(...operationBody(path, method, op, shared, index));
+    if (!details.open) return;
+    if (!body.childElementCount) body.append(...operationBody(path, method, op, shared, index));
+    history.replaceState(null, "", "#" + id); // a link to this operation
   });
   return details;
 }

@@ -1,0 +1,138 @@
+"""/openapi.json and the /docs page end to end: a real bin/covet-gateway serving
+openapi_app.py, the document fetched with http.client and checked by
+openapi-spec-validator, and the page loaded in headless Chromium, whose DOM (dumped
+after the page's script fetched and rendered the document, under the page's own
+Content-Security-Policy) must list every documented operation."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from conftest import Gateway, serving_gateway
+
+CHROMIUM_TIMEOUT_S = 60
+
+
+def _get(gw: Gateway, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def _ready(gw: Gateway) -> bool:
+    try:
+        return _get(gw, "/ready")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("openapi")
+    # A key source, so that the gateway takes the app's auth=True route.
+    secret = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    (tmp / "jwks.json").write_text(json.dumps({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": secret}]}))
+    flags = ["--auth-jwks-file", str(tmp / "jwks.json"), "--auth-algorithms", "HS256"]
+    with serving_gateway(tmp / "gateway.log", "openapiapp", "openapi_app", 1, _ready, flags) as g:
+        yield g
+
+
+def test_the_document_is_served_and_valid(gw: Gateway) -> None:
+    status, headers, body = _get(gw, "/openapi.json")
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    validate(doc)
+    assert doc["info"] == {"title": "Shop API", "version": "1.2.3", "description": "A small shop."}
+    assert set(doc["paths"]) == {"/items/{item_id}", "/items", "/legacy/search", "/admin/stats"}
+    assert doc["paths"]["/admin/stats"]["get"]["security"] == [{"bearerAuth": []}]
+    assert doc["paths"]["/items"]["post"]["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Item"}  # fmt: skip
+
+
+def test_the_page_and_its_assets_are_served(gw: Gateway) -> None:
+    status, headers, body = _get(gw, "/docs")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in headers["content-security-policy"]
+    # The operations are not in the page itself: its script renders them.
+    assert b"/legacy/search" not in body and b"Read Item" not in body
+    for asset, media_type in (("docs.js", "text/javascript"), ("docs.css", "text/css")):
+        status, headers, body = _get(gw, f"/docs/{asset}")
+        assert status == 200 and body
+        assert headers["content-type"] == f"{media_type}; charset=utf-8"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    pytest.skip("no chromium on PATH (make test-integration installs it with apt-get: `apt-get install -y chromium`)")
+
+
+def _dump_dom(url: str, tmp_path: Path) -> tuple[str, str]:
+    """The DOM of ``url`` once headless Chromium has run its scripts (5 s of virtual
+    time), and a note of it and Chromium's stderr for failure messages."""
+    argv = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", url]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, timeout=CHROMIUM_TIMEOUT_S, env=dict(os.environ, HOME=str(tmp_path)))
+    dom, stderr = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 0, f"chromium exited with {done.returncode}:\n{stderr[-3000:]}"
+    assert "Could not load" not in dom, dom
+    return dom, f"\nDOM:\n{dom[-6000:]}\nchromium stderr:\n{stderr[-3000:]}"
+
+
+def test_chromium_renders_every_operation(gw: Gateway, tmp_path: Path) -> None:
+    dom, why = _dump_dom(f"{gw.base_url}/docs", tmp_path)
+    # The page's script fetched the document and rendered one entry per operation,
+    # grouped by tag, with the document's title and version.
+    for path in ("/items/{item_id}", "/items", "/legacy/search", "/admin/stats"):
+        assert f'<code class="path">{path}</code>' in dom, why
+    for summary in ("Read Item", "Create Item", "Legacy Search", "Admin Stats"):
+        assert f'<span class="summary">{summary}</span>' in dom, why
+    assert '<h2 id="tag-items">items</h2>' in dom and '<h2 id="tag-admin">admin</h2>' in dom, why
+    assert 'class="op get deprecated"' in dom, why
+    assert '<span class="badge lock" title="requires a bearer token">auth</span>' in dom, why
+    assert "version 1.2.3" in dom, why
+    assert "/ready" not in dom, why
+    assert "<table>" not in dom, why  # every operation closed
+
+
+def test_a_link_to_an_operation_opens_it(gw: Gateway, tmp_path: Path) -> None:
+    dom, why = _dump_dom(f"{gw.base_url}/docs#op-read_item_items__item_id__get", tmp_path)
+    assert '<details class="op get" id="op-read_item_items__item_id__get" open="">' in dom, why
+    assert "<p class=\"description\">One item by its number.</p>" in dom, why
+    # The parameters table: name, in, type, required, constraints.
+    assert "<td><code>item_id</code></td><td>path</td><td>integer</td><td>yes</td>" in dom, why
+    assert "<td><code>q</code></td><td>query</td><td>string | null</td><td>no</td><td>max length 20</td>" in dom, why
+    # The Try it form: a labelled input per parameter and a send button.
+    assert '<label for="op-0-p-0">item_id' in dom and '<input id="op-0-p-0" name="item_id"' in dom, why
+    assert '<button type="submit">Send GET request</button>' in dom, why
+    # Responses, the schemas behind their references resolved.
+    assert "<dt>200</dt>" in dom and "<dt>422</dt>" in dom, why
+    assert '<span class="field">price</span>' in dom, why
+
+
+def test_a_body_is_prefilled_from_its_schema(gw: Gateway, tmp_path: Path) -> None:
+    dom, why = _dump_dom(f"{gw.base_url}/docs#op-create_item_items_post", tmp_path)
+    assert 'id="op-create_item_items_post" open=""' in dom, why
+    assert "Request body" in dom, why
+    body = dom[dom.index('<textarea id="op-1-body"'):]
+    body = body[body.index(">") + 1:body.index("</textarea>")]
+    assert json.loads(body.replace("&quot;", '"')) == {"name": "string", "price": 0}, why
+    assert '<button type="submit">Send POST request</button>' in dom, why
