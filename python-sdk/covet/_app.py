@@ -47,6 +47,9 @@ class Covet:
     ``security_headers`` (a mapping of overrides; False: none) are defaults the SDK
     writes into every route that does not set its own (static routes excepted); the
     gateway enforces them.
+    ``title``, ``version`` and ``description`` head the OpenAPI document, served at
+    ``openapi_url`` with the interactive page at ``docs_url`` (None: not served;
+    docs/python-app.md, "OpenAPI and /docs").
     Register handlers with the method decorators before the worker starts; the worker
     calls ``freeze()``, after which the app can no longer change.
     """
