@@ -1,0 +1,35 @@
+"""The examples in docs/python-app.md run and say what is true: every ```python block
+whose first line is ``# example: NAME`` is run on its own, as a script; its asserts
+(on TestClient responses) are what the doc shows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "python-app.md"
+BLOCK_RE = re.compile(r"^```python\n# example: ([\w-]+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def examples() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, code in BLOCK_RE.findall(DOC.read_text("utf-8")):
+        assert name not in found, f"two examples named {name!r} in {DOC}"
+        found[name] = code
+    return found
+
+
+EXAMPLES = examples()
+
+
+def test_the_typed_handler_examples_are_there() -> None:
+    assert {"parameters", "bodies", "validation-handler", "returns", "dependencies", "middleware", "background",
+            "openapi"} <= set(EXAMPLES)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example(name: str) -> None:
+    code = compile(EXAMPLES[name], f"{DOC}:example:{name}", "exec")
+    exec(code, {"__name__": f"doc_example_{name.replace('-', '_')}"})
