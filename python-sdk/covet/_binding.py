@@ -438,8 +438,9 @@ class _Callee:
                 kwargs[b.name] = raw
                 continue
             if kind == _QUERY:
-                values: list[str] | str | None = (request.query_params.getlist(spec.alias) if b.many
-                                                  else request.query_params.get(spec.alias))  # fmt: skip
+                values: list[str] | str | None = request.query_params.getlist(spec.alias)
+                if not b.many:  # a repeated key gives a scalar its last value, as FastAPI does
+                    values = values[-1] if values else None
             elif kind == _HEADER:
                 values = request.headers.getlist(spec.alias) if b.many else request.headers.get(spec.alias)
             else:

@@ -96,6 +96,21 @@ def test_parameters_come_from_path_query_header_and_cookie() -> None:
                             "ua": None, "ids": [], "session": None, "u": None}  # fmt: skip
 
 
+def test_a_repeated_query_key_gives_a_scalar_its_last_value() -> None:
+    """As FastAPI (Starlette's QueryParams) does; a list takes every value, a header
+    its first field."""
+    app = Covet()
+
+    @app.get("/")
+    async def read(n: int, ns: list[int], x_a: Annotated[str, Header()]) -> list[Any]:
+        return [n, ns, x_a]
+
+    with TestClient(app) as client:
+        r = client.get("/?n=1&ns=1&n=2&ns=2", headers=[("x-a", "first"), ("x-a", "second")])
+        assert r.json() == [2, [1, 2], "first"]
+        assert client.get("/?n=x&n=3&ns=1", headers={"x-a": "h"}).json() == [3, [1], "h"]
+
+
 def test_errors_are_collected_in_fastapi_order_and_shape() -> None:
     app = Covet()
 
