@@ -212,6 +212,29 @@ def test_embedded_bodies_and_body_markers() -> None:
         assert client.post("/one", json={"name": "b", "price": 2}).status_code == 422
 
 
+def test_body_marker_constraints_are_checked() -> None:
+    app = Covet()
+
+    @app.post("/tag")
+    async def tag(tag: Annotated[str, Body(embed=True, min_length=1, max_length=3)]) -> str:
+        return tag
+
+    @app.post("/count")
+    async def count(n: Annotated[int, Body(ge=1)]) -> int:
+        return n
+
+    with TestClient(app) as client:
+        assert client.post("/tag", json={"tag": "abc"}).text == "abc"
+        assert client.post("/tag", json={"tag": ""}).json() == {"detail": [
+            {"type": "string_too_short", "loc": ["body", "tag"], "msg": "String should have at least 1 character",
+             "input": "", "ctx": {"min_length": 1}}]}  # fmt: skip
+        assert client.post("/tag", json={"tag": "abcd"}).json()["detail"][0]["type"] == "string_too_long"
+        assert client.post("/count", json=2).json() == 2
+        assert client.post("/count", json=0).json() == {"detail": [
+            {"type": "greater_than_equal", "loc": ["body"], "msg": "Input should be greater than or equal to 1",
+             "input": 0, "ctx": {"ge": 1}}]}  # fmt: skip
+
+
 def test_dependencies_sync_async_generator_cached_and_overridden() -> None:
     app = Covet()
     calls: list[str] = []
