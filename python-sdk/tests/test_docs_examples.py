@@ -5,6 +5,8 @@ whose first line is ``# example: NAME`` is run on its own, as a script; its asse
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -31,5 +33,12 @@ def test_the_typed_handler_examples_are_there() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example(name: str) -> None:
-    code = compile(EXAMPLES[name], f"{DOC}:example:{name}", "exec")
-    exec(code, {"__name__": f"doc_example_{name.replace('-', '_')}"})
+    # Run as a module of its own (dataclasses and pydantic look their classes' modules
+    # up in sys.modules), without this file's `from __future__ import annotations`.
+    module = types.ModuleType(f"doc_example_{name.replace('-', '_')}")
+    code = compile(EXAMPLES[name], f"{DOC}:example:{name}", "exec", dont_inherit=True)
+    sys.modules[module.__name__] = module
+    try:
+        exec(code, module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
