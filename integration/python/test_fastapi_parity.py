@@ -115,6 +115,7 @@ CORPUS: list[Case] = [
     Case("body malformed JSON", "POST", "/items", AUTH_JSON, b'{"name": '),
     Case("body a list", "POST", "/items", AUTH_JSON, [1, 2]),
     Case("body absent", "POST", "/items", AUTH_JSON),
+    Case("body not declared JSON", "POST", "/items", {**TOKEN, "content-type": "text/plain"}, item()),
     Case("header missing", "POST", "/items", JSON, item()),
     Case("header missing and body bad", "POST", "/items", JSON, {"price": -1}),
     Case("path and body bad", "PUT", "/items/abc", AUTH_JSON, {"name": 5}),
