@@ -389,13 +389,13 @@ class _Callee:
                 )
                 self.body = BodySpec(None, fields, any(f.required for f in fields), media_type)
                 self.decoder = body_decoder(
-                    None, fields=[BodyField(f.alias, f.tp, f.required, f.default) for f in fields]
+                    None, fields=[BodyField(f.alias, _constrained(f.tp, f.info), f.required, f.default) for f in fields]
                 )
             else:
                 p, tp, required, m = body[0]
                 default = None if required else (m.default if m is not None else p.default)
                 self.body = BodySpec(tp, (), required, media_type, m)
-                self.decoder = body_decoder(tp, required=required, default=default)
+                self.decoder = body_decoder(_constrained(tp, m), required=required, default=default)
         except TypeError as e:
             raise TypeError(f"{self.where}: body parameter: {e}") from None
 
@@ -438,8 +438,9 @@ class _Callee:
                 kwargs[b.name] = raw
                 continue
             if kind == _QUERY:
-                values: list[str] | str | None = (request.query_params.getlist(spec.alias) if b.many
-                                                  else request.query_params.get(spec.alias))  # fmt: skip
+                values: list[str] | str | None = request.query_params.getlist(spec.alias)
+                if not b.many:  # a repeated key gives a scalar its last value, as FastAPI does
+                    values = values[-1] if values else None
             elif kind == _HEADER:
                 values = request.headers.getlist(spec.alias) if b.many else request.headers.get(spec.alias)
             else:
@@ -862,3 +863,13 @@ def _builtins_hook(value: Any) -> Any:
     if hasattr(value, "__dict__"):
         return {k: v for k, v in vars(value).items() if not k.startswith("_")}
     raise TypeError(f"cannot convert {type(value).__name__} to the response model")
+
+
+def _constrained(tp: Any, marker: Param | None) -> Any:
+    """``tp`` with a ``Body(...)`` marker's constraints (``max_length=20``, ``gt=0``, ...)
+    attached as msgspec ``Meta``, which the body decoder checks and words as pydantic
+    does; ``tp`` itself when the marker has none."""
+    if marker is None or marker.constraints.empty():
+        return tp
+    c = marker.constraints
+    return typing.Annotated[tp, msgspec.Meta(**{k: getattr(c, k) for k in c.__slots__ if getattr(c, k) is not None})]

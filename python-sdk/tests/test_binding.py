@@ -96,6 +96,21 @@ def test_parameters_come_from_path_query_header_and_cookie() -> None:
                             "ua": None, "ids": [], "session": None, "u": None}  # fmt: skip
 
 
+def test_a_repeated_query_key_gives_a_scalar_its_last_value() -> None:
+    """As FastAPI (Starlette's QueryParams) does; a list takes every value, a header
+    its first field."""
+    app = Covet()
+
+    @app.get("/")
+    async def read(n: int, ns: list[int], x_a: Annotated[str, Header()]) -> list[Any]:
+        return [n, ns, x_a]
+
+    with TestClient(app) as client:
+        r = client.get("/?n=1&ns=1&n=2&ns=2", headers=[("x-a", "first"), ("x-a", "second")])
+        assert r.json() == [2, [1, 2], "first"]
+        assert client.get("/?n=x&n=3&ns=1", headers={"x-a": "h"}).json() == [3, [1], "h"]
+
+
 def test_errors_are_collected_in_fastapi_order_and_shape() -> None:
     app = Covet()
 
@@ -195,6 +210,29 @@ def test_embedded_bodies_and_body_markers() -> None:
         r = client.post("/one", json={"item": {"name": "b", "price": 2}})
         assert r.json() == {"name": "b", "price": 2.0, "tags": []}
         assert client.post("/one", json={"name": "b", "price": 2}).status_code == 422
+
+
+def test_body_marker_constraints_are_checked() -> None:
+    app = Covet()
+
+    @app.post("/tag")
+    async def tag(tag: Annotated[str, Body(embed=True, min_length=1, max_length=3)]) -> str:
+        return tag
+
+    @app.post("/count")
+    async def count(n: Annotated[int, Body(ge=1)]) -> int:
+        return n
+
+    with TestClient(app) as client:
+        assert client.post("/tag", json={"tag": "abc"}).text == "abc"
+        assert client.post("/tag", json={"tag": ""}).json() == {"detail": [
+            {"type": "string_too_short", "loc": ["body", "tag"], "msg": "String should have at least 1 character",
+             "input": "", "ctx": {"min_length": 1}}]}  # fmt: skip
+        assert client.post("/tag", json={"tag": "abcd"}).json()["detail"][0]["type"] == "string_too_long"
+        assert client.post("/count", json=2).json() == 2
+        assert client.post("/count", json=0).json() == {"detail": [
+            {"type": "greater_than_equal", "loc": ["body"], "msg": "Input should be greater than or equal to 1",
+             "input": 0, "ctx": {"ge": 1}}]}  # fmt: skip
 
 
 def test_dependencies_sync_async_generator_cached_and_overridden() -> None:
