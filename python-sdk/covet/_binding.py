@@ -139,6 +139,7 @@ class RouteOptions(SecurityOptions, total=False):
 
     name: str | None
     timeout: float | None
+    dependencies: Sequence[Any]
     status_code: int | None
     status: int | None
     tags: Sequence[str]
@@ -423,7 +424,8 @@ class _Callee:
                     value = await dep.solve(ctx)
                     if b.use_cache and value is not _FAILED:
                         ctx.cache[key] = value
-                kwargs[b.name] = value
+                if b.name:  # a route's dependencies=[...] are run for their effect only
+                    kwargs[b.name] = value
                 continue
             spec = b.spec
             assert spec is not None
@@ -486,7 +488,7 @@ class _Callee:
                 data = await request.body()
                 value = self.decoder.decode(data, request.content_type)
             except RequestValidationError as e:
-                errors.extend(e.errors)
+                errors.extend(e.errors())
             else:
                 assert self.body is not None
                 if self.body.fields:
@@ -654,12 +656,24 @@ def _log_after(request_id: str, what: str, exc: BaseException) -> None:
 _EMPTY_PATTERN = Pattern.parse("/")
 
 
-def compile_handler(endpoint: Callable[..., Any], pattern: Pattern, docs: RouteDocs, app: Any) -> tuple[Plan, Binder | None]:
+def compile_handler(
+    endpoint: Callable[..., Any], pattern: Pattern, docs: RouteDocs, app: Any, dependencies: Sequence[Any] = ()
+) -> tuple[Plan, Binder | None]:
     """The binding plan of ``endpoint`` for ``pattern`` and its binder (None: the plain
-    ``(req, **params)`` call path serves it). Raises TypeError naming the handler and
-    the parameter when a parameter cannot be bound."""
+    ``(req, **params)`` call path serves it). ``dependencies`` (the route's
+    ``dependencies=[Depends(check)]``) run before the handler's own, their values
+    unused. Raises TypeError naming the handler and the parameter when a parameter
+    cannot be bound."""
     where = f"handler {_name(endpoint)!r} for {pattern.source!r}"
     callee = _Callee(endpoint, pattern, where, True, ())
+    extra = []
+    for marker in dependencies:
+        if not isinstance(marker, Dependency) or marker.dependency is None:
+            raise TypeError(f"{where}: dependencies must be a list of Depends(callable), got {marker!r}")
+        dep = _Callee(marker.dependency, pattern, f"dependency {_name(marker.dependency)} of {where}", False,
+                      (marker.dependency,))  # fmt: skip
+        extra.append(_Bound(_DEP, "", dep=dep, use_cache=marker.use_cache))
+    callee.steps[:0] = extra
     fields = tuple(callee.fields())
     names = {b.spec.name for b in callee.params if b.kind == _PATH and b.spec is not None}
     missing = [n for n in pattern.param_names if n not in names]
@@ -667,7 +681,8 @@ def compile_handler(endpoint: Callable[..., Any], pattern: Pattern, docs: RouteD
         raise TypeError(f"{where} has no parameter named {missing[0]!r} (nor **kwargs)")
     plan = Plan(fields, callee.body, callee.return_type)
     plain = (
-        callee.mode in ("async", "sync")
+        not extra
+        and callee.mode in ("async", "sync")
         and docs.status_code is None
         and docs.response_model is None
         and callee.params[:1] and callee.params[0].kind == _REQUEST

@@ -473,7 +473,7 @@ def test_a_validation_error_handler_replaces_the_422() -> None:
     @app.exception_handler(RequestValidationError)
     async def handle(req: Request, exc: Exception) -> Any:
         assert isinstance(exc, RequestValidationError)
-        return {"errors": len(exc.errors)}, 400
+        return {"errors": len(exc.errors())}, 400
 
     @app.get("/")
     async def home(a: int, b: int) -> None: ...
@@ -514,3 +514,28 @@ def test_plain_handlers_keep_the_plain_call_path() -> None:
     assert plain.binder is None
     assert bound.binder is not None
     assert [f.name for f in bound.plan.fields] == ["q"] if bound.plan else False
+
+
+def test_route_dependencies_run_first_for_their_effect() -> None:
+    app = Covet()
+    seen: list[str] = []
+
+    def check(x_key: Annotated[str, Header()]) -> str:
+        if x_key != "k":
+            raise HTTPException(403, "bad key")
+        seen.append("checked")
+        return "unused"
+
+    @app.get("/guarded", dependencies=[Depends(check)])
+    async def guarded(req: Request) -> str:
+        return "in"
+
+    with TestClient(app) as client:
+        assert client.get("/guarded", headers={"x-key": "k"}).text == "in"
+        assert (client.get("/guarded", headers={"x-key": "no"}).status_code, seen) == (403, ["checked"])
+        r = client.get("/guarded")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["header", "x-key"]
+    assert [f.alias for f in app.router.routes[-1].plan.fields] == ["x-key"]  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="dependencies must be a list of Depends"):
+        app2 = Covet()
+        app2.get("/x", dependencies=[check])(guarded)
