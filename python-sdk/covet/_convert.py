@@ -71,21 +71,20 @@ _INT_ZERO_FRACTION = re.compile(r"([+-]?[0-9]+(?:_[0-9]+)*)\.0+")
 _INT_LEADING_ZEROS = re.compile(r"([+-]?)0[0_]*([1-9][0-9_]*)?")
 
 
+#: What pydantic strips around numbers (Rust's str::trim: Unicode White_Space), which
+#: is less than Python's int() and float() strip (they also strip U+001C..U+001F).
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def parse_int(s: str) -> int:
     """pydantic's str → int: surrounding whitespace ignored, ``_`` between digits, a
     ``.0…`` fraction allowed; ASCII digits only."""
-    if s.isascii():
+    t = s.strip(_WHITESPACE)
+    if t.isascii() and t == t.strip():
         try:
-            return int(s)
+            return int(t)
         except ValueError:
             pass
-    t = s.strip()
-    if t.isascii():
-        if t is not s:
-            try:
-                return int(t)
-            except ValueError:
-                pass
         m = _INT_ZERO_FRACTION.fullmatch(t)
         if m is not None:
             return int(m.group(1))
@@ -102,10 +101,8 @@ def parse_float(s: str) -> float:
     """pydantic's str → float: Rust's float syntax in ASCII (``inf``, ``nan``, an
     exponent), surrounding whitespace ignored; single ``_`` inside an unpadded number
     are dropped (``1_0.5``)."""
-    t = s if s.isascii() else s.strip()
-    if "_" in t and (t != t.strip() or t[0] == "_" or t[-1] == "_" or "__" in t):
-        t = ""
-    if t.isascii():
+    t = s.strip(_WHITESPACE)
+    if t.isascii() and t == t.strip() and not ("_" in t and (t != s or t[0] == "_" or t[-1] == "_" or "__" in t)):
         try:
             return float(t.replace("_", "") if "_" in t else t)
         except ValueError:
