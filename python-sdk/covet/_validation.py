@@ -265,7 +265,7 @@ class _MsgspecValidator(_Validator):
 
 class _PydanticValidator(_Validator):
     """A pydantic TypeAdapter (a model, or a type holding models), in lax Python mode
-    on the decoded JSON, as FastAPI validates bodies."""
+    on the decoded JSON with ``from_attributes``, as FastAPI validates bodies."""
 
     def __init__(self, tp: Any, pydantic: Any) -> None:
         self.adapter = pydantic.TypeAdapter(tp)
@@ -273,7 +273,7 @@ class _PydanticValidator(_Validator):
 
     def validate(self, obj: Any, loc: tuple[Any, ...]) -> Any:
         try:
-            return self.adapter.validate_python(obj)
+            return self.adapter.validate_python(obj, from_attributes=True)
         except self.error_class as e:
             raise _Failed([_pydantic_error(err, loc) for err in e.errors(include_url=False)]) from None
 
