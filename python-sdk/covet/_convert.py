@@ -89,7 +89,7 @@ def parse_int(s: str) -> int:
         if m is not None:
             return int(m.group(1))
         m = _INT_LEADING_ZEROS.fullmatch(t)  # pydantic drops leading 0s and _s first
-        if m is not None:
+        if m is not None and not t.endswith("_"):
             try:
                 return int(m.group(1) + (m.group(2) or "0"))
             except ValueError:

@@ -272,7 +272,7 @@ def covet_errors(tp: Any, body: bytes, content_type: str = "application/json") -
     try:
         body_decoder(tp).decode(body, content_type)
     except RequestValidationError as e:
-        return e.errors
+        return e.errors()
     return None
 
 
@@ -346,10 +346,10 @@ def test_embedded_fields_as_fastapi() -> None:
     for body in (b"{}", b"[1]", b""):
         with pytest.raises(RequestValidationError) as e:
             dec.decode(body, "application/json")
-        assert e.value.errors == missing
+        assert e.value.errors() == missing
     with pytest.raises(RequestValidationError) as e:
         dec.decode(b'{"item": 1, "n": "x"}', "application/json")
-    assert normal(e.value.errors) == [
+    assert normal(e.value.errors()) == [
         {"type": "model_attributes_type", "loc": ["body", "item"],
          "msg": "Input should be a valid dictionary or object to extract fields from", "input": 1},
         {"type": "int_parsing", "loc": ["body", "n"],
