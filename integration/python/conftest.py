@@ -107,10 +107,10 @@ def _ready(host: str, port: int) -> bool:
 @contextlib.contextmanager
 def serving_gateway(
     log_path: Path, app: str, module: str, workers: int, ready: Callable[[Gateway], bool],
-    flags: Sequence[str] = (), scheme: str = "http", **env: str,
+    flags: Sequence[str] = (), scheme: str = "http", worker_dir: Path = HERE, **env: str,
 ) -> Iterator[Gateway]:
-    """Run bin/covet-gateway with ``workers`` workers of ``module:app`` (from this
-    folder) registering as ``app``, and ``flags`` added; yield it once
+    """Run bin/covet-gateway with ``workers`` workers of ``module:app`` (from
+    ``worker_dir``, this folder unless given) registering as ``app``, and ``flags`` added; yield it once
     ``ready(gateway)`` holds, then stop it with SIGTERM and expect a clean exit.
     ``env`` is added to the environment; ``scheme`` is the gateway's base_url's
     (https when ``flags`` turn TLS on)."""
@@ -122,7 +122,7 @@ def serving_gateway(
         "--app", app,
         "--workers", str(workers),
         "--worker-cmd", f"{shlex.quote(_python())} -m covet worker {module}:app",
-        "--worker-dir", str(HERE),
+        "--worker-dir", str(worker_dir),
         "--drain-timeout", "5s",
         *flags,
     ]  # fmt: skip

@@ -139,7 +139,8 @@ class Covet:
         unannotated). A value that does not convert answers 422.
 
         ``name`` names the route; ``timeout`` (seconds) is passed to the gateway as the
-        route's deadline. ``status_code`` is the status of a response made from the
+        route's deadline; ``dependencies=[Depends(check)]`` run before the handler,
+        their values unused. ``status_code`` is the status of a response made from the
         handler's return value (``status=`` is the same). ``response_model`` converts the
         return value to that type before it is sent. ``tags``, ``summary``,
         ``description`` (default: the docstring), ``responses``, ``deprecated``,
@@ -172,6 +173,9 @@ class Covet:
         opts: dict[str, Any] = dict(options)
         name = opts.pop("name", None)
         timeout_ms = timeout_to_ms(opts.pop("timeout", None))
+        dependencies = opts.pop("dependencies", ())
+        if isinstance(dependencies, (str, bytes)) or not isinstance(dependencies, Iterable):
+            raise TypeError(f"{where}: dependencies must be a list of Depends(...)")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
         docs = route_docs(where, opts)
@@ -181,7 +185,7 @@ class Covet:
             self._check_open(f"route {path!r}")
             if not callable(endpoint):
                 raise TypeError(f"route {path!r} handler must be callable")
-            plan, binder = compile_handler(endpoint, pattern, docs, self)
+            plan, binder = compile_handler(endpoint, pattern, docs, self, list(dependencies))
             is_async = is_async_callable(endpoint)
             for method in wanted:
                 self.router.add(
@@ -482,7 +486,7 @@ class Covet:
         if isinstance(exc, RequestValidationError):
             handler = self._class_handler(exc)
             if handler is None:
-                return JSONResponse({"detail": exc.errors}, 422)
+                return JSONResponse({"detail": exc.errors()}, 422)
         elif isinstance(exc, HTTPException):
             handler = self._status_handlers.get(exc.status) or self._class_handler(exc)
             if handler is None:

@@ -139,6 +139,7 @@ class RouteOptions(SecurityOptions, total=False):
 
     name: str | None
     timeout: float | None
+    dependencies: Sequence[Any]
     status_code: int | None
     status: int | None
     tags: Sequence[str]
@@ -389,13 +390,13 @@ class _Callee:
                 )
                 self.body = BodySpec(None, fields, any(f.required for f in fields), media_type)
                 self.decoder = body_decoder(
-                    None, fields=[BodyField(f.alias, f.tp, f.required, f.default) for f in fields]
+                    None, fields=[BodyField(f.alias, _constrained(f.tp, f.info), f.required, f.default) for f in fields]
                 )
             else:
                 p, tp, required, m = body[0]
                 default = None if required else (m.default if m is not None else p.default)
                 self.body = BodySpec(tp, (), required, media_type, m)
-                self.decoder = body_decoder(tp, required=required, default=default)
+                self.decoder = body_decoder(_constrained(tp, m), required=required, default=default)
         except TypeError as e:
             raise TypeError(f"{self.where}: body parameter: {e}") from None
 
@@ -423,7 +424,8 @@ class _Callee:
                     value = await dep.solve(ctx)
                     if b.use_cache and value is not _FAILED:
                         ctx.cache[key] = value
-                kwargs[b.name] = value
+                if b.name:  # a route's dependencies=[...] are run for their effect only
+                    kwargs[b.name] = value
                 continue
             spec = b.spec
             assert spec is not None
@@ -438,8 +440,9 @@ class _Callee:
                 kwargs[b.name] = raw
                 continue
             if kind == _QUERY:
-                values: list[str] | str | None = (request.query_params.getlist(spec.alias) if b.many
-                                                  else request.query_params.get(spec.alias))  # fmt: skip
+                values: list[str] | str | None = request.query_params.getlist(spec.alias)
+                if not b.many:  # a repeated key gives a scalar its last value, as FastAPI does
+                    values = values[-1] if values else None
             elif kind == _HEADER:
                 values = request.headers.getlist(spec.alias) if b.many else request.headers.get(spec.alias)
             else:
@@ -485,7 +488,7 @@ class _Callee:
                 data = await request.body()
                 value = self.decoder.decode(data, request.content_type)
             except RequestValidationError as e:
-                errors.extend(e.errors)
+                errors.extend(e.errors())
             else:
                 assert self.body is not None
                 if self.body.fields:
@@ -653,12 +656,24 @@ def _log_after(request_id: str, what: str, exc: BaseException) -> None:
 _EMPTY_PATTERN = Pattern.parse("/")
 
 
-def compile_handler(endpoint: Callable[..., Any], pattern: Pattern, docs: RouteDocs, app: Any) -> tuple[Plan, Binder | None]:
+def compile_handler(
+    endpoint: Callable[..., Any], pattern: Pattern, docs: RouteDocs, app: Any, dependencies: Sequence[Any] = ()
+) -> tuple[Plan, Binder | None]:
     """The binding plan of ``endpoint`` for ``pattern`` and its binder (None: the plain
-    ``(req, **params)`` call path serves it). Raises TypeError naming the handler and
-    the parameter when a parameter cannot be bound."""
+    ``(req, **params)`` call path serves it). ``dependencies`` (the route's
+    ``dependencies=[Depends(check)]``) run before the handler's own, their values
+    unused. Raises TypeError naming the handler and the parameter when a parameter
+    cannot be bound."""
     where = f"handler {_name(endpoint)!r} for {pattern.source!r}"
     callee = _Callee(endpoint, pattern, where, True, ())
+    extra = []
+    for marker in dependencies:
+        if not isinstance(marker, Dependency) or marker.dependency is None:
+            raise TypeError(f"{where}: dependencies must be a list of Depends(callable), got {marker!r}")
+        dep = _Callee(marker.dependency, pattern, f"dependency {_name(marker.dependency)} of {where}", False,
+                      (marker.dependency,))  # fmt: skip
+        extra.append(_Bound(_DEP, "", dep=dep, use_cache=marker.use_cache))
+    callee.steps[:0] = extra
     fields = tuple(callee.fields())
     names = {b.spec.name for b in callee.params if b.kind == _PATH and b.spec is not None}
     missing = [n for n in pattern.param_names if n not in names]
@@ -666,7 +681,8 @@ def compile_handler(endpoint: Callable[..., Any], pattern: Pattern, docs: RouteD
         raise TypeError(f"{where} has no parameter named {missing[0]!r} (nor **kwargs)")
     plan = Plan(fields, callee.body, callee.return_type)
     plain = (
-        callee.mode in ("async", "sync")
+        not extra
+        and callee.mode in ("async", "sync")
         and docs.status_code is None
         and docs.response_model is None
         and callee.params[:1] and callee.params[0].kind == _REQUEST
@@ -862,3 +878,13 @@ def _builtins_hook(value: Any) -> Any:
     if hasattr(value, "__dict__"):
         return {k: v for k, v in vars(value).items() if not k.startswith("_")}
     raise TypeError(f"cannot convert {type(value).__name__} to the response model")
+
+
+def _constrained(tp: Any, marker: Param | None) -> Any:
+    """``tp`` with a ``Body(...)`` marker's constraints (``max_length=20``, ``gt=0``, ...)
+    attached as msgspec ``Meta``, which the body decoder checks and words as pydantic
+    does; ``tp`` itself when the marker has none."""
+    if marker is None or marker.constraints.empty():
+        return tp
+    c = marker.constraints
+    return typing.Annotated[tp, msgspec.Meta(**{k: getattr(c, k) for k in c.__slots__ if getattr(c, k) is not None})]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +35,7 @@ from ._convert import (
     parse_time,
     parse_uuid,
     pattern_check,
+    timestamp_float,
 )
 
 __all__ = ["Walk", "checker"]
@@ -140,18 +140,13 @@ def _to_decimal(obj: Any) -> Decimal:
     raise Invalid("decimal_type", "Decimal input should be an integer, float, string or Decimal object")
 
 
-def _number_timestamp(obj: float | int) -> datetime:
-    seconds = math.floor(obj)
-    return _timestamp(seconds, math.floor((obj - seconds) * 1_000_000 + 0.5))
-
-
 def _to_datetime(obj: Any) -> Any:
     t = type(obj)
     if t is str:
         return parse_datetime(obj)
     if (t is int or t is float) and math.isfinite(obj):
         try:
-            return _number_timestamp(obj)
+            return _timestamp(obj, 0) if t is int else timestamp_float(obj)
         except Exception as e:
             raise Invalid("datetime_parsing", f"Input should be a valid datetime, {e}", {"error": str(e)}) from None
     raise Invalid("datetime_type", "Input should be a valid datetime")

@@ -68,36 +68,43 @@ def number_text(v: Any) -> str:
 
 _INT_PARSING = ("int_parsing", "Input should be a valid integer, unable to parse string as an integer")
 _INT_ZERO_FRACTION = re.compile(r"([+-]?[0-9]+(?:_[0-9]+)*)\.0+")
+_INT_LEADING_ZEROS = re.compile(r"([+-]?)0[0_]*([1-9][0-9_]*)?")
+
+
+#: What pydantic strips around numbers (Rust's str::trim: Unicode White_Space), which
+#: is less than Python's int() and float() strip (they also strip U+001C..U+001F).
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def parse_int(s: str) -> int:
     """pydantic's str → int: surrounding whitespace ignored, ``_`` between digits, a
     ``.0…`` fraction allowed; ASCII digits only."""
-    if s.isascii():
+    t = s.strip(_WHITESPACE)
+    if t.isascii() and t == t.strip():
         try:
-            return int(s)
+            return int(t)
         except ValueError:
             pass
-    t = s.strip()
-    if t.isascii():
-        if t is not s:
-            try:
-                return int(t)
-            except ValueError:
-                pass
         m = _INT_ZERO_FRACTION.fullmatch(t)
         if m is not None:
             return int(m.group(1))
+        m = _INT_LEADING_ZEROS.fullmatch(t)  # pydantic drops leading 0s and _s first
+        if m is not None and not t.endswith("_"):
+            try:
+                return int(m.group(1) + (m.group(2) or "0"))
+            except ValueError:
+                pass
     raise Invalid(*_INT_PARSING)
 
 
 def parse_float(s: str) -> float:
-    """pydantic's str → float: Python's float syntax in ASCII (``inf``, ``nan`` and
-    ``_`` between digits included), surrounding whitespace ignored."""
-    t = s if s.isascii() else s.strip()
-    if t.isascii():
+    """pydantic's str → float: Rust's float syntax in ASCII (``inf``, ``nan``, an
+    exponent), surrounding whitespace ignored; single ``_`` inside an unpadded number
+    are dropped (``1_0.5``)."""
+    t = s.strip(_WHITESPACE)
+    if t.isascii() and t == t.strip() and not ("_" in t and (t != s or t[0] == "_" or t[-1] == "_" or "__" in t)):
         try:
-            return float(t)
+            return float(t.replace("_", "") if "_" in t else t)
         except ValueError:
             pass
     raise Invalid("float_parsing", "Input should be a valid number, unable to parse string as a number")
@@ -163,20 +170,24 @@ def _uuid_shape_ok(s: str, n: int) -> bool:
 
 
 def _uuid_error(s: str) -> str:
-    """The words of the UUID parser pydantic uses for a string it refused."""
+    """The words of the UUID parser pydantic uses for a string it refused (offsets
+    and lengths in UTF-8 bytes; a character is judged by its code point's low byte)."""
     body, offset, simple = s, 0, True
     if len(s) >= 2 and s[0] == "{" and s[-1] == "}":
         body, offset, simple = s[1:-1], 1, False
     elif s.startswith("urn:uuid:"):
         body, offset, simple = s[9:], 9, False
     hyphens: list[int] = []
-    for i, ch in enumerate(body):
-        if ch == "-":
-            hyphens.append(i)
-        elif ch not in _HEX:
-            return f"invalid character: found `{ch}` at {i + offset}"
-    if not hyphens and simple:
-        return f"invalid length: found {len(s)}"
+    pos = 0
+    for ch in body:
+        low = chr(ord(ch) & 0xFF)  # the parser judges a character by its low byte
+        if low == "-":
+            hyphens.append(pos)
+        elif low not in _HEX:
+            return f"invalid character: found `{ch}` at {pos + offset}"
+        pos += len(ch.encode())
+    if not hyphens and simple and pos != 36:
+        return f"invalid length: found {pos}"
     if len(hyphens) != 4:
         return f"invalid group count: expected 5, found {len(hyphens) + 1}"
     starts = (0, 9, 14, 19, 24)
@@ -184,7 +195,7 @@ def _uuid_error(s: str) -> str:
         if hyphens[g] != starts[g + 1] - 1:
             expected = (8, 4, 4, 4)[g]
             return f"invalid group length in group {g}: expected {expected}, found {hyphens[g] - starts[g]}"
-    return f"invalid group length in group 4: expected 12, found {len(body) - 24}"
+    return f"invalid group length in group 4: expected 12, found {pos - 24}"
 
 
 # -- dates and times -----------------------------------------------------------------
@@ -335,6 +346,17 @@ def _timestamp(seconds: int, micro: int) -> datetime:
         raise ValueError("year 0 is out of range") from None
 
 
+def timestamp_float(f: float) -> datetime:
+    """A fractional Unix timestamp (seconds, or milliseconds past the watershed),
+    rounded to the microsecond, as UTC."""
+    if not math.isfinite(f):
+        raise _DtError("dates after 9999 are not supported as unix timestamps" if f > 0 else
+                       "dates before 0000 are not supported as unix timestamps")  # fmt: skip
+    whole = math.floor(f)
+    scale = 1_000_000 if abs(f) <= _MS_WATERSHED else 1_000  # past it: milliseconds
+    return _timestamp(whole, math.floor((f - whole) * scale + 0.5))
+
+
 def _datetime_bytes(b: bytes) -> datetime:
     """RFC 3339-ish datetime, else a numeric timestamp; _DtError in the datetime's
     words, ValueError (Python's) for a date Python cannot hold."""
@@ -347,14 +369,7 @@ def _datetime_bytes(b: bytes) -> datetime:
         if _TS_INT.fullmatch(b) and abs(int(b)) <= _I64_MAX:
             return _timestamp(int(b), 0)
         if _TS_FLOAT.fullmatch(b) and any(48 <= c <= 57 for c in b.split(b"e")[0].split(b"E")[0]):
-            f = float(b)
-            if abs(f) > _MS_WATERSHED:
-                f /= 1000
-            if not math.isfinite(f):
-                raise _DtError("dates after 9999 are not supported as unix timestamps" if f > 0 else
-                               "dates before 0000 are not supported as unix timestamps") from None  # fmt: skip
-            sec_i = math.floor(f)
-            return _timestamp(sec_i, math.floor((f - sec_i) * 1_000_000 + 0.5))
+            return timestamp_float(float(b))
         raise
     return datetime(y, m, d, h, mi, sec, us, _zone(tz))
 
@@ -474,6 +489,8 @@ def _bound(kind: type, name: str, bound: Any, where: str) -> Any:
 
 def _is_multiple(v: Any, m: Any) -> bool:
     if isinstance(v, float):
+        if not math.isfinite(v):
+            return True  # as pydantic
         rem = math.fmod(v, m)
         tolerance = abs(m) / 1e9
         return bool(abs(rem) <= tolerance or abs(abs(rem) - abs(m)) <= tolerance)

@@ -50,17 +50,21 @@ class RequestValidationError(Exception):
     answered 422 with ``{"detail": errors}`` unless an exception handler registered for
     this class (``@app.exception_handler(RequestValidationError)``) answers it.
 
-    ``errors`` are pydantic-shaped dicts: ``type`` (``missing``, ``int_parsing``,
+    ``errors()`` (a method, as FastAPI's) gives pydantic-shaped dicts: ``type`` (``missing``, ``int_parsing``,
     ``string_too_long``, ...), ``loc`` (a list: the source, ``"query"``, ``"path"``,
     ``"header"``, ``"cookie"`` or ``"body"``, then names and indexes), ``msg``,
     ``input`` and, for some types, ``ctx``."""
 
     def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
         super().__init__(errors)
-        self.errors: list[dict[str, Any]] = list(errors)
+        self._errors: list[dict[str, Any]] = list(errors)
+
+    def errors(self) -> list[dict[str, Any]]:
+        """The errors, in the order the 422 body lists them."""
+        return self._errors
 
     def __str__(self) -> str:
-        return f"{len(self.errors)} validation error(s): {self.errors!r}"
+        return f"{len(self._errors)} validation error(s): {self._errors!r}"
 
 
 def scalar_converter(tp: Any, constraints: Constraints | None = None) -> Callable[[str], Any]:
@@ -261,7 +265,7 @@ class _MsgspecValidator(_Validator):
 
 class _PydanticValidator(_Validator):
     """A pydantic TypeAdapter (a model, or a type holding models), in lax Python mode
-    on the decoded JSON, as FastAPI validates bodies."""
+    on the decoded JSON with ``from_attributes``, as FastAPI validates bodies."""
 
     def __init__(self, tp: Any, pydantic: Any) -> None:
         self.adapter = pydantic.TypeAdapter(tp)
@@ -269,7 +273,7 @@ class _PydanticValidator(_Validator):
 
     def validate(self, obj: Any, loc: tuple[Any, ...]) -> Any:
         try:
-            return self.adapter.validate_python(obj)
+            return self.adapter.validate_python(obj, from_attributes=True)
         except self.error_class as e:
             raise _Failed([_pydantic_error(err, loc) for err in e.errors(include_url=False)]) from None
 

@@ -96,6 +96,21 @@ def test_parameters_come_from_path_query_header_and_cookie() -> None:
                             "ua": None, "ids": [], "session": None, "u": None}  # fmt: skip
 
 
+def test_a_repeated_query_key_gives_a_scalar_its_last_value() -> None:
+    """As FastAPI (Starlette's QueryParams) does; a list takes every value, a header
+    its first field."""
+    app = Covet()
+
+    @app.get("/")
+    async def read(n: int, ns: list[int], x_a: Annotated[str, Header()]) -> list[Any]:
+        return [n, ns, x_a]
+
+    with TestClient(app) as client:
+        r = client.get("/?n=1&ns=1&n=2&ns=2", headers=[("x-a", "first"), ("x-a", "second")])
+        assert r.json() == [2, [1, 2], "first"]
+        assert client.get("/?n=x&n=3&ns=1", headers={"x-a": "h"}).json() == [3, [1], "h"]
+
+
 def test_errors_are_collected_in_fastapi_order_and_shape() -> None:
     app = Covet()
 
@@ -195,6 +210,29 @@ def test_embedded_bodies_and_body_markers() -> None:
         r = client.post("/one", json={"item": {"name": "b", "price": 2}})
         assert r.json() == {"name": "b", "price": 2.0, "tags": []}
         assert client.post("/one", json={"name": "b", "price": 2}).status_code == 422
+
+
+def test_body_marker_constraints_are_checked() -> None:
+    app = Covet()
+
+    @app.post("/tag")
+    async def tag(tag: Annotated[str, Body(embed=True, min_length=1, max_length=3)]) -> str:
+        return tag
+
+    @app.post("/count")
+    async def count(n: Annotated[int, Body(ge=1)]) -> int:
+        return n
+
+    with TestClient(app) as client:
+        assert client.post("/tag", json={"tag": "abc"}).text == "abc"
+        assert client.post("/tag", json={"tag": ""}).json() == {"detail": [
+            {"type": "string_too_short", "loc": ["body", "tag"], "msg": "String should have at least 1 character",
+             "input": "", "ctx": {"min_length": 1}}]}  # fmt: skip
+        assert client.post("/tag", json={"tag": "abcd"}).json()["detail"][0]["type"] == "string_too_long"
+        assert client.post("/count", json=2).json() == 2
+        assert client.post("/count", json=0).json() == {"detail": [
+            {"type": "greater_than_equal", "loc": ["body"], "msg": "Input should be greater than or equal to 1",
+             "input": 0, "ctx": {"ge": 1}}]}  # fmt: skip
 
 
 def test_dependencies_sync_async_generator_cached_and_overridden() -> None:
@@ -435,7 +473,7 @@ def test_a_validation_error_handler_replaces_the_422() -> None:
     @app.exception_handler(RequestValidationError)
     async def handle(req: Request, exc: Exception) -> Any:
         assert isinstance(exc, RequestValidationError)
-        return {"errors": len(exc.errors)}, 400
+        return {"errors": len(exc.errors())}, 400
 
     @app.get("/")
     async def home(a: int, b: int) -> None: ...
@@ -476,3 +514,28 @@ def test_plain_handlers_keep_the_plain_call_path() -> None:
     assert plain.binder is None
     assert bound.binder is not None
     assert [f.name for f in bound.plan.fields] == ["q"] if bound.plan else False
+
+
+def test_route_dependencies_run_first_for_their_effect() -> None:
+    app = Covet()
+    seen: list[str] = []
+
+    def check(x_key: Annotated[str, Header()]) -> str:
+        if x_key != "k":
+            raise HTTPException(403, "bad key")
+        seen.append("checked")
+        return "unused"
+
+    @app.get("/guarded", dependencies=[Depends(check)])
+    async def guarded(req: Request) -> str:
+        return "in"
+
+    with TestClient(app) as client:
+        assert client.get("/guarded", headers={"x-key": "k"}).text == "in"
+        assert (client.get("/guarded", headers={"x-key": "no"}).status_code, seen) == (403, ["checked"])
+        r = client.get("/guarded")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["header", "x-key"]
+    assert [f.alias for f in app.router.routes[-1].plan.fields] == ["x-key"]  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="dependencies must be a list of Depends"):
+        app2 = Covet()
+        app2.get("/x", dependencies=[check])(guarded)

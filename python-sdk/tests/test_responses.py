@@ -362,3 +362,24 @@ def test_media_type_becomes_content_type_once_validated() -> None:
         Response(b"x", media_type="text/plain\r\nx-evil: 1")
     assert Response(b"x", headers={"Content-Type": "a/b"}, media_type="c/d").raw_headers == [("content-type", b"a/b")]
     assert Response(status=204).raw_headers == []
+
+
+def test_status_code_is_accepted_wherever_status_is() -> None:
+    """Starlette's spelling, ``status_code=``, on every response class and on
+    HTTPException, and ``.status_code`` read and written."""
+    from covet import EventSourceResponse, FileResponse, HTMLResponse, HTTPException, PlainTextResponse
+
+    made = [Response(b"", status_code=201), JSONResponse({}, status_code=201), HTMLResponse("", status_code=201),
+            PlainTextResponse("", status_code=201), StreamingResponse(iter([b""]), status_code=201),
+            EventSourceResponse(iter([]), status_code=201), FileResponse(__file__, status=201)]  # fmt: skip
+    assert [r.status for r in made] == [201] * len(made)
+    assert RedirectResponse("/x", status_code=301).status_code == 301
+    r = Response()
+    r.status_code = 404
+    assert r.status == 404
+    with pytest.raises(ValueError):
+        r.status_code = 99
+    e = HTTPException(status_code=418, detail="teapot")
+    assert (e.status, e.status_code, e.detail) == (418, 418, "teapot")
+    with pytest.raises(ValueError, match="disagree"):
+        HTTPException(400, status_code=401)
