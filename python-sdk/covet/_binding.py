@@ -100,7 +100,7 @@ class Plan:
     """How one handler's parameters are bound; what OpenAPI reads."""
 
     #: Every path, query, header and cookie parameter, the dependencies' included, once
-    #: per (source, alias), in the order they were found.
+    #: per (source, alias): the handler's own, then its dependencies'.
     fields: tuple[FieldSpec, ...] = ()
     body: BodySpec | None = None
     #: The handler's return annotation (inspect.Signature.empty when none).
@@ -511,16 +511,16 @@ class _Callee:
         return value
 
     def fields(self) -> list[FieldSpec]:
-        """Every path, query, header and cookie parameter, the dependencies' first, once
-        per (source, alias)."""
+        """Every path, query, header and cookie parameter, once per (source, alias): the
+        callable's own, then each dependency's (the order FastAPI's OpenAPI document
+        lists them in)."""
         out: list[FieldSpec] = []
         seen: set[tuple[str, str]] = set()
-        for b in self.steps:
-            specs = b.dep.fields() if b.dep is not None else [b.spec] if b.spec is not None else []
-            for spec in specs:
-                if (spec.source, spec.alias) not in seen:
-                    seen.add((spec.source, spec.alias))
-                    out.append(spec)
+        own = [b.spec for b in self.steps if b.dep is None and b.spec is not None]
+        for spec in own + [spec for b in self.steps if b.dep is not None for spec in b.dep.fields()]:
+            if (spec.source, spec.alias) not in seen:
+                seen.add((spec.source, spec.alias))
+                out.append(spec)
         return out
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import inspect
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypedDict
@@ -366,10 +367,10 @@ def test_real_handlers_are_documented_and_answer_as_documented() -> None:
         doc = client.get("/openapi.json").json()
         validate(doc)
         read = doc["paths"]["/items/{item_id}"]["get"]
-        # The request and the dependency are not parameters; the dependency's own are
-        # (in the binder's order, the dependencies' first), path, query, header.
+        # The request and the dependency are not parameters; the dependency's own are:
+        # path, query, header, each the handler's own first.
         assert [(p["name"], p["in"]) for p in read["parameters"]] == [
-            ("item_id", "path"), ("limit", "query"), ("q", "query"), ("x-client", "header")]  # fmt: skip
+            ("item_id", "path"), ("q", "query"), ("limit", "query"), ("x-client", "header")]  # fmt: skip
         assert params_by_name(read)["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100,
                                                            "title": "Limit", "default": 10}  # fmt: skip
         assert read["description"] == "One item by its number."
@@ -525,3 +526,49 @@ def test_urls_can_be_moved_or_turned_off() -> None:
 def test_bad_urls_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be a path starting with '/'"):
         Covet("t", **kwargs)
+
+
+# -- against FastAPI -----------------------------------------------------------------------
+
+
+def _load(name: str, path: Any) -> Any:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _operation_facts(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (path, method): {
+            "summary": op.get("summary"), "operationId": op.get("operationId"), "tags": op.get("tags"),
+            "parameters": [(p["name"], p["in"], p["required"]) for p in op.get("parameters", [])],
+            "body": (op["requestBody"].get("required", False), op["requestBody"]["content"]) if "requestBody" in op else None,
+            "responses": sorted(op["responses"]),
+        }
+        for path, item in doc["paths"].items() for method, op in item.items()
+    }  # fmt: skip
+
+
+def test_the_crud_example_is_documented_as_its_fastapi_port_is() -> None:
+    """examples/crud/app.py and examples/crud/fastapi_app.py, the same API for each
+    framework: the same operations (summaries, ids, tags, parameters, bodies, answer
+    statuses) and the same components, field for field."""
+    pytest.importorskip("fastapi", reason="fastapi (PYDEPS) is what the port runs on")
+    crud = Path(__file__).resolve().parents[2] / "examples" / "crud"
+    ours = openapi_document(_load("openapi_crud_covet", crud / "app.py").app)
+    theirs = _load("openapi_crud_fastapi", crud / "fastapi_app.py").app.openapi()
+    validate(ours)  # type: ignore[arg-type]
+    assert _operation_facts(ours) == _operation_facts(theirs)
+    schemas, their_schemas = ours["components"]["schemas"], theirs["components"]["schemas"]
+    assert sorted(schemas) == sorted(their_schemas)
+    for name, schema in schemas.items():
+        other = their_schemas[name]
+        assert list(schema.get("properties", {})) == list(other.get("properties", {})), name
+        assert sorted(schema.get("required", [])) == sorted(other.get("required", [])), name
+        assert sorted(schema.get("enum", [])) == sorted(other.get("enum", [])), name
