@@ -2,21 +2,28 @@
 openapi_app.py, the document fetched with http.client and checked by
 openapi-spec-validator, and the page loaded in headless Chromium, whose DOM (dumped
 after the page's script fetched and rendered the document, under the page's own
-Content-Security-Policy) must list every documented operation."""
+Content-Security-Policy) must list every documented operation; then, driven over
+Chromium's DevTools protocol, the page's "Try it" forms send requests through the
+gateway and show the answers."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
+from websockets.sync.client import connect
 
 from conftest import Gateway, serving_gateway
 
@@ -136,3 +143,94 @@ def test_a_body_is_prefilled_from_its_schema(gw: Gateway, tmp_path: Path) -> Non
     body = body[body.index(">") + 1:body.index("</textarea>")]
     assert json.loads(body.replace("&quot;", '"')) == {"name": "string", "price": 0}, why
     assert '<button type="submit">Send POST request</button>' in dom, why
+
+
+@contextlib.contextmanager
+def _devtools(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+    """A headless Chromium tab, as a function evaluating a JavaScript expression in it
+    (over the DevTools protocol) and returning its value (promises awaited)."""
+    profile = tmp_path / "profile"
+    argv = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]  # fmt: skip
+    with open(tmp_path / "chromium.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HOME=str(tmp_path)))
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + CHROMIUM_TIMEOUT_S
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "chromium.log").read_text()
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
+            tab = next(t for t in json.load(resp) if t["type"] == "page")
+        with connect(tab["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as ws:
+            ids = iter(range(1, 1 << 30))
+
+            def evaluate(expression: str) -> Any:
+                n = next(ids)
+                ws.send(json.dumps({"id": n, "method": "Runtime.evaluate", "params": {
+                    "expression": expression, "awaitPromise": True, "returnByValue": True}}))  # fmt: skip
+                while True:
+                    msg = json.loads(ws.recv(timeout=CHROMIUM_TIMEOUT_S))
+                    if msg.get("id") == n:
+                        assert "exceptionDetails" not in msg["result"], msg
+                        return msg["result"]["result"].get("value")
+
+            yield evaluate
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait(js: Callable[[str], Any], expression: str, timeout: float = 10.0) -> None:
+    """Return once ``expression`` is truthy (in JavaScript's terms)."""
+    deadline = time.monotonic() + timeout
+    while not js(f"Boolean({expression})"):
+        assert time.monotonic() < deadline, f"{expression} still false after {timeout}s"
+        time.sleep(0.05)
+
+
+def _try(js: Callable[[str], Any], op_id: str, values: dict[int, str]) -> tuple[str, str, str]:
+    """Fill operation ``op_id``'s form (parameter index -> value), press its send
+    button, and return the status line, headers and body the page shows."""
+    op = f"document.getElementById({json.dumps(op_id)})"
+    js(f"{op}.open = true")
+    _wait(js, f"{op}.querySelector('form')")
+    js(f"{op}.querySelector('.result').replaceChildren()")
+    for index, value in values.items():
+        js(f"{op}.querySelectorAll('form input')[{index}].value = {json.dumps(value)}")
+    js(f"{op}.querySelector('form button').click()")
+    _wait(js, f"{op}.querySelector('.result pre.body')")
+    status, headers, body = (js(f"{op}.querySelector('.result {sel}').textContent") for sel in ("p.status", "pre.headers", "pre.body"))
+    return status, headers, body
+
+
+def test_try_it_sends_requests_through_the_gateway(gw: Gateway, tmp_path: Path) -> None:
+    with _devtools(tmp_path) as js:
+        js(f"location.href = {json.dumps(gw.base_url + '/docs')}")
+        _wait(js, "document.querySelectorAll('details.op').length === 4")
+        # Path and query parameters filled in, the answer shown pretty-printed.
+        status, headers, body = _try(js, "op-read_item_items__item_id__get", {0: "7", 1: "lamp"})
+        assert status.startswith("200 OK · GET /items/7?q=lamp"), status
+        assert "content-type: application/json" in headers
+        assert json.loads(body) == {"name": "lamp", "price": 10.5}
+        assert body == json.dumps(json.loads(body), indent=2)
+        # A value the handler's types refuse: the 422 body, as the app sent it.
+        status, _, body = _try(js, "op-read_item_items__item_id__get", {0: "7", 1: "x" * 21})
+        assert status.startswith("422 "), status
+        assert [e["type"] for e in json.loads(body)["detail"]] == ["string_too_long"]
+        # The body as prefilled from the schema, sent as JSON.
+        status, _, body = _try(js, "op-create_item_items_post", {})
+        assert status.startswith("201 Created · POST /items"), status
+        assert json.loads(body) == {"name": "string", "price": 0}
+        # Without a token the gateway asks for one; with one typed in (kept for the
+        # tab), it is sent as a bearer token, which the gateway checks (and refuses).
+        status, headers, _ = _try(js, "op-admin_stats_admin_stats_get", {})
+        assert status.startswith("401 "), status
+        assert 'error_description="no bearer token"' in headers, headers
+        js("const t = document.getElementById('bearer-token'); t.value = 'not-a-jwt';"
+           "t.dispatchEvent(new Event('input'))")  # fmt: skip
+        assert js("sessionStorage.getItem('covet-docs-bearer-token')") == "not-a-jwt"
+        status, headers, _ = _try(js, "op-admin_stats_admin_stats_get", {})
+        assert status.startswith("401 "), status
+        assert 'error="invalid_token"' in headers and "no bearer token" not in headers, headers

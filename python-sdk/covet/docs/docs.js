@@ -276,7 +276,8 @@ async function send({ path, method, op, params, inputs, mediaType, bodyInput, re
     init.body = bodyInput.value;
     headers.set("Content-Type", mediaType);
   }
-  const target = url + (query.size ? "?" + query : "");
+  const search = query.toString();
+  const target = url + (search ? "?" + search : "");
   result.replaceChildren(el("p", { class: "muted" }, "Sending " + init.method + " " + target + " …"));
   const started = performance.now();
   try {
