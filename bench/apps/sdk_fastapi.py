@@ -1,36 +1,15 @@
 """bench/sdk.py's FastAPI app (served by uvicorn and by Granian): the same two routes as
-sdk_covet.py, a 10-field pydantic model body and typed query parameters, written the
-idiomatic FastAPI way."""
+sdk_covet.py, a 10-field pydantic model body (sdk_pydantic.py) and typed query
+parameters, written the idiomatic FastAPI way."""
 
-from datetime import datetime
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import FastAPI, Query
-from pydantic import BaseModel
 
-from sdk_common import Category, SortKey
+from sdk_common import SortKey
+from sdk_pydantic import Item
 
 app = FastAPI()
-
-
-class Dimensions(BaseModel):
-    width: float
-    height: float
-    depth: float
-
-
-class Item(BaseModel):
-    name: str
-    sku: UUID
-    price: float
-    quantity: int
-    in_stock: bool
-    tags: list[str]
-    category: Category
-    created_at: datetime
-    dimensions: Dimensions
-    description: str | None = None
 
 
 @app.post("/items")
