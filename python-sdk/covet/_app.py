@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
-import inspect
 import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack, overload
 
-from ._binding import RouteOptions, check_signature, compile_handler, route_docs
+from ._binding import RouteOptions, call, check_signature, compile_handler, route_docs
 from ._datastructures import State
 from ._exceptions import HTTPException
 from ._head import BodySource, RequestHead
@@ -32,24 +30,13 @@ Hook = Callable[[], Any]
 ExceptionHandler = Callable[[Request, Exception], Any]
 #: An HTTP middleware: ``async def mw(req, call_next) -> Response``.
 Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+M = TypeVar("M", bound=Middleware)
 #: ``Covet(lifespan=fn)``: ``fn(app)`` is an async context manager around the worker's
 #: life; what it yields (a mapping, or None) seeds each request's ``req.state``.
 Lifespan = Callable[["Covet"], contextlib.AbstractAsyncContextManager[Any]]
 
 error_log = logging.getLogger("covet.error")
 _APP_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-async def _call(fn: Callable[..., Any], is_async: bool, *args: Any, **kwargs: Any) -> Any:
-    """Await an async callable; run a sync one in the loop's thread pool (context kept)."""
-    if is_async:
-        return await fn(*args, **kwargs)
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    result = await loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 class Covet:
@@ -340,7 +327,13 @@ class Covet:
 
         return decorator
 
-    def middleware(self, fn: Middleware | str | None = None) -> Any:
+    @overload
+    def middleware(self, fn: M) -> M: ...
+
+    @overload
+    def middleware(self, fn: str | None = None) -> Callable[[M], M]: ...
+
+    def middleware(self, fn: M | str | None = None) -> M | Callable[[M], M]:
         """Register an HTTP middleware: ``async def mw(req, call_next)`` that awaits
         ``call_next(req)`` for the response (or returns its own, short-circuiting), and
         may edit it (``response.headers`` is mutable) before returning it. Middleware
@@ -379,14 +372,14 @@ class Covet:
                     raise TypeError(f"lifespan must yield a mapping (request state) or None, got {type(state).__name__}")
                 self._lifespan_state = dict(state)
         for hook in self._startup:
-            await _call(hook, is_async_callable(hook))
+            await call(hook, is_async_callable(hook))
 
     async def shutdown(self) -> None:
         """Run every shutdown hook in reverse order, then leave the lifespan context;
         failures are logged, not raised."""
         for hook in reversed(self._shutdown):
             try:
-                await _call(hook, is_async_callable(hook))
+                await call(hook, is_async_callable(hook))
             except Exception:
                 error_log.exception("shutdown hook %r failed", hook)
         stack, self._lifespan_exit = self._lifespan_exit, None
@@ -448,14 +441,14 @@ class Covet:
                     if route.is_async:
                         response = to_response(await route.endpoint(request))
                     else:
-                        response = to_response(await _call(route.endpoint, False, request))
+                        response = to_response(await call(route.endpoint, False, request))
                 else:
                     params = self._params(route, head.params)
                     request.path_params = params
                     if route.is_async:
                         response = to_response(await route.endpoint(request, **params))
                     else:
-                        response = to_response(await _call(route.endpoint, False, request, **params))
+                        response = to_response(await call(route.endpoint, False, request, **params))
             except Exception as exc:
                 response = await self._handle_exception(request, exc)
         except Exception as exc:  # an exception handler itself failed
@@ -498,7 +491,7 @@ class Covet:
                 handler = self._status_handlers.get(500)
                 if handler is None:
                     return PlainTextResponse("Internal Server Error", 500)
-        result = await _call(handler, is_async_callable(handler), request, exc)
+        result = await call(handler, is_async_callable(handler), request, exc)
         return to_response(result)
 
     def _class_handler(self, exc: Exception) -> ExceptionHandler | None:

@@ -15,21 +15,45 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+import asyncio
+import collections.abc
+import contextlib
+import contextvars
+import dataclasses
+import functools
 import inspect
-from typing import TYPE_CHECKING, Any
+import logging
+import sys
+import types
+import typing
+import uuid
+from typing import Any
 
-from ._params import Param
-from ._patterns import Pattern
+import msgspec
+
+from ._exceptions import HTTPException
+from ._params import (
+    REQUIRED,
+    BackgroundTasks,
+    BodyParam,
+    Dependency,
+    HeaderParam,
+    Param,
+    PathParam,
+)
+from ._patterns import ConversionError, ParamKind, Pattern, convert
+from ._request import Request
+from ._responses import Response, to_response
 from ._security import SecurityOptions
+from ._validation import BodyDecoder, BodyField, Invalid, RequestValidationError, body_decoder, scalar_converter
 
-if TYPE_CHECKING:
-    from ._request import Request
-    from ._responses import Response
+error_log = logging.getLogger("covet.error")
 
 #: A compiled binding step: ``await binder(request, raw_path_params)`` is the response.
-Binder = Callable[["Request", list[str]], Awaitable["Response"]]
+Binder = Callable[[Request, list[str]], Awaitable[Response]]
 
-__all__ = ["Binder", "FieldSpec", "BodySpec", "Plan", "RouteDocs", "NO_DOCS", "RouteOptions", "compile_handler", "route_docs"]
+__all__ = ["Binder", "Deferred", "FieldSpec", "BodySpec", "Plan", "RouteDocs", "NO_DOCS", "RouteOptions", "call", "run_background",
+           "check_signature", "compile_handler", "route_docs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +190,6 @@ def route_docs(where: str, options: dict[str, Any]) -> RouteDocs:
     )
 
 
-def compile_handler(endpoint: Callable[..., Any], pattern: Pattern, docs: RouteDocs, app: Any) -> tuple[Plan, Binder | None]:
-    """The binding plan of ``endpoint`` for ``pattern`` and its binder (None: the plain
-    ``(req, **params)`` call path serves it). Raises TypeError naming the handler and
-    the parameter when a parameter cannot be bound."""
-    check_signature(endpoint, pattern)
-    return Plan(), None
-
-
 def check_signature(endpoint: Callable[..., Any], pattern: Pattern) -> None:
     """Reject, at registration, a handler that cannot be called as ``f(req, **params)``."""
     try:
@@ -201,3 +217,648 @@ def check_signature(endpoint: Callable[..., Any], pattern: Pattern) -> None:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in pattern.param_names:
             continue
         raise TypeError(f"{where}: required parameter {p.name!r} is not a path parameter")
+
+
+# -- compiling a handler's signature ------------------------------------------------------
+
+_REQUEST, _PATH, _QUERY, _HEADER, _COOKIE, _BODY, _DEP, _TASKS, _RESPONSE, _KWARGS = range(10)
+_SOURCE_KIND = {"path": _PATH, "query": _QUERY, "header": _HEADER, "cookie": _COOKIE}
+#: The type a route pattern's parameter kind already converts to: such a path
+#: parameter needs no second conversion.
+_KIND_TYPE: dict[str, Any] = {"int": int, "uuid": uuid.UUID, "str": str, "path": str}
+_NO_ANNOTATION = inspect.Parameter.empty
+
+
+async def call(fn: Callable[..., Any], is_async: bool, *args: Any, **kwargs: Any) -> Any:
+    """Await an async callable; run a sync one in the loop's thread pool (context kept)."""
+    if is_async:
+        return await fn(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    result = await loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+@dataclass(slots=True)
+class _Bound:
+    """One parameter of a callable and how it is filled."""
+
+    kind: int
+    name: str
+    spec: FieldSpec | None = None
+    #: _PATH/_QUERY/_HEADER/_COOKIE: str -> value (None: the raw string as it is).
+    convert: Callable[[str], Any] | None = None
+    many: bool = False
+    dep: _Callee | None = None
+    use_cache: bool = True
+
+
+class _Callee:
+    """A handler or a dependency, compiled: its parameters and how to call it."""
+
+    def __init__(self, fn: Callable[..., Any], pattern: Pattern, where: str, top: bool, seen: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.where = where
+        #: "async", "sync", "agen" (async generator) or "gen" (generator).
+        self.mode = _call_mode(fn)
+        self.params: list[_Bound] = []
+        self.body: BodySpec | None = None
+        self.decoder: BodyDecoder | None = None
+        self.return_type: Any = _NO_ANNOTATION
+        self._compile(pattern, top, seen)
+        #: Dependencies first, then path, query, header and cookie values, in the order
+        #: FastAPI reports their errors.
+        order = {_DEP: 0, _PATH: 1, _QUERY: 2, _HEADER: 3, _COOKIE: 4}
+        self.steps = sorted((b for b in self.params if b.kind in order), key=lambda b: order[b.kind])
+
+    def _compile(self, pattern: Pattern, top: bool, seen: tuple[Any, ...]) -> None:
+        target = self.fn.__init__ if inspect.isclass(self.fn) else self.fn
+        try:
+            sig = inspect.signature(self.fn)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{self.where}: cannot read its signature ({e})") from None
+        hints = _hints(target, self.where)
+        self.return_type = hints.get("return", _NO_ANNOTATION)
+        path_names = set(pattern.param_names)
+        kinds = pattern.kinds()
+        body: list[tuple[inspect.Parameter, Any, bool, Param | None]] = []
+        first = True
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_POSITIONAL:
+                continue
+            if p.kind is p.VAR_KEYWORD:
+                if top:
+                    self.params.append(_Bound(_KWARGS, p.name))
+                continue
+            annotation = hints.get(p.name, _NO_ANNOTATION)
+            tp, optional, marker = _unwrap(annotation)
+            default = p.default
+            if isinstance(default, (Param, Dependency)):
+                if marker is not None:
+                    raise TypeError(f"{self.where}: parameter {p.name!r} has a marker both in Annotated and as its default")
+                marker, default = default, (default.default if isinstance(default, Param) else _NO_ANNOTATION)
+            elif isinstance(marker, Param) and default is not _NO_ANNOTATION:
+                if not marker.required:
+                    raise TypeError(f"{self.where}: parameter {p.name!r} has a default both in {type(marker).__name__}() and after '='")
+            elif isinstance(marker, Param):
+                default = marker.default
+            was_first, first = first, False
+            if marker is None and p.kind is not p.KEYWORD_ONLY and p.name not in path_names:
+                if was_first and (tp in (_NO_ANNOTATION, Any, object) or _is_request_type(tp)):
+                    self.params.append(_Bound(_REQUEST, p.name))
+                    continue
+            if marker is None and _is_request_type(tp):
+                self.params.append(_Bound(_REQUEST, p.name))
+                continue
+            if isinstance(marker, Dependency):
+                fn = marker.dependency if marker.dependency is not None else tp
+                if not callable(fn):
+                    raise TypeError(f"{self.where}: Depends() on parameter {p.name!r} needs a callable or a class annotation")
+                if fn in seen:
+                    raise TypeError(f"{self.where}: dependency cycle through {_name(fn)}")
+                dep = _Callee(fn, pattern, f"dependency {_name(fn)} of {self.where}", False, (*seen, fn))
+                self.params.append(_Bound(_DEP, p.name, dep=dep, use_cache=marker.use_cache))
+                continue
+            if tp is BackgroundTasks:
+                self.params.append(_Bound(_TASKS, p.name))
+                continue
+            if tp is Response:
+                self.params.append(_Bound(_RESPONSE, p.name))
+                continue
+            required = default is _NO_ANNOTATION or default is REQUIRED or default is ...
+            value_default = REQUIRED if required else default
+            if p.name in path_names and (marker is None or isinstance(marker, PathParam)):
+                natural = _KIND_TYPE[kinds[p.name]]
+                has_rules = isinstance(marker, Param) and not marker.constraints.empty()
+                plain = tp in (_NO_ANNOTATION, Any, object, natural) and not has_rules
+                if not plain and kinds[p.name] not in ("str", "path"):
+                    tp_conv = tp if tp not in (_NO_ANNOTATION, Any, object) else natural
+                else:
+                    tp_conv = tp if tp not in (_NO_ANNOTATION, Any, object) else str
+                converter = None if plain else self._converter(p.name, tp_conv, marker)
+                spec = FieldSpec(p.name, p.name, "path", tp_conv if tp is not _NO_ANNOTATION else natural,
+                                 optional, True, REQUIRED, marker if isinstance(marker, Param) else None)  # fmt: skip
+                self.params.append(_Bound(_PATH, p.name, spec, converter))
+                continue
+            if isinstance(marker, PathParam):
+                raise TypeError(f"{self.where}: parameter {p.name!r} is declared Path() but the route has no {{{p.name}}}")
+            source = marker.source if isinstance(marker, Param) else ("body" if _is_body_type(tp) else "query")
+            if source == "body":
+                if not top:
+                    raise TypeError(f"{self.where}: parameter {p.name!r} is a request body; only the handler takes one")
+                body.append((p, tp, required, marker if isinstance(marker, Param) else None))
+                self.params.append(_Bound(_BODY, p.name))
+                continue
+            many, item = _sequence_item(tp)
+            if tp is _NO_ANNOTATION:
+                item = str
+            converter = self._converter(p.name, item, marker if isinstance(marker, Param) else None)
+            alias = marker.alias if isinstance(marker, Param) and marker.alias else p.name
+            if source == "header":
+                convert_underscores = not isinstance(marker, HeaderParam) or marker.convert_underscores
+                if not (isinstance(marker, Param) and marker.alias) and convert_underscores:
+                    alias = alias.replace("_", "-")
+                alias = alias.lower()
+            if many and value_default is not REQUIRED and value_default is not None:
+                value_default = list(value_default)
+            spec = FieldSpec(p.name, alias, source, tp if tp is not _NO_ANNOTATION else str, optional, required,
+                             value_default, marker if isinstance(marker, Param) else None)  # fmt: skip
+            self.params.append(_Bound(_SOURCE_KIND[source], p.name, spec, converter, many))
+        if body:
+            self._compile_body(body)
+
+    def _converter(self, name: str, tp: Any, marker: Any) -> Callable[[str], Any]:
+        constraints = marker.constraints if isinstance(marker, Param) else None
+        try:
+            return scalar_converter(tp, constraints)
+        except TypeError as e:
+            raise TypeError(f"{self.where}: parameter {name!r}: {e}") from None
+
+    def _compile_body(self, body: list[tuple[inspect.Parameter, Any, bool, Param | None]]) -> None:
+        embed = len(body) > 1 or any(isinstance(m, BodyParam) and m.embed for _, _, _, m in body)
+        media_type = next((m.media_type for _, _, _, m in body if isinstance(m, BodyParam)), "application/json")
+        try:
+            if embed:
+                fields = tuple(
+                    FieldSpec(p.name, (m.alias if m is not None and m.alias else p.name), "body", tp, False, required,
+                              REQUIRED if required else p.default if not isinstance(p.default, Param) else m.default if m else None,
+                              m)  # fmt: skip
+                    for p, tp, required, m in body
+                )
+                self.body = BodySpec(None, fields, any(f.required for f in fields), media_type)
+                self.decoder = body_decoder(
+                    None, fields=[BodyField(f.alias, f.tp, f.required, f.default) for f in fields]
+                )
+            else:
+                p, tp, required, m = body[0]
+                default = None if required else (m.default if m is not None else p.default)
+                self.body = BodySpec(tp, (), required, media_type, m)
+                self.decoder = body_decoder(tp, required=required, default=default)
+        except TypeError as e:
+            raise TypeError(f"{self.where}: body parameter: {e}") from None
+
+    # -- per request --------------------------------------------------------------------
+
+    async def solve(self, ctx: _Context) -> Any:
+        """Bind this callable's parameters for ``ctx``'s request and call it; on a value
+        that does not convert, add the errors to ``ctx.errors`` and return _FAILED
+        without calling it."""
+        kwargs: dict[str, Any] = {}
+        errors = ctx.errors
+        before = len(errors)
+        request = ctx.request
+        for b in self.steps:
+            kind = b.kind
+            if kind == _DEP:
+                dep = b.dep
+                assert dep is not None
+                key = dep.fn
+                if ctx.overrides:
+                    dep = ctx.override(dep)
+                if b.use_cache and key in ctx.cache:
+                    value = ctx.cache[key]
+                else:
+                    value = await dep.solve(ctx)
+                    if b.use_cache and value is not _FAILED:
+                        ctx.cache[key] = value
+                kwargs[b.name] = value
+                continue
+            spec = b.spec
+            assert spec is not None
+            if kind == _PATH:
+                raw = ctx.path[spec.alias]
+                if b.convert is not None:
+                    try:
+                        raw = b.convert(raw if isinstance(raw, str) else str(raw))
+                    except Invalid as e:
+                        errors.append(e.error(("path", spec.alias), raw))
+                        continue
+                kwargs[b.name] = raw
+                continue
+            if kind == _QUERY:
+                values: list[str] | str | None = (request.query_params.getlist(spec.alias) if b.many
+                                                  else request.query_params.get(spec.alias))  # fmt: skip
+            elif kind == _HEADER:
+                values = request.headers.getlist(spec.alias) if b.many else request.headers.get(spec.alias)
+            else:
+                values = request.cookies.get(spec.alias)
+            loc_source = spec.source
+            if values is None or (b.many and not values):
+                if spec.required:
+                    errors.append({"type": "missing", "loc": [loc_source, spec.alias], "msg": "Field required", "input": None})
+                else:
+                    default = spec.default
+                    kwargs[b.name] = list(default) if b.many and isinstance(default, list) else default
+                continue
+            convert = b.convert
+            assert convert is not None
+            if b.many:
+                assert isinstance(values, list)
+                out = []
+                for i, v in enumerate(values):
+                    try:
+                        out.append(convert(v))
+                    except Invalid as e:
+                        errors.append(e.error((loc_source, spec.alias, i), v))
+                kwargs[b.name] = out
+            else:
+                assert isinstance(values, str)
+                try:
+                    kwargs[b.name] = convert(values)
+                except Invalid as e:
+                    errors.append(e.error((loc_source, spec.alias), values))
+        for b in self.params:
+            kind = b.kind
+            if kind == _REQUEST:
+                kwargs[b.name] = request
+            elif kind == _TASKS:
+                kwargs[b.name] = ctx.tasks()
+            elif kind == _RESPONSE:
+                kwargs[b.name] = ctx.response()
+            elif kind == _KWARGS:
+                bound = {x.name for x in self.params}
+                kwargs.update((k, v) for k, v in ctx.path.items() if k not in bound)
+        if self.decoder is not None:
+            try:
+                data = await request.body()
+                value = self.decoder.decode(data, request.content_type)
+            except RequestValidationError as e:
+                errors.extend(e.errors)
+            else:
+                assert self.body is not None
+                if self.body.fields:
+                    kwargs.update((f.name, value[f.alias]) for f in self.body.fields)
+                else:
+                    kwargs[next(b.name for b in self.params if b.kind == _BODY)] = value
+        if len(errors) > before:
+            return _FAILED
+        mode = self.mode
+        if mode == "async":
+            return await self.fn(**kwargs)
+        if mode == "sync":
+            return await call(self.fn, False, **kwargs)
+        stack = ctx.exit_stack()
+        if mode == "agen":
+            return await stack.enter_async_context(contextlib.asynccontextmanager(self.fn)(**kwargs))
+        cm = contextlib.contextmanager(self.fn)(**kwargs)
+        value = await call(cm.__enter__, False)
+        stack.push_async_exit(functools.partial(_exit_in_thread, cm))
+        return value
+
+    def fields(self) -> list[FieldSpec]:
+        """Every path, query, header and cookie parameter, the dependencies' first, once
+        per (source, alias)."""
+        out: list[FieldSpec] = []
+        seen: set[tuple[str, str]] = set()
+        for b in self.steps:
+            specs = b.dep.fields() if b.dep is not None else [b.spec] if b.spec is not None else []
+            for spec in specs:
+                if (spec.source, spec.alias) not in seen:
+                    seen.add((spec.source, spec.alias))
+                    out.append(spec)
+        return out
+
+
+async def _exit_in_thread(cm: contextlib.AbstractContextManager[Any], *exc: Any) -> bool | None:
+    result: bool | None = await call(cm.__exit__, False, *exc)
+    return result
+
+
+class _Failed:
+    pass
+
+
+_FAILED: Any = _Failed()
+
+
+class _Context:
+    """One request's binding state: its converted path parameters, the dependency
+    cache, the errors found, and what must run after the response."""
+
+    __slots__ = ("request", "path", "cache", "errors", "overrides", "deferred", "compiled", "temp_response")
+
+    def __init__(self, request: Request, path: dict[str, Any], overrides: dict[Any, Any],
+                 compiled: dict[Any, _Callee]) -> None:  # fmt: skip
+        self.request = request
+        self.path = path
+        self.cache: dict[Any, Any] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.overrides = overrides
+        self.compiled = compiled
+        self.deferred: Deferred | None = None
+        self.temp_response: Response | None = None
+
+    def _deferred(self) -> Deferred:
+        if self.deferred is None:
+            self.deferred = Deferred(self.request.head.request_id)
+            self.request.deferred = self.deferred
+        return self.deferred
+
+    def tasks(self) -> BackgroundTasks:
+        return self._deferred().tasks()
+
+    def exit_stack(self) -> contextlib.AsyncExitStack:
+        return self._deferred().exit_stack()
+
+    def response(self) -> Response:
+        if self.temp_response is None:
+            self.temp_response = Response()
+        return self.temp_response
+
+    def override(self, dep: _Callee) -> _Callee:
+        replacement = self.overrides.get(dep.fn)
+        if replacement is None:
+            return dep
+        compiled = self.compiled.get(replacement)
+        if compiled is None:
+            compiled = _Callee(replacement, _EMPTY_PATTERN, f"override {_name(replacement)} of {_name(dep.fn)}", False, ())
+            self.compiled[replacement] = compiled
+        return compiled
+
+
+class Deferred:
+    """What runs after a request's response has been sent: its background tasks, then
+    its dependencies' cleanup (the code after ``yield``), in reverse order."""
+
+    __slots__ = ("request_id", "_tasks", "_stack")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self._tasks: BackgroundTasks | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    def tasks(self) -> BackgroundTasks:
+        if self._tasks is None:
+            self._tasks = BackgroundTasks()
+            self._tasks.request_id = self.request_id
+        return self._tasks
+
+    def exit_stack(self) -> contextlib.AsyncExitStack:
+        if self._stack is None:
+            self._stack = contextlib.AsyncExitStack()
+        return self._stack
+
+    async def unwind(self, exc: BaseException) -> None:
+        """Leave the dependencies' contexts with the exception the request failed with
+        (a generator dependency sees it raised at its ``yield``); the exception itself
+        goes on to the app's handling whatever they do."""
+        stack, self._stack = self._stack, None
+        self._tasks = None
+        if stack is not None:
+            try:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            except Exception as e:
+                if e is not exc:
+                    _log_after(self.request_id, "a dependency's cleanup failed", e)
+
+    def after(self, background: Callable[[], Awaitable[None]] | None) -> Callable[[], Awaitable[None]] | None:
+        """The response's background work: ``background`` (the response's own), this
+        request's tasks, then the cleanup. None when there is nothing to run."""
+        if self._tasks is None and self._stack is None:
+            return background
+        return functools.partial(self._run, background)
+
+    async def _run(self, background: Callable[[], Awaitable[None]] | None) -> None:
+        try:
+            if background is not None:
+                try:
+                    await background()
+                except Exception as e:
+                    _log_after(self.request_id, "the response's background task failed", e)
+            if self._tasks is not None:
+                await self._tasks()
+        finally:
+            if self._stack is not None:
+                try:
+                    await self._stack.aclose()
+                except Exception as e:
+                    _log_after(self.request_id, "a dependency's cleanup failed", e)
+
+
+async def run_background(background: Callable[[], Awaitable[None]], request_id: str) -> None:
+    """Run a response's ``background`` once it has been sent (the worker and the
+    TestClient call this); a failure is logged with the request id, never raised."""
+    try:
+        await background()
+    except Exception as e:
+        _log_after(request_id, "the response's background work failed", e)
+
+
+def _log_after(request_id: str, what: str, exc: BaseException) -> None:
+    error_log.error("%s (request_id=%s)", what, request_id, exc_info=exc, extra={"request_id": request_id})
+
+
+_EMPTY_PATTERN = Pattern.parse("/")
+
+
+def compile_handler(endpoint: Callable[..., Any], pattern: Pattern, docs: RouteDocs, app: Any) -> tuple[Plan, Binder | None]:
+    """The binding plan of ``endpoint`` for ``pattern`` and its binder (None: the plain
+    ``(req, **params)`` call path serves it). Raises TypeError naming the handler and
+    the parameter when a parameter cannot be bound."""
+    where = f"handler {_name(endpoint)!r} for {pattern.source!r}"
+    callee = _Callee(endpoint, pattern, where, True, ())
+    fields = tuple(callee.fields())
+    names = {b.spec.name for b in callee.params if b.kind == _PATH and b.spec is not None}
+    missing = [n for n in pattern.param_names if n not in names]
+    if missing and not any(b.kind == _KWARGS for b in callee.params):
+        raise TypeError(f"{where} has no parameter named {missing[0]!r} (nor **kwargs)")
+    plan = Plan(fields, callee.body, callee.return_type)
+    plain = (
+        callee.mode in ("async", "sync")
+        and docs.status_code is None
+        and docs.response_model is None
+        and callee.params[:1] and callee.params[0].kind == _REQUEST
+        and all(b.kind in (_PATH, _KWARGS) and b.convert is None for b in callee.params[1:])
+    )
+    if plain:
+        return plan, None
+    return plan, _make_binder(callee, pattern.kinds(), docs, app)
+
+
+def _make_binder(callee: _Callee, kinds: dict[str, ParamKind], docs: RouteDocs, app: Any) -> Binder:
+    status = docs.status_code
+    model = docs.response_model
+    convert_result = _result_converter(model) if model is not None else None
+    #: The compiled overrides of dependencies (app.dependency_overrides), by function.
+    compiled: dict[Any, _Callee] = {}
+
+    async def bind(request: Request, flat: list[str]) -> Response:
+        path: dict[str, Any] = {}
+        for i in range(0, len(flat), 2):
+            name = flat[i]
+            kind = kinds.get(name)
+            if kind is None:
+                raise HTTPException(404)
+            try:
+                path[name] = convert(kind, flat[i + 1])
+            except ConversionError:
+                raise HTTPException(404) from None
+        if len(path) != len(kinds):
+            raise HTTPException(404)
+        request.path_params = path
+        ctx = _Context(request, path, app.dependency_overrides, compiled)
+        try:
+            result = await callee.solve(ctx)
+            if result is _FAILED:
+                raise RequestValidationError(ctx.errors)
+        except BaseException as exc:
+            if ctx.deferred is not None:
+                request.deferred = None
+                await ctx.deferred.unwind(exc)
+            raise
+        if isinstance(result, Response):
+            return result
+        if convert_result is not None:
+            result = convert_result(result)
+        response = to_response(result, status)
+        temp = ctx.temp_response
+        if temp is not None:
+            if temp.status != 200:
+                response.status = temp.status
+            response.headers.raw.extend(temp.headers.raw)
+        return response
+
+    return bind
+
+
+
+# -- reading annotations ------------------------------------------------------------------
+
+
+def _name(fn: Any) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
+
+
+def _call_mode(fn: Any) -> str:
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.isclass(target):
+        return "sync"
+    if inspect.isasyncgenfunction(target):
+        return "agen"
+    if inspect.isgeneratorfunction(target):
+        return "gen"
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None)):
+        return "async"
+    call_method = getattr(target, "__call__", None)
+    if inspect.isasyncgenfunction(call_method):
+        return "agen"
+    if inspect.isgeneratorfunction(call_method):
+        return "gen"
+    return "sync"
+
+
+def _hints(fn: Any, where: str) -> dict[str, Any]:
+    """The callable's annotations, strings resolved in its module (``Annotated`` kept).
+    An annotation that does not resolve raises TypeError naming it; the return
+    annotation is only documentation, so one that does not resolve is dropped."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        pass
+    raw = dict(getattr(fn, "__annotations__", {}) or {})
+    glob = getattr(inspect.unwrap(fn), "__globals__", {})
+    out: dict[str, Any] = {}
+    for name, ann in raw.items():
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, dict(glob))  # noqa: S307 - the module's own annotation text
+            except Exception as e:
+                if name == "return":
+                    continue
+                raise TypeError(
+                    f"{where}: the annotation {ann!r} of parameter {name!r} does not resolve ({e}); define the type "
+                    "at module level, or do not use `from __future__ import annotations` for it"
+                ) from None
+        out[name] = ann
+    return out
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool, Any]:
+    """``(type, optional, marker)``: Annotated taken apart (its first Param or
+    Dependency is the marker), then ``X | None`` (Optional) to X."""
+    marker = None
+    tp = annotation
+    if typing.get_origin(tp) is typing.Annotated:
+        for extra in tp.__metadata__:
+            if isinstance(extra, (Param, Dependency)):
+                marker = extra
+                break
+        tp = tp.__origin__
+    optional = False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            optional = True
+            tp = args[0] if len(args) == 1 else typing.Union[tuple(args)]
+    if typing.get_origin(tp) is typing.Annotated:  # Optional[Annotated[...]]
+        if marker is None:
+            marker = next((x for x in tp.__metadata__ if isinstance(x, (Param, Dependency))), None)
+        tp = tp.__origin__
+    return tp, optional, marker
+
+
+def _is_request_type(tp: Any) -> bool:
+    from ._request import HTTPConnection
+
+    return inspect.isclass(tp) and issubclass(tp, HTTPConnection)
+
+
+def _is_body_type(tp: Any) -> bool:
+    """A model type (Struct, dataclass, TypedDict, pydantic), a dict, or a list of
+    those: what FastAPI reads from the body rather than the query string."""
+    origin = typing.get_origin(tp) or tp
+    if origin in (dict, collections.abc.Mapping):
+        return True
+    if origin in (list, set, frozenset, tuple, collections.abc.Sequence):
+        args = typing.get_args(tp)
+        return bool(args) and _is_body_type(_unwrap(args[0])[0])
+    if not inspect.isclass(tp):
+        return False
+    if issubclass(tp, msgspec.Struct) or dataclasses.is_dataclass(tp) or typing.is_typeddict(tp):
+        return True
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and issubclass(tp, pydantic.BaseModel)
+
+
+def _sequence_item(tp: Any) -> tuple[bool, Any]:
+    """``(True, T)`` for ``list[T]`` (also set, frozenset, tuple[T, ...], Sequence[T]): a
+    query, header or cookie parameter that takes every value of its name."""
+    origin = typing.get_origin(tp)
+    if origin in (list, set, frozenset, tuple, collections.abc.Sequence) or tp in (list, set, frozenset, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return True, _unwrap(args[0])[0] if args else str
+    return False, tp
+
+
+def _result_converter(model: Any) -> Callable[[Any], Any]:
+    """Converts a handler's return value to ``response_model`` (fields the model does
+    not declare dropped); a value that does not fit raises (a 500: the handler broke
+    its own contract)."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and inspect.isclass(model) and issubclass(model, pydantic.BaseModel):
+        adapter = pydantic.TypeAdapter(model)
+
+        def convert_pydantic(value: Any) -> Any:
+            return adapter.validate_python(value, from_attributes=True)
+
+        return convert_pydantic
+
+    def convert_msgspec(value: Any) -> Any:
+        if not isinstance(value, (dict, list, str, int, float, bool, type(None))):
+            value = msgspec.to_builtins(value, enc_hook=_builtins_hook)
+        return msgspec.convert(value, model, strict=False)
+
+    return convert_msgspec
+
+
+def _builtins_hook(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump()
+    if hasattr(value, "__dict__"):
+        return {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    raise TypeError(f"cannot convert {type(value).__name__} to the response model")

@@ -48,6 +48,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from ._app import Covet
+from ._binding import run_background
 from ._exceptions import BodyAborted
 from ._control import (
     CODE_INTERNAL,
@@ -749,10 +750,12 @@ class _Worker:
     # -- responses ----------------------------------------------------------------------
 
     async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange) -> None:
+        background = None
         try:
             response = await self._app._handle(head, ex.body, ex)
             if not self._respond_now(rid, response, ex):
                 await self._respond(rid, head, response, ex)
+            background = response.background
         except asyncio.CancelledError:
             if not ex.by_gateway:
                 self._abort_exchange(rid, ex, "request cancelled: the worker is stopping")
@@ -769,6 +772,8 @@ class _Worker:
             if self._inflight.get(rid) is ex:
                 del self._inflight[rid]
             ex.body.discard()
+        if background is not None:  # the response has been handed to the gateway
+            await run_background(background, head.request_id)
 
     def _respond_now(self, rid: int, response: Response, ex: _Exchange) -> bool:
         """The common response, written without awaiting: a complete body, and the head

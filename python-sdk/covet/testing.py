@@ -49,6 +49,7 @@ from typing import IO, Any, Coroutine, TypeVar
 from urllib.parse import quote, unquote_to_bytes, urlencode, urlsplit
 
 from ._app import Covet
+from ._binding import run_background
 from ._datastructures import Headers, encode_header
 from ._head import Auth, ClientCert, RequestHead
 from ._multipart import parse_options_header
@@ -362,6 +363,14 @@ class TestClient:
         hints.began = True
         if limit.expired():  # also when the handler swallowed its cancellation
             return self._gateway_answer(head.method, 504, head.request_id, close, hints=hints.hints)
+        sent = await self._send(head, response, deadline, close, hints)
+        if response.background is not None:  # after the response, as a worker runs it
+            await run_background(response.background, head.request_id)
+        return sent
+
+    async def _send(self, head: RequestHead, response: Response, deadline: float, close: bool,
+                    hints: _HintsRecorder) -> TestResponse:  # fmt: skip
+        """What the client receives for ``response``, as the gateway would send it."""
         if isinstance(response, FileResponse):  # the gateway would send the file
             served = _read_file(response)
             if served is None:
