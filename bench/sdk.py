@@ -133,7 +133,8 @@ def main() -> int:
 
 def ratios_text(workloads: list, summary: dict) -> str:
     lines = [f"CovetPy / FastAPI, median req/s (above 1: CovetPy is faster; issue 23's target is {TARGET:g}x "
-             "FastAPI on uvicorn); CPU: FastAPI's CPU per request over CovetPy's (gateway and worker)"]
+             "FastAPI on uvicorn); CPU: CovetPy's CPU per request (gateway and worker) over FastAPI's (below 1: "
+             "CovetPy is cheaper)"]
     for w in workloads:
         x = summary.get(f"covet-1|{w.name}")
         for other in ("fastapi-uvicorn", "fastapi-granian"):
@@ -146,10 +147,9 @@ def ratios_text(workloads: list, summary: dict) -> str:
             target = ""
             if other == "fastapi-uvicorn":
                 target = f" — {TARGET:g}x target **{'met' if r >= TARGET else 'not met'}**"
-            cpu = y["cpu_us_per_req"] / x["cpu_us_per_req"] if x["cpu_us_per_req"] else float("nan")
+            cpu = x["cpu_us_per_req"] / y["cpu_us_per_req"] if y["cpu_us_per_req"] else float("nan")
             lines.append(f"- {label}: {r:.2f}x ({R.fmt_rps(x['rps_median'])} vs {R.fmt_rps(y['rps_median'])} req/s)"
-                         f"{target}; CPU per request {cpu:.2f}x less ({x['cpu_us_per_req']:.1f} vs "
-                         f"{y['cpu_us_per_req']:.1f} µs)")
+                         f"{target}; CPU {cpu:.2f}x ({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs)")
     return "\n".join(lines) + "\n"
 
 
