@@ -3,13 +3,14 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
-#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets, uploads
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets, uploads, compression, the typed SDK
 #   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make bench-security      CPU the gateway's middleware adds: JWT verification, rate limits, the chain
 #   make bench-compress      response compression: the gateway's gzip and zstd against nginx's gzip
+#   make bench-sdk           the typed-handler SDK against FastAPI (uvicorn, Granian), and each feature's cost per request
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
 #   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
@@ -55,7 +56,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress autobahn conformance clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk autobahn conformance clean
 
 all: build
 
@@ -224,13 +225,14 @@ fuzz:
 # bench/RESULTS.md, then bench/RESULTS-tls.md, bench/RESULTS-static.md and
 # bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below), then upload
 # throughput (bench/upload.py, Content-Length and chunked; markdown on stdout), then
-# bench/RESULTS-compress.md (bench-compress below). BENCH_QUICK=1 for a
-# smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS, BENCH_WORKLOADS (see
-# bench/run.py --list).
+# bench/RESULTS-compress.md (bench-compress below), then the Go middleware benchmarks
+# (bench-security) and bench/RESULTS-sdk.md with bench/RESULTS-sdk-features.md
+# (bench-sdk below). BENCH_QUICK=1 for a smoke run; BENCH_DURATION, BENCH_ROUNDS,
+# BENCH_SERVERS, BENCH_WORKLOADS (see bench/run.py --list).
 bench: build
 	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; \
 	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; python3 bench/compress.py || rc=1; \
-	  $(MAKE) --no-print-directory bench-security || rc=1; exit $$rc
+	  $(MAKE) --no-print-directory bench-security || rc=1; $(MAKE) --no-print-directory bench-sdk || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
@@ -262,6 +264,14 @@ bench-security:
 # BENCH_* settings, and BENCH_GZIP_LEVEL, BENCH_COMPRESS_CONNECTIONS.
 bench-compress: build
 	python3 bench/compress.py
+
+# The typed-handler SDK (issue 23): a typed-body POST and a query-bound GET, CovetPy
+# against FastAPI on uvicorn and on Granian, one worker each (bench/sdk.py; rewrites
+# bench/RESULTS-sdk.md), then what each feature costs per request in process, beside
+# FastAPI's (bench/sdk_features.py; rewrites bench/RESULTS-sdk-features.md). Same
+# BENCH_* settings, and those the two scripts' docstrings list.
+bench-sdk: build
+	python3 bench/sdk.py; rc=$$?; $(PY) bench/sdk_features.py || rc=1; exit $$rc
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport

@@ -117,6 +117,7 @@ class Workload:
     describe: str
     connections: int = 0  # 0: BENCH_CONNECTIONS
     body: bytes = b""
+    content_type: str = "application/octet-stream"  # the request body's, for POST
 
 
 def _json_is(value: object) -> Callable[[bytes], bool]:
@@ -221,9 +222,11 @@ def nginx_bin() -> str | None:
 ENGINES = ("uring", "netpoll")
 
 
-def covet_argv(workers: int, engine: str) -> Callable[[int], list[str]]:
+def covet_argv(workers: int, engine: str, app: str = "covet_app:app") -> Callable[[int], list[str]]:
+    """The gateway with ``workers`` workers serving ``app`` (module:attribute in
+    bench/apps) on ``engine``."""
     def argv(port: int) -> list[str]:
-        worker_cmd = f"{shlex.quote(str(REPO_PY))} -m covet worker covet_app:app"
+        worker_cmd = f"{shlex.quote(str(REPO_PY))} -m covet worker {app}"
         return [str(GATEWAY), "--listen", f"{HOST}:{port}", "--app", "bench", "--workers", str(workers),
                 "--worker-cmd", worker_cmd, "--worker-dir", str(APPS), "--log-level", "warn",
                 "--engine", engine]
@@ -543,10 +546,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, port: int, path: str, body: bytes | None = None, timeout: float = 10.0):
+def http(method: str, port: int, path: str, body: bytes | None = None, timeout: float = 10.0,
+         content_type: str = "application/octet-stream"):
     req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body, method=method)
     if body is not None:
-        req.add_header("Content-Type", "application/octet-stream")
+        req.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.headers.get("Content-Type", ""), r.read()
@@ -683,7 +687,8 @@ def validate(run: Running, w: Workload) -> str | None:
     """None if the endpoint answers exactly what every server must answer; else what was wrong."""
     try:
         t0 = time.monotonic()
-        status, ctype, body = http(w.method, run.port, w.path, w.body if w.method == "POST" else None)
+        status, ctype, body = http(w.method, run.port, w.path, w.body if w.method == "POST" else None,
+                                   content_type=w.content_type)
         took = time.monotonic() - t0
     except (OSError, urllib.error.URLError) as e:
         return f"request failed: {e}"
@@ -718,10 +723,12 @@ def lua_script(w: Workload) -> Path:
     path = OUT / f"wrk-{w.name}.lua"
     head = ""
     if w.method == "POST":
-        assert w.body == b"0123456789abcdef" * 4096
+        # /echo's 64 KiB as a repeat; any other body as a Lua string of decimal escapes
+        body = ('string.rep("0123456789abcdef", 4096)' if w.body == ECHO_BODY
+                else '"' + "".join(f"\\{b}" for b in w.body) + '"')
         head = ('wrk.method = "POST"\n'
-                'wrk.body = string.rep("0123456789abcdef", 4096)\n'
-                'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+                f'wrk.body = {body}\n'
+                f'wrk.headers["Content-Type"] = "{w.content_type}"\n')
     path.write_text(head + LUA_DONE)
     return path
 

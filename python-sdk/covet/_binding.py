@@ -264,11 +264,16 @@ class _Callee:
         self.where = where
         #: "async", "sync", "agen" (async generator) or "gen" (generator).
         self.mode = _call_mode(fn)
+        #: A generator dependency as a context manager factory (wrapped once, here).
+        self.context: Callable[..., Any] = (contextlib.asynccontextmanager(fn) if self.mode == "agen"
+                                            else contextlib.contextmanager(fn) if self.mode == "gen" else fn)  # fmt: skip
         self.params: list[_Bound] = []
         self.body: BodySpec | None = None
         self.decoder: BodyDecoder | None = None
         self.return_type: Any = _NO_ANNOTATION
         self._compile(pattern, top, seen)
+        #: The parameter a single (not embedded) body is passed as.
+        self.body_name = next((b.name for b in self.params if b.kind == _BODY), "")
         #: Dependencies first, then path, query, header and cookie values, in the order
         #: FastAPI reports their errors.
         order = {_DEP: 0, _PATH: 1, _QUERY: 2, _HEADER: 3, _COOKIE: 4}
@@ -494,7 +499,7 @@ class _Callee:
                 if self.body.fields:
                     kwargs.update((f.name, value[f.alias]) for f in self.body.fields)
                 else:
-                    kwargs[next(b.name for b in self.params if b.kind == _BODY)] = value
+                    kwargs[self.body_name] = value
         if len(errors) > before:
             return _FAILED
         mode = self.mode
@@ -504,8 +509,8 @@ class _Callee:
             return await call(self.fn, False, **kwargs)
         stack = ctx.exit_stack()
         if mode == "agen":
-            return await stack.enter_async_context(contextlib.asynccontextmanager(self.fn)(**kwargs))
-        cm = contextlib.contextmanager(self.fn)(**kwargs)
+            return await stack.enter_async_context(self.context(**kwargs))
+        cm = self.context(**kwargs)
         value = await call(cm.__enter__, False)
         stack.push_async_exit(functools.partial(_exit_in_thread, cm))
         return value

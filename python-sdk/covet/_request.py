@@ -6,14 +6,14 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from functools import cached_property
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from ._datastructures import Address, Headers, QueryParams, State, encode_header
 from ._exceptions import HTTPException
 from ._forms import FormData, parse_form
 from ._head import Auth, BodySource, ClientCert, RequestHead
 
-__all__ = ["Request", "InterimSink", "parse_cookie_header"]
+__all__ = ["Request", "InterimSink", "parse_cookie_header", "parse_query"]
 
 
 class InterimSink(Protocol):
@@ -42,6 +42,23 @@ def parse_cookie_header(value: str) -> dict[str, str]:
     return cookies
 
 
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """The query string's ``(name, value)`` pairs, as ``urllib.parse.parse_qsl`` with
+    blank values kept gives them (``&``-separated, ``+`` a space, percent-escapes
+    decoded as UTF-8 with U+FFFD for bad bytes), about twice as fast: a piece with no
+    ``%`` or ``+`` is taken as it is."""
+    pairs: list[tuple[str, str]] = []
+    for piece in query.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "%" in piece or "+" in piece:
+            name = unquote(name.replace("+", " "), encoding="utf-8", errors="replace")
+            value = unquote(value.replace("+", " "), encoding="utf-8", errors="replace")
+        pairs.append((name, value))
+    return pairs
+
+
 class HTTPConnection:
     """What a Request and a WebSocket share: the head of the request that opened them,
     read on first use and cached (``head`` is the decoded REQ_HEAD)."""
@@ -65,9 +82,7 @@ class HTTPConnection:
 
     @cached_property
     def query_params(self) -> QueryParams:
-        return QueryParams(
-            parse_qsl(self.head.query, keep_blank_values=True, encoding="utf-8", errors="replace")
-        )
+        return QueryParams(parse_query(self.head.query))
 
     @cached_property
     def headers(self) -> Headers:
@@ -175,7 +190,11 @@ class Request(HTTPConnection):
 
     @cached_property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "")
+        flat = self.head.headers  # names lower-case, values bytes: only a name matches
+        try:
+            return bytes(flat[flat.index("content-type") + 1]).decode("latin-1")
+        except ValueError:
+            return ""
 
     # -- interim responses --------------------------------------------------------------
 
@@ -218,7 +237,8 @@ class Request(HTTPConnection):
     async def body(self) -> bytes:
         """The whole body, read once and cached."""
         if self._body is None:
-            self._body = b"".join([chunk async for chunk in self.stream()])
+            chunks = [chunk async for chunk in self.stream()]
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
 
     async def json(self) -> Any:

@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from covet import Covet, Request
 from covet.testing import TestClient
@@ -215,3 +217,20 @@ def test_stream_body_in_chunks(client: TestClient) -> None:
     assert r.json()["len"] == len(data)
     assert r.json()["sha"] == hashlib.sha256(data).hexdigest()
     assert r.json()["chunks"] == 129  # 64 KiB chunks from the client: nothing buffered
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="ab=&+%2Fé0fZ;\x00 ", max_size=24)
+    | st.lists(
+        st.sampled_from(["a=1", "b", "=x", "c=%41", "d=%zz", "e=a+b", "f=%C3%A9", "g=%ff", ""]),
+        max_size=6).map("&".join)  # fmt: skip
+)
+def test_query_parsing_equals_parse_qsl(query: str) -> None:
+    """Request.query_params' own parser gives what urllib.parse.parse_qsl gives (blank
+    values kept, UTF-8 with replacement)."""
+    from urllib.parse import parse_qsl
+
+    from covet._request import parse_query
+
+    assert parse_query(query) == parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")

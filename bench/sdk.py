@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""The typed-handler SDK (issue 23) over HTTP: CovetPy against FastAPI on uvicorn and on
+Granian, one worker each, on a typed-body POST and a query-bound GET. Part of `make
+bench`, alone as `make bench-sdk` (which also runs bench/sdk_features.py); standard
+library only:
+
+    python3 bench/sdk.py                  # 3 rounds x 10 s, every cell
+    BENCH_QUICK=1 python3 bench/sdk.py    # smoke run: 2 s x 1 round
+
+Workloads (bench/apps/sdk_common.py holds the requests and the answers):
+
+    items   POST /items with a 10-field JSON body (str, UUID, float, int, bool,
+            list[str], an Enum, a datetime, a nested object, an optional str) decoded
+            into a msgspec Struct (CovetPy) or a pydantic model (FastAPI); answers
+            {"id", "name", "total"} built from it
+    search  GET /search?q=lamp&limit=20&offset=0&sort=price&tags=a&tags=b bound to
+            typed query parameters (str with max_length, int with ge/le, int with ge,
+            an Enum, list[str]); answers them as bound
+
+Servers, one worker each (bench/apps/sdk_covet.py, bench/apps/sdk_fastapi.py):
+
+    covet-1          bin/covet-gateway --workers 1 (netpoll, the default engine; the
+                     gateway's own Go processors at their default), the repo's .venv
+                     python running the worker (bench/run.py's covet rows)
+    fastapi-uvicorn  uvicorn --workers 1 --loop uvloop --http httptools
+    fastapi-granian  granian --interface asgi --workers 1 --loop uvloop --http 1
+
+Each round starts every server in turn (order rotated per round), checks each
+workload's answer once (status 200, application/json, the exact JSON), then loads it
+with wrk BENCH_WARMUP s unmeasured and BENCH_DURATION s measured (bench/run.py's
+measure: CPU time of the server's process tree, peak RSS, steal). Printed and written
+to bench/RESULTS-sdk.md (BENCH_SDK_RESULTS) and bench/out/results-sdk.json.
+Environment: bench/run.py's BENCH_DURATION, BENCH_ROUNDS, BENCH_WARMUP, BENCH_QUICK,
+BENCH_CONNECTIONS, BENCH_THREADS, BENCH_WRK_CPUS, BENCH_SERVER_CPUS, BENCH_NO_INSTALL,
+BENCH_VENV, BENCH_COVET_PYTHON, BENCH_STEAL_MAX, BENCH_STEAL_RETRIES; and
+BENCH_SDK_SERVERS, BENCH_SDK_WORKLOADS (comma lists of the names above).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+import run as R  # noqa: E402  (bench/run.py: servers, wrk, measuring, machine facts)
+from sdk_common import ITEM_ANSWER, ITEM_BODY, SEARCH_ANSWER, SEARCH_PATH  # noqa: E402
+
+RESULTS_MD = Path(os.environ.get("BENCH_SDK_RESULTS", str(R.BENCH / "RESULTS-sdk.md")))
+TARGET = 3.0  # issue 23: CovetPy >= 3x FastAPI on uvicorn
+
+WORKLOADS = [
+    R.Workload("items", "POST", "/items", "application/json", R._json_is(ITEM_ANSWER),
+               f"POST /items, a 10-field JSON body ({len(ITEM_BODY)} bytes) into a Struct / pydantic model "
+               '-> {"id","name","total"}', body=ITEM_BODY, content_type="application/json"),
+    R.Workload("search", "GET", SEARCH_PATH, "application/json", R._json_is(SEARCH_ANSWER),
+               f"GET {SEARCH_PATH} (str, int ge/le, int ge, Enum, list[str] query parameters) -> them as bound"),
+]
+
+SERVERS = [
+    R.Server("covet-1", "CovetPy, bin/covet-gateway --workers 1 (netpoll engine) + 1 Python worker, "
+             "bench/apps/sdk_covet.py", R.covet_argv(1, "netpoll", "sdk_covet:app"),
+             env={"COVET_LOG_LEVEL": "WARNING"}, needs=R.need_covet),
+    R.Server("fastapi-uvicorn", "FastAPI on uvicorn, 1 worker, uvloop + httptools, bench/apps/sdk_fastapi.py",
+             R.uvicorn_argv("sdk_fastapi", 1), needs=R.need_module("fastapi")),
+    R.Server("fastapi-granian", "FastAPI on Granian (ASGI), 1 worker, uvloop, HTTP/1, bench/apps/sdk_fastapi.py",
+             R.granian_argv("asgi", "sdk_fastapi", 1), needs=R.need_module("fastapi")),
+]
+
+
+def chosen(items: list, env: str) -> list:
+    want = [x.strip() for x in os.environ.get(env, "").split(",") if x.strip()]
+    unknown = set(want) - {i.name for i in items}
+    if unknown:
+        sys.exit(f"unknown {env}: {', '.join(sorted(unknown))} (one of {', '.join(i.name for i in items)})")
+    return [i for i in items if not want or i.name in want]
+
+
+def main() -> int:
+    t0 = time.time()
+    R.OUT.mkdir(exist_ok=True)
+    R.ensure_apt_tools({"wrk": "wrk"})
+    notes = R.ensure_venv()
+    info = R.machine_info(notes)
+    servers, workloads = chosen(SERVERS, "BENCH_SDK_SERVERS"), chosen(WORKLOADS, "BENCH_SDK_WORKLOADS")
+    R.log(f"==> {len(servers)} servers x {len(workloads)} workloads, {R.ROUNDS} round(s) of {R.DURATION}s "
+          f"(+{R.WARMUP}s warm-up), wrk -t{R.THREADS} -c{R.CONNS}; logs in bench/out/sdk-*.log")
+    results: dict[str, list[dict]] = {}
+
+    def visit(run: R.Running, s: R.Server) -> str | None:
+        why = run.wait_ready(probe=lambda port: R.http("GET", port, SEARCH_PATH, timeout=2)[0])
+        if why:
+            return f"failed: {why}"
+        for w in workloads:
+            wrong = R.validate(run, w)
+            if wrong:
+                return f"WRONG: {w.name}: {wrong}"
+        for w in workloads:
+            res = R.measure(run, w)
+            if not run.alive():
+                return f"failed: exited (status {run.proc.returncode}) under {w.name}; see bench/out/sdk-{s.name}.log"
+            results.setdefault(f"{s.name}|{w.name}", []).append(res)
+            errs = {k: res[k] for k in ("connect", "read", "write", "status", "timeout") if res[k]}
+            R.log(f"    {s.name:<16} {w.name:<7} {R.fmt_rps(res['rps']):>8} req/s  p50 {R.fmt_lat(res['p50_us']):>8}  "
+                  f"p99 {R.fmt_lat(res['p99_us']):>8}  cpu {res['cpu_us_per_req']:7.1f} µs/req  "
+                  f"steal {res['steal_pct']:.1f}%" + (f"  errors {errs}" if errs else ""))
+            if errs.get("status"):  # non-2xx under load: the answer is checked again
+                again = R.validate(run, w)
+                if again:
+                    return f"WRONG under load: {w.name}: {again}"
+        return None
+
+    status = R.interleaved_rounds(servers, "sdk", visit)
+    elapsed = time.time() - t0
+    summary = {k: R.summarize(v) for k, v in results.items()}
+    RESULTS_MD.write_text(render(info, servers, workloads, status, summary, elapsed))
+    (R.OUT / "results-sdk.json").write_text(json.dumps(
+        {"info": info, "config": R.config(), "status": status, "summary": summary, "runs": results},
+        indent=1, default=str))
+    print()
+    print(table_text(servers, workloads, status, summary))
+    print(ratios_text(workloads, summary))
+    R.log(f"==> wrote {R.shown(RESULTS_MD)} and bench/out/results-sdk.json ({elapsed / 60:.1f} min)")
+    return 1 if any(v.startswith(("failed", "WRONG")) for v in status.values()) else 0
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratios_text(workloads: list, summary: dict) -> str:
+    lines = [f"CovetPy / FastAPI, median req/s (above 1: CovetPy is faster; issue 23's target is {TARGET:g}x "
+             "FastAPI on uvicorn); CPU: CovetPy's CPU per request (gateway and worker) over FastAPI's (below 1: "
+             "CovetPy is cheaper)"]
+    for w in workloads:
+        x = summary.get(f"covet-1|{w.name}")
+        for other in ("fastapi-uvicorn", "fastapi-granian"):
+            y = summary.get(f"{other}|{w.name}")
+            label = f"{w.name}, covet-1 / {other}"
+            if not x or not y or not y["rps_median"]:
+                lines.append(f"- {label}: n/a (not measured)")
+                continue
+            r = x["rps_median"] / y["rps_median"]
+            target = ""
+            if other == "fastapi-uvicorn":
+                target = f" — {TARGET:g}x target **{'met' if r >= TARGET else 'not met'}**"
+            cpu = x["cpu_us_per_req"] / y["cpu_us_per_req"] if y["cpu_us_per_req"] else float("nan")
+            lines.append(f"- {label}: {r:.2f}x ({R.fmt_rps(x['rps_median'])} vs {R.fmt_rps(y['rps_median'])} req/s)"
+                         f"{target}; CPU {cpu:.2f}x ({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs)")
+    return "\n".join(lines) + "\n"
+
+
+def table_text(servers: list, workloads: list, status: dict, summary: dict) -> str:
+    L = ["| workload | server | req/s | min..max | p50 | p99 | CPU µs/req | peak RSS MiB | steal % | errors |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for w in workloads:
+        for s in servers:
+            x = summary.get(f"{s.name}|{w.name}")
+            if x is None:
+                L.append(f"| {w.name} | {s.name} | {status.get(s.name, 'not run')} | | | | | | | |")
+                continue
+            errs = ", ".join(f"{k} {n:.0f}" for k, n in x["errors"].items())
+            L.append(f"| {w.name} | {s.name} | {R.fmt_rps(x['rps_median'])} | {R.fmt_rps(x['rps_min'])}.."
+                     f"{R.fmt_rps(x['rps_max'])} | {R.fmt_lat(x['p50_us'])} | {R.fmt_lat(x['p99_us'])} | "
+                     f"{x['cpu_us_per_req']:.1f} | {x['peak_rss_mib']:.1f} | {x['steal_pct_max']:.1f}{R.stolen_mark(x)} | "
+                     f"{errs or '-'} |")
+    return "\n".join(L) + "\n"
+
+
+def render(info: dict, servers: list, workloads: list, status: dict, summary: dict, elapsed: float) -> str:
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items())
+                   if k.startswith("BENCH_") and k != "BENCH_SDK_RESULTS")
+    v = info["versions"]
+    L = ["# The typed-handler SDK: CovetPy against FastAPI on uvicorn and Granian\n",
+         f"Generated by `python3 bench/sdk.py` (part of `make bench`; alone `make bench-sdk`) on "
+         f"{time.strftime('%Y-%m-%d %H:%M %Z')}; this file is rewritten by every run. Raw numbers: "
+         "`bench/out/results-sdk.json`. The cost of each feature per request, in process, is "
+         "bench/RESULTS-sdk-features.md (`bench/sdk_features.py`).\n",
+         f"Command: `{env + ' ' if env else ''}python3 bench/sdk.py`\n"]
+    if R.QUICK or R.ROUNDS < 3 or R.DURATION < 5:
+        L.append(f"> **Short run** ({R.DURATION}s x {R.ROUNDS} round(s)): indicative, not a settled result.\n")
+    L += ["## Machine\n",
+          f"- CPUs: {info['nproc']} x {info['cpu_model']}; memory {info['memory']}",
+          f"- kernel {info['kernel']}; {info['os']}; load average at start {' '.join(info['loadavg'])}",
+          f"- CovetPy {info['covet']}",
+          f"- {R.shown(R.VENV)} Python {v.get('python', '?')}: " + ", ".join(
+              f"{p} {v.get(p, '?')}" for p in ("fastapi", "uvicorn", "granian", "uvloop", "httptools")),
+          f"- {info['wrk']}",
+          "", "## Method\n",
+          f"- `wrk -t{R.THREADS} -c{R.CONNS} --latency` over HTTP/1.1 keep-alive on 127.0.0.1; the POST's body and "
+          "`Content-Type: application/json` set by a wrk script. One worker per server; nothing pinned "
+          f"(wrk {R.WRK_CPUS or 'unpinned'}, servers {R.SERVER_CPUS or 'unpinned'}).",
+          f"- {R.ROUNDS} interleaved round(s): each starts every server in turn (order rotated per round), checks "
+          "each workload's answer once (status 200, application/json, the exact JSON with its types), then per "
+          f"workload loads it {R.WARMUP}s unmeasured and {R.DURATION}s measured. req/s: the median over the rounds, "
+          "with min..max; p50/p99: the median of the rounds' wrk percentiles.",
+          "- CPU µs/req: utime+stime of the server's whole process tree (for CovetPy the gateway *and* its worker) "
+          "over the measured run, per request; wrk's own CPU is not counted. The gateway is a second process with "
+          "Go processors of its own, so CovetPy's one worker is not one core: CPU per request is the cost "
+          "comparison that does not depend on it.",
+          "- The apps (bench/apps/sdk_covet.py, bench/apps/sdk_fastapi.py) are each framework's idiomatic code for "
+          "the same two routes, with the frameworks' defaults (both serve /openapi.json and /docs).",
+          f"- Steal above {R.STEAL_MAX:g}% of the machine's CPU time during a run: measured again "
+          f"(up to {R.STEAL_RETRIES} times), the run with the least kept; a cell whose kept run is still above is "
+          "marked †.",
+          "", "## Workloads\n"]
+    L += [f"- `{w.name}`: {w.describe}" for w in workloads]
+    L += ["", "## Servers\n"]
+    L += [f"- `{s.name}`: {s.label}" + (f" — {status[s.name]}" if s.name in status else "") for s in servers]
+    L += ["", "## Ratios\n", ratios_text(workloads, summary), "## Results\n", table_text(servers, workloads, status, summary),
+          f"- Elapsed: {elapsed / 60:.1f} min.\n"]
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
