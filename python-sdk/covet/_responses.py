@@ -49,13 +49,13 @@ def _enc_hook(o: Any) -> Any:
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook, decimal_format="number")
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 
 def encode_json(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (msgspec): dicts, lists, tuples, sets, str,
     numbers, bools, None, and msgspec Structs, dataclasses, TypedDicts, pydantic
-    models, datetimes (RFC 3339), dates, times, UUIDs, Decimals (as numbers) and Enums
+    models, datetimes (RFC 3339), dates, times, UUIDs, Decimals (as strings, exact, as pydantic writes them) and Enums
     (by value). NaN and the infinities become ``null``; anything else raises
     TypeError."""
     try:

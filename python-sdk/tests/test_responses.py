@@ -344,7 +344,7 @@ def test_json_encoding_agrees_with_the_standard_library() -> None:
     got = JSONResponse({"c": Color.RED, "p": Point(1, 2), "i": Item("a", when), "d": decimal.Decimal("1.5"),
                         "u": uuid.UUID(int=1), "day": when.date()}).body  # fmt: skip
     assert json.loads(got) == {"c": "red", "p": {"x": 1, "y": 2}, "i": {"name": "a", "when": "2026-12-07T08:30:00Z"},
-                               "d": 1.5, "u": "00000000-0000-0000-0000-000000000001", "day": "2026-12-07"}  # fmt: skip
+                               "d": "1.5", "u": "00000000-0000-0000-0000-000000000001", "day": "2026-12-07"}  # fmt: skip
     with pytest.raises(TypeError, match="not JSON serializable"):
         JSONResponse({"o": object()})
     loop: list[object] = []
