@@ -120,6 +120,11 @@ class Router:
                     f"route {route.method} {route.pattern.source!r} ({route.kind}) conflicts with the "
                     f"{existing.kind} route {existing.pattern.source!r}: a path has one GET route, HTTP or WebSocket"
                 )
+            if getattr(existing.endpoint, "__module__", "") == "covet._openapi":
+                raise ValueError(
+                    f"route {route.method} {route.pattern.source!r} is taken by the app's OpenAPI pages: pass "
+                    "Covet(openapi_url=None) and/or docs_url=None (or other URLs) to free it"
+                )
             raise ValueError(
                 f"route {route.method} {route.pattern.source!r} "
                 + ("is already registered" if same else

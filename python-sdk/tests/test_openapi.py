@@ -572,3 +572,18 @@ def test_the_crud_example_is_documented_as_its_fastapi_port_is() -> None:
         assert list(schema.get("properties", {})) == list(other.get("properties", {})), name
         assert sorted(schema.get("required", [])) == sorted(other.get("required", [])), name
         assert sorted(schema.get("enum", [])) == sorted(other.get("enum", [])), name
+
+
+def test_a_route_on_a_docs_url_says_how_to_free_it() -> None:
+    app = Covet()
+    with pytest.raises(ValueError, match=r"docs_url=None"):
+
+        @app.get("/docs")
+        async def own_docs() -> str:
+            return "mine"
+
+    free = Covet(docs_url=None)
+
+    @free.get("/docs")
+    async def mine() -> str:
+        return "mine"
