@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, STARTUP_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Gateway, _free_port, _python, serving_gateway
+from conftest import REPO, STARTUP_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Gateway, _free_port, serving_gateway
 
 CRUD = REPO / "examples" / "crud"
 TOKEN = {"x-token": "s3cret"}
@@ -201,7 +202,9 @@ def covet_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def fastapi_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     log_path = tmp_path_factory.mktemp("crud-fastapi") / "uvicorn.log"
     port = _free_port()
-    argv = [_python(), "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(CRUD),
+    # uvicorn runs on the test's own interpreter (the project venv has FastAPI); the
+    # workers' (COVET_PYTHON) may be a bare one, as in the Makefile's eager-task pass.
+    argv = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(CRUD),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
