@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +80,19 @@ def self_signed(tmp_path: Path, name: str = "localhost") -> tuple[Path, Path]:
                     "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=STARTUP_TIMEOUT_S)  # fmt: skip
     return cert, key
+
+
+def fetch(gw: Gateway, method: str, path: str, body: bytes | None = None,
+          headers: Mapping[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:  # fmt: skip
+    """One request to the gateway over a fresh http.client connection: status, header
+    fields, body."""
+    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
 
 
 def _free_port() -> int:

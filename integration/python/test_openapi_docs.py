@@ -25,19 +25,13 @@ import pytest
 from openapi_spec_validator import validate
 from websockets.sync.client import connect
 
-from conftest import Gateway, serving_gateway
+from conftest import Gateway, fetch, serving_gateway
 
 CHROMIUM_TIMEOUT_S = 60
 
 
 def _get(gw: Gateway, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
-    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
+    return fetch(gw, "GET", path)
 
 
 def _ready(gw: Gateway) -> bool:

@@ -6,7 +6,6 @@ worker writes). The client is Python's http.client."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Gateway, serving_gateway
+from conftest import Gateway, fetch, serving_gateway
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +35,14 @@ def typed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
 
 def request(gw: Gateway, method: str, path: str, body: Any = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:  # fmt: skip
-    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
-    try:
-        data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-        all_headers = {"content-type": "application/json"} if data is not None else {}
-        all_headers.update(headers or {})
-        conn.request(method, path, body=data, headers=all_headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        fields = {k.lower(): v for k, v in resp.getheaders()}
-        value = json.loads(raw) if fields.get("content-type") == "application/json" else raw
-        return resp.status, fields, value
-    finally:
-        conn.close()
+    """The answer to a request with ``body`` sent as JSON: status, header fields (names
+    lower-case) and the body, decoded when it is JSON."""
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = {"content-type": "application/json"} if data is not None else {}
+    all_headers.update(headers or {})
+    status, message, raw = fetch(gw, method, path, data, all_headers)
+    fields = {k.lower(): v for k, v in message.items()}
+    return status, fields, json.loads(raw) if fields.get("content-type") == "application/json" else raw
 
 
 def test_query_parameters_and_their_422(typed: tuple[Gateway, Path]) -> None:

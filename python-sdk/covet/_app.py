@@ -11,7 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar, Unpack, overload
 
-from ._binding import RouteOptions, call, check_signature, compile_handler, route_docs
+from ._binding import RouteOptions, call, check_signature, compile_handler, path_params, route_docs
 from ._datastructures import State
 from ._exceptions import HTTPException
 from ._head import BodySource, RequestHead
@@ -450,7 +450,7 @@ class Covet:
                     else:
                         response = to_response(await call(route.endpoint, False, request))
                 else:
-                    params = self._params(route, head.params)
+                    params = path_params(route.kinds, head.params)
                     request.path_params = params
                     if route.is_async:
                         response = to_response(await route.endpoint(request, **params))
@@ -462,25 +462,6 @@ class Covet:
             self._log(request, exc)
             response = PlainTextResponse("Internal Server Error", 500)
         return response
-
-    @staticmethod
-    def _params(route: Route, flat: list[str]) -> dict[str, Any]:
-        """The gateway's raw path parameters converted to the route's types; 404 if one
-        does not convert or they do not match the route's parameters."""
-        kinds = route.kinds
-        params: dict[str, Any] = {}
-        for i in range(0, len(flat), 2):
-            name = flat[i]
-            kind = kinds.get(name)
-            if kind is None:
-                raise HTTPException(404)
-            try:
-                params[name] = convert(kind, flat[i + 1])
-            except ConversionError:
-                raise HTTPException(404) from None
-        if len(params) != len(kinds):
-            raise HTTPException(404)
-        return params
 
     async def _handle_exception(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, RequestValidationError):

@@ -52,7 +52,7 @@ error_log = logging.getLogger("covet.error")
 #: A compiled binding step: ``await binder(request, raw_path_params)`` is the response.
 Binder = Callable[[Request, list[str]], Awaitable[Response]]
 
-__all__ = ["Binder", "Deferred", "FieldSpec", "BodySpec", "Plan", "RouteDocs", "NO_DOCS", "RouteOptions", "call", "run_background",
+__all__ = ["Binder", "Deferred", "FieldSpec", "BodySpec", "Plan", "RouteDocs", "NO_DOCS", "RouteOptions", "call", "path_params", "run_background",
            "check_signature", "compile_handler", "route_docs"]
 
 
@@ -698,6 +698,25 @@ def compile_handler(
     return plan, _make_binder(callee, pattern.kinds(), docs, app)
 
 
+def path_params(kinds: dict[str, ParamKind], flat: list[str]) -> dict[str, Any]:
+    """The gateway's raw path parameters (``[name, value, ...]``) converted to the
+    route pattern's types; 404 if one does not convert or they do not match the
+    pattern's parameters."""
+    params: dict[str, Any] = {}
+    for i in range(0, len(flat), 2):
+        name = flat[i]
+        kind = kinds.get(name)
+        if kind is None:
+            raise HTTPException(404)
+        try:
+            params[name] = convert(kind, flat[i + 1])
+        except ConversionError:
+            raise HTTPException(404) from None
+    if len(params) != len(kinds):
+        raise HTTPException(404)
+    return params
+
+
 def _make_binder(callee: _Callee, kinds: dict[str, ParamKind], docs: RouteDocs, app: Any) -> Binder:
     status = docs.status_code
     model = docs.response_model
@@ -706,18 +725,7 @@ def _make_binder(callee: _Callee, kinds: dict[str, ParamKind], docs: RouteDocs, 
     compiled: dict[Any, _Callee] = {}
 
     async def bind(request: Request, flat: list[str]) -> Response:
-        path: dict[str, Any] = {}
-        for i in range(0, len(flat), 2):
-            name = flat[i]
-            kind = kinds.get(name)
-            if kind is None:
-                raise HTTPException(404)
-            try:
-                path[name] = convert(kind, flat[i + 1])
-            except ConversionError:
-                raise HTTPException(404) from None
-        if len(path) != len(kinds):
-            raise HTTPException(404)
+        path = path_params(kinds, flat)
         request.path_params = path
         ctx = _Context(request, path, app.dependency_overrides, compiled)
         try:

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._binding import path_params
 from ._datastructures import encode_header
 from ._head import RequestHead
 from ._request import HTTPConnection, Request
@@ -355,7 +356,7 @@ async def run_session(app: Covet, route: Route, ws: WebSocket) -> Response | Non
     CancelledError."""
     head = ws.head
     try:
-        params = app._params(route, head.params) if head.params or route.kinds else {}
+        params = path_params(route.kinds, head.params) if head.params or route.kinds else {}
         ws.path_params = params
         await route.endpoint(ws, **params)
     except WebSocketDisconnect:
