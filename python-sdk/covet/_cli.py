@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._app import Covet
+from ._hosting import INTERFACES, detect_interface, host, hosted_name
+from ._wsgi import DEFAULT_THREADS as DEFAULT_WSGI_THREADS
+from ._wsgi import ENV_THREADS as ENV_WSGI_THREADS
 
 __all__ = ["AppLoadError", "find_gateway", "gateway_argv", "load_app", "main", "sdk_version"]
 
@@ -56,8 +59,9 @@ class AppLoadError(Exception):
     """``MODULE:ATTR`` does not name a Covet app."""
 
 
-def load_app(spec: str) -> Covet:
-    """Import ``MODULE:ATTR`` (current directory first on sys.path) and return the app."""
+def load_object(spec: str) -> Any:
+    """Import ``MODULE:ATTR`` (current directory first on sys.path) and return the
+    object it names."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise AppLoadError(f'app {spec!r} must be given as "module:attribute", e.g. "main:app"')
@@ -78,9 +82,28 @@ def load_app(spec: str) -> Covet:
             obj = getattr(obj, part)
         except AttributeError:
             raise AppLoadError(f"attribute {attr!r} not found in module {module_name!r}") from None
-    if not isinstance(obj, Covet):
-        raise AppLoadError(f"{spec!r} is a {type(obj).__name__}, not a covet.Covet app")
     return obj
+
+
+def load_app(spec: str, interface: str = "auto", name: str | None = None, wsgi_threads: int | None = None) -> Covet:
+    """The app ``spec`` (``MODULE:ATTR``) names, as a Covet app: a Covet app as it is, an
+    ASGI or WSGI application hosted (covet/_hosting.py) under ``name`` (default: the
+    module's name). ``interface`` is ``auto`` (detect), ``covet``, ``asgi`` or
+    ``wsgi``; an object that is not what it says raises AppLoadError."""
+    obj = load_object(spec)
+    try:
+        return host(obj, interface, name or hosted_name(spec), wsgi_threads=wsgi_threads)
+    except ValueError as e:
+        raise AppLoadError(f"{spec!r}: {e}") from None
+
+
+def describe_interface(spec: str) -> str:
+    """What ``--interface auto`` makes of ``spec``, for covet run to say."""
+    try:
+        interface, why = detect_interface(load_object(spec))
+    except ValueError as e:
+        raise AppLoadError(f"{spec!r}: {e}") from None
+    return f"{interface} ({why})"
 
 
 def find_gateway(explicit: str | None = None, environ: Any = None) -> str:
@@ -124,13 +147,19 @@ def sdk_version() -> str:
 
 
 def gateway_argv(gateway: str, spec: str, app_name: str, workers: int, host: str, port: int,
-                 worker_app_name: str | None = None, extra: Sequence[str] = (), scheme: str = "http") -> list[str]:
+                 worker_app_name: str | None = None, extra: Sequence[str] = (), scheme: str = "http",
+                 interface: str = "covet", wsgi_threads: int | None = None) -> list[str]:  # fmt: skip
     """The gateway's command line (flags agreed with gateway/): covet run's own
     settings, then ``extra`` (gateway flags passed through unchanged). ``scheme`` is
-    the banner's: ``https`` when covet run passes TLS certificates."""
+    the banner's: ``https`` when covet run passes TLS certificates. The workers are
+    told the app's ``interface`` (and ``wsgi_threads``) when it is not a Covet app."""
     worker_cmd = f"{shlex.quote(sys.executable)} -m covet worker {shlex.quote(spec)}"
     if worker_app_name:
         worker_cmd += f" --app-name {shlex.quote(worker_app_name)}"
+    if interface != "covet":
+        worker_cmd += f" --interface {interface}"
+    if wsgi_threads is not None:
+        worker_cmd += f" --wsgi-threads {wsgi_threads}"
     plural = "" if workers == 1 else "s"
     return [
         gateway,
@@ -192,12 +221,15 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("routes", help="print the app's route table")
     r.add_argument("app", metavar="MODULE:ATTR")
+    for sp in (w, r):
+        _interface_flags(sp)
 
     run = sub.add_parser("run", help="start the gateway, which spawns the workers",
                          usage="%(prog)s MODULE:ATTR [options] [-- GATEWAY FLAGS...]",
                          epilog="Flags after -- go to the gateway unchanged, after covet run's own "
                                 "(covet-gateway -h lists them), e.g. -- --max-rss 512M --timeout 10s.")
     run.add_argument("app", metavar="MODULE:ATTR")
+    _interface_flags(run)
     run.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                      help="worker processes (default: CPU count)")
     run.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
@@ -233,6 +265,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interface_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--interface", choices=INTERFACES, default="auto",
+                   help="what the app is: a Covet app, an ASGI 3 or a WSGI application (default: auto, "
+                        "detected from the object)")
+    p.add_argument("--wsgi-threads", type=_positive, default=None,
+                   help=f"threads running a WSGI app's requests, per worker (default: ${ENV_WSGI_THREADS}, "
+                        f"else {DEFAULT_WSGI_THREADS})")
+
+
 def _check_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """How covet run's TLS flags go together; an argparse error (exit 2) if not."""
     if len(args.tls_cert) != len(args.tls_key):
@@ -252,13 +293,13 @@ def _check_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def _cmd_worker(args: argparse.Namespace) -> int:
     from ._worker import run_worker
 
-    app = load_app(args.app)
+    app = load_app(args.app, args.interface, args.app_name, args.wsgi_threads)
     _setup_logging()  # after the import: an app that configures logging itself wins
     return run_worker(app, app_name=args.app_name or app.name)
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
+    app = load_app(args.app, args.interface, None, args.wsgi_threads)
     rows = []
     for route, entry in zip(app.router.routes, app.manifest(), strict=True):
         timeout = "-" if route.timeout_ms is None else f"{route.timeout_ms / 1000:g}s"
@@ -291,7 +332,12 @@ def _security_cell(options: dict[str, Any]) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
+    app = load_app(args.app, args.interface, args.app_name, args.wsgi_threads)
+    interface = args.interface
+    if interface == "auto":
+        said = describe_interface(args.app)
+        print(f"covet: serving {args.app} as {said}", file=sys.stderr)
+        interface = said.split(" ", 1)[0]
     gateway = find_gateway(args.gateway)
     name = args.app_name or app.name
     extra: list[str] = []
@@ -309,7 +355,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.log_level:  # the workers read it from the environment they inherit
         os.environ[ENV_LOG_LEVEL] = args.log_level
     argv = gateway_argv(gateway, args.app, name, args.workers, args.host, args.port, args.app_name,
-                        [*extra, *args.gateway_args], "https" if args.tls_cert else "http")  # fmt: skip
+                        [*extra, *args.gateway_args], "https" if args.tls_cert else "http",
+                        interface, args.wsgi_threads)  # fmt: skip
     sys.stdout.flush()
     sys.stderr.flush()
     if args.reload:

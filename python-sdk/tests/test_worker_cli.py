@@ -60,7 +60,7 @@ def test_routes_from_another_directory_via_pythonpath(tmp_path: Path) -> None:
     [
         ("no_such_module_xyz:app", "could not import module 'no_such_module_xyz'"),
         ("worker_app:missing", "attribute 'missing' not found in module 'worker_app'"),
-        ("worker_app:not_an_app", "is a object, not a covet.Covet app"),
+        ("worker_app:not_an_app", "a object is not an app: want a Covet app, an ASGI 3 callable or a WSGI callable"),
         ("worker_app", 'must be given as "module:attribute"'),
     ],
 )
