@@ -450,3 +450,62 @@ func TestWebSocketOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestPathPolicies: path_policy options govern every request under their
+// prefix, the longest prefix first, in place of the (catch-all) route's own;
+// an escaped spelling of a protected path is still under its prefix.
+func TestPathPolicies(t *testing.T) {
+	c, b := setup(t, Config{PathPolicies: []string{
+		"/admin=auth roles=admin",
+		"/admin/public=rate=1/minute",
+		"/api/=rate=2/minute  key=ip compress=off",
+	}}, workerproto.Route{Method: "GET", Path: "/{path...}", Kind: "http", Options: opts()})
+	exp := time.Now().Add(time.Hour).Unix()
+	admin := hs256(t, map[string]any{"sub": "ann", "exp": exp, "roles": []string{"admin"}})
+	user := hs256(t, map[string]any{"sub": "bob", "exp": exp, "roles": []string{"user"}})
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/admin", "", 401},
+		{"/admin/users", "", 401},
+		{"/%61dmin/users", "", 401}, // %61 is 'a': the canonical path is under /admin
+		{"/admin/users", user, 403},
+		{"/admin/users", admin, 200},
+		{"/administrator", "", 200}, // not under /admin: segment boundaries count
+		{"/admin/public/x", "", 200},
+		{"/admin/public/x", "", 429}, // the longer prefix's own rate, no auth
+		{"/api/a", "", 200},
+		{"/api/b", "", 200},
+		{"/api/c", "", 429}, // one budget for the whole prefix
+		{"/other", "", 200},
+	} {
+		var rec *recorder
+		if tc.token == "" {
+			rec = do(t, c, "GET", tc.path)
+		} else {
+			rec = do(t, c, "GET", tc.path, "Authorization", "Bearer "+tc.token)
+		}
+		if rec.status != tc.want {
+			t.Fatalf("GET %s: %d, want %d", tc.path, rec.status, tc.want)
+		}
+	}
+	if len(b.seen) != 6 {
+		t.Fatalf("backend saw %d requests, want 6", len(b.seen))
+	}
+	for _, tc := range []struct{ entry, want string }{
+		{"admin=auth", "want PREFIX=OPTIONS"},
+		{"/x=auth frobnicate", `unknown option "frobnicate"`},
+		{"/x=roles=admin", "roles and scopes need auth true"},
+		{"/x=rate=5/fortnight", "rate_limit"},
+		{"/x=cors=maybe", "cors must be on or off"},
+	} {
+		bad, err := New(Config{PathPolicies: []string{tc.entry}}, &backend{routes: router.New[*dispatch.Route]()}, nil, nil)
+		if err == nil {
+			bad.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "path_policy") {
+			t.Errorf("%s: got %v, want an error naming path_policy and %q", tc.entry, err, tc.want)
+		}
+	}
+}
