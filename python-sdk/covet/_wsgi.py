@@ -114,9 +114,8 @@ def wsgi_app(app: Any, name: str, *, threads: int | None = None) -> Covet:
     ``threads`` threads (None: $COVET_WSGI_THREADS, else DEFAULT_THREADS).
 
     The pool is made when the worker starts and shut down when it stops; every
-    request runs the app on one of its threads (docs/python-app.md, "Hosting ASGI and
-    WSGI apps"). Raises TypeError when ``app`` is not callable, ValueError for a bad
-    pool size."""
+    request runs the app on one of its threads (this module's docstring says how).
+    Raises TypeError when ``app`` is not callable, ValueError for a bad pool size."""
     if not callable(app):
         raise TypeError(f"a WSGI application is a callable of (environ, start_response), got {type(app).__name__}")
     host = _Host(app, pool_size(threads))
