@@ -70,6 +70,9 @@ _BASE_ENVIRON: Final[Mapping[str, Any]] = {
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2", "3": "HTTP/3"}
 #: Response fields the gateway makes itself (it frames the body): an app's are dropped
 #: (a Content-Length answering HEAD excepted).
+#: The largest body of declared Content-Length taken whole from an iterator (larger
+#: ones are streamed as the app makes them).
+WHOLE_MAX: Final = 1 << 20
 _FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 #: Statuses that carry no body: the app's body is consumed and dropped, as for HEAD.
 _NO_BODY_STATUS: Final = frozenset({204, 304})
@@ -341,7 +344,28 @@ class _Call:
                     self.pipe.put_last(_file_response(path, self.status, self.fields))
                     return
         write = self.write
-        for chunk in result:
+        chunks = iter(result)
+        if not self.committed:
+            # A body of declared length (Flask's and Django's usual answer, an
+            # iterator over one piece): taken whole, it goes out as one record with
+            # its Content-Length, as a list would, instead of as a stream. The first
+            # chunk comes first: a generator calls start_response when it starts.
+            parts: list[bytes] = []
+            total = 0
+            for chunk in chunks:
+                length = self.app_length
+                total += len(chunk) if type(chunk) is bytes else WHOLE_MAX + 1
+                if length is None or int(length) > WHOLE_MAX or total > WHOLE_MAX:
+                    # no length, a large one, more than it said, or not bytes (write()
+                    # refuses it): streamed from here
+                    write(b"".join(parts))
+                    write(chunk)
+                    break
+                parts.append(chunk)
+            else:
+                self.finish(b"".join(parts))
+                return
+        for chunk in chunks:
             write(chunk)
         self.finish(b"")
 

@@ -215,6 +215,35 @@ def test_generator_answer_is_streamed_and_closed() -> None:
     assert closed.wait(2)
 
 
+def test_an_iterator_of_declared_length_is_answered_whole() -> None:
+    """Flask and Django answer with an iterator and a Content-Length: taken whole (up to
+    WHOLE_MAX), it goes out with its length, as a list would; closed all the same. An
+    app that sends more than it declared is streamed past WHOLE_MAX, never buffered
+    without bound."""
+    from covet._wsgi import WHOLE_MAX
+
+    closed: list[str] = []
+
+    def declared(body: list[bytes], length: int) -> Callable[[Environ, StartResponse], Iterator[bytes]]:
+        def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(length))])
+            try:
+                yield from body
+            finally:
+                closed.append(environ["PATH_INFO"])
+
+        return app
+
+    with client(declared([b"hello ", b"world"], 11)) as c:
+        r = c.get("/a")
+    assert (r.text, r.headers["content-length"], "transfer-encoding" in r.headers) == ("hello world", "11", False)
+    big = [b"x" * (256 << 10)] * 6  # 1.5 MiB, declared as 5 bytes
+    with client(declared(big, 5)) as c:
+        r = c.get("/b")
+    assert len(r.content) == 6 * (256 << 10) > WHOLE_MAX and r.headers["transfer-encoding"] == "chunked"
+    assert closed == ["/a", "/b"]
+
+
 def test_write_callable_comes_before_the_iterable() -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         write = start_response("200 OK", [])
