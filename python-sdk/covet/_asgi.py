@@ -78,7 +78,7 @@ class _Cycle:
 
     __slots__ = ("coro", "task", "request", "phase", "status", "headers", "body", "path", "outbox", "handoff",
                  "finished", "error", "gone", "disconnect", "discard", "wake", "pending", "body_iter",
-                 "body_left", "body_done", "is_head", "head_length")  # fmt: skip
+                 "body_left", "body_done", "is_head", "head_length", "cancelled")  # fmt: skip
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -111,6 +111,10 @@ class _Cycle:
         self.body_done = self.body_left == 0
         self.is_head = request.head.method == "HEAD"
         self.head_length: bytes | None = None
+        #: The request's task was cancelled (the client left) while the app waited for
+        #: http.disconnect, which it got instead: the task ends cancelled once the app
+        #: is done.
+        self.cancelled = False
 
     # -- receive ------------------------------------------------------------------------
 
@@ -269,6 +273,14 @@ class _Cycle:
             await self.drive()
         self._report_late()
 
+    async def check_cancelled(self) -> None:
+        """After a drive: if the client left while the app waited for http.disconnect,
+        let the app finish and end the request's task as cancelled, so that the worker
+        sends nothing more for the request."""
+        if self.cancelled:
+            await self.abandon()
+            raise asyncio.CancelledError()
+
     async def abandon(self) -> None:
         """The client left mid-response: ``send`` raises ClientDisconnected, ``receive``
         gives http.disconnect; the app runs to its end."""
@@ -336,7 +348,7 @@ class _Drive:
                             task = cycle.task
                             if task is not None:
                                 task.uncancel()
-                            cycle.gone = True
+                            cycle.gone = cycle.cancelled = True
                             if not blocked.done():
                                 blocked.set_result(None)
                         elif not blocked.cancel(exc.args[0] if exc.args else None):
@@ -419,6 +431,7 @@ class _Streamed(Response):
                 if cycle.finished:
                     raise _broken(cycle, "returned without completing the response")
                 await cycle.drive()
+                await cycle.check_cancelled()
         finally:
             if not complete and not cycle.finished:
                 await cycle.abandon()
@@ -508,6 +521,7 @@ class _Host:
                 if not cycle.finished:
                     cycle.coro.close()
                 raise
+            await cycle.check_cancelled()
             if cycle.phase == 3:
                 if cycle.path is not None:
                     response: Response = FileResponse(cycle.path, cycle.status, background=cycle.finish)

@@ -521,3 +521,56 @@ async def test_starlette_file_response_is_sent_by_the_gateway(tmp_path: Path) ->
     assert isinstance(response, FileResponse)  # http.response.pathsend: the worker sends the path
     assert response.path == str(tmp_path / "a.txt")
     assert "etag" in response.headers and "content-length" not in response.headers
+
+
+@run_async
+async def test_sends_from_a_task_of_the_apps_own_stream_too() -> None:
+    """As Django's ASGIHandler and Starlette before ASGI 2.4 do: the response is sent
+    from a child task while another waits for http.disconnect."""
+    events: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def respond() -> None:
+            await send({"type": "http.response.start", "status": 200})
+            for i in range(3):
+                await send({"type": "http.response.body", "body": b"%d" % i, "more_body": True})
+                events.append(f"sent {i}")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            events.append("disconnect")
+
+        listener = asyncio.create_task(listen())
+        await asyncio.create_task(respond())
+        await listener
+
+    covet = asgi_app(app, "t")
+    covet.freeze()
+    response = await covet._handle(make_head("GET", "/", "/{path...}", ["path", ""]), chunks())
+    got = []
+    async for chunk in response.body_chunks():
+        got.append(chunk)
+        events.append(f"got {chunk.decode()}")
+    assert got == [b"0", b"1", b"2"]
+    assert events[:6] == ["got 0", "sent 0", "got 1", "sent 1", "got 2", "sent 2"]
+    assert response.background is not None
+    await asyncio.wait_for(response.background(), 2)
+    assert events[-1] == "disconnect"
+
+
+def test_a_timeout_inside_the_app_cancels_only_what_it_wraps() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(10)
+            outcome = b"slept"
+        except TimeoutError:
+            outcome = b"timed out"
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": outcome})
+
+    assert TestClient(asgi_app(app, "t")).get("/").content == b"timed out"
