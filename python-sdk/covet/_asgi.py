@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable
 from typing import Any
 from urllib.parse import unquote
@@ -41,6 +42,7 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 _HTTP_ASGI = {"version": "3.0", "spec_version": "2.4"}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _DROPPED = frozenset(("content-length", "transfer-encoding"))
+_NO_EAGER = sys.version_info < (3, 12)
 
 
 class ClientDisconnected(OSError):
@@ -78,7 +80,7 @@ class _Cycle:
 
     __slots__ = ("coro", "task", "request", "phase", "status", "headers", "body", "path", "outbox", "handoff",
                  "finished", "error", "gone", "disconnect", "discard", "wake", "pending", "body_iter",
-                 "body_left", "body_done", "is_head", "head_length", "cancelled")  # fmt: skip
+                 "body_left", "body_done", "is_head", "head_length", "cancelled", "driving")  # fmt: skip
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -115,6 +117,8 @@ class _Cycle:
         #: http.disconnect, which it got instead: the task ends cancelled once the app
         #: is done.
         self.cancelled = False
+        #: The driver is inside the coroutine (a send now comes from it).
+        self.driving = False
 
     # -- receive ------------------------------------------------------------------------
 
@@ -184,14 +188,12 @@ class _Cycle:
             if self.is_head:  # no body to send: the head is what the client gets
                 self.discard = True
                 self.phase = 3
-                self._stop_here()
-                if asyncio.current_task() is self.task:
-                    await _pause
+                await self._complete()
                 return
             if not more and self.phase == 1:
                 self.body = body
                 self.phase = 3
-                await self._handed(None)
+                await self._complete()
                 return
             self.phase = 2 if more else 3
             await self._handed(body)
@@ -204,7 +206,7 @@ class _Cycle:
                 raise RuntimeError(f"http.response.pathsend path must be a str, got {type(path).__name__}")
             self.path = path
             self.phase = 3
-            await self._handed(None)
+            await self._complete()
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
@@ -224,25 +226,41 @@ class _Cycle:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    async def _handed(self, chunk: bytes | None) -> None:
-        """A body message (``chunk`` None: the last, already recorded) is ready for the
-        consumer; return once the worker has taken it."""
-        if asyncio.current_task() is self.task:
+    def _in_task(self) -> bool:
+        """Whether the caller is the coroutine the driver is running now (not a task of
+        the app's own). Before 3.12 no other task can run while the driver is inside
+        the coroutine; from 3.12 an eager task can, so the task is compared too."""
+        return self.driving and (_NO_EAGER or asyncio.current_task() is self.task)
+
+    async def _complete(self) -> None:
+        """The response is complete (recorded): the app goes on at once in the driving
+        task, whose driver stops at its next wait; a task of the app's own waits until
+        the endpoint has the response."""
+        if not self._in_task():
+            await self._handoff(None)
+
+    async def _handed(self, chunk: bytes) -> None:
+        """A body chunk is ready for the consumer; return once the worker has taken it."""
+        if self._in_task():
             self.outbox = chunk
             await _pause
-        else:  # a task of the app's own: hand over through a future
-            while self.handoff is not None:
-                await self.handoff
-            self.outbox = chunk
-            fut = self.handoff = asyncio.get_running_loop().create_future()
-            self._stop_here()
-            try:
-                await fut
-            finally:
-                if self.handoff is fut:
-                    self.handoff = None
+        else:
+            await self._handoff(chunk)
         if self.gone and not self.discard:
             raise ClientDisconnected("the client has gone")
+
+    async def _handoff(self, chunk: bytes | None) -> None:
+        """A send from a task of the app's own: wake the driver, wait until taken."""
+        while self.handoff is not None:
+            await self.handoff
+        self.outbox = chunk
+        fut = self.handoff = asyncio.get_running_loop().create_future()
+        self._stop_here()
+        try:
+            await fut
+        finally:
+            if self.handoff is fut:
+                self.handoff = None
 
     def _taken(self) -> None:
         """The worker took the chunk in the outbox: a sender waiting for it may go on."""
@@ -255,8 +273,9 @@ class _Cycle:
 
     # -- driving ------------------------------------------------------------------------
 
-    def drive(self) -> _Drive:
-        return _Drive(self)
+    def drive(self, until_done: bool = False) -> _Drive:
+        """Run the app on (see _Drive)."""
+        return _Drive(self, until_done)
 
     def _on_ready(self, _fut: asyncio.Future[Any]) -> None:
         wake = self.wake
@@ -270,7 +289,7 @@ class _Cycle:
         self._taken()
         self._done()
         while not self.finished:
-            await self.drive()
+            await self.drive(True)
         self._report_late()
 
     async def check_cancelled(self) -> None:
@@ -288,7 +307,7 @@ class _Cycle:
         self._taken()
         self._done()
         while not self.finished:
-            await self.drive()
+            await self.drive(True)
         if isinstance(self.error, (ClientDisconnected, asyncio.CancelledError)):
             self.error = None
         self._report_late()
@@ -315,22 +334,27 @@ def _disconnected(err: BaseException) -> bool:
 
 
 class _Drive:
-    """Awaitable: run the cycle's coroutine in the awaiting task until it has handed a
-    body message over (``send`` yields ``_PAUSE``), a task of the app's own did, or the
-    coroutine ended (``finished``; an exception in ``error``). Futures the coroutine
-    waits on are waited on for it, with a Task's semantics (cancellation included); a
-    cancellation while it waits for ``http.disconnect`` becomes that message instead."""
+    """Awaitable: run the cycle's coroutine in the awaiting task until it hands a body
+    chunk over (``send`` yields ``_PAUSE``), a task of the app's own hands a message
+    over, the response is complete and the coroutine waits for something (unless
+    ``until_done``), or the coroutine ends (``finished``; an exception in ``error``).
+    Futures the coroutine waits on are waited on for it with a Task's semantics,
+    cancellation included; a cancellation while it waits for ``http.disconnect``
+    becomes that message instead."""
 
-    __slots__ = ("cycle",)
+    __slots__ = ("cycle", "until_done")
 
-    def __init__(self, cycle: _Cycle) -> None:
+    def __init__(self, cycle: _Cycle, until_done: bool) -> None:
         self.cycle = cycle
+        self.until_done = until_done
 
     def __await__(self) -> Generator[Any, None, None]:
         cycle = self.cycle
         coro = cycle.coro
         assert coro is not None
-        cycle.task = asyncio.current_task()  # the task driving it now: its sends pause here
+        if not _NO_EAGER:
+            cycle.task = asyncio.current_task()
+        stop_when_complete = not self.until_done
         error: BaseException | None = None
         blocked = cycle.pending
         cycle.pending = None
@@ -345,7 +369,7 @@ class _Drive:
                     except asyncio.CancelledError as exc:
                         cycle.wake = None
                         if blocked is cycle.disconnect:  # the client left: say so
-                            task = cycle.task
+                            task = asyncio.current_task()
                             if task is not None:
                                 task.uncancel()
                             cycle.gone = cycle.cancelled = True
@@ -365,6 +389,7 @@ class _Drive:
                         cycle.pending = blocked
                         return
                 blocked = None
+            cycle.driving = True
             try:
                 if error is None:
                     yielded = coro.send(None)
@@ -380,9 +405,13 @@ class _Drive:
             except BaseException:
                 cycle.finished = True
                 raise
+            finally:
+                cycle.driving = False
             if yielded is _PAUSE:
                 return
-            if yielded is None:  # a bare yield (sleep(0)): give the loop a turn
+            if yielded is None:  # a bare yield (sleep(0))
+                if stop_when_complete and cycle.phase == 3 and cycle.outbox is None:
+                    return  # the response first; the rest goes on from here
                 try:
                     yield None
                 except BaseException as exc:
@@ -390,6 +419,9 @@ class _Drive:
                 continue
             if getattr(yielded, "_asyncio_future_blocking", None):
                 yielded._asyncio_future_blocking = False
+                if stop_when_complete and cycle.phase == 3 and cycle.outbox is None:
+                    cycle.pending = yielded  # the response first; the rest waits on this
+                    return
                 blocked = yielded
                 continue
             error = RuntimeError(f"ASGI app yielded {yielded!r}, not a future")
@@ -451,11 +483,25 @@ def _broken(cycle: _Cycle, what: str) -> BaseException:
     return exc
 
 
-def _server(headers: list[Any], scheme: str) -> tuple[str, int | None] | None:
-    try:
-        host = bytes(headers[headers.index("host") + 1]).decode("latin-1")
-    except ValueError:
-        return None
+class _Memo(dict[Any, Any]):
+    """A bounded memo of ``fn``: the first 1024 keys are kept, later ones computed
+    each time (request header names and Host values repeat; a flood of new ones must
+    not grow it)."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key: Any) -> Any:
+        value = self.fn(key)
+        if len(self) < 1024:
+            self[key] = value
+        return value
+
+
+def _parse_server(key: tuple[bytes, str]) -> tuple[str, int | None] | None:
+    value, scheme = key
+    host = value.decode("latin-1")
     if not host:
         return None
     if host.startswith("["):
@@ -465,15 +511,38 @@ def _server(headers: list[Any], scheme: str) -> tuple[str, int | None] | None:
     else:
         name, _, port_text = host.partition(":")
     if port_text:
-        try:
-            return name, int(port_text)
-        except ValueError:
-            return name, None
+        return (name, int(port_text)) if port_text.isdigit() and port_text.isascii() else (name, None)
     return name, _DEFAULT_PORTS.get(scheme)
 
 
+_servers = _Memo(_parse_server)
+_names = _Memo(lambda name: name.encode("latin-1"))
+
+
+def _server(headers: list[Any], scheme: str) -> tuple[str, int | None] | None:
+    """``(host, port)`` from the Host header (the scheme's port when it names none);
+    None without one."""
+    try:
+        value = headers[headers.index("host") + 1]
+    except ValueError:
+        return None
+    result: tuple[str, int | None] | None = _servers[(bytes(value), scheme)]
+    return result
+
+
 def _pairs(flat: list[Any]) -> list[tuple[bytes, bytes]]:
-    return [(flat[i].encode("latin-1"), flat[i + 1]) for i in range(0, len(flat), 2)]
+    """ASGI's header list from the head's flat one: (name bytes, value bytes) pairs."""
+    return list(zip(map(_names.__getitem__, flat[0::2]), flat[1::2]))
+
+
+def _client(text: str) -> tuple[str, int] | None:
+    """``(host, port)`` from the head's ``ip:port`` or ``[ipv6]:port``."""
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if host.startswith("["):
+        host = host[1:-1]
+    return (host, int(port)) if port.isdigit() else (host or text, 0)
 
 
 class _Host:
@@ -489,7 +558,6 @@ class _Host:
 
     def http_scope(self, request: Request) -> Scope:
         head = request.head
-        client = request.client
         scope: Scope = {
             "type": "http",
             "asgi": _HTTP_ASGI,
@@ -501,7 +569,7 @@ class _Host:
             "query_string": head.query.encode("utf-8"),
             "root_path": "",
             "headers": _pairs(head.headers),
-            "client": (client.host, client.port) if client is not None else None,
+            "client": _client(head.client),
             "server": _server(head.headers, head.scheme),
             "extensions": self.http_extensions,
         }
@@ -523,14 +591,23 @@ class _Host:
                 raise
             await cycle.check_cancelled()
             if cycle.phase == 3:
+                background = None
+                if not cycle.finished:
+                    background = cycle.finish
+                elif cycle.error is not None:
+                    cycle._report_late()
                 if cycle.path is not None:
-                    response: Response = FileResponse(cycle.path, cycle.status, background=cycle.finish)
+                    response: Response = FileResponse(cycle.path, cycle.status, background=background)
                     response.headers = MutableHeaders.from_pairs(cycle.headers)
-                    return response
-                response = Response(cycle.body, cycle.status, background=cycle.finish)
-                if cycle.head_length is not None:
-                    cycle.headers.append(("content-length", cycle.head_length))
-                response.headers = MutableHeaders.from_pairs(cycle.headers)
+                else:
+                    if cycle.head_length is not None:
+                        cycle.headers.append(("content-length", cycle.head_length))
+                    response = _new_response(Response)
+                    response.status = cycle.status
+                    response.body = cycle.body
+                    response.headers = MutableHeaders.from_pairs(cycle.headers)
+                    if background is not None:
+                        response.background = background
                 cycle._taken()
                 return response
             if cycle.phase == 2 and cycle.outbox is not None:
@@ -550,6 +627,9 @@ class _Host:
             return PlainTextResponse("Internal Server Error", 500)
         cycle.error = err
         return _BrokenResponse(cycle)
+
+
+_new_response = object.__new__
 
 
 class _BrokenResponse(Response):
@@ -747,7 +827,6 @@ class _WSCycle:
 
 def _ws_scope(host: _Host, ws: WebSocket) -> Scope:
     head = ws.head
-    client = ws.client
     scope: Scope = {
         "type": "websocket",
         "asgi": _HTTP_ASGI,
@@ -758,7 +837,7 @@ def _ws_scope(host: _Host, ws: WebSocket) -> Scope:
         "query_string": head.query.encode("utf-8"),
         "root_path": "",
         "headers": _pairs(head.headers),
-        "client": (client.host, client.port) if client is not None else None,
+        "client": _client(head.client),
         "server": _server(head.headers, head.scheme),
         "subprotocols": ws.subprotocols,
         "extensions": host.ws_extensions,

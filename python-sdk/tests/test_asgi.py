@@ -147,6 +147,7 @@ async def test_a_complete_body_returns_before_the_app_does() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 201, "headers": [(b"x-a", b"1")]})
         await send({"type": "http.response.body", "body": b"done"})
+        await asyncio.sleep(0.01)  # the response goes out while the app waits here
         events.append("background")
         message = await receive()  # the response is over: the disconnect is already there
         events.append(message["type"])
