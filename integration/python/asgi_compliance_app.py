@@ -2,12 +2,7 @@
 framework) whose endpoints report what the server gave them (scope, headers, query,
 cookies, body messages) and produce what a server must carry (status codes, redirects,
 large bodies, chunked streams, server-sent events, NDJSON), with lifespan state shared
-with requests.
-
-``asgi`` is the ASGI app; ``app`` hosts it as ``covet worker asgi_compliance_app:asgi
---interface asgi`` would, plus a WebSocket route on ``/ws/{path...}`` bridged to it (a
-WebSocket route on the catch-all pattern waits for GET and WebSocket routes that share a
-pattern)."""
+with requests. Served with ``covet worker asgi_compliance_app:app --interface asgi``."""
 
 from __future__ import annotations
 
@@ -18,13 +13,11 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
-from covet._asgi import asgi_app, websocket_endpoint
-
 Send = Any
 Receive = Any
 
 
-async def asgi(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
         await _lifespan(scope, receive, send)
@@ -242,7 +235,3 @@ async def _websocket(scope: dict[str, Any], receive: Receive, send: Send) -> Non
             await send({"type": "websocket.send", "text": text})
         else:
             await send({"type": "websocket.send", "bytes": data})
-
-
-app = asgi_app(asgi, "asgi_compliance_app")
-app.websocket("/ws/{path...}")(websocket_endpoint(app))

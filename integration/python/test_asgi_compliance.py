@@ -30,7 +30,7 @@ def _ready(gw: Gateway) -> bool:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     log = tmp_path_factory.mktemp("asgi-compliance") / "gateway.log"
-    with serving_gateway(log, "asgi_compliance_app", "asgi_compliance_app", 1, _ready) as g:
+    with serving_gateway(log, "asgi_compliance_app", "asgi_compliance_app", 1, _ready, interface="asgi") as g:
         yield g
 
 
@@ -260,6 +260,15 @@ def test_websocket_close_code_from_the_app(gw: Gateway) -> None:
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=5)
     assert info.value.rcvd is not None and (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "asked to")
+
+
+def test_plain_get_and_websocket_on_one_path(gw: Gateway) -> None:
+    from websockets.sync.client import connect
+
+    assert fetch(gw, "GET", "/ws/echo")[0] == 404  # the app's http answer for that path
+    with connect(_ws_url(gw, "/ws/echo"), open_timeout=10) as ws:
+        ws.send("again")
+        assert ws.recv(timeout=5) == "again"
 
 
 def test_websocket_rejection_and_denial_response(gw: Gateway) -> None:

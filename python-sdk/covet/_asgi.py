@@ -577,7 +577,13 @@ class _Host:
             scope["state"] = dict(self.state)
         return scope
 
+    async def websocket(self, ws: WebSocket, path: str) -> None:
+        """The WebSocket route's handler: the session as a websocket scope."""
+        await asgi_websocket(self, ws)
+
     async def endpoint(self, request: Request, path: str) -> Response:
+        """The HTTP routes' handler: the request as an http scope; returns as soon as
+        the response is known (complete, a file, or the first streamed chunk)."""
         cycle = _Cycle(request)
         cycle.coro = self.app(self.http_scope(request), cycle.receive, cycle.send)  # type: ignore[assignment]
         if not asyncio.iscoroutine(cycle.coro):
@@ -865,24 +871,23 @@ async def asgi_websocket(host: _Host, ws: WebSocket) -> None:
 
 def asgi_app(app: Any, name: str) -> Covet:
     """A Covet app named ``name`` serving the ASGI 3 application ``app``: one catch-all
-    route per method; ASGI's lifespan protocol run by the worker's startup and
-    shutdown (an app that does not take part is served without it)."""
+    route per method and a WebSocket route on the same pattern (an upgrade request is
+    a websocket scope, any other an http one); ASGI's lifespan protocol run by the
+    worker's startup and shutdown (an app that does not take part is served without
+    it)."""
     if not callable(app):
         raise TypeError(f"an ASGI app must be callable, got {type(app).__name__}")
     host = _Host(app)
     covet = Covet(name, openapi_url=None, docs_url=None, lifespan=_lifespan(host))
     covet.route("/{path...}", list(HTTP_METHODS))(host.endpoint)
+    covet.websocket("/{path...}")(host.websocket)
     covet.asgi_host = host  # type: ignore[attr-defined]
     return covet
 
 
 def websocket_endpoint(app: Covet) -> Callable[[WebSocket, str], Awaitable[None]]:
-    """The WebSocket handler bridging sessions to the ASGI app ``app`` hosts (for a
-    ``@app.websocket`` route)."""
+    """The WebSocket handler bridging sessions to the ASGI app that ``app`` (made by
+    :func:`asgi_app`) hosts, for a ``@app.websocket`` route of one's own."""
     host: _Host = app.asgi_host  # type: ignore[attr-defined]
-
-    async def ws_endpoint(ws: WebSocket, path: str) -> None:
-        await asgi_websocket(host, ws)
-
-    return ws_endpoint
+    return host.websocket
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi import Request as FRequest
+from fastapi import WebSocket as FWebSocket
 from fastapi.responses import FileResponse as FFileResponse
 from fastapi.responses import StreamingResponse as FStreamingResponse
 from pydantic import BaseModel
@@ -369,7 +370,8 @@ def ws_app(seen: list[Any]) -> Any:
         if scope["query_string"] == b"close":
             await send({"type": "websocket.close"})
             return
-        await send({"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-hello", b"1")]})
+        chosen = "chat" if "chat" in scope["subprotocols"] else None
+        await send({"type": "websocket.accept", "subprotocol": chosen, "headers": [(b"x-hello", b"1")]})
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -387,9 +389,37 @@ def ws_app(seen: list[Any]) -> Any:
 
 
 def ws_covet(seen: list[Any]) -> Covet:
-    covet = asgi_app(ws_app(seen), "t")
-    covet.websocket("/ws/{path...}")(websocket_endpoint(covet))
-    return covet
+    return asgi_app(ws_app(seen), "t")
+
+
+def test_websocket_endpoint_on_a_route_of_ones_own() -> None:
+    seen: list[Any] = []
+    covet = Covet("own", openapi_url=None, docs_url=None)
+    hosted = asgi_app(ws_app(seen), "t")
+    covet.websocket("/live/{path...}")(websocket_endpoint(hosted))
+    with TestClient(covet).websocket_connect("/live/x") as ws:
+        ws.send_text("a")
+        assert ws.receive_text() == "A"
+    assert seen[0]["path"] == "/live/x"
+
+
+def test_plain_get_and_upgrade_share_the_catch_all() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"plain"})
+        elif scope["type"] == "websocket":
+            await ws_app(seen)(scope, receive, send)
+        else:
+            raise RuntimeError("no lifespan")
+
+    client = TestClient(asgi_app(app, "t"))
+    assert client.get("/ws/room").text == "plain"
+    with client.websocket_connect("/ws/room") as ws:
+        ws.send_text("x")
+        assert ws.receive_text() == "X"
 
 
 def test_websocket_bridge_messages_and_close() -> None:
@@ -575,3 +605,25 @@ def test_a_timeout_inside_the_app_cancels_only_what_it_wraps() -> None:
         await send({"type": "http.response.body", "body": outcome})
 
     assert TestClient(asgi_app(app, "t")).get("/").content == b"timed out"
+
+
+def test_fastapi_websocket_with_path_and_query() -> None:
+    api = FastAPI()
+
+    @api.websocket("/chat/{room}")
+    async def chat(websocket: FWebSocket, room: str, token: str = "none") -> None:
+        await websocket.accept()
+        await websocket.send_json({"room": room, "token": token})
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"{room}: {text}")
+
+    @api.get("/chat/{room}")
+    async def page(room: str) -> dict[str, str]:
+        return {"page": room}
+
+    client = TestClient(asgi_app(api, "t"))
+    assert client.get("/chat/lobby").json() == {"page": "lobby"}
+    with client.websocket_connect("/chat/lobby?token=abc") as ws:
+        assert ws.receive_json() == {"room": "lobby", "token": "abc"}
+        ws.send_text("hi")
+        assert ws.receive_text() == "lobby: hi"
