@@ -720,7 +720,9 @@ class _LifespanRun:
     async def stop(self) -> None:
         task = self.task
         assert task is not None
-        if task.done():
+        if task.done():  # it ended while the worker served
+            if not task.cancelled() and task.exception() is not None:
+                raise RuntimeError("the ASGI lifespan task failed after startup") from task.exception()
             return
         self.shutdown_asked.set()
         await asyncio.wait((task, self.shutdown), return_when=asyncio.FIRST_COMPLETED)

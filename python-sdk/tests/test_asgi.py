@@ -627,3 +627,75 @@ def test_fastapi_websocket_with_path_and_query() -> None:
         assert ws.receive_json() == {"room": "lobby", "token": "abc"}
         ws.send_text("hi")
         assert ws.receive_text() == "lobby: hi"
+
+
+# -- Django (its ASGIHandler sends the response from a task of its own) ---------------------
+
+
+class _DjangoURLs:
+    urlpatterns: list[Any] = []
+
+
+def test_django_asgi_app() -> None:
+    pytest.importorskip("django", reason="django is in the Makefile's PYDEPS: run make venv")
+    from django.conf import settings
+    from django.utils.functional import empty
+
+    configured_here = not settings.configured
+    if configured_here:  # undone at the end, so that another test may configure its own
+        settings.configure(DEBUG=False, SECRET_KEY="test-only", ALLOWED_HOSTS=["testserver"], ROOT_URLCONF=_DjangoURLs,
+                           MIDDLEWARE=[], INSTALLED_APPS=[], USE_TZ=True)  # fmt: skip
+    try:
+        _check_django_asgi()
+    finally:
+        if configured_here:
+            settings._wrapped = empty
+
+
+def _check_django_asgi() -> None:
+    import django
+    from django import http
+    from django.core.asgi import get_asgi_application
+    from django.test.utils import override_settings
+    from django.urls import path
+
+    django.setup(set_prefix=False)
+
+    async def hello(request: Any, name: str) -> Any:
+        return http.JsonResponse({"hello": name, "q": request.GET.getlist("q")})
+
+    def echo(request: Any) -> Any:
+        return http.JsonResponse({"body_len": len(request.body), "method": request.method})
+
+    async def stream(request: Any) -> Any:
+        async def parts() -> AsyncIterator[str]:
+            for i in range(3):
+                yield f"part{i};"
+
+        return http.StreamingHttpResponse(parts(), content_type="text/plain")
+
+    _DjangoURLs.urlpatterns = [path("hello/<str:name>", hello), path("echo", echo), path("stream", stream)]
+    with override_settings(ROOT_URLCONF=_DjangoURLs):
+        client = TestClient(asgi_app(get_asgi_application(), "dj"), chunk_size=10_000)
+        r = client.get("/hello/w%C3%B6rld?q=1&q=2")
+        assert r.status_code == 200 and r.json() == {"hello": "wörld", "q": ["1", "2"]}
+        assert client.post("/echo", content=b"z" * 50_000).json() == {"body_len": 50_000, "method": "POST"}
+        r = client.get("/stream")
+        assert r.text == "part0;part1;part2;"
+        assert client.get("/missing").status_code == 404
+
+
+def test_lifespan_shutdown_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.failed", "message": "pool stuck"})
+            return
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body"})
+
+    with TestClient(asgi_app(app, "t")) as client:
+        assert client.get("/").status_code == 204
+    assert any("pool stuck" in repr(rec.exc_info) or "pool stuck" in rec.getMessage() for rec in caplog.records)
