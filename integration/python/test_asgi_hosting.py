@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -199,3 +200,32 @@ def test_lifespan_startup_failure_is_reported(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_covet_run_detects_and_serves_the_asgi_app(tmp_path: Path) -> None:
+    from test_cli_run import TIMEOUT_S, _readline, _stop
+
+    need_gateway()
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([_python(), "-m", "covet", "run", "asgi_hosted_app:app", "--workers", "1", "--port", "0",
+                                 "--gateway", str(GATEWAY)],
+                                cwd=HERE, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        lines = []
+        while True:
+            line = _readline(proc, TIMEOUT_S).decode()
+            assert line, f"no banner; stdout {lines!r}; stderr:\n{log.read_text()[-3000:]}"
+            lines.append(line)
+            m = re.fullmatch(r"CovetPy serving asgi_hosted_app:app on http://127\.0\.0\.1:(\d+) \(1 worker\)\n", line)
+            if m:
+                break
+        assert "covet: serving asgi_hosted_app:app as asgi (" in log.read_text()  # it says what it detected
+        gw = Gateway("127.0.0.1", int(m[1]), proc, log)  # type: ignore[arg-type]
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _ready(gw):  # the listener is up before the worker has registered (503)
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert json.loads(fetch(gw, "GET", "/scope")[2])["type"] == "http"
+    finally:
+        _stop(proc, log)
