@@ -229,3 +229,65 @@ def test_covet_run_detects_and_serves_the_asgi_app(tmp_path: Path) -> None:
         assert json.loads(fetch(gw, "GET", "/scope")[2])["type"] == "http"
     finally:
         _stop(proc, log)
+
+
+# -- a FastAPI app ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fastapi_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    log = tmp_path_factory.mktemp("asgi-fastapi") / "gateway.log"
+
+    def ready(gw: Gateway) -> bool:
+        try:
+            return fetch(gw, "GET", "/greet")[0] == 200
+        except OSError:
+            return False
+
+    with serving_gateway(log, "asgi_fastapi_app", "asgi_fastapi_app", 1, ready, interface="asgi") as gw:
+        yield gw
+
+
+def test_fastapi_lifespan_state_dependency_and_body(fastapi_gw: Gateway) -> None:
+    status, _, body = fetch(fastapi_gw, "GET", "/greet", headers={"X-Caller": "ann"})
+    assert (status, json.loads(body)) == (200, {"msg": "hello ann"})
+    status, _, body = fetch(fastapi_gw, "POST", "/items", body=b'{"name": "pen", "qty": 2}',
+                            headers={"Content-Type": "application/json"})  # fmt: skip
+    assert (status, json.loads(body)) == (200, {"name": "pen", "qty": 2})
+    assert fetch(fastapi_gw, "POST", "/items", body=b'{"qty": "x"}', headers={"Content-Type": "application/json"})[0] == 422
+    assert fetch(fastapi_gw, "GET", "/docs")[0] == 200  # FastAPI's own pages, not the SDK's
+
+
+def test_fastapi_file_response_is_sent_by_the_gateway(fastapi_gw: Gateway) -> None:
+    data = (HERE / "asgi_fastapi_app.py").read_bytes()
+    status, headers, body = fetch(fastapi_gw, "GET", "/file")
+    assert (status, body) == (200, data)
+    assert fetch(fastapi_gw, "GET", "/file", headers={"If-None-Match": headers["etag"]})[0] == 304
+
+
+def test_fastapi_stream_stops_when_the_client_leaves(fastapi_gw: Gateway, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    sock = socket.create_connection((fastapi_gw.host, fastapi_gw.port), timeout=10)
+    try:
+        sock.sendall(f"GET /forever?mark={mark} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while got.count(b"tick") < 3:
+            data = sock.recv(4096)
+            assert data, got
+            got += data
+    finally:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mark.exists() and mark.read_text() == "stopped"
+    assert fetch(fastapi_gw, "GET", "/greet")[0] == 200
+    assert "Traceback" not in fastapi_gw.log_text(), fastapi_gw.log_text()[-3000:]
+
+
+def test_fastapi_websocket(fastapi_gw: Gateway) -> None:
+    from websockets.sync.client import connect
+
+    with connect(f"ws://{fastapi_gw.host}:{fastapi_gw.port}/ws/lobby", open_timeout=10) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "lobby:hi"
