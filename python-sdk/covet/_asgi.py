@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from ._app import Covet
 from ._datastructures import MutableHeaders, encode_header
+from ._exceptions import BodyAborted
 from ._request import Request
 from ._responses import FileResponse, PlainTextResponse, Response
 from ._routing import HTTP_METHODS
@@ -131,6 +132,9 @@ class _Cycle:
             except StopAsyncIteration:
                 self.body_done = True
                 return {"type": "http.request", "body": b"", "more_body": False}
+            except BodyAborted:  # the client left mid-body
+                self.body_done = self.gone = True
+                return {"type": "http.disconnect"}
             if self.body_left > 0:
                 self.body_left -= len(chunk)
                 if self.body_left <= 0:
@@ -623,7 +627,9 @@ class _Host:
         err, cycle.error = cycle.error, None
         head = request.head
         if cycle.phase == 0:
-            if err is not None:
+            if cycle.gone and (err is None or _disconnected(err)):
+                log.debug("ASGI app ended without a response: the client left (request_id=%s)", head.request_id)
+            elif err is not None:
                 error_log.error("ASGI app failed in %s %s (request_id=%s)", head.method, head.path, head.request_id,
                                 exc_info=err, extra={"request_id": head.request_id})  # fmt: skip
             else:

@@ -699,3 +699,35 @@ def test_lifespan_shutdown_failure_is_logged(caplog: pytest.LogCaptureFixture) -
     with TestClient(asgi_app(app, "t")) as client:
         assert client.get("/").status_code == 204
     assert any("pool stuck" in repr(rec.exc_info) or "pool stuck" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_body_the_gateway_aborts_is_http_disconnect(caplog: pytest.LogCaptureFixture) -> None:
+    asyncio.run(_body_aborted())
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]  # a client that left is no error
+
+
+async def _body_aborted() -> None:
+    from covet._exceptions import BodyAborted
+
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "http.disconnect":
+                break
+        try:
+            await send({"type": "http.response.start", "status": 200})
+        except OSError:
+            seen.append("send refused")
+
+    async def aborted() -> AsyncIterator[bytes]:
+        yield b"part"
+        raise BodyAborted("the gateway aborted the request body")
+
+    covet = asgi_app(app, "t")
+    covet.freeze()
+    response = await covet._handle(make_head("POST", "/", "/{path...}", ["path", ""], body=100), aborted())
+    assert seen == ["http.request", "http.disconnect", "send refused"]
+    assert response.status == 500  # nothing was started: the worker's answer goes nowhere
