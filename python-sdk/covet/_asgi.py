@@ -3,14 +3,15 @@ receive and send (https://asgi.readthedocs.io/en/latest/specs/main.html).
 
 The app runs inline in the request's task. Its coroutine is driven by :class:`_Drive`,
 an awaitable that steps the coroutine as a Task would (passing the futures it waits on
-up to the task) and stops when the app's ``send`` hands over a body message: the
-endpoint then returns a plain Response (a complete body), a FileResponse
-(``http.response.pathsend``) or a streaming Response whose ``body_chunks`` drives the
-app again, one chunk at a time, after the worker has taken the previous one (the
-backpressure of a one-slot handoff). What the app does after its last body message
-(Starlette's background tasks) is driven to its end as the response's ``background``,
-after the response has gone to the gateway. No Task is made per request; an app whose
-own tasks call ``send`` wakes the driver through a future.
+up to the task) and stops when the endpoint has what it needs: at a streamed body chunk
+(``send`` yields a private signal instead of a future), or at the app's first wait once
+its response is complete. The endpoint then returns a plain Response (a complete body),
+a FileResponse (``http.response.pathsend``) or a streaming Response whose
+``body_chunks`` drives the app again, one chunk at a time, after the worker has taken
+the previous one (the backpressure of a one-slot handoff). What the app does after its
+response (Starlette's background tasks) is driven to its end as the response's
+``background``, once the response has gone to the gateway. No Task is made per
+request; a send from a task of the app's own wakes the driver through a future.
 """
 
 from __future__ import annotations
@@ -465,7 +466,8 @@ class _Streamed(Response):
                     complete = True
                     return
                 if cycle.finished:
-                    raise _broken(cycle, "returned without completing the response")
+                    raise _broken(cycle, "failed mid-response" if cycle.error else
+                                  "returned without completing the response")  # fmt: skip
                 await cycle.drive()
                 await cycle.check_cancelled()
         finally:
