@@ -509,3 +509,60 @@ func TestPathPolicies(t *testing.T) {
 		}
 	}
 }
+
+// A WebSocket route that also serves HTTP (option http, PROTOCOL.md 1.3) is
+// one route: its security options guard its plain requests (Serve) and its
+// upgrades (ServeWebSocket) alike, and its rate limit is one budget for both.
+func TestWebSocketRouteAlsoHTTP(t *testing.T) {
+	c, b := setup(t, Config{},
+		workerproto.Route{Method: "GET", Path: "/live", Kind: "ws", Options: opts("http", true, "auth", true, "rate_limit", "3/minute",
+			"cors", map[string]any{"allow_origins": []any{"https://app.example"}})},
+	)
+	token := hs256(t, map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	upgrade := func(headers ...string) *peer {
+		t.Helper()
+		var ps router.Params
+		m, _ := c.Lookup("GET", "/live", &ps)
+		req := &dispatch.Request{Head: workerproto.RequestHead{Method: "GET", Path: "/live", Scheme: "http", Client: "192.0.2.7:1"}}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Head.Headers = append(req.Head.Headers, workerproto.Header{Name: []byte(headers[i]), Value: []byte(headers[i+1])})
+		}
+		p := &peer{}
+		if err := c.ServeWebSocket(context.Background(), m.Value, req, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if rec := do(t, c, "GET", "/live", "Origin", "https://app.example"); rec.status != 401 || rec.get("access-control-allow-origin") != "https://app.example" {
+		t.Fatalf("plain GET without a token: %d %v", rec.status, rec.headers)
+	}
+	if p := upgrade(); p.status != 401 {
+		t.Fatalf("upgrade without a token: %d", p.status)
+	}
+	if p := upgrade("Authorization", "Bearer "+token, "Origin", "https://evil.example"); p.status != 403 {
+		t.Fatalf("upgrade from a foreign origin: %d", p.status)
+	}
+	if len(b.seen) != 0 {
+		t.Fatalf("the backend saw %d refused requests", len(b.seen))
+	}
+	// Within the limit: a plain GET, an upgrade, a plain GET; then the shared
+	// budget is spent for both.
+	if rec := do(t, c, "GET", "/live", "Authorization", "Bearer "+token); rec.status != 200 || rec.body.String() != "hello" {
+		t.Fatalf("plain GET with a token: %d %q", rec.status, rec.body.String())
+	}
+	if p := upgrade("Authorization", "Bearer "+token); p.status != 0 {
+		t.Fatalf("upgrade with a token: %d", p.status)
+	}
+	if rec := do(t, c, "GET", "/live", "Authorization", "Bearer "+token); rec.status != 200 {
+		t.Fatalf("third request: %d", rec.status)
+	}
+	if len(b.seen) != 3 || b.seen[0].Auth == nil || b.seen[1].Auth == nil || b.seen[1].Auth.Subject != "alice" {
+		t.Fatalf("backend saw %d requests, identities %+v %+v", len(b.seen), b.seen[0].Auth, b.seen[min(1, len(b.seen)-1)].Auth)
+	}
+	if p := upgrade("Authorization", "Bearer "+token); p.status != 429 {
+		t.Errorf("upgrade past the shared limit: %d", p.status)
+	}
+	if rec := do(t, c, "GET", "/live", "Authorization", "Bearer "+token); rec.status != 429 {
+		t.Errorf("plain GET past the shared limit: %d", rec.status)
+	}
+}
