@@ -291,3 +291,19 @@ def test_fastapi_websocket(fastapi_gw: Gateway) -> None:
     with connect(f"ws://{fastapi_gw.host}:{fastapi_gw.port}/ws/lobby", open_timeout=10) as ws:
         ws.send("hi")
         assert ws.recv(timeout=5) == "lobby:hi"
+
+
+def test_path_policies_guard_a_hosted_app(tmp_path: Path) -> None:
+    """A hosted app's one catch-all route carries no security options: path_policy
+    sets them per prefix, the gateway enforcing them before the app sees the request
+    (a 429 here never reaches the worker; the prefix has one budget, its response
+    fields come from the policy)."""
+    flags = ["--path-policy", "/scope/limited=rate=2/minute headers=off",
+             "--path-policy", "/scope=rate=none"]  # fmt: skip
+    with serving_gateway(tmp_path / "gateway.log", "asgi_hosted_app", "asgi_hosted_app", 1, _ready, flags,
+                         interface="asgi") as gw:  # fmt: skip
+        got = [fetch(gw, "GET", path)[0] for path in ("/scope/limited/a", "/scope/limited/b", "/scope/limited/c")]
+        assert got == [404, 404, 429]  # the app's own 404 twice (no such path), then the gateway's 429
+        status, headers, _ = fetch(gw, "GET", "/scope/limited/d")
+        assert status == 429 and int(headers["retry-after"]) > 0
+        assert [fetch(gw, "GET", "/scope")[0] for _ in range(4)] == [200] * 4  # rate=none: unlimited

@@ -304,7 +304,10 @@ def _cmd_routes(args: argparse.Namespace) -> int:
     for entry in app.manifest():  # as the gateway gets them: a GET and a WebSocket route on one path are one
         options = entry["options"]
         timeout = "-" if options.get("timeout_ms") is None else f"{options['timeout_ms'] / 1000:g}s"
-        rows.append((entry["method"], entry["path"], options.get("name") or "-", timeout, _security_cell(options)))
+        method = entry["method"]
+        if entry["kind"] != "http":  # WS (GET+WS: a GET handler beside it), STATIC
+            method = ("GET+WS" if options.get("http") else "WS") if entry["kind"] == "ws" else entry["kind"].upper()
+        rows.append((method, entry["path"], options.get("name") or "-", timeout, _security_cell(options)))
     header = ("METHOD", "PATH", "NAME", "TIMEOUT", "SECURITY")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

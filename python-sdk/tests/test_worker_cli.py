@@ -61,7 +61,7 @@ def test_routes_shows_an_http_and_websocket_pair_as_one_route(tmp_path: Path) ->
     )
     r = covet("routes", "pair_app:app", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [line.split() for line in r.stdout.splitlines()[1:]] == [["GET", "/live", "live", "1.5s", "-"]]
+    assert [line.split() for line in r.stdout.splitlines()[1:]] == [["GET+WS", "/live", "live", "1.5s", "-"]]
 
 
 def test_routes_from_another_directory_via_pythonpath(tmp_path: Path) -> None:
