@@ -154,7 +154,7 @@ class EchoRule:
 ECHO_RULES: list[EchoRule] = [
     EchoRule(frozenset({"starlette"}), "json:asgi.spec_version", lambda target: "2.3", "2.4",
              "CovetPy's ASGI adapter speaks HTTP spec version 2.4 (send raises an OSError once the client "
-             "has gone: docs/python-app.md, 'Hosting an ASGI app'); uvicorn 0.55 says 2.3"),  # fmt: skip
+             "has gone: docs/python-app.md, 'Hosting ASGI and WSGI apps'); uvicorn 0.55 says 2.3"),  # fmt: skip
     EchoRule(frozenset({"django", "flask"}), "json:environ.RAW_URI", lambda target: target, None,
              "RAW_URI (the request-target as sent) is gunicorn's own key, not PEP 3333's; neither Django "
              "nor Flask (Werkzeug) reads it, and what the gateway passes on is the target it has checked "
@@ -362,7 +362,7 @@ BODY_LENGTH = "<the body's length>"
 
 _JOINED = (
     "a repeated field reaches a WSGI app as one value joined with ', ' as RFC 9110 5.3 recommends ('for "
-    "consistency, use comma SP'; covet/_wsgi.py); gunicorn joins with ','"
+    "consistency, use comma SP'; docs/python-app.md, 'WSGI'); gunicorn joins with ','"
 )
 _H = ["host", "covet.test"]
 
@@ -408,7 +408,8 @@ EXPECTED_DIFFERENCES: dict[str, list[Expected]] = {
         [_H, ["x-test-other", "x"], ["x-test-rep", "1, 2, 3"]])}, _WSGI)],  # fmt: skip
     "cookie two fields": [Expected(
         "two Cookie lines reach a WSGI app joined with '; ', as one Cookie line would carry them (RFC 6265 5.4; "
-        "RFC 9113 8.2.3 does the same for HTTP/2); gunicorn's ',' makes one cookie 'a' of value '1,b=2'",
+        "RFC 9113 8.2.3 does the same for HTTP/2; docs/python-app.md, 'WSGI'); gunicorn's ',' makes one "
+        "cookie 'a' of value '1,b=2'",
         {"json:headers": ([["cookie", "a=1,b=2"], _H], [["cookie", "a=1; b=2"], _H]),
          "json:cookies": ([["a", "1,b=2"]], [["a", "1"], ["b", "2"]])}, _WSGI)],  # fmt: skip
     "body Content-Length leading zeros": [Expected(
