@@ -203,7 +203,7 @@ func validHello() Hello {
 	return Hello{Version: 1, PID: 99, App: "app_1.x-y", Routes: []Route{
 		{Method: "GET", Path: "/users/{id:int}", Kind: "http", Options: map[string]any{"roles": []any{"a"}, "timeout_ms": int64(5), "name": "n"}},
 		{Method: "POST", Path: "/users", Kind: "http"},
-		{Method: "*", Path: "/ws", Kind: "ws"},
+		{Method: "*", Path: "/ws", Kind: "ws", Options: map[string]any{"http": true, "resumable": false}},
 		{Method: "GET", Path: "/users", Kind: "grpc"},
 	}}
 }
@@ -236,6 +236,9 @@ func TestValidateHello(t *testing.T) {
 		{"option roles", func(h *Hello) { h.Routes[0].Options["roles"] = []any{"a", int64(1)} }, ErrManifest, "option roles[1] is int64"},
 		{"option scopes", func(h *Hello) { h.Routes[0].Options["scopes"] = "read" }, ErrManifest, "option scopes is string, want array of strings"},
 		{"option auth", func(h *Hello) { h.Routes[0].Options["auth"] = "yes" }, ErrManifest, "option auth is string, want bool"},
+		{"option http", func(h *Hello) { h.Routes[2].Options["http"] = int64(1) }, ErrManifest, "route 2 (* /ws): option http is int64, want bool"},
+		{"option http off ws", func(h *Hello) { h.Routes[1].Options = map[string]any{"http": false} }, ErrManifest,
+			"route 1 (POST /users): option http is for a ws route, not a http one"},
 		{"option rate_limit", func(h *Hello) { h.Routes[0].Options["rate_limit"] = int64(5) }, ErrManifest, "option rate_limit is int64, want string"},
 		{"option cors true", func(h *Hello) { h.Routes[0].Options["cors"] = true }, ErrManifest, "option cors is true, want false or a map"},
 		{"option security_headers", func(h *Hello) { h.Routes[0].Options["security_headers"] = []any{} }, ErrManifest, "option security_headers is []interface {}, want false or a map"},

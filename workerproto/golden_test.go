@@ -53,7 +53,7 @@ func goldenVectors() []goldenVector {
 				{Method: "GET", Path: "/users/{id:int}", Kind: "http", Options: map[string]any{
 					"name": "user", "roles": []any{"admin", "staff"}, "timeout_ms": int64(2500)}},
 				{Method: "POST", Path: "/users", Kind: "http", Options: map[string]any{}},
-				{Method: "*", Path: "/ws/chat", Kind: "ws", Options: map[string]any{"name": "chat"}},
+				{Method: "*", Path: "/ws/chat", Kind: "ws", Options: map[string]any{"name": "chat", "http": true}},
 			},
 		}},
 		{file: "welcome.hex", comment: "welcome: gateway -> worker (sent with 3 fds), 1 MiB rings", msg: Welcome{

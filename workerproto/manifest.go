@@ -78,6 +78,8 @@ func ValidateRoutes(routes []Route) error {
 			return bad("kind %s is not one of http ws grpc static", strconv.Quote(r.Kind))
 		case r.Kind == "static" && r.Method != "GET":
 			return bad("a static route's method is GET, not %s", r.Method)
+		case r.Options["http"] != nil && r.Kind != "ws":
+			return bad("option http is for a ws route, not a %s one", r.Kind)
 		}
 		if r.Kind == "static" {
 			if d, _ := r.Options["dir"].(string); len(d) == 0 || d[0] != '/' {
@@ -121,7 +123,7 @@ func checkOptions(o map[string]any) string {
 			return fmt.Sprintf("option timeout_ms is %T, want integer", v)
 		}
 	}
-	for _, k := range [...]string{"resumable", "index", "auth", "compress"} {
+	for _, k := range [...]string{"resumable", "http", "index", "auth", "compress"} {
 		if v, ok := o[k]; ok {
 			if _, ok := v.(bool); !ok {
 				return fmt.Sprintf("option %s is %T, want bool", k, v)
@@ -215,6 +217,10 @@ func (r *Route) Strings(k string) []string {
 
 // Resumable reports the "resumable" option of a ws route (PROTOCOL.md 1.3).
 func (r *Route) Resumable() bool { b, _ := r.Options["resumable"].(bool); return b }
+
+// AlsoHTTP reports the "http" option of a ws route (PROTOCOL.md 1.3): a
+// plain (non-upgrade) request for it is an HTTP request to the worker.
+func (r *Route) AlsoHTTP() bool { b, _ := r.Options["http"].(bool); return b }
 
 // Dir returns a static route's "dir" option, or "".
 func (r *Route) Dir() string { s, _ := r.Options["dir"].(string); return s }

@@ -28,6 +28,10 @@ type Route struct {
 	// Resumable (KindWebSocket): a session whose worker goes away moves to
 	// another worker instead of closing with 1012.
 	Resumable bool
+	// AlsoHTTP (KindWebSocket): a request that asks for no WebSocket is
+	// served as a KindHTTP route's, by Serve, instead of answered 426
+	// (the route's "http" option, PROTOCOL.md 1.3).
+	AlsoHTTP bool
 	// Dir and Index (KindStatic): the directory served, and whether a
 	// directory's index.html answers for it.
 	Dir   string

@@ -169,7 +169,7 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 		}
 		rt := &Route{
 			App: h.App, Pattern: r.Path, Timeout: time.Duration(r.TimeoutMS()) * time.Millisecond,
-			Kind: kind, Resumable: r.Resumable(), Dir: r.Dir(), Index: r.Index(), app: a,
+			Kind: kind, Resumable: r.Resumable(), AlsoHTTP: r.AlsoHTTP(), Dir: r.Dir(), Index: r.Index(), app: a,
 		}
 		if d.cfg.CompileRoute != nil {
 			p, err := d.cfg.CompileRoute(h.App, &r)

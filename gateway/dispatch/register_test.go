@@ -99,3 +99,39 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		t.Errorf("defaults do not validate: %v", err)
 	}
 }
+
+// A ws route's "http" option (PROTOCOL.md 1.3) is compiled onto the route as
+// AlsoHTTP, with its other options; a ws route without it, and an http route,
+// have it false.
+func TestRegisterWebSocketRouteAlsoHTTP(t *testing.T) {
+	d, _ := New(Config{}, nil)
+	h := workerproto.Hello{Version: 1, App: "live", Routes: []workerproto.Route{
+		{Method: "GET", Path: "/live", Kind: "ws", Options: map[string]any{"http": true, "timeout_ms": int64(700), "resumable": true}},
+		{Method: "POST", Path: "/live", Kind: "http"},
+		{Method: "GET", Path: "/chat", Kind: "ws", Options: map[string]any{}},
+		{Method: "GET", Path: "/plain", Kind: "http"},
+	}}
+	if _, err := d.register(h); err != nil {
+		t.Fatal(err)
+	}
+	var ps router.Params
+	for _, tc := range []struct {
+		method, path string
+		kind         Kind
+		alsoHTTP     bool
+	}{
+		{"GET", "/live", KindWebSocket, true},
+		{"HEAD", "/live", KindWebSocket, true}, // HEAD is GET's
+		{"POST", "/live", KindHTTP, false},
+		{"GET", "/chat", KindWebSocket, false},
+		{"GET", "/plain", KindHTTP, false},
+	} {
+		m, st := d.routes.Lookup(tc.method, tc.path, &ps)
+		if st != router.StatusFound || m.Value.Kind != tc.kind || m.Value.AlsoHTTP != tc.alsoHTTP {
+			t.Errorf("%s %s: %v %+v, want kind %d AlsoHTTP %v", tc.method, tc.path, st, m.Value, tc.kind, tc.alsoHTTP)
+		}
+	}
+	if m, _ := d.routes.Lookup("GET", "/live", &ps); m.Value.Timeout != 700*time.Millisecond || !m.Value.Resumable {
+		t.Errorf("the route's other options: %+v", m.Value)
+	}
+}

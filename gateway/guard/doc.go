@@ -19,6 +19,9 @@
 //     RateLimit fields and compression (gateway/compress) are added by wrapping
 //     the front end's ResponseWriter, only when there is something to add.
 //
+// A path_policy covering the request's path (Config.PathPolicies, the
+// longest prefix first) replaces the route's policy for steps 3 to 6.
+//
 // ServeWebSocket runs steps 1, 2, 4 and 5 before the session is handed on. The
 // gateway's static routes are served by the front ends from disk, outside the
 // chain; StaticFields gives them its CORS fields and security headers.

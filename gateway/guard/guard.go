@@ -39,6 +39,15 @@ type Config struct {
 	// gateway answers 429 past it (covet_client_refusals_total
 	// {reason="request_rate_per_ip"}). Kept in memory, per gateway.
 	IPRequestRate string `config:"ip_request_rate" help:"requests one client IP may make across all routes, e.g. 200/second, then 429; empty = no limit"`
+	// PathPolicies set the security options for every request under a path
+	// prefix, in place of its route's: "PREFIX=OPTIONS", the options separated
+	// by spaces and spelt as `covet routes` shows them (auth, roles=a|b,
+	// scopes=a|b, rate=10/minute, key=subject, cors=off, headers=off,
+	// compress=off). The longest matching
+	// prefix wins; "/admin" covers /admin and /admin/..., not /administrator.
+	// Meant for apps whose routes carry no options: a hosted ASGI or WSGI
+	// app's one catch-all route.
+	PathPolicies []string `config:"path_policy" help:"security options for a path prefix, PREFIX=OPTIONS, e.g. '/admin=auth roles=admin rate=10/minute' (the longest prefix wins over the route's own)"`
 }
 
 // Backend is what the chain wraps and itself is: *dispatch.Dispatcher.
@@ -65,6 +74,7 @@ type Chain struct {
 	// route answers, while CORS is on for some route: Serve answers it.
 	preflight *dispatch.Route
 	corsOn    atomic.Bool
+	paths     []pathPolicy // path_policy, longest prefix first
 }
 
 // New builds the chain in front of next. Errors name the setting. log is the
@@ -112,6 +122,9 @@ func New(cfg Config, next Backend, m *metrics.Metrics, log *slog.Logger) (c *Cha
 	}
 	c.def.limit, c.def.limitKey = c.limiter.Default(), c.limiter.DefaultKey()
 	c.corsOn.Store(c.def.cors != nil)
+	if c.paths, err = c.parsePathPolicies(cfg.PathPolicies); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -184,7 +197,20 @@ func (c *Chain) CompileRoute(app string, r *workerproto.Route) (any, error) {
 	return p, nil
 }
 
-func (c *Chain) policyOf(rt *dispatch.Route) *policy {
+// policyOf is the policy a request to rt at path (raw) is served under: the
+// longest path_policy covering path, else rt's own.
+func (c *Chain) policyOf(rt *dispatch.Route, path string) *policy {
+	if len(c.paths) > 0 {
+		if p := c.pathPolicyFor(path); p != nil {
+			return p
+		}
+	}
+	return c.routePolicy(rt)
+}
+
+// routePolicy is rt's own policy (the defaults for a route compiled without
+// options), path_policy aside.
+func (c *Chain) routePolicy(rt *dispatch.Route) *policy {
 	if p, ok := rt.Policy.(*policy); ok {
 		return p
 	}
@@ -204,8 +230,8 @@ func (c *Chain) Lookup(method, path string, ps *router.Params) (router.Match[*di
 // Serve runs the chain for one request and, unless the chain answers it
 // itself, hands it to the backend.
 func (c *Chain) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error {
-	p := c.policyOf(rt)
 	h := &req.Head
+	p := c.policyOf(rt, h.Path)
 	if done, err := c.fromClient(h, p, w); done {
 		return err
 	}
@@ -235,8 +261,8 @@ func (c *Chain) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Req
 // rate, authentication, rate limit) before the session is handed on; a
 // refusal is answered as HTTP before the upgrade.
 func (c *Chain) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, peer dispatch.WebSocketPeer) error {
-	p := c.policyOf(rt)
 	h := &req.Head
+	p := c.policyOf(rt, h.Path)
 	if done, err := c.fromClient(h, p, peer); done {
 		return err
 	}
@@ -362,7 +388,7 @@ func (c *Chain) answer(h *workerproto.RequestHead, p *policy, w dispatch.Respons
 func (c *Chain) servePreflight(h *workerproto.RequestHead, w dispatch.ResponseWriter) error {
 	pol := c.def.cors
 	if rt := c.routeFor(string(header(h.Headers, "access-control-request-method")), h.Path); rt != nil {
-		pol = c.policyOf(rt).cors
+		pol = c.policyOf(rt, h.Path).cors
 	}
 	var hs []workerproto.Header
 	allowed := false

@@ -450,3 +450,119 @@ func TestWebSocketOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestPathPolicies: path_policy options govern every request under their
+// prefix, the longest prefix first, in place of the (catch-all) route's own;
+// an escaped spelling of a protected path is still under its prefix.
+func TestPathPolicies(t *testing.T) {
+	c, b := setup(t, Config{PathPolicies: []string{
+		"/admin=auth roles=admin",
+		"/admin/public=rate=1/minute",
+		"/api/=rate=2/minute  key=ip compress=off",
+	}}, workerproto.Route{Method: "GET", Path: "/{path...}", Kind: "http", Options: opts()})
+	exp := time.Now().Add(time.Hour).Unix()
+	admin := hs256(t, map[string]any{"sub": "ann", "exp": exp, "roles": []string{"admin"}})
+	user := hs256(t, map[string]any{"sub": "bob", "exp": exp, "roles": []string{"user"}})
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/admin", "", 401},
+		{"/admin/users", "", 401},
+		{"/%61dmin/users", "", 401}, // %61 is 'a': the canonical path is under /admin
+		{"/admin/users", user, 403},
+		{"/admin/users", admin, 200},
+		{"/administrator", "", 200}, // not under /admin: segment boundaries count
+		{"/admin/public/x", "", 200},
+		{"/admin/public/x", "", 429}, // the longer prefix's own rate, no auth
+		{"/api/a", "", 200},
+		{"/api/b", "", 200},
+		{"/api/c", "", 429}, // one budget for the whole prefix
+		{"/other", "", 200},
+	} {
+		var rec *recorder
+		if tc.token == "" {
+			rec = do(t, c, "GET", tc.path)
+		} else {
+			rec = do(t, c, "GET", tc.path, "Authorization", "Bearer "+tc.token)
+		}
+		if rec.status != tc.want {
+			t.Fatalf("GET %s: %d, want %d", tc.path, rec.status, tc.want)
+		}
+	}
+	if len(b.seen) != 6 {
+		t.Fatalf("backend saw %d requests, want 6", len(b.seen))
+	}
+	for _, tc := range []struct{ entry, want string }{
+		{"admin=auth", "want PREFIX=OPTIONS"},
+		{"/x=auth frobnicate", `unknown option "frobnicate"`},
+		{"/x=roles=admin", "roles and scopes need auth true"},
+		{"/x=rate=5/fortnight", "rate_limit"},
+		{"/x=cors=maybe", "cors must be on or off"},
+	} {
+		bad, err := New(Config{PathPolicies: []string{tc.entry}}, &backend{routes: router.New[*dispatch.Route]()}, nil, nil)
+		if err == nil {
+			bad.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "path_policy") {
+			t.Errorf("%s: got %v, want an error naming path_policy and %q", tc.entry, err, tc.want)
+		}
+	}
+}
+
+// A WebSocket route that also serves HTTP (option http, PROTOCOL.md 1.3) is
+// one route: its security options guard its plain requests (Serve) and its
+// upgrades (ServeWebSocket) alike, and its rate limit is one budget for both.
+func TestWebSocketRouteAlsoHTTP(t *testing.T) {
+	c, b := setup(t, Config{},
+		workerproto.Route{Method: "GET", Path: "/live", Kind: "ws", Options: opts("http", true, "auth", true, "rate_limit", "3/minute",
+			"cors", map[string]any{"allow_origins": []any{"https://app.example"}})},
+	)
+	token := hs256(t, map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	upgrade := func(headers ...string) *peer {
+		t.Helper()
+		var ps router.Params
+		m, _ := c.Lookup("GET", "/live", &ps)
+		req := &dispatch.Request{Head: workerproto.RequestHead{Method: "GET", Path: "/live", Scheme: "http", Client: "192.0.2.7:1"}}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Head.Headers = append(req.Head.Headers, workerproto.Header{Name: []byte(headers[i]), Value: []byte(headers[i+1])})
+		}
+		p := &peer{}
+		if err := c.ServeWebSocket(context.Background(), m.Value, req, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if rec := do(t, c, "GET", "/live", "Origin", "https://app.example"); rec.status != 401 || rec.get("access-control-allow-origin") != "https://app.example" {
+		t.Fatalf("plain GET without a token: %d %v", rec.status, rec.headers)
+	}
+	if p := upgrade(); p.status != 401 {
+		t.Fatalf("upgrade without a token: %d", p.status)
+	}
+	if p := upgrade("Authorization", "Bearer "+token, "Origin", "https://evil.example"); p.status != 403 {
+		t.Fatalf("upgrade from a foreign origin: %d", p.status)
+	}
+	if len(b.seen) != 0 {
+		t.Fatalf("the backend saw %d refused requests", len(b.seen))
+	}
+	// Within the limit: a plain GET, an upgrade, a plain GET; then the shared
+	// budget is spent for both.
+	if rec := do(t, c, "GET", "/live", "Authorization", "Bearer "+token); rec.status != 200 || rec.body.String() != "hello" {
+		t.Fatalf("plain GET with a token: %d %q", rec.status, rec.body.String())
+	}
+	if p := upgrade("Authorization", "Bearer "+token); p.status != 0 {
+		t.Fatalf("upgrade with a token: %d", p.status)
+	}
+	if rec := do(t, c, "GET", "/live", "Authorization", "Bearer "+token); rec.status != 200 {
+		t.Fatalf("third request: %d", rec.status)
+	}
+	if len(b.seen) != 3 || b.seen[0].Auth == nil || b.seen[1].Auth == nil || b.seen[1].Auth.Subject != "alice" {
+		t.Fatalf("backend saw %d requests, identities %+v %+v", len(b.seen), b.seen[0].Auth, b.seen[min(1, len(b.seen)-1)].Auth)
+	}
+	if p := upgrade("Authorization", "Bearer "+token); p.status != 429 {
+		t.Errorf("upgrade past the shared limit: %d", p.status)
+	}
+	if rec := do(t, c, "GET", "/live", "Authorization", "Bearer "+token); rec.status != 429 {
+		t.Errorf("plain GET past the shared limit: %d", rec.status)
+	}
+}

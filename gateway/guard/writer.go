@@ -158,7 +158,7 @@ var nameOrigin = []byte("origin")
 // through Serve): the route's CORS fields, for the request's Origin (nil for
 // none), and its security headers.
 func (c *Chain) StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header {
-	p := c.policyOf(rt)
+	p := c.routePolicy(rt)
 	if p.cors != nil {
 		var req [1]workerproto.Header
 		n := 0

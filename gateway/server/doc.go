@@ -249,7 +249,9 @@
 // A request routed to a dispatch.KindWebSocket route is a WebSocket
 // upgrade (RFC 6455; ws_http1.go checks the handshake as the head is
 // parsed, answering 426 or 400 itself), or, over HTTP/2, a CONNECT with
-// :protocol websocket (RFC 8441, ws_h2.go). It is served by the Backend's
+// :protocol websocket (RFC 8441, ws_h2.go); any other request for it is
+// answered 426, unless the route also serves HTTP (dispatch.Route.AlsoHTTP):
+// then it is served as a plain request. An upgrade is served by the Backend's
 // optional ServeWebSocket (501 without it) with a dispatch.WebSocketPeer:
 // the connection's response writer until the backend accepts (101, or 200
 // over HTTP/2), then a session (ws.go) that reads whole, validated,

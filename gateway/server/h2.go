@@ -262,6 +262,13 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if rt.Kind == dispatch.KindWebSocket && !rt.AlsoHTTP {
+		// Only an extended CONNECT (ws_h2.go) opens a session; over HTTP/3
+		// nothing does. A route that also serves HTTP takes the rest.
+		w.answer(426, "", 0)
+		obs(rt)
+		return
+	}
 	var stream *h2Body
 	var body []byte
 	status := 0

@@ -59,8 +59,10 @@ var (
 // served, one without "Upgrade: websocket" (and "Connection: upgrade") is
 // answered 426 with Upgrade, a version other than 13 426 with
 // Sec-WebSocket-Version: 13, and a malformed one (HTTP/1.0, a body, a
-// Sec-WebSocket-Key that is not 16 base64-encoded bytes) 400. A request
-// with Upgrade for any other route is served as a plain request.
+// Sec-WebSocket-Key that is not 16 base64-encoded bytes) 400. On a route
+// that also serves HTTP (Route.AlsoHTTP) a request that asks for no
+// WebSocket is served as a plain request instead of the 426, as is a
+// request with Upgrade for any other route.
 func (c *conn) wsClassify(x *exchange) {
 	x.ws = wsExchange{pre: x.ws.pre[:0]}
 	if x.answer != 0 || x.route == nil || x.route.Kind != dispatch.KindWebSocket {
@@ -77,6 +79,8 @@ func (c *conn) wsClassify(x *exchange) {
 		}
 	}
 	switch {
+	case !upgrade && x.route.AlsoHTTP:
+		// A plain GET or HEAD: the route's HTTP side (serveRouted).
 	case !upgrade:
 		x.answer, x.ws.hint426 = 426, wsHintUpgrade
 	case r.Minor == 0 || r.HasBody():

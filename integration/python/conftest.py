@@ -120,21 +120,27 @@ def _ready(host: str, port: int) -> bool:
 @contextlib.contextmanager
 def serving_gateway(
     log_path: Path, app: str, module: str, workers: int, ready: Callable[[Gateway], bool],
-    flags: Sequence[str] = (), scheme: str = "http", worker_dir: Path = HERE, **env: str,
+    flags: Sequence[str] = (), scheme: str = "http", worker_dir: Path = HERE, interface: str | None = None,
+    **env: str,
 ) -> Iterator[Gateway]:
     """Run bin/covet-gateway with ``workers`` workers of ``module:app`` (from
     ``worker_dir``, this folder unless given) registering as ``app``, and ``flags`` added; yield it once
     ``ready(gateway)`` holds, then stop it with SIGTERM and expect a clean exit.
+    ``interface`` (``asgi``, ``wsgi``) is the worker's ``--interface`` for a foreign app,
+    which registers under its module's name: pass that as ``app``.
     ``env`` is added to the environment; ``scheme`` is the gateway's base_url's
     (https when ``flags`` turn TLS on)."""
     need_gateway()
     host, port = "127.0.0.1", _free_port()
+    worker_cmd = f"{shlex.quote(_python())} -m covet worker {module}:app"
+    if interface is not None:
+        worker_cmd += f" --interface {interface}"
     argv = [
         str(GATEWAY),
         "--listen", f"{host}:{port}",
         "--app", app,
         "--workers", str(workers),
-        "--worker-cmd", f"{shlex.quote(_python())} -m covet worker {module}:app",
+        "--worker-cmd", worker_cmd,
         "--worker-dir", str(worker_dir),
         "--drain-timeout", "5s",
         *flags,

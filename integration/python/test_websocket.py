@@ -124,6 +124,34 @@ def test_rejected_before_accept_is_http(gw: Gateway) -> None:
     assert status == 426
 
 
+def test_one_path_serves_a_get_and_a_websocket(gw: Gateway) -> None:
+    """@app.get and @app.websocket on one pattern: a plain GET or HEAD reaches the HTTP
+    handler (as one route of the manifest, the ws one with option http), an upgrade the
+    WebSocket handler, on the same keep-alive connection one after the other."""
+    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=TIMEOUT)
+    try:
+        for method in ("GET", "HEAD", "GET"):
+            conn.request(method, "/live/news")
+            resp = conn.getresponse()
+            body = resp.read()
+            assert (resp.status, resp.getheader("x-side")) == (200, "http"), (method, resp.status, body)
+            assert body == (b"" if method == "HEAD" else b"the news page")
+            assert resp.getheader("content-length") == "13" and not resp.will_close
+        conn.request("POST", "/live/news")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 405 and resp.getheader("allow") == "GET, HEAD, OPTIONS"
+    finally:
+        conn.close()
+
+    async def go() -> None:
+        async with connect(url(gw, "/live/news")) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "news: hello"
+
+    run(go())
+
+
 def test_client_close_code_reaches_handler(gw: Gateway) -> None:
     async def go() -> None:
         async with connect(url(gw, "/ws/record")) as ws:

@@ -42,6 +42,18 @@ async def pid(req: Request) -> str:
     return str(os.getpid())
 
 
+@app.get("/live/{topic}")
+async def live_page(req: Request, topic: str) -> PlainTextResponse:
+    return PlainTextResponse(f"the {topic} page", headers={"x-side": "http"})
+
+
+@app.websocket("/live/{topic}")
+async def live_session(ws: WebSocket, topic: str) -> None:
+    await ws.accept()
+    async for message in ws:
+        await ws.send_text(f"{topic}: {message}")
+
+
 @app.websocket("/ws/echo")
 async def echo(ws: WebSocket) -> None:
     await ws.accept(subprotocol=ws.subprotocols[0] if ws.subprotocols else None)

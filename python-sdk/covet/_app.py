@@ -268,7 +268,10 @@ class Covet:
         ``resumable=True`` asks the gateway to move a client's session to another worker
         when this one goes away, instead of closing it (the handler then starts again
         with ``ws.resumed`` true). The security options are :meth:`route`'s; the gateway
-        applies them to the upgrade request, and ``ws.auth`` is its verified identity."""
+        applies them to the upgrade request, and ``ws.auth`` is its verified identity.
+        An HTTP GET route may share the pattern (``@app.get(path)``): a plain GET then
+        reaches it instead of the gateway's 426; the pair is one route at the gateway,
+        so its security options must equal this route's (ValueError otherwise)."""
         pattern = Pattern.parse(path)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"route name must be a str, got {type(name).__name__}")
@@ -361,7 +364,7 @@ class Covet:
 
     def manifest(self) -> list[dict[str, Any]]:
         """The route manifest for the gateway handshake (PROTOCOL 1.3 route maps)."""
-        return [route.manifest_entry(self._cors, self._security_headers) for route in self.router.routes]
+        return self.router.manifest(self._cors, self._security_headers)
 
     # -- lifecycle ----------------------------------------------------------------------
 

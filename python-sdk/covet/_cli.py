@@ -301,9 +301,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_routes(args: argparse.Namespace) -> int:
     app = load_app(args.app, args.interface, None, args.wsgi_threads)
     rows = []
-    for route, entry in zip(app.router.routes, app.manifest(), strict=True):
-        timeout = "-" if route.timeout_ms is None else f"{route.timeout_ms / 1000:g}s"
-        rows.append((route.method, route.pattern.canonical, route.name or "-", timeout, _security_cell(entry["options"])))
+    for entry in app.manifest():  # as the gateway gets them: a GET and a WebSocket route on one path are one
+        options = entry["options"]
+        timeout = "-" if options.get("timeout_ms") is None else f"{options['timeout_ms'] / 1000:g}s"
+        rows.append((entry["method"], entry["path"], options.get("name") or "-", timeout, _security_cell(options)))
     header = ("METHOD", "PATH", "NAME", "TIMEOUT", "SECURITY")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

@@ -337,8 +337,11 @@ class TestClient:
             return self._gateway_answer(method, 400, request_id, close)
 
         route = match.route
-        if route.kind == "ws":  # a WebSocket endpoint: only an upgrade is served there
-            return self._gateway_answer(method, 426, request_id, close)
+        if route.kind == "ws":  # a WebSocket endpoint: only an upgrade is served there,
+            http_side = self.app.router.http_side(route)  # unless it has an HTTP GET too
+            if http_side is None:
+                return self._gateway_answer(method, 426, request_id, close)
+            route = http_side
         timeout_ms = route.timeout_ms if route.timeout_ms is not None else max(1, round(self.timeout * 1000))
         wire: list[Any] = [
             method, raw_path, query, [x for pair in raw_headers for x in pair],

@@ -210,8 +210,89 @@ def test_ws_is_an_alias_of_websocket_and_registers_a_ws_route() -> None:
         app.websocket("/sync")(lambda ws: None)
     with pytest.raises(TypeError, match="no parameter named 'room'"):
         app.websocket("/x/{room}")(plain)
-    with pytest.raises(ValueError, match="one GET route, HTTP or WebSocket"):
-        app.get("/plain")(lambda req: None)
+    with pytest.raises(ValueError, match="share a path only with the same pattern"):
+        app.get("/chat/{name}")(lambda req, name: None)
+
+
+def test_http_get_and_websocket_on_one_pattern_are_one_manifest_route() -> None:
+    """An HTTP GET route and a WebSocket route may share a pattern; the manifest sends
+    the pair as the ws route with option http (PROTOCOL.md 1.3), where the ws route was
+    registered, the HTTP route's timeout with it; the worker finds each by its key."""
+    app = Covet(openapi_url=None)
+
+    @app.post("/live")
+    async def post_live(req: object) -> str:
+        return "post"
+
+    @app.get("/live", name="live-page", timeout=2.5)
+    async def live_page(req: object) -> str:
+        return "page"
+
+    @app.websocket("/live", resumable=True)
+    async def live_ws(ws: object) -> None: ...
+
+    @app.websocket("/rooms/{room}", name="room")
+    async def room_ws(ws: object, room: str) -> None: ...
+
+    @app.get("/rooms/{room:str}")  # the same canonical pattern, spelled otherwise
+    async def room_page(req: object, room: str) -> str:
+        return room
+
+    assert app.manifest() == [
+        {"method": "POST", "path": "/live", "kind": "http", "options": {}},
+        {"method": "GET", "path": "/live", "kind": "ws",
+         "options": {"name": "live-page", "timeout_ms": 2500, "resumable": True, "http": True}},
+        {"method": "GET", "path": "/rooms/{room}", "kind": "ws", "options": {"name": "room", "http": True}},
+    ]  # fmt: skip
+    router = app.router
+    get, ws = router.lookup("GET", "/live"), router.lookup_ws("/live")
+    assert get is not None and get.endpoint is live_page and ws is not None and ws.endpoint is live_ws
+    head = router.lookup("HEAD", "/live")
+    assert head is get  # HEAD falls back to the GET route, as for any GET route
+    assert router.http_side(ws) is get and router.http_side(get) is None
+    room = router.lookup_ws("/rooms/{room}")
+    assert room is not None and router.http_side(room) is router.lookup("GET", "/rooms/{room}")
+    # As at the gateway, the table's GET route for the pair is the WebSocket one.
+    match = router.match("GET", "/rooms/kitchen")
+    assert match.route is room and match.params == [("room", "kitchen")]
+    assert router.match("HEAD", "/live").route is ws
+    assert router.match("DELETE", "/live").allow == ("GET", "HEAD", "OPTIONS", "POST")
+
+
+def test_http_get_and_websocket_pair_conflicts() -> None:
+    app = Covet()
+
+    @app.websocket("/feed", auth=True, rate_limit="5/minute")
+    async def feed(ws: object) -> None: ...
+
+    async def feed_at(ws: object, **params: str) -> None: ...
+
+    # A second route of either kind on the pattern is a duplicate.
+    with pytest.raises(ValueError, match="already registered"):
+        app.websocket("/feed", auth=True, rate_limit="5/minute")(feed)
+    # The pair is one route at the gateway: one set of security options.
+    with pytest.raises(ValueError, match="security options must be the same") as info:
+        app.get("/feed", auth=True)(lambda req: None)
+    assert "'rate_limit': '5/minute'" in str(info.value)
+    app.get("/feed", auth=True, rate_limit="5/minute")(lambda req: None)
+    with pytest.raises(ValueError, match="already registered"):
+        app.get("/feed", auth=True, rate_limit="5/minute")(lambda req: None)
+    with pytest.raises(ValueError, match="already registered"):
+        app.websocket("/feed", auth=True, rate_limit="5/minute")(feed)
+    # The other order: the WebSocket route second, its options checked the same way.
+    app.get("/page")(lambda req: None)
+    with pytest.raises(ValueError, match="security options must be the same"):
+        app.websocket("/page", cors=False)(feed)
+    # Another pattern of the same shape still conflicts, whatever the kinds.
+    app.websocket("/u/{id}")(feed_at)
+    with pytest.raises(ValueError, match="share a path only with the same pattern"):
+        app.get("/u/{name}")(lambda req, name: None)
+    # A static route's path has no other GET route; the OpenAPI pages stay theirs.
+    app.static("/assets", ".")
+    with pytest.raises(ValueError, match="a static route's path has no other GET route"):
+        app.websocket("/assets/{path...}")(feed_at)
+    with pytest.raises(ValueError, match="taken by the app's OpenAPI pages"):
+        app.websocket("/openapi.json")(feed)
 
 
 def test_startup_and_shutdown_hooks_sync_and_async() -> None:

@@ -312,6 +312,32 @@ def test_gateway_answers_for_paths_without_a_websocket_route(client: TestClient)
     assert client.post("/echo").status_code == 405
 
 
+@app.get("/live")
+async def live_page(req: object) -> str:
+    return "the live page"
+
+
+@app.websocket("/live")
+async def live_ws(ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.send_text("live over WebSocket")
+    await ws.close()
+
+
+def test_one_pattern_serves_a_get_and_a_websocket(client: TestClient) -> None:
+    """@app.get and @app.websocket on one path: a plain GET (and HEAD) reaches the HTTP
+    handler, an upgrade the WebSocket one; other methods are answered as the
+    gateway answers them."""
+    response = client.get("/live")
+    assert response.status_code == 200 and response.text == "the live page"
+    head = client.head("/live")
+    assert head.status_code == 200 and head.content == b""
+    with client.websocket_connect("/live") as ws:
+        assert ws.receive_text() == "live over WebSocket"
+    put = client.put("/live")
+    assert put.status_code == 405 and put.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
 @app.websocket("/two-readers")
 async def two_readers(ws: WebSocket) -> None:
     """Two tasks wait for a message at once, and a third gives up after a timeout:

@@ -50,6 +50,20 @@ def test_routes_shows_the_security_options(tmp_path: Path) -> None:
         "GET", "/admin", "-", "-", "auth,roles=admin|ops,rate=5/minute,key=subject,cors=off,headers=set,compress=off"]
 
 
+def test_routes_shows_an_http_and_websocket_pair_as_one_route(tmp_path: Path) -> None:
+    (tmp_path / "pair_app.py").write_text(
+        "from covet import Covet\n"
+        "app = Covet(openapi_url=None)\n"
+        "@app.get('/live', timeout=1.5)\n"
+        "def page(req): return 'x'\n"
+        "@app.websocket('/live', name='live')\n"
+        "async def live(ws): pass\n"
+    )
+    r = covet("routes", "pair_app:app", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [line.split() for line in r.stdout.splitlines()[1:]] == [["GET", "/live", "live", "1.5s", "-"]]
+
+
 def test_routes_from_another_directory_via_pythonpath(tmp_path: Path) -> None:
     r = covet("routes", "worker_app:app", cwd=tmp_path, env={"PYTHONPATH": str(TESTS_DIR)})
     assert r.returncode == 0 and "/stream/{n:int}" in r.stdout
