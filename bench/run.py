@@ -230,8 +230,8 @@ def covet_argv(workers: int, engine: str, app: str = "covet_app:app",
     (``covet``, or ``asgi``/``wsgi`` for a foreign app it hosts)."""
     def argv(port: int) -> list[str]:
         worker_cmd = f"{shlex.quote(str(REPO_PY))} -m covet worker {app}"
-        if interface != "covet":
-            worker_cmd += f" --interface {interface}"
+        if interface != "covet":  # a hosted app is named after its module unless told
+            worker_cmd += f" --interface {interface} --app-name bench"
         return [str(GATEWAY), "--listen", f"{HOST}:{port}", "--app", "bench", "--workers", str(workers),
                 "--worker-cmd", worker_cmd, "--worker-dir", str(APPS), "--log-level", "warn",
                 "--engine", engine]
