@@ -37,6 +37,9 @@ EAGER_PY := $(shell for p in python3.14 python3.13 python3.12 \
 	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 EAGER_VENV := .venv-eager
+# The frameworks the hosted apps of the integration tests import (ASGI and WSGI
+# hosting): the eager-task pass runs those apps' workers on EAGER_PY too.
+HOSTED_DEPS := fastapi flask django
 
 # Go packages tested with the race detector; the integration tests run real Python
 # workers and are run without it (they exercise the same Go code under load).
@@ -74,10 +77,10 @@ $(VENV)/.stamp: python-sdk/pyproject.toml Makefile
 venv: $(VENV)/.stamp
 
 # The worker's dependencies for EAGER_PY; the tests put the SDK on its PYTHONPATH.
-$(EAGER_VENV)/.stamp:
+$(EAGER_VENV)/.stamp: Makefile
 	@echo "==> creating $(EAGER_VENV) with $(EAGER_PY) for the eager-task worker tests"
 	$(EAGER_PY) -m venv $(EAGER_VENV)
-	$(EAGER_VENV)/bin/python -m pip install -q msgpack msgspec uvloop
+	$(EAGER_VENV)/bin/python -m pip install -q msgpack msgspec uvloop $(HOSTED_DEPS)
 	touch $@
 
 # The one version number, the SDK's: covet --version and covet-gateway --version say it.

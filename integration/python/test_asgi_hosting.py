@@ -1,0 +1,293 @@
+"""An ASGI 3 app hosted behind the real gateway: bin/covet-gateway, real workers
+running ``covet worker asgi_hosted_app:app --interface asgi``, real clients (http.client,
+raw sockets, curl). Streaming arrives as it is sent, request bodies arrive as a stream
+of messages, a client that leaves reaches the app as http.disconnect, pathsend is served
+by the gateway (ETag, conditional requests, ranges), and a failed lifespan startup is
+reported by the gateway."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import GATEWAY, HERE, REPO, Gateway, _free_port, _python, fetch, need_gateway, serving_gateway
+
+
+def _ready(gw: Gateway) -> bool:
+    try:
+        return fetch(gw, "GET", "/scope")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def asgi_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    log = tmp_path_factory.mktemp("asgi") / "gateway.log"
+    with serving_gateway(log, "asgi_hosted_app", "asgi_hosted_app", 1, _ready, interface="asgi",
+                         COVET_LOG_LEVEL="INFO") as gw:  # fmt: skip
+        yield gw
+
+
+def test_scope_through_the_gateway(asgi_gw: Gateway) -> None:
+    status, _, body = fetch(asgi_gw, "GET", "/scope?a=1&b=%C3%A9", headers={"X-Rep": "1", "Cookie": "k=v"})
+    assert status == 200
+    s = json.loads(body)
+    assert (s["type"], s["method"], s["scheme"], s["http_version"]) == ("http", "GET", "http", "1.1")
+    assert s["path"] == "/scope" and s["raw_path"] == "/scope"
+    assert s["query_string"] == "a=1&b=%C3%A9"
+    assert s["root_path"] == ""
+    assert s["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert ["x-rep", "1"] in s["headers"] and ["cookie", "k=v"] in s["headers"]
+    assert s["client"][0] == "127.0.0.1" and isinstance(s["client"][1], int)
+    assert s["server"] == ["127.0.0.1", asgi_gw.port]
+    assert "http.response.pathsend" in s["extensions"]
+
+
+def test_percent_encoded_path_is_decoded(asgi_gw: Gateway) -> None:
+    # An unknown path: the app answers its own 404 (the gateway routes every path to it).
+    status, headers, body = fetch(asgi_gw, "GET", "/caf%C3%A9%20x")
+    assert (status, body) == (404, b"not here\n")
+    assert headers["content-length"] == "9"
+
+
+def test_the_app_answers_every_method(asgi_gw: Gateway) -> None:
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        status, _, body = fetch(asgi_gw, method, "/scope")
+        assert status == 200 and json.loads(body)["method"] == method
+
+
+def test_head_keeps_the_apps_content_length(asgi_gw: Gateway) -> None:
+    status, headers, body = fetch(asgi_gw, "HEAD", "/nothing")
+    assert (status, body) == (404, b"")
+    assert headers["content-length"] == "9"
+
+
+def test_request_body_is_streamed_in_messages(asgi_gw: Gateway) -> None:
+    big = os.urandom(3 << 20)
+    status, _, body = fetch(asgi_gw, "POST", "/body", body=big)
+    assert status == 200
+    messages = json.loads(body)
+    assert sum(n for n, _ in messages) == len(big)
+    assert len(messages) > 1  # it arrived in pieces, not buffered whole
+    assert [more for _, more in messages] == [True] * (len(messages) - 1) + [False]
+
+
+def test_chunked_request_body(asgi_gw: Gateway) -> None:
+    def parts() -> Iterator[bytes]:
+        for _ in range(4):
+            yield b"x" * 1000
+            time.sleep(0.05)
+
+    conn = http.client.HTTPConnection(asgi_gw.host, asgi_gw.port, timeout=10)
+    try:
+        conn.request("POST", "/body", body=parts(), encode_chunked=True)
+        resp = conn.getresponse()
+        messages = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert sum(n for n, _ in messages) == 4000
+    assert messages[-1][1] is False
+
+
+def test_empty_body_is_one_message(asgi_gw: Gateway) -> None:
+    assert json.loads(fetch(asgi_gw, "GET", "/body")[2]) == [[0, False]]
+
+
+def test_streaming_response_arrives_incrementally(asgi_gw: Gateway) -> None:
+    conn = http.client.HTTPConnection(asgi_gw.host, asgi_gw.port, timeout=10)
+    try:
+        start = time.monotonic()
+        conn.request("GET", "/stream?n=4&delay=0.4")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("transfer-encoding") == "chunked"
+        first = resp.readline()
+        first_at = time.monotonic() - start
+        rest = resp.read()
+        total = time.monotonic() - start
+    finally:
+        conn.close()
+    assert first == b"chunk 0\n"
+    assert rest == b"chunk 1\nchunk 2\nchunk 3\n"
+    assert first_at < 0.8 < 1.1 < total, (first_at, total)
+
+
+def test_streaming_with_curl(asgi_gw: Gateway, curl: str) -> None:
+    out = subprocess.run([curl, "-sS", "-N", f"{asgi_gw.base_url}/stream?n=3"], capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"chunk 0\nchunk 1\nchunk 2\n"
+
+
+def test_client_disconnect_reaches_the_app(asgi_gw: Gateway, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    sock = socket.create_connection((asgi_gw.host, asgi_gw.port), timeout=10)
+    try:
+        sock.sendall(f"GET /hang?mark={mark} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while b"first\n" not in got:
+            data = sock.recv(4096)
+            assert data, got
+            got += data
+    finally:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mark.exists() and mark.read_text() == "disconnect"
+    assert fetch(asgi_gw, "GET", "/scope")[0] == 200  # the worker serves on
+    text = asgi_gw.log_text()
+    assert "failed mid-stream" not in text and "ASGI app failed" not in text, text[-3000:]
+
+
+def test_pathsend_served_by_the_gateway(asgi_gw: Gateway) -> None:
+    name = "asgi_hosted_app.py"
+    data = (HERE / name).read_bytes()
+    status, headers, body = fetch(asgi_gw, "GET", f"/file?name={name}")
+    assert (status, body) == (200, data)
+    etag = headers["etag"]
+    assert etag and headers["last-modified"]
+    assert fetch(asgi_gw, "GET", f"/file?name={name}", headers={"If-None-Match": etag})[0] == 304
+    status, headers, body = fetch(asgi_gw, "GET", f"/file?name={name}", headers={"Range": "bytes=0-9"})
+    assert (status, body) == (206, data[:10])
+    assert headers["content-range"] == f"bytes 0-9/{len(data)}"
+    assert fetch(asgi_gw, "GET", "/file?name=missing.txt")[0] == 404
+
+
+def test_lifespan_state_reaches_requests(asgi_gw: Gateway) -> None:
+    state = json.loads(fetch(asgi_gw, "GET", "/state")[2])
+    assert isinstance(state["started_pid"], int)
+
+
+def test_exception_before_start_is_a_500_logged_with_the_request_id(asgi_gw: Gateway) -> None:
+    status, _, body = fetch(asgi_gw, "GET", "/boom", headers={"X-Request-Id": "asgi-boom-1"})
+    assert status == 500 and b"boom" not in body
+    asgi_gw.wait_for_log("asgi-boom-1", "ValueError: boom")
+
+
+def test_lifespan_startup_failure_is_reported(tmp_path: Path) -> None:
+    need_gateway()
+    port = _free_port()
+    log_path = tmp_path / "gateway.log"
+    argv = [str(GATEWAY), "--listen", f"127.0.0.1:{port}", "--app", "asgi_hosted_app", "--workers", "1",
+            "--worker-cmd", f"{shlex.quote(_python())} -m covet worker asgi_hosted_app:app --interface asgi",
+            "--worker-dir", str(HERE), "--drain-timeout", "2s"]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", ASGI_TEST_STARTUP_FAIL="db unreachable"))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        text = ""
+        while time.monotonic() < deadline:
+            text = log_path.read_text("utf-8", errors="replace")
+            if "db unreachable" in text:
+                break
+            time.sleep(0.1)
+        assert "ASGI lifespan startup failed: db unreachable" in text, text[-3000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_covet_run_detects_and_serves_the_asgi_app(tmp_path: Path) -> None:
+    from test_cli_run import TIMEOUT_S, _readline, _stop
+
+    need_gateway()
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([_python(), "-m", "covet", "run", "asgi_hosted_app:app", "--workers", "1", "--port", "0",
+                                 "--gateway", str(GATEWAY)],
+                                cwd=HERE, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        lines = []
+        while True:
+            line = _readline(proc, TIMEOUT_S).decode()
+            assert line, f"no banner; stdout {lines!r}; stderr:\n{log.read_text()[-3000:]}"
+            lines.append(line)
+            m = re.fullmatch(r"CovetPy serving asgi_hosted_app:app on http://127\.0\.0\.1:(\d+) \(1 worker\)\n", line)
+            if m:
+                break
+        assert "covet: serving asgi_hosted_app:app as asgi (" in log.read_text()  # it says what it detected
+        gw = Gateway("127.0.0.1", int(m[1]), proc, log)  # type: ignore[arg-type]
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _ready(gw):  # the listener is up before the worker has registered (503)
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert json.loads(fetch(gw, "GET", "/scope")[2])["type"] == "http"
+    finally:
+        _stop(proc, log)
+
+
+# -- a FastAPI app ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fastapi_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    log = tmp_path_factory.mktemp("asgi-fastapi") / "gateway.log"
+
+    def ready(gw: Gateway) -> bool:
+        try:
+            return fetch(gw, "GET", "/greet")[0] == 200
+        except OSError:
+            return False
+
+    with serving_gateway(log, "asgi_fastapi_app", "asgi_fastapi_app", 1, ready, interface="asgi") as gw:
+        yield gw
+
+
+def test_fastapi_lifespan_state_dependency_and_body(fastapi_gw: Gateway) -> None:
+    status, _, body = fetch(fastapi_gw, "GET", "/greet", headers={"X-Caller": "ann"})
+    assert (status, json.loads(body)) == (200, {"msg": "hello ann"})
+    status, _, body = fetch(fastapi_gw, "POST", "/items", body=b'{"name": "pen", "qty": 2}',
+                            headers={"Content-Type": "application/json"})  # fmt: skip
+    assert (status, json.loads(body)) == (200, {"name": "pen", "qty": 2})
+    assert fetch(fastapi_gw, "POST", "/items", body=b'{"qty": "x"}', headers={"Content-Type": "application/json"})[0] == 422
+    assert fetch(fastapi_gw, "GET", "/docs")[0] == 200  # FastAPI's own pages, not the SDK's
+
+
+def test_fastapi_file_response_is_sent_by_the_gateway(fastapi_gw: Gateway) -> None:
+    data = (HERE / "asgi_fastapi_app.py").read_bytes()
+    status, headers, body = fetch(fastapi_gw, "GET", "/file")
+    assert (status, body) == (200, data)
+    assert fetch(fastapi_gw, "GET", "/file", headers={"If-None-Match": headers["etag"]})[0] == 304
+
+
+def test_fastapi_stream_stops_when_the_client_leaves(fastapi_gw: Gateway, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    sock = socket.create_connection((fastapi_gw.host, fastapi_gw.port), timeout=10)
+    try:
+        sock.sendall(f"GET /forever?mark={mark} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while got.count(b"tick") < 3:
+            data = sock.recv(4096)
+            assert data, got
+            got += data
+    finally:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mark.exists() and mark.read_text() == "stopped"
+    assert fetch(fastapi_gw, "GET", "/greet")[0] == 200
+    assert "Traceback" not in fastapi_gw.log_text(), fastapi_gw.log_text()[-3000:]
+
+
+def test_fastapi_websocket(fastapi_gw: Gateway) -> None:
+    from websockets.sync.client import connect
+
+    with connect(f"ws://{fastapi_gw.host}:{fastapi_gw.port}/ws/lobby", open_timeout=10) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "lobby:hi"
