@@ -3,7 +3,7 @@
 #
 #   make run                 build, then serve examples/hello on http://127.0.0.1:8000
 #   make test                every test: Go (vet, staticcheck, -race), Python (mypy --strict, pytest), integration
-#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets, uploads, compression, the typed SDK
+#   make bench               CovetPy against uvicorn, Granian, Robyn, ... under wrk, then over TLS, static files, WebSockets, uploads, compression, the typed SDK, hosted apps
 #   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
@@ -11,6 +11,7 @@
 #   make bench-security      CPU the gateway's middleware adds: JWT verification, rate limits, the chain
 #   make bench-compress      response compression: the gateway's gzip and zstd against nginx's gzip
 #   make bench-sdk           the typed-handler SDK against FastAPI (uvicorn, Granian), and each feature's cost per request
+#   make bench-hosting       FastAPI, Starlette and Flask apps hosted by CovetPy against uvicorn, Granian and gunicorn
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
 #   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
@@ -59,7 +60,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk autobahn conformance clean
+.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting autobahn conformance clean
 
 all: build
 
@@ -229,13 +230,15 @@ fuzz:
 # bench/RESULTS-ws.md (bench-tls, bench-static and bench-ws below), then upload
 # throughput (bench/upload.py, Content-Length and chunked; markdown on stdout), then
 # bench/RESULTS-compress.md (bench-compress below), then the Go middleware benchmarks
-# (bench-security) and bench/RESULTS-sdk.md with bench/RESULTS-sdk-features.md
-# (bench-sdk below). BENCH_QUICK=1 for a smoke run; BENCH_DURATION, BENCH_ROUNDS,
-# BENCH_SERVERS, BENCH_WORKLOADS (see bench/run.py --list).
+# (bench-security), bench/RESULTS-sdk.md with bench/RESULTS-sdk-features.md
+# (bench-sdk below) and bench/RESULTS-hosting.md (bench-hosting below).
+# BENCH_QUICK=1 for a smoke run; BENCH_DURATION, BENCH_ROUNDS, BENCH_SERVERS,
+# BENCH_WORKLOADS (see bench/run.py --list).
 bench: build
 	python3 bench/run.py; rc=$$?; python3 bench/tls.py || rc=1; python3 bench/static.py || rc=1; python3 bench/ws.py || rc=1; \
 	  python3 bench/upload.py || rc=1; BENCH_CHUNKED=1 python3 bench/upload.py || rc=1; python3 bench/compress.py || rc=1; \
-	  $(MAKE) --no-print-directory bench-security || rc=1; $(MAKE) --no-print-directory bench-sdk || rc=1; exit $$rc
+	  $(MAKE) --no-print-directory bench-security || rc=1; $(MAKE) --no-print-directory bench-sdk || rc=1; \
+	  $(MAKE) --no-print-directory bench-hosting || rc=1; exit $$rc
 
 # CovetPy over TLS (HTTP/1.1, HTTP/2, HTTP/3, handshakes/s) against Granian, uvicorn,
 # Hypercorn and Go; rewrites bench/RESULTS-tls.md. Same BENCH_* settings, and
@@ -275,6 +278,15 @@ bench-compress: build
 # BENCH_* settings, and those the two scripts' docstrings list.
 bench-sdk: build
 	python3 bench/sdk.py; rc=$$?; $(PY) bench/sdk_features.py || rc=1; exit $$rc
+
+# Hosting foreign apps (issue 24): the same FastAPI, Starlette and Flask apps (a
+# plaintext GET, a JSON GET, a JSON POST echo) under CovetPy's ASGI and WSGI adapters,
+# one worker, against uvicorn and Granian (ASGI), gunicorn sync and Granian (WSGI), one
+# worker each; rewrites bench/RESULTS-hosting.md. Same BENCH_* settings, and
+# BENCH_HOSTING_APPS, BENCH_HOSTING_SERVERS, BENCH_HOSTING_WORKLOADS (see
+# bench/hosting.py --list).
+bench-hosting: build
+	python3 bench/hosting.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport

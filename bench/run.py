@@ -75,7 +75,8 @@ GATEWAY = ROOT / "bin" / "covet-gateway"
 HOST = "127.0.0.1"
 
 # Server packages, each at PyPI's current release when bench/.venv is created.
-CORE_PACKAGES = ["granian", "uvicorn", "uvloop", "httptools", "starlette", "fastapi", "robyn", "gunicorn"]
+CORE_PACKAGES = ["granian", "uvicorn", "uvloop", "httptools", "starlette", "fastapi", "robyn", "gunicorn",
+                 "flask"]
 OPTIONAL_PACKAGES = ["socketify"]  # may fail to build; the bench goes on without it
 VERSION_PACKAGES = CORE_PACKAGES + OPTIONAL_PACKAGES
 
@@ -222,11 +223,15 @@ def nginx_bin() -> str | None:
 ENGINES = ("uring", "netpoll")
 
 
-def covet_argv(workers: int, engine: str, app: str = "covet_app:app") -> Callable[[int], list[str]]:
+def covet_argv(workers: int, engine: str, app: str = "covet_app:app",
+               interface: str = "covet") -> Callable[[int], list[str]]:
     """The gateway with ``workers`` workers serving ``app`` (module:attribute in
-    bench/apps) on ``engine``."""
+    bench/apps) on ``engine``; ``interface`` is what the worker is told the app is
+    (``covet``, or ``asgi``/``wsgi`` for a foreign app it hosts)."""
     def argv(port: int) -> list[str]:
         worker_cmd = f"{shlex.quote(str(REPO_PY))} -m covet worker {app}"
+        if interface != "covet":  # a hosted app is named after its module unless told
+            worker_cmd += f" --interface {interface} --app-name bench"
         return [str(GATEWAY), "--listen", f"{HOST}:{port}", "--app", "bench", "--workers", str(workers),
                 "--worker-cmd", worker_cmd, "--worker-dir", str(APPS), "--log-level", "warn",
                 "--engine", engine]
