@@ -48,10 +48,13 @@ class InputStream:
     the app has consumed. ``read(n)`` returns ``n`` bytes unless the body ends first;
     ``read()`` the rest. A body that breaks off raises :class:`ClientDisconnected`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, source: AsyncIterator[bytes] | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: AsyncIterator[bytes] | None,
+                 body: bytes = b"") -> None:  # fmt: skip
+        """``source`` gives the body's chunks (None: no more than ``body``, the bytes
+        already read)."""
         self._loop = loop
         self._source = source
-        self._buf = bytearray()
+        self._buf = bytearray(body)
         self._eof = source is None
         self._gone = False
         self._pending: concurrent.futures.Future[bytes | None] | None = None
