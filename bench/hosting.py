@@ -175,30 +175,8 @@ def main() -> int:
           f"(+{R.WARMUP}s warm-up), wrk -t{R.THREADS} -c{R.CONNS}; logs in bench/out/hosting-*.log")
     results: dict[str, list[dict]] = {}
 
-    def visit(run: R.Running, s: R.Server) -> str | None:
-        why = run.wait_ready()
-        if why:
-            return f"failed: {why}"
-        for w in workloads:
-            wrong = R.validate(run, w)
-            if wrong:
-                return f"WRONG: {w.name}: {wrong}"
-        for w in workloads:
-            res = R.measure(run, w)
-            if not run.alive():
-                return f"failed: exited (status {run.proc.returncode}) under {w.name}; see bench/out/hosting-{s.name}.log"
-            results.setdefault(f"{s.name}|{w.name}", []).append(res)
-            errs = {k: res[k] for k in ("connect", "read", "write", "status", "timeout") if res[k]}
-            R.log(f"    {s.name:<17} {w.name:<9} {R.fmt_rps(res['rps']):>8} req/s  p50 {R.fmt_lat(res['p50_us']):>8}  "
-                  f"p99 {R.fmt_lat(res['p99_us']):>8}  cpu {res['cpu_us_per_req']:7.1f} µs/req  "
-                  f"steal {res['steal_pct']:.1f}%" + (f"  errors {errs}" if errs else ""))
-            if errs.get("status"):  # non-2xx under load: the answer is checked again
-                again = R.validate(run, w)
-                if again:
-                    return f"WRONG under load: {w.name}: {again}"
-        return None
-
-    status = R.interleaved_rounds(servers, "hosting", visit)
+    status = R.interleaved_rounds(
+        servers, "hosting", lambda run, s: R.measure_workloads(run, s, workloads, results, "hosting"))
     elapsed = time.time() - t0
     summary = {k: R.summarize(v) for k, v in results.items()}
     RESULTS_MD.write_text(render(info, apps, servers, workloads, status, summary, elapsed))

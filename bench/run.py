@@ -653,6 +653,36 @@ class Running:
 
 
 
+def measure_workloads(run: Running, s: Server, workloads: list[Workload], results: dict[str, list[dict]],
+                      prefix: str, probe: Callable[[int], int] | None = None) -> str | None:
+    """An interleaved_rounds visit for servers that all answer every workload: wait
+    until the server answers (``probe``: run.wait_ready's), check each workload's
+    answer, then measure each, appending to results["server|workload"] and logging a
+    line per run; a server that exits, or answers wrongly under load, fails. Logs are
+    bench/out/PREFIX-SERVER.log."""
+    why = run.wait_ready(probe=probe)
+    if why:
+        return f"failed: {why}"
+    for w in workloads:
+        wrong = validate(run, w)
+        if wrong:
+            return f"WRONG: {w.name}: {wrong}"
+    for w in workloads:
+        res = measure(run, w)
+        if not run.alive():
+            return f"failed: exited (status {run.proc.returncode}) under {w.name}; see bench/out/{prefix}-{s.name}.log"
+        results.setdefault(f"{s.name}|{w.name}", []).append(res)
+        errs = {k: res[k] for k in ("connect", "read", "write", "status", "timeout") if res[k]}
+        log(f"    {s.name:<17} {w.name:<9} {fmt_rps(res['rps']):>8} req/s  p50 {fmt_lat(res['p50_us']):>8}  "
+            f"p99 {fmt_lat(res['p99_us']):>8}  cpu {res['cpu_us_per_req']:7.1f} µs/req  "
+            f"steal {res['steal_pct']:.1f}%" + (f"  errors {errs}" if errs else ""))
+        if errs.get("status"):  # non-2xx under load: the answer is checked again
+            again = validate(run, w)
+            if again:
+                return f"WRONG under load: {w.name}: {again}"
+    return None
+
+
 def interleaved_rounds(servers: list, prefix: str, visit: Callable[[Running, object], str | None]) -> dict[str, str]:
     """Run each server ROUNDS times, starting every one in turn per round with the order
     rotated each round (so that none always runs first, or on a warmer machine), and let
