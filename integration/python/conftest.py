@@ -174,6 +174,32 @@ def serving_gateway(
     assert proc.returncode == 0, f"gateway exited with {proc.returncode} after SIGTERM:\n{gw.log_text()[-3000:]}"
 
 
+@contextlib.contextmanager
+def serving_process(argv: Sequence[str], log_path: Path, ready: Callable[[], bool], cwd: Path = REPO,
+                    **env: str) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """Run ``argv`` (a peer server: uvicorn, gunicorn, ...) with its output in
+    ``log_path``; yield it once ``ready()`` holds, failing the test with its log if it
+    exits or is not ready within STARTUP_TIMEOUT_S; stop it with SIGTERM (then
+    SIGKILL) afterwards."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", **env))  # fmt: skip
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not ready():
+            if proc.poll() is not None or time.monotonic() >= deadline:
+                pytest.fail(f"{shlex.join(argv[:4])} not serving (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, STARTUP_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, Gateway, _free_port, serving_gateway
+from conftest import REPO, Gateway, _free_port, serving_gateway, serving_process
 
 CRUD = REPO / "examples" / "crud"
 TOKEN = {"x-token": "s3cret"}
@@ -206,23 +203,8 @@ def fastapi_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     # workers' (COVET_PYTHON) may be a bare one, as in the Makefile's eager-task pass.
     argv = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(CRUD),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]  # fmt: skip
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _answers(port):
-            if proc.poll() is not None or time.monotonic() >= deadline:
-                pytest.fail(f"uvicorn not serving fastapi_app (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with serving_process(argv, log_path, lambda: _answers(port)):
         yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_corpus_shape() -> None:

@@ -36,11 +36,8 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +45,7 @@ from typing import Any
 
 import pytest
 
-from conftest import HERE, REPO, SHUTDOWN_TIMEOUT_S, STARTUP_TIMEOUT_S, _free_port, serving_gateway
+from conftest import HERE, _free_port, serving_gateway, serving_process
 from hosting_corpus import GENERIC, HOST, Case, corpus
 
 HOSTED = HERE / "hosted"
@@ -625,23 +622,8 @@ def reference_server(app: str, log_path: Path) -> Iterator[int]:
     else:
         argv = [sys.executable, "-m", "gunicorn", f"{module}:app", "--chdir", str(HOSTED), "--bind",
                 f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "sync", "--timeout", "60"]  # fmt: skip
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=HOSTED,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONHASHSEED=HASH_SEED))  # fmt: skip
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _answers(port):
-            if proc.poll() is not None or time.monotonic() >= deadline:
-                pytest.fail(f"{argv[2]} not serving {module} (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with serving_process(argv, log_path, lambda: _answers(port), cwd=HOSTED, PYTHONHASHSEED=HASH_SEED):
         yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def adapter_missing(interface: str) -> str | None:
