@@ -220,13 +220,9 @@ def ratios_text(apps: list[App], workloads: list, summary: dict) -> str:
                 if not x or not y or not y["rps_median"]:
                     lines.append(f"- {label}: n/a (not measured); target {target:g}x")
                     continue
-                r = x["rps_median"] / y["rps_median"]
                 total += 1
-                met += r >= target
-                cpu = x["cpu_us_per_req"] / y["cpu_us_per_req"] if y["cpu_us_per_req"] else float("nan")
-                lines.append(f"- {label}: {r:.2f}x ({R.fmt_rps(x['rps_median'])} vs {R.fmt_rps(y['rps_median'])} "
-                             f"req/s) — {target:g}x target **{'met' if r >= target else 'not met'}**; CPU {cpu:.2f}x "
-                             f"({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs)")
+                met += x["rps_median"] / y["rps_median"] >= target
+                lines.append(f"- {label}: {R.ratio_text(x, y, target)}")
     if total:
         lines.append(f"- Targets met in {met} of {total} measured comparisons.")
     return "\n".join(lines) + "\n"
@@ -244,11 +240,7 @@ def table_text(apps: list[App], servers: list, workloads: list, status: dict, su
                 if x is None:
                     L.append(f"| {a.name} | {w.name} | {n} | {status.get(n, 'not run')} | | | | | | | |")
                     continue
-                errs = ", ".join(f"{k} {v:.0f}" for k, v in x["errors"].items())
-                L.append(f"| {a.name} | {w.name} | {n} | {R.fmt_rps(x['rps_median'])} | {R.fmt_rps(x['rps_min'])}.."
-                         f"{R.fmt_rps(x['rps_max'])} | {R.fmt_lat(x['p50_us'])} | {R.fmt_lat(x['p99_us'])} | "
-                         f"{x['cpu_us_per_req']:.1f} | {x['peak_rss_mib']:.1f} | {x['steal_pct_max']:.1f}"
-                         f"{R.stolen_mark(x)} | {errs or '-'} |")
+                L.append(f"| {a.name} | {w.name} | {n} | {R.result_cells(x)} |")
     return "\n".join(L) + "\n"
 
 

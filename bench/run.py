@@ -1049,6 +1049,25 @@ def tables_text(servers, workloads, status, cell_status, summary) -> str:
     return "\n".join(out) + "\n"
 
 
+def result_cells(x: dict) -> str:
+    """A summarized cell's columns for a results table: req/s | min..max | p50 | p99 |
+    CPU µs/req | peak RSS MiB | steal % | errors."""
+    errs = ", ".join(f"{k} {n:.0f}" for k, n in x["errors"].items())
+    return (f"{fmt_rps(x['rps_median'])} | {fmt_rps(x['rps_min'])}..{fmt_rps(x['rps_max'])} | "
+            f"{fmt_lat(x['p50_us'])} | {fmt_lat(x['p99_us'])} | {x['cpu_us_per_req']:.1f} | "
+            f"{x['peak_rss_mib']:.1f} | {x['steal_pct_max']:.1f}{stolen_mark(x)} | {errs or '-'}")
+
+
+def ratio_text(x: dict, y: dict, target: float | None = None) -> str:
+    """CovetPy's summarized cell ``x`` against a peer's ``y``: the req/s ratio, the
+    target met or not (when given), and the CPU-per-request ratio."""
+    r = x["rps_median"] / y["rps_median"]
+    cpu = x["cpu_us_per_req"] / y["cpu_us_per_req"] if y["cpu_us_per_req"] else float("nan")
+    met = f" — {target:g}x target **{'met' if r >= target else 'not met'}**" if target is not None else ""
+    return (f"{r:.2f}x ({fmt_rps(x['rps_median'])} vs {fmt_rps(y['rps_median'])} req/s){met}; "
+            f"CPU {cpu:.2f}x ({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs)")
+
+
 def stolen_mark(c: dict) -> str:
     """" †" for a cell whose worst kept round saw more steal than STEAL_MAX, else ""."""
     return " †" if c.get("steal_pct_max", 0.0) > STEAL_MAX else ""

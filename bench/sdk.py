@@ -124,13 +124,7 @@ def ratios_text(workloads: list, summary: dict) -> str:
             if not x or not y or not y["rps_median"]:
                 lines.append(f"- {label}: n/a (not measured)")
                 continue
-            r = x["rps_median"] / y["rps_median"]
-            target = ""
-            if other == "fastapi-uvicorn":
-                target = f" — {TARGET:g}x target **{'met' if r >= TARGET else 'not met'}**"
-            cpu = x["cpu_us_per_req"] / y["cpu_us_per_req"] if y["cpu_us_per_req"] else float("nan")
-            lines.append(f"- {label}: {r:.2f}x ({R.fmt_rps(x['rps_median'])} vs {R.fmt_rps(y['rps_median'])} req/s)"
-                         f"{target}; CPU {cpu:.2f}x ({x['cpu_us_per_req']:.1f} vs {y['cpu_us_per_req']:.1f} µs)")
+            lines.append(f"- {label}: {R.ratio_text(x, y, TARGET if other == 'fastapi-uvicorn' else None)}")
     return "\n".join(lines) + "\n"
 
 
@@ -143,11 +137,7 @@ def table_text(servers: list, workloads: list, status: dict, summary: dict) -> s
             if x is None:
                 L.append(f"| {w.name} | {s.name} | {status.get(s.name, 'not run')} | | | | | | | |")
                 continue
-            errs = ", ".join(f"{k} {n:.0f}" for k, n in x["errors"].items())
-            L.append(f"| {w.name} | {s.name} | {R.fmt_rps(x['rps_median'])} | {R.fmt_rps(x['rps_min'])}.."
-                     f"{R.fmt_rps(x['rps_max'])} | {R.fmt_lat(x['p50_us'])} | {R.fmt_lat(x['p99_us'])} | "
-                     f"{x['cpu_us_per_req']:.1f} | {x['peak_rss_mib']:.1f} | {x['steal_pct_max']:.1f}{R.stolen_mark(x)} | "
-                     f"{errs or '-'} |")
+            L.append(f"| {w.name} | {s.name} | {R.result_cells(x)} |")
     return "\n".join(L) + "\n"
 
 
