@@ -278,6 +278,10 @@ class _Callee:
         #: FastAPI reports their errors.
         order = {_DEP: 0, _PATH: 1, _QUERY: 2, _HEADER: 3, _COOKIE: 4}
         self.steps = sorted((b for b in self.params if b.kind in order), key=lambda b: order[b.kind])
+        #: The parameters given what the request already has: itself, its task list,
+        #: its Response, and (``**kwargs``) the path parameters no other one takes.
+        self.given = [b for b in self.params if b.kind in (_REQUEST, _TASKS, _RESPONSE, _KWARGS)]
+        self.bound_names = frozenset(b.name for b in self.params)
 
     def _compile(self, pattern: Pattern, top: bool, seen: tuple[Any, ...]) -> None:
         target = self.fn.__init__ if inspect.isclass(self.fn) else self.fn
@@ -477,7 +481,7 @@ class _Callee:
                     kwargs[b.name] = convert(values)
                 except Invalid as e:
                     errors.append(e.error((loc_source, spec.alias), values))
-        for b in self.params:
+        for b in self.given:
             kind = b.kind
             if kind == _REQUEST:
                 kwargs[b.name] = request
@@ -485,9 +489,8 @@ class _Callee:
                 kwargs[b.name] = ctx.tasks()
             elif kind == _RESPONSE:
                 kwargs[b.name] = ctx.response()
-            elif kind == _KWARGS:
-                bound = {x.name for x in self.params}
-                kwargs.update((k, v) for k, v in ctx.path.items() if k not in bound)
+            else:  # **kwargs
+                kwargs.update((k, v) for k, v in ctx.path.items() if k not in self.bound_names)
         if self.decoder is not None:
             try:
                 data = await request.body()
