@@ -4,16 +4,12 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/net/http2"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/router"
@@ -163,14 +159,7 @@ func TestWSAlsoHTTPH2Connect(t *testing.T) {
 	cfg := wsConfig()
 	cfg.H2C = true
 	ts := startServer(t, cfg, b)
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := h2cClient(t)
 
 	pr, pw := io.Pipe()
 	defer pw.Close()

@@ -49,15 +49,7 @@ func TestWSH2(t *testing.T) {
 	cfg := wsConfig()
 	cfg.H2C = true
 	ts := startServer(t, cfg, b)
-	// x/net/http2's client: net/http's refuses a ":protocol" field.
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := h2cClient(t)
 
 	pr, pw := io.Pipe()
 	defer pw.Close()
@@ -128,4 +120,19 @@ func TestWSH2(t *testing.T) {
 			t.Errorf("%s version %s: %d, want %d", tc.path, tc.version, resp.StatusCode, tc.status)
 		}
 	}
+}
+
+// h2cClient is an HTTP/2 client with prior knowledge over cleartext: x/net/http2's
+// (net/http's refuses a ":protocol" field, which extended CONNECT needs).
+func h2cClient(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return c
 }
