@@ -74,7 +74,17 @@ $(VENV)/.stamp: python-sdk/pyproject.toml Makefile
 	$(PY) -m pip install -q -e 'python-sdk[uvloop]'
 	touch $@
 
-venv: $(VENV)/.stamp
+# The compiled core of the worker's data plane (python-sdk/covet/_speedups.c), built in
+# place by the editable install; rebuilt when its source changes. pip treats the
+# extension as optional (a user without a C compiler gets the pure-Python fallback), so
+# the import here is what makes a failed build stop make.
+SPEEDUPS := $(VENV)/.speedups
+$(SPEEDUPS): python-sdk/covet/_speedups.c $(VENV)/.stamp
+	$(PY) -m pip install -q --no-deps -e python-sdk
+	$(PY) -c 'import covet._speedups'
+	touch $@
+
+venv: $(VENV)/.stamp $(SPEEDUPS)
 
 # The worker's dependencies for EAGER_PY; the tests put the SDK on its PYTHONPATH.
 $(EAGER_VENV)/.stamp: Makefile
@@ -147,6 +157,8 @@ test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
 	$(PY) -m mypy --strict python-sdk/covet
 	@echo "==> pytest: the Python SDK$(if $(EAGER_PY),; the worker tests also under $(EAGER_PY),; no Python >= 3.12 found for the eager-task worker tests)"
 	COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
+	@echo "==> pytest: the Python SDK again on its pure-Python fallback (COVET_NO_EXTENSIONS=1: no covet._speedups)"
+	COVET_NO_EXTENSIONS=1 COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
 
 # The integration tests run twice, once per engine: on uring with the .venv Python,
 # then on netpoll with the workers on EAGER_PY where there is one (each request an

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
 import msgspec
+
+from covet._accel import speedups
 
 __all__ = [
     "RequestHead",
@@ -23,6 +25,7 @@ __all__ = [
     "REQ_HEAD_FIELDS",
     "well_formed",
     "decode_head",
+    "decode_head_py",
     "encode_head",
 ]
 
@@ -262,10 +265,12 @@ def _checked_auth(value: Any) -> Auth:
     return tuple.__new__(Auth, (str(subject), bytes(claims), tuple(str(x) for x in roles), tuple(str(x) for x in scopes)))
 
 
-def decode_head(payload: bytes) -> RequestHead:
+def decode_head_py(payload: bytes) -> RequestHead:
     """Decode and check a REQ_HEAD payload (PROTOCOL 3.1); ValueError names what is wrong.
 
-    The worker's hot path. msgspec decodes the array straight into a RequestHead and
+    The pure-Python decoder: ``decode_head`` is this one, or the compiled one
+    (``covet._speedups.decode_head``, which builds the common 12-element form itself
+    and hands anything else to this function). The worker's hot path. msgspec decodes the array straight into a RequestHead and
     checks every element's type on the way, so only the alternation of the header list
     and the two numeric bounds are left to check here. Anything it refuses is decoded
     again with msgpack and checked element by element, for a message that names the
@@ -329,3 +334,10 @@ _STR_BYTES: list[type] = [str, bytes]
 _STR: list[type] = [str]
 _new_head = tuple.__new__
 _decode = msgspec.msgpack.Decoder(RequestHead).decode
+
+
+if TYPE_CHECKING or speedups is None:
+    decode_head = decode_head_py
+else:
+    speedups.init_head(RequestHead, decode_head_py)
+    decode_head = speedups.decode_head

@@ -4,7 +4,14 @@ One memfd segment holds a 4096-byte header and two rings: requests (gateway ->
 worker; the worker is the single consumer) and responses (worker -> gateway; the
 worker is the single producer). Two eventfds are the doorbells.
 
-Memory ordering (PROTOCOL.md 2.6). CPython has no atomics, so this module relies on
+Two implementations of the rings. ``RingReader`` and ``RingWriter`` are the compiled
+ones (``covet._speedups``, ``_speedups.c``: C11 acquire/release atomics, correct on any
+CPU) when that module is built and ``COVET_NO_EXTENSIONS`` is not set; otherwise they are
+``PyRingReader`` and ``PyRingWriter``, the pure-Python reference described below. Both
+share the methods built on the core (``_ReaderOps``, ``_WriterOps``: blocking and asyncio
+waits, fragmentation) and are tested against the same vectors and suite.
+
+Memory ordering of the pure-Python client (PROTOCOL.md 2.6). CPython has no atomics, so it relies on
 x86-64 total store order: every control field and record header is read and written
 through a ``memoryview`` cast to ``'I'``, ``'i'`` or ``'Q'``, which CPython
 (Objects/memoryobject.c, ``UNPACK_SINGLE``/``PACK_SINGLE``: a fixed-size memcpy) turns
@@ -13,13 +20,14 @@ passing an earlier store, is closed by ``_full_fence``: acquiring and releasing 
 uncontended ``threading.Lock``. On CPython 3.11/Linux (``sys.thread_info.lock ==
 'semaphore'``) that is ``sem_trywait`` + ``sem_post``, each a ``lock cmpxchg`` in
 glibc (checked with gdb; cost measured by python-sdk/tests/bench_shmring.py).
-So ``Segment.open`` refuses to attach on any other CPU (``SUPPORTED_MACHINES``): on
-arm64, say, a payload and the length that commits it may become visible out of order.
-A compiled client with acquire/release atomics would lift that (ARCHITECTURE.md 6).
+So without the compiled module ``Segment.open`` refuses to attach on any other CPU
+(``SUPPORTED_MACHINES``): on arm64, say, a payload and the length that commits it may
+become visible out of order.
 
 Ownership. A ``Segment`` owns the mapping, the fd and every memoryview over the
 mapping; ``RingReader``/``RingWriter`` borrow those views and stop working (ValueError)
-once the segment is closed. Payloads handed out are always ``bytes`` copies taken
+once the segment is closed (a compiled ring holds a buffer export of the mapping, which
+``Segment.close`` releases first through ``detach``). Payloads handed out are always ``bytes`` copies taken
 before the space is zeroed and released, so nothing a handler keeps can alias ring
 memory or block ``Segment.close``.
 
@@ -38,20 +46,30 @@ import platform
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
+from covet._accel import speedups
 from covet._doorbell import AsyncDoorbell, Doorbell
 
 __all__ = [
+    "ACCELERATED",
     "AsyncDoorbell",
     "Doorbell",
+    "PyRingReader",
+    "PyRingWriter",
     "RingCorrupt",
     "RingReader",
     "RingWriter",
     "Segment",
     "SegmentError",
 ]
+
+#: True when RingReader and RingWriter are the compiled ones (covet/_speedups.c, with
+#: C11 acquire/release atomics); False when they are the pure-Python PyRingReader and
+#: PyRingWriter (COVET_NO_EXTENSIONS=1, or no compiled module).
+ACCELERATED: Final = speedups is not None
 
 #: ``platform.machine()`` names of x86-64, whose store order this module relies on.
 SUPPORTED_MACHINES: Final = frozenset({"x86_64", "AMD64"})
@@ -211,6 +229,7 @@ class Segment:
         "_last_beat",
         "_mm",
         "_mv",
+        "_rings",
         "_u32",
         "_u64",
         "epoch",
@@ -231,6 +250,7 @@ class Segment:
     _last_beat: int
     _mm: mmap.mmap
     _mv: memoryview
+    _rings: weakref.WeakSet[Any]
     _u32: memoryview
     _u64: memoryview
     epoch: int
@@ -268,6 +288,7 @@ class Segment:
         self = object.__new__(cls)
         self._fd = fd
         self._closed = True
+        self._rings = weakref.WeakSet()
         try:
             self._map(expected, require_seals)
         except BaseException:
@@ -282,14 +303,15 @@ class Segment:
 
     def _map(self, expected: Mapping[str, object] | None, require_seals: bool) -> None:
         machine = platform.machine()
-        if machine not in SUPPORTED_MACHINES:
+        if speedups is None and machine not in SUPPORTED_MACHINES:
             raise SegmentError(
                 "architecture",
                 f"this CPU is {machine or 'unknown'}, and covet's pure-Python ring client runs only "
                 "on x86-64: it uses plain loads and stores and relies on x86-64's total store "
                 "order where the protocol needs acquire/release atomics (workerproto/PROTOCOL.md "
                 "2.6), so elsewhere a record could be read before its bytes arrive. Run the "
-                "workers on x86-64 until a compiled ring client with atomics exists",
+                "workers on x86-64, or build the SDK with a C compiler at hand (covet._speedups) and "
+                "leave COVET_NO_EXTENSIONS unset",
             )
         fd = self._fd
         size = os.fstat(fd).st_size
@@ -407,6 +429,8 @@ class Segment:
             return
         self._closed = True
         try:
+            for ring in list(self._rings):
+                ring.detach()
             for view in (self._u64, self._i32, self._u32, self._mv):
                 view.release()
             self._mm.close()
@@ -421,6 +445,18 @@ class Segment:
 
 
 # -- Ring geometry shared by reader and writer -----------------------------------------
+
+
+def _geometry(seg: Segment, which: int) -> tuple[int, int]:
+    """The segment offset of ring ``which``'s control block, and its capacity."""
+    if seg.closed:
+        raise ValueError("segment is closed")
+    if which == REQUEST_RING:
+        return seg.req_offset, seg.req_capacity
+    if which == RESPONSE_RING:
+        return seg.resp_offset, seg.resp_capacity
+    raise ValueError(f"ring {which} is neither REQUEST_RING nor RESPONSE_RING")
+
 
 
 class _Ring:
@@ -447,14 +483,7 @@ class _Ring:
     _w_tail: int
 
     def __init__(self, seg: Segment, which: int) -> None:
-        if seg.closed:
-            raise ValueError("segment is closed")
-        if which == REQUEST_RING:
-            cb, cap = seg.req_offset, seg.req_capacity
-        elif which == RESPONSE_RING:
-            cb, cap = seg.resp_offset, seg.resp_capacity
-        else:
-            raise ValueError(f"ring {which} is neither REQUEST_RING nor RESPONSE_RING")
+        cb, cap = _geometry(seg, which)
         self._seg = seg
         self._mm = seg._mm
         self._mv = seg._mv
@@ -499,8 +528,56 @@ class _Ring:
 Handler = Callable[[int, int, int, bytes], object]
 
 
-class RingReader(_Ring):
-    """The single consumer of one ring.
+class _ReaderOps:
+    """What a consumer builds on its core (``poll``, ``pending``, ``spin``,
+    ``prepare_sleep``, ``end_sleep``): shared by PyRingReader and the compiled reader."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        def poll(self, handler: Handler, limit: int = DEFAULT_BATCH) -> int: ...
+        def pending(self) -> bool: ...
+        def spin(self, spin_ns: int = DEFAULT_SPIN_NS) -> bool: ...
+        def prepare_sleep(self) -> bool: ...
+        def end_sleep(self) -> None: ...
+
+    def read(self, limit: int = DEFAULT_BATCH) -> list[tuple[int, int, int, bytes]]:
+        """``poll`` into a list of ``(type, id, flags, payload)``."""
+        out: list[tuple[int, int, int, bytes]] = []
+        append = out.append
+        self.poll(lambda t, i, f, p: append((t, i, f, p)), limit)
+        return out
+
+    def wait(self, bell: Doorbell, timeout: float | None,
+             spin_ns: int = DEFAULT_SPIN_NS) -> bool:
+        """Blocking: spin, then sleep on ``bell`` (our own doorbell) for at most
+        ``timeout`` s. True if a record is pending on return."""
+        if self.spin(spin_ns):
+            return True
+        if self.prepare_sleep():
+            try:
+                bell.wait(timeout)
+            finally:
+                self.end_sleep()
+        return self.pending()
+
+    async def wait_async(self, bell: AsyncDoorbell, timeout: float | None,
+                         spin_ns: int = DEFAULT_SPIN_NS) -> bool:
+        """Asyncio: yield once to the loop, spin, then sleep on ``bell``. True if a
+        record is pending on return."""
+        await asyncio.sleep(0)
+        if self.spin(spin_ns):
+            return True
+        if self.prepare_sleep():
+            try:
+                await bell.wait(timeout)
+            finally:
+                self.end_sleep()
+        return self.pending()
+
+
+class PyRingReader(_ReaderOps, _Ring):
+    """The single consumer of one ring (pure Python; see the module docstring).
 
     ``poll`` hands each committed record, in order, to ``handler(type, id, flags,
     payload)`` where ``payload`` is a ``bytes`` copy (so a handler may keep it); PAD is
@@ -612,13 +689,6 @@ class RingReader(_Ring):
             raise RingCorrupt(f"frame type {typ} not allowed on this ring", off)
         raise RingCorrupt(f"flags/reserved word {flags:#x} has unknown bits", off + 16)
 
-    def read(self, limit: int = DEFAULT_BATCH) -> list[tuple[int, int, int, bytes]]:
-        """``poll`` into a list of ``(type, id, flags, payload)``."""
-        out: list[tuple[int, int, int, bytes]] = []
-        append = out.append
-        self.poll(lambda t, i, f, p: append((t, i, f, p)), limit)
-        return out
-
     def _release(self, head: int, pos: int) -> None:
         mv = self._mv
         zero = self._zero
@@ -672,39 +742,117 @@ class RingReader(_Ring):
         """Store consumer_sleeping = 0 after a doorbell wait."""
         self._u32[self._w_sleeping] = 0
 
-    def wait(self, bell: Doorbell, timeout: float | None,
-             spin_ns: int = DEFAULT_SPIN_NS) -> bool:
-        """Blocking: spin, then sleep on ``bell`` (our own doorbell) for at most
-        ``timeout`` s. True if a record is pending on return."""
-        if self.spin(spin_ns):
-            return True
-        if self.prepare_sleep():
-            try:
-                bell.wait(timeout)
-            finally:
-                self.end_sleep()
-        return self.pending()
-
-    async def wait_async(self, bell: AsyncDoorbell, timeout: float | None,
-                         spin_ns: int = DEFAULT_SPIN_NS) -> bool:
-        """Asyncio: yield once to the loop, spin, then sleep on ``bell``. True if a
-        record is pending on return."""
-        await asyncio.sleep(0)
-        if self.spin(spin_ns):
-            return True
-        if self.prepare_sleep():
-            try:
-                await bell.wait(timeout)
-            finally:
-                self.end_sleep()
-        return self.pending()
-
-
 # -- Producer -------------------------------------------------------------------------
 
 
-class RingWriter(_Ring):
-    """The single producer of one ring (the worker on the response ring; tests also
+class _WriterOps:
+    """What a producer builds on its core (``try_write``, ``wake``, ``prepare_wait``):
+    shared by PyRingWriter and the compiled writer."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        _own: Doorbell
+        wait_timeout: float
+
+        @property
+        def max_payload(self) -> int: ...
+        def try_write(self, typ: int, rid: int, flags: int, payload: bytes | bytearray | memoryview,
+                      wake: bool = True) -> bool: ...
+        def wake(self) -> None: ...
+        def prepare_wait(self, length: int) -> bool: ...
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _slice(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.wait_timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("response ring stayed full")
+        return min(left, self.wait_timeout)
+
+    def write(self, typ: int, rid: int, flags: int, payload: bytes | bytearray | memoryview,
+              timeout: float | None = None) -> None:
+        """Blocking ``try_write``: while full, wake the consumer and wait on our own
+        doorbell in slices of ``wait_timeout``. TimeoutError after ``timeout`` s."""
+        if self.try_write(typ, rid, flags, payload):
+            return
+        deadline = self._deadline(timeout)
+        length = FRAME_HEADER + len(payload)
+        while True:
+            self.wake()
+            if self.prepare_wait(length):
+                self._own.wait(self._slice(deadline))
+            if self.try_write(typ, rid, flags, payload):
+                return
+
+    async def write_async(self, typ: int, rid: int, flags: int,
+                          payload: bytes | bytearray | memoryview, bell: AsyncDoorbell,
+                          timeout: float | None = None) -> None:
+        """Asyncio ``write``: awaits ``bell`` (our own doorbell) while full."""
+        if self.try_write(typ, rid, flags, payload):
+            return
+        deadline = self._deadline(timeout)
+        length = FRAME_HEADER + len(payload)
+        while True:
+            self.wake()
+            if self.prepare_wait(length):
+                await bell.wait(self._slice(deadline))
+            if self.try_write(typ, rid, flags, payload):
+                return
+
+    def fragments(self, payload: bytes | bytearray | memoryview, begin: bool,
+                   end: bool, flags: int) -> list[tuple[int, memoryview]]:
+        """Split ``payload`` into ``(flags, chunk)`` frames of at most ``max_payload``
+        bytes (views, no copies), as ``write_message`` sends them."""
+        view = memoryview(payload).cast("B")
+        step = self.max_payload
+        n = len(view)
+        if n == 0:
+            f = flags | (BEGIN if begin else 0) | (END if end else 0)
+            return [(f, view)] if f else []
+        out = []
+        for start in range(0, n, step):
+            f = flags
+            if begin and start == 0:
+                f |= BEGIN
+            if end and start + step >= n:
+                f |= END
+            out.append((f, view[start:start + step]))
+        return out
+
+    def write_message(self, typ: int, rid: int, payload: bytes | bytearray | memoryview, *,
+                      begin: bool = True, end: bool = True, flags: int = 0,
+                      timeout: float | None = None) -> int:
+        """Write ``payload`` as fragments of at most ``max_payload`` bytes, BEGIN on the
+        first (if ``begin``), END on the last (if ``end``), ``flags`` on all; blocks
+        while full. An empty payload is one frame, or none if it would carry no flag.
+        Returns the number of frames. Wakes the consumer once at the end."""
+        frags = self.fragments(payload, begin, end, flags)
+        for f, chunk in frags:
+            if not self.try_write(typ, rid, f, chunk, wake=False):
+                self.write(typ, rid, f, chunk, timeout)
+        self.wake()
+        return len(frags)
+
+    async def write_message_async(self, typ: int, rid: int,
+                                  payload: bytes | bytearray | memoryview,
+                                  bell: AsyncDoorbell, *, begin: bool = True,
+                                  end: bool = True, flags: int = 0,
+                                  timeout: float | None = None) -> int:
+        """Asyncio ``write_message``."""
+        frags = self.fragments(payload, begin, end, flags)
+        for f, chunk in frags:
+            if not self.try_write(typ, rid, f, chunk, wake=False):
+                await self.write_async(typ, rid, f, chunk, bell, timeout)
+        self.wake()
+        return len(frags)
+
+
+class PyRingWriter(_WriterOps, _Ring):
+    """The single producer of one ring, pure Python (the worker on the response ring; tests also
     use it as the only producer of a request ring). It owns ``tail``; ``head_cache``
     is kept in a local and stored to the control block whenever refreshed."""
 
@@ -810,90 +958,35 @@ class RingWriter(_Ring):
         _fence_release()
         return self._claim(length) == 0
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        return None if timeout is None else time.monotonic() + timeout
 
-    def _slice(self, deadline: float | None) -> float:
-        if deadline is None:
-            return self.wait_timeout
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("response ring stayed full")
-        return min(left, self.wait_timeout)
+# -- The implementation in use ---------------------------------------------------------
 
-    def write(self, typ: int, rid: int, flags: int, payload: bytes | bytearray | memoryview,
-              timeout: float | None = None) -> None:
-        """Blocking ``try_write``: while full, wake the consumer and wait on our own
-        doorbell in slices of ``wait_timeout``. TimeoutError after ``timeout`` s."""
-        if self.try_write(typ, rid, flags, payload):
-            return
-        deadline = self._deadline(timeout)
-        length = FRAME_HEADER + len(payload)
-        while True:
-            self.wake()
-            if self.prepare_wait(length):
-                self._own.wait(self._slice(deadline))
-            if self.try_write(typ, rid, flags, payload):
-                return
+if TYPE_CHECKING or speedups is None:
+    RingReader = PyRingReader
+    RingWriter = PyRingWriter
+else:
+    speedups.init_ring(RingCorrupt)
 
-    async def write_async(self, typ: int, rid: int, flags: int,
-                          payload: bytes | bytearray | memoryview, bell: AsyncDoorbell,
-                          timeout: float | None = None) -> None:
-        """Asyncio ``write``: awaits ``bell`` (our own doorbell) while full."""
-        if self.try_write(typ, rid, flags, payload):
-            return
-        deadline = self._deadline(timeout)
-        length = FRAME_HEADER + len(payload)
-        while True:
-            self.wake()
-            if self.prepare_wait(length):
-                await bell.wait(self._slice(deadline))
-            if self.try_write(typ, rid, flags, payload):
-                return
+    class RingReader(_ReaderOps, speedups.Reader):
+        """The single consumer of one ring, compiled (covet/_speedups.c); the same
+        interface and behaviour as PyRingReader."""
 
-    def fragments(self, payload: bytes | bytearray | memoryview, begin: bool,
-                   end: bool, flags: int) -> list[tuple[int, memoryview]]:
-        """Split ``payload`` into ``(flags, chunk)`` frames of at most ``max_payload``
-        bytes (views, no copies), as ``write_message`` sends them."""
-        view = memoryview(payload).cast("B")
-        step = self.max_payload
-        n = len(view)
-        if n == 0:
-            f = flags | (BEGIN if begin else 0) | (END if end else 0)
-            return [(f, view)] if f else []
-        out = []
-        for start in range(0, n, step):
-            f = flags
-            if begin and start == 0:
-                f |= BEGIN
-            if end and start + step >= n:
-                f |= END
-            out.append((f, view[start:start + step]))
-        return out
+        def __init__(self, seg: Segment, which: int, peer: Doorbell,
+                     allowed_types: frozenset[int] | None = None) -> None:
+            cb, cap = _geometry(seg, which)
+            if allowed_types is None:
+                allowed_types = REQUEST_TYPES if which == REQUEST_RING else RESPONSE_TYPES
+            super().__init__(seg._mm, cb, cap, peer, allowed_types)
+            seg._rings.add(self)
 
-    def write_message(self, typ: int, rid: int, payload: bytes | bytearray | memoryview, *,
-                      begin: bool = True, end: bool = True, flags: int = 0,
-                      timeout: float | None = None) -> int:
-        """Write ``payload`` as fragments of at most ``max_payload`` bytes, BEGIN on the
-        first (if ``begin``), END on the last (if ``end``), ``flags`` on all; blocks
-        while full. An empty payload is one frame, or none if it would carry no flag.
-        Returns the number of frames. Wakes the consumer once at the end."""
-        frags = self.fragments(payload, begin, end, flags)
-        for f, chunk in frags:
-            if not self.try_write(typ, rid, f, chunk, wake=False):
-                self.write(typ, rid, f, chunk, timeout)
-        self.wake()
-        return len(frags)
+    class RingWriter(_WriterOps, speedups.Writer):
+        """The single producer of one ring, compiled (covet/_speedups.c); the same
+        interface and behaviour as PyRingWriter."""
 
-    async def write_message_async(self, typ: int, rid: int,
-                                  payload: bytes | bytearray | memoryview,
-                                  bell: AsyncDoorbell, *, begin: bool = True,
-                                  end: bool = True, flags: int = 0,
-                                  timeout: float | None = None) -> int:
-        """Asyncio ``write_message``."""
-        frags = self.fragments(payload, begin, end, flags)
-        for f, chunk in frags:
-            if not self.try_write(typ, rid, f, chunk, wake=False):
-                await self.write_async(typ, rid, f, chunk, bell, timeout)
-        self.wake()
-        return len(frags)
+        def __init__(self, seg: Segment, which: int, *, own: Doorbell, peer: Doorbell,
+                     wait_timeout: float = 0.1) -> None:
+            cb, cap = _geometry(seg, which)
+            super().__init__(seg._mm, cb, cap, peer)
+            self._own = own
+            self.wait_timeout = wait_timeout
+            seg._rings.add(self)

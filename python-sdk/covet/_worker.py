@@ -92,6 +92,7 @@ from ._payloads import (
 from ._responses import FileResponse, Response
 from ._ws_worker import Sessions
 from ._shmring import (
+    ACCELERATED,
     DEFAULT_BATCH,
     FRAME_HEADER,
     STATE_CLOSED,
@@ -393,9 +394,10 @@ class _Worker:
         self._beat_s = welcome.heartbeat_ms / 2000
         self._space_timeout = min(SPACE_WAIT_MAX, welcome.heartbeat_ms / 1000)
         log.info(
-            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes, %s loop, %s tasks",
+            "worker %d (pid %d) serving app %r: %d routes, rings %d/%d bytes (%s), %s loop, %s tasks",
             welcome.worker_id, os.getpid(), self._app_name, len(self._app.manifest()),
-            welcome.req_capacity, welcome.resp_capacity, self._loop_name,
+            welcome.req_capacity, welcome.resp_capacity,
+            "compiled" if ACCELERATED else "pure Python", self._loop_name,
             "eager" if EAGER_TASKS else "scheduled",
         )  # fmt: skip
         return True

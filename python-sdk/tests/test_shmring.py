@@ -131,6 +131,8 @@ def test_header_rejects_unsealed_memfd() -> None:
     sr.Segment.open(fd, require_seals=False).close()
 
 
+@pytest.mark.skipif(sr.ACCELERATED, reason="the compiled rings (C11 atomics) attach on any CPU; "
+                    "make test's COVET_NO_EXTENSIONS=1 pass runs this")
 @pytest.mark.parametrize("machine", ["aarch64", "arm64", "ppc64le", "riscv64", "i686", ""])
 def test_open_refuses_a_cpu_other_than_x86_64(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
     monkeypatch.setattr(platform, "machine", lambda: machine)
@@ -142,6 +144,16 @@ def test_open_refuses_a_cpu_other_than_x86_64(monkeypatch: pytest.MonkeyPatch, m
     assert f"this CPU is {machine or 'unknown'}," in message
     assert "only on x86-64" in message and "store order" in message and "acquire/release" in message
     assert not fd_is_open(fd)
+
+
+@pytest.mark.skipif(not sr.ACCELERATED, reason="covet._speedups is not in use (COVET_NO_EXTENSIONS "
+                    "set, or not built): the pure-Python rings run on x86-64 only")
+@pytest.mark.parametrize("machine", ["aarch64", "arm64", "ppc64le", "riscv64"])
+def test_compiled_rings_attach_on_any_cpu(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    seg = sr.Segment.open(make_memfd())
+    assert type(seg.request_reader(sr.Doorbell(os.eventfd(0)))).__mro__[1:3] == (sr._ReaderOps, sr.speedups.Reader)
+    seg.close()
 
 
 @pytest.mark.parametrize("machine", ["x86_64", "AMD64"])

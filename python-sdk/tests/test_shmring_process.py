@@ -74,7 +74,7 @@ def test_blocked_producer_wakes_when_space_frees() -> None:
         t = threading.Thread(target=produce)
         t.start()
         deadline = time.monotonic() + 5
-        while p.gw_reader._u32[p.gw_reader._w_prod_waiting] != 1:  # the producer parked
+        while p.gseg._u32[(p.gseg.resp_offset + sr.CB_PRODUCER_WAITING) >> 2] != 1:  # the producer parked
             assert time.monotonic() < deadline
             time.sleep(0.001)
         time.sleep(0.05)
