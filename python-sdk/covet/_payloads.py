@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 
 from covet import _shmring
+from covet._accel import speedups
 from covet._control import ProtocolError, TruncatedError, msgpack_type, unpack_strict
 from covet._datastructures import BAD_FIELD_VALUE
 from covet._head import RequestHead, encode_head
@@ -65,6 +66,7 @@ __all__ = [
     "MAX_EARLY_HINTS",
     "assemble_fragment",
     "encode_response_head",
+    "encode_response_head_py",
     "decode_response_head",
     "decode_response",
     "encode_error_payload",
@@ -160,8 +162,11 @@ def _check_header_name(name: str) -> str:
     return lname
 
 
-def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body: int) -> bytes:
-    """Encode a RESP_HEAD payload (PROTOCOL.md 3.2).
+def encode_response_head_py(status: int, headers: Iterable[tuple[str, bytes]], body: int) -> bytes:
+    """Encode a RESP_HEAD payload (PROTOCOL.md 3.2): the pure-Python encoder.
+    ``encode_response_head`` is this one, or the compiled one
+    (``covet._speedups.encode_response_head``), which writes the common head itself
+    and hands anything else to this function.
 
     Header names are lower-cased and must be HTTP tokens of at most 256 bytes; values
     are bytes of at most 64 KiB with no control character but HTAB (RFC 9110 5.5: no
@@ -187,6 +192,13 @@ def encode_response_head(status: int, headers: Iterable[tuple[str, bytes]], body
         if len(_head_prefixes) < _HEAD_PREFIX_CACHE:
             _head_prefixes[key] = prefix
     return prefix + _packer.pack(body)  # type: ignore[no-any-return]
+
+
+if TYPE_CHECKING or speedups is None:
+    encode_response_head = encode_response_head_py
+else:
+    speedups.init_payloads(encode_response_head_py)
+    encode_response_head = speedups.encode_response_head
 
 
 # Checked, encoded RESP_HEAD prefixes by (status, header pairs); bounded like the names.

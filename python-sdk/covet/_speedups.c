@@ -6,7 +6,9 @@
  *
  *   Reader  the single consumer of one ring     (covet/_shmring.py, PyRingReader)
  *   Writer  the single producer of one ring     (covet/_shmring.py, PyRingWriter)
- *   decode_head(payload)  REQ_HEAD, 12 elements (covet/_head.py, decode_head)
+ *   decode_head(payload)  REQ_HEAD, 12 elements (covet/_head.py, decode_head_py)
+ *   encode_response_head(status, headers, body)
+ *                         RESP_HEAD, common form (covet/_payloads.py, encode_response_head_py)
  *
  * Memory ordering (workerproto/PROTOCOL.md 2.6) is C11's: a record's length is its
  * commit word, stored with release after every other byte of the record and loaded
@@ -42,11 +44,15 @@
 #define CB_PRODUCER_WAITING 512
 #define FRAME_HEADER 24
 #define PAD 1
+#define REQ_HEAD 16
+#define BEGIN_END 0x3u
 #define KNOWN_FLAGS 0xFu
 #define MAX_TYPES 128
+/* What covet/_accel.py expects: a module built from an older source is not used. */
+#define API_VERSION 1
 
 static PyObject *RingCorrupt;  /* covet._shmring.RingCorrupt(reason, offset) */
-static PyObject *RequestHead;  /* covet._head.RequestHead (a NamedTuple of 14) */
+/* RequestHead: covet._head.RequestHead (a NamedTuple of 14), set by init_head() */
 static PyObject *head_fallback; /* covet._head.decode_head_py */
 
 static void
@@ -117,6 +123,7 @@ typedef struct {
     PyObject *peer;       /* the other side's doorbell: .ring() */
     PyObject *weakreflist;
     /* Reader */
+    PyObject *on_head;    /* None, or on_head(id, RequestHead) for whole REQ_HEADs */
     uint64_t head, tail_seen;
     uint64_t allowed[MAX_TYPES / 64];
     /* Writer */
@@ -186,6 +193,7 @@ static int
 ring_traverse(Ring *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->peer);
+    Py_VISIT(self->on_head);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -194,6 +202,7 @@ static int
 ring_clear(Ring *self)
 {
     Py_CLEAR(self->peer);
+    Py_CLEAR(self->on_head);
     return 0;
 }
 
@@ -258,6 +267,9 @@ ring_get_consumer_sleeping(Ring *self, void *c)
         return NULL;
     return PyBool_FromLong(atomic_load_explicit(U32(self, CB_CONSUMER_SLEEPING), memory_order_relaxed) != 0);
 }
+
+static PyObject *fast_head(const unsigned char *buf, Py_ssize_t len);
+static PyObject *RequestHead;
 
 /* -- Reader ---------------------------------------------------------------------------- */
 
@@ -441,6 +453,27 @@ reader_poll(Ring *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
         if (typ == PAD)
             continue;
         n++;
+        if (typ == REQ_HEAD && (flags & BEGIN_END) == BEGIN_END && self->on_head != NULL &&
+            self->on_head != Py_None && RequestHead != NULL) {
+            /* A whole request head: decoded here, straight from the ring. */
+            PyObject *hd = fast_head((const unsigned char *)p + FRAME_HEADER, length - FRAME_HEADER);
+            if (hd != NULL) {
+                PyObject *call[2] = {PyLong_FromUnsignedLongLong(rid), hd};
+                PyObject *r = call[0] ? PyObject_Vectorcall(self->on_head, call, 2, NULL) : NULL;
+                Py_XDECREF(call[0]);
+                Py_DECREF(hd);
+                if (r == NULL) {
+                    failed = 1;
+                    break;
+                }
+                Py_DECREF(r);
+                if (self->base == NULL) {
+                    ring_ok(self);
+                    return NULL;
+                }
+                continue;
+            }
+        }
         PyObject *call[4];
         call[0] = PyLong_FromLong(typ);
         call[1] = PyLong_FromUnsignedLongLong(rid);
@@ -564,6 +597,14 @@ static PyMemberDef ring_members[] = {
     {NULL},
 };
 
+static PyMemberDef reader_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Ring, weakreflist), READONLY},
+    {"on_head", T_OBJECT, offsetof(Ring, on_head), 0,
+     "None, or on_head(id, head): poll hands it each whole REQ_HEAD of the common form as a "
+     "decoded RequestHead (decode_head's fast path) instead of handing the payload to the handler"},
+    {NULL},
+};
+
 static PyType_Slot reader_slots[] = {
     {Py_tp_doc, "The single consumer of one ring (compiled; covet._shmring.RingReader)."},
     {Py_tp_init, reader_init},
@@ -573,7 +614,7 @@ static PyType_Slot reader_slots[] = {
     {Py_tp_clear, ring_clear},
     {Py_tp_methods, reader_methods},
     {Py_tp_getset, reader_getset},
-    {Py_tp_members, ring_members},
+    {Py_tp_members, reader_members},
     {0, NULL},
 };
 
@@ -1005,6 +1046,193 @@ decode_head(PyObject *module, PyObject *payload)
     return PyObject_CallOneArg(head_fallback, payload);
 }
 
+/* -- RESP_HEAD (PROTOCOL.md 3.2) ---------------------------------------------------------
+ *
+ * encode_response_head(status, headers, body) writes the common head itself: a list or
+ * tuple of at most 1024 (str, bytes) pairs whose names are already lower-case HTTP
+ * tokens of at most 256 bytes and whose values have no control character but HTAB and
+ * are at most 64 KiB. Anything else (a name to lower-case, a bytearray value, an
+ * iterator, a bad value) goes to the Python encoder, which converts or refuses it with
+ * the message that names what is wrong. The bytes are msgpack-python's (smallest
+ * encodings), so both encoders give the golden vectors byte for byte.
+ */
+
+#define MAX_RESPONSE_HEADERS 1024
+#define MAX_HEADER_NAME 256
+#define MAX_HEADER_VALUE (64 << 10)
+
+static PyObject *resp_fallback; /* covet._payloads.encode_response_head_py */
+static unsigned char tchar_lower[256]; /* 1 for the bytes of a lower-case token */
+static unsigned char bad_value[256];   /* 1 for CTLs but HTAB, and DEL */
+
+static void
+init_tables(void)
+{
+    const char *t = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz";
+    for (const char *c = t; *c; c++)
+        tchar_lower[(unsigned char)*c] = 1;
+    for (int i = 0; i < 0x20; i++)
+        bad_value[i] = i != '\t';
+    bad_value[0x7f] = 1;
+}
+
+typedef struct {
+    unsigned char *buf;
+    size_t len, cap;
+    int on_stack;
+} Out;
+
+static int
+out_reserve(Out *o, size_t n)
+{
+    if (o->len + n <= o->cap)
+        return 0;
+    size_t cap = o->cap * 2;
+    while (cap < o->len + n)
+        cap *= 2;
+    unsigned char *b = o->on_stack ? PyMem_Malloc(cap) : PyMem_Realloc(o->buf, cap);
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (o->on_stack)
+        memcpy(b, o->buf, o->len);
+    o->on_stack = 0;
+    o->buf = b;
+    o->cap = cap;
+    return 0;
+}
+
+static void
+put_be(Out *o, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--)
+        o->buf[o->len++] = (unsigned char)(v >> (8 * i));
+}
+
+/* An int, smallest encoding (as msgpack-python packs it). */
+static int
+put_int(Out *o, int64_t v)
+{
+    if (out_reserve(o, 9) < 0)
+        return -1;
+    if (v >= 0) {
+        if (v < 128) { o->buf[o->len++] = (unsigned char)v; }
+        else if (v < 256) { o->buf[o->len++] = 0xcc; put_be(o, (uint64_t)v, 1); }
+        else if (v < 65536) { o->buf[o->len++] = 0xcd; put_be(o, (uint64_t)v, 2); }
+        else if (v < 4294967296LL) { o->buf[o->len++] = 0xce; put_be(o, (uint64_t)v, 4); }
+        else { o->buf[o->len++] = 0xcf; put_be(o, (uint64_t)v, 8); }
+    } else {
+        if (v >= -32) { o->buf[o->len++] = (unsigned char)(int8_t)v; }
+        else if (v >= -128) { o->buf[o->len++] = 0xd0; put_be(o, (uint64_t)v, 1); }
+        else if (v >= -32768) { o->buf[o->len++] = 0xd1; put_be(o, (uint64_t)v, 2); }
+        else if (v >= -2147483648LL) { o->buf[o->len++] = 0xd2; put_be(o, (uint64_t)v, 4); }
+        else { o->buf[o->len++] = 0xd3; put_be(o, (uint64_t)v, 8); }
+    }
+    return 0;
+}
+
+/* A str (is_str) or bin header and its bytes. */
+static int
+put_raw(Out *o, const char *p, size_t n, int is_str)
+{
+    if (out_reserve(o, n + 5) < 0)
+        return -1;
+    if (is_str) {
+        if (n < 32) { o->buf[o->len++] = (unsigned char)(0xa0 | n); }
+        else if (n < 256) { o->buf[o->len++] = 0xd9; put_be(o, n, 1); }
+        else if (n < 65536) { o->buf[o->len++] = 0xda; put_be(o, n, 2); }
+        else { o->buf[o->len++] = 0xdb; put_be(o, n, 4); }
+    } else {
+        if (n < 256) { o->buf[o->len++] = 0xc4; put_be(o, n, 1); }
+        else if (n < 65536) { o->buf[o->len++] = 0xc5; put_be(o, n, 2); }
+        else { o->buf[o->len++] = 0xc6; put_be(o, n, 4); }
+    }
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+/* 1: encoded into o; 0: not the common form, let Python do it; -1: error. */
+static int
+fast_resp_head(Out *o, PyObject *status, PyObject *headers, PyObject *body)
+{
+    if (!PyLong_CheckExact(status) || !PyLong_CheckExact(body))
+        return 0;
+    int overflow;
+    long long st = PyLong_AsLongLongAndOverflow(status, &overflow);
+    if (overflow || st < 200 || st > 599)
+        return 0;
+    long long bl = PyLong_AsLongLongAndOverflow(body, &overflow);
+    if (overflow || bl < -1)
+        return 0;
+    if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
+        return 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(headers);
+    if (n > MAX_RESPONSE_HEADERS)
+        return 0;
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    if (out_reserve(o, 8) < 0)
+        return -1;
+    o->buf[o->len++] = 0x93;
+    if (put_int(o, st) < 0)
+        return -1;
+    size_t flat = 2 * (size_t)n;
+    if (out_reserve(o, 3) < 0)
+        return -1;
+    if (flat < 16) { o->buf[o->len++] = (unsigned char)(0x90 | flat); }
+    else { o->buf[o->len++] = 0xdc; put_be(o, flat, 2); }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return 0;
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_ASCII(name) || !PyBytes_CheckExact(value))
+            return 0;
+        Py_ssize_t nl = PyUnicode_GET_LENGTH(name);
+        const unsigned char *np = PyUnicode_1BYTE_DATA(name);
+        if (nl < 1 || nl > MAX_HEADER_NAME)
+            return 0;
+        for (Py_ssize_t k = 0; k < nl; k++)
+            if (!tchar_lower[np[k]])
+                return 0;
+        Py_ssize_t vl = PyBytes_GET_SIZE(value);
+        const unsigned char *vp = (const unsigned char *)PyBytes_AS_STRING(value);
+        if (vl > MAX_HEADER_VALUE)
+            return 0;
+        for (Py_ssize_t k = 0; k < vl; k++)
+            if (bad_value[vp[k]])
+                return 0;
+        if (put_raw(o, (const char *)np, (size_t)nl, 1) < 0 || put_raw(o, (const char *)vp, (size_t)vl, 0) < 0)
+            return -1;
+    }
+    return put_int(o, bl) < 0 ? -1 : 1;
+}
+
+static PyObject *
+encode_response_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_response_head(status, headers, body)");
+        return NULL;
+    }
+    if (resp_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "covet._speedups.init_payloads() was not called");
+        return NULL;
+    }
+    unsigned char stack[512];
+    Out o = {stack, 0, sizeof stack, 1};
+    int r = fast_resp_head(&o, args[0], args[1], args[2]);
+    PyObject *res = NULL;
+    if (r > 0)
+        res = PyBytes_FromStringAndSize((const char *)o.buf, (Py_ssize_t)o.len);
+    if (!o.on_stack)
+        PyMem_Free(o.buf);
+    if (r == 0)
+        return PyObject_Vectorcall(resp_fallback, args, 3, NULL);
+    return res;
+}
+
 /* -- Module ------------------------------------------------------------------------------ */
 
 static PyObject *
@@ -1029,7 +1257,18 @@ init_head(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+init_payloads(PyObject *module, PyObject *fallback)
+{
+    Py_XSETREF(resp_fallback, Py_NewRef(fallback));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"init_payloads", init_payloads, METH_O,
+     "init_payloads(fallback): the Python RESP_HEAD encoder encode_response_head falls back to"},
+    {"encode_response_head", (PyCFunction)(void (*)(void))encode_response_head, METH_FASTCALL,
+     "encode_response_head(status, headers, body) -> bytes: the common head here, anything else by the fallback"},
     {"init_ring", init_ring, METH_O, "init_ring(RingCorrupt): the class Reader and Writer raise"},
     {"init_head", init_head, METH_VARARGS,
      "init_head(RequestHead, fallback): the class decode_head builds and the Python decoder it falls back to"},
@@ -1041,6 +1280,9 @@ static PyMethodDef module_methods[] = {
 static int
 module_exec(PyObject *m)
 {
+    init_tables();
+    if (PyModule_AddIntConstant(m, "API_VERSION", API_VERSION) < 0)
+        return -1;
     PyObject *reader = PyType_FromModuleAndSpec(m, &reader_spec, NULL);
     if (reader == NULL || PyModule_AddObjectRef(m, "Reader", reader) < 0) {
         Py_XDECREF(reader);
