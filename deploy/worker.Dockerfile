@@ -7,14 +7,24 @@
 # COVET_UID/COVET_GID must be the same in gateway.Dockerfile (see there why).
 #
 # PYTHON_IMAGE names the base image: the public one by default; where no registry is
-# reachable, `make compose-test` passes a locally built stand-in (deploy/base/). The
-# image is pinned to linux/amd64: the SDK's pure-Python ring client relies on x86-64's
-# store order and refuses to attach a segment on any other CPU (workerproto/PROTOCOL.md).
+# reachable, `make compose-test` passes a locally built stand-in (deploy/base/). A first
+# stage with gcc builds the SDK's wheel, compiled core (covet._speedups) included; the
+# image itself gets the wheel, not the compiler. The image is pinned to linux/amd64,
+# the platform it is built and tested on (the compiled ring client uses C11 atomics and
+# is not tied to x86-64; its pure-Python fallback is: workerproto/PROTOCOL.md 2.6).
 # To serve your own app, copy it to /app instead of the example and change CMD.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG COVET_UID=10001
 ARG COVET_GID=10001
+
+FROM --platform=linux/amd64 ${PYTHON_IMAGE} AS wheel
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY python-sdk /tmp/python-sdk
+RUN pip wheel --no-deps -w /wheels /tmp/python-sdk \
+ && python -m zipfile -l /wheels/covet-*.whl | grep -q '_speedups\.'
 
 FROM --platform=linux/amd64 ${PYTHON_IMAGE}
 ARG COVET_UID
@@ -29,8 +39,9 @@ RUN groupadd --system --gid "${COVET_GID}" covet \
  && mkdir -p /run/covet \
  && chown "${COVET_UID}:${COVET_GID}" /run/covet \
  && chmod 0770 /run/covet
-COPY python-sdk /tmp/python-sdk
-RUN pip install /tmp/python-sdk && rm -rf /tmp/python-sdk
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install /tmp/wheels/covet-*.whl && rm -rf /tmp/wheels \
+ && python -c 'import covet._shmring as s; assert s.ACCELERATED, "covet._speedups did not load"'
 COPY deploy/worker-entrypoint.sh /usr/local/bin/covet-worker-entrypoint
 RUN chmod 0755 /usr/local/bin/covet-worker-entrypoint
 WORKDIR /app
