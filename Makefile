@@ -164,8 +164,9 @@ test-go: venv bin/pebble test-redis
 	cd bench/tlsload && GOFLAGS= $(GO) vet . && GOFLAGS= $(GO) test -race -count=1 .
 
 test-python: venv $(if $(COMPAT_PY),$(COMPAT_VENV)/.stamp)
-	@echo "==> mypy --strict on the SDK (python-sdk/covet)"
+	@echo "==> mypy --strict on the SDK (python-sdk/covet), for the .venv Python, then for 3.11 (the oldest supported)"
 	$(PY) -m mypy --strict python-sdk/covet
+	$(PY) -m mypy --strict --python-version 3.11 python-sdk/covet
 	@echo "==> pytest: the Python SDK on $(PYTHON_ID)$(if $(COMPAT_PY),; the worker tests also under $(COMPAT_ID),; no second Python (3.11) for the worker tests)"
 	COVET_TEST_OTHER_PYTHON=$(if $(COMPAT_PY),$(CURDIR)/$(COMPAT_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
 
