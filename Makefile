@@ -21,6 +21,24 @@
 export GOFLAGS := -ldflags=-checklinkname=0
 SHELL := /bin/bash
 
+# The project's interpreter, PYTHON: the newest CPython of 3.14, 3.13, 3.12 and 3.11 found,
+# each minor looked for as python3.N on PATH, then under pyenv's versions folder
+# ($PYENV_ROOT, else ~/.pyenv; the newest patch release there first). Its real path, so a
+# pyenv shim that only names it (not the active version) is passed over. Name another
+# with `make PYTHON=python3.11`. .venv is made from it, and made again from scratch when
+# it changes (the stamp records the interpreter's path and version); the bench servers
+# run on it too (bench/run.py makes bench/.venv from .venv's interpreter).
+find_python = for v in $(1); do \
+	for p in python$$v $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | grep -E "/$$v\.[0-9]+/bin/" | sort -Vr); do \
+	$$p -c "import os, sys; print(os.path.realpath(sys.executable)) if '%d.%d' % sys.version_info[:2] == '$$v' else sys.exit(1)" 2>/dev/null && exit 0; \
+	done; done
+PYTHON := $(shell $(call find_python,3.14 3.13 3.12 3.11))
+# "path version" of an interpreter: what a venv's stamp records.
+python_id = $(if $(1),$(shell $(1) -c 'import os, platform, sys; print(os.path.realpath(sys.executable), platform.python_version())' 2>/dev/null))
+PYTHON_ID := $(call python_id,$(PYTHON))
+# FORCE (the venv is made again, --clear) unless venv $(1)'s stamp records interpreter $(2).
+venv_stale = $(shell [ "$$(cat $(1)/.stamp 2>/dev/null)" = '$(2)' ] || echo FORCE)
+
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
@@ -29,16 +47,17 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
 
-# A Python >= 3.12 for a second run of the worker and integration tests: there each
-# request is an eager task (python-sdk/covet/_worker.py), a path the .venv Python may
-# not take. The first of python3.14..3.12 on PATH, else one pyenv installed; empty
-# (those tests skip) if none.
-EAGER_PY := $(shell for p in python3.14 python3.13 python3.12 \
-	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
-	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v $$p; break; }; done)
-EAGER_VENV := .venv-eager
+# The oldest supported Python, 3.11, found the same way, for a second run of the worker
+# tests and the integration tests' netpoll pass, so that both ends of the supported range
+# run: on PYTHON (3.12+) each request is an eager task (python-sdk/covet/_worker.py), on
+# 3.11 a scheduled one. Empty (those runs use PYTHON alone, and the worker tests say
+# why they skip) when there is no 3.11, or when PYTHON is a 3.11 itself. Name another
+# with `make test COMPAT_PY=...`.
+COMPAT_PY := $(if $(filter 3.11.%,$(word 2,$(PYTHON_ID))),,$(shell $(call find_python,3.11)))
+COMPAT_ID := $(call python_id,$(COMPAT_PY))
+COMPAT_VENV := .venv-compat
 # The frameworks the hosted apps of the integration tests import (ASGI and WSGI
-# hosting): the eager-task pass runs those apps' workers on EAGER_PY too.
+# hosting): the netpoll pass runs those apps' workers on COMPAT_PY too.
 HOSTED_DEPS := fastapi flask django
 
 # Go packages tested with the race detector; the integration tests run real Python
@@ -60,19 +79,21 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting autobahn conformance clean
+.PHONY: FORCE all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting autobahn conformance clean
 
 all: build
 
-# The project-local virtual environment: the SDK (editable) and the test tools. Made
-# again when the SDK's dependencies or this file (PYDEPS) change.
-$(VENV)/.stamp: python-sdk/pyproject.toml Makefile
-	@echo "==> creating the Python virtual environment $(VENV) (SDK + $(PYDEPS))"
-	python3 -m venv $(VENV)
+# The project-local virtual environment, on PYTHON: the SDK (editable) and the test
+# tools. Made again when the SDK's dependencies or this file (PYDEPS) change, and from
+# scratch when PYTHON does.
+$(VENV)/.stamp: python-sdk/pyproject.toml Makefile $(call venv_stale,$(VENV),$(PYTHON_ID))
+	@test -n "$(PYTHON_ID)" || { echo "no usable Python 3.11..3.14 found$(if $(PYTHON), (PYTHON=$(PYTHON) does not run)); install one or name it: make PYTHON=..."; exit 1; }
+	@echo "==> creating the Python virtual environment $(VENV) with $(PYTHON_ID) (SDK + $(PYDEPS))"
+	$(PYTHON) -m venv $(if $(call venv_stale,$(VENV),$(PYTHON_ID)),--clear) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PYDEPS)
 	$(PY) -m pip install -q -e 'python-sdk[uvloop]'
-	touch $@
+	echo '$(PYTHON_ID)' > $@
 
 # The compiled core of the worker's data plane (python-sdk/covet/_speedups.c), built in
 # place by the editable install; rebuilt when its source changes. pip treats the
@@ -86,12 +107,20 @@ $(SPEEDUPS): python-sdk/covet/_speedups.c $(VENV)/.stamp
 
 venv: $(VENV)/.stamp $(SPEEDUPS)
 
-# The worker's dependencies for EAGER_PY; the tests put the SDK on its PYTHONPATH.
-$(EAGER_VENV)/.stamp: Makefile
-	@echo "==> creating $(EAGER_VENV) with $(EAGER_PY) for the eager-task worker tests"
-	$(EAGER_PY) -m venv $(EAGER_VENV)
-	$(EAGER_VENV)/bin/python -m pip install -q msgpack msgspec uvloop $(HOSTED_DEPS)
+# The worker's dependencies for COMPAT_PY; the tests put the SDK on its PYTHONPATH.
+$(COMPAT_VENV)/.stamp: Makefile $(call venv_stale,$(COMPAT_VENV),$(COMPAT_ID))
+	@echo "==> creating $(COMPAT_VENV) with $(COMPAT_ID) for the second run of the worker and integration tests"
+	$(COMPAT_PY) -m venv $(if $(call venv_stale,$(COMPAT_VENV),$(COMPAT_ID)),--clear) $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q msgpack msgspec uvloop $(HOSTED_DEPS)
+	echo '$(COMPAT_ID)' > $@
+
+# The compiled core for COMPAT_PY too, built in place beside .venv's (the two modules'
+# file names carry their interpreter's tag).
+$(COMPAT_VENV)/.speedups: python-sdk/covet/_speedups.c $(COMPAT_VENV)/.stamp
+	$(COMPAT_VENV)/bin/python -m pip install -q --no-deps -e python-sdk
+	$(COMPAT_VENV)/bin/python -c 'import covet._speedups'
 	touch $@
+COMPAT_READY := $(if $(COMPAT_PY),$(COMPAT_VENV)/.stamp $(COMPAT_VENV)/.speedups)
 
 # The one version number, the SDK's: covet --version and covet-gateway --version say it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' python-sdk/pyproject.toml)
@@ -152,25 +181,27 @@ test-go: venv bin/pebble test-redis
 	@echo "==> bench/tlsload (a module of its own): its WebSocket client's tests"
 	cd bench/tlsload && GOFLAGS= $(GO) vet . && GOFLAGS= $(GO) test -race -count=1 .
 
-test-python: venv $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
-	@echo "==> mypy --strict on the SDK (python-sdk/covet)"
+test-python: venv $(COMPAT_READY)
+	@echo "==> mypy --strict on the SDK (python-sdk/covet), for the .venv Python, then for 3.11 (the oldest supported)"
 	$(PY) -m mypy --strict python-sdk/covet
-	@echo "==> pytest: the Python SDK$(if $(EAGER_PY),; the worker tests also under $(EAGER_PY),; no Python >= 3.12 found for the eager-task worker tests)"
-	COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
+	$(PY) -m mypy --strict --python-version 3.11 python-sdk/covet
+	@echo "==> pytest: the Python SDK on $(PYTHON_ID)$(if $(COMPAT_PY),; the worker tests also under $(COMPAT_ID),; no second Python (3.11) for the worker tests)"
+	COVET_TEST_OTHER_PYTHON=$(if $(COMPAT_PY),$(CURDIR)/$(COMPAT_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
 	@echo "==> pytest: the Python SDK again on its pure-Python fallback (COVET_NO_EXTENSIONS=1: no covet._speedups)"
-	COVET_NO_EXTENSIONS=1 COVET_TEST_EAGER_PYTHON=$(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
+	COVET_NO_EXTENSIONS=1 COVET_TEST_OTHER_PYTHON=$(if $(COMPAT_PY),$(CURDIR)/$(COMPAT_VENV)/bin/python) $(PY) -m pytest -q python-sdk/tests
 
-# The integration tests run twice, once per engine: on uring with the .venv Python,
-# then on netpoll with the workers on EAGER_PY where there is one (each request an
-# eager task), else on the .venv Python again. The netpoll pass is the one that used to
-# repeat the suite on EAGER_PY alone, so the engine matrix adds no third pass to
-# `make test`. The Go tests take the engine from COVET_TEST_ENGINE; the pytest ones start
+# The integration tests run twice, once per engine: on uring with the .venv Python
+# (PYTHON) and the SDK's compiled core, then on netpoll with the workers on COMPAT_PY
+# (3.11) where there is one, else on the .venv Python again, and on the SDK's
+# pure-Python fallback (COVET_NO_EXTENSIONS=1); the test clients stay on the .venv
+# Python. The netpoll pass is the one that used to repeat the suite on a second Python
+# alone, so the engine matrix adds no third pass to `make test`. The Go tests take the engine from COVET_TEST_ENGINE; the pytest ones start
 # the gateway through conftest.py or `covet run`, and it reads COVET_ENGINE. Both check
 # that the gateway says it runs on that engine (covet_engine_info, its listening line).
-NETPOLL_PY  := $(if $(EAGER_PY),$(CURDIR)/$(EAGER_VENV)/bin/python,$(PY))
+NETPOLL_PY  := $(if $(COMPAT_PY),$(CURDIR)/$(COMPAT_VENV)/bin/python,$(PY))
 NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec \
-	COVET_REDIS_SERVER=$(REDIS_SERVER) \
-	$(if $(EAGER_PY),PYTHONPATH=$(CURDIR)/python-sdk)
+	COVET_REDIS_SERVER=$(REDIS_SERVER) COVET_NO_EXTENSIONS=1 \
+	$(if $(COMPAT_PY),PYTHONPATH=$(CURDIR)/python-sdk)
 
 # System tools the integration tests drive: headless Chromium (integration/h3_test.go's
 # browser test over HTTP/3 and HTTP/2, integration/python/test_openapi_docs.py's render
@@ -182,13 +213,13 @@ test-tools:
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
 	fi
 
-test-integration: build bin/h2spec test-tools test-redis $(if $(EAGER_PY),$(EAGER_VENV)/.stamp)
+test-integration: build bin/h2spec test-tools test-redis $(COMPAT_READY)
 	@echo "==> integration (engine uring): real gateway, real Python workers, real clients"
 	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
 	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl; httpx over HTTP/1.1, TLS, HTTP/2 and h2c)"
 	COVET_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_REDIS_SERVER=$(REDIS_SERVER) $(PY) -m pytest -q -p no:cacheprovider integration/python
-	@echo "==> integration again (engine netpoll), the workers on $(NETPOLL_PY)$(if $(EAGER_PY), (eager tasks))"
+	@echo "==> integration again (engine netpoll), the workers on $(NETPOLL_PY)$(if $(COMPAT_PY), ($(COMPAT_ID))), pure Python (COVET_NO_EXTENSIONS=1)"
 	$(NETPOLL_ENV) $(GO) test -count=1 -timeout 20m ./integration/...
 	$(NETPOLL_ENV) $(PY) -m pytest -q -p no:cacheprovider integration/python
 
@@ -304,4 +335,5 @@ bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport
 
 clean:
-	rm -rf bin $(VENV) $(EAGER_VENV)
+	rm -rf bin $(VENV) $(COMPAT_VENV) python-sdk/build
+	rm -f python-sdk/covet/_speedups.*.so

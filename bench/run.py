@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CovetPy comparative HTTP benchmark: every server on loopback, driven by wrk.
 
-Standard library only; run with system python3 or bench/.venv's python:
+Standard library only; run with any python3 (the servers run on the workers' Python,
+not on this one; see BENCH_PYTHON):
 
     python3 bench/run.py                      # the full run (what `make bench` does)
     BENCH_QUICK=1 python3 bench/run.py        # smoke run: 2s x 1 round, fewer workloads
@@ -29,9 +30,14 @@ Environment (all optional):
                         bench/.venv as they are (bench/offline/run.sh sets it)
     BENCH_RESULTS       where to write the report (default bench/RESULTS.md)
     BENCH_VENV          the servers' virtual environment (default bench/.venv; made with
-                        the Python running run.py when missing)
+                        BENCH_PYTHON when missing, and made again from scratch when it
+                        was made with another interpreter)
     BENCH_COVET_PYTHON  the CovetPy workers' interpreter (default .venv/bin/python; one
                         without the SDK installed needs PYTHONPATH=python-sdk)
+    BENCH_PYTHON        the servers' interpreter, which BENCH_VENV is made from (default:
+                        the one BENCH_COVET_PYTHON's venv was made from, so every server
+                        runs on the CovetPy workers' Python: the Makefile's PYTHON, the
+                        newest CPython it finds)
     BENCH_STEAL_MAX     percent of the machine's CPU time the hypervisor may steal during
                         a measured run (/proc/stat) before it is measured again (default 5)
     BENCH_STEAL_RETRIES how many times such a run is measured again; the run with the
@@ -372,23 +378,59 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def python_id(python: Path | str) -> str:
+    """"PATH VERSION" of the interpreter ``python`` runs on (for a venv's python, the
+    interpreter the venv was made from; PATH resolved), or "" when it does not run."""
+    code = "import os, platform, sys; print(os.path.realpath(sys._base_executable), platform.python_version())"
+    try:
+        r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def servers_python() -> str:
+    """The interpreter the servers' venv is made from: BENCH_PYTHON, else the one the
+    CovetPy workers' venv (REPO_PY: the repo's .venv, made by the Makefile from the newest
+    CPython it finds) was made from, so that every server runs on the workers' Python;
+    the one running this script when REPO_PY does not run."""
+    if os.environ.get("BENCH_PYTHON"):
+        return os.environ["BENCH_PYTHON"]
+    ident = python_id(REPO_PY) if REPO_PY.exists() else ""
+    return ident.rsplit(" ", 1)[0] if ident else os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+def make_venv() -> None:
+    """VENV on servers_python(): made when missing, and made again from scratch (its
+    packages with it) when it was made from another interpreter."""
+    base = servers_python()
+    want = python_id(base)
+    if not want:
+        raise SystemExit(f"bench: the servers' interpreter {base} does not run (BENCH_PYTHON, or .venv: make venv)")
+    have = python_id(VPY) if VPY.exists() else ""
+    if have == want:
+        return
+    log(f"==> {'making' if not have else 'making again'} {shown(VENV)} with {want}"
+        + (f" (it was on {have or 'an interpreter that does not run'})" if VENV.exists() else ""))
+    subprocess.run([base, "-m", "venv", "--clear", str(VENV)], check=True)
+
+
 def ensure_venv() -> dict[str, str]:
-    """bench/.venv with the server packages; returns install notes per optional package."""
+    """bench/.venv on the workers' interpreter (make_venv) with the server packages;
+    returns install notes per optional package."""
     stamp = VENV / ".bench-stamp"
     want = " ".join(CORE_PACKAGES + OPTIONAL_PACKAGES)
     notes: dict[str, str] = {}
     upgrade = os.environ.get("BENCH_UPGRADE", "") not in ("", "0")
     if NO_INSTALL:
         return notes  # servers missing from bench/.venv are reported as not run
+    make_venv()  # a venv made again has no stamp
     if VPY.exists() and stamp.exists() and stamp.read_text().splitlines()[0] == want and not upgrade:
         for line in stamp.read_text().splitlines()[1:]:
             k, _, v = line.partition("=")
             notes[k] = v
         return notes
-    log(f"==> {'upgrading' if upgrade else 'creating'} bench/.venv: {want}")
-    if not VPY.exists():
-        subprocess.run([sys.executable if not sys.prefix.startswith(str(VENV)) else "python3",
-                        "-m", "venv", str(VENV)], check=True)
+    log(f"==> {'upgrading' if upgrade else 'installing into'} {shown(VENV)}: {want}")
     pip = [str(VPY), "-m", "pip", "install", "-q", "--upgrade"]
     subprocess.run(pip + ["pip"], check=False)
     subprocess.run(pip + CORE_PACKAGES, check=True)

@@ -104,15 +104,15 @@ SERVERS = [
 
 
 def ensure_packages() -> None:
-    """uvicorn and Starlette in bench/.venv (bench/run.py's venv; made here if missing)."""
+    """uvicorn and Starlette in bench/.venv (bench/run.py's venv, on the CovetPy workers'
+    interpreter: made here, with R.make_venv, if missing or made from another)."""
     if R.NO_INSTALL:
         return
-    if R.VPY.exists() and subprocess.run([str(R.VPY), "-c", "import uvicorn, uvloop, httptools, starlette"],
-                                         capture_output=True).returncode == 0:
+    R.make_venv()
+    if subprocess.run([str(R.VPY), "-c", "import uvicorn, uvloop, httptools, starlette"],
+                      capture_output=True).returncode == 0:
         return
     R.log(f"==> installing {' '.join(PACKAGES)} into {R.shown(R.VENV)}")
-    if not R.VPY.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(R.VENV)], check=True)
     subprocess.run([str(R.VPY), "-m", "pip", "install", "-q"] + PACKAGES, check=False)
 
 

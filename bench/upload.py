@@ -18,7 +18,8 @@ the body chunked instead (no Content-Length).
 
 Standard library only. CovetPy runs bin/covet-gateway (make build) with workers of the
 repo's .venv python (make venv), --max-body-bytes raised to fit the body. uvicorn and
-Starlette come from BENCH_VENV (default bench/.venv, which bench/run.py makes); when it
+Starlette come from BENCH_VENV (default bench/.venv, which bench/run.py makes on the
+workers' interpreter, and this script too when it is missing or on another); when it
 lacks them they are installed there with pip, unless BENCH_NO_INSTALL=1.
 """
 
@@ -46,6 +47,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CHUNKED = os.environ.get("BENCH_CHUNKED", "") not in ("", "0")
 NO_INSTALL = os.environ.get("BENCH_NO_INSTALL", "") not in ("", "0")
 HOST = "127.0.0.1"
+
+sys.path.insert(0, str(BENCH))
+from run import make_venv  # noqa: E402  (bench/run.py: bench/.venv on the workers' Python)
 PIECE = 1 << 20  # the client sends the body 1 MiB at a time
 
 
@@ -62,13 +66,14 @@ def free_port() -> int:
 def ensure_uvicorn() -> str | None:
     """None when bench/.venv has uvicorn and Starlette (installing them if allowed), else why not."""
     check = [str(VPY), "-c", "import uvicorn, starlette, uvloop, httptools"]
-    if VPY.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return None
     if NO_INSTALL:
+        if VPY.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+            return None
         return f"{VENV} lacks uvicorn/starlette (BENCH_NO_INSTALL)"
+    make_venv()  # on the CovetPy workers' interpreter, as bench/run.py's servers
+    if subprocess.run(check, capture_output=True).returncode == 0:
+        return None
     log(f"==> installing uvicorn, uvloop, httptools, starlette into {VENV}")
-    if not VPY.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     r = subprocess.run([str(VPY), "-m", "pip", "install", "-q", "uvicorn", "uvloop", "httptools", "starlette"])
     return None if r.returncode == 0 else "pip install failed"
 

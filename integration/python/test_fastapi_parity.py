@@ -200,7 +200,7 @@ def fastapi_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     log_path = tmp_path_factory.mktemp("crud-fastapi") / "uvicorn.log"
     port = _free_port()
     # uvicorn runs on the test's own interpreter (the project venv has FastAPI); the
-    # workers' (COVET_PYTHON) may be a bare one, as in the Makefile's eager-task pass.
+    # workers' (COVET_PYTHON) may be a bare one, as in the Makefile's netpoll pass (on .venv-compat).
     argv = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(CRUD),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]  # fmt: skip
     with serving_process(argv, log_path, lambda: _answers(port)):

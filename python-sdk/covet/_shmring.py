@@ -17,9 +17,11 @@ through a ``memoryview`` cast to ``'I'``, ``'i'`` or ``'Q'``, which CPython
 (Objects/memoryobject.c, ``UNPACK_SINGLE``/``PACK_SINGLE``: a fixed-size memcpy) turns
 into one aligned machine load or store. The one reordering TSO allows, a later load
 passing an earlier store, is closed by ``_full_fence``: acquiring and releasing an
-uncontended ``threading.Lock``. On CPython 3.11/Linux (``sys.thread_info.lock ==
+uncontended ``threading.Lock``. On CPython 3.11 to 3.13/Linux (``sys.thread_info.lock ==
 'semaphore'``) that is ``sem_trywait`` + ``sem_post``, each a ``lock cmpxchg`` in
-glibc (checked with gdb; cost measured by python-sdk/tests/bench_shmring.py).
+glibc (checked with gdb on 3.11.7, 3.12.1 and 3.13.0; cost measured by
+python-sdk/tests/bench_shmring.py). CPython 3.14 builds the lock on its own PyMutex
+instead, not checked here.
 So without the compiled module ``Segment.open`` refuses to attach on any other CPU
 (``SUPPORTED_MACHINES``): on arm64, say, a payload and the length that commits it may
 become visible out of order.

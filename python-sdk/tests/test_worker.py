@@ -3,6 +3,7 @@ this test playing the gateway: control socket, segment, doorbells and both rings
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -253,22 +254,33 @@ class FakeGateway:
 
 
 # Every worker test runs on both event loops the worker supports (COVET_LOOP), and on
-# uvloop under a second Python >= 3.12 when one is given.
+# uvloop under a second Python when one is given.
 NEEDS_UVLOOP = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None,
                                   reason="uvloop is not installed (make venv installs it)")
 
-# A Python >= 3.12 with msgpack, msgspec and uvloop (make test makes .venv-eager when it
-# finds one): there each request is an eager task, a path this interpreter may not take.
-EAGER_PYTHON = os.environ.get("COVET_TEST_EAGER_PYTHON", "")
-EAGER_HERE = sys.version_info >= (3, 12)
+
+@functools.cache
+def eager_tasks(python: str) -> bool:
+    """Whether the worker runs each request as an eager task under ``python`` (3.12+)."""
+    if python == sys.executable:
+        return sys.version_info >= (3, 12)
+    out = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 12))"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip() == "True"
+
+
+# A second Python with msgpack, msgspec and uvloop (make test makes .venv-compat from a
+# Python 3.11 when .venv's is newer): the oldest supported Python and the newest both
+# run the worker, one with scheduled tasks, the other with eager ones.
+OTHER_PYTHON = os.environ.get("COVET_TEST_OTHER_PYTHON", "")
 WORKERS = [
     pytest.param(("asyncio", sys.executable), id="asyncio"),
     pytest.param(("uvloop", sys.executable), id="uvloop", marks=NEEDS_UVLOOP),
-    pytest.param(("uvloop", EAGER_PYTHON), id="uvloop-eager", marks=pytest.mark.skipif(
-        not EAGER_PYTHON or EAGER_HERE,
-        reason="this Python runs eager tasks itself" if EAGER_HERE else
-        "no Python >= 3.12 for the worker (COVET_TEST_EAGER_PYTHON unset; make test sets it "
-        "when one is installed): the eager-task path of covet/_worker.py is not run")),
+    pytest.param(("uvloop", OTHER_PYTHON), id="uvloop-other", marks=pytest.mark.skipif(
+        not OTHER_PYTHON,
+        reason="no second Python for the worker (COVET_TEST_OTHER_PYTHON unset; make test sets it "
+        "to a Python 3.11 when .venv's is newer and one is installed): only this interpreter's "
+        "task path of covet/_worker.py is run")),
 ]
 
 
@@ -277,8 +289,8 @@ def started(tmp_path: Path, worker: tuple[str, str], **env: str) -> Iterator[Fak
     g = FakeGateway(tmp_path, extra_env={"COVET_LOOP": loop, **env}, python=python)
     try:
         g.start()
-        eager = python == EAGER_PYTHON or EAGER_HERE
-        assert f"{loop} loop, {'eager' if eager else 'scheduled'} tasks" in g.stderr()
+        tasks = "eager" if eager_tasks(python) else "scheduled"
+        assert f"{loop} loop, {tasks} tasks" in g.stderr()
         yield g
     finally:
         g.close()
