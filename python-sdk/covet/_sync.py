@@ -66,6 +66,8 @@ IDLE_CHECK_S: Final = 1.0
 _MIN_RECHECK_S: Final = 0.0005
 
 _now = time.monotonic
+_get_running_loop = asyncio.get_running_loop
+_copy_context = contextvars.copy_context
 
 #: One call: (context, callable, args, kwargs, the future its caller awaits).
 _Item = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], Mapping[str, Any], "asyncio.Future[Any]"]
@@ -121,17 +123,6 @@ class _Runner:
         self.timer: asyncio.TimerHandle | None = None
 
     # -- the loop's side ------------------------------------------------------------------
-
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> asyncio.Future[Any]:
-        fut = self.loop.create_future()
-        item = (contextvars.copy_context(), fn, args, kwargs, fut)
-        pending = self.pending
-        if pending is None:
-            self.pending = [item]
-            self.loop.call_soon(self.flush)
-        else:
-            pending.append(item)
-        return fut
 
     def flush(self) -> None:
         """Hand this turn's calls to the thread, or to the pool while the thread is held
@@ -235,25 +226,27 @@ class _Runner:
 
     def _run(self, batch: _Batch) -> None:
         todo = batch.todo
-        done = batch.done
+        done = batch.done.append
+        popleft = todo.popleft
+        now = _now
         while True:
             try:
-                ctx, fn, args, kwargs, fut = todo.popleft()
+                ctx, fn, args, kwargs, fut = popleft()
             except IndexError:
                 break
             if fut.cancelled():
                 continue
-            self.started = _now()
+            self.started = now()
             try:
                 result = ctx.run(fn, *args, **kwargs)
             except StopIteration as e:  # an asyncio future refuses it as an exception
                 err = RuntimeError(f"{getattr(fn, '__qualname__', fn)!r} raised StopIteration")
                 err.__cause__ = e
-                done.append((fut, err, None))
+                done((fut, err, None))
             except BaseException as e:
-                done.append((fut, e, None))
+                done((fut, e, None))
             else:
-                done.append((fut, None, result))
+                done((fut, None, result))
             self.started = 0.0
 
 
@@ -317,14 +310,23 @@ def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Futu
     """``fn(*args, **kwargs)`` on the running loop's handler thread, in a copy of the
     current context; await the returned future for its result (or its exception). With
     ``COVET_SYNC_SPILL_MS=0`` it runs in the loop's default thread pool instead."""
-    loop = asyncio.get_running_loop()
+    loop = _get_running_loop()
     runner = _runners.get(loop)
     if runner is None:
         runner = _runner(loop)
     if not runner.spill:
-        ctx = contextvars.copy_context()
+        ctx = _copy_context()
         return loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
-    return runner.submit(fn, args, kwargs)
+    # Inline (one call less per request): the call joins this loop turn's batch.
+    fut = loop.create_future()
+    item = (_copy_context(), fn, args, kwargs, fut)
+    pending = runner.pending
+    if pending is None:
+        runner.pending = [item]
+        loop.call_soon(runner.flush)
+    else:
+        pending.append(item)
+    return fut
 
 
 def shutdown(loop: asyncio.AbstractEventLoop, timeout: float = 1.0) -> bool:
