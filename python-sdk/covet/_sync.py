@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
-__all__ = ["DEFAULT_SPILL_MS", "ENV_SPILL_MS", "run_sync", "shutdown", "spill_seconds"]
+__all__ = ["DEFAULT_SPILL_MS", "ENV_SPILL_MS", "busy", "run_sync", "shutdown", "spill_seconds"]
 
 log = logging.getLogger("covet.worker")
 
@@ -327,6 +327,14 @@ def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Futu
     else:
         pending.append(item)
     return fut
+
+
+def busy(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s handler thread has calls queued or running. The worker does
+    not spin on its request ring meanwhile: a loop that spins holds the GIL the thread
+    needs."""
+    runner = _runners.get(loop)
+    return runner is not None and bool(runner.outstanding or runner.pending)
 
 
 def shutdown(loop: asyncio.AbstractEventLoop, timeout: float = 1.0) -> bool:

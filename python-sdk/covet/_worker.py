@@ -91,7 +91,7 @@ from ._payloads import (
 )
 from ._responses import FileResponse, Response
 from ._ws_worker import Sessions
-from ._sync import shutdown as sync_shutdown, spill_seconds
+from ._sync import busy as sync_busy, shutdown as sync_shutdown, spill_seconds
 from ._shmring import (
     DEFAULT_BATCH,
     FRAME_HEADER,
@@ -635,8 +635,10 @@ class _Worker:
             self._spin_now = self._spin_ns if self._burst <= SPIN_MAX_BURST else 0
             self._burst = 0
         # Nor while a response waits for a WINDOW grant: that comes once the gateway
-        # has written to a client, later than any spin.
-        spin = now - self._idle_since < self._spin_now and not self._window_waits
+        # has written to a client, later than any spin. Nor while the handler thread
+        # runs sync handlers (covet/_sync.py): the spinning loop would hold the GIL
+        # that thread needs, and their answers come back through the loop anyway.
+        spin = now - self._idle_since < self._spin_now and not self._window_waits and not sync_busy(self._loop)
         if spin or not self._reader.prepare_sleep():
             self._loop.call_soon(self._pump)
             return

@@ -357,3 +357,25 @@ def test_sync_handlers_hooks_and_exception_handlers_run_on_the_handler_thread(ap
         thread = _sync._runners[loop].thread
         assert thread is not None and thread.is_alive()
     assert not thread.is_alive() and loop not in _sync._runners  # closing the client ended it
+
+
+def test_busy_while_the_thread_has_calls() -> None:
+    """The worker does not spin on its ring while busy(loop) holds."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocking() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert not _sync.busy(loop)
+        fut = run_sync(blocking)
+        assert _sync.busy(loop)  # pending: not handed over yet
+        await loop.run_in_executor(None, started.wait, WAIT)
+        assert _sync.busy(loop)  # running
+        release.set()
+        await asyncio.wait_for(fut, WAIT)
+        assert not _sync.busy(loop)
+
+    run(main)
