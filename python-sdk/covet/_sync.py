@@ -238,16 +238,17 @@ class _Runner:
                 continue
             self.started = now()
             try:
-                result = ctx.run(fn, *args, **kwargs)
+                outcome: _Outcome = (fut, None, ctx.run(fn, *args, **kwargs))
             except StopIteration as e:  # an asyncio future refuses it as an exception
                 err = RuntimeError(f"{getattr(fn, '__qualname__', fn)!r} raised StopIteration")
                 err.__cause__ = e
-                done((fut, err, None))
+                outcome = (fut, err, None)
             except BaseException as e:
-                done((fut, e, None))
-            else:
-                done((fut, None, result))
+                outcome = (fut, e, None)
+            # Free before the outcome is seen: a caller answered is never told the
+            # thread is still held by its call.
             self.started = 0.0
+            done(outcome)
 
 
 def _drain(batch: _Batch) -> None:
