@@ -456,8 +456,9 @@ class _Worker:
                 await asyncio.wait_for(self._app.shutdown(), SHUTDOWN_TIMEOUT_ON_EXIT)
             except TimeoutError:
                 log.error("shutdown hooks took over %.0f s; abandoned", SHUTDOWN_TIMEOUT_ON_EXIT)
-        # The handler thread (covet/_sync.py) ends after the calls queued to it; one still
-        # blocked in a handler is a daemon thread, left behind when the process exits.
+        # The handler thread (covet/_sync.py) ends after the calls queued to it (this
+        # waits up to a second for that); one still blocked in a handler is a daemon
+        # thread, left behind when the process exits.
         sync_shutdown(loop)
         for fut in self._space_waiters:
             fut.cancel()
