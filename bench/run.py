@@ -144,6 +144,9 @@ WORKLOADS = [
              'GET /plaintext -> "Hello, World!" (text/plain)'),
     Workload("json", "GET", "/json", "application/json", _json_is({"message": "Hello, World!"}),
              'GET /json -> {"message":"Hello, World!"}'),
+    Workload("json-sync", "GET", "/json-sync", "application/json", _json_is({"message": "Hello, World!"}),
+             'GET /json-sync -> {"message":"Hello, World!"} from a sync (`def`) handler; only servers with sync '
+             "endpoints (CovetPy, Starlette) serve it"),
     Workload("users", "GET", "/users/42", "application/json", _json_is({"id": 42}),
              'GET /users/{id} (path parameter, id=42) -> {"id":42}'),
     Workload("10k", "GET", "/10k", "application/octet-stream", lambda b: b == b"x" * 10240,
@@ -156,6 +159,9 @@ WORKLOADS = [
              'GET /sleep -> awaits 10 ms, then "slept"', connections=-1),
 ]
 WORKLOAD_BY_NAME = {w.name: w for w in WORKLOADS}
+#: The workloads served by a sync handler: only the servers whose framework has sync
+#: endpoints (CovetPy's `def` handlers, Starlette's sync endpoints) list them.
+SYNC_WORKLOADS = ("json-sync",)
 QUICK_WORKLOADS = ["plaintext", "json", "users", "echo", "sleep"]
 
 
@@ -173,7 +179,7 @@ class Server:
     argv: Callable[[int], list[str]]  # port -> command line
     cwd: Path = APPS
     env: dict[str, str] = field(default_factory=dict)
-    workloads: tuple[str, ...] = tuple(w.name for w in WORKLOADS)
+    workloads: tuple[str, ...] = tuple(w.name for w in WORKLOADS if w.name not in SYNC_WORKLOADS)
     needs: Callable[[], str | None] = lambda: None  # -> reason it cannot run, or None
     note: str = ""
     stop_timeout: float = 15.0  # seconds given to SIGTERM before SIGKILL
@@ -335,6 +341,7 @@ def all_servers() -> list[Server]:
             servers.append(Server(
                 f"covet-{n}-{engine}", f"CovetPy native, {n} worker{'s' * (n > 1)}, `--engine {engine}`",
                 covet_argv(n, engine), env={"COVET_LOG_LEVEL": "WARNING"}, needs=need_covet,
+                workloads=tuple(w.name for w in WORKLOADS),
                 note="bin/covet-gateway + N workers run by the repo's .venv python; gateway flags at their defaults "
                      "but the engine, so at most 256 requests (max_inflight) are in flight per worker and the gateway "
                      "runs on two Go processors per worker within the CPUs left after one per worker (procs)"))
@@ -346,7 +353,8 @@ def all_servers() -> list[Server]:
                               granian_argv("asgi", "asgi_app", n), needs=need_module("granian")))
     for n in (1, 2):
         servers.append(Server(f"uvicorn-starlette-{n}", f"uvicorn + Starlette, {n} worker{'s' * (n > 1)}",
-                              uvicorn_argv("starlette_app", n), needs=need_module("starlette")))
+                              uvicorn_argv("starlette_app", n), needs=need_module("starlette"),
+                              workloads=tuple(w.name for w in WORKLOADS)))
     for n in (1, 2):
         servers.append(Server(f"uvicorn-asgi-{n}", f"uvicorn raw ASGI, {n} worker{'s' * (n > 1)}",
                               uvicorn_argv("asgi_app", n), needs=need_module("uvicorn")))
@@ -1134,9 +1142,13 @@ def covet_row(summary: dict, name: str) -> str:
     return netpoll if any(k.startswith(netpoll + "|") for k in summary) else f"{name}-{ENGINES[0]}"
 
 
-def ratio(summary: dict, a: str, b: str, w: str, metric: str = "rps_median") -> str:
+def ratio(summary: dict, a: str, b: str, w: str | tuple[str, str], metric: str = "rps_median") -> str:
+    """Server ``a`` against server ``b`` on workload ``w``; a pair of workloads compares
+    ``a`` on the first with ``b`` on the second (one server's sync handler against its
+    async one)."""
+    wa, wb = (w, w) if isinstance(w, str) else w
     ra, rb = covet_row(summary, a), covet_row(summary, b)
-    x, y = summary.get(f"{ra}|{w}"), summary.get(f"{rb}|{w}")
+    x, y = summary.get(f"{ra}|{wa}"), summary.get(f"{rb}|{wb}")
     if not x or not y or not y[metric]:
         return "n/a (not measured)"
     row = f"{ra}: " if ra != a else ""  # a covet-N resolved to one engine's row: say which
@@ -1158,6 +1170,8 @@ RATIOS = [
     ("CovetPy 1 worker / Granian RSGI 1 worker, /json req/s", "covet-1", "granian-rsgi-1", "json", "rps_median"),
     ("CovetPy 1 worker / Granian ASGI 1 worker, /plaintext req/s", "covet-1", "granian-asgi-1", "plaintext", "rps_median"),
     ("CovetPy 1 worker / Granian ASGI 1 worker, /json req/s", "covet-1", "granian-asgi-1", "json", "rps_median"),
+    ("CovetPy 1 worker, sync (`def`) handler / async handler, /json-sync vs /json req/s", "covet-1", "covet-1", ("json-sync", "json"), "rps_median"),
+    ("CovetPy 1 worker / uvicorn+Starlette 1 worker, sync endpoints, /json-sync req/s", "covet-1", "uvicorn-starlette-1", "json-sync", "rps_median"),
     ("CovetPy 2 workers / Go net/http, /json req/s", "covet-2", "go-nethttp", "json", "rps_median"),
     (f"CovetPy 1 worker / uvicorn+Starlette 1 worker, p99 at {CONNS} connections, /plaintext", "covet-1", "uvicorn-starlette-1", "plaintext", "p99_us"),
     (f"CovetPy 1 worker / uvicorn+Starlette 1 worker, p99 at {CONNS} connections, /json", "covet-1", "uvicorn-starlette-1", "json", "p99_us"),

@@ -68,3 +68,9 @@ async def ws_echo(ws: WebSocket):
             await ws.send_text(m)
         else:
             await ws.send_bytes(m)
+
+
+@app.get("/json-sync")
+def json_sync(req: Request):
+    """/json from a sync handler: run on the worker's handler thread (covet/_sync.py)."""
+    return JSON_MESSAGE

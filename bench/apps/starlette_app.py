@@ -21,6 +21,11 @@ async def json_(request):
     return JSONResponse(JSON_MESSAGE)
 
 
+def json_sync(request):
+    """/json from a sync endpoint: Starlette runs it in its thread pool (anyio)."""
+    return JSONResponse(JSON_MESSAGE)
+
+
 async def user(request):
     return JSONResponse({"id": request.path_params["id"]})
 
@@ -60,6 +65,7 @@ class WsEcho(WebSocketEndpoint):
 app = Starlette(routes=[
     Route("/plaintext", plaintext),
     Route("/json", json_),
+    Route("/json-sync", json_sync),
     Route("/users/{id:int}", user),
     Route("/10k", ten_k),
     Route("/1m", one_m),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import re
@@ -22,8 +23,13 @@ from ._responses import FileResponse, JSONResponse, PlainTextResponse, RedirectR
 from ._routing import HTTP_METHODS, Route, Router, is_async_callable, timeout_to_ms
 from ._validation import RequestValidationError
 from ._security import CORS, SecurityOptions, cors_option, route_security, security_headers_option
+from ._sync import run_sync
 
 __all__ = ["Covet"]
+
+#: What sync handlers commonly return, none of it awaitable: no inspect.isawaitable
+#: for these (call() awaits what a sync callable returns when it is awaitable).
+_NOT_AWAITABLE = (dict, list, str, bytes, Response)
 
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[], Any]
@@ -450,15 +456,21 @@ class Covet:
                 elif not head.params and not route.kinds:
                     if route.is_async:
                         response = to_response(await route.endpoint(request))
-                    else:
-                        response = to_response(await call(route.endpoint, False, request))
+                    else:  # on the handler thread (covet/_sync.py); call()'s steps inline
+                        result = await run_sync(route.endpoint, request)
+                        if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+                            result = await result
+                        response = to_response(result)
                 else:
                     params = path_params(route.kinds, head.params)
                     request.path_params = params
                     if route.is_async:
                         response = to_response(await route.endpoint(request, **params))
                     else:
-                        response = to_response(await call(route.endpoint, False, request, **params))
+                        result = await run_sync(route.endpoint, request, **params)
+                        if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+                            result = await result
+                        response = to_response(result)
             except Exception as exc:
                 response = await self._handle_exception(request, exc)
         except Exception as exc:  # an exception handler itself failed

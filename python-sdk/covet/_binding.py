@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-import asyncio
 import collections.abc
 import contextlib
-import contextvars
 import dataclasses
 import functools
 import inspect
@@ -45,6 +43,7 @@ from ._patterns import ConversionError, ParamKind, Pattern, convert
 from ._request import Request
 from ._responses import Response, to_response
 from ._security import SecurityOptions
+from ._sync import run_sync
 from ._validation import BodyDecoder, BodyField, Invalid, RequestValidationError, body_decoder, scalar_converter
 
 error_log = logging.getLogger("covet.error")
@@ -231,12 +230,11 @@ _NO_ANNOTATION = inspect.Parameter.empty
 
 
 async def call(fn: Callable[..., Any], is_async: bool, *args: Any, **kwargs: Any) -> Any:
-    """Await an async callable; run a sync one in the loop's thread pool (context kept)."""
+    """Await an async callable; run a sync one on the loop's handler thread (context
+    kept; covet._sync), awaiting what it returns if that is awaitable."""
     if is_async:
         return await fn(*args, **kwargs)
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    result = await loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
+    result = await run_sync(fn, *args, **kwargs)
     if inspect.isawaitable(result):
         result = await result
     return result

@@ -91,6 +91,7 @@ from ._payloads import (
 )
 from ._responses import FileResponse, Response
 from ._ws_worker import Sessions
+from ._sync import busy as sync_busy, shutdown as sync_shutdown, spill_seconds
 from ._shmring import (
     ACCELERATED,
     DEFAULT_BATCH,
@@ -460,6 +461,10 @@ class _Worker:
                 await asyncio.wait_for(self._app.shutdown(), SHUTDOWN_TIMEOUT_ON_EXIT)
             except TimeoutError:
                 log.error("shutdown hooks took over %.0f s; abandoned", SHUTDOWN_TIMEOUT_ON_EXIT)
+        # The handler thread (covet/_sync.py) ends after the calls queued to it (this
+        # waits up to a second for that); one still blocked in a handler is a daemon
+        # thread, left behind when the process exits.
+        sync_shutdown(loop)
         for fut in self._space_waiters:
             fut.cancel()
         if self._wake_pending:
@@ -636,8 +641,10 @@ class _Worker:
             self._spin_now = self._spin_ns if self._burst <= SPIN_MAX_BURST else 0
             self._burst = 0
         # Nor while a response waits for a WINDOW grant: that comes once the gateway
-        # has written to a client, later than any spin.
-        spin = now - self._idle_since < self._spin_now and not self._window_waits
+        # has written to a client, later than any spin. Nor while the handler thread
+        # runs sync handlers (covet/_sync.py): the spinning loop would hold the GIL
+        # that thread needs, and their answers come back through the loop anyway.
+        spin = now - self._idle_since < self._spin_now and not self._window_waits and not sync_busy(self._loop)
         if spin or not self._reader.prepare_sleep():
             self._loop.call_soon(self._pump)
             return
@@ -1001,8 +1008,8 @@ def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLo
 def run_worker(app: Covet, *, app_name: str, environ: Mapping[str, str] = os.environ) -> int:
     """Serve ``app`` as one worker of the gateway named by ``environ``; returns the
     process exit status: 0 after a drain, 1 if the gateway went away or broke the
-    protocol, 2 if the environment is unusable (it names no gateway, or COVET_LOOP or
-    COVET_WORKER_SPIN_US is bad)."""
+    protocol, 2 if the environment is unusable (it names no gateway, or COVET_LOOP,
+    COVET_WORKER_SPIN_US or COVET_SYNC_SPILL_MS is bad)."""
     if not isinstance(app, Covet):
         raise TypeError(f"run_worker needs a Covet app, got {type(app).__name__}")
     try:
@@ -1013,6 +1020,11 @@ def run_worker(app: Covet, *, app_name: str, environ: Mapping[str, str] = os.env
     spin = environ.get(ENV_SPIN, "").strip() or str(DEFAULT_WORKER_SPIN_US)
     if not (spin.isascii() and spin.isdigit()) or int(spin) > 1_000_000:
         log.error("%s=%r: want microseconds, 0 to 1000000", ENV_SPIN, spin)
+        return 2
+    try:
+        spill_seconds(environ)
+    except ValueError as e:
+        log.error("%s", e)
         return 2
     try:
         channel = ControlChannel.from_env(environ, timeout=HANDSHAKE_TIMEOUT)

@@ -55,6 +55,7 @@ from ._head import Auth, ClientCert, RequestHead
 from ._multipart import parse_options_header
 from ._proto import MAX_EARLY_HINTS, encode_early_hints, encode_response_head
 from ._responses import FileResponse, Response
+from ._sync import shutdown as sync_shutdown
 from ._websocket import WebSocket, WebSocketDisconnect, run_session
 
 __all__ = ["IncompleteResponse", "TestClient", "TestResponse", "WebSocketRejected", "WebSocketTestSession"]
@@ -190,6 +191,7 @@ class _Lifespan:
             try:
                 runner.run(self.app.shutdown())
             finally:
+                sync_shutdown(runner.get_loop())  # the loop's handler thread (covet/_sync.py)
                 runner.close()
 
         try:

@@ -310,6 +310,7 @@ def sleepy_gw(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeGa
 @pytest.mark.parametrize(("setting", "text"), [
     (("COVET_WORKER_SPIN_US", "fast"), "COVET_WORKER_SPIN_US='fast': want microseconds"),
     (("COVET_LOOP", "trio"), "COVET_LOOP='trio': want auto, asyncio or uvloop"),
+    (("COVET_SYNC_SPILL_MS", "soon"), "COVET_SYNC_SPILL_MS='soon': want milliseconds, 0 to 60000"),
 ])  # fmt: skip
 def test_bad_worker_setting_is_refused(setting: tuple[str, str], text: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
