@@ -132,6 +132,7 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"prometheus package not installed", "deploy/prometheus/Dockerfile", "--no-install-recommends prometheus", "--no-install-recommends curl", "prometheus package"},
 		{"no compose-test target", "Makefile", "\tdeploy/compose-test.sh\n", "\ttrue\n", "compose-test"},
 		{"compose-test base Dockerfile missing", composeTestScript, "-f deploy/base/python.Dockerfile", "-f deploy/base/py.Dockerfile", "py.Dockerfile"},
+		{"worker sdk wheel not built", workerDocker, "RUN pip wheel --no-deps -w /wheels /tmp/python-sdk", "RUN true", "pip installs the python-sdk"},
 		{"worker app not copied", workerDocker, "COPY examples/hello/app.py /app/app.py", "COPY examples/hello/missing.py /app/app.py", "missing.py"},
 		{"worker socket env", workerDocker, "ENV COVET_CONTROL_SOCKET=/run/covet/control.sock", "ENV COVET_CONTROL_SOCKET=/tmp/control.sock", "COVET_CONTROL_SOCKET"},
 		{"dockerignore drops sdk", ".dockerignore", "*.test\n", "*.test\npython-sdk\n", "dockerignore"},
@@ -1243,10 +1244,17 @@ func (c *checker) dockerfiles(gw gatewayWiring) {
 	if img := w.final().image; !strings.HasPrefix(img, "python:3.11-slim") {
 		c.addf("%s: base image is %q, want python:3.11-slim", workerDocker, img)
 	}
+	// The SDK: installed in the final stage, either from python-sdk or as the wheel an
+	// earlier stage built from it (with gcc, so that its compiled core is in it).
+	builtWheel := slices.ContainsFunc(w.stages[:len(w.stages)-1], func(st *dockerStage) bool {
+		return slices.ContainsFunc(st.all("RUN"), func(r string) bool {
+			return strings.Contains(r, "pip wheel") && strings.Contains(r, "python-sdk")
+		})
+	})
 	if !slices.ContainsFunc(w.final().all("RUN"), func(r string) bool {
-		return strings.Contains(r, "pip install") && strings.Contains(r, "python-sdk")
+		return strings.Contains(r, "pip install") && (strings.Contains(r, "python-sdk") || builtWheel && strings.Contains(r, ".whl"))
 	}) {
-		c.addf("%s: no RUN pip installs the python-sdk", workerDocker)
+		c.addf("%s: no RUN pip installs the python-sdk (or a wheel an earlier stage built from it)", workerDocker)
 	}
 	if !slices.ContainsFunc(w.final().all("COPY"), func(s string) bool { return strings.HasPrefix(s, "examples/hello/app.py ") }) {
 		c.addf("%s: does not COPY examples/hello/app.py", workerDocker)

@@ -4,10 +4,11 @@
 
 Times, one at a time and without the rings or the event loop, each step a worker takes
 for a request: decoding and checking the REQ_HEAD (``decode_head``, the worker's path,
-beside msgpack plus ``RequestHead.from_wire``, its fallback), running the app (routing, the
+compiled where covet._speedups is in use; ``decode_head_py``, the pure-Python one; msgpack
+plus ``RequestHead.from_wire``, its fallback), running the app (routing, the
 handler, building the response) for a text, a JSON and a path-parameter route, and the
 JSON route again with a verified identity in the head (``auth``), and
-encoding the RESP_HEAD; then the cost of an asyncio Task per request, which the worker
+encoding the RESP_HEAD (compiled where in use, and the pure-Python encoder); then the cost of an asyncio Task per request, which the worker
 pays on top: scheduled, and on Python 3.12+ eager as the worker makes it
 (docs/performance.md). The step figures are the best of five runs.
 """
@@ -22,8 +23,10 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from covet import Covet, PlainTextResponse, Request
-from covet._head import RequestHead, decode_head
+from covet._head import RequestHead, decode_head, decode_head_py
+from covet._payloads import encode_response_head_py
 from covet._proto import encode_response_head
+from covet._shmring import ACCELERATED
 from covet._responses import Response
 from covet._worker import EAGER_TASKS, _task_factory
 
@@ -68,6 +71,10 @@ def wire(path: str, route: str, params: list[str], extra: list[Any] | None = Non
     )  # fmt: skip
 
 
+#: Marks the steps the compiled core (covet._speedups) runs when it is in use.
+COMPILED = " (compiled)" if ACCELERATED else " (pure Python: COVET_NO_EXTENSIONS set or not built)"
+
+
 def per_call_us(fn: Callable[[], object], number: int = 100_000) -> float:
     return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
@@ -92,12 +99,16 @@ def main() -> None:
         head = RequestHead.from_wire(arr)
         resp = run_sync(head)
         print(f"{path}{' (with a verified token: REQ_HEAD auth)' if extra else ''}:")
-        print(f"  decode_head           {per_call_us(lambda: decode_head(payload)):6.2f} us")
+        print(f"  decode_head           {per_call_us(lambda: decode_head(payload)):6.2f} us{COMPILED}")
+        print(f"  decode_head_py        {per_call_us(lambda: decode_head_py(payload)):6.2f} us")
         print(f"  msgpack decode        {per_call_us(lambda: unpackb(payload, raw=False)):6.2f} us")
         print(f"  RequestHead.from_wire {per_call_us(lambda: RequestHead.from_wire(arr)):6.2f} us")
         print(f"  app._handle           {per_call_us(lambda: run_sync(head)):6.2f} us")
         print(f"  encode_response_head  "
-              f"{per_call_us(lambda: encode_response_head(resp.status, resp.raw_headers, resp.body_length)):6.2f} us")
+              f"{per_call_us(lambda: encode_response_head(resp.status, resp.raw_headers, resp.body_length)):6.2f} us"
+              f"{COMPILED}")
+        print(f"  encode_response_head_py "
+              f"{per_call_us(lambda: encode_response_head_py(resp.status, resp.raw_headers, resp.body_length)):4.2f} us")
 
     async def tasks(n: int, eager: bool) -> float:
         loop = asyncio.get_running_loop()
