@@ -763,6 +763,7 @@ class _WriterOps:
                       wake: bool = True) -> bool: ...
         def wake(self) -> None: ...
         def prepare_wait(self, length: int) -> bool: ...
+        def free_space(self) -> int: ...
 
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else time.monotonic() + timeout
@@ -959,6 +960,18 @@ class PyRingWriter(_WriterOps, _Ring):
         _fence_acquire()
         _fence_release()
         return self._claim(length) == 0
+
+    def free_space(self) -> int:
+        """Bytes the consumer has released and no record claims, with ``head`` loaded
+        now (a record also needs its header, alignment and any PAD to the wrap)."""
+        head = self._u64[self._w_head]
+        tail = self._tail
+        if not self._head_cache <= head <= tail:
+            raise RingCorrupt(f"head moved from {self._head_cache} to {head} "
+                              f"(tail {tail})", self._cb + CB_HEAD)
+        self._head_cache = head
+        self._u64[self._w_head_cache] = head
+        return self._capacity - (tail - head)
 
 
 # -- The implementation in use ---------------------------------------------------------

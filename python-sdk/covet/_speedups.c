@@ -795,7 +795,26 @@ writer_prepare_wait(Ring *self, PyObject *arg)
     return PyBool_FromLong(s == 0);
 }
 
+static PyObject *
+writer_free_space(Ring *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!ring_ok(self))
+        return NULL;
+    uint64_t head = atomic_load_explicit(U64(self, CB_HEAD), memory_order_acquire);
+    if (!(self->head_cache <= head && head <= self->tail)) {
+        ring_corrupt(self->cb + CB_HEAD, "head moved from %llu to %llu (tail %llu)",
+                     (unsigned long long)self->head_cache, (unsigned long long)head,
+                     (unsigned long long)self->tail);
+        return NULL;
+    }
+    self->head_cache = head;
+    atomic_store_explicit(U64(self, CB_HEAD_CACHE), head, memory_order_relaxed);
+    return PyLong_FromUnsignedLongLong(self->cap - (self->tail - head));
+}
+
 static PyMethodDef writer_methods[] = {
+    {"free_space", (PyCFunction)writer_free_space, METH_NOARGS,
+     "free_space() -> int: bytes the consumer has released that are not claimed (head loaded now)"},
     {"try_write", (PyCFunction)(void (*)(void))writer_try_write, METH_FASTCALL | METH_KEYWORDS,
      "try_write(type, id, flags, payload, wake=True) -> bool: write and commit one record"},
     {"wake", (PyCFunction)writer_wake, METH_NOARGS, "full fence, then ring the consumer if it sleeps"},

@@ -314,7 +314,8 @@ class _Worker:
         self._inflight: dict[int, _Exchange] = {}
         self._partial: dict[int, list[bytes]] = {}
         self._aux: set[asyncio.Task[None]] = set()
-        self._space_waiters: list[asyncio.Future[None]] = []
+        # Tasks waiting for response-ring space, in arrival order: (record length, future).
+        self._space_waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._cbuf = bytearray()
         self._sleeping = False
         self._wake_pending = False
@@ -465,7 +466,7 @@ class _Worker:
         # waits up to a second for that); one still blocked in a handler is a daemon
         # thread, left behind when the process exits.
         sync_shutdown(loop)
-        for fut in self._space_waiters:
+        for _, fut in self._space_waiters:
             fut.cancel()
         if self._wake_pending:
             self._wake_pending = False
@@ -598,10 +599,7 @@ class _Worker:
         assert self._bell is not None
         self._bell.drain()
         if self._space_waiters:
-            waiters, self._space_waiters = self._space_waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            self._wake_space_waiters()
         if self._sleeping:
             self._sleeping = False
             self._reader.end_sleep()
@@ -972,6 +970,30 @@ class _Worker:
             ex.credit = None
             self._window_waits -= 1
 
+    def _wake_space_waiters(self) -> None:
+        """The gateway freed response-ring space: wake, in arrival order, the tasks
+        waiting for it that it has room for (the first always), not all of them, so
+        that a full ring shared by many large responses costs each a few wakeups, not
+        one per doorbell. If some are left, producer_waiting is stored again so that
+        the gateway rings once it frees more (each wait's timer bounds a miss)."""
+        waiters = self._space_waiters
+        w = self._writer
+        free = w.free_space()
+        woke = False
+        while waiters:
+            length, fut = waiters[0]
+            if fut.done():  # its timer fired, or it was cancelled
+                waiters.popleft()
+                continue
+            need = (length + 7) & -8
+            if woke and need > free:
+                w.prepare_wait(length)
+                return
+            waiters.popleft()
+            fut.set_result(None)
+            free -= need
+            woke = True
+
     async def _wait_space(self, length: int) -> None:
         """Response ring full (PROTOCOL 2.5): wake the gateway, flag producer_waiting,
         and wait for the worker doorbell (or the timeout) without blocking the loop."""
@@ -980,7 +1002,7 @@ class _Worker:
         if not w.prepare_wait(length):
             return
         fut: asyncio.Future[None] = self._loop.create_future()
-        self._space_waiters.append(fut)
+        self._space_waiters.append((length, fut))
         timer = self._loop.call_later(self._space_timeout, _resolve, fut)
         try:
             await fut

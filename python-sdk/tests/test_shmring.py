@@ -601,3 +601,47 @@ def test_short_pad_at_the_very_end_of_the_segment(which: int) -> None:
         seg.close()
         own.close()
         peer.close()
+
+
+def test_free_space_follows_the_consumers_head(world: World) -> None:
+    w = world.writer
+    assert w.free_space() == 4096
+    assert w.try_write(sr.RESP_BODY, 1, 0, b"x" * 488)  # 512 bytes with its header
+    assert w.free_space() == 4096 - 512
+    world.gw_resp.set_u64(256, 512)  # the gateway released it
+    assert w.free_space() == 4096
+    world.gw_resp.set_u64(256, 5000)  # beyond the tail: impossible
+    with pytest.raises(sr.RingCorrupt, match="head moved"):
+        w.free_space()
+
+
+def test_space_waiters_wake_in_order_as_room_allows(world: World) -> None:
+    """The worker wakes the tasks waiting for response-ring space in arrival order, as
+    many as the freed space has room for (the first always), and arms producer_waiting
+    again for the rest (covet/_worker.py, _wake_space_waiters)."""
+    import asyncio
+    import collections
+    import types
+
+    from covet._worker import _Worker
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        w = world.writer
+        for i in range(8):  # fill the ring: 8 x 512 bytes
+            assert w.try_write(sr.RESP_BODY, i, 0, b"x" * 488, wake=False)
+        futs = [loop.create_future() for _ in range(4)]
+        worker = types.SimpleNamespace(_writer=w, _space_waiters=collections.deque(
+            (sr.FRAME_HEADER + 488, f) for f in futs))
+        futs[1].cancel()  # a waiter that gave up is skipped
+        world.gw_resp.set_u64(256, 512)  # room for one record
+        _Worker._wake_space_waiters(worker)  # type: ignore[arg-type]
+        assert [f.done() for f in futs] == [True, True, False, False] and not futs[0].cancelled()
+        assert world.gw_resp.waiting == 1  # the gateway will ring when it frees more
+        world.gw_resp.set_u32(512, 0)
+        world.gw_resp.set_u64(256, 4096)  # everything released
+        _Worker._wake_space_waiters(worker)  # type: ignore[arg-type]
+        assert all(f.done() for f in futs) and not worker._space_waiters
+        assert world.gw_resp.waiting == 0
+
+    asyncio.run(scenario())
