@@ -7,6 +7,7 @@
 #   make bench-tls           only the TLS part: HTTP/1.1, HTTP/2, HTTP/3 and handshakes/s
 #   make bench-static        only static files: the gateway's mount against nginx and Starlette
 #   make bench-ws            only the WebSockets: echo messages/s and latency, memory per idle connection
+#   make bench-worker        CovetPy with one worker against uvicorn and Granian on the paths issue 25 names
 #   make bench-transport     shared-memory vs Unix-socket transport, side by side
 #   make bench-security      CPU the gateway's middleware adds: JWT verification, rate limits, the chain
 #   make bench-compress      response compression: the gateway's gzip and zstd against nginx's gzip
@@ -79,7 +80,7 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: FORCE all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting autobahn conformance clean
+.PHONY: FORCE all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting bench-worker autobahn conformance clean
 
 all: build
 
@@ -330,6 +331,15 @@ bench-sdk: build
 # bench/hosting.py --list).
 bench-hosting: build
 	python3 bench/hosting.py
+
+# The worker's speed (issue 25): CovetPy with one worker against uvicorn (Starlette and a
+# raw ASGI app) and Granian RSGI, one worker each, on /plaintext, /json, /json-sync (a
+# `def` handler) and /1m: bench/run.py restricted to those (the same method, 3
+# interleaved rounds; about 9 minutes); rewrites bench/RESULTS-worker.md. make bench
+# runs them all, among the rest.
+bench-worker: build
+	BENCH_SERVERS=covet-1-netpoll,uvicorn-starlette-1,uvicorn-asgi-1,granian-rsgi-1 BENCH_WORKLOADS=plaintext,json,json-sync,1m \
+	  BENCH_RESULTS=bench/RESULTS-worker.md python3 bench/run.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport
