@@ -70,3 +70,26 @@ def test_a_blocked_sync_handler_holds_no_other_request(gw: Gateway, request: pyt
     if not pool_only:  # the handler thread is free again
         assert _get(gw, "/fast/9") == (200, {"i": 9, "thread": HANDLER_THREAD})
 
+
+
+def test_the_sync_lane_answers_as_the_task_path_does(gw: Gateway) -> None:
+    """Plain `def handler(req)` routes: plain answers straight from the handler thread's
+    result; exceptions (HTTPException, an app exception handler, a crash), a body larger
+    than one ring record, a response with background work and HEAD the same as an async
+    route gets them."""
+    status, _, body = fetch(gw, "GET", "/lane/thread")
+    assert status == 200 and json.loads(body)["path"] == "/lane/thread"
+    status, headers, body = fetch(gw, "HEAD", "/lane/thread")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+    status, _, body = fetch(gw, "GET", "/lane/teapot")
+    assert status == 418 and b"short and stout" in body
+    assert fetch(gw, "GET", "/lane/lookup")[0::2] == (409, b"handled: 'nothing here'")
+    status, _, body = fetch(gw, "GET", "/lane/crash")
+    assert status == 500 and b"failed" not in body  # no traceback to the client
+    status, headers, body = fetch(gw, "GET", "/lane/big")
+    assert status == 200 and body == bytes(range(256)) * (12 << 10)
+    assert fetch(gw, "GET", "/lane/background")[0::2] == (200, b"later")
+    deadline = time.monotonic() + WAIT_S
+    while not json.loads(fetch(gw, "GET", "/lane/background-ran")[2])["ran"]:
+        assert time.monotonic() < deadline, "the background task never ran"
+        time.sleep(0.01)

@@ -80,6 +80,8 @@ class Covet:
         self._cors = cors_option(cors, "app cors")
         self._security_headers = security_headers_option(security_headers, "app security_headers")
         self.router = Router()
+        # sync_lane's decisions: route pattern -> method -> endpoint or None.
+        self._lanes: dict[str, dict[str, Callable[..., Any] | None]] = {}
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._status_handlers: dict[int, ExceptionHandler] = {}
@@ -436,6 +438,63 @@ class Covet:
             response.background = request.deferred.after(response.background)
         if head.method == "HEAD":
             response = _without_body(response)
+        return response
+
+    # -- the worker's lane for plain sync handlers --------------------------------------
+    #
+    # A route whose handler is a plain ``def handler(req)`` (no path parameters, no
+    # binder) in an app without middleware is the common sync case. The worker runs
+    # it without a Task (covet/_worker.py, _launch): it hands ``sync_lane(head)``'s
+    # endpoint to the handler thread itself, then answers from the result with
+    # ``sync_response``, or, when that is not a plain answer, through a Task awaiting
+    # ``finish_sync``, which does what _handle does after such a handler returns.
+
+    def sync_lane(self, head: RequestHead) -> Callable[..., Any] | None:
+        """The endpoint of ``head``'s route if the worker may run it on its sync lane,
+        else None. Decided once per (route pattern, method): the patterns are the
+        gateway's, from this app's manifest."""
+        by_method = self._lanes.get(head.route)
+        if by_method is None:
+            by_method = self._lanes[head.route] = {}
+        try:
+            return by_method[head.method]
+        except KeyError:
+            pass
+        endpoint = None
+        route = self.router.lookup(head.method, head.route)
+        if (self._stack is None and head.method != "HEAD" and route is not None and not route.is_async
+                and route.binder is None and not route.kinds):
+            endpoint = route.endpoint
+        by_method[head.method] = endpoint
+        return endpoint
+
+    def sync_response(self, request: Request, result: Any) -> Response | None:
+        """The response for a sync-lane handler's ``result``, or None when it needs
+        finish_sync (an awaitable, a value to_response refuses, background work)."""
+        if request.deferred is not None or (not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result)):
+            return None
+        try:
+            response = to_response(result)
+        except Exception:
+            return None
+        return response if response.background is None else None
+
+    async def finish_sync(self, request: Request, outcome: asyncio.Future[Any]) -> Response:
+        """_handle's answer for a sync-lane request whose handler has run: ``outcome``
+        holds its result or its exception."""
+        try:
+            try:
+                result = outcome.result()
+                if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+                    result = await result
+                response = to_response(result)
+            except Exception as exc:
+                response = await self._handle_exception(request, exc)
+        except Exception as exc:  # an exception handler itself failed
+            self._log(request, exc)
+            response = PlainTextResponse("Internal Server Error", 500)
+        if request.deferred is not None:
+            response.background = request.deferred.after(response.background)
         return response
 
     async def _route_response(self, request: Request) -> Response:

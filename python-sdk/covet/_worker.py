@@ -91,7 +91,8 @@ from ._payloads import (
 )
 from ._responses import FileResponse, Response
 from ._ws_worker import Sessions
-from ._sync import busy as sync_busy, shutdown as sync_shutdown, spill_seconds
+from ._request import Request
+from ._sync import busy as sync_busy, run_sync, shutdown as sync_shutdown, spill_seconds
 from ._shmring import (
     ACCELERATED,
     DEFAULT_BATCH,
@@ -237,7 +238,9 @@ class _Exchange:
         self.body = body
         self.rid = rid
         self.worker = worker
-        self.task: asyncio.Task[None] | None = None  # made once its record is released
+        # Made once its record is released: the exchange's Task, or, on the sync lane,
+        # the handler thread's future for the handler's result.
+        self.task: asyncio.Future[Any] | None = None
         self.sent = 0
         self.hints = 0
         self.by_gateway = False
@@ -330,6 +333,7 @@ class _Worker:
         self._beat_handle: asyncio.TimerHandle | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]  # set by run()
+        self._sync_lane: Callable[[RequestHead], Callable[..., Any] | None] | None = None  # set by run()
         self._starting: list[tuple[int, RequestHead, _Exchange]] = []  # read, task not made yet
         self._ws = Sessions(self)  # WebSocket sessions (covet/_ws_worker.py)
 
@@ -340,6 +344,8 @@ class _Worker:
         self._new_task = _task_factory(loop)
         app = self._app
         app.freeze()
+        # The sync lane (_launch), for apps that have a route with a sync handler.
+        self._sync_lane = app.sync_lane if any(not r.is_async for r in app.router.routes) else None
         try:
             await app.startup()
         except Exception as e:
@@ -448,8 +454,7 @@ class _Worker:
             loop.remove_reader(self._bell.fd)
         if self._ch.sock.fileno() >= 0:
             loop.remove_reader(self._ch.fileno())
-        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + list(self._aux)
-        tasks += self._ws.tasks()
+        tasks = self._inflight_tasks() + list(self._aux)
         if self._drain_task is not None and not self._drain_task.done():
             tasks.append(self._drain_task)
         for t in tasks:
@@ -561,16 +566,24 @@ class _Worker:
         self._seg.set_state(STATE_DRAINING)
         self._drain_task = self._loop.create_task(self._drain(deadline_s))
 
+    def _inflight_tasks(self) -> list[asyncio.Future[Any]]:
+        """What the requests and WebSocket sessions in flight run as."""
+        tasks: list[asyncio.Future[Any]] = [ex.task for ex in self._inflight.values() if ex.task is not None]
+        return tasks + self._ws.tasks()
+
     async def _drain(self, deadline_s: float) -> None:
-        # WebSocket sessions keep going until the deadline too (PROTOCOL.md 2.9).
-        tasks = [ex.task for ex in self._inflight.values() if ex.task is not None] + self._ws.tasks()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        # WebSocket sessions keep going until the deadline too (PROTOCOL.md 2.9). Again
+        # after each wait: a sync-lane request whose handler has returned may go on in
+        # a Task of its own (_sync_done).
+        deadline = self._loop.time() + deadline_s
+        while tasks := [t for t in self._inflight_tasks() if not t.done()]:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - self._loop.time()))
             if pending:
                 log.warning("drain deadline passed: cancelling %d requests", len(pending))
                 for t in pending:
                     t.cancel()
                 await asyncio.wait(pending, timeout=CANCEL_GRACE)
+                break
         if self._aux:
             await asyncio.wait(list(self._aux), timeout=CANCEL_GRACE)
         self._shutdown_ran = True
@@ -717,9 +730,49 @@ class _Worker:
         starting, self._starting = self._starting, []
         inflight = self._inflight
         new_task = self._new_task
+        lane = self._sync_lane
         for rid, head, ex in starting:
             if inflight.get(rid) is ex:  # not cancelled by a later record of the batch
+                if lane is not None:
+                    endpoint = lane(head)
+                    if endpoint is not None:
+                        self._start_sync(rid, head, ex, endpoint)
+                        continue
                 ex.task = new_task(self._exchange(rid, head, ex))
+
+    def _start_sync(self, rid: int, head: RequestHead, ex: _Exchange, endpoint: Callable[..., Any]) -> None:
+        """The sync lane: a plain ``def`` handler (Covet.sync_lane) goes to the handler
+        thread (covet/_sync.py) with no Task; _sync_done answers from its result."""
+        request = Request(head, ex.body, None, ex, self._app)
+        fut = run_sync(endpoint, request)
+        ex.task = fut
+        fut.add_done_callback(functools.partial(self._sync_done, rid, head, ex, request))
+
+    def _sync_done(self, rid: int, head: RequestHead, ex: _Exchange, request: Request, fut: asyncio.Future[Any]) -> None:
+        """A sync-lane handler returned (or raised, or its future was cancelled): answer
+        a plain result at once, as _exchange would; anything else (an exception, a
+        response that does not fit the ring now, background work) goes on in a Task
+        running _exchange from the outcome."""
+        if self._inflight.get(rid) is not ex:  # CANCEL or ERROR from the gateway
+            return
+        if fut.cancelled():  # the worker is stopping
+            del self._inflight[rid]
+            ex.body.discard()
+            if not ex.by_gateway:
+                self._abort_exchange(rid, ex, "request cancelled: the worker is stopping")
+            return
+        if fut.exception() is None:
+            response = self._app.sync_response(request, fut.result())
+            try:
+                if response is not None and self._respond_now(rid, response, ex):
+                    del self._inflight[rid]
+                    ex.body.discard()
+                    return
+            except RingCorrupt as e:
+                self._stopped = True
+                self._fatal(str(e))
+                return
+        ex.task = self._new_task(self._exchange(rid, head, ex, request, fut))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as an auxiliary task (cancelled when the worker stops)."""
@@ -762,11 +815,18 @@ class _Worker:
 
     # -- responses ----------------------------------------------------------------------
 
-    async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange) -> None:
+    async def _exchange(self, rid: int, head: RequestHead, ex: _Exchange, request: Request | None = None,
+                        outcome: asyncio.Future[Any] | None = None) -> None:
+        """Run the request and send its response. From the sync lane (_sync_done) the
+        handler has already run: ``request`` is its Request and ``outcome`` its result,
+        and the head may be written already (``ex.sent``)."""
         background = None
         try:
-            response = await self._app._handle(head, ex.body, ex)
-            if not self._respond_now(rid, response, ex):
+            if request is None or outcome is None:
+                response = await self._app._handle(head, ex.body, ex)
+            else:
+                response = await self._app.finish_sync(request, outcome)
+            if ex.sent or not self._respond_now(rid, response, ex):
                 await self._respond(rid, head, response, ex)
             background = response.background
         except asyncio.CancelledError:
