@@ -427,13 +427,9 @@ class Covet:
             response = await self._route_response(request)
         else:
             try:
-                try:
-                    response = await stack(request)
-                except Exception as exc:  # a middleware failed
-                    response = await self._handle_exception(request, exc)
-            except Exception as exc:
-                self._log(request, exc)
-                response = PlainTextResponse("Internal Server Error", 500)
+                response = await stack(request)
+            except Exception as exc:  # a middleware failed
+                response = await self._answer_error(request, exc)
         if request.deferred is not None:
             response.background = request.deferred.after(response.background)
         if head.method == "HEAD":
@@ -483,16 +479,12 @@ class Covet:
         """_handle's answer for a sync-lane request whose handler has run: ``outcome``
         holds its result or its exception."""
         try:
-            try:
-                result = outcome.result()
-                if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
-                    result = await result
-                response = to_response(result)
-            except Exception as exc:
-                response = await self._handle_exception(request, exc)
-        except Exception as exc:  # an exception handler itself failed
-            self._log(request, exc)
-            response = PlainTextResponse("Internal Server Error", 500)
+            result = outcome.result()
+            if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+                result = await result
+            response = to_response(result)
+        except Exception as exc:
+            response = await self._answer_error(request, exc)
         if request.deferred is not None:
             response.background = request.deferred.after(response.background)
         return response
@@ -505,37 +497,42 @@ class Covet:
         # One coroutine frame for the handler's part of the request: routing and the
         # handler call are inline (every await of a helper coroutine costs a frame).
         try:
-            try:
-                route = self.router.lookup(head.method, head.route)
-                if route is None:
-                    raise HTTPException(404)
-                binder = route.binder
-                if binder is not None:
-                    response = await binder(request, head.params)
-                elif not head.params and not route.kinds:
-                    if route.is_async:
-                        response = to_response(await route.endpoint(request))
-                    else:  # on the handler thread (covet/_sync.py); call()'s steps inline
-                        result = await run_sync(route.endpoint, request)
-                        if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
-                            result = await result
-                        response = to_response(result)
+            route = self.router.lookup(head.method, head.route)
+            if route is None:
+                raise HTTPException(404)
+            binder = route.binder
+            if binder is not None:
+                response = await binder(request, head.params)
+            elif not head.params and not route.kinds:
+                if route.is_async:
+                    response = to_response(await route.endpoint(request))
+                else:  # on the handler thread (covet/_sync.py); call()'s steps inline
+                    result = await run_sync(route.endpoint, request)
+                    if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+                        result = await result
+                    response = to_response(result)
+            else:
+                params = path_params(route.kinds, head.params)
+                request.path_params = params
+                if route.is_async:
+                    response = to_response(await route.endpoint(request, **params))
                 else:
-                    params = path_params(route.kinds, head.params)
-                    request.path_params = params
-                    if route.is_async:
-                        response = to_response(await route.endpoint(request, **params))
-                    else:
-                        result = await run_sync(route.endpoint, request, **params)
-                        if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
-                            result = await result
-                        response = to_response(result)
-            except Exception as exc:
-                response = await self._handle_exception(request, exc)
-        except Exception as exc:  # an exception handler itself failed
-            self._log(request, exc)
-            response = PlainTextResponse("Internal Server Error", 500)
+                    result = await run_sync(route.endpoint, request, **params)
+                    if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+                        result = await result
+                    response = to_response(result)
+        except Exception as exc:
+            response = await self._answer_error(request, exc)
         return response
+
+    async def _answer_error(self, request: Request, exc: Exception) -> Response:
+        """The answer to ``exc`` from the exception handlers, or a logged 500 when they
+        fail too."""
+        try:
+            return await self._handle_exception(request, exc)
+        except Exception as exc2:  # an exception handler itself failed
+            self._log(request, exc2)
+            return PlainTextResponse("Internal Server Error", 500)
 
     async def _handle_exception(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, RequestValidationError):

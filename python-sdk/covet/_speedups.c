@@ -584,11 +584,15 @@ static PyMethodDef reader_methods[] = {
     {NULL},
 };
 
+/* The properties Reader and Writer share. */
+#define RING_GETSET                                                                              \
+    {"capacity", (getter)ring_get_capacity, NULL, "data bytes in this ring", NULL},                \
+    {"max_payload", (getter)ring_get_max_payload, NULL, "largest payload of one record", NULL},   \
+    {"consumer_sleeping", (getter)ring_get_consumer_sleeping, NULL, "the consumer_sleeping flag", NULL},
+
 static PyGetSetDef reader_getset[] = {
     {"head", (getter)reader_get_head, NULL, "bytes released so far", NULL},
-    {"capacity", (getter)ring_get_capacity, NULL, "data bytes in this ring", NULL},
-    {"max_payload", (getter)ring_get_max_payload, NULL, "largest payload of one record", NULL},
-    {"consumer_sleeping", (getter)ring_get_consumer_sleeping, NULL, "the consumer_sleeping flag", NULL},
+    RING_GETSET
     {NULL},
 };
 
@@ -826,9 +830,7 @@ static PyMethodDef writer_methods[] = {
 
 static PyGetSetDef writer_getset[] = {
     {"tail", (getter)writer_get_tail, NULL, "bytes claimed so far", NULL},
-    {"capacity", (getter)ring_get_capacity, NULL, "data bytes in this ring", NULL},
-    {"max_payload", (getter)ring_get_max_payload, NULL, "largest payload of one record", NULL},
-    {"consumer_sleeping", (getter)ring_get_consumer_sleeping, NULL, "the consumer_sleeping flag", NULL},
+    RING_GETSET
     {NULL},
 };
 
