@@ -865,63 +865,71 @@ typedef struct {
     const unsigned char *p, *end;
 } Cursor;
 
+/* A big-endian length of `width` bytes; -1 when the payload ends first. */
+static int
+take_be(Cursor *c, int width, size_t *n)
+{
+    if (c->end - c->p < width)
+        return -1;
+    size_t v = 0;
+    for (int i = 0; i < width; i++)
+        v = (v << 8) | c->p[i];
+    c->p += width;
+    *n = v;
+    return 0;
+}
+
+/* A str (is_str) or bin element's bytes, in place: 0, or -1 when the next element is
+ * not one or runs past the payload. */
+static int
+take_raw(Cursor *c, int is_str, const unsigned char **data, size_t *n)
+{
+    if (c->p >= c->end)
+        return -1;
+    unsigned char b = *c->p++;
+    int width;
+    if (is_str && (b & 0xe0) == 0xa0) {
+        *n = b & 0x1f;
+        width = 0;
+    } else if (b == (is_str ? 0xd9 : 0xc4)) {
+        width = 1;
+    } else if (b == (is_str ? 0xda : 0xc5)) {
+        width = 2;
+    } else if (b == (is_str ? 0xdb : 0xc6)) {
+        width = 4;
+    } else {
+        return -1;
+    }
+    if ((width && take_be(c, width, n) < 0) || (size_t)(c->end - c->p) < *n)
+        return -1;
+    *data = c->p;
+    c->p += *n;
+    return 0;
+}
+
 /* A str; NULL without an exception set when the next element is not one. */
 static PyObject *
 take_str(Cursor *c)
 {
-    if (c->p >= c->end)
-        return NULL;
-    unsigned char b = *c->p++;
+    const unsigned char *data;
     size_t n;
-    if ((b & 0xe0) == 0xa0) {
-        n = b & 0x1f;
-    } else if (b == 0xd9 && c->end - c->p >= 1) {
-        n = c->p[0];
-        c->p += 1;
-    } else if (b == 0xda && c->end - c->p >= 2) {
-        n = ((size_t)c->p[0] << 8) | c->p[1];
-        c->p += 2;
-    } else if (b == 0xdb && c->end - c->p >= 4) {
-        n = ((size_t)c->p[0] << 24) | ((size_t)c->p[1] << 16) | ((size_t)c->p[2] << 8) | c->p[3];
-        c->p += 4;
-    } else {
+    if (take_raw(c, 1, &data, &n) < 0)
         return NULL;
-    }
-    if ((size_t)(c->end - c->p) < n)
-        return NULL;
-    PyObject *s = PyUnicode_DecodeUTF8((const char *)c->p, (Py_ssize_t)n, NULL);
-    if (s == NULL) {
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)n, NULL);
+    if (s == NULL)
         PyErr_Clear();
-        return NULL;
-    }
-    c->p += n;
     return s;
 }
 
+/* A bin as bytes; NULL when the next element is not one. */
 static PyObject *
 take_bin(Cursor *c)
 {
-    if (c->p >= c->end)
-        return NULL;
-    unsigned char b = *c->p++;
+    const unsigned char *data;
     size_t n;
-    if (b == 0xc4 && c->end - c->p >= 1) {
-        n = c->p[0];
-        c->p += 1;
-    } else if (b == 0xc5 && c->end - c->p >= 2) {
-        n = ((size_t)c->p[0] << 8) | c->p[1];
-        c->p += 2;
-    } else if (b == 0xc6 && c->end - c->p >= 4) {
-        n = ((size_t)c->p[0] << 24) | ((size_t)c->p[1] << 16) | ((size_t)c->p[2] << 8) | c->p[3];
-        c->p += 4;
-    } else {
+    if (take_raw(c, 0, &data, &n) < 0)
         return NULL;
-    }
-    if ((size_t)(c->end - c->p) < n)
-        return NULL;
-    PyObject *s = PyBytes_FromStringAndSize((const char *)c->p, (Py_ssize_t)n);
-    c->p += n;
-    return s;
+    return PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n);
 }
 
 /* An array header: its length, or -1 when the next element is not an array. */
@@ -931,18 +939,11 @@ take_array(Cursor *c)
     if (c->p >= c->end)
         return -1;
     unsigned char b = *c->p++;
+    size_t n;
     if ((b & 0xf0) == 0x90)
         return b & 0x0f;
-    if (b == 0xdc && c->end - c->p >= 2) {
-        long long n = ((long long)c->p[0] << 8) | c->p[1];
-        c->p += 2;
-        return n;
-    }
-    if (b == 0xdd && c->end - c->p >= 4) {
-        long long n = ((long long)c->p[0] << 24) | ((long long)c->p[1] << 16) | ((long long)c->p[2] << 8) | c->p[3];
-        c->p += 4;
-        return n;
-    }
+    if ((b == 0xdc && take_be(c, 2, &n) == 0) || (b == 0xdd && take_be(c, 4, &n) == 0))
+        return (long long)n;
     return -1;
 }
 
