@@ -756,23 +756,33 @@ class _Worker:
         if self._inflight.get(rid) is not ex:  # CANCEL or ERROR from the gateway
             return
         if fut.cancelled():  # the worker is stopping
-            del self._inflight[rid]
-            ex.body.discard()
+            self._end_exchange(rid, ex)
             if not ex.by_gateway:
                 self._abort_exchange(rid, ex, "request cancelled: the worker is stopping")
             return
         if fut.exception() is None:
             response = self._app.sync_response(request, fut.result())
-            try:
-                if response is not None and self._respond_now(rid, response, ex):
-                    del self._inflight[rid]
-                    ex.body.discard()
+            if response is not None:
+                try:
+                    if self._respond_now(rid, response, ex):
+                        self._end_exchange(rid, ex)
+                        return
+                except RingCorrupt as e:
+                    self._stopped = True
+                    self._fatal(str(e))
                     return
-            except RingCorrupt as e:
-                self._stopped = True
-                self._fatal(str(e))
-                return
+                # Too large for the ring now: the Task sends this response, not one
+                # made from the handler's result again.
+                fut = self._loop.create_future()
+                fut.set_result(response)
         ex.task = self._new_task(self._exchange(rid, head, ex, request, fut))
+
+    def _end_exchange(self, rid: int, ex: _Exchange) -> None:
+        """``ex`` is over: out of the in-flight table (if it is still the one there) and
+        its unread request body dropped."""
+        if self._inflight.get(rid) is ex:
+            del self._inflight[rid]
+        ex.body.discard()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as an auxiliary task (cancelled when the worker stops)."""
@@ -790,8 +800,7 @@ class _Worker:
             if not self._respond_now(rid, response, ex):
                 await self._respond(rid, head, response, ex)
         finally:
-            if self._inflight.get(rid) is ex:
-                del self._inflight[rid]
+            self._end_exchange(rid, ex)
 
     def _grant_body(self, rid: int, n: int) -> None:
         """Let the gateway send ``n`` more bytes of request ``rid``'s body (REQ_WINDOW,
@@ -842,9 +851,7 @@ class _Worker:
                           extra={"request_id": head.request_id})  # fmt: skip
             self._abort_exchange(rid, ex, "worker failed to send the response")
         finally:
-            if self._inflight.get(rid) is ex:
-                del self._inflight[rid]
-            ex.body.discard()
+            self._end_exchange(rid, ex)
         if background is not None:  # the response has been handed to the gateway
             await run_background(background, head.request_id)
 
