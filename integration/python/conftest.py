@@ -163,14 +163,8 @@ def serving_gateway(
             gw.wait_for_log(f"engine={engine}")
         yield gw
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                pytest.fail(f"gateway did not exit within {SHUTDOWN_TIMEOUT_S}s of SIGTERM:\n{gw.log_text()[-3000:]}")
+        if not _terminate(proc):
+            pytest.fail(f"gateway did not exit within {SHUTDOWN_TIMEOUT_S}s of SIGTERM:\n{gw.log_text()[-3000:]}")
     assert proc.returncode == 0, f"gateway exited with {proc.returncode} after SIGTERM:\n{gw.log_text()[-3000:]}"
 
 
@@ -192,12 +186,22 @@ def serving_process(argv: Sequence[str], log_path: Path, ready: Callable[[], boo
             time.sleep(0.1)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> bool:
+    """Stop ``proc`` (if it still runs) with SIGTERM, then SIGKILL after
+    SHUTDOWN_TIMEOUT_S; False if it took the SIGKILL."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(SHUTDOWN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

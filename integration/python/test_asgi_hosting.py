@@ -15,7 +15,7 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -128,22 +128,34 @@ def test_streaming_with_curl(asgi_gw: Gateway, curl: str) -> None:
     assert out.stdout == b"chunk 0\nchunk 1\nchunk 2\n"
 
 
-def test_client_disconnect_reaches_the_app(asgi_gw: Gateway, tmp_path: Path) -> None:
-    mark = tmp_path / "mark"
-    sock = socket.create_connection((asgi_gw.host, asgi_gw.port), timeout=10)
+def _leave_mid_response(gw: Gateway, target: str, enough: Callable[[bytes], bool]) -> None:
+    """GET ``target`` over a raw socket, read until ``enough(what arrived)``, then close
+    the connection with the response still going."""
+    sock = socket.create_connection((gw.host, gw.port), timeout=10)
     try:
-        sock.sendall(f"GET /hang?mark={mark} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         got = b""
-        while b"first\n" not in got:
+        while not enough(got):
             data = sock.recv(4096)
             assert data, got
             got += data
     finally:
         sock.close()
+
+
+def _marked(mark: Path) -> str | None:
+    """What the app wrote to ``mark`` once it saw the client leave (waiting up to 5 s), or
+    None if it never did."""
     deadline = time.monotonic() + 5
     while not mark.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert mark.exists() and mark.read_text() == "disconnect"
+    return mark.read_text() if mark.exists() else None
+
+
+def test_client_disconnect_reaches_the_app(asgi_gw: Gateway, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    _leave_mid_response(asgi_gw, f"/hang?mark={mark}", lambda got: b"first\n" in got)
+    assert _marked(mark) == "disconnect"
     assert fetch(asgi_gw, "GET", "/scope")[0] == 200  # the worker serves on
     text = asgi_gw.log_text()
     assert "failed mid-stream" not in text and "ASGI app failed" not in text, text[-3000:]
@@ -267,20 +279,8 @@ def test_fastapi_file_response_is_sent_by_the_gateway(fastapi_gw: Gateway) -> No
 
 def test_fastapi_stream_stops_when_the_client_leaves(fastapi_gw: Gateway, tmp_path: Path) -> None:
     mark = tmp_path / "mark"
-    sock = socket.create_connection((fastapi_gw.host, fastapi_gw.port), timeout=10)
-    try:
-        sock.sendall(f"GET /forever?mark={mark} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        got = b""
-        while got.count(b"tick") < 3:
-            data = sock.recv(4096)
-            assert data, got
-            got += data
-    finally:
-        sock.close()
-    deadline = time.monotonic() + 5
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert mark.exists() and mark.read_text() == "stopped"
+    _leave_mid_response(fastapi_gw, f"/forever?mark={mark}", lambda got: got.count(b"tick") >= 3)
+    assert _marked(mark) == "stopped"
     assert fetch(fastapi_gw, "GET", "/greet")[0] == 200
     assert "Traceback" not in fastapi_gw.log_text(), fastapi_gw.log_text()[-3000:]
 

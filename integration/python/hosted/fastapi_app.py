@@ -9,11 +9,12 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from echo_shape import NO_BODY, UNICODE_TEXT, describe, pattern
+from ws_echo import ws_echo
 
 
 @contextlib.asynccontextmanager
@@ -158,20 +159,4 @@ async def state(request: Request) -> dict[str, Any]:
     return {"greeting": request.state.greeting, "started": request.state.started}
 
 
-@app.websocket("/ws")
-async def ws_echo(websocket: WebSocket) -> None:
-    await websocket.accept(subprotocol=websocket.scope["subprotocols"][0] if websocket.scope["subprotocols"] else None)
-    try:
-        while True:
-            msg = await websocket.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            if msg.get("text") is not None:
-                if msg["text"] == "close":
-                    await websocket.close(code=4001, reason="asked to")
-                    return
-                await websocket.send_text("echo:" + msg["text"])
-            else:
-                await websocket.send_bytes(b"echo:" + msg["bytes"])
-    except WebSocketDisconnect:
-        return
+app.websocket("/ws")(ws_echo)

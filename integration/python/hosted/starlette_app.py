@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from echo_shape import NO_BODY, UNICODE_TEXT, describe, pattern
+from ws_echo import ws_echo
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -108,25 +108,6 @@ async def raw_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     parts = [f"root_path={scope['root_path']}\n".encode(), f"path={scope['path']}\n".encode(), b"end\n"]
     for i, part in enumerate(parts):
         await send({"type": "http.response.body", "body": part, "more_body": i < len(parts) - 1})
-
-
-async def ws_echo(websocket: WebSocket) -> None:
-    subprotocols = websocket.scope["subprotocols"]
-    await websocket.accept(subprotocol=subprotocols[0] if subprotocols else None)
-    try:
-        while True:
-            msg = await websocket.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            if msg.get("text") is not None:
-                if msg["text"] == "close":
-                    await websocket.close(code=4001, reason="asked to")
-                    return
-                await websocket.send_text("echo:" + msg["text"])
-            else:
-                await websocket.send_bytes(b"echo:" + msg["bytes"])
-    except WebSocketDisconnect:
-        return
 
 
 @contextlib.asynccontextmanager
