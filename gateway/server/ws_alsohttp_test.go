@@ -163,13 +163,7 @@ func TestWSAlsoHTTPH2Connect(t *testing.T) {
 
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodConnect, "http://"+ts.addr+"/live", pr)
-	req.Header.Set(":protocol", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := wsConnectH2(t, c, "http://"+ts.addr+"/live", pr, "13", "")
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("extended CONNECT: %d", resp.StatusCode)

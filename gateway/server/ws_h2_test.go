@@ -53,14 +53,7 @@ func TestWSH2(t *testing.T) {
 
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodConnect, "http://"+ts.addr+"/ws", pr)
-	req.Header.Set(":protocol", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Protocol", "chat")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := wsConnectH2(t, c, "http://"+ts.addr+"/ws", pr, "13", "chat")
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Sec-WebSocket-Protocol") != "chat" || resp.Header.Get("Sec-WebSocket-Accept") != "" {
 		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
@@ -108,18 +101,30 @@ func TestWSH2(t *testing.T) {
 			status:  400,
 		},
 	} {
-		req, _ := http.NewRequest(http.MethodConnect, "http://"+ts.addr+tc.path, http.NoBody)
-		req.Header.Set(":protocol", "websocket")
-		req.Header.Set("Sec-WebSocket-Version", tc.version)
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := wsConnectH2(t, c, "http://"+ts.addr+tc.path, http.NoBody, tc.version, "")
 		resp.Body.Close()
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s version %s: %d, want %d", tc.path, tc.version, resp.StatusCode, tc.status)
 		}
 	}
+}
+
+// wsConnectH2 sends c's extended CONNECT (RFC 8441) for a WebSocket session to url,
+// with Sec-WebSocket-Version version and, unless empty, Sec-WebSocket-Protocol
+// protocol; body carries the client's frames.
+func wsConnectH2(t *testing.T, c *http.Client, url string, body io.Reader, version, protocol string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodConnect, url, body)
+	req.Header.Set(":protocol", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", version)
+	if protocol != "" {
+		req.Header.Set("Sec-WebSocket-Protocol", protocol)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // h2cClient is an HTTP/2 client with prior knowledge over cleartext: x/net/http2's
