@@ -184,16 +184,7 @@ func TestWSAlsoHTTPH2Connect(t *testing.T) {
 	if h := <-heads; h.Route != "/live" || h.Method != "GET" {
 		t.Errorf("Serve saw %+v", h)
 	}
-	go pw.Write(frame(true, 0, ws.OpText, []byte("over h2"), false))
-	h, err := ws.ReadHeader(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := make([]byte, h.Length)
-	io.ReadFull(resp.Body, p)
-	if h.OpCode != ws.OpText || string(p) != "over h2" {
-		t.Fatalf("echo %v %q", h.OpCode, p)
-	}
+	echoOverH2(t, pw, resp.Body, "over h2")
 	go pw.Write(frame(true, 0, ws.OpClose, closeBody(1000, ""), false))
 	if ce := b.closed(t); ce.Code != 1000 {
 		t.Errorf("backend saw %d", ce.Code)

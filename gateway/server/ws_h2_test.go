@@ -61,19 +61,10 @@ func TestWSH2(t *testing.T) {
 	if h := <-b.heads; h.Method != "GET" || h.Route != "/ws" {
 		t.Errorf("worker head %+v", h)
 	}
-	go pw.Write(frame(true, 0, ws.OpText, []byte("over h2"), false))
-	h, err := ws.ReadHeader(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := make([]byte, h.Length)
-	io.ReadFull(resp.Body, p)
-	if h.OpCode != ws.OpText || string(p) != "over h2" {
-		t.Fatalf("echo %v %q", h.OpCode, p)
-	}
+	echoOverH2(t, pw, resp.Body, "over h2")
 	go pw.Write(frame(true, 0, ws.OpClose, closeBody(1000, ""), false))
-	h, _ = ws.ReadHeader(resp.Body)
-	p = make([]byte, h.Length)
+	h, _ := ws.ReadHeader(resp.Body)
+	p := make([]byte, h.Length)
 	io.ReadFull(resp.Body, p)
 	if h.OpCode != ws.OpClose || binary.BigEndian.Uint16(p) != 1000 {
 		t.Fatalf("close answer %v %q", h.OpCode, p)
@@ -106,6 +97,22 @@ func TestWSH2(t *testing.T) {
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s version %s: %d, want %d", tc.path, tc.version, resp.StatusCode, tc.status)
 		}
+	}
+}
+
+// echoOverH2 sends msg in a text frame on w and checks that the same text comes back
+// on r.
+func echoOverH2(t *testing.T, w io.Writer, r io.Reader, msg string) {
+	t.Helper()
+	go w.Write(frame(true, 0, ws.OpText, []byte(msg), false))
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, h.Length)
+	io.ReadFull(r, p)
+	if h.OpCode != ws.OpText || string(p) != msg {
+		t.Fatalf("echo %v %q", h.OpCode, p)
 	}
 }
 
