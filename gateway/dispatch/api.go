@@ -15,9 +15,10 @@ const (
 	KindHTTP      Kind = iota // a worker's handler
 	KindWebSocket             // a worker's WebSocket handler, through ServeWebSocket
 	KindStatic                // the gateway, from the files under Route.Dir
+	KindGRPC                  // a worker's gRPC method (PROTOCOL.md 2.10), through Serve
 )
 
-var routeKinds = map[string]Kind{"http": KindHTTP, "ws": KindWebSocket, "static": KindStatic}
+var routeKinds = map[string]Kind{"http": KindHTTP, "ws": KindWebSocket, "static": KindStatic, "grpc": KindGRPC}
 
 // Route is what the route table maps a (method, pattern) to.
 type Route struct {
@@ -137,6 +138,26 @@ type FileWriter interface {
 	// error is a failed write to the client, after which the front end
 	// breaks the response off.
 	WriteFile(status int, headers []workerproto.Header, path string) error
+}
+
+// TrailerWriter is implemented by a ResponseWriter that can send trailer
+// fields after the body (HTTP/2, HTTP/3, and gRPC-Web's translation). A
+// worker's RESP_TRAILERS (PROTOCOL.md 3.10) reach the client only through
+// it; Serve drops them for a writer without it.
+type TrailerWriter interface {
+	// WriteTrailers is called at most once, after WriteHead and the whole
+	// body, on the goroutine that called Serve; headers are valid only
+	// during the call. The response is complete when it returns.
+	WriteTrailers(headers []workerproto.Header) error
+}
+
+// GRPCService is one gRPC service of the live route table (the part of a
+// KindGRPC route's pattern between its slashes), as the gateway's own health
+// service reports it.
+type GRPCService struct {
+	Name string // e.g. "helloworld.Greeter"
+	// Serving: the app whose routes name it has a live worker.
+	Serving bool
 }
 
 // StatusError is a failure the front end answers with Status itself: it happened

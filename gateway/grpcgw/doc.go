@@ -1,0 +1,18 @@
+// Package grpcgw is the gateway's gRPC layer (PROTOCOL.md 2.10): a Backend in
+// front of the middleware chain that answers gRPC calls to KindGRPC routes with
+// gRPC statuses instead of HTTP ones, translates gRPC-Web, and serves the
+// gateway's own services (health, reflection) from a [Catalog].
+package grpcgw
+
+import "github.com/covetpy/covetpy/gateway/dispatch"
+
+// Catalog is what the gateway's own services read: *dispatch.Dispatcher
+// implements it.
+type Catalog interface {
+	// GRPCServices lists the services of the live route table's KindGRPC
+	// routes, sorted by name.
+	GRPCServices() []dispatch.GRPCService
+	// GRPCDescriptors returns the serialized FileDescriptorProtos the live
+	// workers sent in their hellos (PROTOCOL.md 1.3), each file once.
+	GRPCDescriptors() [][]byte
+}
