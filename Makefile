@@ -43,7 +43,7 @@ venv_stale = $(shell [ "$$(cat $(1)/.stamp 2>/dev/null)" = '$(2)' ] || echo FORC
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets zstandard brotli cryptography pydantic fastapi uvicorn openapi-spec-validator flask django gunicorn
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets zstandard brotli cryptography pydantic fastapi uvicorn openapi-spec-validator flask django gunicorn grpcio grpcio-tools protobuf
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
@@ -60,6 +60,9 @@ COMPAT_VENV := .venv-compat
 # The frameworks the hosted apps of the integration tests import (ASGI and WSGI
 # hosting): the netpoll pass runs those apps' workers on COMPAT_PY too.
 HOSTED_DEPS := fastapi flask django
+# What the gRPC servicers of the integration tests import (generated code and
+# descriptors), for their workers on COMPAT_PY too.
+GRPC_DEPS := grpcio protobuf
 
 # Go packages tested with the race detector; the integration tests run real Python
 # workers and are run without it (they exercise the same Go code under load).
@@ -112,7 +115,7 @@ venv: $(VENV)/.stamp $(SPEEDUPS)
 $(COMPAT_VENV)/.stamp: Makefile $(call venv_stale,$(COMPAT_VENV),$(COMPAT_ID))
 	@echo "==> creating $(COMPAT_VENV) with $(COMPAT_ID) for the second run of the worker and integration tests"
 	$(COMPAT_PY) -m venv $(if $(call venv_stale,$(COMPAT_VENV),$(COMPAT_ID)),--clear) $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/python -m pip install -q msgpack msgspec uvloop $(HOSTED_DEPS)
+	$(COMPAT_VENV)/bin/python -m pip install -q msgpack msgspec uvloop $(HOSTED_DEPS) $(GRPC_DEPS)
 	echo '$(COMPAT_ID)' > $@
 
 # The compiled core for COMPAT_PY too, built in place beside .venv's (the two modules'
