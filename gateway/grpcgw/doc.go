@@ -4,7 +4,11 @@
 // gateway's own services (health, reflection) from a [Catalog].
 package grpcgw
 
-import "github.com/covetpy/covetpy/gateway/dispatch"
+import (
+	"context"
+
+	"github.com/covetpy/covetpy/gateway/dispatch"
+)
 
 // Catalog is what the gateway's own services read: *dispatch.Dispatcher
 // implements it.
@@ -15,4 +19,15 @@ type Catalog interface {
 	// GRPCDescriptors returns the serialized FileDescriptorProtos the live
 	// workers sent in their hellos (PROTOCOL.md 1.3), each file once.
 	GRPCDescriptors() [][]byte
+}
+
+// Local answers the gRPC methods the gateway serves itself (health,
+// reflection): the Layer asks it for a route when the live route table has
+// none for a path.
+type Local interface {
+	// Route returns the route of a method Local answers, or nil.
+	Route(path string) *dispatch.Route
+	// Serve answers one call to a route Route returned. req is a native gRPC
+	// call (gRPC-Web already translated by the Layer); w is a TrailerWriter.
+	Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error
 }
