@@ -91,11 +91,15 @@ func (s *Services) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.
 		body := req.BodyStream
 		c.in.r = body
 		// Stop the body once: when the call ends, or at once when its
-		// context does (which ends a Read blocked on the client).
-		stop := context.AfterFunc(ctx, body.Stop)
+		// context does (which ends a Read blocked on the client), and
+		// return only after Stop has.
+		stopped := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() { body.Stop(); close(stopped) })
 		defer func() {
 			if stop() {
 				body.Stop()
+			} else {
+				<-stopped
 			}
 		}()
 	} else {

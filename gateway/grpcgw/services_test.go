@@ -11,12 +11,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/workerproto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -293,4 +296,55 @@ func (h *h2Writer) WriteTrailers(hs []workerproto.Header) error {
 		h.w.Header().Add(http.TrailerPrefix+string(f.Name), string(f.Value))
 	}
 	return nil
+}
+
+// chanBody is a BodyStream that gives its bytes, then blocks until Stop
+// (without end) or ends (with end).
+type chanBody struct {
+	r       io.Reader
+	end     bool
+	stopped chan struct{}
+	stops   atomic.Int32
+}
+
+var errStopped = errors.New("body stopped")
+
+func (b *chanBody) Read(p []byte) (int, error) {
+	if n, err := b.r.Read(p); err != io.EOF || b.end {
+		return n, err
+	}
+	<-b.stopped
+	return 0, errStopped
+}
+
+func (b *chanBody) Stop() {
+	if b.stops.Add(1) == 1 {
+		close(b.stopped)
+	}
+}
+
+// Serve stops a streamed body once, whether the call ends on its own or its
+// context ends while it waits for the client.
+func TestServeStopsBody(t *testing.T) {
+	s := NewServices(new(fakeCatalog), nil)
+	body := &chanBody{r: bytes.NewReader(marshal(t, &healthpb.HealthCheckRequest{})), end: true, stopped: make(chan struct{})}
+	rec := new(recorder)
+	if err := s.Serve(context.Background(), s.Route(healthCheck), &dispatch.Request{BodyStream: body}, rec); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := rec.statusOf(t); code != OK || body.stops.Load() != 1 {
+		t.Fatalf("status %v, %d stops", code, body.stops.Load())
+	}
+
+	// A reflection stream whose client goes quiet, then away.
+	ctx, cancel := context.WithCancel(context.Background())
+	body = &chanBody{r: bytes.NewReader(marshal(t, listReq)), stopped: make(chan struct{})}
+	rec = new(recorder)
+	err := s.Serve(ctx, s.Route(reflectionV1), &dispatch.Request{BodyStream: body}, &cancelOnBody{recorder: rec, cancel: cancel})
+	if err != dispatch.ErrCanceled || body.stops.Load() != 1 || rec.trailers != nil {
+		t.Fatalf("Serve = %v after %d stops, trailers %q", err, body.stops.Load(), rec.trailers)
+	}
+	if msgs := messages[reflectionpb.ServerReflectionResponse](t, rec.body); len(msgs) != 1 {
+		t.Fatalf("%d answers", len(msgs))
+	}
 }
