@@ -35,7 +35,7 @@ RUN go mod download
 COPY . .
 # covet-gateway --version says the SDK's version, as `make build` sets it.
 RUN version=$(sed -n 's/^version = "\(.*\)"$/\1/p' python-sdk/pyproject.toml) \
- && go build -trimpath -ldflags="-checklinkname=0 -X main.version=${version}" \
+ && go build -trimpath -tags grpcnotrace -ldflags="-checklinkname=0 -X main.version=${version}" \
       -o /out/covet-gateway ./gateway/cmd/covet-gateway
 
 FROM --platform=linux/amd64 ${DEBIAN_IMAGE}
