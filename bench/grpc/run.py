@@ -196,10 +196,11 @@ def visit(run: R.Running, s: R.Server, workloads: list[Workload], results: dict[
         if not run.alive():
             return f"failed: exited (status {run.proc.returncode}) under {w.name}; see bench/out/grpc-{s.name}.log"
         results.setdefault(f"{s.name}|{w.name}", []).append(res)
+        failed = f"  not OK {res['codes']} {res['errors']}" if res["ok"] != res["calls"] else ""
         R.log(f"    {s.name:<8} {w.name:<7} {R.fmt_rps(res['rps']):>8} calls/s  p50 {R.fmt_lat(res['p50_us']):>8}  "
               f"p99 {R.fmt_lat(res['p99_us']):>8}  cpu {res['cpu_us_per_call']:7.1f} µs/call  "
-              f"steal {res['steal_pct']:.1f}%" + (f"  not OK {res['codes']} {res['errors']}" if res['ok'] != res['calls'] else ""))
-        if res["ok"] != res["calls"]:
+              f"steal {res['steal_pct']:.1f}%{failed}")
+        if failed:
             return f"WRONG under load: {w.name}: {res['codes']} {res['errors']}"
     return None
 

@@ -41,7 +41,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from conftest import REPO, STARTUP_TIMEOUT_S, Gateway, _free_port, _python, self_signed, serving_gateway, serving_process
+from conftest import REPO, Gateway, _free_port, _python, self_signed, serving_gateway, serving_process
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 GRPC_DIR = REPO / "integration" / "grpc"
@@ -286,8 +286,9 @@ def test_deadline_exceeded(server: Server, stub: Any, m: Messages) -> None:
     server.wait_mark("deadline")
 
 
-def test_deadline_on_unary(server: Server, stub: Any, m: Messages) -> None:
-    """A unary call whose client stream is still open when the deadline passes."""
+def test_deadline_on_bidi_stream(server: Server, stub: Any, m: Messages) -> None:
+    """The same on a bidirectional call: the handler, asleep before its first answer,
+    is cancelled when the deadline passes."""
     requests = iter([m.StreamingOutputCallRequest(response_parameters=_params(m, 1, interval_us=30_000_000))])
     with pytest.raises(grpc.RpcError) as err:
         list(stub.FullDuplexCall(requests, metadata=((MARK, "deadline-bidi"),), timeout=0.5))
@@ -309,6 +310,8 @@ def test_client_cancel_mid_stream(server: Server, stub: Any, m: Messages) -> Non
     server.wait_mark("cancel")
 
 
+@pytest.mark.skipif(TARGET != "covet", reason="grpcio's asyncio server mostly ends the request iterator on a "
+                    "client's RST_STREAM instead of cancelling the handler (grpcio 1.85)")
 def test_client_cancel_while_handler_reads(server: Server, stub: Any, m: Messages) -> None:
     """The client cancels a bidirectional call after the first answer, while the
     handler waits for its next message: the handler is cancelled."""
@@ -334,7 +337,8 @@ def test_client_cancel_while_handler_reads(server: Server, stub: Any, m: Message
 
 def test_large_messages(stub: Any, m: Messages) -> None:
     """3 MiB each way, under gRPC's default 4 MiB limit."""
-    reply = stub.UnaryCall(m.SimpleRequest(response_size=3 * MiB, payload=m.Payload(body=b"\x01" * (3 * MiB))), timeout=30)
+    request = m.SimpleRequest(response_size=3 * MiB, payload=m.Payload(body=b"\x01" * (3 * MiB)))
+    reply = stub.UnaryCall(request, timeout=30)
     assert reply.payload.body == bytes(3 * MiB)
     sizes = [3 * MiB, 1, 3 * MiB]
     call = stub.StreamingOutputCall(m.StreamingOutputCallRequest(response_parameters=_params(m, *sizes)), timeout=30)
@@ -356,7 +360,8 @@ def test_gzip_with_grpcio(stub: Any, m: Messages) -> None:
     reply = stub.UnaryCall(request, compression=grpc.Compression.Gzip, timeout=10)
     assert reply.payload.body == bytes(50_000)
     requests = iter(m.StreamingInputCallRequest(payload=m.Payload(body=bytes(n))) for n in (1000, 70_000))
-    assert stub.StreamingInputCall(requests, compression=grpc.Compression.Gzip, timeout=10).aggregated_payload_size == 71_000
+    reply = stub.StreamingInputCall(requests, compression=grpc.Compression.Gzip, timeout=10)
+    assert reply.aggregated_payload_size == 71_000
 
 
 def _gzip_call(server: Server, m: Messages, compressed_answer: bool) -> tuple[dict[str, str], Any, dict[str, str]]:
@@ -367,7 +372,8 @@ def _gzip_call(server: Server, m: Messages, compressed_answer: bool) -> tuple[di
         pytest.skip("the raw client speaks h2c")
     request = m.SimpleRequest(response_size=20_000, response_compressed={"value": compressed_answer},
                               payload=m.Payload(body=bytes(9000)))  # fmt: skip
-    head, body, trailers = h2_call(server.address, f"/{SERVICE}/UnaryCall", _frame(gzip.compress(request.SerializeToString()), 1),
+    body = _frame(gzip.compress(request.SerializeToString()), flag=1)
+    head, body, trailers = h2_call(server.address, f"/{SERVICE}/UnaryCall", body,
                                    {"grpc-encoding": "gzip", "grpc-accept-encoding": "gzip"})  # fmt: skip
     assert head[":status"] == "200", head
     assert trailers.get("grpc-status") == "0", (head, trailers)
@@ -617,7 +623,8 @@ def _messages(body: bytes) -> Iterator[tuple[int, bytes]]:
         at += 5 + size
 
 
-def h2_call(address: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[dict[str, str], bytes, dict[str, str]]:
+def h2_call(address: str, path: str, body: bytes,
+            headers: dict[str, str]) -> tuple[dict[str, str], bytes, dict[str, str]]:  # fmt: skip
     """One gRPC call over h2c with prior knowledge: the response's head fields, its body
     and its trailer fields."""
     host, port = address.rsplit(":", 1)
