@@ -81,7 +81,7 @@ ENV = {"COVET_GRPC_DESCRIPTORS": str(DESCRIPTORS), "COVET_LOG_LEVEL": "WARNING"}
 
 def covet_argv(port: int) -> list[str]:
     worker = f"{R.REPO_PY} -m covet worker covet_app:app"
-    return [str(R.GATEWAY), "--listen", f"{R.HOST}:{port}", "--app", "grpcbench", "--workers", "1",
+    return [str(R.GATEWAY), "--listen", f"{R.HOST}:{port}", "--app", "grpcinterop", "--workers", "1",
             "--worker-cmd", worker, "--worker-dir", str(GRPC_DIR), "--log-level", "warn", "--engine", "netpoll",
             "--h2c"]
 
