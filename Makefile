@@ -13,6 +13,7 @@
 #   make bench-compress      response compression: the gateway's gzip and zstd against nginx's gzip
 #   make bench-sdk           the typed-handler SDK against FastAPI (uvicorn, Granian), and each feature's cost per request
 #   make bench-hosting       FastAPI, Starlette and Flask apps hosted by CovetPy against uvicorn, Granian and gunicorn
+#   make bench-grpc          gRPC: the gateway and one worker against grpcio's asyncio server under ghz (unary, server streaming)
 #   make fuzz                a short run of every Go fuzz target
 #   make compose-test        docker-compose.yml built, started and driven for real
 #   make autobahn            the Autobahn|Testsuite WebSocket conformance run (AUTOBAHN_TARGET, AUTOBAHN_URL)
@@ -83,7 +84,24 @@ PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
 # fails, not skips, without it.
 H2SPEC := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 
-.PHONY: FORCE all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting bench-worker autobahn conformance clean
+# gRPC (issue 26), pinned and built through the Go module proxy: grpc-go's interop
+# client (bin/grpc-interop-client), which integration/grpc_test.go runs for the 14
+# core interop cases; grpcurl (bin/grpcurl), which integration/python/test_grpc.py
+# drives through server reflection; ghz (bin/ghz), the load generator of
+# `make bench-grpc`. bin/grpc-interop.pb is the interop service's FileDescriptorSet
+# (test.proto and its imports) as the pinned grpc-go registers it, written by
+# integration/grpc/descdump: the Python servicer and ghz load it at run time, so no
+# .proto file is kept in the repository. test-integration passes the first two and the
+# set as COVET_GRPC_INTEROP, COVET_GRPCURL and COVET_GRPC_DESCRIPTORS, so there those
+# tests fail, not skip, without them.
+GRPC_INTEROP := google.golang.org/grpc/interop/client@v1.85.0
+GRPCURL := github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+GHZ := github.com/bojand/ghz/cmd/ghz@v0.120.0
+GRPC_TOOLS := bin/grpc-interop-client bin/grpcurl bin/grpc-interop.pb
+GRPC_ENV := COVET_GRPC_INTEROP=$(CURDIR)/bin/grpc-interop-client COVET_GRPCURL=$(CURDIR)/bin/grpcurl \
+	COVET_GRPC_DESCRIPTORS=$(CURDIR)/bin/grpc-interop.pb
+
+.PHONY: FORCE all build venv run test test-go test-python test-integration test-tools test-redis compose-test fuzz bench bench-tls bench-static bench-ws bench-transport bench-security bench-compress bench-sdk bench-hosting bench-worker bench-grpc autobahn conformance clean
 
 all: build
 
@@ -163,6 +181,25 @@ bin/h2spec:
 	@mkdir -p bin
 	GOBIN=$(CURDIR)/bin $(GO) install $(H2SPEC)
 
+# go install names the interop client after its folder, `client`: built in a folder
+# of its own, then renamed.
+bin/grpc-interop-client:
+	@mkdir -p bin/.grpc-interop
+	GOBIN=$(CURDIR)/bin/.grpc-interop $(GO) install $(GRPC_INTEROP)
+	mv bin/.grpc-interop/client $@ && rmdir bin/.grpc-interop
+
+bin/grpcurl:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install $(GRPCURL)
+
+bin/ghz:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install $(GHZ)
+
+bin/grpc-interop.pb: integration/grpc/descdump/main.go go.mod go.sum
+	@mkdir -p bin
+	$(GO) run ./integration/grpc/descdump $@
+
 # redis-server (Debian package redis-server), which gateway/ratelimit's tests and
 # integration/python/test_ratelimit.py start on a free loopback port (no persistence)
 # and stop: installed with apt-get where it is missing and this runs as root on
@@ -207,7 +244,7 @@ test-python: venv $(COMPAT_READY)
 # that the gateway says it runs on that engine (covet_engine_info, its listening line).
 NETPOLL_PY  := $(if $(COMPAT_PY),$(CURDIR)/$(COMPAT_VENV)/bin/python,$(PY))
 NETPOLL_ENV := COVET_TEST_ENGINE=netpoll COVET_ENGINE=netpoll COVET_PYTHON=$(NETPOLL_PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec \
-	COVET_REDIS_SERVER=$(REDIS_SERVER) COVET_NO_EXTENSIONS=1 \
+	COVET_REDIS_SERVER=$(REDIS_SERVER) COVET_NO_EXTENSIONS=1 $(GRPC_ENV) \
 	$(if $(COMPAT_PY),PYTHONPATH=$(CURDIR)/python-sdk)
 
 # System tools the integration tests drive: headless Chromium (integration/h3_test.go's
@@ -220,12 +257,12 @@ test-tools:
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
 	fi
 
-test-integration: build bin/h2spec test-tools test-redis $(COMPAT_READY)
+test-integration: build bin/h2spec $(GRPC_TOOLS) test-tools test-redis $(COMPAT_READY)
 	@echo "==> integration (engine uring): real gateway, real Python workers, real clients"
-	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
+	@COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_H2SPEC=$(CURDIR)/bin/h2spec $(GRPC_ENV) $(GO) test -count=1 -timeout 20m -v ./integration/... 2>&1 | \
 		grep -E '^(=== RUN|--- |\s+\S+_test.go|PASS|FAIL|ok|panic)'; exit $${PIPESTATUS[0]}
 	@echo "==> integration (engine uring): the Python SDK through the real gateway (http.client, curl; httpx over HTTP/1.1, TLS, HTTP/2 and h2c)"
-	COVET_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_REDIS_SERVER=$(REDIS_SERVER) $(PY) -m pytest -q -p no:cacheprovider integration/python
+	COVET_ENGINE=uring COVET_PYTHON=$(PY) COVET_BIN=$(CURDIR)/bin COVET_REDIS_SERVER=$(REDIS_SERVER) $(GRPC_ENV) $(PY) -m pytest -q -p no:cacheprovider integration/python
 	@echo "==> integration again (engine netpoll), the workers on $(NETPOLL_PY)$(if $(COMPAT_PY), ($(COMPAT_ID))), pure Python (COVET_NO_EXTENSIONS=1)"
 	$(NETPOLL_ENV) $(GO) test -count=1 -timeout 20m ./integration/...
 	$(NETPOLL_ENV) $(PY) -m pytest -q -p no:cacheprovider integration/python
@@ -346,6 +383,15 @@ bench-hosting: build
 bench-worker: build
 	BENCH_SERVERS=covet-1-netpoll,uvicorn-starlette-1,uvicorn-asgi-1,granian-rsgi-1 BENCH_WORKLOADS=plaintext,json,json-sync,1m \
 	  BENCH_RESULTS=bench/RESULTS-worker.md python3 bench/run.py
+
+# gRPC (issue 26): the gateway with one Python worker against grpcio's asyncio server,
+# one process, the same servicer (the interop TestService) on the same interpreter,
+# under ghz: unary and server-streaming calls/s, p50, p99, CPU per call; rewrites
+# bench/grpc/RESULTS.md (bench/grpc/README.md says what is measured). BENCH_ROUNDS,
+# BENCH_QUICK, BENCH_GRPC_CALLS, BENCH_GRPC_CONCURRENCY, BENCH_GRPC_SERVERS,
+# BENCH_GRPC_WORKLOADS.
+bench-grpc: build bin/ghz bin/grpc-interop.pb
+	python3 bench/grpc/run.py
 
 bench-transport: venv
 	COVET_PYTHON=$(PY) $(GO) run ./bench/transport
