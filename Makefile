@@ -44,7 +44,7 @@ venv_stale = $(shell [ "$$(cat $(1)/.stamp 2>/dev/null)" = '$(2)' ] || echo FORC
 VENV   := .venv
 PY     := $(CURDIR)/$(VENV)/bin/python
 GO     ?= go
-PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets zstandard brotli cryptography pydantic fastapi uvicorn openapi-spec-validator flask django gunicorn grpcio grpcio-tools protobuf
+PYDEPS := msgpack msgspec pytest hypothesis mypy aioquic 'httpx[http2]' websockets zstandard brotli cryptography pydantic fastapi uvicorn openapi-spec-validator flask django gunicorn grpcio grpcio-tools grpcio-health-checking protobuf
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 WORKERS ?= 2
