@@ -28,8 +28,8 @@ type call struct {
 	// sent counts the response body bytes the worker has sent; limit is what it
 	// may send: workerproto.ResponseWindow plus the grants (PROTOCOL.md 2.7).
 	sent, limit int64
-	done        bool     // END or RESP_TRAILERS seen, or failed
-	err         error    // set with done: a *StatusError, or (after the head) the cause of the abort
+	done        bool  // END or RESP_TRAILERS seen, or failed
+	err         error // set with done: a *StatusError, or (after the head) the cause of the abort
 	// trailers holds a RESP_TRAILERS payload (PROTOCOL.md 3.10), valid once
 	// gotTrailers is set (with done); immutable after that.
 	trailers    workerproto.RespTrailers

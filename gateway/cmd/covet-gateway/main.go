@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/grpcgw"
 	"github.com/covetpy/covetpy/gateway/guard"
 	"github.com/covetpy/covetpy/gateway/server"
 	"github.com/covetpy/covetpy/gateway/supervisor"
@@ -111,7 +112,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopTLS()
-	srv := &server.Server{Config: cfg.Server, Backend: chain}
+	// The gRPC layer (gateway/grpcgw) is every front end's Backend, in front
+	// of the chain: gRPC calls get gRPC statuses, gRPC-Web is translated.
+	backend := grpcgw.New(chain, nil, cfg.Dispatch.Metrics, log.With("component", "grpc"))
+	srv := &server.Server{Config: cfg.Server, Backend: backend}
 	srv.Config.Logger = log.With("component", "http")
 	if tlsSrv != nil {
 		srv.TLS = tlsSrv.TLSConfig()
