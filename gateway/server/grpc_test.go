@@ -213,7 +213,13 @@ func (g *grpcWorker) Lookup(method, path string, ps *router.Params) (router.Matc
 }
 
 func (g *grpcWorker) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error {
-	g.heads <- req.Head
+	h := req.Head // a copy: the front end reuses the fields' memory
+	h.Headers = make([]workerproto.Header, len(req.Head.Headers))
+	for i, f := range req.Head.Headers {
+		h.Headers[i] = workerproto.Header{Name: bytes.Clone(f.Name), Value: bytes.Clone(f.Value)}
+	}
+	h.Path = strings.Clone(h.Path)
+	g.heads <- h
 	var body io.Reader = bytes.NewReader(req.Body)
 	if req.BodyStream != nil {
 		body = req.BodyStream
