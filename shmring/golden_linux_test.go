@@ -63,6 +63,7 @@ func goldenTable() []goldenRecord {
 	window := cat(mpArr(1), []byte{0xce, 0x00, 0x04, 0x00, 0x00}) // [262144]
 	wsCredit := cat(mpArr(1), mpUint16(16448))                    // [16448]
 	control := cat([]byte{0x81}, mpStr("op"), mpStr("noop"))      // fixmap {"op": "noop"}
+	trailers := cat(mpArr(4), mpStr("grpc-status"), mpBin("0"), mpStr("x-served-by"), mpBin("w1"))
 	maxBody := pattern(7, MaxPayload(goldenCapacity))
 
 	recs := []goldenRecord{
@@ -75,6 +76,7 @@ func goldenTable() []goldenRecord {
 		{File: "resp_body.hex", Description: "RESP_BODY, one frame; length 29 needs 3 bytes of alignment padding", Type: 33, ID: 0xfffffffe_00000007, Flags: 3, Payload: hex.EncodeToString([]byte("hello"))},
 		{File: "resp.hex", Description: "RESP: the RESP_HEAD above and its 5-byte body in one frame (BEGIN|END)", Type: 34, ID: 0xfffffffe_00000008, Flags: 3, Payload: hex.EncodeToString(cat(respHead, []byte("hello")))},
 		{File: "resp_body_max.hex", Description: "RESP_BODY middle fragment of the largest size a 4096-byte ring allows (record = capacity/8)", Type: 33, ID: 2<<32 | 9, Flags: 0, Payload: hex.EncodeToString(maxBody)},
+		{File: "resp_trailers.hex", Description: "RESP_TRAILERS [grpc-status 0, x-served-by w1]: ends the streamed body of the RESP_BODY above's exchange, flags BEGIN|END", Type: 96, ID: 0xfffffffe_00000007, Flags: 3, Payload: hex.EncodeToString(trailers)},
 		{File: "cancel.hex", Description: "CANCEL: empty, flags BEGIN|END|CANCEL", Type: 48, ID: 3<<32 | 5, Flags: 0x7},
 		{File: "error.hex", Description: "ERROR [499, \"cancelled\"], flags BEGIN|END|ERR", Type: 49, ID: 3<<32 | 5, Flags: 0xb, Payload: hex.EncodeToString(errPayload)},
 		{File: "window.hex", Description: "WINDOW [262144]: 256 KiB more response body, flags BEGIN|END", Type: 50, ID: 3<<32 | 6, Flags: 3, Payload: hex.EncodeToString(window)},

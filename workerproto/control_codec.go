@@ -59,7 +59,11 @@ func (w *encoder) kint(k string, v int64) { w.str(k); w.int(v) }
 
 func (m Hello) appendTo(b []byte) ([]byte, error) {
 	w := encoder{b: b}
-	w.mapLen(6)
+	if len(m.Descriptors) > 0 {
+		w.mapLen(7)
+	} else {
+		w.mapLen(6)
+	}
 	w.kstr("type", TypeHello)
 	w.kint("version", int64(m.Version))
 	w.kint("pid", m.PID)
@@ -74,6 +78,15 @@ func (m Hello) appendTo(b []byte) ([]byte, error) {
 		w.kstr("kind", r.Kind)
 		w.str("options")
 		w.any(r.Options, 0)
+	}
+	if len(m.Descriptors) > 0 {
+		w.str("descriptors")
+		w.arrayLen(len(m.Descriptors))
+		for _, d := range m.Descriptors {
+			if w.err == nil {
+				w.b = appendBin(w.b, d)
+			}
+		}
 	}
 	return w.b, w.err
 }
@@ -325,7 +338,7 @@ func (d *dec) anyMap(depth int) (map[string]any, error) {
 	return out, nil
 }
 
-// field is one required key of a control map and how to read its value.
+// field is one key of a control map and how to read its value.
 type field struct {
 	key  string
 	read func() error
@@ -334,7 +347,13 @@ type field struct {
 // fields reads a map: each key of fs is read by its field, and other keys are
 // skipped. A key that is not a str, a key of fs that appears twice, and a key of fs
 // that does not appear (the first missing one, in the order of fs) are errors.
-func (d *dec) fields(fs ...field) error {
+func (d *dec) fields(fs ...field) error { return d.fieldsOpt(nil, fs...) }
+
+// fieldsOpt is fields with optional keys besides the required fs: each is read
+// by its field when present, and may be absent.
+func (d *dec) fieldsOpt(opt []field, fs ...field) error {
+	required := len(fs)
+	fs = append(fs[:required:required], opt...)
 	n, err := d.r.container(kindMap)
 	if err != nil {
 		return wrapField(d.where, "map", err)
@@ -361,7 +380,7 @@ func (d *dec) fields(fs ...field) error {
 		have |= 1 << i
 	}
 	for i, f := range fs {
-		if have&(1<<i) == 0 {
+		if have&(1<<i) == 0 && i < required {
 			return &FieldError{Where: d.where, Field: f.key, Err: ErrMissingKey}
 		}
 	}
@@ -436,7 +455,8 @@ func DecodeMessage(b []byte) (Message, error) {
 
 func (d *dec) hello() (Hello, error) {
 	var m Hello
-	err := d.fields(
+	descriptors := field{"descriptors", func() (err error) { m.Descriptors, err = d.bins(); return err }}
+	err := d.fieldsOpt([]field{descriptors},
 		d.typeField(),
 		field{"version", func() error {
 			v, err := d.r.int()
@@ -482,6 +502,23 @@ func (d *dec) routes() ([]Route, error) {
 		}
 	}
 	return routes, nil
+}
+
+// bins reads an array of bin (copies).
+func (d *dec) bins() ([][]byte, error) {
+	n, err := d.r.container(kindArray)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		p, err := d.r.bin()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = append(make([]byte, 0, len(p)), p...)
+	}
+	return out, nil
 }
 
 func (d *dec) welcome() (Welcome, error) {

@@ -36,6 +36,11 @@ type Hello struct {
 	App     string  // 1..64 chars of [A-Za-z0-9_.-]
 	Token   string  // shared token for an external worker; may be empty
 	Routes  []Route // the route manifest, 0 ..= MaxRoutes routes
+	// Descriptors (optional, key "descriptors"): serialized
+	// google.protobuf.FileDescriptorProtos, each file once, declaring the
+	// app's gRPC services and all they import (PROTOCOL.md 1.3, 2.10). Encoded
+	// only when non-empty; the control-frame limit (MaxFrame) bounds them.
+	Descriptors [][]byte
 }
 
 // Route is one entry of a hello's manifest.

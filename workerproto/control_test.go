@@ -199,6 +199,53 @@ func TestDecodeManifestErrors(t *testing.T) {
 	}
 }
 
+func TestHelloDescriptors(t *testing.T) {
+	base := []any{"type", "hello", "version", 1, "pid", 10, "app", "a", "token", "", "routes", []any{}}
+	// Absent: none, and a hello without them encodes without the key.
+	m, _, err := ParseFrame(frameOf(mapBytes(t, base...)))
+	if err != nil || m.(Hello).Descriptors != nil {
+		t.Fatalf("absent: %v %#v", err, m)
+	}
+	if b, err := AppendMessage(nil, m); err != nil || bytes.Contains(b, []byte("descriptors")) {
+		t.Fatalf("encoded an absent key: %q %v", b, err)
+	}
+	// Present: decoded as copies, in order.
+	raw := frameOf(mapBytes(t, append(base, "descriptors", []any{[]byte("\x0a\x01a"), []byte{}})...))
+	m, _, err = ParseFrame(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.(Hello).Descriptors
+	if len(d) != 2 || string(d[0]) != "\x0a\x01a" || len(d[1]) != 0 {
+		t.Fatalf("got %q", d)
+	}
+	raw[len(raw)-2] = 'X'
+	if string(d[0]) != "\x0a\x01a" {
+		t.Fatal("descriptors alias the frame")
+	}
+	for _, c := range []struct {
+		v    any
+		text string
+	}{
+		{"x", `"descriptors": want array, got str`},
+		{[]any{"x"}, `"descriptors": want bin, got str`},
+	} {
+		_, _, err := ParseFrame(frameOf(mapBytes(t, append(base, "descriptors", c.v)...)))
+		if err == nil || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("%v: got %v, want %q", c.v, err, c.text)
+		}
+	}
+	dup := frameOf(mapBytes(t, append(base, "descriptors", []any{}, "descriptors", []any{})...))
+	if _, _, err := ParseFrame(dup); err == nil || !strings.Contains(err.Error(), "key appears twice") {
+		t.Errorf("duplicate: %v", err)
+	}
+	// The control-frame limit bounds them.
+	big := Hello{Version: 1, PID: 1, App: "a", Descriptors: [][]byte{make([]byte, MaxFrame)}}
+	if _, err := AppendFrame(nil, big); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+}
+
 func validHello() Hello {
 	return Hello{Version: 1, PID: 99, App: "app_1.x-y", Routes: []Route{
 		{Method: "GET", Path: "/users/{id:int}", Kind: "http", Options: map[string]any{"roles": []any{"a"}, "timeout_ms": int64(5), "name": "n"}},

@@ -39,8 +39,11 @@ const (
 	// reserved.
 	FrameWebSocketFirst FrameType = 80
 	FrameWebSocketLast  FrameType = 95
-	// FrameGRPCFirst ..= FrameGRPCLast are reserved for gRPC (message, trailers, ...).
-	// None is defined by protocol version 1.
+	// FrameRespTrailers: worker -> gateway, RespTrailers (MessagePack array): the
+	// trailer fields that end a streamed response body (PROTOCOL.md 2.10, 3.10).
+	FrameRespTrailers FrameType = 96
+
+	// FrameGRPCFirst ..= FrameGRPCLast are the gRPC family; 97-111 are reserved.
 	FrameGRPCFirst FrameType = 96
 	FrameGRPCLast  FrameType = 111
 )
@@ -58,12 +61,13 @@ const (
 )
 
 // Known reports whether t is a frame type defined by protocol version 1 (the reserved
-// parts of the WebSocket range and the gRPC range are not).
+// parts of the WebSocket and gRPC ranges are not).
 func (t FrameType) Known() bool {
 	switch t {
 	case FramePad, FrameReqHead, FrameReqBody, FrameRespHead, FrameRespBody, FrameResp,
 		FrameEarlyHints, FrameRespFile, FrameCancel, FrameError, FrameWindow, FrameReqWindow, FrameControl,
-		FrameWSOpen, FrameWSAccept, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit:
+		FrameWSOpen, FrameWSAccept, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit,
+		FrameRespTrailers:
 		return true
 	}
 	return false
@@ -85,7 +89,8 @@ func (t FrameType) FromGateway() bool {
 func (t FrameType) FromWorker() bool {
 	switch t {
 	case FramePad, FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameRespFile, FrameError,
-		FrameReqWindow, FrameControl, FrameWSAccept, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit:
+		FrameReqWindow, FrameControl, FrameWSAccept, FrameWSText, FrameWSBinary, FrameWSClose, FrameWSCredit,
+		FrameRespTrailers:
 		return true
 	}
 	return false
@@ -110,6 +115,8 @@ func (t FrameType) String() string {
 		return "EARLY_HINTS"
 	case FrameRespFile:
 		return "RESP_FILE"
+	case FrameRespTrailers:
+		return "RESP_TRAILERS"
 	case FrameReqWindow:
 		return "REQ_WINDOW"
 	case FrameWSOpen:

@@ -236,6 +236,29 @@ func FuzzEarlyHints(f *testing.F) {
 	})
 }
 
+func FuzzRespTrailers(f *testing.F) {
+	for _, s := range payloadSeeds(f, "resp_trailers") {
+		f.Add(s)
+	}
+	var h, h2 RespTrailers // reused across inputs, as the gateway does
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := h.Decode(b); err != nil {
+			checkErr(t, err)
+			if len(h.Headers) != 0 {
+				t.Fatal("a refused payload left headers behind")
+			}
+			return
+		}
+		re, err := h.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h2.Decode(re); err != nil || !bytes.Equal(re, b) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
 func FuzzErrorPayload(f *testing.F) {
 	for _, s := range payloadSeeds(f, "error_payload") {
 		f.Add(s)
@@ -345,6 +368,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzRespPayload":   payloadSeeds(t, "resp_payload"),
 		"FuzzRequestHead":   payloadSeeds(t, "req_head"),
 		"FuzzEarlyHints":    payloadSeeds(t, "early_hints"),
+		"FuzzRespTrailers":  payloadSeeds(t, "resp_trailers"),
 		"FuzzDecodeHello":   controlSeeds(t, TypeHello),
 		"FuzzDecodeWelcome": controlSeeds(t, TypeWelcome),
 		"FuzzDecodePing":    controlSeeds(t, TypePing),

@@ -27,6 +27,7 @@ type goldenVector struct {
 	win     *WindowPayload
 	whole   *wholeResponse
 	hints   *EarlyHints
+	trail   *RespTrailers
 	rfile   *RespFile
 	wsOpen  *WSOpen
 	wsAcc   *WSAccept
@@ -122,6 +123,22 @@ func goldenVectors() []goldenVector {
 				{Name: []byte("link"), Value: []byte("</app.js>; rel=preload; as=script")},
 			},
 		}},
+		{file: "hello_grpc.hex", comment: "hello: worker -> gateway, a gRPC route and two file descriptors", msg: Hello{
+			Version: 1, PID: 4243, App: "greeter", Token: "",
+			Routes: []Route{
+				{Method: "POST", Path: "/helloworld.Greeter/SayHello", Kind: "grpc", Options: map[string]any{"timeout_ms": int64(5000)}},
+			},
+			// Stand-ins for serialized FileDescriptorProtos: the gateway
+			// carries them as opaque bytes (field 1, name, of each).
+			Descriptors: [][]byte{[]byte("\x0a\x10helloworld.proto"), []byte("\x0a\x1fgoogle/protobuf/timestamp.proto")},
+		}},
+		{file: "resp_trailers.hex", comment: "RESP_TRAILERS payload (frame type 96): a gRPC status and trailing metadata, one of it binary", trail: &RespTrailers{
+			Headers: []Header{
+				{Name: []byte("grpc-status"), Value: []byte("5")},
+				{Name: []byte("grpc-message"), Value: []byte("user 42 not found: caf%C3%A9")},
+				{Name: []byte("x-trace-bin"), Value: []byte("AAECAw")},
+			},
+		}},
 		{file: "resp_file.hex", comment: "RESP_FILE payload (frame type 36): a file the gateway sends itself", rfile: &RespFile{
 			Status: 200,
 			Headers: []Header{
@@ -167,6 +184,8 @@ func (v goldenVector) encode() ([]byte, error) {
 		return v.whole.Append(nil)
 	case v.hints != nil:
 		return v.hints.Append(nil)
+	case v.trail != nil:
+		return v.trail.Append(nil)
 	case v.rfile != nil:
 		return v.rfile.Append(nil)
 	case v.wsOpen != nil:
@@ -194,6 +213,8 @@ func (v goldenVector) kind() string {
 		return "resp_payload"
 	case v.hints != nil:
 		return "early_hints"
+	case v.trail != nil:
+		return "resp_trailers"
 	case v.rfile != nil:
 		return "resp_file"
 	case v.wsOpen != nil:
@@ -261,6 +282,12 @@ func jsonFields(kind string, b []byte) (any, error) {
 			hs = append(hs, []string{string(f.Name), hex.EncodeToString(f.Value)})
 		}
 		return ordered{{"headers", hs}}, nil
+	case "resp_trailers":
+		var h RespTrailers
+		if err := h.Decode(b); err != nil {
+			return nil, err
+		}
+		return ordered{{"headers", headersJSON(h.Headers)}}, nil
 	case "resp_head":
 		var h ResponseHead
 		if err := h.Decode(b); err != nil {
@@ -340,7 +367,15 @@ func messageJSON(m Message) ordered {
 		for _, r := range m.Routes {
 			routes = append(routes, ordered{{"method", r.Method}, {"path", r.Path}, {"kind", r.Kind}, {"options", anyJSON(r.Options)}})
 		}
-		return ordered{{"type", "hello"}, {"version", m.Version}, {"pid", m.PID}, {"app", m.App}, {"token", m.Token}, {"routes", routes}}
+		o := ordered{{"type", "hello"}, {"version", m.Version}, {"pid", m.PID}, {"app", m.App}, {"token", m.Token}, {"routes", routes}}
+		if len(m.Descriptors) > 0 {
+			ds := []string{}
+			for _, d := range m.Descriptors {
+				ds = append(ds, hex.EncodeToString(d))
+			}
+			o = append(o, kv{"descriptors", ds})
+		}
+		return o
 	case Welcome:
 		return ordered{{"type", "welcome"}, {"version", m.Version}, {"worker_id", m.WorkerID}, {"epoch", m.Epoch},
 			{"segment_size", m.SegmentSize}, {"req_capacity", m.ReqCapacity}, {"resp_capacity", m.RespCapacity}, {"heartbeat_ms", m.HeartbeatMS}}
@@ -589,6 +624,12 @@ func reencode(kind string, b []byte) ([]byte, error) {
 		return w.Append(nil)
 	case "early_hints":
 		var h EarlyHints
+		if err := h.Decode(b); err != nil {
+			return nil, err
+		}
+		return h.Append(nil)
+	case "resp_trailers":
+		var h RespTrailers
 		if err := h.Decode(b); err != nil {
 			return nil, err
 		}

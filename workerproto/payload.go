@@ -613,6 +613,66 @@ func (h *EarlyHints) Decode(b []byte) error {
 	return nil
 }
 
+// RespTrailers is the RESP_TRAILERS payload (PROTOCOL.md 3.10): the trailer
+// fields that end a streamed response body (a gRPC call's grpc-status,
+// grpc-message and trailing metadata, 2.10).
+//
+// Decode fills a RespTrailers in place and reuses its memory as
+// ResponseHead.Decode does: Headers point into the RespTrailers' own copy of the
+// payload and stay valid until the next Decode.
+type RespTrailers struct {
+	Headers []Header
+
+	arena []byte
+}
+
+// trailerForbidden are the framing fields a RESP_TRAILERS payload may not hold
+// (PROTOCOL.md 3.10); pseudo-fields are no HTTP token and fail earlier.
+var trailerForbidden = [...]string{"content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade"}
+
+// Append appends t's MessagePack encoding (the flat header array) to b.
+func (t *RespTrailers) Append(b []byte) ([]byte, error) {
+	start := len(b)
+	b, err := appendHeaders(b, "resp_trailers", t.Headers)
+	if err != nil {
+		return b[:start], err
+	}
+	return b, nil
+}
+
+// Decode decodes a RESP_TRAILERS payload into t, replacing its contents. The
+// checks are those of ResponseHead.Decode's headers (at most MaxResponseHeaders
+// fields, names lower-case HTTP tokens of at most MaxHeaderNameLen bytes, values
+// of at most MaxHeaderValueLen bytes without NUL, CR or LF), and no field may be
+// one of the framing fields of PROTOCOL.md 3.10. It never panics.
+func (t *RespTrailers) Decode(b []byte) error {
+	const where = "resp_trailers"
+	t.Headers = t.Headers[:0]
+	if len(b) > MaxHead {
+		return fieldErr(where, "payload", ErrLimit, "%d bytes > %d", len(b), MaxHead)
+	}
+	t.arena = append(t.arena[:0], b...)
+	r := mpReader{b: t.arena}
+	var err error
+	if t.Headers, err = decodeHeaders(&r, where, t.Headers); err != nil {
+		t.Headers = t.Headers[:0]
+		return err
+	}
+	if r.off != len(b) {
+		t.Headers = t.Headers[:0]
+		return ErrTrailingBytes
+	}
+	for i, h := range t.Headers {
+		for _, f := range trailerForbidden {
+			if string(h.Name) == f {
+				t.Headers = t.Headers[:0]
+				return fieldErr(where, "headers", ErrBadValue, "field %d: %s is a framing field, not a trailer", i, f)
+			}
+		}
+	}
+	return nil
+}
+
 // ErrorPayload is the ERROR frame payload (PROTOCOL.md 3.3).
 type ErrorPayload struct {
 	Status  int    // status the gateway should answer with, 400 ..= 599 (499 = cancelled)

@@ -159,6 +159,9 @@ func TestPayloadTruncated(t *testing.T) {
 			case "early_hints":
 				var h EarlyHints
 				err = h.Decode(b[:i])
+			case "resp_trailers":
+				var h RespTrailers
+				err = h.Decode(b[:i])
 			case "resp_payload":
 				var h ResponseHead
 				if _, err = h.DecodeWithBody(b[:i]); i >= len(b)-len(v.whole.body) && errors.Is(err, ErrBadValue) {
@@ -513,13 +516,55 @@ func TestEarlyHints(t *testing.T) {
 	}
 }
 
+func TestRespTrailers(t *testing.T) {
+	tr := RespTrailers{Headers: []Header{{Name: []byte("grpc-status"), Value: []byte("0")}, {Name: []byte("x-id-bin"), Value: []byte("AQI")}}}
+	b, err := tr.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got RespTrailers
+	if err := got.Decode(b); err != nil || len(got.Headers) != 2 || string(got.Headers[1].Value) != "AQI" {
+		t.Fatal(got.Headers, err)
+	}
+	b[len(b)-1] = 'X'
+	if string(got.Headers[1].Value) != "AQI" {
+		t.Fatal("Decode aliases its input")
+	}
+	if err := got.Decode([]byte{0x90}); err != nil || len(got.Headers) != 0 {
+		t.Fatalf("no fields: %v", err)
+	}
+	for _, c := range []struct {
+		b    []byte
+		text string
+	}{
+		{respBytes(t, "grpc-status"), "odd length 1"},
+		{respBytes(t, ":status", []byte("200")), "not a lower-case HTTP token"},
+		{respBytes(t, "Grpc-Status", []byte("0")), "not a lower-case HTTP token"},
+		{respBytes(t, "grpc-status", "0"), "want bin, got str"},
+		{respBytes(t, "grpc-message", []byte("a\nb")), "NUL, CR or LF"},
+		{respBytes(t, "grpc-status", []byte("0"), "content-length", []byte("0")), "field 1: content-length is a framing field"},
+		{respBytes(t, "transfer-encoding", []byte("chunked")), "transfer-encoding is a framing field"},
+		{respBytes(t, "connection", []byte("close")), "connection is a framing field"},
+		{respBytes(t, "keep-alive", []byte("1")), "keep-alive is a framing field"},
+		{respBytes(t, "te", []byte("trailers")), "te is a framing field"},
+		{respBytes(t, "trailer", []byte("x")), "trailer is a framing field"},
+		{respBytes(t, "upgrade", []byte("h2c")), "upgrade is a framing field"},
+		{[]byte{0x90, 0xc0}, "trailing bytes"},
+		{[]byte{0x80}, "want array, got map"},
+	} {
+		if err := got.Decode(c.b); err == nil || !strings.Contains(err.Error(), c.text) || len(got.Headers) != 0 {
+			t.Errorf("%x: got %v (%d fields), want %q", c.b, err, len(got.Headers), c.text)
+		}
+	}
+}
+
 func TestFrameTypes(t *testing.T) {
 	for _, ft := range []FrameType{FrameReqHead, FrameReqBody, FrameCancel, FrameWindow, FrameWSOpen} {
 		if !ft.Known() || !ft.FromGateway() || ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}
 	}
-	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameRespFile, FrameReqWindow, FrameWSAccept} {
+	for _, ft := range []FrameType{FrameRespHead, FrameRespBody, FrameResp, FrameEarlyHints, FrameRespFile, FrameReqWindow, FrameWSAccept, FrameRespTrailers} {
 		if !ft.Known() || ft.FromGateway() || !ft.FromWorker() {
 			t.Errorf("%v", ft)
 		}
@@ -529,12 +574,12 @@ func TestFrameTypes(t *testing.T) {
 			t.Errorf("%v", ft)
 		}
 	}
-	for _, ft := range []FrameType{0, 2, 15, 86, 95, 96, 111, 65} {
+	for _, ft := range []FrameType{0, 2, 15, 86, 95, 97, 111, 65} {
 		if ft.Known() || ft.FromGateway() || ft.FromWorker() {
 			t.Errorf("%v should be unknown", ft)
 		}
 	}
-	if FrameError.String() != "ERROR" || FrameEarlyHints.String() != "EARLY_HINTS" || FrameType(200).String() != "FrameType(200)" {
+	if FrameError.String() != "ERROR" || FrameEarlyHints.String() != "EARLY_HINTS" || FrameRespTrailers.String() != "RESP_TRAILERS" || FrameType(200).String() != "FrameType(200)" {
 		t.Error("String")
 	}
 }

@@ -28,6 +28,7 @@ type recorder struct {
 	flushes  int
 	interims []int
 	file     string
+	trailers []string // "name=value", after the body
 
 	failHead, failBody error
 	failBodyAt         int // the WriteBody call (0-based) that fails with failBody
@@ -70,6 +71,13 @@ func (r *recorder) Flush() error { r.flushes++; return nil }
 
 func (r *recorder) WriteInterim(status int, headers []workerproto.Header) error {
 	r.interims = append(r.interims, status)
+	return nil
+}
+
+func (r *recorder) WriteTrailers(headers []workerproto.Header) error {
+	for _, h := range headers {
+		r.trailers = append(r.trailers, string(h.Name)+"="+string(h.Value))
+	}
 	return nil
 }
 

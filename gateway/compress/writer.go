@@ -319,6 +319,25 @@ func (w *Writer) WriteInterim(status int, headers []workerproto.Header) error {
 	return nil
 }
 
+// WriteTrailers implements dispatch.TrailerWriter: trailer fields go to the
+// inner writer after the body (dropped where it is no TrailerWriter). A
+// compressed stream's tail is written first (Finish then has nothing left
+// to do); gRPC's responses, the ones with trailers, are never compressed.
+func (w *Writer) WriteTrailers(headers []workerproto.Header) error {
+	if w.mode == modeStream {
+		if err := w.Finish(); err != nil {
+			return err
+		}
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if tw, ok := w.w.(dispatch.TrailerWriter); ok {
+		return w.fail(tw.WriteTrailers(headers))
+	}
+	return nil
+}
+
 // WriteFile implements dispatch.FileWriter: a file answer passes through
 // uncompressed (dispatch.ErrNoFileWriter where the inner writer cannot
 // answer with a file).

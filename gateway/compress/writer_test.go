@@ -220,6 +220,61 @@ func TestInterimAndFile(t *testing.T) {
 	w.Release()
 }
 
+// TestTrailers: a gRPC response passes uncompressed with its trailers after
+// the body; a compressed stream's tail goes before them; a writer that
+// cannot send trailers drops them.
+func TestTrailers(t *testing.T) {
+	c := mustNew(t, all)
+	for _, ct := range []string{"application/grpc", "application/grpc+proto", "application/grpc-web+proto", "application/grpc-web-text"} {
+		r := &recorder{}
+		w := c.Wrap(r, "POST", []byte("gzip, br"))
+		if err := w.WriteHead(200, hdrs("content-type", ct), -1); err != nil {
+			t.Fatal(err)
+		}
+		msg := append([]byte{0, 0, 0, 0, 200}, jsonBody(200)...)
+		if err := w.WriteBody(msg); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteTrailers(hdrs("grpc-status", "0")); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if r.head["content-encoding"] != nil || !bytes.Equal(r.body, msg) || fmt.Sprint(r.trailers) != "[grpc-status=0]" {
+			t.Errorf("%s: encoding %v, body intact %v, trailers %v", ct, r.head["content-encoding"], bytes.Equal(r.body, msg), r.trailers)
+		}
+		w.Release()
+	}
+	r := &recorder{}
+	w := c.Wrap(r, "GET", []byte("gzip"))
+	body := jsonBody(8192)
+	if err := w.WriteHead(200, hdrs("content-type", "application/json"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteBody(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteTrailers(hdrs("x-checksum", "abc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if got := decode(t, "gzip", r.body); !bytes.Equal(got, body) || fmt.Sprint(r.trailers) != "[x-checksum=abc]" {
+		t.Errorf("compressed stream: body intact %v, trailers %v", bytes.Equal(got, body), r.trailers)
+	}
+	w.Release()
+	w = c.Wrap(plainWriter{&recorder{}}, "POST", []byte("gzip"))
+	if err := w.WriteHead(200, hdrs("content-type", "application/grpc"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteTrailers(hdrs("grpc-status", "0")); err != nil {
+		t.Errorf("trailers to a writer without them: %v", err)
+	}
+	w.Release()
+}
+
 // plainWriter hides all but dispatch.ResponseWriter.
 type plainWriter struct{ r *recorder }
 

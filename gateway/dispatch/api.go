@@ -60,6 +60,13 @@ type Request struct {
 	BodyStream BodyStream
 	// Timeout overrides the route's deadline when non-zero.
 	Timeout time.Duration
+	// Deadline, when not zero, caps the handler deadline (the route's, or
+	// Timeout) and fixes it: the call ends at the earlier of the two, and a
+	// streamed response's deadline is not counted afresh from each piece of
+	// body as it is otherwise. Head.TimeoutMS says what is left of it. A
+	// gRPC call's grpc-timeout sets it (PROTOCOL.md 2.10); one already past
+	// gives ErrDeadline before the request reaches a worker.
+	Deadline time.Time
 }
 
 // BodyStream is a request body the front end is still reading from its client.
@@ -172,8 +179,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("dispatch: %d %s", e.Status, e.Reason)
 }
 
-// Errors Serve returns. Each is a *StatusError, ErrAborted, ErrCanceled or a
-// *BodyError.
+// Errors Serve returns. Each is a *StatusError, an *AbortError (which is
+// ErrAborted), ErrCanceled or a *BodyError.
 var (
 	ErrNoWorker     = &StatusError{Status: 503, Reason: "no live worker", RetryAfter: 1}
 	ErrQueueFull    = &StatusError{Status: 503, Reason: "queue full", RetryAfter: 1}
@@ -186,12 +193,35 @@ var (
 	ErrNoFileWriter = &StatusError{Status: 502, Reason: "file answer not supported by this front end"}
 	// ErrAborted: the response broke off after its head reached the writer (the
 	// worker died, failed mid-stream or passed its deadline). The front end must
-	// close the connection so the client sees an incomplete response.
+	// close the connection so the client sees an incomplete response. Serve
+	// returns it as an *AbortError, which says why.
 	ErrAborted = errors.New("dispatch: response aborted mid-body")
+	// ErrWorkerAborted is the cause of an abort (AbortError) by the worker's
+	// body fragment flagged ERR (PROTOCOL.md 2.4): its handler failed
+	// mid-stream.
+	ErrWorkerAborted = &StatusError{Status: 500, Reason: "worker broke the response off"}
 	// ErrCanceled: the request's context ended (the client went away); the worker
 	// was sent CANCEL.
 	ErrCanceled = errors.New("dispatch: request canceled")
 )
+
+// AbortError is how Serve reports a response that broke off after its head
+// reached the writer: errors.Is(err, ErrAborted) holds for it, and Cause (also
+// what Unwrap gives, so errors.As finds a *StatusError in it) says why:
+// ErrWorkerDied, ErrBadResponse (the worker broke the protocol and lost its
+// session), ErrDeadline, ErrWorkerAborted, a worker ERROR's *StatusError, or
+// the request body's *BodyError. A front end that can still end the response
+// cleanly (gRPC's trailers) reports the cause; the others break the response
+// off.
+type AbortError struct{ Cause error }
+
+func (e *AbortError) Error() string {
+	return "dispatch: response aborted mid-body: " + e.Cause.Error()
+}
+
+// Is makes an AbortError ErrAborted.
+func (e *AbortError) Is(target error) bool { return target == ErrAborted }
+func (e *AbortError) Unwrap() error        { return e.Cause }
 
 // WebSocketPeer is the client's side of a WebSocket session (PROTOCOL.md 2.9),
 // implemented by the front end, which owns the connection: the handshake's

@@ -28,8 +28,12 @@ type call struct {
 	// sent counts the response body bytes the worker has sent; limit is what it
 	// may send: workerproto.ResponseWindow plus the grants (PROTOCOL.md 2.7).
 	sent, limit int64
-	done        bool     // END seen, or failed
-	err         error    // set with done: a *StatusError or ErrAborted
+	done        bool  // END or RESP_TRAILERS seen, or failed
+	err         error // set with done: a *StatusError, or (after the head) the cause of the abort
+	// trailers holds a RESP_TRAILERS payload (PROTOCOL.md 3.10), valid once
+	// gotTrailers is set (with done); immutable after that.
+	trailers    workerproto.RespTrailers
+	gotTrailers bool
 	spare       [][]byte // the writer's emptied chunk list, swapped in on drain
 	// hints holds the EARLY_HINTS received and not yet handed to the writer;
 	// nhints counts all of the exchange's (at most workerproto.MaxEarlyHints).
@@ -122,7 +126,7 @@ func (c *call) armTimer(now, deadline time.Time) {
 
 func putCall(c *call) { // the timer keeps running: see armTimer
 	c.mu.Lock()
-	c.id, c.gotHead, c.done, c.err, c.ws, c.up, c.file = 0, false, false, nil, nil, nil, nil
+	c.id, c.gotHead, c.done, c.err, c.ws, c.up, c.file, c.gotTrailers = 0, false, false, nil, nil, nil, nil, false
 	if c.nhints > 0 { // rare: do not keep hint payloads (up to 1 MiB each) pooled
 		c.hints, c.hintsSpare, c.nhints = nil, nil, 0
 	}
@@ -256,6 +260,27 @@ func (c *call) addBodyLocked(p []byte, end bool) error {
 	if end {
 		c.done = true
 	}
+	c.notify()
+	return nil
+}
+
+// setTrailers takes a RESP_TRAILERS payload: it ends the body (PROTOCOL.md
+// 2.10). It is in sequence only after a RESP_HEAD of a streamed body (-1) and
+// before the body's END; anything else, like a malformed payload, ends the
+// worker's session.
+func (c *call) setTrailers(id uint64, b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id != id {
+		return nil
+	}
+	if !c.gotHead || c.done || c.head.Body != -1 || c.ws != nil {
+		return fmt.Errorf("%w: RESP_TRAILERS not ending a streamed body", errSequence)
+	}
+	if err := c.trailers.Decode(b); err != nil {
+		return err
+	}
+	c.gotTrailers, c.done = true, true
 	c.notify()
 	return nil
 }

@@ -100,6 +100,10 @@ type app struct {
 	states   [3]int        // sessions starting, ready, draining (observe.go)
 	next     int           // round-robin start of the least-loaded scan
 	wake     chan struct{} // closed when a credit frees or a session leaves; nil if nobody waits
+	// grpcServices names the services of the app's KindGRPC routes, each once;
+	// descriptors are the files its latest worker's hello sent (grpc.go).
+	grpcServices []string
+	descriptors  [][]byte
 }
 
 // Attach registers a worker that has sent hello on conn: it checks the manifest
@@ -151,6 +155,9 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 	defer d.mu.Unlock()
 	a := d.apps[h.App]
 	if a != nil && a.manifest == key {
+		a.mu.Lock()
+		a.descriptors = h.Descriptors // a restarted worker may serve newer files
+		a.mu.Unlock()
 		return a, nil
 	}
 	if a != nil && a.live() > 0 {
@@ -162,10 +169,21 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 		a = d.newApp(h.App)
 	}
 	var routes []router.Route[*Route]
+	var services []string
 	for _, r := range h.Routes {
 		kind, ok := routeKinds[r.Kind]
 		if !ok {
-			continue // gRPC routes are served by a later front end
+			continue // hello.Validate refuses unknown kinds; none gets here
+		}
+		if kind == KindGRPC {
+			svc, err := grpcService(r.Method, r.Path)
+			if err != nil {
+				return nil, &workerproto.Error{Code: workerproto.CodeManifest,
+					Message: fmt.Sprintf("route %s %s: %v", r.Method, r.Path, err)}
+			}
+			if !slices.Contains(services, svc) {
+				services = append(services, svc)
+			}
 		}
 		rt := &Route{
 			App: h.App, Pattern: r.Path, Timeout: time.Duration(r.TimeoutMS()) * time.Millisecond,
@@ -189,6 +207,9 @@ func (d *Dispatcher) register(h workerproto.Hello) (*app, error) {
 		d.addApp(a)
 	}
 	a.manifest = key
+	a.mu.Lock()
+	a.grpcServices, a.descriptors = services, h.Descriptors
+	a.mu.Unlock()
 	return a, nil
 }
 
@@ -251,6 +272,17 @@ func (d *Dispatcher) timeout(rt *Route, req *Request) time.Duration {
 func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w ResponseWriter) error {
 	timeout := d.timeout(rt, req)
 	req.Head.TimeoutMS = timeout.Milliseconds() // the effective deadline, default applied
+	deadline := time.Now().Add(timeout)
+	fixed := !req.Deadline.IsZero()
+	if fixed && req.Deadline.Before(deadline) {
+		deadline = req.Deadline
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ErrDeadline
+		}
+		req.Head.TimeoutMS = max(left.Milliseconds(), 1) // 0 would mean none
+	}
+	src := req.BodyStream
 	bp, _ := d.heads.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -261,8 +293,6 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 		return &StatusError{Status: 400, Reason: "request head not encodable"}
 	}
 	*bp = head
-	deadline := time.Now().Add(timeout)
-	src := req.BodyStream
 	if src == nil && len(req.Body) > workerproto.RequestWindow {
 		src = &bytesStream{}
 	}
@@ -274,7 +304,7 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 		if bs, ok := src.(*bytesStream); ok {
 			bs.Reset(req.Body) // from the start again on a retry
 		}
-		err = s.do(ctx, deadline, head, req.Body, src, req.Head.Body, w)
+		err = s.do(ctx, deadline, fixed, head, req.Body, src, req.Head.Body, w)
 		rt.app.release(s)
 		if fa, ok := err.(*fileAnswer); ok {
 			// Sent with the worker's credit back: a slow client holds no worker.
@@ -291,8 +321,9 @@ func (d *Dispatcher) Serve(ctx context.Context, rt *Route, req *Request, w Respo
 }
 
 // do runs one exchange on s. With src the body is streamed (upload.go), length
-// long (-1: unknown), and body is unused.
-func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte, src BodyStream, length int64, w ResponseWriter) (err error) {
+// long (-1: unknown), and body is unused. A fixed deadline is never moved
+// (Request.Deadline); else a streamed response's counts from its last piece.
+func (s *Session) do(ctx context.Context, deadline time.Time, fixed bool, head, body []byte, src BodyStream, length int64, w ResponseWriter) (err error) {
 	c := s.begin()
 	id := c.id
 	if err := s.write(workerproto.FrameReqHead, id, 0, head); err != nil {
@@ -347,7 +378,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			// fragment; the front end answers the client, or closes.
 			s.abandon(c)
 			if wroteHead {
-				return ErrAborted
+				return &AbortError{Cause: &BodyError{Err: berr}}
 			}
 			return &BodyError{Err: berr}
 		case <-c.timer.C:
@@ -360,7 +391,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 			c.timerAt = time.Time{}
 			s.abandon(c)
 			if wroteHead {
-				return ErrAborted
+				return &AbortError{Cause: ErrDeadline}
 			}
 			return ErrDeadline
 		}
@@ -371,6 +402,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		hints := c.hints
 		c.hints, c.hintsSpare = c.hintsSpare[:0], nil
 		file := c.file
+		trailers := c.gotTrailers
 		c.mu.Unlock()
 		c.spare = chunks // the writer's until drained below; putCall frees them on an early end
 		if len(hints) > 0 {
@@ -405,7 +437,7 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 				}
 			}
 		}
-		if wroteHead && c.head.Body < 0 && len(chunks) > 0 && !done {
+		if wroteHead && c.head.Body < 0 && len(chunks) > 0 && !done && !fixed {
 			// streamIdle: the deadline of a streamed response counts from its
 			// last piece of body (docs/operations.md, "Deadlines").
 			deadline = time.Now().Add(span)
@@ -439,10 +471,19 @@ func (s *Session) do(ctx context.Context, deadline time.Time, head, body []byte,
 		}
 		c.spare = putChunks(chunks)
 		if done {
-			s.end(c)
 			if cerr != nil {
-				return ErrAborted
+				s.end(c)
+				return &AbortError{Cause: cerr}
 			}
+			if tw, ok := w.(TrailerWriter); ok && trailers {
+				// c.trailers is immutable once gotTrailers is set, and
+				// stays c's until end.
+				if err := tw.WriteTrailers(c.trailers.Headers); err != nil {
+					s.end(c)
+					return err
+				}
+			}
+			s.end(c)
 			return nil
 		}
 	}

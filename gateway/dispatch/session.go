@@ -82,6 +82,9 @@ type Session struct {
 	w      shmring.Writer    // request ring, many producers
 	cons   *shmring.Consumer // response ring; owned by readLoop
 	asm    shmring.Assembler // owned by readLoop
+	// violated: the worker broke the protocol on its response ring (PROTOCOL.md
+	// 5); set by readLoop before it returns, read by teardown after.
+	violated bool
 
 	ctx    context.Context // ends when the session closes
 	cancel context.CancelFunc
@@ -242,6 +245,7 @@ func (s *Session) readLoop() {
 	for {
 		n, err := s.cons.Poll(s.onFrame)
 		if err != nil {
+			s.violated = true
 			s.close(err)
 			return
 		}
@@ -307,10 +311,18 @@ func (s *Session) onFrame(f shmring.Frame) error {
 			return nil
 		}
 		if f.Flags&workerproto.FlagErr != 0 {
-			c.fail(f.ID, ErrAborted)
+			c.fail(f.ID, ErrWorkerAborted)
 			return nil
 		}
 		return c.addBody(f.ID, f.Payload, f.Flags&workerproto.FlagEnd != 0)
+	case workerproto.FrameRespTrailers:
+		if f.Flags != workerproto.FlagBegin|workerproto.FlagEnd {
+			return fmt.Errorf("dispatch: RESP_TRAILERS frame flagged %#x, want BEGIN|END", f.Flags)
+		}
+		if c == nil {
+			return nil
+		}
+		return c.setTrailers(f.ID, f.Payload)
 	case workerproto.FrameReqWindow:
 		if f.Flags != workerproto.FlagBegin|workerproto.FlagEnd {
 			return fmt.Errorf("dispatch: REQ_WINDOW frame flagged %#x, want BEGIN|END", f.Flags)
@@ -453,9 +465,12 @@ func (s *Session) teardown() {
 		c.mu.Lock()
 		id := c.id
 		c.mu.Unlock()
-		if untaken[id] {
+		switch {
+		case untaken[id]:
 			c.fail(id, errRetry)
-		} else {
+		case s.violated:
+			c.fail(id, ErrBadResponse)
+		default:
 			c.fail(id, ErrWorkerDied)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ func newRingSession(t *testing.T) *ringSession {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Session{seg: seg}
+	s := &Session{seg: seg, log: slog.New(slog.DiscardHandler)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.w = shmring.Writer{Producer: shmring.NewMPSCProducer(seg.RequestRing(), nil), Space: &s.space, Timeout: time.Millisecond}
 	cons, err := shmring.NewConsumer(seg.RequestRing(), nil)
@@ -132,7 +133,7 @@ func (r *statusRecorder) WriteHead(status int, _ []workerproto.Header, _ int64) 
 func serveStream(r *ringSession, src BodyStream, length int64, out chan<- bodyResult) {
 	head, _ := (&workerproto.RequestHead{Method: "POST", Path: "/", HTTPVersion: "1.1", Scheme: "http", Body: length}).Append(nil)
 	w := &statusRecorder{}
-	err := r.s.do(context.Background(), time.Now().Add(time.Minute), head, nil, src, length, w)
+	err := r.s.do(context.Background(), time.Now().Add(time.Minute), false, head, nil, src, length, w)
 	out <- bodyResult{w.status, err}
 }
 

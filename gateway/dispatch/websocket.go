@@ -467,7 +467,7 @@ func (w *wsSession) pump(ctx context.Context, s *Session, c *call) {
 			w.grant(s, c, owed)
 			owed = 0
 		}
-		died := cerr == ErrWorkerDied || cerr == errRetry
+		died := cerr == ErrWorkerDied || cerr == ErrBadResponse || cerr == errRetry
 		switch {
 		case closed:
 			s.end(c)

@@ -25,7 +25,8 @@ type Catalog interface {
 // reflection): the Layer asks it for a route when the live route table has
 // none for a path.
 type Local interface {
-	// Route returns the route of a method Local answers, or nil.
+	// Route returns the route of a method Local answers, or nil; the same
+	// *Route for a path each time (the Layer knows Local's calls by it).
 	Route(path string) *dispatch.Route
 	// Serve answers one call to a route Route returned. req is a native gRPC
 	// call (gRPC-Web already translated by the Layer); w is a TrailerWriter.

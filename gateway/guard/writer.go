@@ -121,6 +121,16 @@ func (g *writer) WriteInterim(status int, headers []workerproto.Header) error {
 	return nil
 }
 
+// WriteTrailers passes trailer fields on (a gRPC call's status); they are
+// dropped, as the dispatcher would drop them, when the writer underneath
+// cannot send trailers.
+func (g *writer) WriteTrailers(headers []workerproto.Header) error {
+	if tw, ok := g.inner.(dispatch.TrailerWriter); ok {
+		return tw.WriteTrailers(headers)
+	}
+	return nil
+}
+
 // WriteFile passes a file answer on, with the chain's fields.
 func (g *writer) WriteFile(status int, headers []workerproto.Header, path string) error {
 	fw, ok := g.inner.(dispatch.FileWriter)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/grpcgw"
 	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/router"
@@ -250,7 +251,11 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		answer, allow, rt, pattern = s.routeRequest(method, path, &x.params, &x.pathBuf, &x.wparams)
 	}
 	if answer != 0 {
-		w.answer(answer, allow, 0)
+		if (answer == 404 || answer == 405) && grpcgw.ContentIsGRPC(r.Header.Get("Content-Type")) {
+			w.grpcUnimplemented(path)
+		} else {
+			w.answer(answer, allow, 0)
+		}
 		obs(nil)
 		return
 	}
@@ -272,7 +277,9 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var stream *h2Body
 	var body []byte
 	status := 0
-	if r.ContentLength < 0 || r.ContentLength > streamMin {
+	if r.ContentLength < 0 || r.ContentLength > streamMin || grpcgw.ContentIsNative(r.Header.Get("Content-Type")) {
+		// A gRPC call's messages go to the worker as they come: a
+		// bidirectional stream waits for answers between them.
 		// Large or of unknown length: the worker takes it as it arrives.
 		if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
 			status = 413
@@ -548,6 +555,7 @@ type hWriter struct {
 var (
 	_ dispatch.ResponseWriter = (*hWriter)(nil)
 	_ dispatch.FileWriter     = (*hWriter)(nil)
+	_ dispatch.TrailerWriter  = (*hWriter)(nil)
 )
 
 // WriteHead implements dispatch.ResponseWriter. Connection-specific fields
@@ -693,6 +701,45 @@ func (w *hWriter) answer(status int, allow string, retryAfter int) {
 		n, _ := io.WriteString(w.rw, text)
 		w.written += int64(n)
 	}
+}
+
+// WriteTrailers implements dispatch.TrailerWriter: the fields go out as
+// HTTP/2 or HTTP/3 trailers (a HEADERS frame ending the stream) when the
+// handler returns, even after a head with no body: net/http sends the head
+// at once (WriteHead flushed it) and the trailers after it. Framing and
+// connection-specific fields are dropped, as the worker may not send them.
+func (w *hWriter) WriteTrailers(headers []workerproto.Header) error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.started {
+		w.err = errBodyBeforeHead
+		return w.err
+	}
+	hdr := w.rw.Header()
+	for i := range headers {
+		f := &headers[i]
+		if fieldIs(f.Name, "content-length") || fieldIs(f.Name, "trailer") || connectionField(f.Name) {
+			continue
+		}
+		hdr.Add(http.TrailerPrefix+string(f.Name), string(f.Value))
+	}
+	return nil
+}
+
+// grpcUnimplemented answers a gRPC call no route serves as gRPC does:
+// trailers-only (HTTP 200, one HEADERS frame ending the stream) with
+// UNIMPLEMENTED, naming the method. The Layer (grpcgw) never sees a route
+// miss, so the front end answers it.
+func (w *hWriter) grpcUnimplemented(path string) {
+	hdr := w.rw.Header()
+	w.fill(hdr)
+	hdr["Content-Type"] = []string{w.req.Header.Get("Content-Type")} // gRPC's, native or gRPC-Web
+	hdr["Grpc-Status"] = []string{strconv.Itoa(int(grpcgw.Unimplemented))}
+	hdr["Grpc-Message"] = []string{grpcgw.EncodeMessage("unknown method " + path)}
+	w.status = 200
+	w.rw.WriteHeader(200)
+	w.s.metrics.GRPCCall(metrics.Unmatched, metrics.Unmatched, grpcgw.Unimplemented.String())
 }
 
 // WriteInterim sends an informational response (103 Early Hints) before

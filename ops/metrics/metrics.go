@@ -62,6 +62,7 @@ type Metrics struct {
 	limits   limitMetrics    // limits.go
 	ws       wsMetrics       // ws.go
 	security securityMetrics // security.go
+	grpc     grpcMetrics     // grpc.go
 
 	routes cowMap[routeKey, *Route]
 	apps   cowMap[string, *App]
@@ -168,7 +169,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		m.connsOpen, m.connsAccepted, m.tlsFailures, m.bytesIn, m.bytesOut, &m.pool,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	}, append(append(m.limits.init(), m.ws.init()...), m.security.init()...)...) {
+	}, append(append(append(m.limits.init(), m.ws.init()...), m.security.init()...), m.grpc.init()...)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

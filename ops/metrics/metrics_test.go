@@ -225,6 +225,22 @@ func TestNilSafe(t *testing.T) {
 	m.ClientRefused("conns_per_ip")
 	m.CORSPreflight("allowed")
 	m.Compressed("gzip")
+	m.GRPCCall("a.B", "C", "OK")
+}
+
+func TestGRPCCalls(t *testing.T) {
+	m, reg := newTest(t)
+	m.GRPCCall("helloworld.Greeter", "SayHello", "OK")
+	m.GRPCCall("helloworld.Greeter", "SayHello", "OK")
+	m.GRPCCall(Unmatched, Unmatched, "UNIMPLEMENTED")
+	want := map[string]string{"service": "helloworld.Greeter", "method": "SayHello", "code": "OK"}
+	if c := find(family(t, reg, "covet_grpc_calls_total"), want); c.GetCounter().GetValue() != 2 {
+		t.Fatal(c)
+	}
+	want = map[string]string{"service": Unmatched, "method": Unmatched, "code": "UNIMPLEMENTED"}
+	if c := find(family(t, reg, "covet_grpc_calls_total"), want); c.GetCounter().GetValue() != 1 {
+		t.Fatal(c)
+	}
 }
 
 func TestSecurityCounters(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
+	"github.com/covetpy/covetpy/gateway/grpcgw"
 	"github.com/covetpy/covetpy/gateway/guard"
 	"github.com/covetpy/covetpy/gateway/server"
 	"github.com/covetpy/covetpy/gateway/supervisor"
@@ -111,7 +112,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopTLS()
-	srv := &server.Server{Config: cfg.Server, Backend: chain}
+	// The gRPC layer (gateway/grpcgw) is every front end's Backend, in front
+	// of the chain: gRPC calls get gRPC statuses, gRPC-Web is translated, and
+	// the gateway answers the health service and server reflection itself.
+	glog := log.With("component", "grpc")
+	backend := grpcgw.New(chain, grpcgw.NewServices(d, glog), cfg.Dispatch.Metrics, glog)
+	srv := &server.Server{Config: cfg.Server, Backend: backend}
 	srv.Config.Logger = log.With("component", "http")
 	if tlsSrv != nil {
 		srv.TLS = tlsSrv.TLSConfig()
