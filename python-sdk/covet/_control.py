@@ -287,7 +287,7 @@ def encode_message(msg: Mapping[str, Any]) -> bytes:
             for r in msg["routes"]
         ]
         if "descriptors" in msg:
-            out["descriptors"] = [bytes(d) for d in msg["descriptors"]]
+            out["descriptors"] = list(msg["descriptors"])
     try:
         b: bytes = msgpack.packb(out, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as e:

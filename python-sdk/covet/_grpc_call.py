@@ -38,7 +38,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
 from ._exceptions import BodyAborted
@@ -248,9 +248,11 @@ class Runtime:
         self.status_code: Any = grpc.StatusCode
         self.eof: Any = grpc.aio.EOF
 
-    async def serve(self, worker: _Worker, rid: int, head: RequestHead, ex: _Exchange, method: Method) -> None:
-        """Run one call to ``method`` (the route's registered handler) and answer it."""
-        await _Call(self, worker, rid, head, ex).run(method)
+    def serve(self, worker: _Worker, rid: int, head: RequestHead, ex: _Exchange,
+              method: Method) -> Coroutine[Any, Any, None]:  # fmt: skip
+        """The coroutine that runs one call to ``method`` (the route's registered
+        handler) and answers it: the worker's task for the exchange."""
+        return _Call(self, worker, rid, head, ex).run(method)
 
 
 class _Call:

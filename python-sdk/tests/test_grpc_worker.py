@@ -3,8 +3,8 @@ real rings, this test playing the gateway (PROTOCOL.md 2.10): the REQ_HEAD and R
 a gateway sends for a native gRPC call, and the RESP_HEAD, RESP_BODY and RESP_TRAILERS
 (or the one trailers-only RESP) the worker answers with.
 
-The service is this file's own proto (PROTO), compiled with grpcio-tools at test time
-into a temporary directory on the worker's PYTHONPATH. Every behaviour runs against
+The service is the tests' own proto (grpc_proto.py), compiled with grpcio-tools at
+test time into a temporary directory on the worker's PYTHONPATH. Every behaviour runs against
 both servicers: ``Echo`` (``async def`` methods) and ``SyncEcho`` (``def`` methods on the
 handler thread); and on workers with the compiled core and without it.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import gzip
 import importlib
-import importlib.resources
 import itertools
 import json
 import os
@@ -37,35 +36,12 @@ try:  # tests/ may or may not be a package
 except ImportError:
     from test_worker import GEN, OTHER_PYTHON, Answer, FakeGateway  # type: ignore[no-redef,unused-ignore]
 
-protoc = pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools compiles the tests' proto (make venv installs it)")
+pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools compiles the tests' proto (make venv installs it)")
 
-PROTO = """
-syntax = "proto3";
-package covettest.v1;
-import "google/protobuf/empty.proto";
-
-message Msg {
-  string text = 1;
-  bytes data = 2;
-  int32 count = 3;
-}
-
-service Echo {
-  rpc Unary(Msg) returns (Msg);
-  rpc Split(Msg) returns (stream Msg);
-  rpc Join(stream Msg) returns (Msg);
-  rpc Chat(stream Msg) returns (stream Msg);
-  rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty);
-}
-
-service SyncEcho {
-  rpc Unary(Msg) returns (Msg);
-  rpc Split(Msg) returns (stream Msg);
-  rpc Join(stream Msg) returns (Msg);
-  rpc Chat(stream Msg) returns (stream Msg);
-  rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty);
-}
-"""
+try:
+    from .grpc_proto import generate  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    from grpc_proto import generate  # type: ignore[no-redef,unused-ignore]
 
 _ids = itertools.count(1)
 
@@ -160,15 +136,7 @@ def _message(fields: dict[str, bytes]) -> str:
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tests' proto compiled to covet_grpc_test_pb2(_grpc), importable here too."""
-    out = tmp_path_factory.mktemp("grpc_gen")
-    (out / "covet_grpc_test.proto").write_text(PROTO)
-    include = str(importlib.resources.files("grpc_tools") / "_proto")
-    rc = protoc.main(["protoc", f"-I{out}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
-                      str(out / "covet_grpc_test.proto")])  # fmt: skip
-    assert rc == 0, "grpc_tools.protoc failed"
-    sys.path.insert(0, str(out))
-    return out
+    return generate(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
