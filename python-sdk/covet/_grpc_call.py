@@ -334,7 +334,12 @@ class _Call:
                 head = self.head
                 log.error("gRPC call %s (request %#x, request_id=%s) failed", head.route, rid, head.request_id,
                           exc_info=e, extra={"request_id": head.request_id})  # fmt: skip
-                self.failure = _Status(UNKNOWN, f"Unexpected {type(e).__name__}")
+                # UNKNOWN, or the code the handler set before it raised (the generated
+                # base servicer's set_code(UNIMPLEMENTED) before its NotImplementedError),
+                # as grpcio does; never the exception's text or traceback.
+                code = self.code.value[0] if self.code is not None else OK
+                unexpected = f"Unexpected {type(e).__name__}"
+                self.failure = _Status(code, self.details or unexpected) if code != OK else _Status(UNKNOWN, unexpected)
             await self._finish()
         except asyncio.CancelledError:
             if not ex.by_gateway and not self.closed:

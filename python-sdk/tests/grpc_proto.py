@@ -32,6 +32,7 @@ service Echo {
   rpc Join(stream Msg) returns (Msg);
   rpc Chat(stream Msg) returns (stream Msg);
   rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty);
+  rpc Missing(Msg) returns (Msg);  // not implemented by the servicers
 }
 
 service SyncEcho {
@@ -40,6 +41,7 @@ service SyncEcho {
   rpc Join(stream Msg) returns (Msg);
   rpc Chat(stream Msg) returns (stream Msg);
   rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty);
+  rpc Missing(Msg) returns (Msg);  // not implemented by the servicers
 }
 """
 

@@ -55,6 +55,9 @@ class Echo(pb_grpc.EchoServicer):  # type: ignore[misc]
             return pb.Msg(text="not sent")
         if text == "boom":
             raise ValueError("secret detail")
+        if text == "code-boom":
+            ctx.set_code(grpc.StatusCode.NOT_FOUND)
+            raise ValueError("secret detail")
         if text == "meta":
             await ctx.send_initial_metadata((("initial-key", "initial value"), ("initial-bin", b"\x00\x01\xfe")))
             ctx.set_trailing_metadata((("trailing-key", "t"), ("trailing-bin", b"\xff")))
@@ -119,6 +122,9 @@ class SyncEcho(pb_grpc.SyncEchoServicer):  # type: ignore[misc]
             ctx.set_details("bad argument")
             return pb.Msg(text="not sent")
         if text == "boom":
+            raise ValueError("secret detail")
+        if text == "code-boom":
+            ctx.set_code(grpc.StatusCode.NOT_FOUND)
             raise ValueError("secret detail")
         if text == "meta":
             ctx.send_initial_metadata((("initial-key", "initial value"), ("initial-bin", b"\x00\x01\xfe")))

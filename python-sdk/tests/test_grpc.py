@@ -40,7 +40,7 @@ except ImportError:
     from grpc_proto import generate  # type: ignore[no-redef,unused-ignore]
 
 SDK_DIR = Path(__file__).resolve().parent.parent
-ECHO = ["/covettest.v1.Echo/" + m for m in ("Unary", "Split", "Join", "Chat", "Ping")]
+ECHO = ["/covettest.v1.Echo/" + m for m in ("Unary", "Split", "Join", "Chat", "Ping", "Missing")]
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,9 @@ class Servicer:
         yield from reqs
 
     def Ping(self, req: Any, ctx: Any) -> Any:
+        return req
+
+    def Missing(self, req: Any, ctx: Any) -> Any:
         return req
 
 

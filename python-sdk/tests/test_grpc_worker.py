@@ -202,7 +202,7 @@ def test_hello_routes_every_method_and_carries_the_descriptors(gg: GrpcGateway) 
     hello = gg.hello  # type: ignore[attr-defined]
     routes = {(r["method"], r["path"]): r for r in hello["routes"]}
     for service in ("Echo", "SyncEcho"):
-        for method in ("Unary", "Split", "Join", "Chat", "Ping"):
+        for method in ("Unary", "Split", "Join", "Chat", "Ping", "Missing"):
             r = routes[("POST", f"/covettest.v1.{service}/{method}")]
             assert r["kind"] == "grpc" and r["options"] == {}
     assert routes[("GET", "/plain")]["kind"] == "http"
@@ -303,6 +303,17 @@ def test_handler_exception_is_unknown_without_the_traceback(gg: GrpcGateway, pb:
     assert (r.code, r.message) == (2, "Unexpected ValueError")
     gg.until(lambda: "ValueError: secret detail" in gg.stderr(), "the traceback in the worker's log")
     assert "Traceback (most recent call last)" in gg.stderr()
+
+
+def test_a_code_set_before_an_exception_is_kept(gg: GrpcGateway, pb: Any, svc: str) -> None:
+    r = gg.finished(svc + "Unary", [msg(pb, text="code-boom")])
+    assert (r.code, r.message) == (5, "Unexpected ValueError")
+
+
+def test_a_method_the_servicer_leaves_out_is_unimplemented(gg: GrpcGateway, pb: Any, svc: str) -> None:
+    # The generated base servicer's method: set_code(UNIMPLEMENTED), then NotImplementedError.
+    r = gg.finished(svc + "Missing", [msg(pb, text="x")])
+    assert (r.code, r.message) == (12, "Method not implemented!")
 
 
 def test_undecodable_request_is_internal(gg: GrpcGateway, svc: str) -> None:
