@@ -15,6 +15,7 @@ from typing import Any, TypeVar, Unpack, overload
 from ._binding import RouteOptions, call, check_signature, compile_handler, path_params, route_docs
 from ._datastructures import State
 from ._exceptions import HTTPException
+from ._grpc import GrpcServer
 from ._head import BodySource, RequestHead
 from ._openapi import install_docs
 from ._patterns import ConversionError, Pattern, convert
@@ -108,6 +109,7 @@ class Covet:
         self.openapi_url = openapi_url
         self.docs_url = docs_url
         self._frozen = False
+        self._grpc: GrpcServer | None = None
         install_docs(self)
 
     # -- registration -------------------------------------------------------------------
@@ -118,14 +120,28 @@ class Covet:
 
     def freeze(self) -> None:
         """Forbid further registration (called by the worker before serving) and build
-        the middleware stack."""
+        the middleware stack and the gRPC services' call table."""
         if self._frozen:
             return
+        if self._grpc is not None:
+            self._grpc.freeze()
         self._frozen = True
         inner: Callable[[Request], Awaitable[Response]] = self._route_response
         for mw in reversed(self._middleware):
             inner = functools.partial(_run_middleware, mw, inner)
         self._stack = inner if self._middleware else None
+
+    @property
+    def grpc(self) -> GrpcServer:
+        """The app's gRPC services, registered as on a ``grpc.Server``:
+        ``greeter_pb2_grpc.add_GreeterServicer_to_server(Greeter(), app.grpc)``
+        (docs/python-app.md, "gRPC services"). Each method is a route ``POST
+        /package.Service/Method`` of kind ``grpc`` that the gateway serves over HTTP/2;
+        servicer methods may be ``async def`` (grpc.aio's style) or ``def``. The first
+        use imports grpcio: ImportError without it (``pip install 'covet[grpc]'``)."""
+        if self._grpc is None:
+            self._grpc = GrpcServer(self)
+        return self._grpc
 
     def _check_open(self, what: str) -> None:
         if self._frozen:
@@ -371,8 +387,10 @@ class Covet:
         return fn
 
     def manifest(self) -> list[dict[str, Any]]:
-        """The route manifest for the gateway handshake (PROTOCOL 1.3 route maps)."""
-        return self.router.manifest(self._cors, self._security_headers)
+        """The route manifest for the gateway handshake (PROTOCOL 1.3 route maps): the
+        routes, then the gRPC methods."""
+        routes = self.router.manifest(self._cors, self._security_headers)
+        return routes + self._grpc.manifest() if self._grpc is not None else routes
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -208,7 +208,7 @@ def decode_message(payload: bytes) -> dict[str, Any]:
     """Decode one control map (the bytes after the length prefix).
 
     Returns a dict holding exactly the spec's keys, in the spec's order (unknown keys
-    are dropped). Raises :class:`ProtocolError` for a missing or mistyped key, an
+    are dropped; a hello's optional ``descriptors`` is kept when present). Raises :class:`ProtocolError` for a missing or mistyped key, an
     unknown type, trailing bytes, bad UTF-8 or a duplicate key.
     """
     if len(payload) > MAX_FRAME:
@@ -244,6 +244,11 @@ def decode_message(payload: bytes) -> dict[str, Any]:
             out_routes.append({k: r[k] for k in _ROUTE_KEYS})
         out: dict[str, Any] = {k: m[k] for k in keys}
         out["routes"] = out_routes
+        if "descriptors" in m:  # optional, gRPC services' files (2.10)
+            descriptors = _get(m, typ, "descriptors", list)
+            if any(type(d) is not bytes for d in descriptors):
+                raise ProtocolError('hello: key "descriptors": want an array of bin')
+            out["descriptors"] = descriptors
         return out
     if typ == "welcome":
         _int(m, typ, "version", 0)
@@ -268,7 +273,8 @@ def encode_message(msg: Mapping[str, Any]) -> bytes:
     """Encode a control message dict as a MessagePack map, keys in the spec's order.
 
     ``msg["type"]`` selects the key set; missing keys raise KeyError, extra keys are
-    not written. Route ``options`` are written in the dict's own order.
+    not written. Route ``options`` are written in the dict's own order. A hello's
+    optional ``descriptors`` (an array of bin) is written last when the dict has it.
     """
     typ = msg["type"]
     keys = _KEYS.get(typ)
@@ -280,6 +286,8 @@ def encode_message(msg: Mapping[str, Any]) -> bytes:
             {"method": r["method"], "path": r["path"], "kind": r["kind"], "options": dict(r.get("options") or {})}
             for r in msg["routes"]
         ]
+        if "descriptors" in msg:
+            out["descriptors"] = list(msg["descriptors"])
     try:
         b: bytes = msgpack.packb(out, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as e:
@@ -357,6 +365,8 @@ def validate_routes(routes: Sequence[Mapping[str, Any]]) -> None:
                 raise bad("a static route's path ends in a catch-all parameter ({path...})")
             if "index" in opts and type(opts["index"]) is not bool:
                 raise bad("option index is not a bool")
+        if kind == "grpc" and (method != "POST" or path.count("/") != 2 or "{" in path):
+            raise bad("a grpc route is POST /{package.Service}/{Method}, a literal path")
         if "name" in opts and type(opts["name"]) is not str:
             raise bad("option name is not a string")
         if "timeout_ms" in opts and (type(opts["timeout_ms"]) is not int or opts["timeout_ms"] < 0):
@@ -544,21 +554,25 @@ class ControlChannel:
         routes: Sequence[Mapping[str, Any]],
         token: str = "",
         pid: int | None = None,
+        descriptors: Sequence[bytes] = (),
     ) -> None:
-        """Send hello, after checking the app name and manifest locally."""
+        """Send hello, after checking the app name and manifest locally. ``descriptors``
+        (serialized FileDescriptorProtos of the app's gRPC services, PROTOCOL.md 2.10)
+        goes in the optional key of that name, left out when empty."""
         if not _APP_RE.fullmatch(app):
             raise ProtocolError(f"app name {app!r} is not 1..64 chars of [A-Za-z0-9_.-]")
         validate_routes(routes)
-        self.write_message(
-            {
-                "type": "hello",
-                "version": PROTOCOL_VERSION,
-                "pid": os.getpid() if pid is None else pid,
-                "app": app,
-                "token": token,
-                "routes": routes,
-            }
-        )
+        msg: dict[str, Any] = {
+            "type": "hello",
+            "version": PROTOCOL_VERSION,
+            "pid": os.getpid() if pid is None else pid,
+            "app": app,
+            "token": token,
+            "routes": routes,
+        }
+        if descriptors:
+            msg["descriptors"] = descriptors
+        self.write_message(msg)
 
     def recv_welcome(self) -> tuple[Welcome, tuple[int, int, int]]:
         """Read the gateway's answer to hello.

@@ -4,7 +4,7 @@ Frame type numbers and flags (2.3, the ring layer's numbers under the protocol's
 names), the response-flow window (2.7), and the MessagePack payloads a worker writes
 and reads: :func:`encode_response_head` (3.2), :func:`encode_error_payload` (3.3),
 :func:`decode_window_payload` (3.4, also the WS_CREDIT payload), :func:`encode_early_hints`
-(3.5), the WebSocket payloads :func:`decode_ws_open` (3.7), :func:`encode_ws_accept`
+(3.5), :func:`encode_resp_trailers` (3.10), the WebSocket payloads :func:`decode_ws_open` (3.7), :func:`encode_ws_accept`
 (3.8) and :func:`encode_ws_close` / :func:`decode_ws_close` (3.9), plus their inverses
 for tests. The request head
 (3.1) has one decoder, ``covet._head.decode_head``.
@@ -56,6 +56,7 @@ __all__ = [
     "MAX_CLOSE_REASON",
     "FRAME_GRPC_FIRST",
     "FRAME_GRPC_LAST",
+    "FRAME_RESP_TRAILERS",
     "FLAG_BEGIN",
     "FLAG_END",
     "FLAG_CANCEL",
@@ -75,6 +76,8 @@ __all__ = [
     "decode_window_payload",
     "encode_early_hints",
     "decode_early_hints",
+    "encode_resp_trailers",
+    "decode_resp_trailers",
     "ws_cost",
     "encode_ws_open",
     "decode_ws_open",
@@ -126,6 +129,8 @@ FRAME_WS_CLOSE: Final = 84  # either: the session's end on the sender's side (3.
 FRAME_WS_CREDIT: Final = 85  # either: more message bytes may be sent (3.4 payload)
 FRAME_GRPC_FIRST: Final = 96
 FRAME_GRPC_LAST: Final = 111
+#: worker -> gateway: the trailer fields that end a streamed response body (2.10, 3.10)
+FRAME_RESP_TRAILERS: Final = _shmring.RESP_TRAILERS
 
 FLAG_BEGIN: Final = _shmring.BEGIN
 FLAG_END: Final = _shmring.END
@@ -246,6 +251,33 @@ def decode_early_hints(payload: bytes) -> list[tuple[str, bytes]]:
     pairs = list(zip(flat[0::2], flat[1::2]))
     if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
         raise ProtocolError("early_hints: fields must be [str, bin, ...]")
+    return pairs
+
+
+#: Fields a RESP_TRAILERS payload may not carry (PROTOCOL.md 3.10): the framing ones.
+_NOT_TRAILERS: Final = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive", "te",
+                                  "trailer", "upgrade"))
+
+
+def encode_resp_trailers(headers: Iterable[tuple[str, bytes]]) -> bytes:
+    """Encode a RESP_TRAILERS payload (PROTOCOL.md 3.10): the flat ``[name, value, ...]``
+    trailer fields, checked as :func:`encode_response_head` checks a head's, and
+    without the framing fields (``content-length``, ``te``, ...): ValueError."""
+    flat = _checked_fields(headers)
+    for name in flat[0::2]:
+        if name in _NOT_TRAILERS:
+            raise ValueError(f"{name!r} is a framing field, not allowed in trailers")
+    return msgpack.packb(flat, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_resp_trailers(payload: bytes) -> list[tuple[str, bytes]]:
+    """Decode a RESP_TRAILERS payload (for tests): [(name, value)]."""
+    flat = unpack_strict(payload, "resp_trailers")
+    if type(flat) is not list or len(flat) & 1:
+        raise ProtocolError("resp_trailers: want an array of [name, value, ...]")
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
+        raise ProtocolError("resp_trailers: fields must be [str, bin, ...]")
     return pairs
 
 

@@ -130,6 +130,7 @@ WS_TEXT: Final = 82
 WS_BINARY: Final = 83
 WS_CLOSE: Final = 84
 WS_CREDIT: Final = 85
+RESP_TRAILERS: Final = 96
 
 # Flags.
 BEGIN: Final = 0x1
@@ -151,7 +152,7 @@ RESPONSE_RING: Final = 1
 REQUEST_TYPES: Final = frozenset({REQ_HEAD, REQ_BODY, CANCEL, ERROR, WINDOW, CONTROL,
                                   WS_OPEN, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
 RESPONSE_TYPES: Final = frozenset({RESP_HEAD, RESP_BODY, RESP, EARLY_HINTS, RESP_FILE, ERROR, REQ_WINDOW, CONTROL,
-                                   WS_ACCEPT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT})
+                                   WS_ACCEPT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_CREDIT, RESP_TRAILERS})
 
 #: Records taken per ``poll`` call before ``head`` is stored (one fence per batch).
 DEFAULT_BATCH: Final = 256

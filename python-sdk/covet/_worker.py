@@ -22,6 +22,9 @@ Inside the loop (all callbacks, no threads):
   cancels the task, after which nothing more is sent for its id; WINDOW grants the
   task more response body (a body past ``RESPONSE_WINDOW`` waits for the gateway to
   write the earlier bytes to its client, PROTOCOL 2.7);
+- a REQ_HEAD for a gRPC method (a ``grpc`` route) starts a task running the call
+  (covet/_grpc_call.py, PROTOCOL 2.10) instead: the same exchange, answered with the
+  response messages as a body stream and the status as RESP_TRAILERS;
 - WebSocket frames (types 80-95) go to the session table of ``covet/_ws_worker.py``,
   and a CANCEL for an id with no HTTP exchange to it: a WS_OPEN starts a session's
   task, messages, credit and closes flow through it (PROTOCOL 2.9);
@@ -61,6 +64,7 @@ from ._control import (
     Welcome,
     parse_frame,
 )
+from ._grpc_call import Runtime
 from ._head import RequestHead, decode_head
 from ._payloads import (
     FLAG_BEGIN,
@@ -335,6 +339,7 @@ class _Worker:
         self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]  # set by run()
         self._sync_lane: Callable[[RequestHead], Callable[..., Any] | None] | None = None  # set by run()
         self._starting: list[tuple[int, RequestHead, _Exchange]] = []  # read, task not made yet
+        self._grpc: Runtime | None = None  # set by run()
         self._ws = Sessions(self)  # WebSocket sessions (covet/_ws_worker.py)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -346,6 +351,9 @@ class _Worker:
         app.freeze()
         # The sync lane (_launch), for apps that have a route with a sync handler.
         self._sync_lane = app.sync_lane if any(not r.is_async for r in app.router.routes) else None
+        # The gRPC calls' runtime (covet/_grpc_call.py), for apps with gRPC methods.
+        grpc = app._grpc.runtime if app._grpc is not None else None
+        self._grpc = grpc if grpc is not None and grpc.methods else None
         try:
             await app.startup()
         except Exception as e:
@@ -364,7 +372,9 @@ class _Worker:
         ch = self._ch
         try:
             ch.sock.settimeout(HANDSHAKE_TIMEOUT)
-            ch.hello(self._app_name, self._app.manifest(), self._token)
+            grpc = self._app._grpc
+            ch.hello(self._app_name, self._app.manifest(), self._token,
+                     descriptors=grpc.descriptors() if grpc is not None else ())
             welcome, fds = ch.recv_welcome()
             ch.sock.settimeout(None)
         except PeerError as e:
@@ -731,8 +741,14 @@ class _Worker:
         inflight = self._inflight
         new_task = self._new_task
         lane = self._sync_lane
+        grpc = self._grpc
         for rid, head, ex in starting:
             if inflight.get(rid) is ex:  # not cancelled by a later record of the batch
+                if grpc is not None:
+                    method = grpc.methods.get(head.route)
+                    if method is not None:
+                        ex.task = new_task(grpc.serve(self, rid, head, ex, method))
+                        continue
                 if lane is not None:
                     endpoint = lane(head)
                     if endpoint is not None:
