@@ -83,6 +83,8 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
     want = vec["fields"]
     kind = vec["kind"]
     if kind == "frame":
+        if "descriptors" in want:  # bin values: hex in the JSON
+            want = {**want, "descriptors": [bytes.fromhex(d) for d in want["descriptors"]]}
         msg, n = p.parse_frame(raw)
         assert n == len(raw)
         assert msg == want
@@ -116,6 +118,11 @@ def test_golden_vector(vec: dict[str, Any]) -> None:
         assert {"headers": [[n, v.hex()] for n, v in fields]} == want
         assert p.encode_early_hints(fields) == raw
         assert p.encode_early_hints([(n, bytes.fromhex(v)) for n, v in want["headers"]]) == raw
+    elif kind == "resp_trailers":
+        fields = p.decode_resp_trailers(raw)
+        assert {"headers": [[n, v.hex()] for n, v in fields]} == want
+        assert p.encode_resp_trailers(fields) == raw
+        assert p.encode_resp_trailers([(n, bytes.fromhex(v)) for n, v in want["headers"]]) == raw
     elif kind == "ws_open":
         head, resumed, window = p.decode_ws_open(raw)
         assert {"head": _head_json(head), "resumed": resumed, "window": window} == want
