@@ -71,6 +71,15 @@ func NewServices(cat Catalog, log *slog.Logger) *Services {
 	return s
 }
 
+// WithoutReflection stops s answering server reflection (covet-gateway's
+// grpc_reflection off): its methods are then routed as any other, to a
+// worker that has them, else UNIMPLEMENTED. Call it before serving.
+func (s *Services) WithoutReflection() *Services {
+	delete(s.routes, reflectionV1)
+	delete(s.routes, reflectionV1alpha)
+	return s
+}
+
 // Route returns the route of a method Services answers, or nil.
 func (s *Services) Route(path string) *dispatch.Route {
 	return s.routes[path]

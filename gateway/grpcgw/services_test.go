@@ -193,6 +193,21 @@ func TestRoute(t *testing.T) {
 	}
 }
 
+// TestWithoutReflection: grpc_reflection off leaves the health service and
+// routes no reflection method.
+func TestWithoutReflection(t *testing.T) {
+	s := NewServices(new(fakeCatalog), nil).WithoutReflection()
+	if s.Route("/grpc.health.v1.Health/Check") == nil {
+		t.Fatal("health went with reflection")
+	}
+	for _, m := range []string{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"} {
+		if rt := s.Route(m); rt != nil {
+			t.Fatalf("Route(%s) = %+v with reflection off", m, rt)
+		}
+	}
+}
+
 func TestServeNeedsTrailerWriter(t *testing.T) {
 	s := NewServices(new(fakeCatalog), nil)
 	w := new(recorder)

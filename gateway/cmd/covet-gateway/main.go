@@ -116,7 +116,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// of the chain: gRPC calls get gRPC statuses, gRPC-Web is translated, and
 	// the gateway answers the health service and server reflection itself.
 	glog := log.With("component", "grpc")
-	backend := grpcgw.New(chain, grpcgw.NewServices(d, glog), cfg.Dispatch.Metrics, glog)
+	services := grpcgw.NewServices(d, glog)
+	if !cfg.GRPCReflection {
+		services.WithoutReflection()
+	}
+	backend := grpcgw.New(chain, services, cfg.Dispatch.Metrics, glog)
 	srv := &server.Server{Config: cfg.Server, Backend: backend}
 	srv.Config.Logger = log.With("component", "http")
 	if tlsSrv != nil {
@@ -250,21 +254,22 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 // and a flag --<key> with '_' as '-' (ops/config); flags override the environment,
 // which overrides the file. Zero values of the nested configs mean their defaults.
 type Config struct {
-	Listen        string        `config:"listen" help:"TCP address to serve HTTP on"`
-	App           string        `config:"app" help:"app name the spawned workers register as"`
-	Workers       int           `config:"workers" help:"worker processes to spawn; 0 = external workers only"`
-	WorkerCmd     command       `config:"worker_cmd" help:"worker command line, split as a shell would, e.g. python -m covet worker app:app"`
-	WorkerDir     string        `config:"worker_dir" help:"working directory of the workers; empty = the gateway's"`
-	ControlSocket string        `config:"control_socket" help:"Unix socket path on which external workers register; empty = none"`
-	ControlToken  string        `config:"control_token" help:"shared token external workers must present; empty = none"`
-	DrainTimeout  time.Duration `config:"drain_timeout" help:"on SIGTERM, time in-flight requests get to finish"`
-	LogFormat     string        `config:"log_format" help:"log format: text or json"`
-	LogLevel      logLevel      `config:"log_level" help:"log level: debug, info, warn, error"`
-	MaxRSS        byteSize      `config:"max_rss" help:"recycle a worker whose resident memory passes this size (bytes, or with K, M, G); 0 = never"`
-	RingRequest   byteSize      `config:"ring_request_bytes" help:"each worker's request ring: a power of two from 4K to 1G"`
-	RingResponse  byteSize      `config:"ring_response_bytes" help:"each worker's response ring: a power of two from 4K to 1G"`
-	Banner        string        `config:"banner" help:"a line printed on stdout once the listener is bound, {addr} replaced by its address (covet run sets it); empty = none"`
-	Procs         int           `config:"procs" help:"CPUs the gateway's Go code runs on at once (GOMAXPROCS); 0 = two per spawned worker, at most the CPUs available less one per worker, at least 1 ($GOMAXPROCS, when set, and no spawned workers: Go's default)"`
+	Listen         string        `config:"listen" help:"TCP address to serve HTTP on"`
+	App            string        `config:"app" help:"app name the spawned workers register as"`
+	Workers        int           `config:"workers" help:"worker processes to spawn; 0 = external workers only"`
+	WorkerCmd      command       `config:"worker_cmd" help:"worker command line, split as a shell would, e.g. python -m covet worker app:app"`
+	WorkerDir      string        `config:"worker_dir" help:"working directory of the workers; empty = the gateway's"`
+	ControlSocket  string        `config:"control_socket" help:"Unix socket path on which external workers register; empty = none"`
+	ControlToken   string        `config:"control_token" help:"shared token external workers must present; empty = none"`
+	DrainTimeout   time.Duration `config:"drain_timeout" help:"on SIGTERM, time in-flight requests get to finish"`
+	LogFormat      string        `config:"log_format" help:"log format: text or json"`
+	LogLevel       logLevel      `config:"log_level" help:"log level: debug, info, warn, error"`
+	MaxRSS         byteSize      `config:"max_rss" help:"recycle a worker whose resident memory passes this size (bytes, or with K, M, G); 0 = never"`
+	RingRequest    byteSize      `config:"ring_request_bytes" help:"each worker's request ring: a power of two from 4K to 1G"`
+	RingResponse   byteSize      `config:"ring_response_bytes" help:"each worker's response ring: a power of two from 4K to 1G"`
+	Banner         string        `config:"banner" help:"a line printed on stdout once the listener is bound, {addr} replaced by its address (covet run sets it); empty = none"`
+	GRPCReflection bool          `config:"grpc_reflection" help:"answer gRPC server reflection (grpc.reflection.v1 and v1alpha) from the workers' descriptors, so grpcurl needs no .proto; off = those methods are UNIMPLEMENTED unless a worker serves them"`
+	Procs          int           `config:"procs" help:"CPUs the gateway's Go code runs on at once (GOMAXPROCS); 0 = two per spawned worker, at most the CPUs available less one per worker, at least 1 ($GOMAXPROCS, when set, and no spawned workers: Go's default)"`
 
 	Dispatch   dispatch.Config
 	Server     server.Config
@@ -279,7 +284,7 @@ func defaultConfig() *Config {
 	d := dispatch.Config{}.WithDefaults()
 	return &Config{
 		Listen: "127.0.0.1:8000", App: "app", Workers: 1, DrainTimeout: 30 * time.Second,
-		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo),
+		LogFormat: "text", LogLevel: logLevel(slog.LevelInfo), GRPCReflection: true,
 		RingRequest: byteSize(d.Geometry.ReqCapacity), RingResponse: byteSize(d.Geometry.RespCapacity),
 		Dispatch:   d,
 		Server:     serverDefaults(server.Config{}.WithDefaults()),
