@@ -166,22 +166,23 @@ func startGateway(t *testing.T, module string, workers int, flags ...string) *ga
 // attached.
 func (g *gateway) waitServing(workers int) {
 	g.t.Helper()
-	g.waitServingBy(workers, func() (int, error) {
-		resp, err := http.Get("http://" + g.addr + "/hello")
+	g.waitServingBy(workers, http.DefaultClient, "http://"+g.addr+"/hello")
+}
+
+// waitServingBy waits until hc's GET of url (the gateway's /hello) gives 200 and
+// all of g's workers have attached.
+func (g *gateway) waitServingBy(workers int, hc *http.Client, url string) {
+	t := g.t
+	t.Helper()
+	get := func() (int, error) {
+		resp, err := hc.Get(url)
 		if err != nil {
 			return 0, err
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return resp.StatusCode, nil
-	})
-}
-
-// waitServingBy waits until get (a GET of /hello) gives 200 and all of g's workers
-// have attached.
-func (g *gateway) waitServingBy(workers int, get func() (int, error)) {
-	t := g.t
-	t.Helper()
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, err := get()

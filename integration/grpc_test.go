@@ -123,15 +123,7 @@ func startCovetInterop(t *testing.T, tc *testCert) interopServer {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: tc.pool, ServerName: "localhost"}, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
-	g.waitServingBy(1, func() (int, error) {
-		resp, err := hc.Get("https://" + g.addr + "/hello")
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	})
+	g.waitServingBy(1, hc, "https://"+g.addr+"/hello")
 	return interopServer{addr: g.addr, caFile: tc.certFile}
 }
 

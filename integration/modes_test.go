@@ -129,15 +129,7 @@ func startModeGatewayWith(t *testing.T, mode protoMode, server, client *certPair
 	m := &modeGateway{gateway: g, mode: mode, base: scheme + "://" + g.addr, client: mode.client(roots, client),
 		certFile: certFile, keyFile: keyFile}
 	t.Cleanup(m.client.CloseIdleConnections)
-	g.waitServingBy(workers, func() (int, error) {
-		resp, err := m.client.Get(m.base + "/hello")
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	})
+	g.waitServingBy(workers, m.client, m.base+"/hello")
 	return m
 }
 

@@ -243,15 +243,21 @@ def encode_early_hints(headers: Iterable[tuple[str, bytes]]) -> bytes:
     return msgpack.packb(_checked_fields(headers), use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def decode_early_hints(payload: bytes) -> list[tuple[str, bytes]]:
-    """Decode an EARLY_HINTS payload (for tests): [(name, value)]."""
-    flat = unpack_strict(payload, "early_hints")
+def _decode_fields(payload: bytes, what: str) -> list[tuple[str, bytes]]:
+    """Decode a payload that is a flat field array (EARLY_HINTS, RESP_TRAILERS):
+    [(name, value)], ProtocolError naming ``what`` otherwise."""
+    flat = unpack_strict(payload, what)
     if type(flat) is not list or len(flat) & 1:
-        raise ProtocolError("early_hints: want an array of [name, value, ...]")
+        raise ProtocolError(f"{what}: want an array of [name, value, ...]")
     pairs = list(zip(flat[0::2], flat[1::2]))
     if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
-        raise ProtocolError("early_hints: fields must be [str, bin, ...]")
+        raise ProtocolError(f"{what}: fields must be [str, bin, ...]")
     return pairs
+
+
+def decode_early_hints(payload: bytes) -> list[tuple[str, bytes]]:
+    """Decode an EARLY_HINTS payload (for tests): [(name, value)]."""
+    return _decode_fields(payload, "early_hints")
 
 
 #: Fields a RESP_TRAILERS payload may not carry (PROTOCOL.md 3.10): the framing ones.
@@ -272,13 +278,7 @@ def encode_resp_trailers(headers: Iterable[tuple[str, bytes]]) -> bytes:
 
 def decode_resp_trailers(payload: bytes) -> list[tuple[str, bytes]]:
     """Decode a RESP_TRAILERS payload (for tests): [(name, value)]."""
-    flat = unpack_strict(payload, "resp_trailers")
-    if type(flat) is not list or len(flat) & 1:
-        raise ProtocolError("resp_trailers: want an array of [name, value, ...]")
-    pairs = list(zip(flat[0::2], flat[1::2]))
-    if any(type(n) is not str or type(v) is not bytes for n, v in pairs):
-        raise ProtocolError("resp_trailers: fields must be [str, bin, ...]")
-    return pairs
+    return _decode_fields(payload, "resp_trailers")
 
 
 def decode_response_head(payload: bytes) -> tuple[int, list[tuple[str, bytes]], int]:
