@@ -921,6 +921,17 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+
+def chosen(items: list, env: str) -> list:
+    """The items (each with a .name) the comma-separated environment variable env
+    names, in the items' order; all of them when it is unset or empty; exits naming
+    an unknown one."""
+    want = [x.strip() for x in os.environ.get(env, "").split(",") if x.strip()]
+    unknown = set(want) - {i.name for i in items}
+    if unknown:
+        sys.exit(f"unknown {env}: {', '.join(sorted(unknown))} (one of {', '.join(i.name for i in items)})")
+    return [i for i in items if not want or i.name in want]
+
 def main() -> int:
     if "--list" in sys.argv:
         print("servers:  ", ", ".join(s.name for s in all_servers()))

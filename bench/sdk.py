@@ -71,21 +71,13 @@ SERVERS = [
 ]
 
 
-def chosen(items: list, env: str) -> list:
-    want = [x.strip() for x in os.environ.get(env, "").split(",") if x.strip()]
-    unknown = set(want) - {i.name for i in items}
-    if unknown:
-        sys.exit(f"unknown {env}: {', '.join(sorted(unknown))} (one of {', '.join(i.name for i in items)})")
-    return [i for i in items if not want or i.name in want]
-
-
 def main() -> int:
     t0 = time.time()
     R.OUT.mkdir(exist_ok=True)
     R.ensure_apt_tools({"wrk": "wrk"})
     notes = R.ensure_venv()
     info = R.machine_info(notes)
-    servers, workloads = chosen(SERVERS, "BENCH_SDK_SERVERS"), chosen(WORKLOADS, "BENCH_SDK_WORKLOADS")
+    servers, workloads = R.chosen(SERVERS, "BENCH_SDK_SERVERS"), R.chosen(WORKLOADS, "BENCH_SDK_WORKLOADS")
     R.log(f"==> {len(servers)} servers x {len(workloads)} workloads, {R.ROUNDS} round(s) of {R.DURATION}s "
           f"(+{R.WARMUP}s warm-up), wrk -t{R.THREADS} -c{R.CONNS}; logs in bench/out/sdk-*.log")
     results: dict[str, list[dict]] = {}

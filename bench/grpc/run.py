@@ -217,14 +217,6 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
-def chosen(items: list, env: str) -> list:
-    want = [x.strip() for x in os.environ.get(env, "").split(",") if x.strip()]
-    unknown = set(want) - {i.name for i in items}
-    if unknown:
-        sys.exit(f"unknown {env}: {', '.join(sorted(unknown))} (one of {', '.join(i.name for i in items)})")
-    return [i for i in items if not want or i.name in want]
-
-
 def ghz_version() -> str:
     """ghz's module version, from its build information (its --version says "dev" when
     built by go install)."""
@@ -242,7 +234,7 @@ def main() -> int:
     info["ghz"] = ghz_version()
     info["grpcio"] = R.cmd_out([str(R.REPO_PY), "-c", "import grpc, google.protobuf as p; "
                                 "print(f'grpcio {grpc.__version__}, protobuf {p.__version__}')"])
-    servers, workloads = chosen(SERVERS, "BENCH_GRPC_SERVERS"), chosen(WORKLOADS, "BENCH_GRPC_WORKLOADS")
+    servers, workloads = R.chosen(SERVERS, "BENCH_GRPC_SERVERS"), R.chosen(WORKLOADS, "BENCH_GRPC_WORKLOADS")
     R.log(f"==> {len(servers)} servers x {len(workloads)} workloads, {R.ROUNDS} round(s) of ghz -c {CONCURRENCY} "
           f"-n {CALLS}; logs in bench/out/grpc-*.log")
     results: dict[str, list[dict]] = {}
