@@ -7,7 +7,9 @@
     grpcurl -plaintext -d '{"names": ["Ada", "Alan"]}' 127.0.0.1:8000 greeter.Greeter/GreetEach
     curl http://127.0.0.1:8000/greet/Ada
 
-The gateway speaks gRPC over HTTP/2 cleartext (h2c, as above) and over TLS, and
+`covet run` turns h2c (HTTP/2 cleartext with prior knowledge, what `grpcurl -plaintext`
+and insecure gRPC channels speak) on for an app with gRPC services; the gateway also
+speaks gRPC over TLS (`--tls-cert`, `--tls-key`), and
 gRPC-Web for browsers; the worker runs the servicer below unchanged from what
 grpcio's own server would run. greeter_pb2.py and greeter_pb2_grpc.py are generated
 from greeter.proto with grpcio-tools the first time the app is imported.

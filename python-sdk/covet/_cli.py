@@ -356,6 +356,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         extra += ["--static", f"{prefix}={os.path.abspath(directory)}"]
     if args.static_index:
         extra.append("--static-index")
+    if not args.tls_cert and not args.h2c and any(r["kind"] == "grpc" for r in app.manifest()):
+        # gRPC clients speak HTTP/2 with prior knowledge to a plaintext target.
+        extra.append("--h2c")
+        print("covet: the app serves gRPC: h2c on (HTTP/2 with prior knowledge, beside HTTP/1.1)", file=sys.stderr)
     if args.log_level:  # the workers read it from the environment they inherit
         os.environ[ENV_LOG_LEVEL] = args.log_level
     argv = gateway_argv(gateway, args.app, name, args.workers, args.host, args.port, args.app_name,

@@ -234,6 +234,30 @@ def test_run_h2c_alone_stays_http(tmp_path: Path) -> None:
     assert "--h2c" in argv and "--http3" not in argv and "--tls-cert" not in argv
 
 
+GRPC_APP = """
+import grpc
+from covet import Covet
+
+app = Covet("grpcapp")
+app.grpc.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+    "t.Echo", {"Say": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}),))
+"""
+
+
+def test_run_turns_h2c_on_for_an_app_with_grpc_services(tmp_path: Path) -> None:
+    # gRPC clients reach a plaintext target over h2c; with TLS, h2 comes from ALPN.
+    (tmp_path / "grpc_cli_app.py").write_text(GRPC_APP)
+    gw, out = fake_gateway(tmp_path)
+    r = covet("run", "grpc_cli_app:app", "--workers", "1", "--gateway", str(gw), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "the app serves gRPC: h2c on" in r.stderr
+    assert json.loads(out.read_text())["argv"].count("--h2c") == 1
+    r = covet("run", "grpc_cli_app:app", "--workers", "1", "--gateway", str(gw), "--tls-cert", "a.crt",
+              "--tls-key", "a.key", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "--h2c" not in json.loads(out.read_text())["argv"] and "h2c on" not in r.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
