@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -658,3 +660,80 @@ def h2_call(address: str, path: str, body: bytes,
                     ended = True
             sock.sendall(conn.data_to_send())
     return head, bytes(data), trailers
+
+
+# The gateway's middleware on gRPC paths: path_policy's auth and rate limits, and the
+# gRPC metric.
+
+
+def _hs256(secret: bytes, claims: dict[str, Any]) -> str:
+    """A compact JWS (HS256) of ``claims``, signed with ``secret``."""
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    signing = f"{b64(json.dumps({'alg': 'HS256', 'kid': 'k1', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing}.{b64(hmac.new(secret, signing.encode(), hashlib.sha256).digest())}"
+
+
+def _metric(admin: str, name: str, labels: str) -> float:
+    """The value of ``name{labels}`` on the gateway's admin listener (0 when absent)."""
+    conn = http.client.HTTPConnection(admin, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@covet_only
+def test_auth_rate_limits_and_metrics_apply_to_grpc_calls(tmp_path: Path, descriptors: Path, m: Messages) -> None:
+    secret = os.urandom(32)
+    key = {"kty": "oct", "kid": "k1", "alg": "HS256", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [key]}))
+    admin = f"127.0.0.1:{_free_port()}"
+    flags = ["--h2c", "--admin-listen", admin, "--auth-jwks-file", str(tmp_path / "jwks.json"),
+             "--path-policy", f"/{SERVICE}/UnaryCall=auth roles=reader",
+             "--path-policy", f"/{SERVICE}/EmptyCall=rate=2/minute"]  # fmt: skip
+    env = {"COVET_GRPC_DESCRIPTORS": str(descriptors), "COVET_AUTH_ALGORITHMS": "HS256"}
+
+    def serving(gw: Gateway) -> bool:  # asked of the health service: no call is spent
+        with grpc.insecure_channel(f"{gw.host}:{gw.port}", options=CHANNEL_OPTIONS) as channel:
+            try:
+                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE),
+                                                                   timeout=2)  # fmt: skip
+            except grpc.RpcError:
+                return False
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+    with serving_gateway(tmp_path / "gateway.log", "grpcinterop", "covet_app", 1, serving, flags=flags,
+                         worker_dir=GRPC_DIR, **env) as gw:  # fmt: skip
+        with grpc.insecure_channel(f"{gw.host}:{gw.port}", options=CHANNEL_OPTIONS) as channel:
+            stub = InteropStub(channel, m)
+            request = m.SimpleRequest(response_size=4)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.UnaryCall(request, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            now = int(time.time())
+            claims = {"sub": "ada", "exp": now + 300, "iat": now, "roles": ["writer"]}
+            with pytest.raises(grpc.RpcError) as err:
+                stub.UnaryCall(request, timeout=10, metadata=[("authorization", f"Bearer {_hs256(secret, claims)}")])
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            claims["roles"] = ["reader"]
+            reply = stub.UnaryCall(request, timeout=10, metadata=[("authorization", f"Bearer {_hs256(secret, claims)}")])
+            assert reply.payload.body == bytes(4)
+            stub.EmptyCall(m.Empty(), timeout=10)
+            stub.EmptyCall(m.Empty(), timeout=10)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.EmptyCall(m.Empty(), timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        calls = f'code="{{}}",method="{{}}",service="{SERVICE}"'
+        assert _metric(admin, "covet_grpc_calls_total", calls.format("UNAUTHENTICATED", "UnaryCall")) == 1
+        assert _metric(admin, "covet_grpc_calls_total", calls.format("PERMISSION_DENIED", "UnaryCall")) == 1
+        assert _metric(admin, "covet_grpc_calls_total", calls.format("OK", "UnaryCall")) == 1
+        assert _metric(admin, "covet_grpc_calls_total", calls.format("OK", "EmptyCall")) == 2
+        assert _metric(admin, "covet_grpc_calls_total", calls.format("RESOURCE_EXHAUSTED", "EmptyCall")) == 1
