@@ -96,6 +96,19 @@ func (l *Layer) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req *dis
 	return l.next.ServeWebSocket(ctx, rt, req, peer)
 }
 
+// StaticFields passes on next's fields for a file the front end serves from
+// disk itself (the chain's CORS fields and security headers; the server's
+// optional staticFielder side of a Backend): hs unchanged when next adds
+// none.
+func (l *Layer) StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header {
+	if sf, ok := l.next.(interface {
+		StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header
+	}); ok {
+		return sf.StaticFields(rt, origin, https, hs)
+	}
+	return hs
+}
+
 // Serve implements the front ends' Backend (see Layer).
 func (l *Layer) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error {
 	h := &req.Head

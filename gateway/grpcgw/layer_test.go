@@ -135,3 +135,23 @@ func TestLocalServices(t *testing.T) {
 		t.Fatal("a GET routed to a gRPC method")
 	}
 }
+
+// fielder is a backend that adds fields to the files the front end serves.
+type fielder struct{ tableBackend }
+
+func (fielder) StaticFields(_ *dispatch.Route, _ []byte, _ bool, hs []workerproto.Header) []workerproto.Header {
+	return append(hs, workerproto.Header{Name: []byte("x-content-type-options"), Value: []byte("nosniff")})
+}
+
+// TestStaticFieldsPassThrough: the chain's fields for static files (CORS,
+// security headers) reach the front end through the Layer; a backend
+// without them adds none.
+func TestStaticFieldsPassThrough(t *testing.T) {
+	rt := &dispatch.Route{Kind: dispatch.KindStatic}
+	if got := New(&fielder{}, nil, nil, nil).StaticFields(rt, nil, true, nil); len(got) != 1 || string(got[0].Value) != "nosniff" {
+		t.Fatalf("with a fielder: %v", got)
+	}
+	if got := New(&tableBackend{}, nil, nil, nil).StaticFields(rt, nil, true, nil); len(got) != 0 {
+		t.Fatalf("without one: %v", got)
+	}
+}
