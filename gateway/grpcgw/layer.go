@@ -143,6 +143,11 @@ func (l *Layer) serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Req
 			return Internal, cw.status(Internal, "malformed grpc-timeout", nil)
 		}
 		req.Deadline = time.Now().Add(d)
+	} else if rt.Timeout == 0 {
+		// No deadline from the client and none set for the route: as a gRPC
+		// server, none (the gateway's default handler deadline would end a
+		// quiet stream, or a long call, the client meant to keep open).
+		req.Timeout = maxTimeout
 	}
 	if md != native {
 		toNative(req, md)

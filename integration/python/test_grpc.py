@@ -690,6 +690,36 @@ def _metric(admin: str, name: str, labels: str) -> float:
     return 0.0
 
 
+def _health_serving(gw: Gateway) -> bool:
+    """Whether the gateway's health service says the TestService is SERVING (a
+    readiness probe that spends no call of the TestService's own)."""
+    with grpc.insecure_channel(f"{gw.host}:{gw.port}", options=CHANNEL_OPTIONS) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE),
+                                                               timeout=2)  # fmt: skip
+        except grpc.RpcError:
+            return False
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@covet_only
+def test_a_call_without_grpc_timeout_outlives_the_gateways_timeout(tmp_path: Path, descriptors: Path,
+                                                                   m: Messages) -> None:  # fmt: skip
+    """The gateway's `timeout` (here 300 ms) is no deadline for a gRPC call whose client
+    set none: a stream quiet for longer than it goes on, as on a gRPC server; with a
+    grpc-timeout the client's deadline holds."""
+    flags = ["--h2c", "--timeout", "300ms"]
+    with serving_gateway(tmp_path / "gateway.log", "grpcinterop", "covet_app", 1, _health_serving, flags=flags,
+                         worker_dir=GRPC_DIR, COVET_GRPC_DESCRIPTORS=str(descriptors)) as gw:  # fmt: skip
+        with grpc.insecure_channel(f"{gw.host}:{gw.port}", options=CHANNEL_OPTIONS) as channel:
+            stub = InteropStub(channel, m)
+            request = m.StreamingOutputCallRequest(response_parameters=_params(m, 3, 5, interval_us=600_000))
+            assert [len(r.payload.body) for r in stub.StreamingOutputCall(request)] == [3, 5]
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.StreamingOutputCall(request, timeout=0.9))
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 @covet_only
 def test_auth_rate_limits_and_metrics_apply_to_grpc_calls(tmp_path: Path, descriptors: Path, m: Messages) -> None:
     secret = os.urandom(32)
@@ -700,17 +730,7 @@ def test_auth_rate_limits_and_metrics_apply_to_grpc_calls(tmp_path: Path, descri
              "--path-policy", f"/{SERVICE}/UnaryCall=auth roles=reader",
              "--path-policy", f"/{SERVICE}/EmptyCall=rate=2/minute"]  # fmt: skip
     env = {"COVET_GRPC_DESCRIPTORS": str(descriptors), "COVET_AUTH_ALGORITHMS": "HS256"}
-
-    def serving(gw: Gateway) -> bool:  # asked of the health service: no call is spent
-        with grpc.insecure_channel(f"{gw.host}:{gw.port}", options=CHANNEL_OPTIONS) as channel:
-            try:
-                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE),
-                                                                   timeout=2)  # fmt: skip
-            except grpc.RpcError:
-                return False
-        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
-
-    with serving_gateway(tmp_path / "gateway.log", "grpcinterop", "covet_app", 1, serving, flags=flags,
+    with serving_gateway(tmp_path / "gateway.log", "grpcinterop", "covet_app", 1, _health_serving, flags=flags,
                          worker_dir=GRPC_DIR, **env) as gw:  # fmt: skip
         with grpc.insecure_channel(f"{gw.host}:{gw.port}", options=CHANNEL_OPTIONS) as channel:
             stub = InteropStub(channel, m)
