@@ -187,7 +187,7 @@ func statusOf(err error) (Code, string, bool) {
 		var he *http1.Error
 		switch {
 		case errors.As(be.Err, &he):
-			return httpCode(he.Status), http.StatusText(he.Status), true
+			return HTTPCode(he.Status), http.StatusText(he.Status), true
 		case errors.Is(be.Err, errBadText):
 			return Internal, "gRPC-Web text body is not base64", true
 		}
@@ -209,7 +209,7 @@ func statusOf(err error) (Code, string, bool) {
 	}
 	// A worker's ERROR (500: its handler raised; no detail reaches the
 	// client) or another status.
-	return httpCode(se.Status), http.StatusText(se.Status), true
+	return HTTPCode(se.Status), http.StatusText(se.Status), true
 }
 
 // answerHTTP answers a request that cannot be a gRPC call with a plain HTTP

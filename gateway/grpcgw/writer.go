@@ -40,9 +40,9 @@ func field(hs []workerproto.Header, name string) []byte {
 	return nil
 }
 
-// httpCode maps the HTTP status of an answer that is not gRPC's to the gRPC
+// HTTPCode maps the HTTP status of an answer that is not gRPC's to the gRPC
 // code a client gets (PROTOCOL.md 2.10).
-func httpCode(status int) Code {
+func HTTPCode(status int) Code {
 	switch status {
 	case 400:
 		return Internal
@@ -79,7 +79,7 @@ func (w *callWriter) WriteHead(status int, headers []workerproto.Header, bodyLen
 		// HTTP reason as the message; its other fields (CORS, a
 		// Retry-After, WWW-Authenticate) stay.
 		w.drop = true
-		return w.status(httpCode(status), http.StatusText(status), headers)
+		return w.status(HTTPCode(status), http.StatusText(status), headers)
 	}
 	st := field(headers, "grpc-status")
 	if st != nil && bodyLen == 0 {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/covetpy/covetpy/gateway/dispatch"
 	"github.com/covetpy/covetpy/gateway/grpcgw"
+	"github.com/covetpy/covetpy/gateway/http1"
 	"github.com/covetpy/covetpy/ops/metrics"
 	"github.com/covetpy/covetpy/router"
 	"github.com/covetpy/covetpy/workerproto"
@@ -580,6 +581,41 @@ func TestGRPCRawRequests(t *testing.T) {
 	}
 	if resp := do("1.1", "application/grpc", ""); resp.StatusCode != 505 {
 		t.Errorf("native gRPC over HTTP/1.1: %d", resp.StatusCode)
+	}
+}
+
+// TestGRPCFrontEndAnswers: what the front end refuses before the Layer sees a
+// call (a body whose length passes max_body_bytes, a path it will not route)
+// reaches a gRPC client as a trailers-only gRPC status, not an HTTP error.
+func TestGRPCFrontEndAnswers(t *testing.T) {
+	g := newGRPCWorker(t)
+	srv := startServer(t, Config{H2C: true, Limits: http1.Limits{MaxBodyBytes: 16}}, grpcgw.New(g, nil, nil, nil))
+	for _, c := range []struct {
+		path, grpcStatus, grpcMessage string
+		body                          []byte
+	}{
+		{"/test.S/Unary", "8", "Request Entity Too Large", grpcMsg(bytes.Repeat([]byte("x"), 32))},
+		{"/test.S/Nope", "12", "unknown method /test.S/Nope", grpcMsg([]byte("x"))},
+		{"/./test.S/Unary", "13", "Bad Request", grpcMsg([]byte("x"))},
+	} {
+		req, err := http.NewRequest("POST", "http://"+srv.addr+c.path, bytes.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = c.path // sent as written, dot segment and all
+		req.ContentLength = int64(len(c.body))
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, err := client(t, nil, "h2c").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != c.grpcStatus ||
+			resp.Header.Get("Grpc-Message") != grpcgw.EncodeMessage(c.grpcMessage) ||
+			resp.Header.Get("Content-Type") != "application/grpc" {
+			t.Errorf("%s: %d %v", c.path, resp.StatusCode, resp.Header)
+		}
 	}
 }
 
