@@ -585,37 +585,49 @@ func TestGRPCRawRequests(t *testing.T) {
 }
 
 // TestGRPCFrontEndAnswers: what the front end refuses before the Layer sees a
-// call (a body whose length passes max_body_bytes, a path it will not route)
-// reaches a gRPC client as a trailers-only gRPC status, not an HTTP error.
+// call (a gRPC-Web body whose length passes max_body_bytes, a path it will
+// not route) reaches a gRPC client as a trailers-only gRPC status, not an HTTP
+// error; a native call's stream is not bounded by max_body_bytes as a whole.
 func TestGRPCFrontEndAnswers(t *testing.T) {
 	g := newGRPCWorker(t)
 	srv := startServer(t, Config{H2C: true, Limits: http1.Limits{MaxBodyBytes: 16}}, grpcgw.New(g, nil, nil, nil))
-	for _, c := range []struct {
-		path, grpcStatus, grpcMessage string
-		body                          []byte
-	}{
-		{"/test.S/Unary", "8", "Request Entity Too Large", grpcMsg(bytes.Repeat([]byte("x"), 32))},
-		{"/test.S/Nope", "12", "unknown method /test.S/Nope", grpcMsg([]byte("x"))},
-		{"/./test.S/Unary", "13", "Bad Request", grpcMsg([]byte("x"))},
-	} {
-		req, err := http.NewRequest("POST", "http://"+srv.addr+c.path, bytes.NewReader(c.body))
+	post := func(path, ct string, body []byte) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest("POST", "http://"+srv.addr+path, bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.URL.Opaque = c.path // sent as written, dot segment and all
-		req.ContentLength = int64(len(c.body))
-		req.Header.Set("Content-Type", "application/grpc")
+		req.URL.Opaque = path // sent as written, dot segment and all
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Content-Type", ct)
 		resp, err := client(t, nil, "h2c").Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		got, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		return resp, got
+	}
+	for _, c := range []struct {
+		path, ct, grpcStatus, grpcMessage string
+	}{
+		{"/test.S/Unary", "application/grpc-web+proto", "8", "Request Entity Too Large"},
+		{"/test.S/Nope", "application/grpc", "12", "unknown method /test.S/Nope"},
+		{"/./test.S/Unary", "application/grpc", "13", "Bad Request"},
+	} {
+		resp, _ := post(c.path, c.ct, grpcMsg(bytes.Repeat([]byte("x"), 32)))
 		if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != c.grpcStatus ||
-			resp.Header.Get("Grpc-Message") != grpcgw.EncodeMessage(c.grpcMessage) ||
-			resp.Header.Get("Content-Type") != "application/grpc" {
-			t.Errorf("%s: %d %v", c.path, resp.StatusCode, resp.Header)
+			resp.Header.Get("Grpc-Message") != grpcgw.EncodeMessage(c.grpcMessage) || resp.Header.Get("Content-Type") != c.ct {
+			t.Errorf("%s %s: %d %v", c.ct, c.path, resp.StatusCode, resp.Header)
 		}
+	}
+	var stream []byte
+	for range 3 {
+		stream = append(stream, grpcMsg(bytes.Repeat([]byte("y"), 40))...)
+	}
+	resp, body := post("/test.S/Stream", "application/grpc", stream)
+	if resp.StatusCode != 200 || resp.Trailer.Get("Grpc-Status") != "0" || !bytes.HasSuffix(body, []byte("n=3")) {
+		t.Errorf("a native stream of %d bytes with max_body_bytes 16: %d %v %q", len(stream), resp.StatusCode, resp.Trailer, body)
 	}
 }
 
@@ -745,5 +757,47 @@ func TestGRPCWeb(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGRPCStreamRests: a client stream may rest between messages for longer
+// than body_read_timeout allows a request body (and send less than
+// min_body_rate): a bidirectional call is a conversation, not an upload.
+func TestGRPCStreamRests(t *testing.T) {
+	g := newGRPCWorker(t)
+	srv := startServer(t, Config{H2C: true, BodyReadTimeout: 50 * time.Millisecond, MinBodyRate: 1 << 20},
+		grpcgw.New(g, nil, nil, nil))
+	cc, err := grpc.NewClient("passthrough:///"+srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	st, err := cc.NewStream(ctxTimeout(t), streamDesc, "/test.S/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(300 * time.Millisecond) // six times body_read_timeout, nothing sent
+		}
+		msg := []byte("m" + strconv.Itoa(i))
+		if err := st.SendMsg(&msg); err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		if err := st.RecvMsg(&got); err != nil || string(got) != "pong:m"+strconv.Itoa(i) {
+			t.Fatalf("ping %d: %q %v", i, got, err)
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := st.RecvMsg(&got); err != nil || string(got) != "n=2" {
+		t.Fatalf("after the client's end: %q %v", got, err)
+	}
+	if err := st.RecvMsg(&got); err != io.EOF {
+		t.Fatalf("end of the stream: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -275,9 +276,18 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var stream *h2Body
 	var body []byte
 	status := 0
-	if r.ContentLength < 0 || r.ContentLength > streamMin || grpcgw.ContentIsNative(r.Header.Get("Content-Type")) {
+	if native := grpcgw.ContentIsNative(r.Header.Get("Content-Type")); native && rt.Kind == dispatch.KindGRPC {
 		// A gRPC call's messages go to the worker as they come: a
-		// bidirectional stream waits for answers between them.
+		// bidirectional stream waits for answers between them. Its
+		// length is not bounded as a whole: the worker bounds each
+		// message (max_receive_message_length), as gRPC servers do,
+		// and a long client stream is no larger a body than a long
+		// server stream is a response.
+		// Nor is its pace: a client stream may rest between messages
+		// for as long as the call lasts (a chat, a subscription).
+		stream = newH2Body(s, rw, r)
+		stream.max, stream.unpaced = math.MaxInt64, true
+	} else if r.ContentLength < 0 || r.ContentLength > streamMin || native {
 		// Large or of unknown length: the worker takes it as it arrives.
 		if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
 			status = 413
@@ -475,6 +485,9 @@ type h2Body struct {
 	rc   *http.ResponseController
 	body io.ReadCloser
 	max  int64
+	// unpaced: no BodyReadTimeout and MinBodyRate deadline (a gRPC call's
+	// stream, whose client may rest between messages).
+	unpaced bool
 
 	mu      sync.Mutex // guards stopped
 	stopped bool
@@ -501,7 +514,9 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	cfg := &b.s.cfg
 	start := time.Now()
-	_ = b.rc.SetReadDeadline(cfg.bodyDeadline(start.Add(-b.client), b.read))
+	if !b.unpaced {
+		_ = b.rc.SetReadDeadline(cfg.bodyDeadline(start.Add(-b.client), b.read))
+	}
 	n, err := b.body.Read(p)
 	b.client += time.Since(start)
 	b.read += int64(n)
