@@ -212,11 +212,12 @@ test-redis:
 	fi
 REDIS_SERVER = $$(command -v redis-server || echo redis-server)
 
-test-go: venv bin/pebble test-redis
+test-go: venv bin/pebble bin/grpcurl test-redis
 	@echo "==> go vet, staticcheck, then go test -race on the Go packages (engine uring)"
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
-	COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_PEBBLE=$(CURDIR)/bin/pebble COVET_REDIS_SERVER=$(REDIS_SERVER) $(GO) test -race -count=1 $(UNIT_PKGS)
+	COVET_TEST_ENGINE=uring COVET_PYTHON=$(PY) COVET_PEBBLE=$(CURDIR)/bin/pebble COVET_REDIS_SERVER=$(REDIS_SERVER) \
+		COVET_GRPCURL=$(CURDIR)/bin/grpcurl $(GO) test -race -count=1 $(UNIT_PKGS)
 	@echo "==> go test -race on the HTTP/1.1 server again (engine netpoll)"
 	COVET_TEST_ENGINE=netpoll COVET_PYTHON=$(PY) $(GO) test -race -count=1 $(ENGINE_PKGS)
 	@echo "==> allocation and idle-memory tests without the race detector (its sync.Pool drops items), each engine"

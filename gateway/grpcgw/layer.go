@@ -112,10 +112,16 @@ func (l *Layer) StaticFields(rt *dispatch.Route, origin []byte, https bool, hs [
 // Serve implements the front ends' Backend (see Layer).
 func (l *Layer) Serve(ctx context.Context, rt *dispatch.Route, req *dispatch.Request, w dispatch.ResponseWriter) error {
 	h := &req.Head
+	// Only a gRPC route, or the table's answer to every request while no
+	// worker has registered (a POST there may be a gRPC call), needs the
+	// content-type: other requests pass on without a look at their fields.
+	unrouted := rt.Kind == dispatch.KindHTTP && rt.Pattern == metrics.Unmatched && h.Method == http.MethodPost
+	if rt.Kind != dispatch.KindGRPC && !unrouted {
+		return l.next.Serve(ctx, rt, req, w)
+	}
 	ct := field(h.Headers, "content-type")
 	md := classify(ct)
-	unrouted := rt.Kind == dispatch.KindHTTP && rt.Pattern == metrics.Unmatched && h.Method == http.MethodPost && md != notGRPC
-	if rt.Kind != dispatch.KindGRPC && !unrouted {
+	if unrouted && md == notGRPC {
 		return l.next.Serve(ctx, rt, req, w)
 	}
 	if md == notGRPC {

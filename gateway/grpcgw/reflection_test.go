@@ -401,7 +401,7 @@ func TestReflectionSkipsBrokenFiles(t *testing.T) {
 func TestGrpcurl(t *testing.T) {
 	bin := os.Getenv("COVET_GRPCURL")
 	if bin == "" {
-		t.Skip("COVET_GRPCURL does not name a grpcurl binary")
+		t.Skip("COVET_GRPCURL does not name a grpcurl binary (make test-go passes bin/grpcurl: make bin/grpcurl)")
 	}
 	cat, _ := interopCatalog(t)
 	addr, _ := h2cServer(t, NewServices(cat, nil))

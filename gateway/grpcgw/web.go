@@ -86,7 +86,7 @@ func trailerFrame(hs []workerproto.Header) []byte {
 	for _, h := range hs {
 		n += len(h.Name) + 2 + len(h.Value) + 2
 	}
-	b := make([]byte, 5, 5+n)
+	b := make([]byte, prefixLen, prefixLen+n)
 	b[0] = 0x80
 	binary.BigEndian.PutUint32(b[1:], uint32(n))
 	for _, h := range hs {

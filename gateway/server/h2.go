@@ -231,8 +231,13 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &x.w
 	*w = hWriter{rw: rw, req: r, s: s, rid: rid, isHead: method == http.MethodHead}
 	w.flusher, _ = rw.(http.Flusher)
-	// A gRPC call gets the gateway's own answers as gRPC statuses.
-	w.grpc = method == http.MethodPost && grpcgw.ContentIsGRPC(r.Header.Get("Content-Type"))
+	// A gRPC call (always a POST) gets the gateway's own answers as gRPC
+	// statuses, and a native one's body streams (below).
+	var ct string
+	if method == http.MethodPost {
+		ct = r.Header.Get("Content-Type")
+		w.grpc = grpcgw.ContentIsGRPC(ct)
+	}
 	obs := func(rt *dispatch.Route) {
 		if s.timed {
 			s.observeStream(h.proto, method, path, rid, r.RemoteAddr, rt, w.status, w.written, time.Since(start))
@@ -276,7 +281,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var stream *h2Body
 	var body []byte
 	status := 0
-	if native := grpcgw.ContentIsNative(r.Header.Get("Content-Type")); native && rt.Kind == dispatch.KindGRPC {
+	if rt.Kind == dispatch.KindGRPC && w.grpc && grpcgw.ContentIsNative(ct) {
 		// A gRPC call's messages go to the worker as they come: a
 		// bidirectional stream waits for answers between them. Its
 		// length is not bounded as a whole: the worker bounds each
@@ -287,7 +292,7 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		// for as long as the call lasts (a chat, a subscription).
 		stream = newH2Body(s, rw, r)
 		stream.max, stream.unpaced = math.MaxInt64, true
-	} else if r.ContentLength < 0 || r.ContentLength > streamMin || native {
+	} else if r.ContentLength < 0 || r.ContentLength > streamMin {
 		// Large or of unknown length: the worker takes it as it arrives.
 		if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
 			status = 413
