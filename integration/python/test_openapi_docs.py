@@ -167,6 +167,8 @@ def _devtools(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
                 while True:
                     msg = json.loads(ws.recv(timeout=CHROMIUM_TIMEOUT_S))
                     if msg.get("id") == n:
+                        if "error" in msg:  # no page to evaluate in: e.g. mid-navigation
+                            raise _NoContext(msg["error"])
                         assert "exceptionDetails" not in msg["result"], msg
                         return msg["result"]["result"].get("value")
 
@@ -176,11 +178,24 @@ def _devtools(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
         proc.wait(10)
 
 
+class _NoContext(Exception):
+    """DevTools answered an evaluation with an error instead of a result: the tab had
+    no JavaScript context to run it in (a navigation had torn the old one down and
+    the new page's was not yet there)."""
+
+
 def _wait(js: Callable[[str], Any], expression: str, timeout: float = 10.0) -> None:
-    """Return once ``expression`` is truthy (in JavaScript's terms)."""
+    """Return once ``expression`` is truthy (in JavaScript's terms); an evaluation
+    that finds no context (the page still loading) counts as false."""
     deadline = time.monotonic() + timeout
-    while not js(f"Boolean({expression})"):
-        assert time.monotonic() < deadline, f"{expression} still false after {timeout}s"
+    while True:
+        try:
+            if js(f"Boolean({expression})"):
+                return
+            why = "still false"
+        except _NoContext as e:
+            why = f"not evaluable ({e})"
+        assert time.monotonic() < deadline, f"{expression} {why} after {timeout}s"
         time.sleep(0.05)
 
 
@@ -201,7 +216,8 @@ def _try(js: Callable[[str], Any], op_id: str, values: dict[int, str]) -> tuple[
 
 def test_try_it_sends_requests_through_the_gateway(gw: Gateway, tmp_path: Path) -> None:
     with _devtools(tmp_path) as js:
-        js(f"location.href = {json.dumps(gw.base_url + '/docs')}")
+        with contextlib.suppress(_NoContext):  # the navigation may take the context with it
+            js(f"location.href = {json.dumps(gw.base_url + '/docs')}")
         _wait(js, "document.querySelectorAll('details.op').length === 4")
         # Path and query parameters filled in, the answer shown pretty-printed.
         status, headers, body = _try(js, "op-read_item_items__item_id__get", {0: "7", 1: "lamp"})
