@@ -15,7 +15,9 @@
 # (for A/B runs; PYTHONPATH reaches the workers), SERVER_CPUS and WRK_CPUS
 # (taskset -c lists) pin the gateway with its workers and wrk, WRK_THREADS sets wrk -t,
 # WRK_ARGS adds wrk arguments (e.g. WRK_ARGS="-s bench/out/wrk-echo.lua" for POST /echo;
-# make bench writes those scripts).
+# make bench writes those scripts). WORKER_APP serves another app of bench/apps, with
+# the worker's flags (e.g. WORKER_APP="hosted_flask:app --interface wsgi --app-name bench": the gateway
+# serves the app named bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 path=${1:-/plaintext} conns=${2:-64} secs=${3:-5} workers=${4:-1}
@@ -27,7 +29,7 @@ srv_pin=() wrk_pin=()
 [ -n "${WRK_CPUS:-}" ] && wrk_pin=(taskset -c "$WRK_CPUS")
 # shellcheck disable=SC2086
 "${srv_pin[@]}" "${GATEWAY:-bin/covet-gateway}" --listen "127.0.0.1:$port" --app bench --workers "$workers" \
-	--worker-cmd "${WORKER_PYTHON:-$PWD/.venv/bin/python} -m covet worker covet_app:app" --worker-dir bench/apps \
+	--worker-cmd "${WORKER_PYTHON:-$PWD/.venv/bin/python} -m covet worker ${WORKER_APP:-covet_app:app}" --worker-dir bench/apps \
 	--log-level warn ${GATEWAY_FLAGS:-} &
 gw=$!
 trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null' EXIT

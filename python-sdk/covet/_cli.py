@@ -270,8 +270,8 @@ def _interface_flags(p: argparse.ArgumentParser) -> None:
                    help="what the app is: a Covet app, an ASGI 3 or a WSGI application (default: auto, "
                         "detected from the object)")
     p.add_argument("--wsgi-threads", type=_positive, default=None,
-                   help=f"threads running a WSGI app's requests, per worker (default: ${ENV_WSGI_THREADS}, "
-                        f"else {DEFAULT_WSGI_THREADS})")
+                   help=f"the pool running a WSGI app's requests that would wait for its handler thread, "
+                        f"per worker (default: ${ENV_WSGI_THREADS}, else {DEFAULT_WSGI_THREADS})")
 
 
 def _check_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

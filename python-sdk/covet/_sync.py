@@ -28,6 +28,11 @@ thread existed.
 **Cancellation.** Cancelling the awaiting task cancels the future: a call that has not
 started yet is skipped, and the outcome of one that was running is dropped.
 
+**Lanes.** :func:`open_lane` gives a caller a handler thread of its own, with its own
+name and its own pool to spill to, fed and spilled the same way (the WSGI host runs
+every request of a WSGI app on one, covet/_wsgi.py); :func:`busy` counts it too, and
+:func:`close_lane` stops it.
+
 **Lifetime.** :func:`shutdown` stops a loop's thread (a sentinel behind the batches
 already queued); the worker calls it when it stops, the TestClient when it closes its
 loop. A loop closed without it: its thread notices within ``IDLE_CHECK_S`` of idling and
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextvars
 import functools
 import logging
@@ -48,7 +54,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
-__all__ = ["DEFAULT_SPILL_MS", "ENV_SPILL_MS", "busy", "run_sync", "shutdown", "spill_seconds"]
+__all__ = ["DEFAULT_SPILL_MS", "ENV_SPILL_MS", "Lane", "busy", "close_lane", "open_lane", "run_sync", "shutdown",
+           "spill_seconds"]
 
 log = logging.getLogger("covet.worker")
 
@@ -106,12 +113,16 @@ class _Batch:
 
 
 class _Runner:
-    """One loop's handler thread and its bookkeeping. Every method but ``_work`` runs on
-    the loop's thread."""
+    """One handler thread of a loop and its bookkeeping: the loop's own (run_sync), or a
+    lane (open_lane). Every method but ``_work`` and ``_run`` runs on the loop's thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, spill: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, spill: float, name: str = "covet-sync",
+                 pool: concurrent.futures.Executor | None = None) -> None:  # fmt: skip
         self.loop = loop
         self.spill = spill
+        self.name = name
+        #: Where spilled calls go (None: the loop's default executor).
+        self.pool = pool
         self.queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self.pending: list[_Item] | None = None
         #: Batches handed to the thread and not yet posted back.
@@ -123,6 +134,27 @@ class _Runner:
         self.timer: asyncio.TimerHandle | None = None
 
     # -- the loop's side ------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """``fn(*args, **kwargs)`` on this thread in a copy of the current context (on
+        the pool, when the spill threshold is 0); the future its caller awaits."""
+        loop = self.loop
+        ctx = _copy_context()
+        if not self.spill:
+            return loop.run_in_executor(self.pool, functools.partial(ctx.run, fn, *args, **kwargs))
+        # Inline (one call less per request): the call joins this loop turn's batch.
+        fut = loop.create_future()
+        item = (ctx, fn, args, kwargs, fut)
+        pending = self.pending
+        if pending is None:
+            self.pending = [item]
+            loop.call_soon(self.flush)
+        else:
+            pending.append(item)
+        return fut
+
+    def busy(self) -> bool:
+        return bool(self.outstanding or self.pending)
 
     def flush(self) -> None:
         """Hand this turn's calls to the thread, or to the pool while the thread is held
@@ -139,7 +171,7 @@ class _Runner:
         batch = _Batch(items, now)
         self.outstanding.append(batch)
         if self.thread is None:
-            self.thread = threading.Thread(target=self._work, name="covet-sync", daemon=True)
+            self.thread = threading.Thread(target=self._work, name=self.name, daemon=True)
             self.thread.start()
         self.queue.put(batch)
         if self.timer is None:
@@ -185,7 +217,7 @@ class _Runner:
         ctx, fn, args, kwargs, fut = item
         if fut.done():  # cancelled before it started
             return
-        inner = self.loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
+        inner = self.loop.run_in_executor(self.pool, functools.partial(ctx.run, fn, *args, **kwargs))
         inner.add_done_callback(functools.partial(_copy_outcome, fut))
         fut.add_done_callback(functools.partial(_cancel_inner, inner))
 
@@ -315,27 +347,51 @@ def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Futu
     runner = _runners.get(loop)
     if runner is None:
         runner = _runner(loop)
-    if not runner.spill:
-        ctx = _copy_context()
-        return loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
-    # Inline (one call less per request): the call joins this loop turn's batch.
-    fut = loop.create_future()
-    item = (_copy_context(), fn, args, kwargs, fut)
-    pending = runner.pending
-    if pending is None:
-        runner.pending = [item]
-        loop.call_soon(runner.flush)
-    else:
-        pending.append(item)
-    return fut
+    return runner.submit(fn, *args, **kwargs)
+
+
+#: A handler thread of a caller's own (open_lane): ``lane.submit(fn, *args)`` as run_sync.
+Lane = _Runner
+
+#: The lanes open on each loop (for busy).
+_lanes: dict[asyncio.AbstractEventLoop, list[_Runner]] = {}
+
+
+def open_lane(name: str, pool: concurrent.futures.Executor) -> Lane:
+    """A handler thread for the running loop named ``name`` (started at its first call),
+    spilling to ``pool``, with the spill threshold run_sync has (0: every call goes to
+    ``pool``). Stop it with close_lane."""
+    loop = _get_running_loop()
+    try:
+        spill = spill_seconds()
+    except ValueError as e:
+        log.warning("%s; using %g ms", e, DEFAULT_SPILL_MS)
+        spill = DEFAULT_SPILL_MS / 1000
+    lane = _Runner(loop, spill, name, pool)
+    _lanes.setdefault(loop, []).append(lane)
+    return lane
+
+
+def close_lane(lane: Lane) -> None:
+    """Stop ``lane``'s thread once it has run the calls queued to it (without waiting),
+    and forget it."""
+    lanes = _lanes.get(lane.loop)
+    if lanes is not None and lane in lanes:
+        lanes.remove(lane)
+        if not lanes:
+            del _lanes[lane.loop]
+    lane.stop()
 
 
 def busy(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``loop``'s handler thread has calls queued or running. The worker does
-    not spin on its request ring meanwhile: a loop that spins holds the GIL the thread
-    needs."""
+    """Whether one of ``loop``'s handler threads (its own, or a lane) has calls queued or
+    running. The worker does not spin on its request ring meanwhile: a loop that spins
+    holds the GIL the thread needs."""
     runner = _runners.get(loop)
-    return runner is not None and bool(runner.outstanding or runner.pending)
+    if runner is not None and runner.busy():
+        return True
+    lanes = _lanes.get(loop)
+    return lanes is not None and any(lane.busy() for lane in lanes)
 
 
 def shutdown(loop: asyncio.AbstractEventLoop, timeout: float = 1.0) -> bool:

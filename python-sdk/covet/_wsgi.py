@@ -1,14 +1,28 @@
-"""Serving a WSGI application (PEP 3333) on a thread pool: the adapter from a routed
-request to ``environ`` and ``start_response``.
+"""Serving a WSGI application (PEP 3333) on threads: the adapter from a routed request
+to ``environ`` and ``start_response``.
 
 The app is wrapped in a Covet app with one catch-all route per method; its handler
-(:meth:`_Host.endpoint`) hands the request to a pool thread and awaits the response
-the thread makes (covet/_wsgi_io.py carries the bytes both ways):
+(:meth:`_Host.endpoint`) hands the request to the app's thread and awaits the response
+the thread makes (covet/_wsgi_io.py carries the bytes both ways).
+
+**Threads.** Requests go to a handler thread of the app's own (``covet-wsgi``, a lane
+of covet/_sync.py): the requests that arrive in one turn of the event loop go to it
+together, and their answers come back together, so a busy worker pays about one thread
+wakeup and one loop wakeup per batch instead of per request. A request that waits for
+the thread longer than the spill threshold (``COVET_SYNC_SPILL_MS``, 5 ms), because the
+request before it blocks, sleeps or streams, goes to the pool of ``--wsgi-threads``
+threads (``covet-wsgi_N``) instead, as does every request while the thread is held
+that long by one; so a slow request delays the others by about the threshold, and at
+most ``--wsgi-threads`` requests (plus the thread's one) run the app at once.
+``COVET_SYNC_SPILL_MS=0`` sends every request straight to the pool.
+
+**A request's run:**
 
 - the thread builds ``environ``, calls the app and consumes what it returns. A body
-  known whole when the app returns (a list or tuple of bytes) becomes a plain Response:
-  one hop from the thread to the loop. A ``wsgi.file_wrapper`` of a regular file
-  becomes a FileResponse, which the gateway sends itself. Anything else is streamed:
+  known whole when the app returns (a list or tuple of bytes) becomes a plain Response,
+  which reaches the loop with the thread's other answers of the batch. A
+  ``wsgi.file_wrapper`` of a regular file becomes a FileResponse, which the gateway
+  sends itself. Anything else is streamed:
   the response goes to the loop at the first body bytes, the rest follows chunk by
   chunk through a pipe a few chunks deep, so an app producing faster than the client
   reads waits in its thread;
@@ -35,6 +49,7 @@ from ._payloads import encode_response_head
 from ._request import Request
 from ._responses import FileResponse, PlainTextResponse, Response
 from ._routing import HTTP_METHODS
+from ._sync import Lane, close_lane, open_lane
 from ._wsgi_io import ErrorStream, FileWrapper, InputStream, Pipe, PipeClosed
 
 __all__ = ["wsgi_app", "pool_size", "FileWrapper", "DEFAULT_THREADS", "ENV_THREADS", "MAX_THREADS"]
@@ -42,7 +57,7 @@ __all__ = ["wsgi_app", "pool_size", "FileWrapper", "DEFAULT_THREADS", "ENV_THREA
 #: The environment variable giving the pool's size (covet run's --wsgi-threads).
 ENV_THREADS = "COVET_WSGI_THREADS"
 
-#: The WSGI thread pool's size when neither ``--wsgi-threads`` nor
+#: The WSGI thread pool's size (the threads beside the handler thread) when neither ``--wsgi-threads`` nor
 #: ``COVET_WSGI_THREADS`` says.
 DEFAULT_THREADS = 16
 
@@ -116,11 +131,12 @@ def pool_size(threads: int | None, environ: Mapping[str, str] = os.environ) -> i
 
 
 def wsgi_app(app: Any, name: str, *, threads: int | None = None) -> Covet:
-    """A Covet app named ``name`` serving the WSGI application ``app`` on a pool of
-    ``threads`` threads (None: $COVET_WSGI_THREADS, else DEFAULT_THREADS).
+    """A Covet app named ``name`` serving the WSGI application ``app`` on a handler
+    thread and a pool of ``threads`` threads (None: $COVET_WSGI_THREADS, else
+    DEFAULT_THREADS).
 
-    The pool is made when the worker starts and shut down when it stops; every
-    request runs the app on one of its threads (this module's docstring says how).
+    The threads are made when the worker starts and stopped when it stops; every
+    request runs the app on one of them (this module's docstring says how).
     Raises TypeError when ``app`` is not callable, ValueError for a bad pool size."""
     if not callable(app):
         raise TypeError(f"a WSGI application is a callable of (environ, start_response), got {type(app).__name__}")
@@ -133,28 +149,32 @@ def wsgi_app(app: Any, name: str, *, threads: int | None = None) -> Covet:
 
 
 class _Host:
-    """One worker's WSGI app and its pool. The pool exists between the app's startup
-    and shutdown; ``running`` holds the pool's futures not yet done (for shutdown to
-    wait on)."""
+    """One worker's WSGI app, its handler thread (a lane) and its pool. They exist
+    between the app's startup and shutdown; ``running`` holds the futures of the
+    requests not yet done (for shutdown to wait on)."""
 
     def __init__(self, app: Callable[..., Any], threads: int) -> None:
         self.app = app
         self.threads = threads
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.running: set[concurrent.futures.Future[None]] = set()
+        self.lane: Lane | None = None
+        self.running: set[asyncio.Future[None]] = set()
 
-    def start(self) -> None:
-        """Startup: make the pool (its threads start as requests come)."""
+    async def start(self) -> None:
+        """Startup: make the lane and the pool (their threads start as requests come)."""
         if self.pool is None:
             self.pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="covet-wsgi")
+            self.lane = open_lane("covet-wsgi", self.pool)
 
     async def stop(self) -> None:
         """Shutdown: no more requests; wait up to SHUTDOWN_GRACE for those still running
-        in the pool (a thread still in the app after that holds up the process's
-        exit until the app returns)."""
+        (a thread still in the app after that holds up the process's exit until the
+        app returns)."""
         pool, self.pool = self.pool, None
-        if pool is None:
+        lane, self.lane = self.lane, None
+        if pool is None or lane is None:
             return
+        close_lane(lane)
         pool.shutdown(wait=False, cancel_futures=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE
@@ -166,16 +186,16 @@ class _Host:
     async def endpoint(self, req: Request, path: str) -> Response:
         """The catch-all route's handler: run the app for ``req`` on the pool and return
         its response (``path`` is the route's, unused: PATH_INFO is the whole path)."""
-        pool = self.pool
-        if pool is None:
-            raise RuntimeError("the WSGI thread pool is not running: the app's startup has not run, or it has stopped")
+        lane = self.lane
+        if lane is None:
+            raise RuntimeError("the WSGI threads are not running: the app's startup has not run, or it has stopped")
         # A small body of known length is read here, on the loop, before the app runs:
         # the gateway sends one whole with the request, so this costs no wait, where
         # reading it from the thread would cost a hop to the loop per read (and one
         # more to learn that the body has ended).
         body = await req.body() if 0 < req.head.body_length <= PRELOAD_MAX else None
-        call = _Call(self.app, asyncio.get_running_loop(), req, body)
-        fut = pool.submit(call.run)
+        call = _Call(self.app, lane.loop, req, body)
+        fut = lane.submit(call.run)
         self.running.add(fut)
         fut.add_done_callback(call.done)
         fut.add_done_callback(self.running.discard)
@@ -183,6 +203,7 @@ class _Host:
             response: Response = await call.pipe.get()
         except BaseException:
             call.abandon()
+            fut.cancel()  # not started yet: it never will
             raise
         return response
 
@@ -191,7 +212,8 @@ class _Call:
     """One request's run of the app. Everything but ``abandon`` and ``done`` runs on
     the pool thread; ``pipe`` takes the response, then (streamed) its chunks."""
 
-    __slots__ = ("app", "app_length", "committed", "counted", "fields", "head", "input", "pipe", "quiet", "status")
+    __slots__ = ("answer", "app", "app_length", "committed", "counted", "fields", "head", "input", "pipe", "quiet",
+                 "status")
 
     def __init__(self, app: Callable[..., Any], loop: asyncio.AbstractEventLoop, req: Request,
                  body: bytes | None = None) -> None:  # fmt: skip
@@ -212,6 +234,9 @@ class _Call:
         #: No body is sent (HEAD, 204, 304): the app's is counted and dropped.
         self.quiet = req.head.method == "HEAD"
         self.counted = 0
+        #: The response, when it was made whole (not streamed): the loop takes it when
+        #: the run is done.
+        self.answer: Response | None = None
 
     # -- the loop's side --
 
@@ -221,13 +246,13 @@ class _Call:
         self.pipe.abandon()
         self.input.abandon()
 
-    def done(self, fut: concurrent.futures.Future[None]) -> None:
-        """The pool's future is done: a run the pool dropped at shutdown answers 503."""
+    def done(self, fut: asyncio.Future[None]) -> None:
+        """The run is done: its whole response goes to the endpoint. A run that never
+        started (dropped by the pool at shutdown) answers 503."""
         if fut.cancelled():
-            try:
-                self.pipe.put_last(PlainTextResponse("Service Unavailable: the worker is stopping", 503))
-            except PipeClosed:
-                pass
+            self.pipe.arrive(PlainTextResponse("Service Unavailable: the worker is stopping", 503))
+        elif self.answer is not None:
+            self.pipe.arrive(self.answer)
 
     # -- the pool thread's side --
 
@@ -353,7 +378,7 @@ class _Call:
                 path = result.file_path()  # type: ignore[attr-defined]
                 if path is not None:
                     self.committed = True
-                    self.pipe.put_last(_file_response(path, self.status, self.fields))
+                    self.answer = _file_response(path, self.status, self.fields)
                     return
         write = self.write
         chunks = iter(result)
@@ -421,7 +446,7 @@ class _Call:
                 length = str(self.counted + len(rest)).encode()
             if length is not None and status not in _NO_BODY_STATUS:
                 response.headers.raw.append(("content-length", length))
-        self.pipe.put_last(response)
+        self.answer = response
 
     def fail(self, exc: BaseException) -> None:
         """The app raised: a 500 if the response has not begun (logged with the
@@ -436,7 +461,7 @@ class _Call:
                             head.method, head.path, head.request_id,
                             exc_info=exc, extra={"request_id": head.request_id})  # fmt: skip
             self.committed = True
-            self.pipe.put_last(PlainTextResponse("Internal Server Error", 500))
+            self.answer = PlainTextResponse("Internal Server Error", 500)
         except PipeClosed:
             pass
 

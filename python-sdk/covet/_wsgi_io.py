@@ -209,6 +209,10 @@ class Pipe:
 
     # -- loop side --
 
+    def arrive(self, item: Any) -> None:
+        """Hand ``item`` over from the loop itself (as put_last does from the thread)."""
+        self._arrive(item, False)
+
     def _arrive(self, item: Any, counted: bool) -> None:
         if self.gone:
             return

@@ -5,6 +5,7 @@ to the thread pool. The tests are about order and events, never about speed: a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import queue
 import threading
@@ -382,5 +383,47 @@ def test_busy_while_the_thread_has_calls() -> None:
         while _sync.busy(loop):
             assert loop.time() < deadline, "still busy"
             await asyncio.sleep(0.001)
+
+    run(main)
+
+
+def test_a_lane_has_its_own_thread_and_pool_and_counts_as_busy() -> None:
+    """open_lane: calls run on a thread of the lane's name, a call that waits behind a
+    blocked one spills to the lane's pool (not the loop's default executor), busy()
+    counts the lane, and close_lane ends its thread."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocking() -> str:
+        started.set()
+        release.wait(WAIT)
+        return threading.current_thread().name
+
+    def name() -> str:
+        return threading.current_thread().name
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lane-pool") as pool:
+            lane = _sync.open_lane("lane-thread", pool)
+            try:
+                first = lane.submit(blocking)
+                assert _sync.busy(loop)
+                await loop.run_in_executor(None, started.wait, WAIT)
+                second = lane.submit(name)  # the thread is held: spilled after the threshold
+                assert await asyncio.wait_for(second, WAIT) == "lane-pool_0"
+                release.set()
+                assert await asyncio.wait_for(first, WAIT) == "lane-thread"
+                deadline = loop.time() + WAIT
+                while _sync.busy(loop):
+                    assert loop.time() < deadline, "still busy"
+                    await asyncio.sleep(0.001)
+                assert loop not in _sync._runners  # run_sync's own thread was never started
+            finally:
+                release.set()
+                thread = lane.thread
+                _sync.close_lane(lane)
+            assert thread is not None
+            thread.join(WAIT)
+            assert not thread.is_alive() and loop not in _sync._lanes
 
     run(main)

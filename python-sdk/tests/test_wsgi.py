@@ -571,6 +571,37 @@ def test_pool_threads_run_requests_at_once_and_the_loop_keeps_running() -> None:
     assert all(n.startswith("covet-wsgi") for n in names) and len(set(names)) == 2
 
 
+@pytest.mark.parametrize(("spill_ms", "where"), [("60000", "thread"), ("0", "pool")])
+def test_requests_of_one_loop_turn_run_on_the_handler_thread_or_all_on_the_pool(
+        spill_ms: str, where: str, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Requests arriving together go to the app's handler thread (``covet-wsgi``) as one
+    batch and are answered from it; with COVET_SYNC_SPILL_MS=0 every one goes to the
+    pool (``covet-wsgi_N``). Neither runs app code on the loop's thread."""
+    monkeypatch.setenv("COVET_SYNC_SPILL_MS", spill_ms)
+    names: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        names.append(threading.current_thread().name)
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    covet = wsgi_app(app, "t", threads=3)
+
+    async def go() -> list[Response]:
+        await covet.startup()
+        try:
+            return list(await asyncio.gather(*(covet._handle(head(path=f"/{i}"), no_body()) for i in range(20))))
+        finally:
+            await covet.shutdown()
+
+    responses = asyncio.run(go())
+    assert [r.body for r in responses] == [f"/{i}".encode() for i in range(20)]
+    if where == "thread":
+        assert names == ["covet-wsgi"] * 20
+    else:
+        assert len(names) == 20 and all(n.startswith("covet-wsgi_") for n in names), names
+
+
 def test_no_pool_before_startup_answers_500(caplog: pytest.LogCaptureFixture) -> None:
     covet = wsgi_app(echo_environ, "t", threads=1)
     with caplog.at_level(logging.ERROR, "covet.error"):
