@@ -479,6 +479,16 @@ def _status_code(status: str) -> int:
     return value
 
 
+#: Response fields seen before, (name, value) as the app gave them -> as checked and
+#: encoded (most apps send the same Content-Type and a few others on every response):
+#: short values only, up to _FIELDS_MAX of them. Framing fields are never in it.
+_FIELDS: dict[tuple[str, str], tuple[str, bytes]] = {}
+_FIELDS_MAX: Final = 1024
+_FIELD_CACHED_MAX: Final = 128
+#: The spellings of Content-Length apps use (its value is checked apart: digits only).
+_LENGTH_NAMES: Final = frozenset({"Content-Length", "content-length"})
+
+
 def _response_fields(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, bytes]], bytes | None]:
     """The app's header fields checked and encoded (ValueError or TypeError, raised to
     the app, for one the gateway would refuse); framing fields dropped, the
@@ -490,12 +500,22 @@ def _response_fields(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, by
     for item in headers:
         if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str or type(item[1]) is not str:
             raise TypeError(f"a WSGI response header must be a (str, str) tuple, got {item!r}")
+        field = _FIELDS.get(item)
+        if field is not None:
+            fields.append(field)
+            continue
+        if item[0] in _LENGTH_NAMES and item[1].isascii() and item[1].isdigit():
+            length = item[1].encode()
+            continue
         name, value = encode_header(item[0], item[1])
         if name in _FRAMING:
             if name == "content-length" and value.isdigit():
                 length = value
             continue
-        fields.append((name, value))
+        field = (name, value)
+        if len(_FIELDS) < _FIELDS_MAX and len(value) <= _FIELD_CACHED_MAX:
+            _FIELDS[item] = field
+        fields.append(field)
     return fields, length
 
 

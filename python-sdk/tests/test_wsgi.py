@@ -22,7 +22,7 @@ import pytest
 from covet import FileResponse
 from covet._head import RequestHead
 from covet._responses import Response
-from covet._wsgi import DEFAULT_THREADS, ENV_THREADS, FileWrapper, pool_size, wsgi_app
+from covet._wsgi import DEFAULT_THREADS, ENV_THREADS, FileWrapper, _response_fields, pool_size, wsgi_app
 from covet.testing import IncompleteResponse, TestClient
 
 StartResponse = Callable[..., Callable[[bytes], None]]
@@ -356,6 +356,24 @@ def test_protocol_errors_answer_500(case: str, caplog: pytest.LogCaptureFixture)
         r = c.get("/")
     assert r.status_code == 500
     assert any(rec.name == "covet.error" for rec in caplog.records)
+
+
+def test_response_fields_are_the_same_when_seen_again_and_bad_ones_still_refused() -> None:
+    """Fields an app sends on every response are encoded once and remembered; the
+    answer is the same the second time, Content-Length is kept apart in any spelling,
+    and a bad field is refused whatever was remembered before it."""
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "13"), ("X-A", "1")]
+    first = _response_fields(headers)
+    assert first == ([("content-type", b"text/plain; charset=utf-8"), ("x-a", b"1")], b"13")
+    assert _response_fields(list(headers)) == first
+    assert _response_fields([("CONTENT-LENGTH", "7"), ("content-length", "8")]) == ([], b"8")
+    assert _response_fields([("Content-Length", "x1")]) == ([], None)  # not digits: dropped, not kept
+    for bad in ([("X-A", "1\r\nX-B: 2")], [("X A", "1")], [("X-A", "é\u0100")]):
+        with pytest.raises(ValueError):
+            _response_fields(bad)
+    for wrong in ([("X-A", b"1")], [["X-A", "1"]], [("X-A", "1", "2")]):
+        with pytest.raises(TypeError):
+            _response_fields(wrong)  # type: ignore[arg-type]
 
 
 def test_status_without_reason_is_taken() -> None:
