@@ -378,11 +378,12 @@ bench-hosting: build
 
 # The worker's speed (issue 25): CovetPy with one worker against uvicorn (Starlette and a
 # raw ASGI app) and Granian RSGI, one worker each, on /plaintext, /json, /json-sync (a
-# `def` handler) and /1m: bench/run.py restricted to those (the same method, 3
+# `def` handler), /json-inline (a `def` handler with sync_to_thread=False; CovetPy only)
+# and /1m: bench/run.py restricted to those (the same method, 3
 # interleaved rounds; about 9 minutes); rewrites bench/RESULTS-worker.md. make bench
 # runs them all, among the rest.
 bench-worker: build
-	BENCH_SERVERS=covet-1-netpoll,uvicorn-starlette-1,uvicorn-asgi-1,granian-rsgi-1 BENCH_WORKLOADS=plaintext,json,json-sync,1m \
+	BENCH_SERVERS=covet-1-netpoll,uvicorn-starlette-1,uvicorn-asgi-1,granian-rsgi-1 BENCH_WORKLOADS=plaintext,json,json-sync,json-inline,1m \
 	  BENCH_RESULTS=bench/RESULTS-worker.md python3 bench/run.py
 
 # gRPC (issue 26): the gateway with one Python worker against grpcio's asyncio server,

@@ -147,6 +147,9 @@ WORKLOADS = [
     Workload("json-sync", "GET", "/json-sync", "application/json", _json_is({"message": "Hello, World!"}),
              'GET /json-sync -> {"message":"Hello, World!"} from a sync (`def`) handler; only servers with sync '
              "endpoints (CovetPy, Starlette) serve it"),
+    Workload("json-inline", "GET", "/json-inline", "application/json", _json_is({"message": "Hello, World!"}),
+             'GET /json-inline -> {"message":"Hello, World!"} from a `def` handler declared `sync_to_thread=False` '
+             "(run on the event loop); only CovetPy serves it"),
     Workload("users", "GET", "/users/42", "application/json", _json_is({"id": 42}),
              'GET /users/{id} (path parameter, id=42) -> {"id":42}'),
     Workload("10k", "GET", "/10k", "application/octet-stream", lambda b: b == b"x" * 10240,
@@ -161,7 +164,9 @@ WORKLOADS = [
 WORKLOAD_BY_NAME = {w.name: w for w in WORKLOADS}
 #: The workloads served by a sync handler: only the servers whose framework has sync
 #: endpoints (CovetPy's `def` handlers, Starlette's sync endpoints) list them.
-SYNC_WORKLOADS = ("json-sync",)
+SYNC_WORKLOADS = ("json-sync", "json-inline")
+#: The workloads only CovetPy serves (an option of its own).
+COVET_ONLY_WORKLOADS = ("json-inline",)
 QUICK_WORKLOADS = ["plaintext", "json", "users", "echo", "sleep"]
 
 
@@ -354,7 +359,7 @@ def all_servers() -> list[Server]:
     for n in (1, 2):
         servers.append(Server(f"uvicorn-starlette-{n}", f"uvicorn + Starlette, {n} worker{'s' * (n > 1)}",
                               uvicorn_argv("starlette_app", n), needs=need_module("starlette"),
-                              workloads=tuple(w.name for w in WORKLOADS)))
+                              workloads=tuple(w.name for w in WORKLOADS if w.name not in COVET_ONLY_WORKLOADS)))
     for n in (1, 2):
         servers.append(Server(f"uvicorn-asgi-{n}", f"uvicorn raw ASGI, {n} worker{'s' * (n > 1)}",
                               uvicorn_argv("asgi_app", n), needs=need_module("uvicorn")))
@@ -1231,6 +1236,7 @@ RATIOS = [
     ("CovetPy 1 worker / Granian ASGI 1 worker, /plaintext req/s", "covet-1", "granian-asgi-1", "plaintext", "rps_median"),
     ("CovetPy 1 worker / Granian ASGI 1 worker, /json req/s", "covet-1", "granian-asgi-1", "json", "rps_median"),
     ("CovetPy 1 worker, sync (`def`) handler / async handler, /json-sync vs /json req/s", "covet-1", "covet-1", ("json-sync", "json"), "rps_median"),
+    ("CovetPy 1 worker, `def` handler on the loop (sync_to_thread=False) / async handler, /json-inline vs /json req/s", "covet-1", "covet-1", ("json-inline", "json"), "rps_median"),
     ("CovetPy 1 worker / uvicorn+Starlette 1 worker, sync endpoints, /json-sync req/s", "covet-1", "uvicorn-starlette-1", "json-sync", "rps_median"),
     ("CovetPy 2 workers / Go net/http, /json req/s", "covet-2", "go-nethttp", "json", "rps_median"),
     (f"CovetPy 1 worker / uvicorn+Starlette 1 worker, p99 at {CONNS} connections, /plaintext", "covet-1", "uvicorn-starlette-1", "plaintext", "p99_us"),

@@ -74,3 +74,9 @@ async def ws_echo(ws: WebSocket):
 def json_sync(req: Request):
     """/json from a sync handler: run on the worker's handler thread (covet/_sync.py)."""
     return JSON_MESSAGE
+
+
+@app.get("/json-inline", sync_to_thread=False)
+def json_inline(req: Request):
+    """/json from a sync handler declared non-blocking: run on the event loop."""
+    return JSON_MESSAGE

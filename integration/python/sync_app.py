@@ -87,3 +87,16 @@ def lane_background(req: Request) -> Response:
 @app.get("/lane/background-ran")
 async def lane_background_ran(req: Request) -> dict[str, bool]:
     return {"ran": background_ran.is_set()}
+
+
+# sync_to_thread=False: a `def` handler run on the event loop (the worker's main thread).
+
+
+@app.get("/inline/{i:int}", sync_to_thread=False)
+def inline(req: Request, i: int) -> dict[str, object]:
+    return {"i": i, "thread": threading.current_thread().name}
+
+
+@app.get("/inline-teapot", sync_to_thread=False)
+def inline_teapot(req: Request) -> str:
+    raise HTTPException(418, "short and stout")

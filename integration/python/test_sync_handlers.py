@@ -93,3 +93,11 @@ def test_the_sync_lane_answers_as_the_task_path_does(gw: Gateway) -> None:
     while not json.loads(fetch(gw, "GET", "/lane/background-ran")[2])["ran"]:
         assert time.monotonic() < deadline, "the background task never ran"
         time.sleep(0.01)
+
+
+def test_a_def_handler_declared_sync_to_thread_false_runs_on_the_loop(gw: Gateway) -> None:
+    """sync_to_thread=False: the worker's main thread (its event loop) runs the handler,
+    with path parameters and HTTPException as for any route, whatever the spill setting."""
+    assert _get(gw, "/inline/7") == (200, {"i": 7, "thread": "MainThread"})
+    status, _, body = fetch(gw, "GET", "/inline-teapot")
+    assert status == 418 and b"short and stout" in body

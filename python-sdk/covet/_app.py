@@ -32,6 +32,22 @@ __all__ = ["Covet"]
 #: for these (call() awaits what a sync callable returns when it is awaitable).
 _NOT_AWAITABLE = (dict, list, str, bytes, Response)
 
+
+def _on_loop(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """A ``def`` handler as a coroutine function that calls it on the event loop
+    (``sync_to_thread=False``); its signature, annotations and docstring are the
+    handler's, so it is bound and documented as the handler is. An awaitable it returns
+    is awaited, as on the handler thread."""
+
+    @functools.wraps(fn)
+    async def on_loop(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        if not isinstance(result, _NOT_AWAITABLE) and inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return on_loop
+
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[], Any]
 ExceptionHandler = Callable[[Request, Exception], Any]
@@ -183,6 +199,12 @@ class Covet:
         ``""`` removing one; True: the gateway's set, even when its default is off);
         ``compress=False`` never compresses the route's responses. Bad values raise
         ValueError or TypeError here, naming the route.
+
+        A ``def`` handler runs on the worker's handler thread (docs/python-app.md, "Sync
+        handlers"); ``sync_to_thread=False`` runs it on the event loop instead, as an
+        ``async def`` one runs: cheaper, for a handler that never blocks (no I/O, no
+        sleep, no lock), since while it runs no other request of the worker moves. It has
+        no effect on an ``async def`` handler, nor on the sync dependencies of either.
         """
         if isinstance(methods, str):
             raise TypeError("methods must be a list of method names, not a str")
@@ -197,6 +219,9 @@ class Covet:
         opts: dict[str, Any] = dict(options)
         name = opts.pop("name", None)
         timeout_ms = timeout_to_ms(opts.pop("timeout", None))
+        sync_to_thread = opts.pop("sync_to_thread", True)
+        if not isinstance(sync_to_thread, bool):
+            raise TypeError(f"{where}: sync_to_thread must be True or False, got {sync_to_thread!r}")
         dependencies = opts.pop("dependencies", ())
         if isinstance(dependencies, (str, bytes)) or not isinstance(dependencies, Iterable):
             raise TypeError(f"{where}: dependencies must be a list of Depends(...)")
@@ -209,11 +234,12 @@ class Covet:
             self._check_open(f"route {path!r}")
             if not callable(endpoint):
                 raise TypeError(f"route {path!r} handler must be callable")
-            plan, binder = compile_handler(endpoint, pattern, docs, self, list(dependencies))
-            is_async = is_async_callable(endpoint)
+            handler = endpoint if sync_to_thread or is_async_callable(endpoint) else _on_loop(endpoint)
+            plan, binder = compile_handler(handler, pattern, docs, self, list(dependencies))
+            is_async = is_async_callable(handler)
             for method in wanted:
                 self.router.add(
-                    Route(method, pattern, endpoint, name, timeout_ms, is_async, pattern.kinds(), security=checked,
+                    Route(method, pattern, handler, name, timeout_ms, is_async, pattern.kinds(), security=checked,
                           plan=plan, binder=binder, docs=docs)  # fmt: skip
                 )
             return endpoint

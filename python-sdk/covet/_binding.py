@@ -138,6 +138,7 @@ class RouteOptions(SecurityOptions, total=False):
 
     name: str | None
     timeout: float | None
+    sync_to_thread: bool
     dependencies: Sequence[Any]
     status_code: int | None
     status: int | None

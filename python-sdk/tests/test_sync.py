@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from covet import Covet, Request
+from covet import Covet, Depends, Query, Request
 from covet import _sync
 from covet._sync import run_sync, shutdown, spill_seconds
 from covet.testing import TestClient
@@ -358,6 +358,55 @@ def test_sync_handlers_hooks_and_exception_handlers_run_on_the_handler_thread(ap
         thread = _sync._runners[loop].thread
         assert thread is not None and thread.is_alive()
     assert not thread.is_alive() and loop not in _sync._runners  # closing the client ended it
+
+
+def test_sync_to_thread_false_runs_a_def_handler_on_the_loop() -> None:
+    """sync_to_thread=False: the handler runs on the loop's thread (as an async one does),
+    bound and documented as any handler (path and query values, 422, its docstring), an
+    awaitable it returns awaited; the sync dependencies it has still go to the thread.
+    The default stays the handler thread, and the option does nothing to async handlers."""
+    app = Covet("inline-test")
+
+    def dep() -> str:
+        return thread_name()
+
+    @app.get("/inline/{n:int}", sync_to_thread=False)
+    def inline(n: int, q: int = Query(0), dep_thread: str = Depends(dep)) -> dict[str, Any]:
+        """Inline doc."""
+        return {"thread": thread_name(), "n": n, "q": q, "dep": dep_thread}
+
+    @app.get("/plain", sync_to_thread=False)
+    def plain(req: Request) -> dict[str, Any]:
+        return {"thread": thread_name()}
+
+    @app.get("/awaitable", sync_to_thread=False)
+    def awaitable(req: Request) -> Any:
+        async def later() -> dict[str, str]:
+            return {"thread": thread_name()}
+        return later()
+
+    @app.get("/async", sync_to_thread=False)
+    async def in_async(req: Request) -> dict[str, Any]:
+        return {"thread": thread_name()}
+
+    @app.get("/default")
+    def default(req: Request) -> dict[str, Any]:
+        return {"thread": thread_name()}
+
+    with TestClient(app) as client:
+        loop_thread = client.get("/async").json()["thread"]
+        assert loop_thread != HANDLER_THREAD
+        assert client.get("/inline/3?q=4").json() == {"thread": loop_thread, "n": 3, "q": 4, "dep": HANDLER_THREAD}
+        r = client.get("/inline/3?q=x")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "q"]
+        assert client.get("/plain").json() == {"thread": loop_thread}
+        assert client.get("/awaitable").json() == {"thread": loop_thread}
+        assert client.get("/default").json() == {"thread": HANDLER_THREAD}
+        doc = client.get("/openapi.json").json()["paths"]["/inline/{n}"]["get"]
+        assert doc["description"] == "Inline doc." and doc["operationId"] == "inline_inline__n__get"
+    assert inline(1, 2, "x") == {"thread": thread_name(), "n": 1, "q": 2, "dep": "x"}  # the decorator returned it as is
+    with pytest.raises(TypeError, match="sync_to_thread must be True or False"):
+        app.get("/bad", sync_to_thread="no")  # type: ignore[arg-type]
 
 
 def test_busy_while_the_thread_has_calls() -> None:
