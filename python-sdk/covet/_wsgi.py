@@ -57,8 +57,8 @@ __all__ = ["wsgi_app", "pool_size", "FileWrapper", "DEFAULT_THREADS", "ENV_THREA
 #: The environment variable giving the pool's size (covet run's --wsgi-threads).
 ENV_THREADS = "COVET_WSGI_THREADS"
 
-#: The WSGI thread pool's size (the threads beside the handler thread) when neither ``--wsgi-threads`` nor
-#: ``COVET_WSGI_THREADS`` says.
+#: The WSGI thread pool's size (the threads beside the app's handler thread) when
+#: neither ``--wsgi-threads`` nor ``COVET_WSGI_THREADS`` says.
 DEFAULT_THREADS = 16
 
 #: The largest pool a worker may have.
@@ -184,8 +184,8 @@ class _Host:
             error_log.warning("%d WSGI requests still running after %.0f s of shutdown", len(self.running), SHUTDOWN_GRACE)
 
     async def endpoint(self, req: Request, path: str) -> Response:
-        """The catch-all route's handler: run the app for ``req`` on the pool and return
-        its response (``path`` is the route's, unused: PATH_INFO is the whole path)."""
+        """The catch-all route's handler: run the app for ``req`` on its threads and
+        return its response (``path`` is the route's, unused: PATH_INFO is the whole path)."""
         lane = self.lane
         if lane is None:
             raise RuntimeError("the WSGI threads are not running: the app's startup has not run, or it has stopped")
@@ -210,7 +210,8 @@ class _Host:
 
 class _Call:
     """One request's run of the app. Everything but ``abandon`` and ``done`` runs on
-    the pool thread; ``pipe`` takes the response, then (streamed) its chunks."""
+    the app's thread (the handler thread, or a pool thread); ``answer`` takes a whole
+    response, ``pipe`` a streamed one and then its chunks."""
 
     __slots__ = ("answer", "app", "app_length", "committed", "counted", "fields", "head", "input", "pipe", "quiet",
                  "status")
