@@ -2,7 +2,9 @@
 with ``covet worker asgi_hosted_app:app --interface asgi``.
 
 Paths: ``/scope`` (the scope as JSON), ``/body`` (the request body's messages),
-``/stream?n=&delay=`` (n chunks, delay seconds apart), ``/hang?mark=`` (one chunk, then
+``/stream?n=&delay=`` (n chunks, delay seconds apart), ``/stream?n=&gate=`` (n chunks,
+chunk i > 0 made only once the file ``<gate>.<i>`` exists, or after 10 s with "(gate
+timed out)" in it), ``/hang?mark=`` (one chunk, then
 waits for http.disconnect and writes ``mark``), ``/file?name=`` (pathsend of a file in
 this folder), ``/state`` (the lifespan state), ``/boom`` (raises before start).
 """
@@ -42,12 +44,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 break
         await respond(send, 200, json.dumps(messages).encode(), b"application/json")
     elif path == "/stream":
-        n, delay = int(query.get("n", "3")), float(query.get("delay", "0"))
+        n, delay, gate = int(query.get("n", "3")), float(query.get("delay", "0")), query.get("gate")
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(n):
             if i and delay:
                 await asyncio.sleep(delay)
-            await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
+            body = b"chunk %d\n" % i
+            if i and gate and not await _opened(f"{gate}.{i}"):
+                body = b"chunk %d (gate timed out)\n" % i
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif path == "/hang":
         mark = Path(query["mark"])
@@ -66,6 +71,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise ValueError("boom")
     else:
         await respond(send, 404, b"not here\n", b"text/plain")
+
+
+async def _opened(path: str, timeout: float = 10.0) -> bool:
+    """Whether the file ``path`` came to exist within ``timeout`` seconds (polled)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not os.path.exists(path):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 async def respond(send: Any, status: int, body: bytes, ctype: bytes) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import time
 import uuid
@@ -274,6 +275,34 @@ async def stream_slow(req: Request) -> StreamingResponse:
         yield b"first\n"
         await asyncio.sleep(0.5)
         yield b"second\n"
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+#: How long /stream/gated waits for its gate file before sending a chunk anyway.
+GATE_WAIT_S = 10.0
+
+
+async def wait_for_file(path: str, timeout: float = GATE_WAIT_S) -> bool:
+    """Whether ``path`` came to exist within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+@app.get("/stream/gated")
+async def stream_gated(req: Request) -> StreamingResponse:
+    """Two chunks, the second made only once the file ``?gate=`` exists: a client that
+    creates the file after reading "first" proves the first chunk reached it while the
+    handler had not yet made the second ("second (gate timed out)" otherwise)."""
+    gate = req.query_params["gate"]
+
+    async def gen():
+        yield b"first\n"
+        yield b"second\n" if await wait_for_file(gate) else b"second (gate timed out)\n"
 
     return StreamingResponse(gen(), media_type="text/plain")
 

@@ -103,23 +103,25 @@ def test_empty_body_is_one_message(asgi_gw: Gateway) -> None:
     assert json.loads(fetch(asgi_gw, "GET", "/body")[2]) == [[0, False]]
 
 
-def test_streaming_response_arrives_incrementally(asgi_gw: Gateway) -> None:
-    conn = http.client.HTTPConnection(asgi_gw.host, asgi_gw.port, timeout=10)
+def test_streaming_response_arrives_incrementally(asgi_gw: Gateway, tmp_path: Path) -> None:
+    """By order, not by time: the app makes chunk i only once the client has read chunk
+    i - 1 and opened gate i (a gateway that held chunks back would leave the gates shut
+    until the app gave up on them, and the chunks would say so)."""
+    gate = tmp_path / "gate"
+    conn = http.client.HTTPConnection(asgi_gw.host, asgi_gw.port, timeout=30)
     try:
-        start = time.monotonic()
-        conn.request("GET", "/stream?n=4&delay=0.4")
+        conn.request("GET", f"/stream?n=4&gate={gate}")
         resp = conn.getresponse()
         assert resp.status == 200
         assert resp.getheader("transfer-encoding") == "chunked"
-        first = resp.readline()
-        first_at = time.monotonic() - start
-        rest = resp.read()
-        total = time.monotonic() - start
+        lines = []
+        for i in range(4):
+            lines.append(resp.readline())
+            Path(f"{gate}.{i + 1}").touch()
+        assert resp.read() == b""
     finally:
         conn.close()
-    assert first == b"chunk 0\n"
-    assert rest == b"chunk 1\nchunk 2\nchunk 3\n"
-    assert first_at < 0.8 < 1.1 < total, (first_at, total)
+    assert lines == [b"chunk 0\n", b"chunk 1\n", b"chunk 2\n", b"chunk 3\n"]
 
 
 def test_streaming_with_curl(asgi_gw: Gateway, curl: str) -> None:
