@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from gates import opened
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -50,7 +52,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if i and delay:
                 await asyncio.sleep(delay)
             body = b"chunk %d\n" % i
-            if i and gate and not await _opened(f"{gate}.{i}"):
+            if i and gate and not await opened(f"{gate}.{i}"):
                 body = b"chunk %d (gate timed out)\n" % i
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -71,17 +73,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise ValueError("boom")
     else:
         await respond(send, 404, b"not here\n", b"text/plain")
-
-
-async def _opened(path: str, timeout: float = 10.0) -> bool:
-    """Whether the file ``path`` came to exist within ``timeout`` seconds (polled)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not os.path.exists(path):
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def respond(send: Any, status: int, body: bytes, ctype: bytes) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import time
 import uuid
@@ -25,6 +24,8 @@ from covet import (
     StreamingResponse,
     UploadFile,
 )
+
+from gates import opened
 
 app = Covet("sdkapp")
 
@@ -279,20 +280,6 @@ async def stream_slow(req: Request) -> StreamingResponse:
     return StreamingResponse(gen(), media_type="text/plain")
 
 
-#: How long /stream/gated waits for its gate file before sending a chunk anyway.
-GATE_WAIT_S = 10.0
-
-
-async def wait_for_file(path: str, timeout: float = GATE_WAIT_S) -> bool:
-    """Whether ``path`` came to exist within ``timeout`` seconds (polled)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
 @app.get("/stream/gated")
 async def stream_gated(req: Request) -> StreamingResponse:
     """Two chunks, the second made only once the file ``?gate=`` exists: a client that
@@ -302,7 +289,7 @@ async def stream_gated(req: Request) -> StreamingResponse:
 
     async def gen():
         yield b"first\n"
-        yield b"second\n" if await wait_for_file(gate) else b"second (gate timed out)\n"
+        yield b"second\n" if await opened(gate) else b"second (gate timed out)\n"
 
     return StreamingResponse(gen(), media_type="text/plain")
 
