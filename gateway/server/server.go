@@ -286,8 +286,11 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	return true
 }
 
-// numConns is the number of connections not yet closed.
+// numConns is the number of connections not yet closed. It may be asked
+// before Serve has run init (a test that dials at once): init's Once orders
+// the making of the maps before the read.
 func (s *Server) numConns() int {
+	_ = s.init() // a failed init leaves no connections to count
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns) + int(s.pending.Load())
