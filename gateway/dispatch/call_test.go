@@ -11,7 +11,10 @@ import (
 // TestCallTimerRearm: armTimer leaves a pending timer that fires no later than
 // the new deadline, and re-arms one that is stopped, already due or later.
 func TestCallTimerRearm(t *testing.T) {
-	c := getCall(1)
+	// A fresh call, not a pooled one: a call the pool hands back may carry a
+	// timer still pending from an earlier test, which armTimer rightly keeps.
+	c := callPool.New().(*call)
+	c.id = 1
 	defer putCall(c)
 	now := time.Now()
 	c.armTimer(now, now.Add(time.Hour))
