@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -22,6 +21,11 @@ _lines_read: dict[str, int] = {}
 _released = threading.Event()
 #: Whether /endless's iterable has been closed, and how many chunks it made.
 _endless = {"closed": False, "chunks": 0}
+#: /slow requests in the app now; set by /fast, which they wait for.
+_slow = {"inside": 0}
+_fast_seen = threading.Event()
+#: How long /slow waits for /fast before answering without it.
+SLOW_WAIT_S = 10.0
 
 
 def _text(start_response: StartResponse, body: str, status: str = "200 OK") -> list[bytes]:
@@ -72,7 +76,8 @@ def _environ(environ: dict[str, Any], start_response: StartResponse) -> list[byt
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    """Routes: /ready, /upload?ID, /progress?ID, /stream, /release, /file, /slow, /fast,
+    """Routes: /ready, /upload?ID, /progress?ID, /stream, /release, /file, /slow (blocks
+    until /fast has been served), /slow-inside (how many /slow are blocked), /fast,
     /endless, /endless-state, /environ/..., /boom; anything else 404."""
     path = environ["PATH_INFO"]
     if path == "/ready":
@@ -92,9 +97,19 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         f = open(os.path.join(os.environ["WSGI_TEST_DIR"], "page.txt"), "rb")  # noqa: SIM115 - closed by the wrapper
         return environ["wsgi.file_wrapper"](f, 8192)  # type: ignore[no-any-return]
     if path == "/slow":
-        time.sleep(1.0)
-        return _text(start_response, "slow")
+        with _lock:
+            _slow["inside"] += 1
+        try:
+            served = _fast_seen.wait(SLOW_WAIT_S)
+        finally:
+            with _lock:
+                _slow["inside"] -= 1
+        return _text(start_response, "slow" if served else "slow, and no /fast was served meanwhile")
+    if path == "/slow-inside":
+        with _lock:
+            return _text(start_response, str(_slow["inside"]))
     if path == "/fast":
+        _fast_seen.set()
         return _text(start_response, "fast")
     if path == "/endless":
         _endless["closed"] = False
