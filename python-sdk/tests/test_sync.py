@@ -26,8 +26,11 @@ var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset"
 
 
 @pytest.fixture(autouse=True)
-def no_spill_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(_sync.ENV_SPILL_MS, raising=False)
+def no_spill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threshold of a minute unless a test sets its own: the threshold counts any wait
+    for the thread, so on a loaded machine the default 5 ms could spill calls a test
+    expects on the thread. The tests of the spill itself set theirs."""
+    monkeypatch.setenv(_sync.ENV_SPILL_MS, "60000")
 
 
 def run(coro_fn: Callable[[], Any], spill_ms: str | None = None, monkeypatch: pytest.MonkeyPatch | None = None) -> Any:
@@ -263,7 +266,9 @@ def test_calls_behind_a_blocked_one_go_to_the_pool(monkeypatch: pytest.MonkeyPat
         # The thread is free again: the next call runs on it.
         assert await asyncio.wait_for(run_sync(thread_name), WAIT) == HANDLER_THREAD
 
-    run(main, "1", monkeypatch)
+    # 200 ms, not less: the threshold counts any wait for the thread, so on a loaded
+    # machine a smaller one could spill the calls this test expects on the thread.
+    run(main, "200", monkeypatch)
 
 
 def test_a_blocked_call_can_be_released_by_a_later_sync_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +280,7 @@ def test_a_blocked_call_can_be_released_by_a_later_sync_call(monkeypatch: pytest
         await asyncio.sleep(0)  # its own batch
         return list(await asyncio.wait_for(asyncio.gather(waiting, run_sync(event.set)), 2 * WAIT))
 
-    assert run(main) == [True, None]  # the default threshold
+    assert run(main, "5", monkeypatch) == [True, None]  # the default threshold
 
 
 def test_spill_zero_sends_every_call_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -436,7 +441,7 @@ def test_busy_while_the_thread_has_calls() -> None:
     run(main)
 
 
-def test_a_lane_has_its_own_thread_and_pool_and_counts_as_busy() -> None:
+def test_a_lane_has_its_own_thread_and_pool_and_counts_as_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     """open_lane: calls run on a thread of the lane's name, a call that waits behind a
     blocked one spills to the lane's pool (not the loop's default executor), busy()
     counts the lane, and close_lane ends its thread."""
@@ -458,7 +463,7 @@ def test_a_lane_has_its_own_thread_and_pool_and_counts_as_busy() -> None:
                 first = lane.submit(blocking)
                 assert _sync.busy(loop)
                 await loop.run_in_executor(None, started.wait, WAIT)
-                second = lane.submit(name)  # the thread is held: spilled after the threshold
+                second = lane.submit(name)  # the thread is held: spilled after the threshold (5 ms)
                 assert await asyncio.wait_for(second, WAIT) == "lane-pool_0"
                 release.set()
                 assert await asyncio.wait_for(first, WAIT) == "lane-thread"
@@ -475,4 +480,4 @@ def test_a_lane_has_its_own_thread_and_pool_and_counts_as_busy() -> None:
             thread.join(WAIT)
             assert not thread.is_alive() and loop not in _sync._lanes
 
-    run(main)
+    run(main, "5", monkeypatch)
