@@ -147,6 +147,14 @@ type FileWriter interface {
 	WriteFile(status int, headers []workerproto.Header, path string) error
 }
 
+// StaticFielder is a front end's Backend's optional side (*guard.Chain
+// implements it, and the gRPC Layer passes it on): the response fields it
+// adds to a file the front end serves from disk itself, for a static route or
+// mount (CORS fields, security headers), appended to hs.
+type StaticFielder interface {
+	StaticFields(rt *Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header
+}
+
 // TrailerWriter is implemented by a ResponseWriter that can send trailer
 // fields after the body (HTTP/2, HTTP/3, and gRPC-Web's translation). A
 // worker's RESP_TRAILERS (PROTOCOL.md 3.10) reach the client only through

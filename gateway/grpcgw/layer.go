@@ -96,14 +96,11 @@ func (l *Layer) ServeWebSocket(ctx context.Context, rt *dispatch.Route, req *dis
 	return l.next.ServeWebSocket(ctx, rt, req, peer)
 }
 
-// StaticFields passes on next's fields for a file the front end serves from
-// disk itself (the chain's CORS fields and security headers; the server's
-// optional staticFielder side of a Backend): hs unchanged when next adds
+// StaticFields implements dispatch.StaticFielder by passing on next's fields
+// (the chain's CORS fields and security headers): hs unchanged when next adds
 // none.
 func (l *Layer) StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header {
-	if sf, ok := l.next.(interface {
-		StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header
-	}); ok {
+	if sf, ok := l.next.(dispatch.StaticFielder); ok {
 		return sf.StaticFields(rt, origin, https, hs)
 	}
 	return hs

@@ -388,16 +388,7 @@ func TestGRPCStreaming(t *testing.T) {
 					t.Fatalf("ping %d answered %q", i, got)
 				}
 			}
-			if err := st.CloseSend(); err != nil {
-				t.Fatal(err)
-			}
-			var got []byte
-			if err := st.RecvMsg(&got); err != nil || string(got) != "n=5" {
-				t.Fatalf("after the client's end: %q %v", got, err)
-			}
-			if err := st.RecvMsg(&got); err != io.EOF {
-				t.Fatalf("end of the stream: %v", err)
-			}
+			closeAndExpectLast(t, st, "n=5")
 
 			// Client streaming: sent in one go, answered after the end.
 			st, err = cc.NewStream(ctxTimeout(t), streamDesc, "/test.S/Stream")
@@ -790,11 +781,18 @@ func TestGRPCStreamRests(t *testing.T) {
 			t.Fatalf("ping %d: %q %v", i, got, err)
 		}
 	}
+	closeAndExpectLast(t, st, "n=2")
+}
+
+// closeAndExpectLast ends the client's side of a ping-pong stream, then
+// expects the server's last message, want, and the end of the stream.
+func closeAndExpectLast(t *testing.T, st grpc.ClientStream, want string) {
+	t.Helper()
 	if err := st.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
 	var got []byte
-	if err := st.RecvMsg(&got); err != nil || string(got) != "n=2" {
+	if err := st.RecvMsg(&got); err != nil || string(got) != want {
 		t.Fatalf("after the client's end: %q %v", got, err)
 	}
 	if err := st.RecvMsg(&got); err != io.EOF {

@@ -514,17 +514,10 @@ func (s *Server) serveStaticHTTP(w *hWriter, r *http.Request, rt *dispatch.Route
 	return w.sendFile(r, f, 200, s.staticFields(rt, origin, r.TLS != nil))
 }
 
-// staticFielder is the Backend's optional side (*guard.Chain implements it):
-// the response fields it adds to a file the front end serves from disk
-// itself, for a static route or mount (CORS fields, security headers).
-type staticFielder interface {
-	StaticFields(rt *dispatch.Route, origin []byte, https bool, hs []workerproto.Header) []workerproto.Header
-}
-
 // staticFields returns the Backend's fields for a file of route rt, nil
 // when it adds none. origin is the request's Origin value, nil for none.
 func (s *Server) staticFields(rt *dispatch.Route, origin []byte, https bool) []workerproto.Header {
-	if sf, ok := s.Backend.(staticFielder); ok {
+	if sf, ok := s.Backend.(dispatch.StaticFielder); ok {
 		return sf.StaticFields(rt, origin, https, nil)
 	}
 	return nil

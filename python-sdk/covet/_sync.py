@@ -154,6 +154,7 @@ class _Runner:
         return fut
 
     def busy(self) -> bool:
+        """Whether calls are queued for this thread or running on it."""
         return bool(self.outstanding or self.pending)
 
     def flush(self) -> None:
@@ -320,16 +321,21 @@ _runners: dict[asyncio.AbstractEventLoop, _Runner] = {}
 _runners_lock = threading.Lock()
 
 
+def _spill() -> float:
+    """The spill threshold from the environment; the default (with a warning) for a bad
+    value (the worker refuses one at start; TestClient and the like do not check)."""
+    try:
+        return spill_seconds()
+    except ValueError as e:
+        log.warning("%s; using %g ms", e, DEFAULT_SPILL_MS)
+        return DEFAULT_SPILL_MS / 1000
+
+
 def _runner(loop: asyncio.AbstractEventLoop) -> _Runner:
     with _runners_lock:
         runner = _runners.get(loop)
         if runner is None:
-            try:
-                spill = spill_seconds()
-            except ValueError as e:
-                log.warning("%s; using %g ms", e, DEFAULT_SPILL_MS)
-                spill = DEFAULT_SPILL_MS / 1000
-            runner = _runners[loop] = _Runner(loop, spill)
+            runner = _runners[loop] = _Runner(loop, _spill())
         return runner
 
 
@@ -362,12 +368,7 @@ def open_lane(name: str, pool: concurrent.futures.Executor) -> Lane:
     spilling to ``pool``, with the spill threshold run_sync has (0: every call goes to
     ``pool``). Stop it with close_lane."""
     loop = _get_running_loop()
-    try:
-        spill = spill_seconds()
-    except ValueError as e:
-        log.warning("%s; using %g ms", e, DEFAULT_SPILL_MS)
-        spill = DEFAULT_SPILL_MS / 1000
-    lane = _Runner(loop, spill, name, pool)
+    lane = _Runner(loop, _spill(), name, pool)
     _lanes.setdefault(loop, []).append(lane)
     return lane
 

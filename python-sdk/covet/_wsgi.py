@@ -156,26 +156,26 @@ class _Host:
     def __init__(self, app: Callable[..., Any], threads: int) -> None:
         self.app = app
         self.threads = threads
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: The handler thread, its pool (lane.pool) beside it.
         self.lane: Lane | None = None
         self.running: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
-        """Startup: make the lane and the pool (their threads start as requests come)."""
-        if self.pool is None:
-            self.pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="covet-wsgi")
-            self.lane = open_lane("covet-wsgi", self.pool)
+        """Startup: make the lane and its pool (their threads start as requests come)."""
+        if self.lane is None:
+            pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="covet-wsgi")
+            self.lane = open_lane("covet-wsgi", pool)
 
     async def stop(self) -> None:
         """Shutdown: no more requests; wait up to SHUTDOWN_GRACE for those still running
         (a thread still in the app after that holds up the process's exit until the
         app returns)."""
-        pool, self.pool = self.pool, None
         lane, self.lane = self.lane, None
-        if pool is None or lane is None:
+        if lane is None:
             return
         close_lane(lane)
-        pool.shutdown(wait=False, cancel_futures=True)
+        assert lane.pool is not None  # start made one
+        lane.pool.shutdown(wait=False, cancel_futures=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE
         while self.running and loop.time() < deadline:
@@ -203,7 +203,7 @@ class _Host:
             response: Response = await call.pipe.get()
         except BaseException:
             call.abandon()
-            fut.cancel()  # not started yet: it never will
+            fut.cancel()  # if it has not started, it never will
             raise
         return response
 
@@ -453,18 +453,18 @@ class _Call:
         """The app raised: a 500 if the response has not begun (logged with the
         request id); else the streamed body breaks off with ``exc`` (the worker logs
         it)."""
-        try:
-            if self.committed and not self.quiet:
+        if self.committed and not self.quiet:
+            try:
                 self.pipe.put_last(_Failure(exc))
-                return
-            head = self.head
-            error_log.error("unhandled exception in WSGI app: %s %s (request_id=%s)",
-                            head.method, head.path, head.request_id,
-                            exc_info=exc, extra={"request_id": head.request_id})  # fmt: skip
-            self.committed = True
-            self.answer = PlainTextResponse("Internal Server Error", 500)
-        except PipeClosed:
-            pass
+            except PipeClosed:  # nobody takes the body any more
+                pass
+            return
+        head = self.head
+        error_log.error("unhandled exception in WSGI app: %s %s (request_id=%s)",
+                        head.method, head.path, head.request_id,
+                        exc_info=exc, extra={"request_id": head.request_id})  # fmt: skip
+        self.committed = True
+        self.answer = PlainTextResponse("Internal Server Error", 500)
 
 
 def _status_code(status: str) -> int:
@@ -486,8 +486,6 @@ def _status_code(status: str) -> int:
 _FIELDS: dict[tuple[str, str], tuple[str, bytes]] = {}
 _FIELDS_MAX: Final = 1024
 _FIELD_CACHED_MAX: Final = 128
-#: The spellings of Content-Length apps use (its value is checked apart: digits only).
-_LENGTH_NAMES: Final = frozenset({"Content-Length", "content-length"})
 
 
 def _response_fields(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, bytes]], bytes | None]:
@@ -504,9 +502,6 @@ def _response_fields(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, by
         field = _FIELDS.get(item)
         if field is not None:
             fields.append(field)
-            continue
-        if item[0] in _LENGTH_NAMES and item[1].isascii() and item[1].isdigit():
-            length = item[1].encode()
             continue
         name, value = encode_header(item[0], item[1])
         if name in _FRAMING:

@@ -179,9 +179,7 @@ class Pipe:
     def __init__(self, loop: asyncio.AbstractEventLoop, slots: int) -> None:
         self._loop = loop
         self._slots = slots
-        #: The room's count, made at the first put (most responses are handed over
-        #: whole, with put_last alone).
-        self._room: threading.Semaphore | None = None
+        self._room = threading.Semaphore(slots)
         self._items: collections.deque[Any] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         #: Set (on the loop) when nothing will take the pipe's items any more.
@@ -192,12 +190,7 @@ class Pipe:
     def put(self, item: Any) -> None:
         """Hand ``item`` to the loop, waiting for room first; PipeClosed when the
         consumer is gone."""
-        room = self._room
-        if room is None:
-            room = self._room = threading.Semaphore(self._slots)
-            if self.gone:  # abandoned before the room existed: nothing to wait for
-                room.release(self._slots + 1)
-        room.acquire()
+        self._room.acquire()
         self._hand(item, True)
 
     def put_last(self, item: Any) -> None:
@@ -240,9 +233,7 @@ class Pipe:
                 self._waiter = None
         item, counted = items.popleft()
         if counted:
-            room = self._room
-            assert room is not None  # a counted item was put after making it
-            room.release()
+            self._room.release()
         return item
 
     def abandon(self) -> None:
@@ -251,9 +242,7 @@ class Pipe:
         if not self.gone:
             self.gone = True
             self._items.clear()
-            room = self._room
-            if room is not None:
-                room.release(self._slots + 1)
+            self._room.release(self._slots + 1)
 
 
 # -- wsgi.errors ---------------------------------------------------------------------------
